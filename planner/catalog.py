@@ -1,0 +1,139 @@
+"""Hardware offers: the local devices and the cloud price catalog (a data file).
+
+An ``Offer`` is one way to buy compute: ``local/cpu-2`` (two threads of this machine, priced
+per vCPU-hour from the spec) or ``aws/g5.xlarge`` (a catalog row). Spot variants of catalog
+rows get the id suffix ``:spot``.
+
+>>> from planner.lab import LocalDevice
+>>> from planner.spec import HardwareSpec
+>>> offers = local_offers([LocalDevice("local/cpu-2", "cpu", 2, 2, 8.0)], HardwareSpec(allow=("local/cpu-2",)))
+>>> round(offers[0].price_usd_per_h, 4)
+0.085
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Sequence
+
+from planner.errors import SpecError
+
+if TYPE_CHECKING:
+    from planner.lab import LocalDevice
+    from planner.spec import HardwareSpec
+
+__all__ = ["Offer", "local_offers", "parse_catalog", "builtin_catalog_text", "CATALOG_COLUMNS",
+           "LOCAL_PRICE_SOURCE"]
+
+CATALOG_COLUMNS = (
+    "provider", "instance_type", "accelerator", "accelerator_count", "vcpus", "memory_gib",
+    "price_usd_per_h", "spot_price_usd_per_h", "peak_tflops_fp32", "peak_tflops_bf16",
+    "mem_bw_gbps", "spot_interruption_per_h", "source", "as_of",
+)
+
+LOCAL_PRICE_SOURCE = ("spec hardware.prices (default: AWS EC2 c6i.large on-demand, us-east-1, "
+                      "$0.085/h for 2 vCPU = $0.0425 per vCPU-hour, aws.amazon.com/ec2/pricing/on-demand, "
+                      "read 2026-11-28)")
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One hardware offer the planner may choose, with its price and capabilities."""
+
+    id: str
+    provider: str
+    kind: str  # "cpu" | "gpu"
+    price_usd_per_h: float
+    memory_gib: float
+    vcpus: int = 1
+    accelerator: str = ""
+    accelerator_count: int = 0
+    peak_tflops_fp32: float = 0.0
+    peak_tflops_bf16: float = 0.0
+    mem_bw_gbps: float = 0.0
+    interruption_per_h: float = 0.0
+    spot: bool = False
+    local: bool = False
+    threads: int = 0
+    device: str = "cpu"
+    source: str = ""
+    as_of: str = ""
+    storage_usd_per_gb_month: float = 0.0
+    egress_usd_per_gb: float = 0.0
+    switch_s: float = 0.0  # time to move a run onto this offer (provision, restore)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.price_usd_per_h) and self.price_usd_per_h >= 0):
+            raise ValueError(f"offer {self.id}: `price_usd_per_h >= 0` must hold, got {self.price_usd_per_h}")
+        if self.kind not in ("cpu", "gpu"):
+            raise ValueError(f"offer {self.id}: `kind` must be cpu or gpu, got {self.kind!r}")
+
+    @property
+    def price_usd_per_s(self) -> float:
+        return self.price_usd_per_h / 3600.0
+
+
+def local_offers(devices: Sequence["LocalDevice"], hw: "HardwareSpec") -> list[Offer]:
+    """Offers for the local devices, priced per vCPU-hour (CPU) or GPU-hour from the spec."""
+    if hw.local == "none":
+        return []
+    out = []
+    for d in devices:
+        if d.kind == "cpu":
+            price = d.vcpus * hw.cpu_vcpu_usd_per_h
+        else:
+            price = hw.gpu_usd_per_h
+        out.append(Offer(id=d.id, provider="local", kind=d.kind, price_usd_per_h=price,
+                         memory_gib=d.memory_gib, vcpus=d.vcpus, accelerator=d.accelerator,
+                         accelerator_count=1 if d.kind == "gpu" else 0, local=True,
+                         threads=d.threads, device="cpu" if d.kind == "cpu" else d.id.split("/", 1)[1],
+                         source=LOCAL_PRICE_SOURCE, as_of="2026-11-28"))
+    return out
+
+
+def builtin_catalog_text() -> str:
+    """The shipped catalog CSV (``planner/data/catalog.csv``)."""
+    return resources.files("planner").joinpath("data/catalog.csv").read_text(encoding="utf-8")
+
+
+def parse_catalog(text: str, where: str = "catalog.csv") -> list[Offer]:
+    """Parse a catalog CSV; every row becomes an on-demand offer, plus a spot one when priced."""
+    reader = csv.DictReader(io.StringIO(text))
+    missing = [c for c in CATALOG_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise SpecError(where, "header", "must name every catalog column", missing,
+                        f"add the columns {', '.join(missing)}")
+    offers: list[Offer] = []
+    for line, row in enumerate(reader, start=2):
+        def num(col: str, row: dict[str, str] = row, line: int = line) -> float:
+            try:
+                value = float(row[col]) if row[col] not in ("", None) else 0.0
+            except ValueError:
+                raise SpecError(where, f"line {line}.{col}", "must be a number", row[col],
+                                "write a plain number") from None
+            if not math.isfinite(value) or value < 0:
+                raise SpecError(where, f"line {line}.{col}", "must be a finite number >= 0", row[col],
+                                "write a non-negative number")
+            return value
+
+        count = int(num("accelerator_count"))
+        kind = "gpu" if count > 0 else "cpu"
+        mem = num("memory_gib")
+        base = dict(provider=row["provider"], kind=kind, memory_gib=mem, vcpus=int(num("vcpus")),
+                    accelerator=row["accelerator"], accelerator_count=count,
+                    peak_tflops_fp32=num("peak_tflops_fp32"), peak_tflops_bf16=num("peak_tflops_bf16"),
+                    mem_bw_gbps=num("mem_bw_gbps"), source=row["source"], as_of=row["as_of"],
+                    storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
+                    egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
+                    switch_s=float(row.get("switch_s") or 0.0))
+        oid = f"{row['provider']}/{row['instance_type']}"
+        offers.append(Offer(id=oid, price_usd_per_h=num("price_usd_per_h"), **base))
+        spot = num("spot_price_usd_per_h")
+        if spot > 0:
+            offers.append(Offer(id=f"{oid}:spot", price_usd_per_h=spot, spot=True,
+                                interruption_per_h=num("spot_interruption_per_h"), **base))
+    return offers

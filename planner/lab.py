@@ -1,0 +1,55 @@
+"""The Lab protocol: how the planner asks for measurements.
+
+``runtime.lab.TorchLab`` measures for real on local devices; tests use a synthetic Lab with
+closed-form curves, which makes the planner a pure function a test can check by brute force.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from planner.profile import ConvergenceRun, NoiseSample, StepProfile
+from planner.space import Config
+
+__all__ = ["Lab", "LocalDevice"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalDevice:
+    """A device present on this machine: ``local/cpu-1``, ``local/cpu-2``, ``local/cuda:0``."""
+
+    id: str
+    kind: str  # "cpu" | "gpu"
+    threads: int
+    vcpus: int
+    memory_gib: float
+    accelerator: str = ""
+    bf16: bool = True
+
+
+class Lab(Protocol):
+    """Measures configs on devices. Each call returns what it saw; the caller fits models."""
+
+    def devices(self) -> Sequence[LocalDevice]:
+        """The local devices this lab can measure on."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Identifies the machine and the code doing the measuring (profile cache key)."""
+        ...
+
+    def measure_steps(self, config: Config, device: str, precision: str,
+                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+        """Time ``steps`` training steps at each batch size; peak memory; evaluation time."""
+        ...
+
+    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
+                            max_samples: int, eval_every: int) -> ConvergenceRun:
+        """Train at ``batch_size`` until the top level or ``max_samples``; when each level is reached."""
+        ...
+
+    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
+                      big: int) -> Sequence[NoiseSample]:
+        """Gradient noise scale (two-batch estimator) at points of training progress."""
+        ...

@@ -1,0 +1,113 @@
+"""Throughput and convergence models, fitted from profile samples (DESIGN §4).
+
+Step time: ``t(b) = alpha + beta * b``, fitted by least squares on log step times (so a 1 ms
+step counts as much as a 100 ms one); throughput ``X = b / t(b)`` samples per second.
+
+Convergence (McCandlish et al. 2018): samples to reach an accuracy level at global batch B,
+``E(B) = E_min (1 + B / B_noise)``, fitted by weighted non-negative least squares on
+``E = E_min + (E_min / B_noise) B`` to the samples measured at three or more batch sizes.
+
+>>> m = fit_step_time([(16, 0.0012), (64, 0.0018), (256, 0.0042)])
+>>> round(m.predict(128) * 1000, 2)
+2.6
+>>> c = fit_convergence([(16, 51600), (64, 56400), (256, 75600)])
+>>> round(c.e_min), round(c.b_noise)
+(50000, 500)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.optimize import least_squares, nnls
+
+__all__ = ["StepTimeModel", "ConvergenceFit", "fit_step_time", "fit_convergence", "B_NOISE_CAP"]
+
+#: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
+B_NOISE_CAP = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class StepTimeModel:
+    """``t(b) = alpha + beta * b`` seconds per step, valid on [b_min, b_max]."""
+
+    alpha: float
+    beta: float
+    b_min: int
+    b_max: int
+
+    def predict(self, batch_size: float) -> float:
+        return self.alpha + self.beta * batch_size
+
+    def throughput(self, batch_size: float) -> float:
+        return batch_size / self.predict(batch_size)
+
+    def extrapolated(self, batch_size: float) -> bool:
+        return not self.b_min <= batch_size <= self.b_max
+
+
+def fit_step_time(points: Sequence[tuple[int, float]]) -> StepTimeModel:
+    """Fit ``alpha, beta >= 0`` to (batch size, step seconds) pairs in log space."""
+    if not points:
+        raise ValueError("fit_step_time needs at least one (batch_size, step_s) point")
+    b = np.array([p[0] for p in points], dtype=float)
+    t = np.array([p[1] for p in points], dtype=float)
+    if np.any(t <= 0) or np.any(b <= 0):
+        raise ValueError(f"step times and batch sizes must be > 0, but got {points}")
+    if len(points) == 1:
+        return StepTimeModel(float(t[0]) * 0.5, float(t[0]) * 0.5 / float(b[0]), int(b[0]), int(b[0]))
+    slope, intercept = np.polyfit(b, t, 1)
+    x0 = np.array([max(intercept, 1e-3 * t.min()), max(slope, 1e-9 * t.max())])
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return np.log(p[0] + p[1] * b) - np.log(t)
+
+    scale = np.array([t.max(), t.max() / b.max()])
+    res = least_squares(residual, x0, bounds=([1e-12, 0.0], [np.inf, np.inf]), x_scale=scale)
+    alpha, beta = (float(v) for v in res.x)
+    return StepTimeModel(alpha, beta, int(b.min()), int(b.max()))
+
+
+@dataclass(frozen=True, slots=True)
+class ConvergenceFit:
+    """``E(B) = e_min (1 + B / b_noise)`` samples to reach a level, from measured points."""
+
+    e_min: float
+    b_noise: float
+    points: tuple[tuple[int, int], ...] = ()
+    max_batch: int = 0  # the largest measured batch size that reached the level
+
+    def samples(self, batch_size: float) -> float:
+        return self.e_min * (1.0 + batch_size / self.b_noise)
+
+
+def fit_convergence(points: Sequence[tuple[int, int]]) -> ConvergenceFit:
+    """Fit ``E_min > 0`` and ``B_noise`` to (batch size, samples to reach the level) pairs.
+
+    Each point is weighted by 1 / E so that the fit is in relative terms. A fitted slope of
+    zero (no penalty for larger batches in the measured range) gives ``B_NOISE_CAP``.
+    """
+    if len(points) < 2:
+        raise ValueError(f"fit_convergence needs at least 2 points, but got {len(points)}")
+    b = np.array([p[0] for p in points], dtype=float)
+    e = np.array([p[1] for p in points], dtype=float)
+    if np.any(e <= 0):
+        raise ValueError(f"samples to reach a level must be > 0, but got {points}")
+    w = 1.0 / e
+    A = np.stack([np.ones_like(b), b], axis=1) * w[:, None]
+    (p, q), _ = nnls(A, e * w)
+    if p <= 0:  # all of E is explained by the slope: keep a tiny positive E_min
+        p = float(e.min()) * 1e-3
+        q = float(np.sum(w * w * b * (e - p)) / np.sum(w * w * b * b))
+    b_noise = B_NOISE_CAP if q <= p / B_NOISE_CAP else p / q
+    pts = tuple(sorted((int(x), int(y)) for x, y in points))
+    return ConvergenceFit(float(p), float(min(b_noise, B_NOISE_CAP)), pts, int(b.max()))
+
+
+def relative_error(predicted: float, realized: float) -> float:
+    if realized == 0:
+        return math.inf if predicted else 0.0
+    return (predicted - realized) / realized

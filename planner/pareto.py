@@ -1,0 +1,105 @@
+"""Dominance, non-dominated filtering, hypervolume and the knee of a Pareto set.
+
+Objectives are (cost, wall time, accuracy): cost and time are minimized, accuracy is
+maximized. Internally points are turned into all-minimized vectors (cost, time, -accuracy).
+
+>>> pts = [(1.0, 5.0, 0.8), (2.0, 3.0, 0.8), (2.0, 6.0, 0.8), (3.0, 3.0, 0.9)]
+>>> non_dominated(pts)
+[0, 1, 3]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["dominates", "non_dominated", "hypervolume", "knee_index", "Point"]
+
+Point = tuple[float, float, float]  # (cost_usd, wall_s, accuracy)
+
+#: Two values closer than this (relative) count as equal when comparing points.
+REL_TOL = 1e-7
+
+
+def _key(p: Point) -> tuple[float, float, float]:
+    return (p[0], p[1], -p[2])
+
+
+def _le(a: float, b: float) -> bool:
+    return a <= b + REL_TOL * max(1.0, abs(a), abs(b))
+
+
+def _lt(a: float, b: float) -> bool:
+    return a < b - REL_TOL * max(1.0, abs(a), abs(b))
+
+
+def dominates(a: Point, b: Point) -> bool:
+    """``a`` is no worse than ``b`` in every objective and strictly better in one."""
+    ka, kb = _key(a), _key(b)
+    return all(_le(x, y) for x, y in zip(ka, kb)) and any(_lt(x, y) for x, y in zip(ka, kb))
+
+
+def same(a: Point, b: Point) -> bool:
+    return all(_le(x, y) and _le(y, x) for x, y in zip(_key(a), _key(b)))
+
+
+def non_dominated(points: Sequence[Point]) -> list[int]:
+    """Indices of the points no other point dominates; of equal points, the first is kept."""
+    keep: list[int] = []
+    for i, p in enumerate(points):
+        if any(dominates(q, p) for j, q in enumerate(points) if j != i):
+            continue
+        if any(same(points[j], p) for j in keep):
+            continue
+        keep.append(i)
+    return keep
+
+
+def hypervolume(points: Sequence[Point], reference: Point) -> float:
+    """Exact hypervolume dominated by ``points`` up to ``reference`` (all objectives minimized
+    after negating accuracy), by slicing along the cost axis."""
+    ref = np.array(_key(reference), dtype=float)
+    P = np.array([_key(p) for p in points], dtype=float).reshape(-1, 3)
+    P = P[np.all(P < ref, axis=1)]
+    if len(P) == 0:
+        return 0.0
+    xs = np.unique(np.concatenate([P[:, 0], [ref[0]]]))
+    total = 0.0
+    for x0, x1 in zip(xs[:-1], xs[1:]):
+        active = P[P[:, 0] <= x0][:, 1:]
+        total += (x1 - x0) * _area_2d(active, ref[1:])
+    return float(total)
+
+
+def _area_2d(P: np.ndarray, ref: np.ndarray) -> float:
+    """Area dominated by 2-D points (both minimized) up to ``ref``."""
+    if len(P) == 0:
+        return 0.0
+    xs = np.unique(np.concatenate([P[:, 0], [ref[0]]]))
+    area = 0.0
+    for a, b in zip(xs[:-1], xs[1:]):
+        ymin = P[P[:, 0] <= a][:, 1].min()
+        area += (b - a) * max(ref[1] - ymin, 0.0)
+    return float(area)
+
+
+def knee_index(points: Sequence[Point]) -> int:
+    """The point closest (Euclidean) to the ideal point after scaling each objective to [0, 1].
+
+    Objectives with no spread are ignored. Ties go to the cheaper, then faster point.
+    """
+    if not points:
+        raise ValueError("knee_index needs at least one point")
+    K = np.array([_key(p) for p in points], dtype=float)
+    lo, hi = K.min(axis=0), K.max(axis=0)
+    span = np.where(hi - lo > 0, hi - lo, 1.0)
+    N = (K - lo) / span
+    d = np.sqrt((N ** 2).sum(axis=1))
+    order = sorted(range(len(points)), key=lambda i: (round(float(d[i]), 12), K[i, 0], K[i, 1], K[i, 2]))
+    return order[0]
+
+
+def finite(p: Point) -> bool:
+    return all(math.isfinite(v) for v in p)

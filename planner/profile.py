@@ -1,0 +1,217 @@
+"""What to measure, and the profile file that holds the measurements.
+
+A profile holds, per (hardware, config, precision), timed training steps at several batch
+sizes; per (config, batch size), a convergence run (samples until each accuracy level);
+and gradient-noise samples at points of training progress. Measurement goes through a
+``Lab``. The file is JSON (``paretrain.profile/1``) and is reused while its key (spec
+content that matters, code version, device) is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from planner.errors import InputError
+
+if TYPE_CHECKING:
+    from planner.lab import Lab
+    from planner.space import Config
+    from planner.spec import Spec
+
+__all__ = [
+    "StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "Profile",
+    "profile_key", "build_profile", "profile_to_json", "profile_from_json", "merge_profiles",
+    "PROFILE_SCHEMA",
+]
+
+PROFILE_SCHEMA = "paretrain.profile/1"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StepSample:
+    batch_size: int
+    workers: int
+    step_s: float
+    samples_per_s: float
+    peak_mem_bytes: int
+
+    def __post_init__(self) -> None:
+        if not (self.step_s > 0 and self.batch_size >= 1 and self.workers >= 1):
+            raise ValueError(f"a step sample needs step_s > 0, batch_size >= 1, workers >= 1; got {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class StepProfile:
+    """Timed steps of one config on one hardware offer at one precision."""
+
+    hardware: str
+    config_id: str
+    precision: str
+    samples: tuple[StepSample, ...]
+    eval_s: float = 0.0
+    source: str = "measured"  # "measured" | "modeled"
+    measured_on: str = ""
+
+    def __post_init__(self) -> None:
+        if self.source not in ("measured", "modeled"):
+            raise ValueError(f"`source` must be measured or modeled, but got {self.source!r}")
+        object.__setattr__(self, "samples", tuple(sorted(self.samples, key=lambda s: (s.workers, s.batch_size))))
+
+
+@dataclass(frozen=True, slots=True)
+class ConvergenceRun:
+    """One training run at a fixed batch size: samples seen when each accuracy level was reached.
+
+    ``reached`` maps a level to the samples at the first evaluation at or above it (None when it
+    was never reached within the run). ``curve`` is the (samples, val_accuracy) trace.
+    """
+
+    config_id: str
+    batch_size: int
+    reached: tuple[tuple[float, int | None], ...]
+    best_accuracy: float
+    curve: tuple[tuple[int, float], ...] = ()
+    eval_every: int = 0
+    precision: str = "fp32"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseSample:
+    """Two-batch gradient-noise measurement at one point of training progress."""
+
+    config_id: str
+    progress_samples: int
+    accuracy: float
+    g2: float  # |G|^2 estimate
+    trace: float  # tr(Sigma) estimate
+    b_simple: float  # tr(Sigma) / |G|^2
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    key: str
+    device: str
+    steps: tuple[StepProfile, ...] = ()
+    convergence: tuple[ConvergenceRun, ...] = ()
+    noise: tuple[NoiseSample, ...] = ()
+    measured_at: str = ""
+    spend_usd: float = 0.0
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+    def step_profile(self, hardware: str, config_id: str, precision: str) -> StepProfile | None:
+        for s in self.steps:
+            if (s.hardware, s.config_id, s.precision) == (hardware, config_id, precision):
+                return s
+        return None
+
+    def runs_for(self, config_id: str) -> tuple[ConvergenceRun, ...]:
+        return tuple(r for r in self.convergence if r.config_id == config_id)
+
+    def noise_for(self, config_id: str) -> tuple[NoiseSample, ...]:
+        return tuple(sorted((n for n in self.noise if n.config_id == config_id),
+                            key=lambda n: n.progress_samples))
+
+
+def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"]) -> str:
+    """The cache key: the spec content profiling depends on, the configs, the code and device."""
+    relevant = {
+        "workload": spec.data.get("workload"),
+        "configs": [c.to_dict() for c in configs],
+        "levels": list(spec.target.levels),
+        "max_samples": spec.target.max_samples,
+        "allow": sorted(spec.hardware.allow),
+        "batch_sizes": list(spec.planner.batch_sizes),
+        "precisions": list(spec.planner.precisions),
+        "convergence_batch_sizes": list(spec.planner.convergence_batch_sizes),
+        "profile_steps": spec.planner.profile_steps,
+        "eval_every": spec.runtime.eval_every_samples,
+        "lab": lab_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
+                  progress: Progress | None = None, key: str = "", measured_at: str = "") -> Profile:
+    """Measure every local (hardware, config, precision) and the convergence of every config."""
+    local = [d for d in lab.devices() if d.id in spec.hardware.allow]
+    hints = spec.convergence or {}
+    tasks: list[tuple[str, Callable[[], Any]]] = []
+    for dev in local:
+        for cfg in configs:
+            for precision in spec.planner.precisions:
+                if precision == "bf16" and not dev.bf16:
+                    continue
+                tasks.append((f"steps {cfg.id} on {dev.id} {precision}",
+                              lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
+                                  c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps)))
+    for cfg in configs:
+        if cfg.id in hints:
+            continue
+        for b in spec.planner.convergence_batch_sizes:
+            tasks.append((f"convergence {cfg.id} at batch {b}",
+                          lambda c=cfg, bb=b: lab.measure_convergence(
+                              c, bb, spec.target.levels, spec.target.max_samples,
+                              spec.runtime.eval_every_samples)))
+    steps: list[StepProfile] = []
+    runs: list[ConvergenceRun] = []
+    for label, task in tasks:
+        if progress:
+            progress(label)
+        result = task()
+        (steps if isinstance(result, StepProfile) else runs).append(result)
+    return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
+                   measured_at=measured_at)
+
+
+def merge_profiles(base: Profile, others: Iterable[Profile]) -> Profile:
+    """Add profiles measured elsewhere; their measured entries win over modeled ones and ours."""
+    steps = {(s.hardware, s.config_id, s.precision): s for s in base.steps}
+    for other in others:
+        for s in other.steps:
+            k = (s.hardware, s.config_id, s.precision)
+            if s.source == "measured" or k not in steps:
+                steps[k] = s
+    return replace(base, steps=tuple(steps[k] for k in sorted(steps)))
+
+
+# -- the file format ---------------------------------------------------------------------------
+
+def profile_to_json(profile: Profile) -> str:
+    """The profile as the text of a ``paretrain.profile/1`` file."""
+    d = asdict(profile)
+    d["notes"] = dict(profile.notes)
+    return json.dumps({"schema": PROFILE_SCHEMA, **d}, indent=1, sort_keys=True) + "\n"
+
+
+def profile_from_json(text: str, where: str) -> Profile:
+    """Parse a profile file's text; ``InputError`` names the file and what is wrong."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"{where}: not a readable profile ({err}). To fix: rewrite it with "
+                         "'paretrain profile'") from None
+    if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InputError(f"{where}: field 'schema' must be {PROFILE_SCHEMA}; got {got!r}. To fix: "
+                         "rewrite it with 'paretrain profile'")
+    try:
+        return Profile(
+            key=data["key"], device=data["device"],
+            steps=tuple(StepProfile(**{**s, "samples": tuple(StepSample(**x) for x in s["samples"])})
+                        for s in data["steps"]),
+            convergence=tuple(ConvergenceRun(**{
+                **r, "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
+                "curve": tuple((int(n), float(a)) for n, a in r["curve"])}) for r in data["convergence"]),
+            noise=tuple(NoiseSample(**n) for n in data.get("noise", [])),
+            measured_at=data.get("measured_at", ""), spend_usd=float(data.get("spend_usd", 0.0)),
+            notes=data.get("notes", {}),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with "
+                         "'paretrain profile'") from None

@@ -1,0 +1,428 @@
+"""The spec file (YAML) -> frozen dataclasses, every field validated.
+
+The rules live in one table (``SPEC_FIELDS``) that also renders the spec's JSON Schema
+(``paretrain spec-schema``). Cross-field rules live in the dataclasses' ``__post_init__``.
+
+>>> spec = parse_spec_text("name: x\\ntarget: {goal: 0.8, max_samples: 1000}\\n"
+...                        "budget: {total_usd: 1}\\ndeadline_s: 60\\nconfigs: [{id: a, family: mlp}]")
+>>> spec.budget.train_usd
+0.6
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from planner.errors import InputError, SpecError
+from planner.schema import Field, check, to_json_schema
+from planner.space import OPTIMIZERS, Config, WorkloadInfo
+
+__all__ = [
+    "Spec", "WorkloadSpec", "TargetSpec", "BudgetSpec", "HardwareSpec", "SearchSpec",
+    "PlannerSpec", "RuntimeSpec", "TrackingSpec", "ConvergenceHint",
+    "parse_spec_text", "parse_spec", "spec_json_schema", "SPEC_SCHEMA", "DEFAULT_CPU_PRICE",
+]
+
+SPEC_SCHEMA = "paretrain.spec/1"
+
+#: Default price of one local vCPU-hour: AWS EC2 c6i.large (2 vCPU, Intel Xeon) on-demand,
+#: Linux, us-east-1, $0.085/h = $0.0425 per vCPU-hour (https://aws.amazon.com/ec2/pricing/on-demand/,
+#: read 2026-11-28).
+DEFAULT_CPU_PRICE = 0.0425
+#: Default price of one local GPU-hour: AWS EC2 g5.xlarge (1x A10G) on-demand, us-east-1, $1.006/h.
+DEFAULT_GPU_PRICE = 1.006
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_OFFER = re.compile(r"^[a-z0-9_-]+/[A-Za-z0-9_.:-]+$")
+
+_num = lambda **kw: Field("number", **kw)  # noqa: E731 - table shorthand
+_int = lambda **kw: Field("int", **kw)  # noqa: E731
+
+
+_CONFIG_FIELD = Field("map", items=Field("any"), help="a model configuration",
+                      fix="give id, family and that family's parameters")
+
+SPEC_FIELDS = Field("section", fields={
+    "schema": Field("str", default=SPEC_SCHEMA, choices=(SPEC_SCHEMA,), help="the spec format version"),
+    "name": Field("str", nonempty=True, help="a name for this spec (also the MLflow experiment)",
+                  fix="add a line 'name: my-experiment'"),
+    "workload": Field("section", default={}, fields={
+        "name": Field("str", default="mnist1d", nonempty=True,
+                      help="a built-in workload (mnist1d) or python:pkg.module:factory"),
+        "samples": _int(default=10000, minimum=200, maximum=10_000_000, help="dataset size"),
+        "val_fraction": _num(default=0.1, minimum=0.01, maximum=0.5, help="share held out for validation"),
+        "seed": _int(default=0, minimum=0, help="data and model seed"),
+    }),
+    "configs": Field("list", default=[], items=_CONFIG_FIELD,
+                     help="model configurations to plan over (the search adds its own)"),
+    "target": Field("section", fields={
+        "metric": Field("str", default="val_accuracy", choices=("val_accuracy",)),
+        "goal": _num(minimum=0, exclusive_minimum=True, maximum=1, help="the accuracy to reach, in (0, 1]",
+                     fix="give the validation accuracy to reach, e.g. 'goal: 0.8'"),
+        "levels": Field("list", default=[], items=_num(minimum=0, exclusive_minimum=True, maximum=1),
+                        help="accuracy levels the planner may aim for (>= goal); empty: derived"),
+        "max_samples": _int(minimum=1, help="the most training samples any run may use"),
+    }),
+    "budget": Field("section", fields={
+        "total_usd": _num(minimum=0, help="the most money the whole job may spend, in USD",
+                          fix="give a finite budget >= 0 in USD, e.g. 'total_usd: 0.05'"),
+        "envelopes": Field("section", default={}, fields={
+            "profile": _num(default=None, nullable=True, minimum=0),
+            "search": _num(default=None, nullable=True, minimum=0),
+            "train": _num(default=None, nullable=True, minimum=0),
+        }, help="budget per pipeline stage; unset shares split the rest"),
+        "approval_above_usd": _num(default=None, nullable=True, minimum=0,
+                                   help="a run predicted above this needs --approve"),
+        "project_ceiling_usd": _num(default=None, nullable=True, minimum=0,
+                                    help="the most all runs of the project may spend per period"),
+        "period": Field("str", default="month", choices=("day", "week", "month")),
+    }),
+    "deadline_s": _num(minimum=0, exclusive_minimum=True, help="wall-clock deadline of training, seconds",
+                       fix="give a deadline in seconds, e.g. 'deadline_s: 900'"),
+    "hardware": Field("section", default={}, fields={
+        "local": Field("str", default="auto", choices=("auto", "none")),
+        "catalog": Field("str", default="none", nonempty=True,
+                         help="builtin, none, or a path to a catalog CSV"),
+        "allow": Field("list", default=["local/cpu-1", "local/cpu-2"], nonempty=True,
+                       items=Field("str", nonempty=True),
+                       help="the offers the planner may use, e.g. local/cpu-1 or aws/g5.xlarge",
+                       fix="list at least one offer, e.g. 'allow: [local/cpu-1]'"),
+        "prices": Field("section", default={}, fields={
+            "cpu_vcpu_usd_per_h": _num(default=DEFAULT_CPU_PRICE, minimum=0),
+            "gpu_usd_per_h": _num(default=DEFAULT_GPU_PRICE, minimum=0),
+        }),
+        "spot": Field("bool", default=False, help="whether spot offers may be chosen"),
+    }),
+    "profiles": Field("list", default=[], items=Field("str", nonempty=True),
+                      help="profile files measured elsewhere; they win over models"),
+    "convergence": Field("map", default=None, nullable=True, items=Field("section", fields={
+        "e_min": _num(minimum=0, exclusive_minimum=True),
+        "b_noise": _num(minimum=0, exclusive_minimum=True),
+        "accuracy": _num(minimum=0, exclusive_minimum=True, maximum=1),
+    }), help="per config id: known E_min, B_noise and accuracy (skips measuring)"),
+    "search": Field("section", default={}, fields={
+        "trials": _int(default=0, minimum=0, help="Optuna trials (0: no search)"),
+        "sampler": Field("str", default="nsga2", choices=("nsga2", "tpe", "gp")),
+        "storage": Field("str", default="sqlite:///paretrain-optuna.db", nonempty=True),
+        "seed": _int(default=0, minimum=0),
+        "space": Field("map", default={}, items=Field("any"), help="narrows the workload's space"),
+        "max_params": _int(default=None, nullable=True, minimum=1),
+        "max_memory_mb": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+        "max_latency_ms": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+    }),
+    "planner": Field("section", default={}, fields={
+        "stages": _int(default=3, minimum=1, maximum=16),
+        "batch_sizes": Field("list", default=[16, 32, 64, 128, 256], nonempty=True,
+                             items=_int(minimum=1, maximum=1_000_000)),
+        "precisions": Field("list", default=["fp32"], nonempty=True,
+                            items=Field("str", choices=("fp32", "bf16"))),
+        "max_workers": _int(default=1, minimum=1, maximum=1024),
+        "solver": Field("str", default="highs", choices=("highs", "cbc")),
+        "pareto_points": _int(default=None, nullable=True, minimum=2, maximum=1000,
+                              help="cap on the Pareto set's size (unset: the exact front)"),
+        "time_limit_s": _num(default=60.0, minimum=0, exclusive_minimum=True),
+        "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
+        "profile_steps": _int(default=30, minimum=5, maximum=10_000),
+    }),
+    "runtime": Field("section", default={}, fields={
+        "drift_threshold": _num(default=5.0, minimum=0, exclusive_minimum=True),
+        "window": _int(default=20, minimum=2),
+        "cooldown_s": _num(default=10.0, minimum=0),
+        "checkpoint_every_s": _num(default=30.0, minimum=0, exclusive_minimum=True),
+        "keep_checkpoints": _int(default=3, minimum=1),
+        "eval_every_samples": _int(default=2000, minimum=1),
+        "prefer": Field("str", default="cost", choices=("cost", "time")),
+    }),
+    "tracking": Field("section", default={}, fields={
+        "uri": Field("str", default=None, nullable=True, help="MLflow tracking URI"),
+        "experiment": Field("str", default=None, nullable=True, help="MLflow experiment (default: name)"),
+    }),
+})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSpec:
+    name: str = "mnist1d"
+    samples: int = 10000
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TargetSpec:
+    goal: float
+    max_samples: int
+    levels: tuple[float, ...] = ()
+    metric: str = "val_accuracy"
+
+    def __post_init__(self) -> None:
+        levels = tuple(sorted(set(self.levels))) or (self.goal,)
+        if levels[0] < self.goal - 1e-12:
+            raise ValueError(f"target.levels must all be >= target.goal ({self.goal}); got {levels[0]}")
+        if self.goal not in levels:
+            levels = (self.goal, *levels)
+        object.__setattr__(self, "levels", levels)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetSpec:
+    total_usd: float
+    profile_usd: float
+    search_usd: float
+    train_usd: float
+    approval_above_usd: float | None = None
+    project_ceiling_usd: float | None = None
+    period: str = "month"
+
+    def __post_init__(self) -> None:
+        parts = self.profile_usd + self.search_usd + self.train_usd
+        if parts > self.total_usd * (1 + 1e-12) + 1e-15:
+            raise ValueError(f"the envelopes sum to {parts:g} USD, more than total_usd {self.total_usd:g}")
+
+    def envelope(self, stage: str) -> float:
+        return {"profile": self.profile_usd, "search": self.search_usd, "train": self.train_usd}[stage]
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSpec:
+    allow: tuple[str, ...]
+    local: str = "auto"
+    catalog: str = "none"
+    cpu_vcpu_usd_per_h: float = DEFAULT_CPU_PRICE
+    gpu_usd_per_h: float = DEFAULT_GPU_PRICE
+    spot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConvergenceHint:
+    e_min: float
+    b_noise: float
+    accuracy: float
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpec:
+    trials: int = 0
+    sampler: str = "nsga2"
+    storage: str = "sqlite:///paretrain-optuna.db"
+    seed: int = 0
+    space: Mapping[str, Any] = field(default_factory=dict)
+    max_params: int | None = None
+    max_memory_mb: float | None = None
+    max_latency_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerSpec:
+    stages: int = 3
+    batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
+    precisions: tuple[str, ...] = ("fp32",)
+    max_workers: int = 1
+    solver: str = "highs"
+    pareto_points: int | None = None
+    time_limit_s: float = 60.0
+    convergence_batch_sizes: tuple[int, ...] = (16, 64, 256)
+    profile_steps: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeSpec:
+    drift_threshold: float = 5.0
+    window: int = 20
+    cooldown_s: float = 10.0
+    checkpoint_every_s: float = 30.0
+    keep_checkpoints: int = 3
+    eval_every_samples: int = 2000
+    prefer: str = "cost"
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingSpec:
+    uri: str | None = None
+    experiment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """A validated spec. ``digest`` identifies its content (not its comments or layout)."""
+
+    path: str
+    name: str
+    workload: WorkloadSpec
+    configs: tuple[Config, ...]
+    target: TargetSpec
+    budget: BudgetSpec
+    deadline_s: float
+    hardware: HardwareSpec
+    profiles: tuple[str, ...] = ()
+    convergence: Mapping[str, ConvergenceHint] | None = None
+    search: SearchSpec = SearchSpec()
+    planner: PlannerSpec = PlannerSpec()
+    runtime: RuntimeSpec = RuntimeSpec()
+    tracking: TrackingSpec = TrackingSpec()
+    digest: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """The spec's JSON Schema, rendered from the same table that validates it."""
+    return to_json_schema(SPEC_FIELDS, title="paretrain spec")
+
+
+def parse_spec_text(text: str, where: str = "<spec>",
+                    workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
+    """Parse and validate a spec's YAML text; raise ``InputError``/``SpecError`` on bad input."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise InputError(f"{where}: the spec is not valid YAML{at}: {problem}. "
+                         "To fix: correct the YAML syntax there") from None
+    return parse_spec(data, where, workloads)
+
+
+def parse_spec(data: Any, where: str = "<spec>",
+               workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
+    """Validate a parsed spec mapping into a ``Spec``."""
+    if data is None:
+        raise SpecError(where, "(top level)", "must be a mapping of keys to values", "an empty file",
+                        "start from 'paretrain init'")
+    v = check(data, SPEC_FIELDS, where, "")
+    w = v["workload"]
+    _check_workload_name(w["name"], where, workloads)
+    info = workloads.get(w["name"]) if workloads else None
+    configs = tuple(_parse_config(c, i, where, info) for i, c in enumerate(v["configs"]))
+    _unique([c.id for c in configs], where, "configs", "id")
+    if not configs and v["search"]["trials"] == 0 and not v["convergence"]:
+        raise SpecError(where, "configs", "must not be empty when search.trials is 0", [],
+                        "list at least one model configuration, or set search.trials > 0")
+    t = v["target"]
+    try:
+        target = TargetSpec(goal=t["goal"], max_samples=t["max_samples"], levels=tuple(t["levels"]),
+                            metric=t["metric"])
+    except ValueError as err:
+        raise SpecError(where, "target.levels", "must be >= target.goal", t["levels"], str(err)) from None
+    b, env = v["budget"], v["budget"]["envelopes"]
+    budget = _budget(b, env, where)
+    h = v["hardware"]
+    for i, offer in enumerate(h["allow"]):
+        if not _OFFER.match(offer):
+            raise SpecError(where, f"hardware.allow[{i}]", "must look like provider/name",
+                            offer, "use e.g. local/cpu-1, local/cpu-2, local/cuda:0 or aws/g5.xlarge")
+    _unique(h["allow"], where, "hardware", "allow")
+    hardware = HardwareSpec(allow=tuple(h["allow"]), local=h["local"], catalog=h["catalog"],
+                            cpu_vcpu_usd_per_h=h["prices"]["cpu_vcpu_usd_per_h"],
+                            gpu_usd_per_h=h["prices"]["gpu_usd_per_h"], spot=h["spot"])
+    if hardware.local == "none" and all(a.startswith("local/") for a in hardware.allow):
+        raise SpecError(where, "hardware.local", "excludes every allowed offer", "none",
+                        "set hardware.local: auto or allow catalog offers")
+    conv = None
+    if v["convergence"]:
+        conv = {k: ConvergenceHint(**c) for k, c in v["convergence"].items()}
+    p = v["planner"]
+    if p["stages"] > 1 and p["stages"] > t["max_samples"]:
+        raise SpecError(where, "planner.stages", "must not exceed target.max_samples", p["stages"],
+                        "use fewer stages")
+    if len(p["convergence_batch_sizes"]) < 3:
+        raise SpecError(where, "planner.convergence_batch_sizes", "needs at least 3 batch sizes to fit "
+                        "E(B) = E_min (1 + B / B_noise)", p["convergence_batch_sizes"],
+                        "list 3 or more batch sizes, e.g. [16, 64, 256]")
+    planner = PlannerSpec(**{**p, "batch_sizes": tuple(sorted(set(p["batch_sizes"]))),
+                             "precisions": tuple(dict.fromkeys(p["precisions"])),
+                             "convergence_batch_sizes": tuple(sorted(set(p["convergence_batch_sizes"])))})
+    s = v["search"]
+    search = SearchSpec(**s)
+    canonical = json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return Spec(
+        path=where, name=v["name"], workload=WorkloadSpec(**w), configs=configs, target=target,
+        budget=budget, deadline_s=v["deadline_s"], hardware=hardware, profiles=tuple(v["profiles"]),
+        convergence=conv, search=search, planner=planner, runtime=RuntimeSpec(**v["runtime"]),
+        tracking=TrackingSpec(**v["tracking"]),
+        digest=hashlib.sha256(canonical.encode()).hexdigest(), data=v,
+    )
+
+
+def _budget(b: Mapping[str, Any], env: Mapping[str, Any], where: str) -> BudgetSpec:
+    total = b["total_usd"]
+    given = {k: env[k] for k in ("profile", "search", "train") if env[k] is not None}
+    rest = total - sum(given.values())
+    if rest < -1e-12:
+        raise SpecError(where, "budget.envelopes", f"must sum to at most total_usd ({total:g})",
+                        sum(given.values()), "lower the envelopes or raise budget.total_usd")
+    # Unset envelopes share what is left: profiling and search get a fifth each, training the rest.
+    missing = [k for k in ("profile", "search", "train") if k not in given]
+    shares = {"profile": 0.2, "search": 0.2, "train": 0.6}
+    weight = sum(shares[k] for k in missing)
+    for k in missing:
+        given[k] = max(rest, 0.0) * shares[k] / weight
+    return BudgetSpec(total_usd=total, profile_usd=given["profile"], search_usd=given["search"],
+                      train_usd=given["train"], approval_above_usd=b["approval_above_usd"],
+                      project_ceiling_usd=b["project_ceiling_usd"], period=b["period"])
+
+
+def _check_workload_name(name: str, where: str, workloads: Mapping[str, WorkloadInfo] | None) -> None:
+    if name.startswith("python:"):
+        if not re.match(r"^python:[A-Za-z_][\w.]*:[A-Za-z_]\w*$", name):
+            raise SpecError(where, "workload.name", "must look like python:pkg.module:factory", name,
+                            "name an importable module and a factory function in it")
+        return
+    if workloads is not None and name not in workloads:
+        raise SpecError(where, "workload.name", "is not a known workload", name,
+                        f"use one of: {', '.join(sorted(workloads))}, or python:pkg.module:factory")
+
+
+def _parse_config(raw: Mapping[str, Any], i: int, where: str, info: WorkloadInfo | None) -> Config:
+    path = f"configs[{i}]"
+    cid = raw.get("id")
+    if not isinstance(cid, str) or not _ID.match(cid):
+        raise SpecError(where, f"{path}.id", "must be a name of letters, digits, '-', '_', '.' or ':'",
+                        cid, "give each config an id such as mlp-256x2")
+    family = raw.get("family")
+    if not isinstance(family, str):
+        raise SpecError(where, f"{path}.family", "must be a model family name", family,
+                        f"use one of: {', '.join(info.family_names) if info else 'mlp, cnn, gru'}")
+    fixed = {"id", "family", "optimizer", "lr", "weight_decay", "base_batch"}
+    params = {k: v for k, v in raw.items() if k not in fixed}
+    if info is not None:
+        if family not in info.family_names:
+            raise SpecError(where, f"{path}.family", "is not a family of this workload", family,
+                            f"use one of: {', '.join(info.family_names)}")
+        fam = info.family(family)
+        for key, value in params.items():
+            if key not in fam.names:
+                raise SpecError(where, f"{path}.{key}", f"is not a parameter of family {family}", key,
+                                f"use only: {', '.join(fam.names + tuple(sorted(fixed - {'id', 'family'})))}")
+            if not fam.param(key).admits(value):
+                raise SpecError(where, f"{path}.{key}", f"must be {fam.param(key).describe()}", value,
+                                "choose a value in that range")
+        params = {p.name: params.get(p.name, p.default) for p in fam.params}
+    opt = raw.get("optimizer", "adam")
+    if opt not in OPTIMIZERS:
+        raise SpecError(where, f"{path}.optimizer", f"must be one of {', '.join(OPTIMIZERS)}", opt,
+                        "choose adam or sgd")
+    lr = check(raw.get("lr", 1e-3), Field("number", minimum=0, exclusive_minimum=True), where, f"{path}.lr")
+    wd = check(raw.get("weight_decay", 0.0), Field("number", minimum=0), where, f"{path}.weight_decay")
+    bb = check(raw.get("base_batch", 32), Field("int", minimum=1), where, f"{path}.base_batch")
+    return Config(id=cid, family=family, params=tuple(params.items()), optimizer=opt, lr=lr,
+                  weight_decay=wd, base_batch=bb)
+
+
+def _unique(values: list[str] | tuple[str, ...], where: str, path: str, key: str) -> None:
+    seen: set[str] = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise SpecError(where, f"{path}[{i}].{key}" if key != "allow" else f"{path}.allow[{i}]",
+                            "must be unique", value, "remove or rename the duplicate")
+        seen.add(value)

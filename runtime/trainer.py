@@ -1,0 +1,238 @@
+"""The training loop shared by profiling bursts, convergence runs, search trials and plans.
+
+A ``Trainer`` owns one model, its optimizer and a seeded, resumable stream of batches. Its
+whole state (model, optimizer, RNGs, data position, batch size) round-trips through
+``state_dict``/``load_state_dict`` using tensors and plain values only, so a checkpoint
+loads with ``torch.load(weights_only=True)``.
+
+>>> from planner.space import Config                       # doctest: +SKIP
+>>> t = Trainer(workload, Config("m", "mlp"), batch_size=32)  # doctest: +SKIP
+>>> loss = t.step(); acc = t.evaluate().accuracy            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from planner.space import Config
+from runtime.workloads.base import Data, Workload
+
+__all__ = ["Trainer", "Evaluation", "set_threads", "autocast"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    loss: float
+    accuracy: float
+    seconds: float
+
+
+def set_threads(threads: int) -> None:
+    """Give torch ``threads`` intra-op threads (how local/cpu-N devices differ)."""
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
+    if precision == "bf16":
+        return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
+                              dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Trainer:
+    """One model training on one workload, batch by batch."""
+
+    def __init__(self, workload: Workload, config: Config, *, batch_size: int = 32,
+                 precision: str = "fp32", device: str = "cpu", seed: int = 0,
+                 warmup_steps: int = 0) -> None:
+        self.config, self.precision, self.device, self.seed = config, precision, device, seed
+        self.data: Data = workload.data()
+        torch.manual_seed(seed)
+        self.model: nn.Module = workload.build(config).to(device)
+        self._x = self.data.x_train.to(device)
+        self._y = self.data.y_train.to(device)
+        self._xv = self.data.x_val.to(device)
+        self._yv = self.data.y_val.to(device)
+        params = self.model.parameters()
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.batch_size = 0
+        self.samples_seen = 0
+        self.steps = 0
+        self.epoch = 0
+        self.cursor = 0
+        self._perm = self._permutation(0)
+        self._warmup_left = 0
+        self._warmup_total = 0
+        self._lr_target = config.lr
+        self.set_batch_size(batch_size, warmup_steps=warmup_steps)
+
+    # -- data stream ---------------------------------------------------------------------
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.data.train_size, generator=g)
+
+    def _next_indices(self) -> torch.Tensor:
+        b, n = self.batch_size, self.data.train_size
+        if self.cursor + b > n:  # drop the ragged tail: every step sees a full batch
+            self.epoch += 1
+            self.cursor = 0
+            self._perm = self._permutation(self.epoch)
+        idx = self._perm[self.cursor:self.cursor + b]
+        self.cursor += b
+        return idx
+
+    # -- knobs ---------------------------------------------------------------------------
+    def set_batch_size(self, batch_size: int, warmup_steps: int = 0) -> None:
+        """Switch batch size; the learning rate follows the config's scaling rule."""
+        if batch_size < 1:
+            raise ValueError(f"`batch_size >= 1` must hold, but got {batch_size}")
+        if batch_size > self.data.train_size:
+            raise ValueError(f"batch size {batch_size} exceeds the {self.data.train_size} training samples")
+        self.batch_size = batch_size
+        self._lr_target = self.config.lr_at(batch_size)
+        self._warmup_total = self._warmup_left = warmup_steps
+        self._apply_lr()
+
+    def _apply_lr(self) -> None:
+        lr = self._lr_target
+        if self._warmup_left > 0:
+            done = self._warmup_total - self._warmup_left + 1
+            lr = self._lr_target * done / (self._warmup_total + 1)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # -- work ----------------------------------------------------------------------------
+    def step(self) -> float:
+        """One optimizer step on the next batch; returns the training loss."""
+        idx = self._next_indices()
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            loss = nn.functional.cross_entropy(self.model(self._x[idx]), self._y[idx])
+        loss.backward()
+        self.optimizer.step()
+        if self._warmup_left > 0:
+            self._warmup_left -= 1
+            self._apply_lr()
+        self.samples_seen += self.batch_size
+        self.steps += 1
+        return float(loss.detach())
+
+    def steps_for(self, samples: int) -> Iterator[float]:
+        """Steps until ``samples`` more samples have been seen (at least one step)."""
+        goal = self.samples_seen + max(samples, 1)
+        while self.samples_seen < goal:
+            yield self.step()
+
+    @torch.no_grad()
+    def evaluate(self, chunk: int = 4096) -> Evaluation:
+        t0 = time.perf_counter()
+        self.model.eval()
+        total_loss, correct, n = 0.0, 0, int(self._yv.shape[0])
+        with autocast(self.device, self.precision):
+            for i in range(0, n, chunk):
+                out = self.model(self._xv[i:i + chunk]).float()
+                y = self._yv[i:i + chunk]
+                total_loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+                correct += int((out.argmax(1) == y).sum())
+        return Evaluation(total_loss / n, correct / n, time.perf_counter() - t0)
+
+    def grad_sq_norm(self, batch_size: int) -> float:
+        """|g|^2 of the mean gradient over a fresh batch of ``batch_size`` (no step taken)."""
+        g = torch.Generator().manual_seed(self.seed * 7919 + self.steps + batch_size)
+        idx = torch.randint(0, self.data.train_size, (batch_size,), generator=g)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.precision):
+            loss = nn.functional.cross_entropy(self.model(self._x[idx]), self._y[idx])
+        loss.backward()
+        total = 0.0
+        for p in self.model.parameters():
+            if p.grad is not None:
+                total += float(p.grad.detach().float().pow(2).sum())
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    # -- state ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "position": torch.tensor([self.epoch, self.cursor, self.samples_seen, self.steps,
+                                      self.batch_size, self._warmup_left, self._warmup_total],
+                                     dtype=torch.int64),
+            "lr_target": torch.tensor([self._lr_target], dtype=torch.float64),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        (self.epoch, self.cursor, self.samples_seen, self.steps, self.batch_size,
+         self._warmup_left, self._warmup_total) = (int(v) for v in state["position"].tolist())
+        self._lr_target = float(state["lr_target"][0])
+        self._perm = self._permutation(self.epoch)
+        self._apply_lr()
+
+
+def estimate_peak_bytes(trainer: Trainer, batch_size: int) -> int:
+    """Peak training memory of one step: parameters, gradients, optimizer state, activations.
+
+    On CUDA this is the allocator's measured peak. On CPU, torch keeps no allocator statistics,
+    so the activations of a real forward pass are summed with hooks (kept for backward, so
+    counted twice) on top of the exact tensor sizes of weights, gradients and optimizer state.
+    """
+    if trainer.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+        saved = trainer.batch_size
+        trainer.batch_size = batch_size
+        trainer.step()
+        trainer.batch_size = saved
+        return int(torch.cuda.max_memory_allocated(trainer.device))
+    acts = 0
+
+    def hook(_m: nn.Module, _i: Any, out: Any) -> None:
+        nonlocal acts
+        for t in out if isinstance(out, tuple) else (out,):
+            if isinstance(t, torch.Tensor):
+                acts += t.numel() * t.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in trainer.model.modules()]
+    try:
+        with torch.no_grad(), autocast(trainer.device, trainer.precision):
+            trainer.model(trainer._x[:batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    weights = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+    slots = 2 if trainer.config.optimizer == "adam" else 1
+    batch = trainer._x[:batch_size].numel() * 4
+    return int(weights * (2 + slots) + 2 * acts + batch)
+
+
+def median(values: list[float]) -> float:
+    s = sorted(values)
+    if not s:
+        return math.nan
+    mid = len(s) // 2
+    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])

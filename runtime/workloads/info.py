@@ -1,0 +1,25 @@
+"""What the built-in workloads declare: model families and their search space, as data."""
+
+from __future__ import annotations
+
+from planner.space import Family, Param, WorkloadInfo
+
+__all__ = ["MNIST1D_INFO"]
+
+_DROPOUT = Param("dropout", "float", 0.0, 0.5, default=0.0)
+
+MNIST1D_INFO = WorkloadInfo(
+    name="mnist1d",
+    description="MNIST-1D (Greydanus 2020): 10 classes of 40-point 1-D signals, generated offline",
+    input_shape=(40,),
+    classes=10,
+    families=(
+        Family("mlp", (Param("width", "int", 16, 1024, log=True, default=256),
+                       Param("depth", "int", 1, 6, default=2), _DROPOUT)),
+        Family("cnn", (Param("channels", "int", 4, 128, log=True, default=32),
+                       Param("depth", "int", 1, 5, default=3),
+                       Param("kernel", "int", 3, 9, default=5), _DROPOUT)),
+        Family("gru", (Param("hidden", "int", 8, 256, log=True, default=64),
+                       Param("depth", "int", 1, 3, default=1), _DROPOUT)),
+    ),
+)
