@@ -1,15 +1,16 @@
 """Throughput and convergence models, fitted from profile samples (DESIGN §4).
 
 Step time: ``t(b) = alpha + beta * b``, fitted by least squares on log step times (so a 1 ms
-step counts as much as a 100 ms one); throughput ``X = b / t(b)`` samples per second.
+step counts as much as a 100 ms one); throughput ``X = b / t(b)`` samples per second. At a
+batch size that was measured, the measured mean step time is used as it is.
 
 Convergence (McCandlish et al. 2018): samples to reach an accuracy level at global batch B,
 ``E(B) = E_min (1 + B / B_noise)``, fitted by weighted non-negative least squares on
 ``E = E_min + (E_min / B_noise) B`` to the samples measured at three or more batch sizes.
 
 >>> m = fit_step_time([(16, 0.0012), (64, 0.0018), (256, 0.0042)])
->>> round(m.predict(128) * 1000, 2)
-2.6
+>>> round(m.predict(128) * 1000, 2), m.predict(64)
+(2.6, 0.0018)
 >>> c = fit_convergence([(16, 51600), (64, 56400), (256, 75600)])
 >>> round(c.e_min), round(c.b_noise)
 (50000, 500)
@@ -38,8 +39,13 @@ class StepTimeModel:
     beta: float
     b_min: int
     b_max: int
+    measured: tuple[tuple[int, float], ...] = ()
 
     def predict(self, batch_size: float) -> float:
+        """The measured mean step time at a measured batch size, else the fitted line."""
+        for b, t in self.measured:
+            if b == batch_size:
+                return t
         return self.alpha + self.beta * batch_size
 
     def throughput(self, batch_size: float) -> float:
@@ -58,7 +64,8 @@ def fit_step_time(points: Sequence[tuple[int, float]]) -> StepTimeModel:
     if np.any(t <= 0) or np.any(b <= 0):
         raise ValueError(f"step times and batch sizes must be > 0, but got {points}")
     if len(points) == 1:
-        return StepTimeModel(float(t[0]) * 0.5, float(t[0]) * 0.5 / float(b[0]), int(b[0]), int(b[0]))
+        return StepTimeModel(float(t[0]) * 0.5, float(t[0]) * 0.5 / float(b[0]), int(b[0]), int(b[0]),
+                             ((int(b[0]), float(t[0])),))
     slope, intercept = np.polyfit(b, t, 1)
     x0 = np.array([max(intercept, 1e-3 * t.min()), max(slope, 1e-9 * t.max())])
 
@@ -68,7 +75,8 @@ def fit_step_time(points: Sequence[tuple[int, float]]) -> StepTimeModel:
     scale = np.array([t.max(), t.max() / b.max()])
     res = least_squares(residual, x0, bounds=([1e-12, 0.0], [np.inf, np.inf]), x_scale=scale)
     alpha, beta = (float(v) for v in res.x)
-    return StepTimeModel(alpha, beta, int(b.min()), int(b.max()))
+    return StepTimeModel(alpha, beta, int(b.min()), int(b.max()),
+                         tuple(sorted((int(x), float(y)) for x, y in points)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ __all__ = [
 
 PROFILE_SCHEMA = "paretrain.profile/1"
 
-Progress = Callable[[str], None]
+Progress = Callable[[str, int, int], None]  # (what, index, total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +160,13 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
                               spec.runtime.eval_every_samples)))
     steps: list[StepProfile] = []
     runs: list[ConvergenceRun] = []
-    for label, task in tasks:
+    for i, (label, task) in enumerate(tasks):
         if progress:
-            progress(label)
+            progress(label, i, len(tasks))
         result = task()
         (steps if isinstance(result, StepProfile) else runs).append(result)
+    if progress:
+        progress("done", len(tasks), len(tasks))
     return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
                    measured_at=measured_at)
 

@@ -128,7 +128,7 @@ SPEC_FIELDS = Field("section", fields={
                               help="cap on the Pareto set's size (unset: the exact front)"),
         "time_limit_s": _num(default=60.0, minimum=0, exclusive_minimum=True),
         "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
-        "profile_steps": _int(default=30, minimum=5, maximum=10_000),
+        "profile_steps": _int(default=50, minimum=5, maximum=10_000),
     }),
     "runtime": Field("section", default={}, fields={
         "drift_threshold": _num(default=5.0, minimum=0, exclusive_minimum=True),
@@ -228,7 +228,7 @@ class PlannerSpec:
     pareto_points: int | None = None
     time_limit_s: float = 60.0
     convergence_batch_sizes: tuple[int, ...] = (16, 64, 256)
-    profile_steps: int = 30
+    profile_steps: int = 50
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from torch import nn
 from planner.space import Config
 from runtime.workloads.base import Data, Workload
 
-__all__ = ["Trainer", "Evaluation", "set_threads", "autocast"]
+__all__ = ["Trainer", "Evaluation", "set_threads", "autocast", "warm_up_torch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +38,15 @@ def set_threads(threads: int) -> None:
     """Give torch ``threads`` intra-op threads (how local/cpu-N devices differ)."""
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def warm_up_torch() -> None:
+    """Load torch's lazily imported parts (the first optimizer costs over a second of imports)
+    so that the meter, started after this, charges training and not library loading."""
+    p = torch.zeros(1, requires_grad=True)
+    for opt in (torch.optim.Adam([p]), torch.optim.SGD([p], lr=0.1)):
+        p.sum().backward()
+        opt.step()
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:

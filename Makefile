@@ -1,0 +1,45 @@
+# paretrain: `make demo` and `make test` work on a fresh clone (they install what they need).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.paretrain-installed
+DEMO   ?= demo-output
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: 2.13.0 is the CPU build this machine carries (an unpinned torch pulls a
+# multi-GB CUDA build). The project's range (torch>=2.2) then accepts it as installed.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	@mkdir -p $(DEMO)
+	@start=$$(date +%s); \
+	cd $(DEMO) && \
+	../$(VENV)/bin/paretrain init . --force && \
+	../$(VENV)/bin/paretrain plan mnist1d.yaml -o plan.json && \
+	../$(VENV)/bin/paretrain run plan.json --candidate knee && \
+	../$(VENV)/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
+	echo "demo: done in $$(( $$(date +%s) - start )) s; files in $(DEMO)/ (plan.json, pareto.png, compare.png, mlflow.db)"
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/planner_scaling.py
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

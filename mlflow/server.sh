@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Start a real MLflow tracking server for paretrain, bound to loopback only.
+#   mlflow/server.sh                       # http://127.0.0.1:5000, ./mlflow.db, ./mlartifacts
+#   PORT=5001 STORE=sqlite:///other.db ARTIFACTS=/tmp/art mlflow/server.sh
+# Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:5000  (or pass --tracking-uri to paretrain)
+set -euo pipefail
+HOST="${HOST:-127.0.0.1}"
+PORT="${PORT:-5000}"
+STORE="${STORE:-sqlite:///mlflow.db}"
+ARTIFACTS="${ARTIFACTS:-./mlartifacts}"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+MLFLOW="${MLFLOW:-$here/.venv/bin/mlflow}"
+[ -x "$MLFLOW" ] || MLFLOW=mlflow
+mkdir -p "$ARTIFACTS"
+exec "$MLFLOW" server --host "$HOST" --port "$PORT" \
+  --backend-store-uri "$STORE" --artifacts-destination "$ARTIFACTS" --serve-artifacts

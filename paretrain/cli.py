@@ -1,0 +1,401 @@
+"""paretrain's command line: a thin face over the planner and the runtime.
+
+Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 infeasible plan or a
+run stopped at its budget; 1 an internal fault (``--verbose`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.errors import ApprovalRequired, InputError, StopError, UserError
+
+__all__ = ["main", "cli"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class _Group(click.Group):
+    """Maps paretrain's errors to exit codes and one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except UserError as err:
+            _fail(ctx, err, 2)
+        except StopError as err:
+            _fail(ctx, err, 3)
+        except KeyboardInterrupt:
+            click.echo("paretrain: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as err:  # noqa: BLE001 - the last line of defence
+            if _verbose(ctx):
+                traceback.print_exc()
+            click.echo(f"paretrain: internal error: {type(err).__name__}: {err} "
+                       "(run with --verbose for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _verbose(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.params.get("verbose")) or bool(os.environ.get("PARETRAIN_VERBOSE"))
+
+
+def _fail(ctx: click.Context, err: Exception, code: int) -> None:
+    if _verbose(ctx):
+        traceback.print_exc()
+    message = " ".join(str(err).split())
+    click.echo(f"paretrain: {message}", err=True)
+    ctx.exit(code)
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder holding .paretrain/ (profiles, ledgers, runs).")
+@click.option("--verbose", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="paretrain")
+@click.pass_context
+def cli(ctx: click.Context, workdir: Path, verbose: bool) -> None:
+    """Plan and run model training under a money budget.
+
+    \b
+      paretrain init                      write the MNIST-1D example spec
+      paretrain plan mnist1d.yaml -o plan.json
+      paretrain run plan.json --candidate knee
+      paretrain compare
+    """
+    ctx.obj = {"workdir": workdir}
+
+
+def _ws(ctx: click.Context) -> Any:
+    from runtime.pipeline import Workspace
+
+    return Workspace(Path(ctx.obj["workdir"]))
+
+
+# -- init / spec-schema ---------------------------------------------------------------------
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--force", is_flag=True, help="Overwrite an existing mnist1d.yaml.")
+def init(directory: Path, force: bool) -> None:
+    """Write the example spec (MNIST-1D on this machine's CPU) to DIRECTORY/mnist1d.yaml."""
+    from importlib import resources
+
+    target = directory / "mnist1d.yaml"
+    if target.exists() and not force:
+        raise InputError(f"{target}: already exists. To fix: pass --force to overwrite it, or choose "
+                         "another directory")
+    text = resources.files("paretrain").joinpath("examples/mnist1d.yaml").read_text(encoding="utf-8")
+    from runtime.files import atomic_write_text
+
+    atomic_write_text(target, text)
+    click.echo(f"wrote {target}\nnext: paretrain plan {target} -o plan.json")
+
+
+@cli.command("spec-schema")
+def spec_schema() -> None:
+    """Print the spec's JSON Schema."""
+    from planner.spec import spec_json_schema
+
+    click.echo(json.dumps(spec_json_schema(), indent=2))
+
+
+# -- profile / plan -------------------------------------------------------------------------
+
+class _Bar:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+
+    def __call__(self, label: str, i: int, n: int) -> None:
+        width = 24
+        done = int(width * i / max(n, 1))
+        end = "\n" if i >= n else ""
+        click.echo(f"\r{self.title} [{'#' * done}{'.' * (width - done)}] {i}/{n} {label[:48]:<48}",
+                   err=True, nl=False)
+        if end:
+            click.echo("", err=True)
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the profile here (to bring to another machine's spec).")
+@click.option("--force", is_flag=True, help="Measure again even if a cached profile matches.")
+@click.pass_context
+def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool) -> None:
+    """Measure the candidate hardware here; write a profile file."""
+    from runtime.files import read_spec, write_profile
+    from runtime.pipeline import get_profile, offers_for
+
+    spec = read_spec(spec_path)
+    offers = offers_for(spec)
+    prof, reused = get_profile(spec, _ws(ctx), list(spec.configs), offers, progress=_Bar("profiling"),
+                               force=force)
+    if output:
+        write_profile(prof, output)
+    where = output or _ws(ctx).profiles / f"{prof.key}.json"
+    click.echo(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${prof.spend_usd:.6f}): {where}")
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("plan.json"),
+              show_default=True, help="Where to write the plan; pareto.png goes beside it.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: spec, $MLFLOW_TRACKING_URI, "
+                                     "sqlite:///mlflow.db).")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.option("--reprofile", is_flag=True, help="Measure again even if a cached profile matches.")
+@click.pass_context
+def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | None, no_track: bool,
+         reprofile: bool) -> None:
+    """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
+    from planner.plan import plan_to_json
+    from runtime.files import atomic_write_text, read_spec
+    from runtime.pipeline import plan_spec
+    from runtime.plots import plot_pareto
+
+    spec = read_spec(spec_path)
+    ws = _ws(ctx)
+    the_plan, prof, reused = plan_spec(spec, ws, progress=_Bar("profiling"), force_profile=reprofile)
+    click.echo(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
+    _print_fits(the_plan)
+    atomic_write_text(output, plan_to_json(the_plan))
+    png = plot_pareto(the_plan, output.parent / "pareto.png")
+    _print_plan(the_plan)
+    click.echo(f"plan {the_plan.fingerprint} written to {output}; plot {png}")
+    if not no_track:
+        from runtime.tracking import Tracker, default_uri, git_commit
+
+        uri = default_uri(tracking_uri or spec.tracking.uri)
+        tr = Tracker(uri, spec.experiment, ws.spool)
+        parent = tr.start_run(f"plan-{the_plan.fingerprint}", tags={
+            "paretrain.kind": "plan", "paretrain.plan_fingerprint": the_plan.fingerprint,
+            "mlflow.source.git.commit": git_commit()}, params={
+            "spec": spec.name, "spec_digest": spec.digest, "fingerprint": the_plan.fingerprint,
+            "solver": the_plan.solver.get("name"), "solver_status": the_plan.solver.get("status"),
+            "candidates": len(the_plan.candidates), "chosen": the_plan.chosen,
+            "budget_train_usd": spec.budget.train_usd, "deadline_s": spec.deadline_s})
+        for c in the_plan.candidates:
+            child = tr.start_run(f"{c.id}-{c.config_id}", parent=parent, tags={
+                "paretrain.kind": "candidate", "paretrain.plan_fingerprint": the_plan.fingerprint,
+                "paretrain.candidate": c.id, "paretrain.config": c.config_id},
+                params={"config": c.config_id, "level": c.accuracy,
+                        **{f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} "
+                                              f"n={s.workers} samples={s.samples}" for s in c.stages}})
+            tr.log_metrics(child, {"predicted_cost_usd": c.cost_usd, "predicted_wall_s": c.wall_s,
+                                   "predicted_accuracy": c.accuracy})
+            tr.end_run(child)
+        tr.log_artifact(parent, spec_path)
+        tr.log_artifact(parent, output)
+        tr.log_artifact(parent, png)
+        tr.end_run(parent)
+        ok = tr.close()
+        _print_tracking(tr, parent, uri, spec.experiment, ok)
+
+
+def _print_fits(plan: Any) -> None:
+    conv = plan.models.get("convergence", {})
+    for cid, levels in conv.items():
+        parts = [f"{lv}: E_min={d['e_min']:.0f} B_noise={d['b_noise']:.0f}" for lv, d in levels.items()]
+        click.echo(f"convergence {cid}: " + "; ".join(parts))
+
+
+def _print_plan(plan: Any) -> None:
+    marks = {plan.chosen: "knee", plan.cheapest: "cheapest", plan.fastest: "fastest"}
+    rows = []
+    for c in plan.candidates:
+        tag = ",".join(v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"),
+                                      (plan.fastest, "fastest")) if k == c.id)
+        stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
+        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
+                     stages, tag])
+    del marks
+    _table(["id", "config", "accuracy", "cost_usd", "wall_s", "stages", ""], rows)
+    click.echo(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
+               f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
+    for note in plan.notes:
+        click.echo(f"note: {note}")
+
+
+def _table(head: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
+    click.echo("  ".join("-" * w for w in widths))
+    for r in rows:
+        click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+
+
+def _print_tracking(tr: Any, handle: str, uri: str, experiment: str, ok: bool) -> None:
+    run_id = tr.run_id(handle)
+    if ok and run_id:
+        click.echo(f"MLflow: {uri}, experiment '{experiment}', run {run_id} "
+                   f"(see it with: paretrain server, or mlflow ui --backend-store-uri {uri})")
+    else:
+        click.echo(f"MLflow: not reachable at {uri}; records spooled to {tr.spool_path} "
+                   "(replay with: paretrain sync)", err=True)
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
+@click.option("--candidate", default="knee", show_default=True,
+              help="knee, cheapest, fastest, or a candidate id from the plan.")
+@click.option("--resume", is_flag=True, help="Continue the last unfinished run of this candidate.")
+@click.option("--approve", is_flag=True, help="Run a candidate above budget.approval_above_usd.")
+@click.option("--tracking-uri", help="MLflow tracking URI.")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.pass_context
+def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, approve: bool,
+        tracking_uri: str | None, no_track: bool) -> None:
+    """Train a plan's candidate for real, within its budget."""
+    from planner.plan import plan_from_json
+    from runtime.executor import Executor, find_resumable
+    from runtime.files import read_text
+
+    the_plan = plan_from_json(read_text(plan_path, "plan", "write one with 'paretrain plan SPEC -o PLAN'"),
+                              str(plan_path))
+    cand = the_plan.candidate(candidate)
+    spec = the_plan.spec
+    approval = spec["budget"].get("approval_above_usd")
+    if approval is not None and cand.cost_usd > approval and not approve:
+        raise ApprovalRequired(f"candidate {cand.id} is predicted to cost ${cand.cost_usd:.6g}, above "
+                               f"budget.approval_above_usd ${approval:.6g}. To fix: pass --approve to run it")
+    ws = _ws(ctx)
+    run_id = None
+    if resume:
+        run_id = find_resumable(ws.root, the_plan.fingerprint, cand.id)
+        if run_id is None:
+            raise InputError(f"--resume: no unfinished run of candidate {cand.id} of plan "
+                             f"{the_plan.fingerprint} in {ws.state}. To fix: run without --resume")
+    tracker = None
+    uri = experiment = ""
+    if not no_track:
+        from runtime.tracking import Tracker, default_uri
+
+        uri = default_uri(tracking_uri or spec["tracking"].get("uri"))
+        experiment = spec["tracking"].get("experiment") or spec["name"]
+        tracker = Tracker(uri, experiment, ws.spool)
+    click.echo(f"running {cand.id} ({cand.config_id} to val_accuracy {cand.accuracy:g}): "
+               + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages))
+    ex = Executor(the_plan, cand, workdir=ws.root, tracker=tracker, run_id=run_id, resume=resume,
+                  plan_path=plan_path, log=lambda m: click.echo(m, err=True))
+    result = None
+    try:
+        result = ex.run()
+    except StopError as err:
+        result = getattr(err, "result", None)
+        raise
+    finally:
+        if result is not None:
+            _print_result(result)
+        if tracker is not None:
+            ok = tracker.close()
+            if result is not None and result.tracking_run:
+                _print_tracking(tracker, result.tracking_run, uri, experiment, ok)
+
+
+def _pct(pred: float, real: float) -> str:
+    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+
+
+def _print_result(r: Any) -> None:
+    _table(["", "predicted", "realized", "error"], [
+        ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd)],
+        ["wall_s", f"{r.predicted_wall_s:.1f}", f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s)],
+        ["val_accuracy", f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
+         f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"],
+    ])
+    click.echo(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
+               f"${r.budget_usd:.6f}; ledger {r.ledger_path}")
+
+
+# -- compare / ledger / sync / server ---------------------------------------------------------
+
+@cli.command()
+@click.option("--experiment", help="MLflow experiment (default: the only one, or mnist1d-demo).")
+@click.option("--tracking-uri", help="MLflow tracking URI.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
+              show_default=True, help="Where to write the plot.")
+def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: Path) -> None:
+    """Predicted against realized cost, wall time and accuracy of an experiment's runs."""
+    from runtime.compare import compare_rows
+    from runtime.plots import plot_compare
+    from runtime.tracking import default_uri
+
+    uri = default_uri(tracking_uri)
+    exp, rows = compare_rows(uri, experiment)
+    if fmt == "json":
+        click.echo(json.dumps({"experiment": exp, "runs": rows}, indent=1))
+    else:
+        table = [[r["candidate"], r["run"][:8], r["status"],
+                  f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}", r["cost_err"],
+                  f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
+                  f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}",
+                  "yes" if r["on_front"] else "no"] for r in rows]
+        _table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
+                "pred_acc", "acc", "front"], table)
+    png = plot_compare(rows, output, title=f"{exp}: predicted against realized")
+    if fmt == "table":
+        click.echo(f"{len(rows)} runs in experiment '{exp}' at {uri}; plot {png}")
+
+
+@cli.command()
+@click.option("--period", type=click.Choice(["all", "day", "week", "month"]), default="all", show_default=True)
+@click.pass_context
+def ledger(ctx: click.Context, period: str) -> None:
+    """Spend by run, stage and kind, from the ledgers under .paretrain/ledger."""
+    from runtime.ledger_report import ledger_report
+
+    rows, total = ledger_report(_ws(ctx).ledgers, period)
+    _table(["run", "stage", "kind", "usd", "seconds"], rows)
+    click.echo(f"total ${total:.6f} ({period})")
+
+
+@cli.command()
+@click.option("--tracking-uri", help="Replay into this MLflow instead of each record's own.")
+@click.pass_context
+def sync(ctx: click.Context, tracking_uri: str | None) -> None:
+    """Replay tracking records spooled while MLflow was away."""
+    from runtime.tracking import sync_spool
+
+    done, left = sync_spool(_ws(ctx).spool, tracking_uri)
+    click.echo(f"replayed {done} records; {left} left in the spool")
+    if left:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (loopback by default).")
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True)
+@click.option("--artifacts", default="./mlartifacts", show_default=True, help="Artifacts folder.")
+def server(host: str, port: int, backend_store_uri: str, artifacts: str) -> None:
+    """Start the MLflow tracking server (mlflow/server.sh does the same)."""
+    args = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
+            "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts,
+            "--serve-artifacts"]
+    click.echo(f"MLflow server on http://{host}:{port} (store {backend_store_uri}, artifacts {artifacts})",
+               err=True)
+    os.execv(sys.executable, args)
+
+
+def main() -> None:
+    cli(prog_name="paretrain")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""The runtime: torch, clocks, money and files. Imports the planner, never the reverse."""

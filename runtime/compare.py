@@ -1,0 +1,54 @@
+"""Predicted against realized: the execution runs of an MLflow experiment, side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.errors import InputError
+from planner.pareto import non_dominated
+
+__all__ = ["compare_rows"]
+
+
+def _pct(pred: float, real: float) -> str:
+    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+
+
+def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """One row per execution run: predicted and realized cost, wall time, accuracy, errors,
+    and whether the realized point is on the front of the realized points."""
+    from runtime.tracking import _client
+
+    client = _client(uri)
+    if experiment is None:
+        exps = [e for e in client.search_experiments() if e.name != "Default"]
+        if len(exps) != 1:
+            names = ", ".join(sorted(e.name for e in exps)) or "none"
+            raise InputError(f"--experiment: {len(exps)} experiments at {uri} ({names}). To fix: name one "
+                             "with --experiment NAME")
+        exp = exps[0]
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise InputError(f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
+                             "the name (the spec's tracking.experiment, else its name)")
+    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'run'",
+                              order_by=["attributes.start_time ASC"], max_results=5000)
+    rows = []
+    for r in runs:
+        m, t = r.data.metrics, r.data.tags
+        if "cost_usd" not in m:
+            continue  # still running, or stopped before its final record
+        rows.append({
+            "run": r.info.run_id, "candidate": t.get("paretrain.candidate", ""),
+            "plan": t.get("paretrain.plan_fingerprint", ""), "status": t.get("paretrain.status", ""),
+            "predicted_cost_usd": m.get("predicted_cost_usd", 0.0), "cost_usd": m["cost_usd"],
+            "predicted_wall_s": m.get("predicted_wall_s", 0.0), "wall_s": m.get("wall_s", 0.0),
+            "predicted_accuracy": m.get("predicted_accuracy", 0.0), "val_accuracy": m.get("val_accuracy", 0.0),
+        })
+    keep = set(non_dominated([(r["cost_usd"], r["wall_s"], r["val_accuracy"]) for r in rows]))
+    for i, r in enumerate(rows):
+        r["cost_err"] = _pct(r["predicted_cost_usd"], r["cost_usd"])
+        r["wall_err"] = _pct(r["predicted_wall_s"], r["wall_s"])
+        r["on_front"] = i in keep
+    return exp.name, rows

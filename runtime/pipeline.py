@@ -1,0 +1,126 @@
+"""The planning pipeline on this machine: profile (cached), offers, MILP, plan.
+
+Folders under the working directory's ``.paretrain/``: ``cache/`` (generated data),
+``profiles/`` (profile files by key), ``ledger/`` (one JSONL ledger per run or profiling),
+``runs/`` (checkpoints, events, status per run), ``spool/`` (tracking records to replay).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
+from planner.errors import SpecError
+from planner.milp import pareto_front
+from planner.plan import Plan, make_plan
+from planner.problem import build_problem
+from planner.profile import Profile, build_profile, merge_profiles, profile_key
+from planner.space import Config
+from planner.spec import Spec
+from runtime.devices import local_devices
+from runtime.files import read_profile, read_text, write_profile
+from runtime.lab import TorchLab
+from runtime.ledger import Ledger
+from runtime.workloads import load_workload
+
+__all__ = ["Workspace", "offers_for", "get_profile", "plan_spec"]
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".paretrain"
+
+    @property
+    def cache(self) -> Path:
+        return self.state / "cache"
+
+    @property
+    def profiles(self) -> Path:
+        return self.state / "profiles"
+
+    @property
+    def ledgers(self) -> Path:
+        return self.state / "ledger"
+
+    @property
+    def spool(self) -> Path:
+        return self.state / "spool" / "tracking.jsonl"
+
+
+def offers_for(spec: Spec) -> list[Offer]:
+    """The offers the spec allows: local devices present here and catalog rows."""
+    local = local_offers(local_devices(), spec.hardware)
+    catalog: list[Offer] = []
+    if spec.hardware.catalog == "builtin":
+        catalog = parse_catalog(builtin_catalog_text(), "planner/data/catalog.csv")
+    elif spec.hardware.catalog != "none":
+        path = spec.hardware.catalog
+        catalog = parse_catalog(read_text(path, "catalog", "fix hardware.catalog in the spec"), path)
+    known = {o.id: o for o in local + catalog}
+    chosen = []
+    for i, oid in enumerate(spec.hardware.allow):
+        if oid not in known:
+            here = ", ".join(sorted(known)) or "none"
+            raise SpecError(spec.path, f"hardware.allow[{i}]", "is not an offer on this machine or in the "
+                            "catalog", oid, f"use one of: {here}")
+        o = known[oid]
+        if o.spot and not spec.hardware.spot:
+            raise SpecError(spec.path, f"hardware.allow[{i}]", "is a spot offer but hardware.spot is false",
+                            oid, "set hardware.spot: true or allow the on-demand offer")
+        chosen.append(o)
+    return chosen
+
+
+def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Sequence[Offer], *,
+                progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> tuple[Profile, bool]:
+    """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
+    is unchanged, else measured for real (charged to the profile envelope). Returns
+    (profile, reused)."""
+    workload = load_workload(spec.workload, ws.cache)
+    prices = {o.id: o.price_usd_per_h for o in offers if o.local}
+    lab_probe = TorchLab(workload, prices_usd_per_h=prices, seed=spec.workload.seed)
+    key = profile_key(spec, lab_probe.fingerprint(), configs)
+    path = ws.profiles / f"{key}.json"
+    if path.exists() and not force:
+        profile = read_profile(path)
+        reused = True
+    else:
+        ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
+        try:
+            cap = ledger.spent + spec.budget.profile_usd
+            lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, cap_usd=cap,
+                           seed=spec.workload.seed)
+            start = ledger.spent
+            profile = build_profile(spec, lab, configs, progress=progress, key=key,
+                                    measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            from dataclasses import replace
+
+            profile = replace(profile, spend_usd=ledger.spent - start)
+        finally:
+            ledger.close()
+        write_profile(profile, path)
+        reused = False
+    if spec.profiles:
+        profile = merge_profiles(profile, [read_profile(p) for p in spec.profiles])
+    return profile, reused
+
+
+def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], None] | None = None,
+              force_profile: bool = False) -> tuple[Plan, Profile, bool]:
+    """Profile (cached), build the program, sweep the Pareto set, and make the plan."""
+    offers = offers_for(spec)
+    configs = list(spec.configs)
+    profile, reused = get_profile(spec, ws, configs, offers, progress=progress, force=force_profile)
+    problem, ctx = build_problem(spec, offers, profile, configs)
+    front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
+    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=profile.key,
+                     problem=problem, ctx=ctx, front=front, configs=configs, offers=offers,
+                     solver=spec.planner.solver)
+    return plan, profile, reused
