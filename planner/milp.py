@@ -135,8 +135,6 @@ class Formulation:
         self.time_row = pulp.LpConstraint(self.TIME, pulp.LpConstraintLE, "time", _BIG)
         lp += self.budget_row
         lp += self.time_row
-        self.budget_row = lp.constraints["budget"]
-        self.time_row = lp.constraints["time"]
         self.lp = lp
 
     # -- solving ------------------------------------------------------------------------

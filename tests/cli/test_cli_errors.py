@@ -1,0 +1,90 @@
+"""Bad input through the CLI: exit 2, one line on stderr, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from paretrain.cli import cli
+from tests.conftest import ROOT, small_spec
+
+BAD = {
+    "missing file": None,
+    "bad yaml": "name: x\nbudget: {total_usd: 1\n  oops: [}\n",
+    "unknown key": {**small_spec(), "colour": "red"},
+    "wrong type": small_spec(deadline_s="soon"),
+    "negative budget": small_spec(budget={"total_usd": -5}),
+    "nan budget": small_spec(budget={"total_usd": float("nan")}),
+    "empty hardware list": small_spec(hardware={"allow": []}),
+    "unknown workload": small_spec(workload={"name": "imagenet"}),
+    "unknown offer": small_spec(hardware={"allow": ["aws/p9.huge"]}),
+}
+
+
+def files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_spec_exits_2_with_one_line_and_writes_nothing(case, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    data = BAD[case]
+    if data is not None:
+        spec.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    before = files(tmp_path)
+    result = CliRunner().invoke(cli, ["plan", str(spec), "-o", "plan.json"])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("paretrain: ") and "To fix" in lines[0]
+    assert "Traceback" not in result.output
+    assert files(tmp_path) == before
+
+
+def test_message_names_file_field_rule_and_value(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(small_spec(budget={"total_usd": -5})))
+    result = CliRunner().invoke(cli, ["plan", str(spec)])
+    assert f"{spec}: field 'budget.total_usd' must be >= 0; got -5" in result.stderr
+
+
+def test_real_process_bad_input_has_no_traceback(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: x\n")
+    proc = subprocess.run([sys.executable, "-m", "paretrain.cli", "plan", str(spec)], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "field 'target' is required" in proc.stderr
+
+
+def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path):
+    r = CliRunner().invoke(cli, ["init", str(tmp_path)])
+    assert r.exit_code == 0
+    assert (tmp_path / "mnist1d.yaml").read_text() == (ROOT / "examples" / "mnist1d.yaml").read_text()
+    r = CliRunner().invoke(cli, ["init", str(tmp_path)])
+    assert r.exit_code == 2 and "--force" in r.stderr
+
+
+def test_spec_schema_is_json():
+    import json
+
+    r = CliRunner().invoke(cli, ["spec-schema"])
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["title"] == "paretrain spec"
+
+
+def test_run_with_a_missing_or_edited_plan_exits_2(tmp_path):
+    r = CliRunner().invoke(cli, ["run", str(tmp_path / "none.json")])
+    assert r.exit_code == 2 and "no such plan file" in r.stderr
+    bad = tmp_path / "plan.json"
+    bad.write_text('{"schema": "paretrain.plan/0"}')
+    r = CliRunner().invoke(cli, ["run", str(bad)])
+    assert r.exit_code == 2 and "field 'schema' must be paretrain.plan/1" in r.stderr

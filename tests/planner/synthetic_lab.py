@@ -1,0 +1,56 @@
+"""A Lab with closed-form curves: the planner becomes a pure function tests can check."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from planner.lab import LocalDevice
+from planner.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
+from planner.space import Config
+
+
+class SyntheticLab:
+    """Step time ``alpha/threads + beta*b/threads``; samples to a level ``E_min (1 + B/B_noise)``
+    with E_min growing with the level; B_noise growing with progress."""
+
+    def __init__(self, e_min: dict[str, float] | None = None, b_noise: float = 200.0,
+                 best: dict[str, float] | None = None) -> None:
+        self.e_min = e_min or {}
+        self.b_noise = b_noise
+        self.best = best or {}
+        self.calls: list[str] = []
+
+    def devices(self) -> Sequence[LocalDevice]:
+        return [LocalDevice("local/cpu-1", "cpu", 1, 1, 16.0), LocalDevice("local/cpu-2", "cpu", 2, 2, 16.0)]
+
+    def fingerprint(self) -> str:
+        return "synthetic-1"
+
+    def _alpha_beta(self, config: Config, device: str) -> tuple[float, float]:
+        threads = int(device.rsplit("-", 1)[1])
+        size = float(config.param("width", config.param("channels", 32)))
+        return 1e-3, size * 1e-7 / (0.6 * threads)
+
+    def measure_steps(self, config: Config, device: str, precision: str,
+                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+        self.calls.append(f"steps {config.id} {device}")
+        a, b = self._alpha_beta(config, device)
+        samples = tuple(StepSample(bs, 1, a + b * bs, bs / (a + b * bs), 1000 * bs) for bs in batch_sizes)
+        return StepProfile(device, config.id, precision, samples, eval_s=0.002, source="measured",
+                           measured_on="synthetic")
+
+    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
+                            max_samples: int, eval_every: int) -> ConvergenceRun:
+        self.calls.append(f"convergence {config.id} {batch_size}")
+        base = self.e_min.get(config.id, 20000.0)
+        best = self.best.get(config.id, 0.95)
+        reached = []
+        for lv in levels:
+            e = base * (1 + 4 * (lv - levels[0])) * (1 + batch_size / self.b_noise)
+            reached.append((lv, int(e) if lv <= best and e <= max_samples else None))
+        return ConvergenceRun(config.id, batch_size, tuple(reached), best, (), eval_every)
+
+    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
+                      big: int) -> Sequence[NoiseSample]:
+        return [NoiseSample(config.id, p, 0.5, 1.0, self.b_noise * (1 + p / 1e4), self.b_noise * (1 + p / 1e4))
+                for p in progress_samples]

@@ -1,0 +1,92 @@
+"""From a synthetic Lab to a plan file: deterministic bytes, fingerprint, candidate choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from planner.catalog import local_offers
+from planner.errors import InputError
+from planner.milp import pareto_front
+from planner.plan import make_plan, plan_from_json, plan_to_json
+from planner.problem import build_problem
+from planner.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from planner.spec import parse_spec
+from runtime.workloads import WORKLOADS
+from tests.conftest import small_spec
+from tests.planner.synthetic_lab import SyntheticLab
+
+
+def plan_text(spec_data: dict, lab: SyntheticLab | None = None) -> str:
+    spec = parse_spec(spec_data, "spec.yaml", WORKLOADS)
+    lab = lab or SyntheticLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})
+    configs = list(spec.configs)
+    key = profile_key(spec, lab.fingerprint(), configs)
+    profile = build_profile(spec, lab, configs, key=key)
+    # the profile survives its own file format
+    profile = profile_from_json(profile_to_json(profile), "p.json")
+    offers = local_offers(lab.devices(), spec.hardware)
+    problem, ctx = build_problem(spec, offers, profile, configs)
+    front = pareto_front(problem)
+    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=key, problem=problem,
+                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs")
+    return plan_to_json(plan)
+
+
+def test_same_spec_and_profile_give_byte_identical_plans():
+    assert plan_text(small_spec()) == plan_text(small_spec())
+
+
+def test_plan_has_no_timestamps_and_a_schema():
+    d = json.loads(plan_text(small_spec()))
+    assert d["schema"] == "paretrain.plan/1"
+    text = json.dumps(d)
+    assert "measured_at" not in text and "2026-" not in text.replace(d["offers"][0]["as_of"], "")
+
+
+def test_plan_round_trips_and_detects_edits():
+    text = plan_text(small_spec())
+    plan = plan_from_json(text, "plan.json")
+    assert plan_to_json(plan) == text
+    edited = text.replace('"chosen": "', '"chosen": "x', 1)
+    with pytest.raises(InputError, match="fingerprint"):
+        plan_from_json(edited, "plan.json")
+    with pytest.raises(InputError, match="not a plan file"):
+        plan_from_json("{", "plan.json")
+
+
+def test_candidate_selection_by_name_and_id():
+    plan = plan_from_json(plan_text(small_spec()), "plan.json")
+    cheapest, fastest = plan.candidate("cheapest"), plan.candidate("fastest")
+    assert cheapest.cost_usd == min(c.cost_usd for c in plan.candidates)
+    assert fastest.wall_s == min(c.wall_s for c in plan.candidates)
+    assert plan.candidate("knee").id == plan.chosen
+    assert plan.candidate(plan.candidates[0].id) is plan.candidates[0]
+    with pytest.raises(InputError, match="not in the plan"):
+        plan.candidate("p99")
+
+
+def test_candidates_meet_the_goal_budget_and_deadline():
+    data = small_spec()
+    plan = plan_from_json(plan_text(data), "plan.json")
+    for c in plan.candidates:
+        assert c.accuracy >= data["target"]["goal"]
+        assert c.cost_usd <= data["budget"]["envelopes"]["train"]
+        assert c.wall_s <= data["deadline_s"]
+        assert sum(s.cost_usd for s in c.stages) == pytest.approx(c.cost_usd, rel=1e-6)
+        assert all(s.samples % s.batch_size == 0 for s in c.stages)
+
+
+def test_example_like_spec_gives_at_least_five_candidates():
+    data = small_spec(target={"goal": 0.7, "levels": [0.7, 0.8, 0.9], "max_samples": 10**6},
+                      planner={"stages": 3, "batch_sizes": [16, 32, 64, 128, 256]})
+    plan = plan_from_json(plan_text(data), "plan.json")
+    assert len(plan.candidates) >= 5
+
+
+def test_unreached_levels_are_noted_not_planned():
+    lab = SyntheticLab(best={"mlp-64x2": 0.45, "cnn-8x2": 0.95})
+    plan = plan_from_json(plan_text(small_spec(), lab), "plan.json")
+    assert all(not (c.config_id == "mlp-64x2" and c.accuracy > 0.45) for c in plan.candidates)
+    assert any("mlp-64x2: accuracy 0.5" in n for n in plan.notes)

@@ -1,0 +1,117 @@
+"""Spec validation: every field checked, each bad input named with field, rule, value, fix."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import yaml
+
+from planner.errors import InputError, SpecError
+from planner.spec import parse_spec, parse_spec_text, spec_json_schema
+from runtime.files import read_spec
+from runtime.workloads import WORKLOADS
+from tests.conftest import ROOT, small_spec
+
+
+def parse(data: dict):
+    return parse_spec(data, "spec.yaml", WORKLOADS)
+
+
+def test_example_spec_loads_into_frozen_dataclasses():
+    spec = read_spec(ROOT / "examples" / "mnist1d.yaml")
+    assert spec.name == "mnist1d-demo"
+    assert [c.id for c in spec.configs] == ["mlp-256x2", "cnn-32x3"]
+    assert spec.budget.train_usd == pytest.approx(0.012)
+    assert spec.target.levels[0] == spec.target.goal
+    with pytest.raises(AttributeError):
+        spec.budget.total_usd = 1.0  # type: ignore[misc]
+
+
+def test_example_in_package_and_examples_folder_are_the_same_file():
+    assert (ROOT / "examples" / "mnist1d.yaml").read_text() == \
+        (ROOT / "paretrain" / "examples" / "mnist1d.yaml").read_text()
+
+
+def test_defaults_fill_missing_sections():
+    spec = parse(small_spec())
+    assert spec.planner.solver == "highs"
+    assert spec.runtime.keep_checkpoints == 3
+    assert spec.hardware.cpu_vcpu_usd_per_h == pytest.approx(0.0425)
+
+
+def test_digest_ignores_comments_and_layout():
+    a = parse_spec_text("# c\n" + yaml.safe_dump(small_spec()), "a", WORKLOADS)
+    b = parse_spec_text(yaml.safe_dump(small_spec(), default_flow_style=True), "b", WORKLOADS)
+    assert a.digest == b.digest
+    c = parse(small_spec(deadline_s=301))
+    assert c.digest != a.digest
+
+
+@pytest.mark.parametrize("mutate, field, rule", [
+    (lambda s: s.update(colour="red"), "colour", "is not a known key"),
+    (lambda s: s["budget"].update(total_usd=-1), "budget.total_usd", ">= 0"),
+    (lambda s: s["budget"].update(total_usd=math.nan), "budget.total_usd", "finite"),
+    (lambda s: s["budget"].update(total_usd="ten"), "budget.total_usd", "must be a number"),
+    (lambda s: s["hardware"].update(allow=[]), "hardware.allow", "must not be empty"),
+    (lambda s: s["workload"].update(name="cifar100"), "workload.name", "is not a known workload"),
+    (lambda s: s.update(deadline_s=0), "deadline_s", "> 0"),
+    (lambda s: s["target"].update(goal=1.5), "target.goal", "<= 1"),
+    (lambda s: s["planner"].update(solver="gurobi"), "planner.solver", "one of"),
+    (lambda s: s["planner"].update(batch_sizes=[32, "big"]), "planner.batch_sizes[1]", "integer"),
+    (lambda s: s["configs"][0].update(width=5000), "configs[0].width", "in [16, 1024]"),
+    (lambda s: s["configs"][0].update(kernel=3), "configs[0].kernel", "not a parameter of family mlp"),
+    (lambda s: s["configs"][1].update(family="transformer"), "configs[1].family", "not a family"),
+    (lambda s: s["configs"].append(dict(s["configs"][0])), "configs[2].id", "unique"),
+    (lambda s: s["budget"].update(envelopes={"train": 1.0}), "budget.envelopes", "sum to at most"),
+    (lambda s: s["hardware"].update(allow=["cpu"]), "hardware.allow[0]", "provider/name"),
+    (lambda s: s.pop("target"), "target", "is required"),
+    (lambda s: s.update(configs=[]), "configs", "must not be empty"),
+    (lambda s: s["planner"].update(convergence_batch_sizes=[16, 64]), "planner.convergence_batch_sizes",
+     "at least 3"),
+])
+def test_bad_field_names_field_rule_value_and_fix(mutate, field, rule):
+    data = small_spec()
+    mutate(data)
+    with pytest.raises(SpecError) as info:
+        parse(data)
+    err = info.value
+    assert err.field == field
+    assert rule in err.rule
+    text = str(err)
+    assert text.startswith("spec.yaml: field ")
+    assert "got" in text and "To fix:" in text
+    assert "\n" not in text
+
+
+def test_bad_yaml_names_line_and_column():
+    with pytest.raises(InputError, match=r"not valid YAML at line 3, column 4"):
+        parse_spec_text("name: x\nbudget: {a: 1\n  b: [}\n", "s.yaml", WORKLOADS)
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such spec file"):
+        read_spec(tmp_path / "nope.yaml")
+
+
+def test_empty_file_is_rejected():
+    with pytest.raises(SpecError, match="top level"):
+        parse_spec_text("", "s.yaml", WORKLOADS)
+
+
+def test_python_workload_reference_must_name_module_and_factory():
+    with pytest.raises(SpecError, match="python:pkg.module:factory"):
+        parse(small_spec(workload={"name": "python:nofactory"}))
+    spec = parse(small_spec(workload={"name": "python:mypkg.work:make"}, configs=[
+        {"id": "a", "family": "anything", "width": 1}]))
+    assert spec.workload.name == "python:mypkg.work:make"
+
+
+def test_json_schema_lists_every_section_and_forbids_unknown_keys():
+    schema = spec_json_schema()
+    for key in ("workload", "configs", "target", "budget", "deadline_s", "hardware", "planner",
+                "runtime", "tracking", "search", "profiles", "convergence"):
+        assert key in schema["properties"]
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["budget"]["properties"]["total_usd"]["minimum"] == 0
+    assert set(schema["required"]) >= {"name", "target", "budget", "deadline_s"}
