@@ -88,3 +88,16 @@ def test_run_with_a_missing_or_edited_plan_exits_2(tmp_path):
     bad.write_text('{"schema": "paretrain.plan/0"}')
     r = CliRunner().invoke(cli, ["run", str(bad)])
     assert r.exit_code == 2 and "field 'schema' must be paretrain.plan/1" in r.stderr
+
+
+def test_candidate_above_approval_threshold_needs_approve(tmp_path, monkeypatch):
+    from tests.planner.test_plan import plan_text
+
+    monkeypatch.chdir(tmp_path)
+    data = small_spec(budget={"total_usd": 0.01, "envelopes": {"train": 0.006},
+                              "approval_above_usd": 0.0})
+    (tmp_path / "plan.json").write_text(plan_text(data))
+    r = CliRunner().invoke(cli, ["run", "plan.json", "--candidate", "cheapest", "--no-track"])
+    assert r.exit_code == 3
+    assert "above budget.approval_above_usd $0" in r.stderr and "--approve" in r.stderr
+    assert not (tmp_path / ".paretrain").exists()
