@@ -49,6 +49,14 @@ class Lab(Protocol):
         """Train at ``batch_size`` until the top level or ``max_samples``; when each level is reached."""
         ...
 
+    def measure_peak(self, device: str) -> float:
+        """Achieved fp32 matrix-multiply rate of ``device`` in GFLOP/s (scales modeled offers)."""
+        ...
+
+    def measure_sync(self, workers: int, nbytes: int) -> float:
+        """Seconds of one all-reduce of ``nbytes`` among ``workers`` local processes."""
+        ...
+
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
                       big: int) -> Sequence[NoiseSample]:
         """Gradient noise scale (two-batch estimator) at points of training progress."""

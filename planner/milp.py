@@ -8,19 +8,22 @@ Sets
 Parameters (``planner.problem.Problem``)
     T[m,k,o], C[m,k,o]   seconds and dollars of stage k of m under option o (absent: no x)
     sw_t[h], sw_c[h]     seconds and dollars to move the run onto h between stages
+    out_c[h]             dollars to move the run off h (egress of the checkpoint)
     budget, deadline, acc_floor
 Variables
     x[m,k,o] in {0,1}    stage k of choice m uses option o
     z[m]     in {0,1}    choice m is made
     w[k,h]   in [0,1]    the run moves onto hardware h at stage k (k >= 1)
+    v[k,h]   in [0,1]    the run leaves hardware h at stage k (k >= 1)
 Expressions
     y[k,h] = sum_{m, o: h(o)=h} x[m,k,o]                    (hardware of stage k)
-    COST   = sum C[m,k,o] x[m,k,o] + sum sw_c[h] w[k,h]
+    COST   = sum C[m,k,o] x[m,k,o] + sum sw_c[h] w[k,h] + sum out_c[h] v[k,h]
     TIME   = sum T[m,k,o] x[m,k,o] + sum sw_t[h] w[k,h]
 Constraints
     assign:  sum_o x[m,k,o] = z[m]              for all m, k
     one:     sum_m z[m] = 1
     switch:  w[k,h] >= y[k,h] - y[k-1,h]        for all k >= 1, h
+             v[k,h] >= y[k-1,h] - y[k,h]        for all k >= 1, h
     budget:  COST <= min(budget, cost_cap)
     time:    TIME <= min(deadline, time_cap)
     floor:   z[m] = 0 where acc[m] < acc_floor  (as a bound)
@@ -111,24 +114,34 @@ class Formulation:
                 lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, f"assign_{m}_{k}", 0.0)
         lp += pulp.LpConstraint(pulp.LpAffineExpression([(v, 1.0) for v in self.z]),
                                 pulp.LpConstraintEQ, "one", 1.0)
-        # switch: w[k,h] - y[k,h] + y[k-1,h] >= 0, only where moving onto h costs something
+        # switch: w[k,h] - y[k,h] + y[k-1,h] >= 0 (onto h) and v[k,h] - y[k-1,h] + y[k,h] >= 0
+        # (off h), only where moving costs something
         self.w: dict[tuple[int, int], pulp.LpVariable] = {}
-        movers = [h for h in range(len(problem.hardware))
-                  if problem.switch_s[h] > 0 or problem.switch_usd[h] > 0]
-        if movers and K > 1:
+        self.v: dict[tuple[int, int], pulp.LpVariable] = {}
+        leave = problem.leave_usd
+        if K > 1:
             by_kh: dict[tuple[int, int], list[pulp.LpVariable]] = {}
             for v, (_m, k, o) in zip(self.x, self.idx):
                 by_kh.setdefault((int(k), int(problem.option_hw[o])), []).append(v)
             for k in range(1, K):
-                for h in movers:
-                    w = pulp.LpVariable(f"w_{k}_{h}", lowBound=0, upBound=1)
-                    self.w[(k, h)] = w
-                    terms = [(w, 1.0)] + [(v, -1.0) for v in by_kh.get((k, h), [])] + \
-                            [(v, 1.0) for v in by_kh.get((k - 1, h), [])]
-                    lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
-                                            f"switch_{k}_{h}", 0.0)
-                    t_terms.append((w, problem.switch_s[h] / self.t_scale))
-                    c_terms.append((w, problem.switch_usd[h] / self.c_scale))
+                for h in range(len(problem.hardware)):
+                    y_now = by_kh.get((k, h), [])
+                    y_before = by_kh.get((k - 1, h), [])
+                    if problem.switch_s[h] > 0 or problem.switch_usd[h] > 0:
+                        w = pulp.LpVariable(f"w_{k}_{h}", lowBound=0, upBound=1)
+                        self.w[(k, h)] = w
+                        terms = [(w, 1.0)] + [(x, -1.0) for x in y_now] + [(x, 1.0) for x in y_before]
+                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
+                                                f"switch_in_{k}_{h}", 0.0)
+                        t_terms.append((w, problem.switch_s[h] / self.t_scale))
+                        c_terms.append((w, problem.switch_usd[h] / self.c_scale))
+                    if leave[h] > 0:
+                        u = pulp.LpVariable(f"v_{k}_{h}", lowBound=0, upBound=1)
+                        self.v[(k, h)] = u
+                        terms = [(u, 1.0)] + [(x, -1.0) for x in y_before] + [(x, 1.0) for x in y_now]
+                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
+                                                f"switch_out_{k}_{h}", 0.0)
+                        c_terms.append((u, leave[h] / self.c_scale))
         self.TIME = pulp.LpAffineExpression(t_terms)
         self.COST = pulp.LpAffineExpression(c_terms)
         self.budget_row = pulp.LpConstraint(self.COST, pulp.LpConstraintLE, "budget", _BIG)

@@ -25,7 +25,8 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
-__all__ = ["StepTimeModel", "ConvergenceFit", "fit_step_time", "fit_convergence", "B_NOISE_CAP"]
+__all__ = ["StepTimeModel", "ConvergenceFit", "NoiseCurve", "fit_step_time", "fit_convergence",
+           "fit_noise_curve", "stage_b_noise", "B_NOISE_CAP"]
 
 #: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
 B_NOISE_CAP = 1e9
@@ -119,3 +120,51 @@ def relative_error(predicted: float, realized: float) -> float:
     if realized == 0:
         return math.inf if predicted else 0.0
     return (predicted - realized) / realized
+
+
+@dataclass(frozen=True, slots=True)
+class NoiseCurve:
+    """Smoothed gradient noise scale along training: ``B_simple(p) = exp(a) * p ** slope``."""
+
+    a: float
+    slope: float
+    p_min: int
+    p_max: int
+
+    def at(self, progress_samples: float) -> float:
+        return math.exp(self.a) * max(progress_samples, 1.0) ** self.slope
+
+
+def fit_noise_curve(points: Sequence[tuple[int, float]]) -> NoiseCurve | None:
+    """Fit ``log B_simple = a + slope * log p`` to (progress samples, B_simple) measurements.
+
+    The two-batch estimates are noisy (a negative |G|^2 estimate gives no point), so the curve
+    is a least-squares line in log-log space, its slope clipped to [-1, 2]; fewer than two
+    usable points give None (one B_noise for the whole run).
+    """
+    pts = [(p, b) for p, b in points if p > 0 and math.isfinite(b) and b > 0]
+    if len(pts) < 2:
+        return None
+    x = np.log([p for p, _ in pts])
+    y = np.log([b for _, b in pts])
+    if np.ptp(x) == 0:
+        return None
+    slope, a = np.polyfit(x, y, 1)
+    slope = float(np.clip(slope, -1.0, 2.0))
+    a = float(np.mean(y - slope * x))
+    return NoiseCurve(a, slope, int(min(p for p, _ in pts)), int(max(p for p, _ in pts)))
+
+
+def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> list[float]:
+    """B_noise for each of ``stages`` stages of equal ideal progress.
+
+    The stage values follow the measured curve at each stage's midpoint and are scaled so
+    that their harmonic mean is the B_noise fitted from fixed-batch runs: a constant batch
+    then needs exactly ``E_min (1 + B / b_fit)`` samples, as measured, while a schedule that
+    grows its batch with the noise scale needs fewer.
+    """
+    if curve is None or b_fit >= B_NOISE_CAP or stages == 1:
+        return [b_fit] * stages
+    g = [curve.at(e_min * (k + 0.5) / stages) for k in range(stages)]
+    scale = b_fit * float(np.mean([1.0 / v for v in g]))
+    return [min(v * scale, B_NOISE_CAP) for v in g]

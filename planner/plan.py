@@ -51,6 +51,8 @@ class StagePlan:
     b_noise: float
     modeled: bool = False
     extrapolated: bool = False
+    spot: bool = False
+    instances: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,23 +135,26 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
         notes: list[str] = []
         for k, o in enumerate(s.options):
             opt = problem.options[o]
-            key = (opt.hardware, ch.config_id, opt.precision)
-            model = ctx.step_models[key]
+            model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
             fit = ctx.convergence[(ch.config_id, ch.accuracy)]
             samples = float(problem.samples[s.choice, k, o])
-            per_step = opt.batch_size * opt.workers
+            per_step = opt.global_batch
             steps = max(1, math.ceil(samples / per_step - 1e-9))
-            extrap = model.extrapolated(opt.batch_size) or (
-                bool(fit.points) and opt.batch_size < min(b for b, _ in fit.points))
+            extrap = model.extrapolated(opt.batch_size, opt.workers) or (
+                bool(fit.points) and per_step < min(b for b, _ in fit.points))
             if extrap:
-                notes.append(f"stage {k}: batch {opt.batch_size} is outside the measured range")
+                notes.append(f"stage {k}: batch {opt.batch_size} x {opt.workers} workers is outside the "
+                             "measured range (extrapolated)")
+            if model.modeled:
+                notes.append(f"stage {k}: {opt.hardware} step time is modeled, not measured")
             stages.append(StagePlan(
                 index=k, hardware=opt.hardware, precision=opt.precision, batch_size=opt.batch_size,
                 workers=opt.workers, samples=steps * per_step, steps=steps,
                 lr=float(f"{c.lr_at(per_step):.6g}"), cost_usd=_usd(problem.cost_usd[s.choice, k, o]),
                 wall_s=_sec(problem.time_s[s.choice, k, o]),
                 b_noise=round(ctx.b_noise_stage[(s.choice, k)], 3),
-                modeled=bool(ctx.modeled.get(key, False)), extrapolated=extrap))
+                modeled=bool(model.modeled), extrapolated=extrap,
+                spot=opt.hardware.endswith(":spot"), instances=int(ctx.instances.get(o, 1))))
             if k and problem.option_hw[o] != problem.option_hw[s.options[k - 1]]:
                 notes.append(f"stage {k}: moves to {opt.hardware}")
         cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=ch.accuracy,
@@ -166,13 +171,20 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
             models["convergence"].setdefault(cid, {})[f"{level:g}"] = {
                 "e_min": round(fit.e_min, 3), "b_noise": round(fit.b_noise, 3),
                 "points": [list(p) for p in fit.points]}
-    for (h, cid, q), m in sorted(ctx.step_models.items()):
-        if cid in used:
+    for (h, cid, q, n), m in sorted(ctx.step_models.items()):
+        if cid in used and n == 1:
             models["step_time"][f"{h}|{cid}|{q}"] = {
-                "alpha_s": float(f"{m.alpha:.6g}"), "beta_s": float(f"{m.beta:.6g}"),
-                "b_range": [m.b_min, m.b_max], "eval_s": float(f"{ctx.eval_s.get((h, cid, q), 0.0):.6g}"),
-                "modeled": bool(ctx.modeled.get((h, cid, q), False))}
+                "alpha_s": float(f"{m.single.alpha:.6g}"), "beta_s": float(f"{m.single.beta:.6g}"),
+                "b_range": [m.single.b_min, m.single.b_max], "eval_s": float(f"{m.eval_s:.6g}"),
+                "modeled": bool(m.modeled)}
+    for cid, curve in sorted(ctx.noise_curves.items()):
+        if cid in used:
+            models.setdefault("noise", {})[cid] = {
+                "log_a": round(curve.a, 6), "slope": round(curve.slope, 6),
+                "progress_range": [curve.p_min, curve.p_max]}
     status = "optimal" if front.proven_optimal else "not proven optimal (a solve hit its time limit)"
+    if ctx.pruned:
+        models["pruned_options"] = ctx.pruned
     return Plan(
         spec_digest=spec_digest, profile_key=profile_key, spec=spec_data,
         configs=tuple(cfg[c] for c in sorted(used)),

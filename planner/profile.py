@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from planner.spec import Spec
 
 __all__ = [
-    "StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "Profile",
+    "StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "SyncSample", "Profile",
     "profile_key", "build_profile", "profile_to_json", "profile_from_json", "merge_profiles",
     "PROFILE_SCHEMA",
 ]
@@ -56,6 +56,7 @@ class StepProfile:
     eval_s: float = 0.0
     source: str = "measured"  # "measured" | "modeled"
     measured_on: str = ""
+    param_count: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in ("measured", "modeled"):
@@ -94,6 +95,15 @@ class NoiseSample:
 
 
 @dataclass(frozen=True, slots=True)
+class SyncSample:
+    """One measured all-reduce of ``bytes`` among ``workers`` local processes."""
+
+    workers: int
+    bytes: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Profile:
     key: str
     device: str
@@ -103,6 +113,8 @@ class Profile:
     measured_at: str = ""
     spend_usd: float = 0.0
     notes: Mapping[str, Any] = field(default_factory=dict)
+    peaks: Mapping[str, float] = field(default_factory=dict)  # device -> measured fp32 GFLOP/s
+    sync: tuple[SyncSample, ...] = ()
 
     def step_profile(self, hardware: str, config_id: str, precision: str) -> StepProfile | None:
         for s in self.steps:
@@ -130,6 +142,8 @@ def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"])
         "precisions": list(spec.planner.precisions),
         "convergence_batch_sizes": list(spec.planner.convergence_batch_sizes),
         "profile_steps": spec.planner.profile_steps,
+        "max_workers": spec.planner.max_workers,
+        "noise": spec.planner.noise,
         "eval_every": spec.runtime.eval_every_samples,
         "lab": lab_fingerprint,
     }
@@ -138,11 +152,14 @@ def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"])
 
 def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
                   progress: Progress | None = None, key: str = "", measured_at: str = "") -> Profile:
-    """Measure every local (hardware, config, precision) and the convergence of every config."""
+    """Measure every allowed local (device, config, precision), each device's matrix-multiply
+    rate, all-reduce times when several workers are allowed, and per config its convergence at
+    several batch sizes and its gradient noise along training."""
     local = [d for d in lab.devices() if d.id in spec.hardware.allow]
     hints = spec.convergence or {}
     tasks: list[tuple[str, Callable[[], Any]]] = []
     for dev in local:
+        tasks.append((f"peak of {dev.id}", lambda d=dev.id: ("peak", d, lab.measure_peak(d))))
         for cfg in configs:
             for precision in spec.planner.precisions:
                 if precision == "bf16" and not dev.bf16:
@@ -150,6 +167,12 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
                 tasks.append((f"steps {cfg.id} on {dev.id} {precision}",
                               lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
                                   c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps)))
+    cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
+    if spec.planner.max_workers > 1 and any(d.kind == "cpu" for d in local) and cores > 1:
+        for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores}):
+            for nbytes in (1 << 16, 1 << 20, 1 << 22):
+                tasks.append((f"all-reduce of {nbytes >> 10} KiB among {n}",
+                              lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, lab.measure_sync(n, nb)))))
     for cfg in configs:
         if cfg.id in hints:
             continue
@@ -158,17 +181,60 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
                           lambda c=cfg, bb=b: lab.measure_convergence(
                               c, bb, spec.target.levels, spec.target.max_samples,
                               spec.runtime.eval_every_samples)))
+    noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
+    total = len(tasks) + len(noise_cfgs)
     steps: list[StepProfile] = []
     runs: list[ConvergenceRun] = []
+    peaks: dict[str, float] = {}
+    syncs: list[SyncSample] = []
+    noise: list[NoiseSample] = []
     for i, (label, task) in enumerate(tasks):
         if progress:
-            progress(label, i, len(tasks))
+            progress(label, i, total)
         result = task()
-        (steps if isinstance(result, StepProfile) else runs).append(result)
+        if isinstance(result, StepProfile):
+            steps.append(result)
+        elif isinstance(result, ConvergenceRun):
+            runs.append(result)
+        elif result[0] == "peak":
+            peaks[result[1]] = result[2]
+        else:
+            syncs.append(result[1])
+    for j, cfg in enumerate(noise_cfgs):
+        reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
+        if not reached:
+            continue
+        if progress:
+            progress(f"gradient noise of {cfg.id}", len(tasks) + j, total)
+        top = min(max(reached), spec.target.max_samples)
+        noise.extend(lab.measure_noise(cfg, noise_points(top), NOISE_SMALL_BATCH, NOISE_BIG_BATCH))
     if progress:
-        progress("done", len(tasks), len(tasks))
+        progress("done", total, total)
     return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
-                   measured_at=measured_at)
+                   noise=tuple(noise), measured_at=measured_at, peaks=peaks, sync=tuple(syncs),
+                   notes={"cores": cores})
+
+
+#: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).
+NOISE_SMALL_BATCH = 16
+NOISE_BIG_BATCH = 512
+
+
+def noise_points(top: int, n: int = 6) -> list[int]:
+    """Progress points (samples) for noise measurements: geometric from top/16 up to top."""
+    lo = max(1, top // 16)
+    return sorted({int(round(lo * (top / lo) ** (i / (n - 1)))) for i in range(n)})
+
+
+def worker_counts(max_workers: int) -> list[int]:
+    """1, 2, 4, ... up to ``max_workers`` (and ``max_workers`` itself)."""
+    out, n = [], 1
+    while n <= max_workers:
+        out.append(n)
+        n *= 2
+    if out[-1] != max_workers:
+        out.append(max_workers)
+    return out
 
 
 def merge_profiles(base: Profile, others: Iterable[Profile]) -> Profile:
@@ -188,6 +254,7 @@ def profile_to_json(profile: Profile) -> str:
     """The profile as the text of a ``paretrain.profile/1`` file."""
     d = asdict(profile)
     d["notes"] = dict(profile.notes)
+    d["peaks"] = dict(profile.peaks)
     return json.dumps({"schema": PROFILE_SCHEMA, **d}, indent=1, sort_keys=True) + "\n"
 
 
@@ -212,7 +279,8 @@ def profile_from_json(text: str, where: str) -> Profile:
                 "curve": tuple((int(n), float(a)) for n, a in r["curve"])}) for r in data["convergence"]),
             noise=tuple(NoiseSample(**n) for n in data.get("noise", [])),
             measured_at=data.get("measured_at", ""), spend_usd=float(data.get("spend_usd", 0.0)),
-            notes=data.get("notes", {}),
+            notes=data.get("notes", {}), peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
+            sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with "

@@ -122,13 +122,15 @@ SPEC_FIELDS = Field("section", fields={
                              items=_int(minimum=1, maximum=1_000_000)),
         "precisions": Field("list", default=["fp32"], nonempty=True,
                             items=Field("str", choices=("fp32", "bf16"))),
-        "max_workers": _int(default=1, minimum=1, maximum=1024),
+        "max_workers": _int(default=1, minimum=1, maximum=1024,
+                            help="data-parallel workers per stage: 1, 2, 4, ... up to this"),
         "solver": Field("str", default="highs", choices=("highs", "cbc")),
         "pareto_points": _int(default=None, nullable=True, minimum=2, maximum=1000,
                               help="cap on the Pareto set's size (unset: the exact front)"),
         "time_limit_s": _num(default=60.0, minimum=0, exclusive_minimum=True),
         "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
         "profile_steps": _int(default=50, minimum=5, maximum=10_000),
+        "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
     }),
     "runtime": Field("section", default={}, fields={
         "drift_threshold": _num(default=5.0, minimum=0, exclusive_minimum=True),
@@ -229,6 +231,7 @@ class PlannerSpec:
     time_limit_s: float = 60.0
     convergence_batch_sizes: tuple[int, ...] = (16, 64, 256)
     profile_steps: int = 50
+    noise: bool = True
 
 
 @dataclass(frozen=True, slots=True)

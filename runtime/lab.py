@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+
+import torch
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,7 +26,7 @@ from runtime.workloads.base import Workload
 
 __all__ = ["TorchLab", "code_version"]
 
-_CODE_FILES = ("runtime/trainer.py", "runtime/lab.py", "runtime/workloads/mnist1d.py",
+_CODE_FILES = ("runtime/trainer.py", "runtime/lab.py", "runtime/workloads/mnist1d.py", "runtime/distributed.py",
                "planner/profile.py", "planner/models.py")
 
 
@@ -128,7 +130,39 @@ class TorchLab:
             evals.append(trainer.evaluate().seconds)
         meter.flush()
         return StepProfile(device, config.id, precision, tuple(samples), eval_s=sum(evals[1:]) / 3,
-                           source="measured", measured_on=machine_fingerprint())
+                           source="measured", measured_on=machine_fingerprint(),
+                           param_count=trainer.parameter_count())
+
+    def measure_peak(self, device: str, size: int = 512, repeats: int = 20) -> float:
+        """Achieved fp32 matrix-multiply rate on ``device`` (GFLOP/s): the scale against which
+        catalog offers' peak TFLOP/s are compared for modeled step times."""
+        torch_device = claim(device)
+        meter = self._meter(device, f"matrix-multiply rate of {device}")
+        a = torch.randn(size, size, device=torch_device)
+        b = torch.randn(size, size, device=torch_device)
+        a @ b  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            meter.guard(best if best < float("inf") else 0.0)
+            t0 = time.perf_counter()
+            a @ b
+            if torch_device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+            meter.observe(best)
+        meter.flush()
+        return 2.0 * size ** 3 / best / 1e9
+
+    def measure_sync(self, workers: int, nbytes: int) -> float:
+        """Seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes."""
+        from runtime.distributed import allreduce_seconds
+
+        device = f"local/cpu-{workers}" if f"local/cpu-{workers}" in self.prices else self.convergence_device
+        meter = self._meter(device, f"all-reduce among {workers}")
+        meter.guard(5.0)  # spawning the processes takes a few seconds
+        seconds = allreduce_seconds(workers, nbytes)
+        meter.flush()
+        return seconds
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
                             max_samples: int, eval_every: int) -> ConvergenceRun:
@@ -189,7 +223,8 @@ class TorchLab:
             g2 = (big * b2 - small * s2) / (big - small)
             tr = (s2 - b2) / (1.0 / small - 1.0 / big)
             acc = trainer.evaluate().accuracy
+            # a non-positive |G|^2 estimate (noise dominates) gives no usable B_simple: recorded as 0
             out.append(NoiseSample(config.id, trainer.samples_seen, round(acc, 5), g2, tr,
-                                   tr / g2 if g2 > 0 else float("inf")))
+                                   tr / g2 if g2 > 0 and tr > 0 else 0.0))
         meter.flush()
         return out

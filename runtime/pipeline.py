@@ -16,7 +16,7 @@ from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_cat
 from planner.errors import SpecError
 from planner.milp import pareto_front
 from planner.plan import Plan, make_plan
-from planner.problem import build_problem
+from planner.build import build_problem
 from planner.profile import Profile, build_profile, merge_profiles, profile_key
 from planner.space import Config
 from planner.spec import Spec

@@ -42,8 +42,9 @@ def random_problem(seed: int, *, choices: int = 3, stages: int = 2, hardware: in
     cost = time * price[hw_of][None, None, :]
     sw_t = rng.uniform(1, 20, size=hardware) if switch else np.zeros(hardware)
     sw_c = sw_t * price if switch else np.zeros(hardware)
+    out_c = rng.uniform(0, 2e-3, size=hardware) * price * 3600 if switch else np.zeros(hardware)
     return Problem(chs, opts, tuple(f"hw{h}" for h in range(hardware)), time, cost, samples,
-                   hw_of, sw_t, sw_c, budget_usd=budget, deadline_s=deadline,
+                   hw_of, sw_t, sw_c, out_c, budget_usd=budget, deadline_s=deadline,
                    accuracy_floor=float(accs.min()))
 
 

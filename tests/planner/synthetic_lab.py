@@ -14,7 +14,8 @@ class SyntheticLab:
     with E_min growing with the level; B_noise growing with progress."""
 
     def __init__(self, e_min: dict[str, float] | None = None, b_noise: float = 200.0,
-                 best: dict[str, float] | None = None) -> None:
+                 best: dict[str, float] | None = None, noise_slope: float = 0.75) -> None:
+        self.noise_slope = noise_slope
         self.e_min = e_min or {}
         self.b_noise = b_noise
         self.best = best or {}
@@ -37,7 +38,13 @@ class SyntheticLab:
         a, b = self._alpha_beta(config, device)
         samples = tuple(StepSample(bs, 1, a + b * bs, bs / (a + b * bs), 1000 * bs) for bs in batch_sizes)
         return StepProfile(device, config.id, precision, samples, eval_s=0.002, source="measured",
-                           measured_on="synthetic")
+                           measured_on="synthetic", param_count=10_000)
+
+    def measure_peak(self, device: str) -> float:
+        return 10.0 * int(device.rsplit("-", 1)[1])
+
+    def measure_sync(self, workers: int, nbytes: int) -> float:
+        return 1e-4 * (workers - 1) + 2 * (workers - 1) / workers * nbytes / 1e9
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
                             max_samples: int, eval_every: int) -> ConvergenceRun:
@@ -52,5 +59,10 @@ class SyntheticLab:
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
                       big: int) -> Sequence[NoiseSample]:
-        return [NoiseSample(config.id, p, 0.5, 1.0, self.b_noise * (1 + p / 1e4), self.b_noise * (1 + p / 1e4))
-                for p in progress_samples]
+        """B_simple grows along training (as McCandlish et al. observe): x8 over the run."""
+        top = max(progress_samples)
+        out = []
+        for p in progress_samples:
+            b = self.b_noise * (p / top) ** self.noise_slope
+            out.append(NoiseSample(config.id, p, 0.5, 1.0, b, b))
+        return out

@@ -10,7 +10,7 @@ from planner.catalog import local_offers
 from planner.errors import InputError
 from planner.milp import pareto_front
 from planner.plan import make_plan, plan_from_json, plan_to_json
-from planner.problem import build_problem
+from planner.build import build_problem
 from planner.profile import build_profile, profile_from_json, profile_key, profile_to_json
 from planner.spec import parse_spec
 from runtime.workloads import WORKLOADS

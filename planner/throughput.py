@@ -1,0 +1,175 @@
+"""Step time of a config on an offer at a precision and worker count: measured, else modeled.
+
+Single worker: ``t1(b) = alpha + beta * b`` fitted to the measured steps of that (offer,
+config, precision) (``planner.models``). An offer nobody measured (a catalog offer) is
+*modeled* from the fastest measured local device: ``beta`` scaled by the ratio of that
+device's measured matrix-multiply rate to the offer's peak TFLOP/s at the precision, ``alpha``
+(per-step overhead: Python, kernel launches) kept. A profile measured on that offer elsewhere
+(``profiles:`` in the spec) always wins over the model.
+
+Several workers (data parallel, AdaptDL/Pollux form without overlap):
+``t(b, n) = t1(b) + t_sync(n)`` where ``t_sync(n) = lat * (n - 1) + 2 (n - 1) / n * G / bw`` is a
+ring all-reduce of the G gradient bytes. On local CPUs ``lat`` and ``bw`` are fitted to
+measured gloo all-reduces; on catalog offers they are modeled from the interconnect (inside one
+instance: NVLink-class for 8-GPU instances, PCIe otherwise; across instances: the network).
+A worker count outside the measured range is reported as extrapolated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import numpy as np
+
+from planner.models import StepTimeModel, fit_step_time
+
+if TYPE_CHECKING:
+    from planner.catalog import Offer
+    from planner.profile import Profile, StepProfile, SyncSample
+
+__all__ = ["SyncModel", "StepModel", "step_models", "fit_sync", "modeled_sync", "instances_for"]
+
+#: Interconnect bandwidths (bytes/s) for modeled all-reduce, and the per-hop latency.
+NVLINK_BPS = 150e9
+PCIE_BPS = 12e9
+NETWORK_BPS = 12.5e9  # 100 Gbit/s between instances
+HOP_LATENCY_S = 50e-6
+
+
+@dataclass(frozen=True, slots=True)
+class SyncModel:
+    """``t_sync(n) = latency_s * (n - 1) + 2 (n - 1) / n * bytes / bandwidth_bps``."""
+
+    latency_s: float
+    bandwidth_bps: float
+    max_workers_measured: int = 1
+    modeled: bool = True
+
+    def predict(self, workers: int, grad_bytes: float) -> float:
+        if workers <= 1:
+            return 0.0
+        return self.latency_s * (workers - 1) + 2.0 * (workers - 1) / workers * grad_bytes / self.bandwidth_bps
+
+
+@dataclass(frozen=True, slots=True)
+class StepModel:
+    """Step time of one (offer, config, precision) at any batch size and worker count."""
+
+    single: StepTimeModel
+    sync: SyncModel
+    grad_bytes: float
+    eval_s: float
+    modeled: bool
+    memory: Mapping[int, int]
+
+    def predict(self, batch_size: int, workers: int = 1) -> float:
+        return self.single.predict(batch_size) + self.sync.predict(workers, self.grad_bytes)
+
+    def extrapolated(self, batch_size: int, workers: int) -> bool:
+        return self.single.extrapolated(batch_size) or workers > self.sync.max_workers_measured
+
+    def memory_at(self, batch_size: int) -> int | None:
+        """Measured peak memory at ``batch_size``, or a line through the two nearest."""
+        if batch_size in self.memory:
+            return self.memory[batch_size]
+        pts = sorted(self.memory.items())
+        if len(pts) < 2:
+            return pts[0][1] if pts else None
+        (b0, v0), (b1, v1) = pts[-2:] if batch_size > pts[-1][0] else pts[:2]
+        return int(v0 + (v1 - v0) * (batch_size - b0) / (b1 - b0))
+
+
+def fit_sync(samples: Sequence["SyncSample"]) -> SyncModel | None:
+    """Fit latency and bandwidth to measured all-reduces (least squares, both >= 0)."""
+    pts = [s for s in samples if s.workers > 1 and s.seconds > 0]
+    if not pts:
+        return None
+    A = np.array([[s.workers - 1, 2.0 * (s.workers - 1) / s.workers * s.bytes] for s in pts])
+    y = np.array([s.seconds for s in pts])
+    from scipy.optimize import nnls
+
+    (lat, inv_bw), _ = nnls(A, y)
+    bw = 1.0 / inv_bw if inv_bw > 0 else 1e15
+    return SyncModel(float(lat), float(bw), max(s.workers for s in pts), modeled=False)
+
+
+def modeled_sync(offer: "Offer", workers: int) -> SyncModel:
+    """The interconnect model for an offer nobody measured."""
+    per_instance = max(1, offer.accelerator_count)
+    if workers > per_instance:
+        bw = NETWORK_BPS
+    elif offer.accelerator_count >= 8:
+        bw = NVLINK_BPS
+    else:
+        bw = PCIE_BPS
+    return SyncModel(HOP_LATENCY_S, bw, 1, modeled=True)
+
+
+def instances_for(offer: "Offer", workers: int) -> int:
+    """How many instances of ``offer`` ``workers`` workers need (GPU offers: one per GPU)."""
+    if offer.kind == "gpu":
+        return -(-workers // max(1, offer.accelerator_count))
+    return workers  # a local CPU worker is one more process with the offer's threads
+
+
+def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Sequence[str],
+                precisions: Sequence[str], worker_counts: Sequence[int]) -> dict[tuple[str, str, str, int], StepModel]:
+    """A step model per (offer, config, precision, workers) that can be measured or modeled."""
+    out: dict[tuple[str, str, str, int], StepModel] = {}
+    measured: dict[tuple[str, str, str], "StepProfile"] = {
+        (s.hardware, s.config_id, s.precision): s for s in profile.steps if s.source == "measured"}
+    local_sync = fit_sync(profile.sync)
+    for cid in config_ids:
+        for q in precisions:
+            ref = _reference(profile, measured, cid, q)
+            for offer in offers:
+                sp = measured.get((offer.id, cid, q))
+                if sp is not None:
+                    pts = [(s.batch_size, s.step_s) for s in sp.samples if s.workers == 1]
+                    single, modeled = fit_step_time(pts), False
+                    eval_s, memory, params = sp.eval_s, {s.batch_size: s.peak_mem_bytes for s in sp.samples}, sp.param_count
+                elif ref is not None and not offer.local and _peak(offer, q) > 0:
+                    rsp, rmodel, rpeak = ref
+                    ratio = rpeak / (_peak(offer, q) * 1e12)
+                    single = StepTimeModel(rmodel.alpha, rmodel.beta * ratio, rmodel.b_min, rmodel.b_max)
+                    modeled, eval_s = True, rsp.eval_s * min(1.0, ratio)
+                    memory, params = {s.batch_size: s.peak_mem_bytes for s in rsp.samples}, rsp.param_count
+                else:
+                    continue
+                for n in worker_counts:
+                    if offer.local:
+                        if n > 1 and (local_sync is None or offer.threads * n > _cores(profile)):
+                            continue
+                        sync = local_sync or SyncModel(0.0, 1e15, 1, False)
+                    else:
+                        sync = modeled_sync(offer, n)
+                    out[(offer.id, cid, q, n)] = StepModel(single, sync, 4.0 * params, eval_s,
+                                                           modeled or (n > 1 and sync.modeled), memory)
+    return out
+
+
+def _cores(profile: "Profile") -> int:
+    return int(profile.notes.get("cores", 1)) if profile.notes else 1
+
+
+def _peak(offer: "Offer", precision: str) -> float:
+    return offer.peak_tflops_bf16 if precision == "bf16" else offer.peak_tflops_fp32
+
+
+def _reference(profile: "Profile", measured: Mapping[tuple[str, str, str], "StepProfile"], cid: str,
+               q: str) -> tuple["StepProfile", StepTimeModel, float] | None:
+    """The measured local device with the best throughput for (config, precision), its fitted
+    model and its measured fp32 matrix-multiply rate in FLOP/s."""
+    best = None
+    for (h, c, qq), sp in measured.items():
+        if c != cid or qq != q or h not in profile.peaks:
+            continue
+        pts = [(s.batch_size, s.step_s) for s in sp.samples if s.workers == 1]
+        if not pts:
+            continue
+        model = fit_step_time(pts)
+        tput = max(b / t for b, t in pts)
+        if best is None or tput > best[0]:
+            best = (tput, sp, model, profile.peaks[h] * 1e9)
+    return None if best is None else best[1:]
