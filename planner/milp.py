@@ -59,10 +59,11 @@ from planner.errors import InfeasiblePlan, SolverError, SolverTimeout
 from planner.pareto import non_dominated
 from planner.problem import Problem, Schedule
 
-__all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "SOLVERS"]
+__all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "solve_outcome", "SOLVERS"]
 
 SOLVERS = ("highs", "cbc")
 _BIG = 1e20  # "no cap" on a scaled row: both solvers treat >= 1e20 as infinite
+_AUGMENT = 1e-4  # weight of scaled time in an augmented cost objective (grid sweeps)
 _STEP = 1e-5  # relative step below the last time found; well above the solvers' tolerances
 
 
@@ -156,7 +157,8 @@ class Formulation:
             return pulp.PULP_CBC_CMD(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=self.time_limit_s,
                                      options=["primalTolerance 1e-9", "integerTolerance 1e-9"])
         return pulp.HiGHS(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=self.time_limit_s,
-                          mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9)
+                          mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9,
+                          presolve="off")
 
     def _run(self, objective: pulp.LpAffineExpression, time_cap: float, cost_cap: float,
              floor: float) -> Schedule | None:
@@ -176,17 +178,10 @@ class Formulation:
             self.lp.solve(self._solver())
         except pulp.PulpSolverError as err:
             raise SolverError(f"the {self.solver_name} solver failed: {err}") from None
-        sol = self.lp.sol_status
-        if sol == pulp.LpSolutionInfeasible:
+        outcome = solve_outcome(self.lp.status, self.lp.sol_status, self.solver_name, self.time_limit_s)
+        if outcome == "infeasible":
             return None
-        if sol == pulp.LpSolutionUnbounded:
-            raise SolverError("the program is unbounded; this is a paretrain bug (all costs are >= 0)")
-        if sol == pulp.LpSolutionNoSolutionFound:
-            if self.lp.status == pulp.LpStatusInfeasible:
-                return None
-            raise SolverTimeout(f"the {self.solver_name} solver found no schedule within its "
-                                f"{self.time_limit_s:g} s time limit; raise planner.time_limit_s")
-        if sol == pulp.LpSolutionIntegerFeasible:
+        if outcome == "feasible":
             self.proven_optimal = False  # stopped by the time limit: feasible, not proven optimal
         return self._read()
 
@@ -207,10 +202,11 @@ class Formulation:
         return p.evaluate(m, [int(o) for o in best])
 
     def min_cost(self, time_cap: float = math.inf, cost_cap: float = math.inf,
-                 floor: float | None = None, lexicographic: bool = True) -> Schedule | None:
+                 floor: float | None = None, lexicographic: bool = True,
+                 augment: bool = False) -> Schedule | None:
         """The cheapest schedule within the caps (then the fastest among the cheapest)."""
         fl = self.p.accuracy_floor if floor is None else floor
-        s = self._run(self.COST, time_cap, cost_cap, fl)
+        s = self._run(self.COST + _AUGMENT * self.TIME if augment else self.COST, time_cap, cost_cap, fl)
         if s is None or not lexicographic:
             return s
         s2 = self._run(self.TIME, min(time_cap, s.wall_s * (1 + _STEP) + 1e-12),
@@ -261,6 +257,25 @@ def _quiet_highs_banner() -> None:
         os.close(null)
 
 
+def solve_outcome(status: int, sol_status: int, solver: str, time_limit_s: float) -> str:
+    """Map PuLP's (status, sol_status) to "optimal", "feasible" (a limit stopped the solve with a
+    schedule in hand: not proven optimal) or "infeasible"; raise the named errors otherwise.
+
+    PuLP reports ``status`` Optimal even when HiGHS stopped at its time limit, so ``sol_status``
+    is what tells the two apart.
+    """
+    if sol_status == pulp.LpSolutionOptimal:
+        return "optimal"
+    if sol_status == pulp.LpSolutionIntegerFeasible:
+        return "feasible"
+    if sol_status == pulp.LpSolutionInfeasible or status == pulp.LpStatusInfeasible:
+        return "infeasible"
+    if sol_status == pulp.LpSolutionUnbounded or status == pulp.LpStatusUnbounded:
+        raise SolverError("the program is unbounded; this is a paretrain bug (all costs are >= 0)")
+    raise SolverTimeout(f"the {solver} solver found no schedule within its {time_limit_s:g} s time "
+                        "limit; raise planner.time_limit_s or set planner.pareto_points")
+
+
 def _better(a: Schedule, b: Schedule | None, by_time: bool = False) -> Schedule:
     if b is None:
         return a
@@ -289,8 +304,9 @@ def pareto_front(problem: Problem, solver: str = "highs", time_limit_s: float = 
     f = formulation or Formulation(problem, solver, time_limit_s)
     floors = sorted({c.accuracy for c in problem.choices if c.accuracy >= problem.accuracy_floor - 1e-12})
     found: list[Schedule] = []
+    per_floor = None if points is None else max(3, math.ceil(points / max(1, len(floors))) + 1)
     for floor in floors:
-        found.extend(_sweep_exact(f, floor) if points is None else _sweep_grid(f, floor, points))
+        found.extend(_sweep_exact(f, floor) if per_floor is None else _sweep_grid(f, floor, per_floor))
     if not found:
         raise explain_infeasible(problem, f)
     found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
@@ -332,7 +348,9 @@ def _sweep_grid(f: Formulation, floor: float, points: int) -> list[Schedule]:
     for g in grid:
         if g >= cap:
             continue  # bypass: the last solution already beats this grid value
-        s = f.min_cost(time_cap=g, floor=floor)
+        # one augmented solve (cost + a sliver of time) instead of a lexicographic pair; a
+        # weakly dominated result is removed by the final dominance filter
+        s = f.min_cost(time_cap=g, floor=floor, lexicographic=False, augment=True)
         if s is None:
             break
         out.append(s)
