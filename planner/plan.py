@@ -53,6 +53,8 @@ class StagePlan:
     extrapolated: bool = False
     spot: bool = False
     instances: int = 1
+    step_s: float = 0.0  # predicted seconds per step (with the all-reduce term)
+    eval_s: float = 0.0  # predicted seconds per evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +156,9 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
                 wall_s=_sec(problem.time_s[s.choice, k, o]),
                 b_noise=round(ctx.b_noise_stage[(s.choice, k)], 3),
                 modeled=bool(model.modeled), extrapolated=extrap,
-                spot=opt.hardware.endswith(":spot"), instances=int(ctx.instances.get(o, 1))))
+                spot=opt.hardware.endswith(":spot"), instances=int(ctx.instances.get(o, 1)),
+                step_s=float(f"{model.predict(opt.batch_size, opt.workers):.6g}"),
+                eval_s=float(f"{model.eval_s:.6g}")))
             if k and problem.option_hw[o] != problem.option_hw[s.options[k - 1]]:
                 notes.append(f"stage {k}: moves to {opt.hardware}")
         cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=ch.accuracy,
