@@ -255,11 +255,13 @@ def _print_tracking(tr: Any, handle: str, uri: str, experiment: str, ok: bool) -
               help="knee, cheapest, fastest, or a candidate id from the plan.")
 @click.option("--resume", is_flag=True, help="Continue the last unfinished run of this candidate.")
 @click.option("--approve", is_flag=True, help="Run a candidate above budget.approval_above_usd.")
+@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
+              help="A price trace CSV (t_s, hardware, price_usd_per_h, available).")
 @click.option("--tracking-uri", help="MLflow tracking URI.")
 @click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
 @click.pass_context
 def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, approve: bool,
-        tracking_uri: str | None, no_track: bool) -> None:
+        prices_path: Path | None, tracking_uri: str | None, no_track: bool) -> None:
     """Train a plan's candidate for real, within its budget."""
     from planner.plan import plan_from_json
     from runtime.executor import Executor, find_resumable
@@ -273,6 +275,13 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     if approval is not None and cand.cost_usd > approval and not approve:
         raise ApprovalRequired(f"candidate {cand.id} is predicted to cost ${cand.cost_usd:.6g}, above "
                                f"budget.approval_above_usd ${approval:.6g}. To fix: pass --approve to run it")
+    prices = None
+    if prices_path is not None:
+        from runtime.prices import TracePrices, parse_trace
+
+        base = {o["id"]: o["price_usd_per_h"] for o in the_plan.offers}
+        rows = parse_trace(read_text(prices_path, "price trace", "give a CSV price trace"), str(prices_path), base)
+        prices = TracePrices(rows, base)
     ws = _ws(ctx)
     run_id = None
     if resume:
@@ -291,7 +300,7 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     click.echo(f"running {cand.id} ({cand.config_id} to val_accuracy {cand.accuracy:g}): "
                + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages))
     ex = Executor(the_plan, cand, workdir=ws.root, tracker=tracker, run_id=run_id, resume=resume,
-                  plan_path=plan_path, log=lambda m: click.echo(m, err=True))
+                  prices=prices, plan_path=plan_path, log=lambda m: click.echo(m, err=True))
     result = None
     try:
         result = ex.run()
@@ -319,7 +328,8 @@ def _print_result(r: Any) -> None:
          f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"],
     ])
     click.echo(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
-               f"${r.budget_usd:.6f}; ledger {r.ledger_path}")
+               f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
+               f"ledger {r.ledger_path}")
 
 
 # -- compare / ledger / sync / server ---------------------------------------------------------

@@ -140,6 +140,15 @@ SPEC_FIELDS = Field("section", fields={
         "keep_checkpoints": _int(default=3, minimum=1),
         "eval_every_samples": _int(default=2000, minimum=1),
         "prefer": Field("str", default="cost", choices=("cost", "time")),
+        "events": Field("list", default=[], items=Field("section", fields={
+            "at_s": _num(minimum=0, help="run time (s) at which the event starts"),
+            "kind": Field("str", choices=("price", "slowdown", "preempt")),
+            "factor": _num(default=1.0, minimum=0, exclusive_minimum=True),
+            "duration_s": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+            "hardware": Field("str", default=None, nullable=True),
+        }), help="scripted events: price x factor, step slowdown x factor, preemption"),
+        "emulate_on": Field("str", default=None, nullable=True,
+                            help="local device that runs the math of emulated offers (default: fastest CPU)"),
     }),
     "tracking": Field("section", default={}, fields={
         "uri": Field("str", default=None, nullable=True, help="MLflow tracking URI"),
@@ -243,6 +252,8 @@ class RuntimeSpec:
     keep_checkpoints: int = 3
     eval_every_samples: int = 2000
     prefer: str = "cost"
+    events: tuple[Mapping[str, Any], ...] = ()
+    emulate_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +362,7 @@ def parse_spec(data: Any, where: str = "<spec>",
     return Spec(
         path=where, name=v["name"], workload=WorkloadSpec(**w), configs=configs, target=target,
         budget=budget, deadline_s=v["deadline_s"], hardware=hardware, profiles=tuple(v["profiles"]),
-        convergence=conv, search=search, planner=planner, runtime=RuntimeSpec(**v["runtime"]),
+        convergence=conv, search=search, planner=planner, runtime=RuntimeSpec(**{**v["runtime"], "events": tuple(v["runtime"]["events"])}),
         tracking=TrackingSpec(**v["tracking"]),
         digest=hashlib.sha256(canonical.encode()).hexdigest(), data=v,
     )

@@ -1,12 +1,17 @@
 """Runs a plan's candidate stage by stage: real training, metered money, a hard budget cap.
 
-The meter charges the ledger for every second the hardware is held, continuously: each
-charge covers the time since the previous one, so nothing escapes (setup, steps, evaluation,
-checkpoints). Before each step the executor reserves the next step (three times the slowest
-recent step, as a margin against a slow step on the real clock), the evaluation if one is
-due, and a final checkpoint; if the spend plus that reserve would pass the budget, it
-checkpoints and stops (exit 3). The run ends when validation accuracy reaches the
-candidate's level, or when ``target.max_samples`` is used up.
+Before every step the executor reserves what the next step, a due evaluation, a final
+checkpoint and the storage accrued until then would cost, priced exactly over the coming
+interval; if the spend plus that reserve would pass the budget (the training envelope, or
+what the project-wide ceiling leaves), it checkpoints and stops with exit 3. On emulated
+hardware (virtual clock) durations are known in advance, so the guarantee is exact; on the
+real clock the reserve takes three times the slowest recent step as its margin.
+
+Checkpoints (every ``runtime.checkpoint_every_s`` of run time, at stage ends and at the end)
+hold the trainer, the stage position, the run time and the ledger position. A preemption
+(price trace or scripted event) loses the work since the last checkpoint (already charged;
+recorded as lost), waits, storage charged, until the offer is back (the wait counts against
+the deadline), and resumes from that checkpoint. ``--resume`` after a kill does the same.
 """
 
 from __future__ import annotations
@@ -16,28 +21,32 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from planner.errors import BudgetExhausted, InputError
-from planner.plan import Candidate, Plan, plan_to_json
+from planner.plan import Candidate, Plan, StagePlan, plan_to_json
 from planner.spec import Spec, parse_spec
 from runtime.checkpoint import load_latest, save_checkpoint
 from runtime.devices import claim, local_devices
 from runtime.files import atomic_write_text
 from runtime.ledger import Ledger
-from runtime.prices import PriceSource, StaticPrices
+from runtime.ledger_report import project_spend
+from runtime.meter import Meter
+from runtime.prices import PriceSource, ScriptedEvents, StaticPrices, next_available, parse_events
 from runtime.tracking import Tracker, git_commit
 from runtime.trainer import Trainer, warm_up_torch
 from runtime.workloads import WORKLOADS, load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable"]
 
+_SECONDS_PER_MONTH = 730.0 * 3600.0
+
 
 @dataclass
 class RunResult:
     run_id: str
     candidate: str
-    status: str  # "target" | "budget" | "max_samples"
+    status: str  # "target" | "budget" | "max_samples" | "deadline"
     cost_usd: float
     wall_s: float
     accuracy: float
@@ -47,6 +56,7 @@ class RunResult:
     predicted_accuracy: float
     budget_usd: float
     ledger_path: str
+    emulated: bool = False
     tracking_run: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -64,222 +74,443 @@ def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | Non
             d = json.loads(status.read_text())
         except ValueError:
             continue
-        if d.get("fingerprint") == fingerprint and d.get("candidate") == candidate and \
-                d.get("status") != "target":
+        if d.get("fingerprint") == fingerprint and d.get("candidate") == candidate and d.get("status") != "target":
             key = (status.stat().st_mtime, status.parent.name)
             best = max(best, key) if best else key
     return best[1] if best else None
 
 
 class Executor:
-    """Executes one candidate of a plan; ``run()`` returns a ``RunResult`` or raises
-    ``BudgetExhausted`` (carrying the result) when the budget or the sample limit stops it."""
+    """Executes one candidate of a plan. ``run()`` returns a ``RunResult``, or raises
+    ``BudgetExhausted`` (carrying the result) when the budget, the deadline or the sample
+    limit stops it before the target."""
 
     def __init__(self, plan: Plan, candidate: Candidate, *, workdir: Path, tracker: Tracker | None = None,
                  prices: PriceSource | None = None, run_id: str | None = None, resume: bool = False,
-                 plan_path: Path | None = None, log: Any = None) -> None:
+                 plan_path: Path | None = None, log: Callable[[str], None] | None = None) -> None:
         self.plan, self.cand = plan, candidate
         self.workdir = Path(workdir)
         self.spec: Spec = parse_spec(dict(plan.spec), "plan:spec", WORKLOADS)
         self.tracker = tracker
-        self.prices = prices or StaticPrices({o["id"]: o["price_usd_per_h"] for o in plan.offers})
+        base = prices or StaticPrices({o["id"]: o["price_usd_per_h"] for o in plan.offers})
+        events = parse_events(self.spec.runtime.events)
+        self.prices: PriceSource = ScriptedEvents(base, events) if events else base
         self.resume = resume
         self.run_id = run_id or f"run-{plan.fingerprint[:8]}-{candidate.id}-{time.strftime('%Y%m%dT%H%M%S')}"
         self.run_dir = self.workdir / ".paretrain" / "runs" / self.run_id
-        self.ledger_path = self.workdir / ".paretrain" / "ledger" / f"{self.run_id}.jsonl"
+        self.ledger_dir = self.workdir / ".paretrain" / "ledger"
+        self.ledger_path = self.ledger_dir / f"{self.run_id}.jsonl"
         self.plan_path = plan_path
         self.log = log or (lambda msg: None)
-        self.budget = self.spec.budget.train_usd
         self.events: list[dict[str, Any]] = []
-        here = {d.id for d in local_devices()}
+        self.local = {d.id for d in local_devices()}
+        cpus = sorted((d for d in local_devices() if d.kind == "cpu"), key=lambda d: d.threads)
+        self.emulate_on = self.spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
+        if self.emulate_on not in self.local:
+            raise InputError(f"runtime.emulate_on: {self.emulate_on} is not a device here (here: "
+                             f"{', '.join(sorted(self.local))}). To fix: name a local device")
         for st in candidate.stages:
-            if st.hardware not in here:
+            offer = plan.offer(st.hardware)
+            if offer.get("local") and st.hardware not in self.local:
                 raise InputError(f"plan stage {st.index} uses {st.hardware}, which is not present on this "
-                                 f"machine (here: {', '.join(sorted(here))}). To fix: plan on this machine, "
-                                 "or run the plan where that hardware is")
+                                 f"machine (here: {', '.join(sorted(self.local))}). To fix: plan on this "
+                                 "machine, or run the plan where that hardware is")
 
-    # -- bookkeeping -----------------------------------------------------------------------
+    # -- small helpers -------------------------------------------------------------------
+    def emulated(self, hardware: str) -> bool:
+        return hardware not in self.local
+
     def _event(self, name: str, **data: Any) -> None:
-        ev = {"t": round(time.time(), 3), "event": name, **data}
+        ev = {"t": round(time.time(), 3), "t_run": round(self.meter.t, 3), "event": name, **data}
         self.events.append(ev)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(ev) + "\n")
+        if self.handle is not None and self.tracker is not None:
+            self.tracker.set_tags(self.handle, {f"paretrain.event.{len(self.events)}": json.dumps(ev)})
 
     def _status(self, status: str, **data: Any) -> None:
         atomic_write_text(self.run_dir / "status.json", json.dumps({
             "run_id": self.run_id, "fingerprint": self.plan.fingerprint, "candidate": self.cand.id,
             "status": status, **data}, indent=1) + "\n")
 
-    # -- the run ---------------------------------------------------------------------------
+    @property
+    def stage(self) -> StagePlan:
+        return self.cand.stages[min(self.stage_i, len(self.cand.stages) - 1)]
+
+    @property
+    def stage_name(self) -> str:
+        return f"stage{self.stage_i}"
+
+    def _charge(self, kind: str, what: str, seconds: float | None = None, **extra: Any) -> float:
+        emu = self.emulated(self.hw)
+        if emu and seconds is None:
+            seconds = 0.0  # real time on an emulated stage is not the offer's time
+        return self.meter.charge(kind, self.hw, stage=self.stage_name, what=what, emulated=emu,
+                                 seconds=seconds, **extra)
+
+    def _storage_rate(self) -> float:
+        """Dollars per second of keeping the retained checkpoints on the current offer."""
+        offer = self.plan.offer(self.hw)
+        return float(offer.get("storage_usd_per_gb_month", 0.0)) * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
+
+    def _charge_storage(self, what: str) -> None:
+        dt = self.meter.t - self.storage_t
+        self.storage_t = self.meter.t
+        usd = self._storage_rate() * dt
+        if usd > 0:
+            self.meter.charge_amount("storage", usd, self.hw, stage=self.stage_name, what=what,
+                                     emulated=self.emulated(self.hw), seconds_covered=dt,
+                                     bytes=sum(self.kept_bytes))
+
+    # -- durations -------------------------------------------------------------------------
+    def _step_s(self) -> float:
+        """Seconds the next step is expected to take (exact on the virtual clock)."""
+        st, t = self.stage, self.meter.now(self.emulated(self.hw))
+        slow = self.prices.slowdown(self.hw, t)
+        if self.emulated(self.hw):
+            return st.step_s * slow
+        return 3.0 * max(self.slowest, st.step_s) * slow + 0.002
+
+    def _eval_s(self) -> float:
+        if self.emulated(self.hw):
+            return self.stage.eval_s * self.prices.slowdown(self.hw, self.meter.t)
+        return 2.0 * max(self.eval_real, self.stage.eval_s) + 0.002
+
+    def _ckpt_s(self) -> float:
+        if self.emulated(self.hw):
+            return self._virtual_ckpt_s()
+        return 3.0 * self.ckpt_real + 0.01
+
+    def _virtual_ckpt_s(self) -> float:
+        # writing the checkpoint on the emulated offer: a fixed latency plus 200 MB/s
+        return 0.05 + (self.kept_bytes[-1] if self.kept_bytes else 1e6) / 2e8
+
+    # -- the run -----------------------------------------------------------------------------
     def run(self) -> RunResult:
         spec, cand = self.spec, self.cand
         cfg = self.plan.config(cand.config_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.handle = None
         if self.tracker is not None:
             self.tracker.wait_ready()
         warm_up_torch()
         ledger = Ledger(self.ledger_path, self.run_id)
-        t_run0 = time.perf_counter()
-        last = t_run0
-        stage_i, stage_done = 0, 0
-        first = cand.stages[0]
-        hw = first.hardware
+        self.budget = self._cap(ledger.spent)
+        self.stage_i, self.stage_done = 0, 0
+        self.hw = cand.stages[0].hardware
+        self.slowest, self.eval_real, self.ckpt_real = 0.0, 0.0, 0.02
+        self.dirty = True
+        self.kept_bytes: list[int] = []
+        emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
+        start_t = _last_run_time(self.ledger_path) if self.resume else 0.0
+        self.meter = Meter(ledger, self.prices, start_t=start_t)
+        self.storage_t = self.meter.t
         workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
-        trainer = Trainer(workload, cfg, batch_size=first.batch_size, precision=first.precision,
-                          device=claim(hw), seed=spec.workload.seed)
-        handle = None
+        first = cand.stages[0]
+        self.trainer = Trainer(workload, cfg, batch_size=first.batch_size * first.workers,
+                               precision=first.precision, device=self._device(first.hardware),
+                               seed=spec.workload.seed)
         if self.tracker is not None:
-            handle = self.tracker.start_run(f"{cand.id}-{cfg.id}", tags={
-                "paretrain.kind": "run", "paretrain.plan_fingerprint": self.plan.fingerprint,
-                "paretrain.candidate": cand.id, "paretrain.config": cfg.id,
-                "paretrain.run_id": self.run_id, "mlflow.source.git.commit": git_commit(),
-                "paretrain.emulated": "false"})
-            self.tracker.log_params(handle, {
-                "candidate": cand.id, "config": cfg.id, "level": cand.accuracy, "budget_usd": self.budget,
-                **{f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
-                                      f"samples={s.samples}" for s in cand.stages}})
+            self._start_tracking(cfg.id, emulated_any)
+        self._status("running", emulated=emulated_any)
         resumed = load_latest(self.run_dir) if self.resume else None
         if resumed is not None:
-            state, path = resumed
-            trainer.load_state_dict(state["trainer"])
-            run = state["run"]
-            stage_i, stage_done = int(run["stage"]), int(run["stage_samples"])
-            lost = ledger.spent - float(run["spent_usd"])
-            hw = str(run.get("hardware", hw))
-            claim(hw)
-            self._event("resume", checkpoint=path.name, lost_usd=lost)
-            ledger.charge("event", 0.0, stage=f"stage{stage_i}", hardware=hw, event="resume",
-                          lost_usd=lost, checkpoint=path.name)
-            self.log(f"resumed {self.run_id} from {path.name}: stage {stage_i}, "
-                     f"{trainer.samples_seen} samples, ${ledger.spent:.6g} spent (${lost:.3g} of work lost)")
-        self._status("running")
+            from runtime.checkpoint import checkpoint_paths
+
+            self.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.run_dir)]
+            self._restore(resumed, reason="resume")
+            self.dirty = False
+        else:
+            self._charge("compute", "setup")
+            self._checkpoint("start")
+        status = self._loop()
+        return self._finish(status, emulated_any)
+
+    def _cap(self, own_spent: float) -> float:
+        """The run's budget: the training envelope, or what the project ceiling leaves."""
+        cap = self.spec.budget.train_usd
+        ceiling = self.spec.budget.project_ceiling_usd
+        if ceiling is not None:
+            others = project_spend(self.ledger_dir, self.spec.budget.period) - own_spent
+            cap = min(cap, own_spent + max(0.0, ceiling - others))
+        return cap
+
+    def _device(self, hardware: str) -> str:
+        return claim(self.emulate_on if self.emulated(hardware) else hardware)
+
+    def _loop(self) -> str:
+        spec, cand = self.spec, self.cand
         level = cand.accuracy
         eval_every = spec.runtime.eval_every_samples
-        next_eval = (trainer.samples_seen // eval_every + 1) * eval_every
-        slowest, eval_s, ckpt_s = 0.0, 0.0, 0.05
-        last_ckpt = time.perf_counter()
-        accuracy, status = 0.0, ""
-        last_eval_acc = 0.0
+        self.next_eval = (self.trainer.samples_seen // eval_every + 1) * eval_every
+        self.accuracy = getattr(self, "accuracy", 0.0)
         beyond = False
+        while True:
+            if self.stage_i < len(cand.stages) and self.stage_done >= self.stage.samples:
+                if self._transition_over_budget():
+                    return "budget"
+                self._next_stage()
+                continue
+            if self.stage_i >= len(cand.stages) and not beyond:
+                beyond = True
+                self.stage_i = len(cand.stages) - 1
+                self.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
+                self._event("beyond_plan", samples=self.trainer.samples_seen, accuracy=self.accuracy)
+                self.log(f"the plan's samples are used up at val_accuracy {self.accuracy:.4f} < {level:g}; "
+                         "continuing with the last stage's settings")
+            if self.trainer.samples_seen >= spec.target.max_samples:
+                return "max_samples"
+            emu = self.emulated(self.hw)
+            if not self.prices.available(self.hw, self.meter.now(emu)):
+                self.stop_reason = "deadline"
+                if not self._preempted():
+                    return self.stop_reason
+                continue
+            if self._over_budget():
+                return "budget"
+            self._step()
+            if self.trainer.samples_seen >= self.next_eval:
+                self.next_eval += eval_every
+                if self._evaluate() >= level:
+                    return "target"
+            if self.meter.now(self.emulated(self.hw)) - self.ckpt_t >= spec.runtime.checkpoint_every_s:
+                self._checkpoint("interval")
 
-        def charge(kind: str, what: str, **extra: Any) -> float:
-            nonlocal last
-            now = time.perf_counter()
-            dt = now - last
-            last = now
-            price_s = self.prices.price_usd_per_h(hw, now - t_run0) / 3600.0
-            ledger.charge(kind, dt * price_s, seconds=dt, stage=f"stage{stage_i}", hardware=hw,
-                          what=what, **extra)
-            return dt
+    def _over_budget(self) -> bool:
+        emu = self.emulated(self.hw)
+        now = self.meter.now(emu)
+        step_s = self._step_s()
+        due_eval = self.trainer.samples_seen + self.trainer.batch_size >= self.next_eval
+        ahead = step_s + (self._eval_s() if due_eval else 0.0)
+        ckpt = self._ckpt_s()
+        # the final checkpoint may come now (if we stop) or after the step: reserve the dearer
+        reserve = self.meter.cost_ahead(self.hw, now, ahead) + max(
+            self.meter.cost_ahead(self.hw, now, ckpt), self.meter.cost_ahead(self.hw, now + ahead, ckpt))
+        storage = self._storage_rate() * (now + ahead + ckpt - self.storage_t)
+        return self.meter.spent + self.meter.pending_usd(self.hw, emu) + reserve + storage > self.budget
 
-        def checkpoint(reason: str) -> None:
-            """Save the state; the spend recorded with it is the ledger up to this moment, so on
-            resume whatever the ledger holds beyond it (including this write) is work lost."""
-            nonlocal ckpt_s, last_ckpt
-            t0 = time.perf_counter()
-            charge("compute", "train")
-            state = {"trainer": trainer.state_dict(), "run": {
-                "stage": stage_i, "stage_samples": stage_done, "spent_usd": ledger.spent,
-                "lines": ledger.lines, "hardware": hw}}
-            _, size = save_checkpoint(self.run_dir, state, spec.runtime.keep_checkpoints)
-            charge("checkpoint", reason, bytes=size)
-            ckpt_s = max(ckpt_s * 0.5, time.perf_counter() - t0)
-            last_ckpt = time.perf_counter()
+    def _transition_over_budget(self) -> bool:
+        """Whether ending this stage (checkpoint, egress, moving to the next offer and a final
+        checkpoint there) could pass the budget."""
+        emu = self.emulated(self.hw)
+        now = self.meter.now(emu)
+        ckpt = self._ckpt_s()
+        need = self.meter.pending_usd(self.hw, emu) + self.meter.cost_ahead(self.hw, now, ckpt)
+        need += self._storage_rate() * (now + 2 * ckpt - self.storage_t)
+        if self.stage_i + 1 < len(self.cand.stages):
+            nxt = self.cand.stages[self.stage_i + 1]
+            if nxt.hardware != self.hw:
+                offer = self.plan.offer(nxt.hardware)
+                need += float(self.plan.offer(self.hw).get("egress_usd_per_gb", 0.0)) * \
+                    (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
+                move = float(offer.get("switch_s", 0.0)) if self.emulated(nxt.hardware) else 0.05
+                need += self.meter.cost_ahead(nxt.hardware, now + ckpt, move + ckpt)
+            else:
+                need += self.meter.cost_ahead(self.hw, now + ckpt, ckpt)
+        return self.meter.spent + need > self.budget
 
-        charge("compute", "setup")
+    def _step(self) -> None:
+        emu = self.emulated(self.hw)
+        slow = self.prices.slowdown(self.hw, self.meter.now(emu))
+        t0 = time.perf_counter()
+        self.loss = self.trainer.step()
+        real = time.perf_counter() - t0
+        if emu:
+            self._charge("compute", "train", seconds=self.stage.step_s * slow, step=self.trainer.steps)
+        else:
+            if slow > 1.0:  # a scripted slowdown on a local device: hold it that much longer
+                time.sleep(real * (slow - 1.0))
+            self.slowest = max(self.slowest * 0.995, real)
+            self._charge("compute", "train", step=self.trainer.steps)
+        self.stage_done += self.trainer.batch_size
+        self.dirty = True
+
+    def _evaluate(self) -> float:
+        emu = self.emulated(self.hw)
+        ev = self.trainer.evaluate()
+        if emu:
+            self._charge("compute", "eval", seconds=self.stage.eval_s * self.prices.slowdown(self.hw, self.meter.t))
+        else:
+            self.eval_real = max(self.eval_real * 0.9, ev.seconds)
+            self._charge("compute", "eval")
+        self.accuracy, self.val_loss = ev.accuracy, ev.loss
+        if self.handle is not None and self.tracker is not None:
+            t = max(self.meter.t, 1e-9)
+            self.tracker.log_metrics(self.handle, {
+                "loss": self.loss, "val_loss": ev.loss, "val_accuracy": ev.accuracy,
+                "spend_usd": self.meter.spent, "spend_rate_usd_per_h": self.meter.spent / t * 3600,
+                "batch_size": self.trainer.batch_size, "lr": self.trainer.lr, "stage": self.stage_i,
+                "samples": self.trainer.samples_seen, "run_time_s": self.meter.t,
+                "price_usd_per_h": self.prices.price_usd_per_h(self.hw, self.meter.t)}, step=self.trainer.steps)
+        return ev.accuracy
+
+    def _checkpoint(self, reason: str) -> None:
+        """Save the state. The spend recorded with it is the ledger up to this moment, so on a
+        resume whatever the ledger holds beyond it (this write included) is work lost."""
+        emu = self.emulated(self.hw)
+        t0 = time.perf_counter()
+        if not emu:
+            self._charge("compute", "train")
+        state = {"trainer": self.trainer.state_dict(), "run": {
+            "stage": self.stage_i, "stage_samples": self.stage_done, "spent_usd": self.meter.spent,
+            "lines": self.meter.ledger.lines, "t_run": self.meter.t, "hardware": self.hw,
+            "accuracy": getattr(self, "accuracy", 0.0)}}
+        _, size = save_checkpoint(self.run_dir, state, self.spec.runtime.keep_checkpoints)
+        self.kept_bytes = (self.kept_bytes + [size])[-self.spec.runtime.keep_checkpoints:]
+        if emu:
+            self._charge("checkpoint", reason, seconds=self._virtual_ckpt_s(), bytes=size)
+            self.meter.skip_real()
+        else:
+            self._charge("checkpoint", reason, bytes=size)
+            self.ckpt_real = max(self.ckpt_real * 0.5, time.perf_counter() - t0)
+        self._charge_storage("checkpoints")
+        self.ckpt_t = self.meter.t
+        self.dirty = False
+
+    def _restore(self, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
+        state, path = loaded
+        run = state["run"]
+        self.trainer.load_state_dict(state["trainer"])
+        self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
+        self.accuracy = float(run.get("accuracy", 0.0))
+        old_hw, self.hw = self.hw, str(run.get("hardware", self.hw))
+        self._device(self.hw)
+        lost = self.meter.spent - float(run["spent_usd"])
+        lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
+        self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,
+                         lost_s=round(lost_s, 6))
+        self._event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
+        self.log(f"{reason}: back to {path.name} (stage {self.stage_i}, {self.trainer.samples_seen} samples); "
+                 f"${lost:.3g} of work since it is lost")
+        del old_hw
+        self.ckpt_t = self.meter.t
+        self.next_eval = (self.trainer.samples_seen // self.spec.runtime.eval_every_samples + 1) * \
+            self.spec.runtime.eval_every_samples
+        offer = self.plan.offer(self.hw)
+        restart = float(offer.get("switch_s", 0.0)) if self.emulated(self.hw) else None
+        self._charge("compute", "restore", seconds=restart)
+
+    def _preempted(self) -> bool:
+        """The offer is gone: lose the work since the checkpoint, wait (storage charged) until it
+        is back, then restore. False when it is not back before the deadline."""
+        emu = self.emulated(self.hw)
+        now = self.meter.now(emu)
+        if not emu:
+            self._charge("compute", "train")
+        horizon = max(0.0, self.spec.deadline_s - now)
+        back = next_available(self.prices, self.hw, now, horizon)
+        self._event("preemption", hardware=self.hw, back_at=back)
+        self.meter.event("preemption", self.hw, self.stage_name, back_at=back)
+        self.dirty = False  # the machine and the work since the checkpoint are gone
+        if back is None:
+            self._charge_storage("checkpoints while preempted")
+            return False
+        wait = back - now
+        storage = self._storage_rate() * (now + wait - self.storage_t)
+        restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if emu else 0.05
+        if self.meter.spent + storage + self.meter.cost_ahead(self.hw, back, restart + 2 * self._ckpt_s()) > self.budget:
+            self._charge_storage("checkpoints while preempted")
+            self.stop_reason = "budget"
+            return False
+        self.meter.wait(self.hw, wait, stage=self.stage_name, emulated=emu)
+        self._charge_storage("checkpoints while preempted")
+        loaded = load_latest(self.run_dir)
+        assert loaded is not None  # a checkpoint is taken when the run starts
+        self._restore(loaded, reason="preempted")
+        self.dirty = False
+        return True
+
+    def _next_stage(self) -> None:
+        old = self.stage
+        self._checkpoint(f"end of stage {self.stage_i}")
+        self.stage_i, self.stage_done = self.stage_i + 1, 0
+        if self.stage_i >= len(self.cand.stages):
+            return
+        new = self.stage
+        if new.hardware != old.hardware:
+            offer = self.plan.offer(new.hardware)
+            egress = float(self.plan.offer(old.hardware).get("egress_usd_per_gb", 0.0)) * \
+                (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
+            if egress > 0:
+                self.meter.charge_amount("egress", egress, old.hardware, stage=self.stage_name,
+                                         what="checkpoint to the next offer", emulated=self.emulated(old.hardware))
+            self.hw = new.hardware
+            self._device(self.hw)
+            self._charge("compute", "move", seconds=float(offer.get("switch_s", 0.0)) if self.emulated(self.hw)
+                         else None)
+            self._event("switch", stage=self.stage_i, hardware=self.hw)
+        gb = new.batch_size * new.workers
+        if gb != self.trainer.batch_size:
+            self.trainer.set_batch_size(gb, warmup_steps=5)
+        self._event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
+
+    def _start_tracking(self, config_id: str, emulated: bool) -> None:
+        assert self.tracker is not None
+        cand = self.cand
+        self.handle = self.tracker.start_run(f"{cand.id}-{config_id}", tags={
+            "paretrain.kind": "run", "paretrain.plan_fingerprint": self.plan.fingerprint,
+            "paretrain.candidate": cand.id, "paretrain.config": config_id,
+            "paretrain.run_id": self.run_id, "mlflow.source.git.commit": git_commit(),
+            "paretrain.emulated": str(emulated).lower()})
+        self.tracker.log_params(self.handle, {
+            "candidate": cand.id, "config": config_id, "level": cand.accuracy, "budget_usd": self.budget,
+            **{f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
+                                  f"samples={s.samples}" for s in cand.stages}})
+
+    def _finish(self, status: str, emulated: bool) -> RunResult:
+        cand = self.cand
         try:
-            while True:
-                if stage_i < len(cand.stages):
-                    st = cand.stages[stage_i]
-                    if stage_done >= st.samples:
-                        stage_i, stage_done = stage_i + 1, 0
-                        if stage_i < len(cand.stages):
-                            nxt = cand.stages[stage_i]
-                            if nxt.hardware != hw:
-                                charge("compute", "train")
-                                hw = nxt.hardware
-                                claim(hw)
-                            if nxt.batch_size != trainer.batch_size:
-                                trainer.set_batch_size(nxt.batch_size, warmup_steps=5)
-                            self._event("stage", stage=stage_i, hardware=hw, batch_size=nxt.batch_size)
-                        continue
-                elif not beyond:
-                    beyond = True
-                    self._event("beyond_plan", samples=trainer.samples_seen,
-                                note="the plan's samples are used up before the target; continuing")
-                    self.log(f"plan's samples used up at val_accuracy {last_eval_acc:.4f} < {level:g}; "
-                             "continuing with the last stage's settings")
-                if trainer.samples_seen >= spec.target.max_samples:
-                    status = "max_samples"
-                    break
-                price_s = self.prices.price_usd_per_h(hw, time.perf_counter() - t_run0) / 3600.0
-                due_eval = trainer.samples_seen + trainer.batch_size >= next_eval
-                pending = (time.perf_counter() - last) * price_s
-                reserve = price_s * (3 * slowest + (2 * eval_s if due_eval else 0.0) + 3 * ckpt_s + 0.01)
-                if ledger.spent + pending + reserve > self.budget:
-                    status = "budget"
-                    break
-                t0 = time.perf_counter()
-                loss = trainer.step()
-                slowest = max(slowest * 0.995, time.perf_counter() - t0)
-                stage_done += trainer.batch_size
-                charge("compute", "train", step=trainer.steps)
-                if trainer.samples_seen >= next_eval:
-                    next_eval += eval_every
-                    ev = trainer.evaluate()
-                    eval_s = max(eval_s * 0.9, ev.seconds)
-                    charge("compute", "eval")
-                    accuracy = last_eval_acc = ev.accuracy
-                    if handle is not None and self.tracker is not None:
-                        wall = time.perf_counter() - t_run0
-                        self.tracker.log_metrics(handle, {
-                            "loss": loss, "val_loss": ev.loss, "val_accuracy": ev.accuracy,
-                            "spend_usd": ledger.spent, "spend_rate_usd_per_h": ledger.spent / wall * 3600,
-                            "batch_size": trainer.batch_size, "lr": trainer.lr, "stage": stage_i,
-                            "samples": trainer.samples_seen}, step=trainer.steps)
-                    if ev.accuracy >= level:
-                        status = "target"
-                        break
-                if time.perf_counter() - last_ckpt >= spec.runtime.checkpoint_every_s:
-                    checkpoint("interval")
-            checkpoint("final" if status == "target" else status)
+            if self.dirty:  # nothing to save when the last checkpoint holds this very state
+                self._checkpoint("final" if status == "target" else status)
+            self._charge("compute", "teardown")
         finally:
-            charge("compute", "teardown")
-            ledger.close()
-        wall = time.perf_counter() - t_run0
+            self.meter.ledger.close()
+        spent = self.meter.ledger.spent
         result = RunResult(
-            run_id=self.run_id, candidate=cand.id, status=status, cost_usd=ledger.spent, wall_s=wall,
-            accuracy=accuracy, samples=trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
+            run_id=self.run_id, candidate=cand.id, status=status, cost_usd=spent, wall_s=self.meter.t,
+            accuracy=self.accuracy, samples=self.trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=self.budget,
-            ledger_path=str(self.ledger_path), events=self.events)
-        self._status(status, cost_usd=result.cost_usd, wall_s=wall, val_accuracy=accuracy,
-                     samples=trainer.samples_seen)
-        self._event("end", status=status, cost_usd=result.cost_usd, val_accuracy=accuracy)
-        if handle is not None and self.tracker is not None:
-            self.tracker.log_metrics(handle, {
-                "cost_usd": result.cost_usd, "wall_s": wall, "val_accuracy": accuracy,
+            ledger_path=str(self.ledger_path), emulated=emulated, events=self.events)
+        self._status(status, cost_usd=spent, wall_s=self.meter.t, val_accuracy=self.accuracy,
+                     samples=self.trainer.samples_seen, emulated=emulated)
+        self._event("end", status=status, cost_usd=spent, val_accuracy=self.accuracy)
+        if self.handle is not None and self.tracker is not None:
+            self.tracker.log_metrics(self.handle, {
+                "cost_usd": spent, "wall_s": self.meter.t, "val_accuracy": self.accuracy,
                 "predicted_cost_usd": cand.cost_usd, "predicted_wall_s": cand.wall_s,
-                "predicted_accuracy": cand.accuracy, "samples": trainer.samples_seen},
-                step=trainer.steps)
+                "predicted_accuracy": cand.accuracy, "samples": self.trainer.samples_seen},
+                step=self.trainer.steps)
             if self.plan_path is None:
                 atomic_write_text(self.run_dir / "plan.json", plan_to_json(self.plan))
-            self.tracker.log_artifact(handle, self.plan_path or self.run_dir / "plan.json")
-            self.tracker.log_artifact(handle, self.ledger_path)
-            self.tracker.log_artifact(handle, self.run_dir / "events.jsonl")
-            self.tracker.set_tags(handle, {"paretrain.status": status})
-            self.tracker.end_run(handle, "FINISHED" if status == "target" else "KILLED")
-            result.tracking_run = handle
+            self.tracker.log_artifact(self.handle, self.plan_path or self.run_dir / "plan.json")
+            self.tracker.log_artifact(self.handle, self.ledger_path)
+            self.tracker.log_artifact(self.handle, self.run_dir / "events.jsonl")
+            self.tracker.set_tags(self.handle, {"paretrain.status": status})
+            self.tracker.end_run(self.handle, "FINISHED" if status == "target" else "KILLED")
+            result.tracking_run = self.handle
         if status != "target":
-            why = ("its budget" if status == "budget" else f"target.max_samples ({spec.target.max_samples})")
+            why = {"budget": "its budget", "deadline": "its deadline (the offer was not back in time)",
+                   "max_samples": f"target.max_samples ({self.spec.target.max_samples})"}[status]
             err = BudgetExhausted(
-                f"run {self.run_id} stopped at {why} before its target: spent ${result.cost_usd:.6g} of "
-                f"${self.budget:.6g}; val_accuracy {accuracy:.4f} reached of {level:g} after "
-                f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
-                f"target.max_samples) and continue with 'paretrain run PLAN --candidate {cand.id} --resume'")
+                f"run {self.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
+                f"${self.budget:.6g}; val_accuracy {self.accuracy:.4f} reached of {cand.accuracy:g} after "
+                f"{self.trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
+                f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
+                f"{cand.id} --resume'")
             err.result = result  # type: ignore[attr-defined]
             raise err
         return result
+
+
+def _last_run_time(ledger_path: Path) -> float:
+    """The run time reached by the ledger's last charge (where a resumed run's clock starts)."""
+    from runtime.ledger import read_charges
+
+    t = 0.0
+    if ledger_path.exists():
+        for c in read_charges(ledger_path):
+            t = max(t, float(c.get("t_run", 0.0)) + float(c.get("seconds", 0.0)))
+    return t
 
 
 def fmt_money(x: float) -> str:
