@@ -182,8 +182,9 @@ class Executor:
         return 3.0 * self.ckpt_real + 0.01
 
     def _virtual_ckpt_s(self) -> float:
-        # writing the checkpoint on the emulated offer: a fixed latency plus 200 MB/s
-        return 0.05 + (self.kept_bytes[-1] if self.kept_bytes else 1e6) / 2e8
+        """Writing a checkpoint on an emulated offer: 50 ms plus its size at 200 MB/s, the size
+        bounded in advance (weights, two optimizer slots and 64 KiB) so the reserve is exact."""
+        return 0.05 + (12.0 * self.trainer.parameter_count() + 65536) / 2e8
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -203,13 +204,18 @@ class Executor:
         self.kept_bytes: list[int] = []
         emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
         start_t = _last_run_time(self.ledger_path) if self.resume else 0.0
-        self.meter = Meter(ledger, self.prices, start_t=start_t)
-        self.storage_t = self.meter.t
         workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
         first = cand.stages[0]
         self.trainer = Trainer(workload, cfg, batch_size=first.batch_size * first.workers,
                                precision=first.precision, device=self._device(first.hardware),
                                seed=spec.workload.seed)
+        # the meter starts once data and model are ready (like the library loading before it,
+        # building them is the same for every candidate and is not charged)
+        self.meter = Meter(ledger, self.prices, start_t=start_t)
+        self.storage_t = self.meter.t
+        self.ckpt_t = self.meter.t
+        self.next_eval = 0
+        self.accuracy, self.loss = 0.0, math.nan
         if self.tracker is not None:
             self._start_tracking(cfg.id, emulated_any)
         self._status("running", emulated=emulated_any)
@@ -218,10 +224,17 @@ class Executor:
             from runtime.checkpoint import checkpoint_paths
 
             self.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.run_dir)]
+            self.hw = str(resumed[0]["run"].get("hardware", self.hw))
+            restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if self.emulated(self.hw) else 0.05
+            if self.meter.spent + self.meter.cost_ahead(self.hw, self.meter.t, restart + self._ckpt_s()) > self.budget:
+                self.dirty = False
+                return self._finish("budget", emulated_any)
             self._restore(resumed, reason="resume")
             self.dirty = False
+        elif self._over_budget():
+            self.dirty = False  # not even a first step and its checkpoint fit: spend nothing
+            return self._finish("budget", emulated_any)
         else:
-            self._charge("compute", "setup")
             self._checkpoint("start")
         status = self._loop()
         return self._finish(status, emulated_any)
@@ -355,6 +368,7 @@ class Executor:
             "stage": self.stage_i, "stage_samples": self.stage_done, "spent_usd": self.meter.spent,
             "lines": self.meter.ledger.lines, "t_run": self.meter.t, "hardware": self.hw,
             "accuracy": getattr(self, "accuracy", 0.0)}}
+        self._charge_storage("checkpoints")  # storage of the checkpoints kept until now
         _, size = save_checkpoint(self.run_dir, state, self.spec.runtime.keep_checkpoints)
         self.kept_bytes = (self.kept_bytes + [size])[-self.spec.runtime.keep_checkpoints:]
         if emu:
@@ -363,7 +377,6 @@ class Executor:
         else:
             self._charge("checkpoint", reason, bytes=size)
             self.ckpt_real = max(self.ckpt_real * 0.5, time.perf_counter() - t0)
-        self._charge_storage("checkpoints")
         self.ckpt_t = self.meter.t
         self.dirty = False
 
@@ -378,7 +391,7 @@ class Executor:
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
         self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,
-                         lost_s=round(lost_s, 6))
+                         lost_s=round(lost_s, 6), from_line=int(run.get("lines", 0)))
         self._event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
         self.log(f"{reason}: back to {path.name} (stage {self.stage_i}, {self.trainer.samples_seen} samples); "
                  f"${lost:.3g} of work since it is lost")

@@ -1,0 +1,63 @@
+"""Plans for runtime tests: built in-process from the synthetic Lab, with catalog offers that
+the runtime emulates (real math on this CPU, virtual clock and prices of the offer)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from typing import Any
+
+from planner.build import build_problem
+from planner.catalog import builtin_catalog_text, local_offers, parse_catalog
+from planner.milp import pareto_front
+from planner.plan import Plan, make_plan
+from planner.profile import build_profile
+from planner.spec import parse_spec
+from runtime.workloads import WORKLOADS
+from tests.conftest import small_spec
+from tests.planner.synthetic_lab import SyntheticLab
+
+EMULATED = ["aws/g4dn.xlarge", "aws/g4dn.xlarge:spot", "gcp/g2-standard-4"]
+
+
+def tiny_spec(**over: Any) -> dict:
+    data = small_spec(
+        workload={"name": "mnist1d", "samples": 800, "val_fraction": 0.25, "seed": 0},
+        configs=[{"id": "mlp-16", "family": "mlp", "width": 16, "depth": 1, "lr": 0.01}],
+        target={"goal": 0.3, "levels": [0.3], "max_samples": 8000},
+        budget={"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": 0.5}},
+        deadline_s=100000,
+        hardware={"allow": ["local/cpu-1", *EMULATED], "catalog": "builtin", "spot": True},
+        planner={"stages": 2, "batch_sizes": [32, 64], "convergence_batch_sizes": [16, 64, 256],
+                 "profile_steps": 5, "noise": False},
+        runtime={"eval_every_samples": 400, "checkpoint_every_s": 0.2, "keep_checkpoints": 2},
+    )
+    for key, value in over.items():
+        data[key] = value
+    return data
+
+
+def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
+    spec = parse_spec(data or tiny_spec(), "spec.yaml", WORKLOADS)
+    lab = SyntheticLab(e_min={c.id: e_min for c in spec.configs})
+    configs = list(spec.configs)
+    profile = build_profile(spec, lab, configs)
+    catalog = {o.id: o for o in parse_catalog(builtin_catalog_text())}
+    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow] + \
+        [catalog[i] for i in spec.hardware.allow if i in catalog]
+    problem, ctx = build_problem(spec, offers, profile, configs)
+    front = pareto_front(problem)
+    return make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key="test", problem=problem,
+                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs")
+
+
+def with_spec(plan: Plan, **changes: Any) -> Plan:
+    """The same plan with spec fields changed (``section__field=value`` or ``section=value``)."""
+    spec = copy.deepcopy(dict(plan.spec))
+    for key, value in changes.items():
+        section, _, fld = key.partition("__")
+        if fld:
+            spec[section] = {**spec[section], fld: value}
+        else:
+            spec[section] = value
+    return replace(plan, spec=spec)
