@@ -156,6 +156,11 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
     rate, all-reduce times when several workers are allowed, and per config its convergence at
     several batch sizes and its gradient noise along training."""
     local = [d for d in lab.devices() if d.id in spec.hardware.allow]
+    if not local and any(not a.startswith("local/") for a in spec.hardware.allow):
+        # only catalog offers are allowed: measure the fastest local CPU as the reference
+        # that their step times are modeled from
+        cpus = sorted((d for d in lab.devices() if d.kind == "cpu"), key=lambda d: d.threads)
+        local = cpus[-1:]
     hints = spec.convergence or {}
     tasks: list[tuple[str, Callable[[], Any]]] = []
     for dev in local:

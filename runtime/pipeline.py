@@ -8,7 +8,7 @@ Folders under the working directory's ``.paretrain/``: ``cache/`` (generated dat
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -84,7 +84,8 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
     is unchanged, else measured for real (charged to the profile envelope). Returns
     (profile, reused)."""
     workload = load_workload(spec.workload, ws.cache)
-    prices = {o.id: o.price_usd_per_h for o in offers if o.local}
+    # every local device is priced, also one measured only as the reference for catalog offers
+    prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
     lab_probe = TorchLab(workload, prices_usd_per_h=prices, seed=spec.workload.seed)
     key = profile_key(spec, lab_probe.fingerprint(), configs)
     path = ws.profiles / f"{key}.json"
@@ -100,8 +101,6 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
             start = ledger.spent
             profile = build_profile(spec, lab, configs, progress=progress, key=key,
                                     measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            from dataclasses import replace
-
             profile = replace(profile, spend_usd=ledger.spent - start)
         finally:
             ledger.close()

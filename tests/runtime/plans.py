@@ -39,7 +39,7 @@ def tiny_spec(**over: Any) -> dict:
 
 def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
     spec = parse_spec(data or tiny_spec(), "spec.yaml", WORKLOADS)
-    lab = SyntheticLab(e_min={c.id: e_min for c in spec.configs})
+    lab = SyntheticLab(e_min={c.id: e_min for c in spec.configs}, best={c.id: 1.0 for c in spec.configs})
     configs = list(spec.configs)
     profile = build_profile(spec, lab, configs)
     catalog = {o.id: o for o in parse_catalog(builtin_catalog_text())}
