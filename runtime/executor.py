@@ -57,6 +57,8 @@ class RunResult:
     budget_usd: float
     ledger_path: str
     emulated: bool = False
+    compute_s: float = 0.0  # real seconds inside training steps on local hardware
+    compute_steps: int = 0
     tracking_run: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -104,6 +106,7 @@ class Executor:
         self.log = log or (lambda msg: None)
         self.events: list[dict[str, Any]] = []
         self.local = {d.id for d in local_devices()}
+        self.offers = {o["id"]: o for o in plan.offers}
         cpus = sorted((d for d in local_devices() if d.kind == "cpu"), key=lambda d: d.threads)
         self.emulate_on = self.spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
         if self.emulate_on not in self.local:
@@ -150,7 +153,7 @@ class Executor:
 
     def _storage_rate(self) -> float:
         """Dollars per second of keeping the retained checkpoints on the current offer."""
-        offer = self.plan.offer(self.hw)
+        offer = self.offers[self.hw]
         return float(offer.get("storage_usd_per_gb_month", 0.0)) * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
 
     def _charge_storage(self, what: str) -> None:
@@ -201,6 +204,9 @@ class Executor:
         self.hw = cand.stages[0].hardware
         self.slowest, self.eval_real, self.ckpt_real = 0.0, 0.0, 0.02
         self.dirty = True
+        self.fast_until, self.fast_spend, self.fast_slow, self.window_slowest = 0.0, 0.0, 1.0, 0.0
+        self.fast_price_s, self._charger_key, self._charger = 0.0, None, None
+        self.compute_s, self.compute_steps = 0.0, 0
         self.kept_bytes: list[int] = []
         emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
         start_t = _last_run_time(self.ledger_path) if self.resume else 0.0
@@ -263,6 +269,7 @@ class Executor:
                 if self._transition_over_budget():
                     return "budget"
                 self._next_stage()
+                self.fast_until = 0.0
                 continue
             if self.stage_i >= len(cand.stages) and not beyond:
                 beyond = True
@@ -274,20 +281,74 @@ class Executor:
             if self.trainer.samples_seen >= spec.target.max_samples:
                 return "max_samples"
             emu = self.emulated(self.hw)
-            if not self.prices.available(self.hw, self.meter.now(emu)):
-                self.stop_reason = "deadline"
-                if not self._preempted():
-                    return self.stop_reason
-                continue
-            if self._over_budget():
-                return "budget"
-            self._step()
+            now = self.meter.now(emu)
+            if not (now < self.fast_until and self.meter.ledger.spent < self.fast_spend):
+                if not self.prices.available(self.hw, now):
+                    self.stop_reason = "deadline"
+                    if not self._preempted():
+                        return self.stop_reason
+                    self.fast_until = 0.0
+                    continue
+                if self._over_budget():
+                    return "budget"
+                self._open_window(now, emu)
+                self._step()
+            else:
+                self._fast_steps(emu)
             if self.trainer.samples_seen >= self.next_eval:
                 self.next_eval += eval_every
                 if self._evaluate() >= level:
                     return "target"
-            if self.meter.now(self.emulated(self.hw)) - self.ckpt_t >= spec.runtime.checkpoint_every_s:
+            if self.meter.now(emu) - self.ckpt_t >= spec.runtime.checkpoint_every_s:
                 self._checkpoint("interval")
+                self.fast_until = 0.0  # the storage rate changed
+
+    def _fast_steps(self, emu: bool) -> None:
+        """Steps inside a safe window, with nothing but training and the per-step charge: it
+        returns as soon as anything else is due (window end, spend threshold, stage end,
+        evaluation, checkpoint, max_samples, a step slower than the window assumed). The same
+        work as ``_step``, with the bookkeeping in locals (benchmarks/runtime_overhead.py)."""
+        tr, meter, ledger = self.trainer, self.meter, self.meter.ledger
+        step, perf, charge = tr.step, time.perf_counter, self._charger
+        assert charge is not None
+        price, until, spend = self.fast_price_s, self.fast_until, self.fast_spend
+        batch = tr.batch_size
+        stage_left = self.stage.samples - self.stage_done
+        eval_at, max_samples = self.next_eval, self.spec.target.max_samples
+        ckpt_at = self.ckpt_t + self.spec.runtime.checkpoint_every_s
+        slow = self.fast_slow
+        virtual_s = self.stage.step_s * slow
+        slowest, limit = self.slowest, self.window_slowest
+        done = 0
+        compute = 0.0
+        spent = ledger.spent  # then a running float: the window's margin dwarfs its rounding
+        while True:
+            t0 = perf()
+            loss = step()
+            t1 = perf()
+            real = t1 - t0
+            if emu:
+                spent += charge(price, virtual_s, tr.steps)
+            else:
+                if slow > 1.0:
+                    time.sleep(real * (slow - 1.0))
+                compute += real
+                slowest = max(slowest * 0.995, real)
+                spent += charge(price, math.nan, tr.steps)
+            done += batch
+            now = meter.t if emu else meter.t + (perf() - meter._real)
+            if (done >= stage_left or tr.samples_seen >= eval_at or tr.samples_seen >= max_samples
+                    or now >= ckpt_at or now >= until or slowest > limit or spent >= spend):
+                break
+        self.loss = loss
+        self.stage_done += done
+        self.dirty = True
+        if not emu:
+            self.compute_s += compute
+            self.compute_steps += done // batch
+            self.slowest = slowest
+            if slowest > limit:
+                self.fast_until = 0.0
 
     def _over_budget(self) -> bool:
         emu = self.emulated(self.hw)
@@ -301,6 +362,30 @@ class Executor:
             self.meter.cost_ahead(self.hw, now, ckpt), self.meter.cost_ahead(self.hw, now + ahead, ckpt))
         storage = self._storage_rate() * (now + ahead + ckpt - self.storage_t)
         return self.meter.spent + self.meter.pending_usd(self.hw, emu) + reserve + storage > self.budget
+
+    def _open_window(self, now: float, emu: bool) -> None:
+        """Skip the full checks for the next steps while it is safe: up to one second of run time,
+        ending before the next price, availability or speed change minus a full reserve, and
+        while the spend stays under the budget minus a reserve at the window's (constant) price.
+        A step slower than the slowest seen when the window opened closes it."""
+        window = 1.0
+        reserve_s = self._step_s() + self._eval_s() + self._ckpt_s() + 0.01
+        changes = self.prices.changes(self.hw, now, now + window + reserve_s)
+        end = min(now + window, (changes[0] if changes else math.inf) - reserve_s)
+        if end <= now:
+            self.fast_until = 0.0
+            return
+        price_s = self.prices.price_usd_per_h(self.hw, now) / 3600.0
+        storage = self._storage_rate() * (end + reserve_s - self.storage_t)
+        self.fast_spend = self.budget - price_s * reserve_s - storage
+        self.fast_until = end
+        self.fast_slow = self.prices.slowdown(self.hw, now)
+        self.fast_price_s = price_s
+        self.window_slowest = self.slowest
+        key = (self.hw, self.stage_name, emu)
+        if self._charger_key != key:
+            self._charger_key = key
+            self._charger = self.meter.step_charger(self.hw, self.stage_name, emu)
 
     def _transition_over_budget(self) -> bool:
         """Whether ending this stage (checkpoint, egress, moving to the next offer and a final
@@ -324,17 +409,27 @@ class Executor:
 
     def _step(self) -> None:
         emu = self.emulated(self.hw)
-        slow = self.prices.slowdown(self.hw, self.meter.now(emu))
+        fast = self.fast_until > 0.0  # inside a safe window: price and speed are constant
+        slow = self.fast_slow if fast else self.prices.slowdown(self.hw, self.meter.now(emu))
         t0 = time.perf_counter()
         self.loss = self.trainer.step()
         real = time.perf_counter() - t0
         if emu:
-            self._charge("compute", "train", seconds=self.stage.step_s * slow, step=self.trainer.steps)
+            seconds = self.stage.step_s * slow
         else:
+            seconds = math.nan  # the real time since the last charge
             if slow > 1.0:  # a scripted slowdown on a local device: hold it that much longer
                 time.sleep(real * (slow - 1.0))
+            self.compute_s += real
+            self.compute_steps += 1
             self.slowest = max(self.slowest * 0.995, real)
-            self._charge("compute", "train", step=self.trainer.steps)
+            if self.slowest > self.window_slowest:
+                self.fast_until = 0.0  # slower than the window assumed: check fully again
+        if fast and self._charger is not None:
+            self._charger(self.fast_price_s, seconds, self.trainer.steps)
+        else:
+            self._charge("compute", "train", seconds=None if seconds != seconds else seconds,
+                         step=self.trainer.steps)
         self.stage_done += self.trainer.batch_size
         self.dirty = True
 
@@ -483,7 +578,8 @@ class Executor:
             run_id=self.run_id, candidate=cand.id, status=status, cost_usd=spent, wall_s=self.meter.t,
             accuracy=self.accuracy, samples=self.trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=self.budget,
-            ledger_path=str(self.ledger_path), emulated=emulated, events=self.events)
+            ledger_path=str(self.ledger_path), emulated=emulated, events=self.events,
+            compute_s=self.compute_s, compute_steps=self.compute_steps)
         self._status(status, cost_usd=spent, wall_s=self.meter.t, val_accuracy=self.accuracy,
                      samples=self.trainer.samples_seen, emulated=emulated)
         self._event("end", status=status, cost_usd=spent, val_accuracy=self.accuracy)

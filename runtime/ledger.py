@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["Ledger", "Charge", "ExactSum", "ledger_files", "read_charges", "spend_by", "KINDS"]
 
@@ -42,10 +42,57 @@ class Charge:
     extra: dict[str, Any]
 
     def to_json(self) -> str:
-        d = {"id": self.id, "t": round(self.t, 6), "run_id": self.run_id, "stage": self.stage,
-             "kind": self.kind, "hardware": self.hardware, "usd": self.usd,
-             "seconds": round(self.seconds, 9), **self.extra}
-        return json.dumps(d, separators=(",", ":"), allow_nan=False)
+        return _line(self.id, self.t, self.run_id, self.stage, self.kind, self.hardware, self.usd,
+                     self.seconds, self.extra)
+
+
+_STR_CACHE: dict[str, str] = {}
+
+
+def _js(v: Any) -> str:
+    """JSON text of a value; strings are cached (a step's fields repeat), numbers written as is."""
+    if isinstance(v, str):
+        out = _STR_CACHE.get(v)
+        if out is None:
+            out = json.dumps(v)
+            if len(_STR_CACHE) < 4096:
+                _STR_CACHE[v] = out
+        return out
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float) and math.isfinite(v):
+        return repr(v)
+    return json.dumps(v, separators=(",", ":"), allow_nan=False)
+
+
+def _template(run_id: str, stage: str, kind: str, hardware: str, extra: dict[str, Any]) -> str:
+    """A %-format string for the lines of one (stage, kind, hardware, extra keys) shape: the
+    fixed parts written once, numbers left as slots (a step's line then costs one % format)."""
+    def esc(text: str) -> str:
+        return text.replace("%", "%%")
+
+    parts = [f'{{"id":"{esc(json.dumps(run_id)[1:-1])}:%d","t":%.6f,"run_id":{esc(_js(run_id))},'
+             f'"stage":{esc(_js(stage))},"kind":{esc(_js(kind))},"hardware":{esc(_js(hardware))},'
+             '"usd":%r,"seconds":%r']
+    for k, v in extra.items():
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            parts.append(f"{esc(_js(k))}:{esc(_js(v))}")
+        else:
+            parts.append(f"{esc(_js(k))}:{'%d' if isinstance(v, int) else '%r'}")
+    return ",".join(parts) + "}\n"
+
+
+def _line(cid: str, t: float, run_id: str, stage: str, kind: str, hardware: str, usd: float,
+          seconds: float, extra: dict[str, Any]) -> str:
+    """One ledger line, written by hand: json.dumps of a dict costs more than the rest of a
+    step's bookkeeping (benchmarks/runtime_overhead.py)."""
+    head = (f'{{"id":{_js(cid)},"t":{t:.6f},"run_id":{_js(run_id)},"stage":{_js(stage)},'
+            f'"kind":{_js(kind)},"hardware":{_js(hardware)},"usd":{usd!r},"seconds":{round(seconds, 9)!r}')
+    if not extra:
+        return head + "}"
+    return head + "," + ",".join(f"{_js(k)}:{_js(v)}" for k, v in extra.items()) + "}"
 
 
 class ExactSum:
@@ -77,8 +124,10 @@ class ExactSum:
 class Ledger:
     """An append-only JSONL ledger for one run; reopening it continues where it stopped."""
 
-    def __init__(self, path: str | Path, run_id: str, *, fsync_interval_s: float = 1.0) -> None:
+    def __init__(self, path: str | Path, run_id: str, *, fsync_interval_s: float = 1.0,
+                 batch_s: float = 0.02, batch_lines: int = 64) -> None:
         self.path = Path(path)
+        self.batch_s, self.batch_lines = batch_s, batch_lines
         self.run_id = run_id
         self.fsync_interval_s = fsync_interval_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,34 +135,99 @@ class Ledger:
         existing = list(read_charges(self.path)) if self.path.exists() else []
         self._sum = ExactSum(c["usd"] for c in existing)
         self._spent = self._sum.value
+        self._stale = False
         self.lines = len(existing)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._last_sync = time.monotonic()
         self._dirty = False
-
-    @property
-    def spent(self) -> float:
-        return self._spent
+        self._templates: dict[tuple[Any, ...], str] = {}
+        self._pending: list[tuple[Any, ...]] = []
+        self._last_flush = time.monotonic()
 
     def charge(self, kind: str, usd: float, *, seconds: float = 0.0, stage: str = "train",
-               hardware: str = "", **extra: Any) -> Charge:
+               hardware: str = "", **extra: Any) -> str:
+        """Append one charge; returns its id (``run_id:n``)."""
         if kind not in KINDS:
             raise ValueError(f"`kind` must be one of {KINDS}, but got {kind!r}")
         if not (math.isfinite(usd) and usd >= 0):
             raise ValueError(f"a charge must be a finite amount >= 0, but got {usd!r}")
-        c = Charge(f"{self.run_id}:{self.lines}", time.time(), self.run_id, stage, kind, hardware,
-                   float(usd), float(seconds), extra)
-        os.write(self._fd, (c.to_json() + "\n").encode())
+        usd = float(usd)
+        if self._pending:
+            self.flush()
+        cid = f"{self.run_id}:{self.lines}"
+        key = (stage, kind, hardware, tuple((k, v if isinstance(v, (str, bool)) or v is None else type(v))
+                                            for k, v in extra.items()))
+        tpl = self._templates.get(key)
+        if tpl is None and all(isinstance(t, str) or t in (int, float) or isinstance(t, bool) or t is None
+                               for _, t in key[3]):
+            tpl = self._templates[key] = _template(self.run_id, stage, kind, hardware, extra)
+        if tpl is not None and all(math.isfinite(v) for v in extra.values() if isinstance(v, float)):
+            nums = tuple(v for v in extra.values() if isinstance(v, (int, float)) and not isinstance(v, bool))
+            text = tpl % (self.lines, time.time(), usd, round(float(seconds), 9), *nums)
+        else:
+            text = _line(cid, time.time(), self.run_id, stage, kind, hardware, usd, float(seconds), extra) + "\n"
+        os.write(self._fd, text.encode())
         self.lines += 1
-        self._sum.add(c.usd)
-        self._spent = self._sum.value
+        self._sum.add(usd)
+        self._stale = True
         self._dirty = True
-        now = time.monotonic()
-        if now - self._last_sync >= self.fsync_interval_s:
+        if time.monotonic() - self._last_sync >= self.fsync_interval_s:
             self.sync()
-        return c
+        return cid
+
+    def step_writer(self, stage: str, hardware: str, emulated: bool) -> "Callable[[float, float, float, int], None]":
+        """A fast writer for the per-step ``compute``/``train`` charges of one stage on one offer:
+        the line's fixed parts are formatted once. Call it with (usd, seconds, t_run, step)."""
+        extra: dict[str, Any] = {"what": "train", "t_run": 0.0, "step": 0}
+        if emulated:
+            extra["emulated"] = True
+        tpl = _template(self.run_id, stage, "compute", hardware, extra)
+        now, mono = time.time, time.monotonic
+
+        pending = self._pending
+
+        def write(usd: float, seconds: float, t_run: float, step: int) -> None:
+            if not (usd >= 0 and math.isfinite(usd)):
+                raise ValueError(f"a charge must be a finite amount >= 0, but got {usd!r}")
+            # formatted and summed at flush time, many at once (warm caches, see flush)
+            pending.append((tpl, self.lines, now(), usd, seconds, t_run, step))
+            self.lines += 1
+            if len(pending) >= self.batch_lines or mono() - self._last_flush >= self.batch_s:
+                self.flush()
+
+        return write
+
+    @property
+    def spent(self) -> float:
+        """Exact money charged so far (batched step lines included)."""
+        if self._pending:
+            self.flush()
+        if self._stale:
+            self._spent = self._sum.value
+            self._stale = False
+        return self._spent
+
+    def flush(self) -> None:
+        """Format the batched step lines, add them to the exact sum, and hand them to the OS in
+        one write. A kill -9 loses at most ``batch_s`` seconds of step charges (never more
+        than ``batch_lines``), like the step in flight that no ledger can hold."""
+        if self._pending:
+            add = self._sum.add
+            lines = []
+            for tpl, n, t, usd, seconds, t_run, step in self._pending:
+                lines.append(tpl % (n, t, usd, round(seconds, 9), round(t_run, 6), step))
+                add(usd)
+            os.write(self._fd, "".join(lines).encode())
+            self._pending.clear()
+            self._stale = True
+            self._dirty = True
+        self._last_flush = time.monotonic()
+        if self._last_flush - self._last_sync >= self.fsync_interval_s:
+            self.sync()
 
     def sync(self) -> None:
+        if self._pending:
+            self.flush()
         if self._dirty:
             os.fsync(self._fd)
             self._dirty = False

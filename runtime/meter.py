@@ -11,7 +11,7 @@ charge says ``emulated``. Either way the price is integrated exactly over the ch
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Callable
 
 from runtime.ledger import Ledger
 from runtime.prices import PriceSource, cost
@@ -58,6 +58,24 @@ class Meter:
                            t_run=round(self.t, 6), **extra)
         self.t += dt
         return usd
+
+    def step_charger(self, hardware: str, stage: str, emulated: bool) -> "Callable[[float, float, int], float]":
+        """A fast per-step charger while the price of ``hardware`` stays at ``price_s`` per second
+        (the executor's safe window guarantees it): ``charge(price_s, seconds_or_nan, step)``;
+        a NaN ``seconds`` means the real time since the last charge."""
+        write = self.ledger.step_writer(stage, hardware, emulated)
+        perf = time.perf_counter
+
+        def charge(price_s: float, seconds: float, step: int) -> float:
+            now = perf()
+            dt = now - self._real if seconds != seconds else seconds
+            self._real = now
+            usd = price_s * dt
+            write(usd, dt, self.t, step)
+            self.t += dt
+            return usd
+
+        return charge
 
     def charge_amount(self, kind: str, usd: float, hardware: str, *, stage: str, what: str,
                       emulated: bool, **extra: Any) -> float:

@@ -28,8 +28,7 @@ def test_reopening_continues_ids_and_spend(tmp_path):
         led.charge("compute", 0.1)
     with Ledger(tmp_path / "r.jsonl", "r") as led:
         assert led.spent == 0.1
-        c = led.charge("checkpoint", 0.2)
-        assert c.id == "r:1"
+        assert led.charge("checkpoint", 0.2) == "r:1"
     ids = [c["id"] for c in read_charges(tmp_path / "r.jsonl")]
     assert ids == ["r:0", "r:1"] and len(set(ids)) == 2
 
