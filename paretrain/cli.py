@@ -163,26 +163,45 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
     from planner.plan import plan_to_json
     from runtime.files import atomic_write_text, read_spec
-    from runtime.pipeline import plan_spec
+    from runtime.pipeline import offers_for, plan_spec
     from runtime.plots import plot_pareto
 
     spec = read_spec(spec_path)
     ws = _ws(ctx)
-    the_plan, prof, reused = plan_spec(spec, ws, progress=_Bar("profiling"), force_profile=reprofile)
+    offers_for(spec)  # bad hardware in the spec: exit 2 before anything is measured or logged
+    tr = parent = None
+    uri = ""
+    if not no_track:
+        from runtime.tracking import Tracker, default_uri, git_commit
+
+        uri = default_uri(tracking_uri or spec.tracking.uri)
+        tr = Tracker(uri, spec.experiment, ws.spool)
+        parent = tr.start_run("plan", tags={"paretrain.kind": "plan", "mlflow.source.git.commit": git_commit()})
+    found: list[Any] = []
+    if spec.search.trials > 0:
+        from runtime.pipeline import search_spec
+
+        result = search_spec(spec, ws, tracker=tr, parent=parent, progress=_Bar("search"))
+        _print_search(result)
+        found = [c for c, _ in result.front[: spec.search.front]]
+    try:
+        the_plan, prof, reused = plan_spec(spec, ws, progress=_Bar("profiling"), force_profile=reprofile,
+                                           search_configs=found)
+    except BaseException:
+        if tr is not None:
+            tr.end_run(parent, "FAILED")
+            tr.close()
+        raise
     click.echo(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
     _print_fits(the_plan)
     atomic_write_text(output, plan_to_json(the_plan))
     png = plot_pareto(the_plan, output.parent / "pareto.png")
     _print_plan(the_plan)
     click.echo(f"plan {the_plan.fingerprint} written to {output}; plot {png}")
-    if not no_track:
-        from runtime.tracking import Tracker, default_uri, git_commit
-
-        uri = default_uri(tracking_uri or spec.tracking.uri)
-        tr = Tracker(uri, spec.experiment, ws.spool)
-        parent = tr.start_run(f"plan-{the_plan.fingerprint}", tags={
-            "paretrain.kind": "plan", "paretrain.plan_fingerprint": the_plan.fingerprint,
-            "mlflow.source.git.commit": git_commit()}, params={
+    if tr is not None:
+        tr.set_tags(parent, {"paretrain.plan_fingerprint": the_plan.fingerprint, "mlflow.runName":
+                             f"plan-{the_plan.fingerprint}"})
+        tr.log_params(parent, {
             "spec": spec.name, "spec_digest": spec.digest, "fingerprint": the_plan.fingerprint,
             "solver": the_plan.solver.get("name"), "solver_status": the_plan.solver.get("status"),
             "candidates": len(the_plan.candidates), "chosen": the_plan.chosen,
@@ -203,6 +222,16 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
         tr.end_run(parent)
         ok = tr.close()
         _print_tracking(tr, parent, uri, spec.experiment, ok)
+
+
+def _print_search(result: Any) -> None:
+    rows = [[str(info["trial"]), c.family, " ".join(f"{k}={v}" for k, v in c.params), c.optimizer,
+             f"{c.lr:.2g}", f"{info['accuracy']:.3f}" + ("*" if info["extrapolated"] else ""),
+             f"{info['cost_usd']:.7f}", f"{info['latency_ms']:.3f}"] for c, info in result.front]
+    _table(["trial", "family", "params", "opt", "lr", "accuracy", "cost_usd", "latency_ms"], rows)
+    click.echo(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
+               f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
+               "; * = extrapolated from a learning curve")
 
 
 def _print_fits(plan: Any) -> None:
@@ -245,6 +274,46 @@ def _print_tracking(tr: Any, handle: str, uri: str, experiment: str, ok: bool) -
     else:
         click.echo(f"MLflow: not reachable at {uri}; records spooled to {tr.spool_path} "
                    "(replay with: paretrain sync)", err=True)
+
+
+@cli.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
+@click.option("--storage", help="Optuna storage: sqlite:///FILE (default: the spec's), journal:FILE, or an RDB URL.")
+@click.option("--trials", type=int, help="Total trials the study should hold (default: search.trials).")
+@click.option("--tracking-uri", help="MLflow tracking URI.")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.pass_context
+def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None,
+           tracking_uri: str | None, no_track: bool) -> None:
+    """Optuna architecture and hyperparameter search under the search envelope (resumable)."""
+    from runtime.files import read_spec
+    from runtime.pipeline import search_spec
+
+    spec = read_spec(spec_path)
+    if trials is not None and trials < 1:
+        raise InputError(f"--trials must be >= 1; got {trials}. To fix: pass a positive number")
+    ws = _ws(ctx)
+    tr = parent = None
+    uri = ""
+    if not no_track:
+        from runtime.tracking import Tracker, default_uri, git_commit
+
+        uri = default_uri(tracking_uri or spec.tracking.uri)
+        tr = Tracker(uri, spec.experiment, ws.spool)
+        parent = tr.start_run(f"search-{spec.search.study or spec.name}", tags={
+            "paretrain.kind": "search", "mlflow.source.git.commit": git_commit()},
+            params={"sampler": spec.search.sampler, "seed": spec.search.seed,
+                    "envelope_usd": spec.budget.search_usd})
+    try:
+        result = search_spec(spec, ws, storage=storage, trials=trials or max(spec.search.trials, 1),
+                             tracker=tr, parent=parent, progress=_Bar("search"))
+    finally:
+        if tr is not None:
+            tr.end_run(parent)
+    _print_search(result)
+    if tr is not None:
+        ok = tr.close()
+        _print_tracking(tr, parent, uri, spec.experiment, ok)
 
 
 # -- run ---------------------------------------------------------------------------------------

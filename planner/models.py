@@ -25,8 +25,8 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
-__all__ = ["StepTimeModel", "ConvergenceFit", "NoiseCurve", "fit_step_time", "fit_convergence",
-           "fit_noise_curve", "stage_b_noise", "B_NOISE_CAP"]
+__all__ = ["StepTimeModel", "ConvergenceFit", "NoiseCurve", "LearningCurve", "fit_step_time",
+           "fit_convergence", "fit_noise_curve", "fit_learning_curve", "stage_b_noise", "B_NOISE_CAP"]
 
 #: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
 B_NOISE_CAP = 1e9
@@ -168,3 +168,46 @@ def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: 
     g = [curve.at(e_min * (k + 0.5) / stages) for k in range(stages)]
     scale = b_fit * float(np.mean([1.0 / v for v in g]))
     return [min(v * scale, B_NOISE_CAP) for v in g]
+
+
+@dataclass(frozen=True, slots=True)
+class LearningCurve:
+    """``acc(s) = a - b * s ** -c``: an inverse power law in samples, saturating at ``a``."""
+
+    a: float
+    b: float
+    c: float
+
+    def at(self, samples: float) -> float:
+        return float(min(1.0, max(0.0, self.a - self.b * max(samples, 1.0) ** -self.c)))
+
+
+def fit_learning_curve(points: Sequence[tuple[int, float]]) -> LearningCurve | None:
+    """Fit the inverse power law to (samples, accuracy) points; None with fewer than three.
+
+    Used to extrapolate a trial cut short to the sample budget. The asymptote is bounded by
+    1 and by ``best + 0.5 * (1 - best)``, so a short curve cannot promise the moon.
+    """
+    pts = [(s, a) for s, a in points if s > 0]
+    if len(pts) < 3:
+        return None
+    from scipy.optimize import curve_fit
+
+    x = np.array([p[0] for p in pts], dtype=float)
+    y = np.array([p[1] for p in pts], dtype=float)
+    best = float(y.max())
+    cap = min(1.0, best + 0.5 * (1.0 - best))
+
+    def f(s: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+        return a - b * s ** -c
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # an unestimable covariance is fine: we want the curve
+            (a, b, c), _ = curve_fit(f, x, y, p0=(best, best, 0.5), bounds=([0.0, 0.0, 0.01], [cap, 1e6, 3.0]),
+                                     maxfev=5000)
+    except (RuntimeError, ValueError):
+        return None
+    return LearningCurve(float(a), float(b), float(c))

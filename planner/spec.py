@@ -115,6 +115,10 @@ SPEC_FIELDS = Field("section", fields={
         "max_params": _int(default=None, nullable=True, minimum=1),
         "max_memory_mb": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
         "max_latency_ms": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+        "trial_samples": _int(default=None, nullable=True, minimum=1,
+                              help="samples each trial may train (default: target.max_samples)"),
+        "study": Field("str", default=None, nullable=True, help="Optuna study name (default: the spec's name)"),
+        "front": _int(default=3, minimum=1, help="how many search configs (best accuracy first) feed the planner"),
     }),
     "planner": Field("section", default={}, fields={
         "stages": _int(default=3, minimum=1, maximum=16),
@@ -227,6 +231,9 @@ class SearchSpec:
     max_params: int | None = None
     max_memory_mb: float | None = None
     max_latency_ms: float | None = None
+    trial_samples: int | None = None
+    study: str | None = None
+    front: int = 3
 
 
 @dataclass(frozen=True, slots=True)

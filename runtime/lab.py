@@ -9,15 +9,17 @@ stops with ``BudgetExhausted`` (exit 3) otherwise.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import torch
-from pathlib import Path
-from typing import Mapping, Sequence
 
 from planner.errors import BudgetExhausted
 from planner.lab import LocalDevice
 from planner.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
+from planner.search import TrialRun
 from planner.space import Config
 from runtime.devices import claim, local_devices, machine_fingerprint
 from runtime.ledger import Ledger
@@ -44,8 +46,9 @@ class _Meter:
     """Charges device time to the ledger in ticks and guards the envelope before each step."""
 
     def __init__(self, ledger: Ledger | None, cap_usd: float, price_usd_per_s: float, hardware: str,
-                 what: str, tick_s: float = 0.25) -> None:
+                 what: str, tick_s: float = 0.25, stage: str = "profile") -> None:
         self.ledger, self.cap, self.price, self.hardware, self.what = ledger, cap_usd, price_usd_per_s, hardware, what
+        self.stage = stage
         self.tick_s = tick_s
         self.start = self.last = time.perf_counter()
         self.slowest = 0.0
@@ -58,9 +61,9 @@ class _Meter:
             self.flush()
             spent = self.ledger.spent if self.ledger else 0.0
             raise BudgetExhausted(
-                f"profiling stopped at its envelope: spent ${spent:.6g} of ${self.cap:.6g} while "
-                f"measuring {self.what}. To fix: raise budget.envelopes.profile, measure fewer "
-                "configs or batch sizes, or lower target.max_samples")
+                f"{'profiling' if self.stage == 'profile' else 'the search'} stopped at its envelope: spent "
+                f"${spent:.6g} of ${self.cap:.6g} while measuring {self.what}. To fix: raise "
+                f"budget.envelopes.{self.stage}, or measure less")
 
     def observe(self, step_s: float) -> None:
         self.slowest = max(self.slowest * 0.99, step_s)
@@ -72,7 +75,7 @@ class _Meter:
         dt = now - self.last
         self.last = now
         if self.ledger is not None and dt > 0:
-            self.ledger.charge("profile", dt * self.price, seconds=dt, stage="profile",
+            self.ledger.charge(self.stage, dt * self.price, seconds=dt, stage=self.stage,
                                hardware=self.hardware, what=self.what)
 
 
@@ -81,8 +84,10 @@ class TorchLab:
 
     def __init__(self, workload: Workload, *, prices_usd_per_h: Mapping[str, float],
                  ledger: Ledger | None = None, cap_usd: float = float("inf"), seed: int = 0,
-                 convergence_device: str | None = None, patience_evals: int = 15) -> None:
+                 convergence_device: str | None = None, patience_evals: int = 15,
+                 search_ledgers: Sequence[Path] | Callable[[], Sequence[Path]] = ()) -> None:
         self.workload = workload
+        self.search_ledgers = search_ledgers
         self.prices = dict(prices_usd_per_h)
         self.ledger = ledger
         self.cap = cap_usd
@@ -99,8 +104,81 @@ class TorchLab:
     def fingerprint(self) -> str:
         return f"{machine_fingerprint()}-{code_version()}"
 
-    def _meter(self, device: str, what: str) -> _Meter:
-        return _Meter(self.ledger, self.cap, self.prices.get(device, 0.0) / 3600.0, device, what)
+    def _meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> _Meter:
+        return _Meter(self.ledger, self.cap if cap is None else cap, self.prices.get(device, 0.0) / 3600.0,
+                      device, what, stage=stage)
+
+    # -- the search's trials ------------------------------------------------------------------
+    def search_spent(self) -> float:
+        """Money charged to the study so far by every worker (their ledgers summed exactly)."""
+        from runtime.ledger import read_charges
+
+        files = self.search_ledgers() if callable(self.search_ledgers) else self.search_ledgers
+        if self.ledger is not None:
+            self.ledger.sync()
+        return math.fsum(c["usd"] for f in files if Path(f).exists() for c in read_charges(f))
+
+    def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
+                  should_stop: Callable[[int, float, int], bool]) -> TrialRun:
+        """Train ``config`` on the planning device at its base batch, evaluating as it goes;
+        then measure its per-sample inference latency, parameters and peak memory."""
+        device = self.convergence_device
+        torch_device = claim(device)
+        meter = self._meter(device, f"trial {config.id}", cap=cap_usd, stage="search")
+        start = self.ledger.spent if self.ledger else 0.0
+        trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, self.workload.data().train_size),
+                          device=torch_device, seed=self.seed)
+        curve: list[tuple[int, float]] = []
+        best, cost_to_best, stopped, budget_hit = -1.0, 0.0, False, False
+        next_eval = eval_every
+        try:
+            while trainer.samples_seen < max_samples:
+                meter.guard(0.0)
+                t0 = time.perf_counter()
+                trainer.step()
+                meter.observe(time.perf_counter() - t0)
+                if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
+                    next_eval += eval_every
+                    meter.guard(0.0)
+                    acc = trainer.evaluate().accuracy
+                    curve.append((trainer.samples_seen, round(acc, 5)))
+                    meter.flush()
+                    if acc > best:
+                        best, cost_to_best = acc, (self.ledger.spent if self.ledger else 0.0) - start
+                    if should_stop(trainer.samples_seen, acc, len(curve) - 1):
+                        stopped = True
+                        break
+        except BudgetExhausted:
+            budget_hit = True
+        meter.flush()
+        train_spend = (self.ledger.spent if self.ledger else 0.0) - start
+        latency_ms = self._latency_ms(trainer, meter) if not budget_hit else float("nan")
+        meter.flush()
+        spend = (self.ledger.spent if self.ledger else 0.0) - start
+        if not curve:  # the envelope ran out before the first evaluation
+            curve = [(trainer.samples_seen, round(trainer.evaluate().accuracy, 5))]
+        return TrialRun(curve=tuple(curve), cost_to_best_usd=max(cost_to_best, 0.0),
+                        cost_per_sample_usd=train_spend / max(trainer.samples_seen, 1), spend_usd=spend,
+                        latency_ms=latency_ms if latency_ms == latency_ms else 1e9,
+                        params=trainer.parameter_count(),
+                        peak_mem_bytes=estimate_peak_bytes(trainer, trainer.batch_size),
+                        stopped=stopped, budget_hit=budget_hit)
+
+    def _latency_ms(self, trainer: Trainer, meter: _Meter, repeats: int = 50) -> float:
+        """Median per-sample inference latency (one sample at a time, no gradients)."""
+        x = trainer.data.x_val[:1].to(trainer.device)
+        model = trainer.model.eval()
+        times = []
+        with torch.no_grad():
+            model(x)
+            for _ in range(repeats):
+                meter.guard(times[-1] if times else 0.0)
+                t0 = time.perf_counter()
+                model(x)
+                times.append(time.perf_counter() - t0)
+                meter.observe(times[-1])
+        times.sort()
+        return 1000.0 * times[len(times) // 2]
 
     def measure_steps(self, config: Config, device: str, precision: str,
                       batch_sizes: Sequence[int], steps: int) -> StepProfile:

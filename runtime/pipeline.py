@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from planner.errors import SpecError
@@ -26,7 +26,7 @@ from runtime.lab import TorchLab
 from runtime.ledger import Ledger
 from runtime.workloads import load_workload
 
-__all__ = ["Workspace", "offers_for", "get_profile", "plan_spec"]
+__all__ = ["Workspace", "offers_for", "get_profile", "plan_spec", "search_spec"]
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,11 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
 
 
 def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], None] | None = None,
-              force_profile: bool = False) -> tuple[Plan, Profile, bool]:
-    """Profile (cached), build the program, sweep the Pareto set, and make the plan."""
+              force_profile: bool = False, search_configs: Sequence[Config] = ()) -> tuple[Plan, Profile, bool]:
+    """Profile (cached), build the program, sweep the Pareto set, and make the plan. The
+    configs are the spec's and ``search_configs`` (the search's front)."""
     offers = offers_for(spec)
-    configs = list(spec.configs)
+    configs = list(spec.configs) + [c for c in search_configs if c.id not in {x.id for x in spec.configs}]
     profile, reused = get_profile(spec, ws, configs, offers, progress=progress, force=force_profile)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
@@ -123,3 +124,48 @@ def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], 
                      problem=problem, ctx=ctx, front=front, configs=configs, offers=offers,
                      solver=spec.planner.solver)
     return plan, profile, reused
+
+
+def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials: int | None = None,
+                tracker: Any = None, parent: str | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """Run (or continue) the spec's Optuna study on this machine; every trial is charged to
+    the ``search`` envelope in this worker's ledger, and logged as a child run in MLflow."""
+    import os
+    import socket
+
+    from planner.search import open_study, run_search
+    from runtime.workloads import WORKLOADS
+
+    workload = load_workload(spec.workload, ws.cache)
+    info = WORKLOADS.get(spec.workload.name) or workload.info
+    name = spec.search.study or spec.name
+    prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
+    ws.ledgers.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+    ledger = Ledger(ws.ledgers / f"search-{safe}-{socket.gethostname()}-{os.getpid()}.jsonl",
+                    f"search-{safe}-{os.getpid()}")
+    target = trials if trials is not None else spec.search.trials
+    done = [0]
+
+    def on_trial(t: Any, config: Any) -> None:
+        done[0] += 1
+        if progress:
+            progress(f"trial {t.number} {config.family}: acc {t.values[0]:.3f}", t.number + 1, target)
+        if tracker is not None:
+            child = tracker.start_run(f"trial-{t.number}-{config.family}", parent=parent, tags={
+                "paretrain.kind": "trial", "paretrain.study": name, "paretrain.trial": str(t.number),
+                "paretrain.extrapolated": str(bool(t.user_attrs.get("extrapolated"))).lower()},
+                params={**{k: v for k, v in config.to_dict().items() if k != "id"}, "trial": t.number})
+            tracker.log_metrics(child, {"val_accuracy": t.values[0], "cost_usd": t.values[1],
+                                        "latency_ms": t.values[2], "spend_usd": t.user_attrs.get("spend_usd", 0.0),
+                                        "params": t.user_attrs.get("params", 0)})
+            tracker.end_run(child)
+
+    try:
+        lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
+                       search_ledgers=lambda: sorted(ws.ledgers.glob(f"search-{safe}-*.jsonl")))
+        study = open_study(storage or spec.search.storage, name, spec.search.sampler, spec.search.seed)
+        return run_search(spec, lab, study, info, trials=target, on_trial=on_trial)
+    finally:
+        ledger.close()

@@ -66,3 +66,51 @@ class SyntheticLab:
             b = self.b_noise * (p / top) ** self.noise_slope
             out.append(NoiseSample(config.id, p, 0.5, 1.0, b, b))
         return out
+
+
+class SyntheticTrialLab:
+    """Trials with closed-form learning curves: accuracy rises to a ceiling set by the config
+    (CNNs best, wider better, lr near 3e-3 best); each evaluation costs a fixed amount."""
+
+    def __init__(self, usd_per_eval: float = 1e-4) -> None:
+        self.usd_per_eval = usd_per_eval
+        self.spent = 0.0
+        self.runs: list[str] = []
+
+    def ceiling(self, c: Config) -> float:
+        import math
+
+        fam = {"cnn": 0.95, "gru": 0.9, "mlp": 0.75}[c.family]
+        size = c.param("width", c.param("channels", c.param("hidden", 32)))
+        lr_pen = abs(math.log10(c.lr / 3e-3)) * 0.1
+        return max(0.1, fam - lr_pen - 0.1 / (1 + size / 32))
+
+    def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop):
+        from planner.search import TrialRun
+
+        self.runs.append(config.id)
+        top, curve, stopped, budget_hit = self.ceiling(config), [], False, False
+        start, best, cost_best = self.spent, -1.0, 0.0
+        s = eval_every
+        while s <= max_samples:
+            if self.spent + self.usd_per_eval > cap_usd:
+                budget_hit = True
+                break
+            self.spent += self.usd_per_eval
+            acc = round(top - (top - 0.1) * (s / eval_every) ** -0.7, 5)
+            curve.append((s, acc))
+            if acc > best:
+                best, cost_best = acc, self.spent - start
+            if should_stop(s, acc, len(curve) - 1):
+                stopped = True
+                break
+            s += eval_every
+        if not curve:
+            curve = [(0, 0.1)]
+        size = config.param("width", config.param("channels", config.param("hidden", 32)))
+        return TrialRun(tuple(curve), cost_best, self.usd_per_eval / eval_every, self.spent - start,
+                        latency_ms=0.01 * size, params=int(size) * 100, peak_mem_bytes=int(size) * 1000,
+                        stopped=stopped, budget_hit=budget_hit)
+
+    def search_spent(self) -> float:
+        return self.spent

@@ -1,0 +1,105 @@
+"""The constrained multi-objective search, on closed-form trials (fast and exact)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from planner.errors import SpecError
+from planner.search import front_configs, open_study, run_search, search_space
+from planner.spec import parse_spec
+from runtime.workloads import WORKLOADS
+from runtime.workloads.info import MNIST1D_INFO
+from tests.conftest import small_spec
+from tests.planner.synthetic_lab import SyntheticTrialLab
+
+
+def spec(**search):
+    s = {"trials": 12, "trial_samples": 10000, "seed": 3, **search}
+    return parse_spec(small_spec(search=s, budget={"total_usd": 1.0, "envelopes": {"search": 0.05}},
+                                 runtime={"eval_every_samples": 1000}), "spec.yaml", WORKLOADS)
+
+
+def study(name="s", storage=None, sampler="nsga2", seed=3):
+    return open_study(storage or optuna.storages.InMemoryStorage(), name, sampler, seed)
+
+
+def test_space_is_the_workloads_and_the_spec_narrows_it():
+    full = search_space(MNIST1D_INFO, {})
+    assert [f.name for f in full.families] == ["mlp", "cnn", "gru"]
+    narrow = search_space(MNIST1D_INFO, {"families": ["cnn"], "cnn": {"channels": [8, 16]}, "lr": [1e-3, 1e-2],
+                                         "optimizer": ["adam"]})
+    assert [f.name for f in narrow.families] == ["cnn"]
+    assert narrow.families[0].param("channels").high == 16 and narrow.optimizers == ("adam",)
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"families": ["transformer"]}, "search.space.families"),
+    ({"cnn": {"width": [1, 2]}}, "search.space.cnn.width"),
+    ({"lr": [0, 1]}, "search.space.lr"),
+    ({"lr": [0.1, 0.01]}, "search.space.lr"),
+    ({"colour": 1}, "search.space.colour"),
+])
+def test_bad_space_narrowing_is_a_spec_error(bad, field):
+    with pytest.raises(SpecError) as info:
+        search_space(MNIST1D_INFO, bad)
+    assert info.value.field == field
+
+
+def test_search_finds_the_best_family_and_feeds_its_front():
+    lab = SyntheticTrialLab(usd_per_eval=1e-5)
+    result = run_search(spec(trials=24, sampler="tpe"), lab, study(sampler="tpe"), MNIST1D_INFO)
+    assert result.trials == 24 and result.new_trials == 24
+    best_cfg, best = result.front[0]
+    assert best_cfg.family == "cnn"
+    assert best["accuracy"] >= 0.7  # the closed-form curve tops out near 0.78 in 10 evaluations
+    accs = [info["accuracy"] for _, info in result.front]
+    assert accs == sorted(accs, reverse=True)
+
+
+def test_same_seed_and_storage_state_give_the_same_trial_parameters():
+    runs = []
+    for _ in range(2):
+        st = study(seed=11)
+        run_search(spec(trials=10, seed=11), SyntheticTrialLab(), st, MNIST1D_INFO)
+        runs.append([t.params for t in st.trials])
+    assert runs[0] == runs[1]
+
+
+def test_the_study_stops_before_its_envelope_and_says_what_it_spent():
+    lab = SyntheticTrialLab(usd_per_eval=2e-3)  # a full trial costs $0.02 of the $0.05 envelope
+    result = run_search(spec(trials=50), lab, study(), MNIST1D_INFO)
+    assert lab.spent <= 0.05 + 1e-12
+    assert result.stopped_for_budget and result.trials < 50
+    assert result.spent_usd == pytest.approx(lab.spent)
+
+
+def test_running_again_continues_the_study(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    first = run_search(spec(trials=4), SyntheticTrialLab(), study(storage=storage), MNIST1D_INFO)
+    second = run_search(spec(trials=7), SyntheticTrialLab(), study(storage=storage), MNIST1D_INFO)
+    assert (first.trials, first.new_trials) == (4, 4)
+    assert (second.trials, second.new_trials) == (7, 3)
+
+
+def test_trials_below_the_median_are_cut_short_and_extrapolated():
+    result_study = study()
+    run_search(spec(trials=16), SyntheticTrialLab(), result_study, MNIST1D_INFO)
+    cut = [t for t in result_study.trials if t.user_attrs.get("cut_short")]
+    assert cut, "the median rule never fired"
+    for t in cut:
+        seen = max(a for _, a in t.user_attrs["curve"])
+        assert t.user_attrs["extrapolated"] is True
+        assert t.values[0] >= seen  # extrapolated to the sample budget, never below what it saw
+
+
+def test_constraints_keep_violating_configs_off_the_front():
+    s = spec(trials=16, max_params=3200)  # params = 100 x width: width <= 32 only
+    st = study()
+    run_search(s, SyntheticTrialLab(), st, MNIST1D_INFO)
+    front = front_configs(st)
+    assert front
+    for cfg, info in front:
+        assert info["params"] <= 3200
+    violators = [t for t in st.trials if t.user_attrs["params"] > 3200]
+    assert violators and all(t.constraints["params"] > 0 for t in violators)
