@@ -133,8 +133,10 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     pruned = 0
     if prune:
         problem, pruned = prune_dominated(problem)
+    runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
     ctx = ProblemContext(step_models=models, convergence=fits, b_noise_stage=b_noise_stage,
-                         noise_curves=curves, instances=instances, notes=tuple(notes), pruned=pruned)
+                         noise_curves=curves, instances=instances, notes=tuple(notes), pruned=pruned,
+                         curves=runs)
     return problem, ctx
 
 

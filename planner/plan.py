@@ -186,6 +186,10 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
             models.setdefault("noise", {})[cid] = {
                 "log_a": round(curve.a, 6), "slope": round(curve.slope, 6),
                 "progress_range": [curve.p_min, curve.p_max]}
+    for cid in sorted(used):
+        if ctx.curves.get(cid):
+            models.setdefault("curves", {})[cid] = {
+                str(b): [[int(n), float(a)] for n, a in curve] for b, curve in sorted(ctx.curves[cid].items())}
     status = "optimal" if front.proven_optimal else "not proven optimal (a solve hit its time limit)"
     if ctx.pruned:
         models["pruned_options"] = ctx.pruned

@@ -116,6 +116,7 @@ class ProblemContext:
     b_noise_stage: Mapping[tuple[int, int], float] = field(default_factory=dict)
     noise_curves: Mapping[str, Any] = field(default_factory=dict)
     instances: Mapping[int, int] = field(default_factory=dict)  # option -> instances it rents
+    curves: Mapping[str, Mapping[int, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     pruned: int = 0
 

@@ -137,13 +137,18 @@ SPEC_FIELDS = Field("section", fields={
         "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
     }),
     "runtime": Field("section", default={}, fields={
-        "drift_threshold": _num(default=5.0, minimum=0, exclusive_minimum=True),
-        "window": _int(default=20, minimum=2),
+        "drift_threshold": _num(default=6.0, minimum=0, exclusive_minimum=True,
+                                help="CUSUM alarm threshold (standard deviations)"),
+        "window": _int(default=10, minimum=2, help="observations that set a drift detector's baseline"),
         "cooldown_s": _num(default=10.0, minimum=0),
         "checkpoint_every_s": _num(default=30.0, minimum=0, exclusive_minimum=True),
         "keep_checkpoints": _int(default=3, minimum=1),
         "eval_every_samples": _int(default=2000, minimum=1),
         "prefer": Field("str", default="cost", choices=("cost", "time")),
+        "adapt": Field("bool", default=True, help="replan on drift, pause through price peaks, roll back"),
+        "pause_threshold": _num(default=0.5, minimum=0, help="pause when the price is this much above the plan's"),
+        "rollback_threshold": _num(default=0.1, minimum=0,
+                                   help="roll back when validation loss worsens this much after a change"),
         "events": Field("list", default=[], items=Field("section", fields={
             "at_s": _num(minimum=0, help="run time (s) at which the event starts"),
             "kind": Field("str", choices=("price", "slowdown", "preempt")),
@@ -252,8 +257,8 @@ class PlannerSpec:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeSpec:
-    drift_threshold: float = 5.0
-    window: int = 20
+    drift_threshold: float = 6.0
+    window: int = 10
     cooldown_s: float = 10.0
     checkpoint_every_s: float = 30.0
     keep_checkpoints: int = 3
@@ -261,6 +266,9 @@ class RuntimeSpec:
     prefer: str = "cost"
     events: tuple[Mapping[str, Any], ...] = ()
     emulate_on: str | None = None
+    adapt: bool = True
+    pause_threshold: float = 0.5
+    rollback_threshold: float = 0.1
 
 
 @dataclass(frozen=True, slots=True)

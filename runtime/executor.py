@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from planner.errors import BudgetExhausted, InputError
 from planner.plan import Candidate, Plan, StagePlan, plan_to_json
 from planner.spec import Spec, parse_spec
+from runtime.adaptation import Adaptation
 from runtime.checkpoint import load_latest, save_checkpoint
 from runtime.devices import claim, local_devices
 from runtime.files import atomic_write_text
@@ -123,7 +124,7 @@ class Executor:
     def emulated(self, hardware: str) -> bool:
         return hardware not in self.local
 
-    def _event(self, name: str, **data: Any) -> None:
+    def event(self, name: str, **data: Any) -> None:
         ev = {"t": round(time.time(), 3), "t_run": round(self.meter.t, 3), "event": name, **data}
         self.events.append(ev)
         with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as f:
@@ -138,7 +139,7 @@ class Executor:
 
     @property
     def stage(self) -> StagePlan:
-        return self.cand.stages[min(self.stage_i, len(self.cand.stages) - 1)]
+        return self.stages[min(self.stage_i, len(self.stages) - 1)]
 
     @property
     def stage_name(self) -> str:
@@ -156,7 +157,7 @@ class Executor:
         offer = self.offers[self.hw]
         return float(offer.get("storage_usd_per_gb_month", 0.0)) * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
 
-    def _charge_storage(self, what: str) -> None:
+    def charge_storage(self, what: str) -> None:
         dt = self.meter.t - self.storage_t
         self.storage_t = self.meter.t
         usd = self._storage_rate() * dt
@@ -191,6 +192,13 @@ class Executor:
 
     # -- the run -----------------------------------------------------------------------------
     def run(self) -> RunResult:
+        """Set up, train until a stop condition, and finish (see the class docstring)."""
+        early = self.setup()
+        return self._finish(early or self._loop(), self.emulated_any)
+
+    def setup(self) -> str | None:
+        """Build the trainer, the meter and tracking; restore on resume. Returns a stop status
+        when not even the first step fits the budget."""
         spec, cand = self.spec, self.cand
         cfg = self.plan.config(cand.config_id)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,14 +209,19 @@ class Executor:
         ledger = Ledger(self.ledger_path, self.run_id)
         self.budget = self._cap(ledger.spent)
         self.stage_i, self.stage_done = 0, 0
+        self.stages: list[StagePlan] = list(cand.stages)  # replans replace the tail
         self.hw = cand.stages[0].hardware
         self.slowest, self.eval_real, self.ckpt_real = 0.0, 0.0, 0.02
         self.dirty = True
+        self.beyond = False  # the plan's samples are used up before the target
         self.fast_until, self.fast_spend, self.fast_slow, self.window_slowest = 0.0, 0.0, 1.0, 0.0
         self.fast_price_s, self._charger_key, self._charger = 0.0, None, None
         self.compute_s, self.compute_steps = 0.0, 0
+        self.progress = 0.0  # ideal samples done (E_min units): samples / (1 + B / B_noise)
+        self.busy_s = self.busy_usd = 0.0  # run time and money of training steps and evaluations
+        self.adaptation = Adaptation(self)
         self.kept_bytes: list[int] = []
-        emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
+        emulated_any = self.emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
         start_t = _last_run_time(self.ledger_path) if self.resume else 0.0
         workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
         first = cand.stages[0]
@@ -234,16 +247,17 @@ class Executor:
             restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if self.emulated(self.hw) else 0.05
             if self.meter.spent + self.meter.cost_ahead(self.hw, self.meter.t, restart + self._ckpt_s()) > self.budget:
                 self.dirty = False
-                return self._finish("budget", emulated_any)
+                return "budget"
             self._restore(resumed, reason="resume")
             self.dirty = False
         elif self._over_budget():
             self.dirty = False  # not even a first step and its checkpoint fit: spend nothing
-            return self._finish("budget", emulated_any)
+            return "budget"
         else:
-            self._checkpoint("start")
-        status = self._loop()
-        return self._finish(status, emulated_any)
+            self.checkpoint("start")
+        eval_every = spec.runtime.eval_every_samples
+        self.next_eval = (self.trainer.samples_seen // eval_every + 1) * eval_every
+        return None
 
     def _cap(self, own_spent: float) -> float:
         """The run's budget: the training envelope, or what the project ceiling leaves."""
@@ -261,21 +275,18 @@ class Executor:
         spec, cand = self.spec, self.cand
         level = cand.accuracy
         eval_every = spec.runtime.eval_every_samples
-        self.next_eval = (self.trainer.samples_seen // eval_every + 1) * eval_every
-        self.accuracy = getattr(self, "accuracy", 0.0)
-        beyond = False
         while True:
-            if self.stage_i < len(cand.stages) and self.stage_done >= self.stage.samples:
+            if self.stage_i < len(self.stages) and self.stage_done >= self.stage.samples:
                 if self._transition_over_budget():
                     return "budget"
                 self._next_stage()
                 self.fast_until = 0.0
                 continue
-            if self.stage_i >= len(cand.stages) and not beyond:
-                beyond = True
-                self.stage_i = len(cand.stages) - 1
+            if self.stage_i >= len(self.stages) and not self.beyond:
+                self.beyond = True
+                self.stage_i = len(self.stages) - 1
                 self.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
-                self._event("beyond_plan", samples=self.trainer.samples_seen, accuracy=self.accuracy)
+                self.event("beyond_plan", samples=self.trainer.samples_seen, accuracy=self.accuracy)
                 self.log(f"the plan's samples are used up at val_accuracy {self.accuracy:.4f} < {level:g}; "
                          "continuing with the last stage's settings")
             if self.trainer.samples_seen >= spec.target.max_samples:
@@ -299,8 +310,13 @@ class Executor:
                 self.next_eval += eval_every
                 if self._evaluate() >= level:
                     return "target"
+                if self.adaptation.enabled:
+                    decision = self.adaptation.observe(self.val_loss, self.accuracy)
+                    stop = self.adaptation.act(decision, self.val_loss)
+                    if stop:
+                        return stop
             if self.meter.now(emu) - self.ckpt_t >= spec.runtime.checkpoint_every_s:
-                self._checkpoint("interval")
+                self.checkpoint("interval")
                 self.fast_until = 0.0  # the storage rate changed
 
     def _fast_steps(self, emu: bool) -> None:
@@ -321,7 +337,8 @@ class Executor:
         slowest, limit = self.slowest, self.window_slowest
         done = 0
         compute = 0.0
-        spent = ledger.spent  # then a running float: the window's margin dwarfs its rounding
+        spent = start_spent = ledger.spent  # then a running float: the window's margin dwarfs its rounding
+        t_start = meter.t
         while True:
             t0 = perf()
             loss = step()
@@ -341,7 +358,10 @@ class Executor:
                     or now >= ckpt_at or now >= until or slowest > limit or spent >= spend):
                 break
         self.loss = loss
+        self.busy_s += meter.t - t_start
+        self.busy_usd += spent - start_spent
         self.stage_done += done
+        self.progress += done / (1.0 + batch / self.stage.b_noise)
         self.dirty = True
         if not emu:
             self.compute_s += compute
@@ -387,27 +407,62 @@ class Executor:
             self._charger_key = key
             self._charger = self.meter.step_charger(self.hw, self.stage_name, emu)
 
+    def planned_price(self, hardware: str) -> float:
+        return float(self.offers[hardware]["price_usd_per_h"])
+
+    def reserve_usd(self) -> float:
+        """What the next step, an evaluation and a final checkpoint would cost now."""
+        now = self.meter.now(self.emulated(self.hw))
+        return self.meter.cost_ahead(self.hw, now, self._step_s() + self._eval_s() + self._ckpt_s())
+
+    def move_to(self, hardware: str) -> None:
+        """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move
+        (provisioning and restore, on emulated offers their switch time) on the new one."""
+        old = self.hw
+        egress = float(self.offers[old].get("egress_usd_per_gb", 0.0)) * \
+            (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
+        if egress > 0:
+            self.meter.charge_amount("egress", egress, old, stage=self.stage_name,
+                                     what="checkpoint to the next offer", emulated=self.emulated(old))
+        self.hw = hardware
+        self._device(hardware)
+        self._charge("compute", "move", seconds=float(self.offers[hardware].get("switch_s", 0.0))
+                     if self.emulated(hardware) else None)
+        self.event("switch", stage=self.stage_i, hardware=hardware)
+        self.fast_until = 0.0
+
     def _transition_over_budget(self) -> bool:
-        """Whether ending this stage (checkpoint, egress, moving to the next offer and a final
+        """Whether ending this stage (checkpoint, move to the next stage's offer, a final
         checkpoint there) could pass the budget."""
+        nxt = self.stages[self.stage_i + 1].hardware if self.stage_i + 1 < len(self.stages) else self.hw
+        return self.change_over_budget(nxt)
+
+    def change_over_budget(self, new_hw: str, extra_s: float = 0.0) -> bool:
+        """Whether a checkpoint now, moving to ``new_hw`` (its egress, switch time) and a final
+        checkpoint there, plus ``extra_s`` seconds of storage-only waiting, could pass the budget."""
         emu = self.emulated(self.hw)
         now = self.meter.now(emu)
         ckpt = self._ckpt_s()
         need = self.meter.pending_usd(self.hw, emu) + self.meter.cost_ahead(self.hw, now, ckpt)
-        need += self._storage_rate() * (now + 2 * ckpt - self.storage_t)
-        if self.stage_i + 1 < len(self.cand.stages):
-            nxt = self.cand.stages[self.stage_i + 1]
-            if nxt.hardware != self.hw:
-                offer = self.plan.offer(nxt.hardware)
-                need += float(self.plan.offer(self.hw).get("egress_usd_per_gb", 0.0)) * \
-                    (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
-                move = float(offer.get("switch_s", 0.0)) if self.emulated(nxt.hardware) else 0.05
-                need += self.meter.cost_ahead(nxt.hardware, now + ckpt, move + ckpt)
-            else:
-                need += self.meter.cost_ahead(self.hw, now + ckpt, ckpt)
+        need += self._storage_rate() * (now + 2 * ckpt + extra_s - self.storage_t)
+        after = now + ckpt + extra_s
+        if new_hw != self.hw:
+            offer = self.offers[new_hw]
+            need += float(self.offers[self.hw].get("egress_usd_per_gb", 0.0)) * \
+                (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
+            move = float(offer.get("switch_s", 0.0)) if self.emulated(new_hw) else 0.05
+            need += self.meter.cost_ahead(new_hw, after, move + ckpt)
+        else:
+            need += self.meter.cost_ahead(self.hw, after, ckpt)
         return self.meter.spent + need > self.budget
 
     def _step(self) -> None:
+        t_before, usd_before = self.meter.t, self.meter.ledger.spent
+        self._step_inner()
+        self.busy_s += self.meter.t - t_before
+        self.busy_usd += self.meter.ledger.spent - usd_before
+
+    def _step_inner(self) -> None:
         emu = self.emulated(self.hw)
         fast = self.fast_until > 0.0  # inside a safe window: price and speed are constant
         slow = self.fast_slow if fast else self.prices.slowdown(self.hw, self.meter.now(emu))
@@ -430,11 +485,14 @@ class Executor:
         else:
             self._charge("compute", "train", seconds=None if seconds != seconds else seconds,
                          step=self.trainer.steps)
-        self.stage_done += self.trainer.batch_size
+        b = self.trainer.batch_size
+        self.stage_done += b
+        self.progress += b / (1.0 + b / self.stage.b_noise)
         self.dirty = True
 
     def _evaluate(self) -> float:
         emu = self.emulated(self.hw)
+        t_before, usd_before = self.meter.t, self.meter.ledger.spent
         ev = self.trainer.evaluate()
         if emu:
             self._charge("compute", "eval", seconds=self.stage.eval_s * self.prices.slowdown(self.hw, self.meter.t))
@@ -442,6 +500,8 @@ class Executor:
             self.eval_real = max(self.eval_real * 0.9, ev.seconds)
             self._charge("compute", "eval")
         self.accuracy, self.val_loss = ev.accuracy, ev.loss
+        self.busy_s += self.meter.t - t_before
+        self.busy_usd += self.meter.ledger.spent - usd_before
         if self.handle is not None and self.tracker is not None:
             t = max(self.meter.t, 1e-9)
             self.tracker.log_metrics(self.handle, {
@@ -452,7 +512,7 @@ class Executor:
                 "price_usd_per_h": self.prices.price_usd_per_h(self.hw, self.meter.t)}, step=self.trainer.steps)
         return ev.accuracy
 
-    def _checkpoint(self, reason: str) -> None:
+    def checkpoint(self, reason: str) -> None:
         """Save the state. The spend recorded with it is the ledger up to this moment, so on a
         resume whatever the ledger holds beyond it (this write included) is work lost."""
         emu = self.emulated(self.hw)
@@ -462,8 +522,9 @@ class Executor:
         state = {"trainer": self.trainer.state_dict(), "run": {
             "stage": self.stage_i, "stage_samples": self.stage_done, "spent_usd": self.meter.spent,
             "lines": self.meter.ledger.lines, "t_run": self.meter.t, "hardware": self.hw,
-            "accuracy": getattr(self, "accuracy", 0.0)}}
-        self._charge_storage("checkpoints")  # storage of the checkpoints kept until now
+            "accuracy": getattr(self, "accuracy", 0.0), "progress": self.progress,
+            "stages": [asdict(st) for st in self.stages]}}
+        self.charge_storage("checkpoints")  # storage of the checkpoints kept until now
         _, size = save_checkpoint(self.run_dir, state, self.spec.runtime.keep_checkpoints)
         self.kept_bytes = (self.kept_bytes + [size])[-self.spec.runtime.keep_checkpoints:]
         if emu:
@@ -481,13 +542,16 @@ class Executor:
         self.trainer.load_state_dict(state["trainer"])
         self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
         self.accuracy = float(run.get("accuracy", 0.0))
+        self.progress = float(run.get("progress", 0.0))
+        if run.get("stages"):
+            self.stages = [StagePlan(**st) for st in run["stages"]]
         old_hw, self.hw = self.hw, str(run.get("hardware", self.hw))
         self._device(self.hw)
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
         self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,
                          lost_s=round(lost_s, 6), from_line=int(run.get("lines", 0)))
-        self._event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
+        self.event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
         self.log(f"{reason}: back to {path.name} (stage {self.stage_i}, {self.trainer.samples_seen} samples); "
                  f"${lost:.3g} of work since it is lost")
         del old_hw
@@ -507,21 +571,21 @@ class Executor:
             self._charge("compute", "train")
         horizon = max(0.0, self.spec.deadline_s - now)
         back = next_available(self.prices, self.hw, now, horizon)
-        self._event("preemption", hardware=self.hw, back_at=back)
+        self.event("preemption", hardware=self.hw, back_at=back)
         self.meter.event("preemption", self.hw, self.stage_name, back_at=back)
         self.dirty = False  # the machine and the work since the checkpoint are gone
         if back is None:
-            self._charge_storage("checkpoints while preempted")
+            self.charge_storage("checkpoints while preempted")
             return False
         wait = back - now
         storage = self._storage_rate() * (now + wait - self.storage_t)
         restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if emu else 0.05
         if self.meter.spent + storage + self.meter.cost_ahead(self.hw, back, restart + 2 * self._ckpt_s()) > self.budget:
-            self._charge_storage("checkpoints while preempted")
+            self.charge_storage("checkpoints while preempted")
             self.stop_reason = "budget"
             return False
         self.meter.wait(self.hw, wait, stage=self.stage_name, emulated=emu)
-        self._charge_storage("checkpoints while preempted")
+        self.charge_storage("checkpoints while preempted")
         loaded = load_latest(self.run_dir)
         assert loaded is not None  # a checkpoint is taken when the run starts
         self._restore(loaded, reason="preempted")
@@ -530,27 +594,17 @@ class Executor:
 
     def _next_stage(self) -> None:
         old = self.stage
-        self._checkpoint(f"end of stage {self.stage_i}")
+        self.checkpoint(f"end of stage {self.stage_i}")
         self.stage_i, self.stage_done = self.stage_i + 1, 0
-        if self.stage_i >= len(self.cand.stages):
+        if self.stage_i >= len(self.stages):
             return
         new = self.stage
         if new.hardware != old.hardware:
-            offer = self.plan.offer(new.hardware)
-            egress = float(self.plan.offer(old.hardware).get("egress_usd_per_gb", 0.0)) * \
-                (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
-            if egress > 0:
-                self.meter.charge_amount("egress", egress, old.hardware, stage=self.stage_name,
-                                         what="checkpoint to the next offer", emulated=self.emulated(old.hardware))
-            self.hw = new.hardware
-            self._device(self.hw)
-            self._charge("compute", "move", seconds=float(offer.get("switch_s", 0.0)) if self.emulated(self.hw)
-                         else None)
-            self._event("switch", stage=self.stage_i, hardware=self.hw)
+            self.move_to(new.hardware)
         gb = new.batch_size * new.workers
         if gb != self.trainer.batch_size:
             self.trainer.set_batch_size(gb, warmup_steps=5)
-        self._event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
+        self.event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
 
     def _start_tracking(self, config_id: str, emulated: bool) -> None:
         assert self.tracker is not None
@@ -569,7 +623,7 @@ class Executor:
         cand = self.cand
         try:
             if self.dirty:  # nothing to save when the last checkpoint holds this very state
-                self._checkpoint("final" if status == "target" else status)
+                self.checkpoint("final" if status == "target" else status)
             self._charge("compute", "teardown")
         finally:
             self.meter.ledger.close()
@@ -582,7 +636,7 @@ class Executor:
             compute_s=self.compute_s, compute_steps=self.compute_steps)
         self._status(status, cost_usd=spent, wall_s=self.meter.t, val_accuracy=self.accuracy,
                      samples=self.trainer.samples_seen, emulated=emulated)
-        self._event("end", status=status, cost_usd=spent, val_accuracy=self.accuracy)
+        self.event("end", status=status, cost_usd=spent, val_accuracy=self.accuracy)
         if self.handle is not None and self.tracker is not None:
             self.tracker.log_metrics(self.handle, {
                 "cost_usd": spent, "wall_s": self.meter.t, "val_accuracy": self.accuracy,

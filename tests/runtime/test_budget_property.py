@@ -65,4 +65,6 @@ def test_budget_is_never_exceeded_under_random_price_speed_and_preemption(seed, 
     total = math.fsum(c["usd"] for c in charges)
     assert total <= budget, (status, total, budget, events)
     assert len({c["id"] for c in charges}) == len(charges)
-    assert all(c.get("emulated") for c in charges if c["kind"] in ("compute", "checkpoint") and c["seconds"] > 0)
+    # a replan may move the run onto this machine's CPU: only catalog offers are emulated
+    timed = [c for c in charges if c["kind"] in ("compute", "checkpoint") and c["seconds"] > 0]
+    assert all(bool(c.get("emulated")) == (not c["hardware"].startswith("local/")) for c in timed)

@@ -1,0 +1,139 @@
+"""Adaptation on emulated offers (virtual clock: deterministic): price spikes, slowdowns,
+pauses, rollback, and noise that must not cause a replan."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from planner.errors import BudgetExhausted
+from runtime.executor import Executor
+from runtime.ledger import read_charges
+from runtime.policy import Action, Decision
+from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
+
+T4, L4 = "aws/g4dn.xlarge", "gcp/g2-standard-4"
+
+
+def adapt_spec(**over):
+    data = tiny_spec(
+        workload={"name": "mnist1d", "samples": 2000, "val_fraction": 0.25, "seed": 0},
+        configs=[{"id": "mlp-32", "family": "mlp", "width": 32, "depth": 1, "lr": 0.01}],
+        target={"goal": 0.42, "levels": [0.42], "max_samples": 40000},
+        hardware={"allow": ["local/cpu-1", T4, L4], "catalog": "builtin"},
+        planner={"stages": 3, "batch_sizes": [32, 64], "convergence_batch_sizes": [16, 64, 256],
+                 "profile_steps": 5, "noise": False},
+        runtime={"eval_every_samples": 500, "checkpoint_every_s": 0.5, "keep_checkpoints": 2,
+                 "window": 5, "cooldown_s": 0.05},
+    )
+    data.update(over)
+    return data
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return make_test_plan(adapt_spec(), e_min=9000)
+
+
+def on(plan, hw):
+    return next(c for c in plan.candidates if all(s.hardware == hw for s in c.stages))
+
+
+def run(plan, cand, tmp_path, run_id="r", **kw):
+    ex = Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id=run_id, **kw)
+    try:
+        result = ex.run()
+    except BudgetExhausted as err:
+        result = err.result  # type: ignore[attr-defined]
+    lines = list(read_charges(tmp_path / ".paretrain" / "ledger" / f"{run_id}.jsonl"))
+    return ex, result, lines
+
+
+def events(result, name):
+    return [e for e in result.events if e["event"] == name]
+
+
+def test_a_price_spike_causes_a_replan_and_the_target_is_still_reached_within_budget(plan, tmp_path):
+    cand = on(plan, T4)
+    budget = cand.cost_usd * 40
+    at = cand.wall_s * 0.5  # after the start checkpoint and a few evaluations
+    spiked = with_spec(plan, budget={"total_usd": 1.0, "envelopes": {"train": budget}},
+                       runtime={**plan.spec["runtime"], "pause_threshold": 1000.0,
+                                "events": [{"at_s": at, "kind": "price", "factor": 200.0, "hardware": T4}]})
+    ex, result, lines = run(spiked, cand, tmp_path)
+    replans = events(result, "replan")
+    assert replans, [e["event"] for e in result.events]
+    # the projection integrates the known price trace, so it may see the spike coming
+    assert "budget overrun" in replans[0]["reason"] or replans[0]["t_run"] >= at
+    assert replans[0]["action"] in ("switch", "resize_batch")
+    assert replans[0]["new_cost_usd"] < replans[0]["old_cost_usd"]
+    assert result.status == "target"
+    assert math.fsum(c["usd"] for c in lines) <= budget
+    ledger_events = [c for c in lines if c.get("event") == "replan"]
+    assert ledger_events and "old_cost_usd" in ledger_events[0] and "reason" in ledger_events[0]
+
+
+def test_a_slowdown_is_detected_within_the_pinned_delay(plan, tmp_path):
+    cand = on(plan, T4)
+    # a dry run on the (deterministic) virtual clock says when the 8th evaluation happens
+    _, _, dry = run(plan, cand, tmp_path / "dry", run_id="dry")
+    evals = [c["t_run"] for c in dry if c.get("what") == "eval"]
+    at = evals[7]  # the detectors' baseline (window 5) is set by then
+    interval = evals[8] - evals[7]
+    slowed = with_spec(plan, runtime={**plan.spec["runtime"],
+                                      "events": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}]})
+    ex, result, _ = run(slowed, cand, tmp_path / "slow")
+    replans = [e for e in events(result, "replan") if "throughput" in e["reason"]]
+    assert replans, [(e["event"], e.get("reason")) for e in result.events]
+    delay = replans[0]["t_run"] - at
+    assert 0 <= delay <= 3 * interval * 1.5  # within three observations of the slowed steps
+
+
+def test_a_steady_run_does_not_replan(plan, tmp_path):
+    ex, result, _ = run(plan, on(plan, T4), tmp_path)
+    assert result.status == "target"
+    assert not events(result, "replan")
+
+
+def test_a_price_peak_with_slack_pauses_and_charges_no_compute_meanwhile(plan, tmp_path):
+    cand = on(plan, T4)
+    at, length = cand.wall_s * 0.3, 50.0
+    peaked = with_spec(plan, deadline_s=10_000,
+                       runtime={**plan.spec["runtime"],
+                                "events": [{"at_s": at, "kind": "price", "factor": 4.0, "duration_s": length,
+                                            "hardware": T4}]})
+    ex, result, lines = run(peaked, cand, tmp_path)
+    pauses = events(result, "pause")
+    assert pauses, [e["event"] for e in result.events]
+    start = next(c for c in lines if c.get("event") == "pause")["t_run"]
+    until = pauses[0]["until"]
+    assert until == pytest.approx(at + length)
+    during = [c for c in lines if start <= c["t_run"] < until - 1e-9 and c["kind"] not in ("storage", "event")]
+    assert not during, during[:3]
+    assert any(c["kind"] == "storage" and c["t_run"] >= until - 1e-9 for c in lines)
+    assert result.status == "target"
+
+
+def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
+    cand = on(plan, T4)
+    ex = Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id="rb")
+    assert ex.setup() is None
+    for _ in range(40):
+        ex._step()
+    before = {k: v.clone() for k, v in ex.trainer.model.state_dict().items()}
+    batch_before, stage_before, samples_before = ex.trainer.batch_size, ex.stage_i, ex.trainer.samples_seen
+    ex.adaptation.bad.add((T4, batch_before))  # so the replan must change something
+    ex.adaptation._replan(Decision(Action.REPLAN, "test"), val_loss=1.0)
+    changed = ex.adaptation.changed_option
+    assert changed is not None and changed != (T4, batch_before)
+    for _ in range(20):
+        ex._step()
+    assert any(not torch.equal(before[k], v) for k, v in ex.trainer.model.state_dict().items())
+    ex.adaptation._rollback("test")
+    after = ex.trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert (ex.trainer.batch_size, ex.stage_i, ex.trainer.samples_seen) == (batch_before, stage_before, samples_before)
+    assert changed in ex.adaptation.bad
+    ex.meter.ledger.close()
