@@ -1,0 +1,145 @@
+"""Adaptive runtime against static batch sizes and the hindsight oracle, under three traces.
+
+MNIST-1D (20,000 samples), a 1-D CNN trained to a target accuracy on this machine's CPU
+(local/cpu-1 and local/cpu-2, real clocks). Traces, from 30% of the plan's predicted time:
+``flat``; ``price2x`` (both CPU offers cost twice as much); ``slow1.5x`` (steps on
+local/cpu-1 take 1.5 times as long). For each trace and seed: the adaptive run of the plan's
+knee candidate (replanning on), static runs at every planner batch size on the knee's first
+offer (replanning off), and the hindsight oracle (the cheapest static run under that trace).
+Reports time to target, cost and overruns (cost over the budget or time over the deadline).
+
+Goals: zero overruns; adaptive cost within 10% of the oracle; adaptive time to target no worse
+than the best static batch size.
+
+    .venv/bin/python benchmarks/adaptive_vs_static.py [--seeds 1] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from planner.errors import BudgetExhausted  # noqa: E402
+from planner.plan import Candidate, Plan, StagePlan  # noqa: E402
+from planner.spec import parse_spec  # noqa: E402
+from runtime.executor import Executor  # noqa: E402
+from runtime.pipeline import Workspace, plan_spec  # noqa: E402
+from runtime.workloads import WORKLOADS  # noqa: E402
+
+SPEC = {
+    "name": "adaptive-vs-static",
+    "workload": {"name": "mnist1d", "samples": 20000, "seed": 0},
+    "configs": [{"id": "cnn-32x3", "family": "cnn", "channels": 32, "depth": 3, "kernel": 5, "lr": 0.002}],
+    "target": {"goal": 0.93, "levels": [0.93], "max_samples": 400000},
+    "budget": {"total_usd": 1.0, "envelopes": {"profile": 0.02, "search": 0.0, "train": 0.5}},
+    "deadline_s": 3600,
+    "hardware": {"allow": ["local/cpu-1", "local/cpu-2"]},
+    "planner": {"stages": 3, "batch_sizes": [16, 32, 64, 128, 256], "convergence_batch_sizes": [16, 64, 256]},
+    "runtime": {"eval_every_samples": 4000, "checkpoint_every_s": 30, "window": 6, "cooldown_s": 10},
+}
+
+
+def with_runtime(plan: Plan, **changes) -> Plan:
+    spec = dict(plan.spec)
+    spec["runtime"] = {**spec["runtime"], **changes}
+    return replace(plan, spec=spec)
+
+
+def with_budget(plan: Plan, train: float) -> Plan:
+    spec = dict(plan.spec)
+    spec["budget"] = {**spec["budget"], "envelopes": {**spec["budget"]["envelopes"], "train": train}}
+    return replace(plan, spec=spec)
+
+
+def static(plan: Plan, knee: Candidate, batch: int) -> Candidate:
+    """The knee's first offer at one fixed batch size for every stage."""
+    first = knee.stages[0]
+    model = plan.models["step_time"][f"{first.hardware}|{knee.config_id}|{first.precision}"]
+    step = model["alpha_s"] + model["beta_s"] * batch
+    stages = tuple(replace(s, hardware=first.hardware, batch_size=batch, step_s=step,
+                           samples=s.samples // batch * batch or batch, steps=max(1, s.samples // batch))
+                   for s in knee.stages)
+    return Candidate(f"static-b{batch}", knee.config_id, knee.accuracy, knee.cost_usd, knee.wall_s, stages)
+
+
+def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
+    try:
+        r = Executor(plan, cand, workdir=work, run_id=run_id).run()
+    except BudgetExhausted as err:
+        r = err.result  # type: ignore[attr-defined]
+    return {"status": r.status, "cost_usd": r.cost_usd, "wall_s": r.wall_s, "accuracy": r.accuracy,
+            "replans": sum(1 for e in r.events if e["event"] == "replan"),
+            "pauses": sum(1 for e in r.events if e["event"] == "pause")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--quick", action="store_true", help="static runs at 32 and 128 only")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="paretrain-adaptive-"))
+    spec = parse_spec(SPEC, "adaptive_vs_static", WORKLOADS)
+    plan, _, _ = plan_spec(spec, Workspace(work))
+    knee = plan.candidate("knee")
+    budget = knee.cost_usd * 2.5
+    plan = with_budget(plan, budget)
+    print(f"knee {knee.id}: " + " -> ".join(f"{s.hardware} b{s.batch_size}" for s in knee.stages) +
+          f"; predicted ${knee.cost_usd:.6f}, {knee.wall_s:.1f} s; budget ${budget:.6f}", flush=True)
+    at = 0.3 * knee.wall_s
+    traces = {
+        "flat": [],
+        "price2x": [{"at_s": at, "kind": "price", "factor": 2.0}],
+        "slow1.5x": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": "local/cpu-1"}],
+    }
+    batches = [32, 128] if args.quick else list(spec.planner.batch_sizes)
+    rows = []
+    for seed in range(args.seeds):
+        for name, events in traces.items():
+            base = replace(plan, spec={**plan.spec, "workload": {**plan.spec["workload"], "seed": seed}})
+            results = {"adaptive": run(with_runtime(base, events=events, adapt=True), knee, work,
+                                       f"{name}-s{seed}-adaptive")}
+            for b in batches:
+                results[f"static-b{b}"] = run(with_runtime(base, events=events, adapt=False), static(plan, knee, b),
+                                              work, f"{name}-s{seed}-b{b}")
+            reached = {k: v for k, v in results.items() if k.startswith("static") and v["status"] == "target"}
+            oracle = min(reached.items(), key=lambda kv: kv[1]["cost_usd"]) if reached else None
+            best_time = min((v["wall_s"] for v in reached.values()), default=math.inf)
+            for k, v in results.items():
+                over = v["cost_usd"] > budget * (1 + 1e-12) or v["wall_s"] > spec.deadline_s
+                rows.append({"trace": name, "seed": seed, "runner": k, **v, "overrun": over})
+                print(f"{name:>9} s{seed} {k:>12}: {v['status']:>7} ${v['cost_usd']:.6f} {v['wall_s']:7.1f} s "
+                      f"acc {v['accuracy']:.3f} replans {v['replans']} pauses {v['pauses']}"
+                      f"{' OVERRUN' if over else ''}", flush=True)
+            a = results["adaptive"]
+            rows.append({"trace": name, "seed": seed, "runner": "summary",
+                         "oracle": oracle[0] if oracle else None,
+                         "cost_vs_oracle": a["cost_usd"] / oracle[1]["cost_usd"] - 1 if oracle else None,
+                         "time_vs_best_static": a["wall_s"] / best_time - 1 if reached else None})
+            if oracle:
+                print(f"{name:>9} s{seed}: oracle {oracle[0]} ${oracle[1]['cost_usd']:.6f}; adaptive cost "
+                      f"{rows[-1]['cost_vs_oracle']:+.1%} vs oracle, time {rows[-1]['time_vs_best_static']:+.1%} "
+                      "vs the best static batch", flush=True)
+    summary = [r for r in rows if r["runner"] == "summary"]
+    overruns = sum(1 for r in rows if r.get("overrun"))
+    med_cost = statistics.median(r["cost_vs_oracle"] for r in summary if r["cost_vs_oracle"] is not None)
+    med_time = statistics.median(r["time_vs_best_static"] for r in summary if r["time_vs_best_static"] is not None)
+    print(f"overruns {overruns}; adaptive cost vs oracle (median) {med_cost:+.1%}; adaptive time vs best "
+          f"static (median) {med_time:+.1%}")
+    out = ROOT / "benchmarks" / "results" / "adaptive_vs_static.json"
+    out.write_text(json.dumps({"budget_usd": budget, "knee": knee.id, "rows": rows, "overruns": overruns,
+                               "median_cost_vs_oracle": med_cost, "median_time_vs_best_static": med_time},
+                              indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
