@@ -176,7 +176,10 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
 
         uri = default_uri(tracking_uri or spec.tracking.uri)
         tr = Tracker(uri, spec.experiment, ws.spool)
-        parent = tr.start_run("plan", tags={"paretrain.kind": "plan", "mlflow.source.git.commit": git_commit()})
+        tags = {"paretrain.kind": "plan", "mlflow.source.git.commit": git_commit()}
+        if os.environ.get("MLFLOW_RUN_ID"):  # started by `mlflow run mlflow -e plan`: link that run
+            tags["paretrain.project_run"] = os.environ["MLFLOW_RUN_ID"]
+        parent = tr.start_run("plan", tags=tags)
     found: list[Any] = []
     if spec.search.trials > 0:
         from runtime.pipeline import search_spec
@@ -428,8 +431,13 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
         _table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
                 "pred_acc", "acc", "front"], table)
     png = plot_compare(rows, output, title=f"{exp}: predicted against realized")
+    from runtime.compare import latest_plan_run, log_plot
+
+    plan_run = latest_plan_run(uri, exp)
+    logged = plan_run is not None and log_plot(uri, plan_run, str(png))
     if fmt == "table":
-        click.echo(f"{len(rows)} runs in experiment '{exp}' at {uri}; plot {png}")
+        click.echo(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in experiment '{exp}' at {uri}; plot {png}"
+                   + (f" (also an artifact of plan run {plan_run})" if logged else ""))
 
 
 @cli.command()

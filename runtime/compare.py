@@ -7,11 +7,34 @@ from typing import Any
 from planner.errors import InputError
 from planner.pareto import non_dominated
 
-__all__ = ["compare_rows"]
+__all__ = ["compare_rows", "latest_plan_run", "log_plot"]
 
 
 def _pct(pred: float, real: float) -> str:
     return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+
+
+def latest_plan_run(uri: str, experiment: str) -> str | None:
+    """The newest plan run of ``experiment`` (where ``compare`` files its plot)."""
+    from runtime.tracking import _client
+
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'plan'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_plot(uri: str, run_id: str, path: str) -> bool:
+    from runtime.tracking import _client
+
+    try:
+        _client(uri).log_artifact(run_id, path)
+        return True
+    except Exception:  # noqa: BLE001 - the plot is on disk either way
+        return False
 
 
 def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:

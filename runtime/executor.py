@@ -16,6 +16,7 @@ the deadline), and resumes from that checkpoint. ``--resume`` after a kill does 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -23,13 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from planner.errors import BudgetExhausted, InputError
 from planner.plan import Candidate, Plan, StagePlan, plan_to_json
 from planner.spec import Spec, parse_spec
 from runtime.adaptation import Adaptation
 from runtime.checkpoint import load_latest, save_checkpoint
 from runtime.devices import claim, local_devices
-from runtime.files import atomic_write_text
+from runtime.files import atomic_write_bytes, atomic_write_text
 from runtime.ledger import Ledger
 from runtime.ledger_report import project_spend
 from runtime.meter import Meter
@@ -614,6 +617,13 @@ class Executor:
             "paretrain.candidate": cand.id, "paretrain.config": config_id,
             "paretrain.run_id": self.run_id, "mlflow.source.git.commit": git_commit(),
             "paretrain.emulated": str(emulated).lower()})
+        data = self.trainer.data
+        w = self.spec.workload
+        self.tracker.log_input(self.handle, f"{w.name}-{w.samples}", data.digest,
+                               f"mnist1d.data.make_dataset(num_samples={w.samples}, seed={w.seed})"
+                               if w.name == "mnist1d" else w.name,
+                               {"train": data.train_size, "validation": int(data.y_val.shape[0]),
+                                "features": list(data.x_train.shape[1:])})
         self.tracker.log_params(self.handle, {
             "candidate": cand.id, "config": config_id, "level": cand.accuracy, "budget_usd": self.budget,
             **{f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
@@ -648,6 +658,11 @@ class Executor:
             self.tracker.log_artifact(self.handle, self.plan_path or self.run_dir / "plan.json")
             self.tracker.log_artifact(self.handle, self.ledger_path)
             self.tracker.log_artifact(self.handle, self.run_dir / "events.jsonl")
+            model_path = self.run_dir / "model.pt"
+            buf = io.BytesIO()
+            torch.save(self.trainer.model.state_dict(), buf)
+            atomic_write_bytes(model_path, buf.getvalue())
+            self.tracker.log_artifact(self.handle, model_path)
             self.tracker.set_tags(self.handle, {"paretrain.status": status})
             self.tracker.end_run(self.handle, "FINISHED" if status == "target" else "KILLED")
             result.tracking_run = self.handle

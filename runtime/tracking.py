@@ -93,10 +93,12 @@ class Tracker:
 
     # -- the caller's side ----------------------------------------------------------------
     def start_run(self, name: str, *, tags: Mapping[str, str] | None = None,
-                  parent: str | None = None, params: Mapping[str, Any] | None = None) -> str:
+                  parent: str | None = None, params: Mapping[str, Any] | None = None,
+                  parent_run_id: str | None = None) -> str:
+        """A new run (nested under the handle ``parent`` or the MLflow run ``parent_run_id``)."""
         handle = f"h-{uuid.uuid4().hex[:12]}"
         self._q.put({"op": "create", "handle": handle, "name": name, "tags": dict(tags or {}),
-                     "parent": parent, "experiment": self.experiment})
+                     "parent": parent, "experiment": self.experiment, "parent_run_id": parent_run_id})
         if params:
             self.log_params(handle, params)
         return handle
@@ -117,6 +119,12 @@ class Tracker:
     def log_artifact(self, handle: str, path: str | Path, artifact_path: str | None = None) -> None:
         self._q.put({"op": "artifact", "handle": handle, "path": str(Path(path).resolve()),
                      "artifact_path": artifact_path})
+
+    def log_input(self, handle: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
+                  context: str = "training") -> None:
+        """Record the dataset a run trained on (MLflow's run inputs)."""
+        self._q.put({"op": "input", "handle": handle, "name": name, "digest": digest, "source": source,
+                     "profile": dict(profile), "context": context})
 
     def end_run(self, handle: str, status: str = "FINISHED") -> None:
         self._q.put({"op": "end", "handle": handle, "status": status})
@@ -213,7 +221,7 @@ class Tracker:
         with open(self.spool_path, "a", encoding="utf-8") as f:
             for op in ops:
                 rec = dict(op, uri=self.uri, run_id=self.run_ids.get(op["handle"]))
-                if op.get("parent"):
+                if op.get("parent") and not op.get("parent_run_id"):
                     rec["parent_run_id"] = self.run_ids.get(op["parent"])
                 f.write(json.dumps(rec) + "\n")
             f.flush()
@@ -255,6 +263,15 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
             points = [p for p in points if (p[3], p[2], p[1]) not in seen[p[0]]]
         for i in range(0, len(points), 1000):
             client.log_batch(run_id, metrics=[Metric(k, v, ts, st) for k, v, ts, st in points[i:i + 1000]])
+    elif kind == "input":
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(op["name"], op["digest"], "code", op["source"], None, json.dumps(op["profile"]))
+        if dedupe:
+            have = client.get_run(run_id).inputs.dataset_inputs
+            if any(d.dataset.digest == op["digest"] for d in have):
+                return run_id
+        client.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", op["context"])])])
     elif kind == "artifact":
         if Path(op["path"]).exists():
             client.log_artifact(run_id, op["path"], op.get("artifact_path"))
