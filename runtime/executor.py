@@ -612,7 +612,7 @@ class Executor:
     def _start_tracking(self, config_id: str, emulated: bool) -> None:
         assert self.tracker is not None
         cand = self.cand
-        self.handle = self.tracker.start_run(f"{cand.id}-{config_id}", tags={
+        self.handle = self.tracker.start_run(f"run-{cand.id}-{config_id}", tags={
             "paretrain.kind": "run", "paretrain.plan_fingerprint": self.plan.fingerprint,
             "paretrain.candidate": cand.id, "paretrain.config": config_id,
             "paretrain.run_id": self.run_id, "mlflow.source.git.commit": git_commit(),
