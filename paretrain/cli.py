@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from paretrain.output import Bar, print_fits, print_plan, print_result, print_search, print_tracking, table
 from planner.errors import ApprovalRequired, InputError, StopError, UserError
 
 __all__ = ["main", "cli"]
@@ -112,22 +113,6 @@ def spec_schema() -> None:
 
 # -- profile / plan -------------------------------------------------------------------------
 
-class _Bar:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-
-    def __call__(self, label: str, i: int, n: int) -> None:
-        width = 24
-        done = int(width * i / max(n, 1))
-        end = "\n" if i >= n else ""
-        click.echo(f"\r{self.title} [{'#' * done}{'.' * (width - done)}] {i}/{n} {label[:48]:<48}",
-                   err=True, nl=False)
-        if end:
-            click.echo("", err=True)
-
-
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -141,7 +126,7 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
 
     spec = read_spec(spec_path)
     offers = offers_for(spec)
-    prof, reused = get_profile(spec, _ws(ctx), list(spec.configs), offers, progress=_Bar("profiling"),
+    prof, reused = get_profile(spec, _ws(ctx), list(spec.configs), offers, progress=Bar("profiling"),
                                force=force)
     if output:
         write_profile(prof, output)
@@ -184,11 +169,11 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
     if spec.search.trials > 0:
         from runtime.pipeline import search_spec
 
-        result = search_spec(spec, ws, tracker=tr, parent=parent, progress=_Bar("search"))
-        _print_search(result)
+        result = search_spec(spec, ws, tracker=tr, parent=parent, progress=Bar("search"))
+        print_search(result)
         found = [c for c, _ in result.front[: spec.search.front]]
     try:
-        the_plan, prof, reused = plan_spec(spec, ws, progress=_Bar("profiling"), force_profile=reprofile,
+        the_plan, prof, reused = plan_spec(spec, ws, progress=Bar("profiling"), force_profile=reprofile,
                                            search_configs=found)
     except BaseException:
         if tr is not None:
@@ -196,10 +181,10 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
             tr.close()
         raise
     click.echo(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
-    _print_fits(the_plan)
+    print_fits(the_plan)
     atomic_write_text(output, plan_to_json(the_plan))
     png = plot_pareto(the_plan, output.parent / "pareto.png")
-    _print_plan(the_plan)
+    print_plan(the_plan)
     click.echo(f"plan {the_plan.fingerprint} written to {output}; plot {png}")
     if tr is not None:
         tr.set_tags(parent, {"paretrain.plan_fingerprint": the_plan.fingerprint, "mlflow.runName":
@@ -224,59 +209,7 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
         tr.log_artifact(parent, png)
         tr.end_run(parent)
         ok = tr.close()
-        _print_tracking(tr, parent, uri, spec.experiment, ok)
-
-
-def _print_search(result: Any) -> None:
-    rows = [[str(info["trial"]), c.family, " ".join(f"{k}={v}" for k, v in c.params), c.optimizer,
-             f"{c.lr:.2g}", f"{info['accuracy']:.3f}" + ("*" if info["extrapolated"] else ""),
-             f"{info['cost_usd']:.7f}", f"{info['latency_ms']:.3f}"] for c, info in result.front]
-    _table(["trial", "family", "params", "opt", "lr", "accuracy", "cost_usd", "latency_ms"], rows)
-    click.echo(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
-               f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
-               "; * = extrapolated from a learning curve")
-
-
-def _print_fits(plan: Any) -> None:
-    conv = plan.models.get("convergence", {})
-    for cid, levels in conv.items():
-        parts = [f"{lv}: E_min={d['e_min']:.0f} B_noise={d['b_noise']:.0f}" for lv, d in levels.items()]
-        click.echo(f"convergence {cid}: " + "; ".join(parts))
-
-
-def _print_plan(plan: Any) -> None:
-    marks = {plan.chosen: "knee", plan.cheapest: "cheapest", plan.fastest: "fastest"}
-    rows = []
-    for c in plan.candidates:
-        tag = ",".join(v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"),
-                                      (plan.fastest, "fastest")) if k == c.id)
-        stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
-        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
-                     stages, tag])
-    del marks
-    _table(["id", "config", "accuracy", "cost_usd", "wall_s", "stages", ""], rows)
-    click.echo(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
-               f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
-    for note in plan.notes:
-        click.echo(f"note: {note}")
-
-
-def _table(head: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    click.echo("  ".join("-" * w for w in widths))
-    for r in rows:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
-
-
-def _print_tracking(tr: Any, handle: str, uri: str, experiment: str, ok: bool) -> None:
-    run_id = tr.run_id(handle)
-    if ok and run_id:
-        click.echo(f"MLflow: {uri}, experiment '{experiment}', run {run_id} "
-                   f"(see it with: paretrain server, or mlflow ui --backend-store-uri {uri})")
-    else:
-        click.echo(f"MLflow: not reachable at {uri}; records spooled to {tr.spool_path} "
-                   "(replay with: paretrain sync)", err=True)
+        print_tracking(tr, parent, uri, spec.experiment, ok)
 
 
 @cli.command()
@@ -309,14 +242,14 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
                     "envelope_usd": spec.budget.search_usd})
     try:
         result = search_spec(spec, ws, storage=storage, trials=trials or max(spec.search.trials, 1),
-                             tracker=tr, parent=parent, progress=_Bar("search"))
+                             tracker=tr, parent=parent, progress=Bar("search"))
     finally:
         if tr is not None:
             tr.end_run(parent)
-    _print_search(result)
+    print_search(result)
     if tr is not None:
         ok = tr.close()
-        _print_tracking(tr, parent, uri, spec.experiment, ok)
+        print_tracking(tr, parent, uri, spec.experiment, ok)
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -381,27 +314,11 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
         raise
     finally:
         if result is not None:
-            _print_result(result)
+            print_result(result)
         if tracker is not None:
             ok = tracker.close()
             if result is not None and result.tracking_run:
-                _print_tracking(tracker, result.tracking_run, uri, experiment, ok)
-
-
-def _pct(pred: float, real: float) -> str:
-    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
-
-
-def _print_result(r: Any) -> None:
-    _table(["", "predicted", "realized", "error"], [
-        ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd)],
-        ["wall_s", f"{r.predicted_wall_s:.1f}", f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s)],
-        ["val_accuracy", f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
-         f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"],
-    ])
-    click.echo(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
-               f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
-               f"ledger {r.ledger_path}")
+                print_tracking(tracker, result.tracking_run, uri, experiment, ok)
 
 
 # -- compare / ledger / sync / server ---------------------------------------------------------
@@ -428,7 +345,7 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
                   f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
                   f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}",
                   "yes" if r["on_front"] else "no"] for r in rows]
-        _table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
+        table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
                 "pred_acc", "acc", "front"], table)
     png = plot_compare(rows, output, title=f"{exp}: predicted against realized")
     from runtime.compare import latest_plan_run, log_plot
@@ -448,7 +365,7 @@ def ledger(ctx: click.Context, period: str) -> None:
     from runtime.ledger_report import ledger_report
 
     rows, total = ledger_report(_ws(ctx).ledgers, period)
-    _table(["run", "stage", "kind", "usd", "seconds"], rows)
+    table(["run", "stage", "kind", "usd", "seconds"], rows)
     click.echo(f"total ${total:.6f} ({period})")
 
 

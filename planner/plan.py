@@ -126,7 +126,6 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
               configs: Sequence[Config], offers: Sequence["Offer"], solver: str) -> Plan:
     """Turn the solver's Pareto schedules into candidates, ids ordered by cost."""
     cfg = {c.id: c for c in configs}
-    K = problem.stages
     scheds = sorted(front.schedules, key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
     width = max(2, len(str(len(scheds))))
     cands = []

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import io
 import math
-import time
-from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -139,7 +138,6 @@ class Adaptation:
     # -- carrying decisions out ---------------------------------------------------------------------
     def act(self, decision: Decision, val_loss: float) -> str | None:
         """Carry ``decision`` out; returns a stop status ("budget") or None to go on."""
-        ex = self.ex
         if decision.action == Action.CONTINUE:
             return None
         if decision.action == Action.PAUSE:
@@ -173,6 +171,7 @@ class Adaptation:
         run = state["run"]
         ex.stage_i, ex.stage_done, ex.progress = int(run["stage"]), int(run["stage_samples"]), float(run["progress"])
         ex.stages = list(self.rollback_stages)
+        ex.enter_stage()
         if self.changed_option is not None:
             self.bad.add(self.changed_option)
         if str(run["hardware"]) != ex.hw:
@@ -232,6 +231,7 @@ class Adaptation:
         self.changed_option = first
         ex.stages = ex.stages[:ex.stage_i] + [replace(s, index=ex.stage_i + j) for j, s in enumerate(new.stages)]
         ex.stage_done = 0
+        ex.enter_stage()
         nxt = ex.stage
         if nxt.hardware != ex.hw:
             ex.move_to(nxt.hardware)
@@ -241,10 +241,3 @@ class Adaptation:
         ex.fast_until = 0.0
         return None
 
-
-def stages_to_dicts(stages: list[StagePlan]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in stages]
-
-
-def _now() -> float:
-    return time.time()

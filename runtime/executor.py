@@ -1,17 +1,10 @@
-"""Runs a plan's candidate stage by stage: real training, metered money, a hard budget cap.
+"""Runs a plan's candidate stage by stage: real training under a hard budget cap.
 
-Before every step the executor reserves what the next step, a due evaluation, a final
-checkpoint and the storage accrued until then would cost, priced exactly over the coming
-interval; if the spend plus that reserve would pass the budget (the training envelope, or
-what the project-wide ceiling leaves), it checkpoints and stops with exit 3. On emulated
-hardware (virtual clock) durations are known in advance, so the guarantee is exact; on the
-real clock the reserve takes three times the slowest recent step as its margin.
-
-Checkpoints (every ``runtime.checkpoint_every_s`` of run time, at stage ends and at the end)
-hold the trainer, the stage position, the run time and the ledger position. A preemption
-(price trace or scripted event) loses the work since the last checkpoint (already charged;
-recorded as lost), waits, storage charged, until the offer is back (the wait counts against
-the deadline), and resumes from that checkpoint. ``--resume`` after a kill does the same.
+The loop: steps (with a fast path inside a safe window), evaluations, stage changes, and at
+each evaluation the adaptive policy (``runtime.adaptation``). The cap and its reserve live in
+``runtime.guard``; checkpoints, resume, preemption and moves in ``runtime.recovery``; the
+meter that charges the ledger in ``runtime.meter``. The run ends at the candidate's accuracy
+level, at ``target.max_samples``, at the budget or (an offer gone past it) at the deadline.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ import io
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,63 +22,23 @@ from planner.errors import BudgetExhausted, InputError
 from planner.plan import Candidate, Plan, StagePlan, plan_to_json
 from planner.spec import Spec, parse_spec
 from runtime.adaptation import Adaptation
-from runtime.checkpoint import load_latest, save_checkpoint
+from runtime.checkpoint import load_latest
 from runtime.devices import claim, local_devices
 from runtime.files import atomic_write_bytes, atomic_write_text
+from runtime.guard import BudgetGuard
 from runtime.ledger import Ledger
-from runtime.ledger_report import project_spend
 from runtime.meter import Meter
-from runtime.prices import PriceSource, ScriptedEvents, StaticPrices, next_available, parse_events
+from runtime.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
+from runtime.recovery import Recovery
+from runtime.runs import RunResult, find_resumable, last_run_time
 from runtime.tracking import Tracker, git_commit
 from runtime.trainer import Trainer, warm_up_torch
 from runtime.workloads import WORKLOADS, load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable"]
 
-_SECONDS_PER_MONTH = 730.0 * 3600.0
 
-
-@dataclass
-class RunResult:
-    run_id: str
-    candidate: str
-    status: str  # "target" | "budget" | "max_samples" | "deadline"
-    cost_usd: float
-    wall_s: float
-    accuracy: float
-    samples: int
-    predicted_cost_usd: float
-    predicted_wall_s: float
-    predicted_accuracy: float
-    budget_usd: float
-    ledger_path: str
-    emulated: bool = False
-    compute_s: float = 0.0  # real seconds inside training steps on local hardware
-    compute_steps: int = 0
-    tracking_run: str | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def reached(self) -> bool:
-        return self.status == "target"
-
-
-def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | None:
-    """The newest unfinished run of this plan and candidate, if any."""
-    runs = workdir / ".paretrain" / "runs"
-    best: tuple[float, str] | None = None
-    for status in runs.glob("*/status.json") if runs.is_dir() else []:
-        try:
-            d = json.loads(status.read_text())
-        except ValueError:
-            continue
-        if d.get("fingerprint") == fingerprint and d.get("candidate") == candidate and d.get("status") != "target":
-            key = (status.stat().st_mtime, status.parent.name)
-            best = max(best, key) if best else key
-    return best[1] if best else None
-
-
-class Executor:
+class Executor(BudgetGuard, Recovery):
     """Executes one candidate of a plan. ``run()`` returns a ``RunResult``, or raises
     ``BudgetExhausted`` (carrying the result) when the budget, the deadline or the sample
     limit stops it before the target."""
@@ -144,6 +96,11 @@ class Executor:
     def stage(self) -> StagePlan:
         return self.stages[min(self.stage_i, len(self.stages) - 1)]
 
+    def enter_stage(self) -> None:
+        """The meter charges for every instance the current stage rents."""
+        self.meter.scale = max(1, int(getattr(self.stage, "instances", 1)))
+        self.fast_until = 0.0
+
     @property
     def stage_name(self) -> str:
         return f"stage{self.stage_i}"
@@ -155,45 +112,6 @@ class Executor:
         return self.meter.charge(kind, self.hw, stage=self.stage_name, what=what, emulated=emu,
                                  seconds=seconds, **extra)
 
-    def _storage_rate(self) -> float:
-        """Dollars per second of keeping the retained checkpoints on the current offer."""
-        offer = self.offers[self.hw]
-        return float(offer.get("storage_usd_per_gb_month", 0.0)) * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
-
-    def charge_storage(self, what: str) -> None:
-        dt = self.meter.t - self.storage_t
-        self.storage_t = self.meter.t
-        usd = self._storage_rate() * dt
-        if usd > 0:
-            self.meter.charge_amount("storage", usd, self.hw, stage=self.stage_name, what=what,
-                                     emulated=self.emulated(self.hw), seconds_covered=dt,
-                                     bytes=sum(self.kept_bytes))
-
-    # -- durations -------------------------------------------------------------------------
-    def _step_s(self) -> float:
-        """Seconds the next step is expected to take (exact on the virtual clock)."""
-        st, t = self.stage, self.meter.now(self.emulated(self.hw))
-        slow = self.prices.slowdown(self.hw, t)
-        if self.emulated(self.hw):
-            return st.step_s * slow
-        return 3.0 * max(self.slowest, st.step_s) * slow + 0.002
-
-    def _eval_s(self) -> float:
-        if self.emulated(self.hw):
-            return self.stage.eval_s * self.prices.slowdown(self.hw, self.meter.t)
-        return 2.0 * max(self.eval_real, self.stage.eval_s) + 0.002
-
-    def _ckpt_s(self) -> float:
-        if self.emulated(self.hw):
-            return self._virtual_ckpt_s()
-        return 3.0 * self.ckpt_real + 0.01
-
-    def _virtual_ckpt_s(self) -> float:
-        """Writing a checkpoint on an emulated offer: 50 ms plus its size at 200 MB/s, the size
-        bounded in advance (weights, two optimizer slots and 64 KiB) so the reserve is exact."""
-        return 0.05 + (12.0 * self.trainer.parameter_count() + 65536) / 2e8
-
-    # -- the run -----------------------------------------------------------------------------
     def run(self) -> RunResult:
         """Set up, train until a stop condition, and finish (see the class docstring)."""
         early = self.setup()
@@ -225,7 +143,7 @@ class Executor:
         self.adaptation = Adaptation(self)
         self.kept_bytes: list[int] = []
         emulated_any = self.emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
-        start_t = _last_run_time(self.ledger_path) if self.resume else 0.0
+        start_t = last_run_time(self.ledger_path) if self.resume else 0.0
         workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
         first = cand.stages[0]
         self.trainer = Trainer(workload, cfg, batch_size=first.batch_size * first.workers,
@@ -234,6 +152,7 @@ class Executor:
         # the meter starts once data and model are ready (like the library loading before it,
         # building them is the same for every candidate and is not charged)
         self.meter = Meter(ledger, self.prices, start_t=start_t)
+        self.meter.scale = max(1, int(cand.stages[0].instances))
         self.storage_t = self.meter.t
         self.ckpt_t = self.meter.t
         self.next_eval = 0
@@ -260,16 +179,8 @@ class Executor:
             self.checkpoint("start")
         eval_every = spec.runtime.eval_every_samples
         self.next_eval = (self.trainer.samples_seen // eval_every + 1) * eval_every
+        self.enter_stage()
         return None
-
-    def _cap(self, own_spent: float) -> float:
-        """The run's budget: the training envelope, or what the project ceiling leaves."""
-        cap = self.spec.budget.train_usd
-        ceiling = self.spec.budget.project_ceiling_usd
-        if ceiling is not None:
-            others = project_spend(self.ledger_dir, self.spec.budget.period) - own_spent
-            cap = min(cap, own_spent + max(0.0, ceiling - others))
-        return cap
 
     def _device(self, hardware: str) -> str:
         return claim(self.emulate_on if self.emulated(hardware) else hardware)
@@ -373,92 +284,6 @@ class Executor:
             if slowest > limit:
                 self.fast_until = 0.0
 
-    def _over_budget(self) -> bool:
-        emu = self.emulated(self.hw)
-        now = self.meter.now(emu)
-        step_s = self._step_s()
-        due_eval = self.trainer.samples_seen + self.trainer.batch_size >= self.next_eval
-        ahead = step_s + (self._eval_s() if due_eval else 0.0)
-        ckpt = self._ckpt_s()
-        # the final checkpoint may come now (if we stop) or after the step: reserve the dearer
-        reserve = self.meter.cost_ahead(self.hw, now, ahead) + max(
-            self.meter.cost_ahead(self.hw, now, ckpt), self.meter.cost_ahead(self.hw, now + ahead, ckpt))
-        storage = self._storage_rate() * (now + ahead + ckpt - self.storage_t)
-        return self.meter.spent + self.meter.pending_usd(self.hw, emu) + reserve + storage > self.budget
-
-    def _open_window(self, now: float, emu: bool) -> None:
-        """Skip the full checks for the next steps while it is safe: up to one second of run time,
-        ending before the next price, availability or speed change minus a full reserve, and
-        while the spend stays under the budget minus a reserve at the window's (constant) price.
-        A step slower than the slowest seen when the window opened closes it."""
-        window = 1.0
-        reserve_s = self._step_s() + self._eval_s() + self._ckpt_s() + 0.01
-        changes = self.prices.changes(self.hw, now, now + window + reserve_s)
-        end = min(now + window, (changes[0] if changes else math.inf) - reserve_s)
-        if end <= now:
-            self.fast_until = 0.0
-            return
-        price_s = self.prices.price_usd_per_h(self.hw, now) / 3600.0
-        storage = self._storage_rate() * (end + reserve_s - self.storage_t)
-        self.fast_spend = self.budget - price_s * reserve_s - storage
-        self.fast_until = end
-        self.fast_slow = self.prices.slowdown(self.hw, now)
-        self.fast_price_s = price_s
-        self.window_slowest = self.slowest
-        key = (self.hw, self.stage_name, emu)
-        if self._charger_key != key:
-            self._charger_key = key
-            self._charger = self.meter.step_charger(self.hw, self.stage_name, emu)
-
-    def planned_price(self, hardware: str) -> float:
-        return float(self.offers[hardware]["price_usd_per_h"])
-
-    def reserve_usd(self) -> float:
-        """What the next step, an evaluation and a final checkpoint would cost now."""
-        now = self.meter.now(self.emulated(self.hw))
-        return self.meter.cost_ahead(self.hw, now, self._step_s() + self._eval_s() + self._ckpt_s())
-
-    def move_to(self, hardware: str) -> None:
-        """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move
-        (provisioning and restore, on emulated offers their switch time) on the new one."""
-        old = self.hw
-        egress = float(self.offers[old].get("egress_usd_per_gb", 0.0)) * \
-            (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
-        if egress > 0:
-            self.meter.charge_amount("egress", egress, old, stage=self.stage_name,
-                                     what="checkpoint to the next offer", emulated=self.emulated(old))
-        self.hw = hardware
-        self._device(hardware)
-        self._charge("compute", "move", seconds=float(self.offers[hardware].get("switch_s", 0.0))
-                     if self.emulated(hardware) else None)
-        self.event("switch", stage=self.stage_i, hardware=hardware)
-        self.fast_until = 0.0
-
-    def _transition_over_budget(self) -> bool:
-        """Whether ending this stage (checkpoint, move to the next stage's offer, a final
-        checkpoint there) could pass the budget."""
-        nxt = self.stages[self.stage_i + 1].hardware if self.stage_i + 1 < len(self.stages) else self.hw
-        return self.change_over_budget(nxt)
-
-    def change_over_budget(self, new_hw: str, extra_s: float = 0.0) -> bool:
-        """Whether a checkpoint now, moving to ``new_hw`` (its egress, switch time) and a final
-        checkpoint there, plus ``extra_s`` seconds of storage-only waiting, could pass the budget."""
-        emu = self.emulated(self.hw)
-        now = self.meter.now(emu)
-        ckpt = self._ckpt_s()
-        need = self.meter.pending_usd(self.hw, emu) + self.meter.cost_ahead(self.hw, now, ckpt)
-        need += self._storage_rate() * (now + 2 * ckpt + extra_s - self.storage_t)
-        after = now + ckpt + extra_s
-        if new_hw != self.hw:
-            offer = self.offers[new_hw]
-            need += float(self.offers[self.hw].get("egress_usd_per_gb", 0.0)) * \
-                (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
-            move = float(offer.get("switch_s", 0.0)) if self.emulated(new_hw) else 0.05
-            need += self.meter.cost_ahead(new_hw, after, move + ckpt)
-        else:
-            need += self.meter.cost_ahead(self.hw, after, ckpt)
-        return self.meter.spent + need > self.budget
-
     def _step(self) -> None:
         t_before, usd_before = self.meter.t, self.meter.ledger.spent
         self._step_inner()
@@ -515,92 +340,13 @@ class Executor:
                 "price_usd_per_h": self.prices.price_usd_per_h(self.hw, self.meter.t)}, step=self.trainer.steps)
         return ev.accuracy
 
-    def checkpoint(self, reason: str) -> None:
-        """Save the state. The spend recorded with it is the ledger up to this moment, so on a
-        resume whatever the ledger holds beyond it (this write included) is work lost."""
-        emu = self.emulated(self.hw)
-        t0 = time.perf_counter()
-        if not emu:
-            self._charge("compute", "train")
-        state = {"trainer": self.trainer.state_dict(), "run": {
-            "stage": self.stage_i, "stage_samples": self.stage_done, "spent_usd": self.meter.spent,
-            "lines": self.meter.ledger.lines, "t_run": self.meter.t, "hardware": self.hw,
-            "accuracy": getattr(self, "accuracy", 0.0), "progress": self.progress,
-            "stages": [asdict(st) for st in self.stages]}}
-        self.charge_storage("checkpoints")  # storage of the checkpoints kept until now
-        _, size = save_checkpoint(self.run_dir, state, self.spec.runtime.keep_checkpoints)
-        self.kept_bytes = (self.kept_bytes + [size])[-self.spec.runtime.keep_checkpoints:]
-        if emu:
-            self._charge("checkpoint", reason, seconds=self._virtual_ckpt_s(), bytes=size)
-            self.meter.skip_real()
-        else:
-            self._charge("checkpoint", reason, bytes=size)
-            self.ckpt_real = max(self.ckpt_real * 0.5, time.perf_counter() - t0)
-        self.ckpt_t = self.meter.t
-        self.dirty = False
-
-    def _restore(self, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
-        state, path = loaded
-        run = state["run"]
-        self.trainer.load_state_dict(state["trainer"])
-        self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
-        self.accuracy = float(run.get("accuracy", 0.0))
-        self.progress = float(run.get("progress", 0.0))
-        if run.get("stages"):
-            self.stages = [StagePlan(**st) for st in run["stages"]]
-        old_hw, self.hw = self.hw, str(run.get("hardware", self.hw))
-        self._device(self.hw)
-        lost = self.meter.spent - float(run["spent_usd"])
-        lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
-        self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,
-                         lost_s=round(lost_s, 6), from_line=int(run.get("lines", 0)))
-        self.event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
-        self.log(f"{reason}: back to {path.name} (stage {self.stage_i}, {self.trainer.samples_seen} samples); "
-                 f"${lost:.3g} of work since it is lost")
-        del old_hw
-        self.ckpt_t = self.meter.t
-        self.next_eval = (self.trainer.samples_seen // self.spec.runtime.eval_every_samples + 1) * \
-            self.spec.runtime.eval_every_samples
-        offer = self.plan.offer(self.hw)
-        restart = float(offer.get("switch_s", 0.0)) if self.emulated(self.hw) else None
-        self._charge("compute", "restore", seconds=restart)
-
-    def _preempted(self) -> bool:
-        """The offer is gone: lose the work since the checkpoint, wait (storage charged) until it
-        is back, then restore. False when it is not back before the deadline."""
-        emu = self.emulated(self.hw)
-        now = self.meter.now(emu)
-        if not emu:
-            self._charge("compute", "train")
-        horizon = max(0.0, self.spec.deadline_s - now)
-        back = next_available(self.prices, self.hw, now, horizon)
-        self.event("preemption", hardware=self.hw, back_at=back)
-        self.meter.event("preemption", self.hw, self.stage_name, back_at=back)
-        self.dirty = False  # the machine and the work since the checkpoint are gone
-        if back is None:
-            self.charge_storage("checkpoints while preempted")
-            return False
-        wait = back - now
-        storage = self._storage_rate() * (now + wait - self.storage_t)
-        restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if emu else 0.05
-        if self.meter.spent + storage + self.meter.cost_ahead(self.hw, back, restart + 2 * self._ckpt_s()) > self.budget:
-            self.charge_storage("checkpoints while preempted")
-            self.stop_reason = "budget"
-            return False
-        self.meter.wait(self.hw, wait, stage=self.stage_name, emulated=emu)
-        self.charge_storage("checkpoints while preempted")
-        loaded = load_latest(self.run_dir)
-        assert loaded is not None  # a checkpoint is taken when the run starts
-        self._restore(loaded, reason="preempted")
-        self.dirty = False
-        return True
-
     def _next_stage(self) -> None:
         old = self.stage
         self.checkpoint(f"end of stage {self.stage_i}")
         self.stage_i, self.stage_done = self.stage_i + 1, 0
         if self.stage_i >= len(self.stages):
             return
+        self.enter_stage()
         new = self.stage
         if new.hardware != old.hardware:
             self.move_to(new.hardware)
@@ -678,18 +424,3 @@ class Executor:
             err.result = result  # type: ignore[attr-defined]
             raise err
         return result
-
-
-def _last_run_time(ledger_path: Path) -> float:
-    """The run time reached by the ledger's last charge (where a resumed run's clock starts)."""
-    from runtime.ledger import read_charges
-
-    t = 0.0
-    if ledger_path.exists():
-        for c in read_charges(ledger_path):
-            t = max(t, float(c.get("t_run", 0.0)) + float(c.get("seconds", 0.0)))
-    return t
-
-
-def fmt_money(x: float) -> str:
-    return f"${x:.6f}" if math.isfinite(x) else "-"

@@ -26,6 +26,7 @@ class Meter:
         self.ledger = ledger
         self.prices = prices
         self.t = start_t
+        self.scale = 1  # instances of the offer the current stage rents (an offer's price is per instance)
         self._real = time.perf_counter()
 
     @property
@@ -37,13 +38,13 @@ class Meter:
         return time.perf_counter() - self._real
 
     def pending_usd(self, hardware: str, emulated: bool) -> float:
-        return 0.0 if emulated else cost(self.prices, hardware, self.t, self.real_pending_s())
+        return 0.0 if emulated else self.scale * cost(self.prices, hardware, self.t, self.real_pending_s())
 
     def now(self, emulated: bool) -> float:
         return self.t if emulated else self.t + self.real_pending_s()
 
     def cost_ahead(self, hardware: str, start: float, seconds: float) -> float:
-        return cost(self.prices, hardware, start, seconds)
+        return self.scale * cost(self.prices, hardware, start, seconds)
 
     def charge(self, kind: str, hardware: str, *, stage: str, what: str, emulated: bool,
                seconds: float | None = None, **extra: Any) -> float:
@@ -51,7 +52,7 @@ class Meter:
         now = time.perf_counter()
         dt = (now - self._real) if seconds is None else seconds
         self._real = now
-        usd = cost(self.prices, hardware, self.t, dt)
+        usd = self.scale * cost(self.prices, hardware, self.t, dt)
         if emulated:
             extra["emulated"] = True
         self.ledger.charge(kind, usd, seconds=dt, stage=stage, hardware=hardware, what=what,

@@ -119,3 +119,17 @@ def test_ledger_command_reports_spend_by_run_stage_and_kind(tmp_path, monkeypatc
     assert "one" in r.stdout and "stage0" in r.stdout and "compute" in r.stdout and "checkpoint" in r.stdout
     total = math.fsum(c["usd"] for c in read_charges(tmp_path / ".paretrain" / "ledger" / "one.jsonl"))
     assert f"total ${total:.6f}" in r.stdout
+
+
+def test_a_stage_renting_several_instances_pays_for_each(tmp_path):
+    from dataclasses import replace
+
+    plan = g4dn_plan()
+    cand = next(c for c in plan.candidates if all(s.hardware == HW for s in c.stages))
+    doubled = replace(cand, stages=tuple(replace(s, instances=2) for s in cand.stages))
+    plan2 = replace(plan, candidates=tuple(doubled if c.id == cand.id else c for c in plan.candidates))
+    _run(plan2, tmp_path, "two")
+    lines = [c for c in read_charges(tmp_path / ".paretrain" / "ledger" / "two.jsonl")
+             if c["kind"] == "compute" and c["seconds"] > 0]
+    price = next(o["price_usd_per_h"] for o in plan.offers if o["id"] == HW)
+    assert lines and all(c["usd"] == pytest.approx(2 * price / 3600 * c["seconds"], rel=1e-9) for c in lines)
