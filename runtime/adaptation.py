@@ -231,13 +231,6 @@ class Adaptation:
         self.changed_option = first
         ex.stages = ex.stages[:ex.stage_i] + [replace(s, index=ex.stage_i + j) for j, s in enumerate(new.stages)]
         ex.stage_done = 0
-        ex.enter_stage()
-        nxt = ex.stage
-        if nxt.hardware != ex.hw:
-            ex.move_to(nxt.hardware)
-        gb = nxt.batch_size * nxt.workers
-        if gb != ex.trainer.batch_size:
-            ex.trainer.set_batch_size(gb, warmup_steps=5)
-        ex.fast_until = 0.0
+        ex.apply_stage()
         return None
 

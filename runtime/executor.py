@@ -341,19 +341,24 @@ class Executor(BudgetGuard, Recovery):
         return ev.accuracy
 
     def _next_stage(self) -> None:
-        old = self.stage
         self.checkpoint(f"end of stage {self.stage_i}")
         self.stage_i, self.stage_done = self.stage_i + 1, 0
         if self.stage_i >= len(self.stages):
             return
+        gb = self.apply_stage()
+        self.event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
+
+    def apply_stage(self) -> int:
+        """Take up the current stage's settings: its offer (moving there if needed) and its
+        global batch (learning rate rescaled, short warm-up). Returns the global batch."""
         self.enter_stage()
-        new = self.stage
-        if new.hardware != old.hardware:
-            self.move_to(new.hardware)
-        gb = new.batch_size * new.workers
+        st = self.stage
+        if st.hardware != self.hw:
+            self.move_to(st.hardware)
+        gb = st.batch_size * st.workers
         if gb != self.trainer.batch_size:
             self.trainer.set_batch_size(gb, warmup_steps=5)
-        self.event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
+        return gb
 
     def _start_tracking(self, config_id: str, emulated: bool) -> None:
         assert self.tracker is not None

@@ -79,6 +79,32 @@ class _Meter:
                                hardware=self.hardware, what=self.what)
 
 
+def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_every: int,
+                      on_eval: Callable[[int, float, int], bool]) -> tuple[list[tuple[int, float]], bool]:
+    """Metered steps up to ``max_samples``, evaluating every ``eval_every`` samples (and at the
+    end); ``on_eval(samples, accuracy, index)`` returning True stops early. Returns the curve and
+    whether it stopped early. A ``BudgetExhausted`` from the meter carries the curve so far."""
+    curve: list[tuple[int, float]] = []
+    next_eval = eval_every
+    try:
+        while trainer.samples_seen < max_samples:
+            meter.guard(0.0)
+            t0 = time.perf_counter()
+            trainer.step()
+            meter.observe(time.perf_counter() - t0)
+            if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
+                next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
+                meter.guard(0.0)
+                acc = trainer.evaluate().accuracy
+                curve.append((trainer.samples_seen, round(acc, 5)))
+                if on_eval(trainer.samples_seen, acc, len(curve) - 1):
+                    return curve, True
+    except BudgetExhausted as err:
+        err.curve = curve  # type: ignore[attr-defined]
+        raise
+    return curve, False
+
+
 class TorchLab:
     """Measures configs for real with torch on the local devices."""
 
@@ -128,28 +154,22 @@ class TorchLab:
         start = self.ledger.spent if self.ledger else 0.0
         trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, self.workload.data().train_size),
                           device=torch_device, seed=self.seed)
+        best, cost_to_best, budget_hit = -1.0, 0.0, False
+
+        def on_eval(samples: int, acc: float, i: int) -> bool:
+            nonlocal best, cost_to_best
+            meter.flush()
+            if acc > best:
+                best, cost_to_best = acc, (self.ledger.spent if self.ledger else 0.0) - start
+            return should_stop(samples, acc, i)
+
         curve: list[tuple[int, float]] = []
-        best, cost_to_best, stopped, budget_hit = -1.0, 0.0, False, False
-        next_eval = eval_every
+        stopped = False
         try:
-            while trainer.samples_seen < max_samples:
-                meter.guard(0.0)
-                t0 = time.perf_counter()
-                trainer.step()
-                meter.observe(time.perf_counter() - t0)
-                if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
-                    next_eval += eval_every
-                    meter.guard(0.0)
-                    acc = trainer.evaluate().accuracy
-                    curve.append((trainer.samples_seen, round(acc, 5)))
-                    meter.flush()
-                    if acc > best:
-                        best, cost_to_best = acc, (self.ledger.spent if self.ledger else 0.0) - start
-                    if should_stop(trainer.samples_seen, acc, len(curve) - 1):
-                        stopped = True
-                        break
-        except BudgetExhausted:
+            curve, stopped = _train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
+        except BudgetExhausted as err:
             budget_hit = True
+            curve = getattr(err, "curve", [])
         meter.flush()
         train_spend = (self.ledger.spent if self.ledger else 0.0) - start
         latency_ms = self._latency_ms(trainer, meter) if not budget_hit else float("nan")
@@ -250,27 +270,18 @@ class TorchLab:
         trainer = Trainer(self.workload, config, batch_size=min(batch_size, self.workload.data().train_size),
                           device=torch_device, seed=self.seed)
         reached: dict[float, int | None] = {lv: None for lv in levels}
-        curve: list[tuple[int, float]] = []
-        best, since_best, next_eval = 0.0, 0, eval_every
+        best, since_best = 0.0, 0
         t_start = time.perf_counter()
-        while trainer.samples_seen < max_samples:
-            meter.guard(0.0)
-            t0 = time.perf_counter()
-            trainer.step()
-            meter.observe(time.perf_counter() - t0)
-            if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
-                next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
-                acc = trainer.evaluate().accuracy
-                curve.append((trainer.samples_seen, round(acc, 5)))
-                for lv in levels:
-                    if reached[lv] is None and acc >= lv:
-                        reached[lv] = trainer.samples_seen
-                if acc > best:
-                    best, since_best = acc, 0
-                else:
-                    since_best += 1
-                if all(v is not None for v in reached.values()) or since_best >= self.patience:
-                    break
+
+        def on_eval(samples: int, acc: float, _i: int) -> bool:
+            nonlocal best, since_best
+            for lv in levels:
+                if reached[lv] is None and acc >= lv:
+                    reached[lv] = samples
+            best, since_best = (acc, 0) if acc > best else (best, since_best + 1)
+            return all(v is not None for v in reached.values()) or since_best >= self.patience
+
+        curve, _ = _train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
         meter.flush()
         return ConvergenceRun(config.id, batch_size, tuple(sorted(reached.items())), round(best, 5),
                               tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3))

@@ -33,12 +33,7 @@ def plot_pareto(plan: Plan, path: str | Path) -> Path:
     ax.set_title(f"Pareto set: {len(plan.candidates)} candidates (plan {plan.fingerprint})", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return _save(fig, path)
 
 
 def plot_compare(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
@@ -63,6 +58,10 @@ def plot_compare(rows: Sequence[dict], path: str | Path, title: str = "") -> Pat
     ax.set_title(title or "predicted against realized", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _save(fig: "plt.Figure", path: str | Path) -> Path:
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
