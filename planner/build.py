@@ -4,11 +4,12 @@ For choice m = (config c, accuracy level a), stage k of K and option o = (offer 
 precision q, per-worker batch b, workers n) with global batch B = n b:
 
     samples   S = E_min(c, a) / K * (1 + B / B_noise(c, a, k))
-    compute   T0 = S / B * t(b, n) + S / eval_every * t_eval
+    compute   T0 = S / B * t(b, n) + S / eval_every * t_eval + checkpoints
     rework    T = T0 + T0 / 3600 * rate(h) * (ckpt_every / 2 + switch_s(h))   (spot offers)
     cost      C = T * instances(h, n) * price(h) + storage(h) * T
 
-``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models``); ``t(b, n)``
+Checkpoints add their write time: one at each stage's end (and the start) and one every
+``runtime.checkpoint_every_s``. ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models``); ``t(b, n)``
 is measured or modeled (``planner.throughput``). An option is absent when its memory does not
 fit the device, its global batch is above the largest one measured to reach the level, or it
 needs more local threads than the machine has. Options dominated on the same hardware are then
@@ -112,6 +113,8 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
             for k in range(K):
                 s = fit.e_min / K * (1.0 + opt.global_batch / b_noise_stage[(m, k)])
                 t0 = s / opt.global_batch * step + s / eval_every * model.eval_s
+                # checkpoints: one at each stage's end (and the run's start), one per interval
+                t0 += model.ckpt_s * ((2 if k == 0 else 1) + t0 / ckpt_every)
                 t = t0 * (1.0 + rework)
                 samples[m, k, o] = s
                 time[m, k, o] = t

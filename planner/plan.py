@@ -179,7 +179,7 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
             models["step_time"][f"{h}|{cid}|{q}"] = {
                 "alpha_s": float(f"{m.single.alpha:.6g}"), "beta_s": float(f"{m.single.beta:.6g}"),
                 "b_range": [m.single.b_min, m.single.b_max], "eval_s": float(f"{m.eval_s:.6g}"),
-                "modeled": bool(m.modeled)}
+                "ckpt_s": float(f"{m.ckpt_s:.6g}"), "modeled": bool(m.modeled)}
     for cid, curve in sorted(ctx.noise_curves.items()):
         if cid in used:
             models.setdefault("noise", {})[cid] = {

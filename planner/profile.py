@@ -57,6 +57,7 @@ class StepProfile:
     source: str = "measured"  # "measured" | "modeled"
     measured_on: str = ""
     param_count: int = 0
+    ckpt_s: float = 0.0  # seconds to write one checkpoint (0: not measured)
 
     def __post_init__(self) -> None:
         if self.source not in ("measured", "modeled"):

@@ -109,6 +109,7 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         for k in range(K):
             s = work / K * (1.0 + opt.batch_size / b_noise[k])
             t = s / opt.batch_size * step + s / eval_every * m["eval_s"] * factor
+            t += m.get("ckpt_s", 0.0) * (1 + t / float(spec["runtime"]["checkpoint_every_s"]))
             samples[0, k, o], time[0, k, o], cost[0, k, o] = s, t, t * price
     # the first new stage starts with a move when it is on another offer than the run's now
     for o, opt in enumerate(opts):

@@ -28,7 +28,14 @@ if TYPE_CHECKING:
     from planner.catalog import Offer
     from planner.profile import Profile, StepProfile, SyncSample
 
-__all__ = ["SyncModel", "StepModel", "step_models", "fit_sync", "modeled_sync", "instances_for"]
+__all__ = ["SyncModel", "StepModel", "step_models", "fit_sync", "modeled_sync", "instances_for",
+           "virtual_checkpoint_s"]
+
+
+def virtual_checkpoint_s(params: int) -> float:
+    """Writing a checkpoint on an offer nobody measured: 50 ms plus weights and two optimizer
+    slots (and 64 KiB) at 200 MB/s. The runtime's virtual clock charges exactly this."""
+    return 0.05 + (12.0 * params + 65536) / 2e8
 
 #: Interconnect bandwidths (bytes/s) for modeled all-reduce, and the per-hop latency.
 NVLINK_BPS = 150e9
@@ -62,6 +69,7 @@ class StepModel:
     eval_s: float
     modeled: bool
     memory: Mapping[int, int]
+    ckpt_s: float = 0.0
 
     def predict(self, batch_size: int, workers: int = 1) -> float:
         return self.single.predict(batch_size) + self.sync.predict(workers, self.grad_bytes)
@@ -129,12 +137,14 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     pts = [(s.batch_size, s.step_s) for s in sp.samples if s.workers == 1]
                     single, modeled = fit_step_time(pts), False
                     eval_s, memory, params = sp.eval_s, {s.batch_size: s.peak_mem_bytes for s in sp.samples}, sp.param_count
+                    ckpt = sp.ckpt_s
                 elif ref is not None and not offer.local and _peak(offer, q) > 0:
                     rsp, rmodel, rpeak = ref
                     ratio = rpeak / (_peak(offer, q) * 1e12)
                     single = StepTimeModel(rmodel.alpha, rmodel.beta * ratio, rmodel.b_min, rmodel.b_max)
                     modeled, eval_s = True, rsp.eval_s * min(1.0, ratio)
                     memory, params = {s.batch_size: s.peak_mem_bytes for s in rsp.samples}, rsp.param_count
+                    ckpt = virtual_checkpoint_s(params)
                 else:
                     continue
                 for n in worker_counts:
@@ -145,7 +155,7 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     else:
                         sync = modeled_sync(offer, n)
                     out[(offer.id, cid, q, n)] = StepModel(single, sync, 4.0 * params, eval_s,
-                                                           modeled or (n > 1 and sync.modeled), memory)
+                                                           modeled or (n > 1 and sync.modeled), memory, ckpt)
     return out
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 from planner.spec import Spec
+from planner.throughput import virtual_checkpoint_s
 from runtime.ledger_report import project_spend
 
 __all__ = ["BudgetGuard"]
@@ -64,7 +65,7 @@ class BudgetGuard:
     def _virtual_ckpt_s(self) -> float:
         """Writing a checkpoint on an emulated offer: 50 ms plus its size at 200 MB/s, the size
         bounded in advance (weights, two optimizer slots and 64 KiB) so the reserve is exact."""
-        return 0.05 + (12.0 * self.trainer.parameter_count() + 65536) / 2e8
+        return virtual_checkpoint_s(self.trainer.parameter_count())
 
     # -- the run -----------------------------------------------------------------------------
 

@@ -229,7 +229,24 @@ class TorchLab:
         meter.flush()
         return StepProfile(device, config.id, precision, tuple(samples), eval_s=sum(evals[1:]) / 3,
                            source="measured", measured_on=machine_fingerprint(),
-                           param_count=trainer.parameter_count())
+                           param_count=trainer.parameter_count(), ckpt_s=self._ckpt_s(trainer, meter))
+
+    def _ckpt_s(self, trainer: Trainer, meter: _Meter, repeats: int = 3) -> float:
+        """Median seconds to write the trainer's checkpoint as the runtime does (atomic, fsync)."""
+        import tempfile
+
+        from runtime.checkpoint import save_checkpoint
+
+        times = []
+        with tempfile.TemporaryDirectory(prefix="paretrain-ckpt-") as tmp:
+            for _ in range(repeats):
+                meter.guard(times[-1] if times else 0.0)
+                t0 = time.perf_counter()
+                save_checkpoint(tmp, {"trainer": trainer.state_dict(), "run": {}}, keep=1)
+                times.append(time.perf_counter() - t0)
+                meter.observe(times[-1])
+        meter.flush()
+        return sorted(times)[len(times) // 2]
 
     def measure_peak(self, device: str, size: int = 512, repeats: int = 20) -> float:
         """Achieved fp32 matrix-multiply rate on ``device`` (GFLOP/s): the scale against which
