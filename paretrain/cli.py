@@ -340,13 +340,13 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
     if fmt == "json":
         click.echo(json.dumps({"experiment": exp, "runs": rows}, indent=1))
     else:
-        table = [[r["candidate"], r["run"][:8], r["status"],
+        rows_out = [[r["candidate"], r["run"][:8], r["status"],
                   f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}", r["cost_err"],
                   f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
                   f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}",
                   "yes" if r["on_front"] else "no"] for r in rows]
         table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
-                "pred_acc", "acc", "front"], table)
+               "pred_acc", "acc", "front"], rows_out)
     png = plot_compare(rows, output, title=f"{exp}: predicted against realized")
     from runtime.compare import latest_plan_run, log_plot
 

@@ -232,5 +232,6 @@ class Adaptation:
         ex.stages = ex.stages[:ex.stage_i] + [replace(s, index=ex.stage_i + j) for j, s in enumerate(new.stages)]
         ex.stage_done = 0
         ex.apply_stage()
+        ex.checkpoint("after adaptation")  # resume and preemption restore to the new plan, here
         return None
 

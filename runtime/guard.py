@@ -63,8 +63,8 @@ class BudgetGuard:
         return 3.0 * self.ckpt_real + 0.01
 
     def _virtual_ckpt_s(self) -> float:
-        """Writing a checkpoint on an emulated offer: 50 ms plus its size at 200 MB/s, the size
-        bounded in advance (weights, two optimizer slots and 64 KiB) so the reserve is exact."""
+        """Writing a checkpoint on an emulated offer (``planner.throughput.virtual_checkpoint_s``):
+        its size is bounded in advance, so the reserve is exact."""
         return virtual_checkpoint_s(self.trainer.parameter_count())
 
     # -- the run -----------------------------------------------------------------------------

@@ -109,15 +109,18 @@ class Recovery:
             return False
         wait = back - now
         storage = self._storage_rate() * (now + wait - self.storage_t)
-        restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if emu else 0.05
-        if self.meter.spent + storage + self.meter.cost_ahead(self.hw, back, restart + 2 * self._ckpt_s()) > self.budget:
+        loaded = load_latest(self.run_dir)
+        assert loaded is not None  # a checkpoint is taken when the run starts
+        # the restore happens on the checkpoint's offer: its restart (and a final checkpoint)
+        # is what must fit the budget
+        hw = str(loaded[0]["run"].get("hardware", self.hw))
+        restart = float(self.offers[hw].get("switch_s", 0.0)) if self.emulated(hw) else 0.05
+        if self.meter.spent + storage + self.meter.cost_ahead(hw, back, restart + 2 * self._ckpt_s()) > self.budget:
             self.charge_storage("checkpoints while preempted")
             self.stop_reason = "budget"
             return False
         self.meter.wait(self.hw, wait, stage=self.stage_name, emulated=emu)
         self.charge_storage("checkpoints while preempted")
-        loaded = load_latest(self.run_dir)
-        assert loaded is not None  # a checkpoint is taken when the run starts
         self._restore(loaded, reason="preempted")
         self.dirty = False
         return True

@@ -38,7 +38,7 @@ class SyntheticLab:
         a, b = self._alpha_beta(config, device)
         samples = tuple(StepSample(bs, 1, a + b * bs, bs / (a + b * bs), 1000 * bs) for bs in batch_sizes)
         return StepProfile(device, config.id, precision, samples, eval_s=0.002, source="measured",
-                           measured_on="synthetic", param_count=10_000)
+                           measured_on="synthetic", param_count=10_000, ckpt_s=0.01)
 
     def measure_peak(self, device: str) -> float:
         return 10.0 * int(device.rsplit("-", 1)[1])
