@@ -78,9 +78,13 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     hw_index = {h: i for i, h in enumerate(hardware)}
     curves: dict[str, NoiseCurve] = {}
     for cfg in configs:
-        curve = fit_noise_curve([(n.progress_samples, n.b_simple) for n in profile.noise_for(cfg.id)])
+        points = [(n.progress_samples, n.b_simple) for n in profile.noise_for(cfg.id)]
+        curve = fit_noise_curve(points)
         if curve is not None:
             curves[cfg.id] = curve
+        elif len(points) >= 3:
+            notes.append(f"{cfg.id}: the measured gradient noise shows no significant trend along "
+                         "training; one B_noise for all stages")
     M, O = len(choices), len(options)
     time = np.full((M, K, O), np.inf)
     cost = np.full((M, K, O), np.inf)

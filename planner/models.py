@@ -139,8 +139,10 @@ def fit_noise_curve(points: Sequence[tuple[int, float]]) -> NoiseCurve | None:
     """Fit ``log B_simple = a + slope * log p`` to (progress samples, B_simple) measurements.
 
     The two-batch estimates are noisy (a negative |G|^2 estimate gives no point), so the curve
-    is a least-squares line in log-log space, its slope clipped to [-1, 2]; fewer than two
-    usable points give None (one B_noise for the whole run).
+    is a least-squares line in log-log space, its slope clipped to [-1, 2]. Fewer than two
+    usable points give None (one B_noise for the whole run), and so does a slope that the
+    points do not support: with three or more points, a slope within two standard errors of
+    zero is noise, and planning small-then-large batches on it would buy nothing but risk.
     """
     pts = [(p, b) for p, b in points if p > 0 and math.isfinite(b) and b > 0]
     if len(pts) < 2:
@@ -150,9 +152,18 @@ def fit_noise_curve(points: Sequence[tuple[int, float]]) -> NoiseCurve | None:
     if np.ptp(x) == 0:
         return None
     slope, a = np.polyfit(x, y, 1)
+    if len(pts) >= 3 and abs(slope) < 2.0 * slope_stderr(x, y, slope, a):
+        return None
     slope = float(np.clip(slope, -1.0, 2.0))
     a = float(np.mean(y - slope * x))
     return NoiseCurve(a, slope, int(min(p for p, _ in pts)), int(max(p for p, _ in pts)))
+
+
+def slope_stderr(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -> float:
+    """Standard error of a least-squares slope (needs three or more points)."""
+    resid = y - (intercept + slope * x)
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    return math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx) if sxx > 0 else math.inf
 
 
 def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> list[float]:

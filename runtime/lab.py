@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from planner.errors import BudgetExhausted
@@ -208,19 +209,38 @@ class TorchLab:
         usable = [b for b in batch_sizes if b <= n_train]
         trainer = Trainer(self.workload, config, batch_size=usable[0], precision=precision,
                           device=torch_device, seed=self.seed)
+        # Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
+        # after one untimed step at the new size, and the median of a size's per-pass means. A
+        # slow spell of a shared machine then lands on every batch size alike (or is outvoted)
+        # instead of on whichever size was being measured, so the planner's comparison between
+        # batch sizes holds even when the absolute speed drifts. Before it, a quarter second of
+        # untimed steps: a fresh process runs its first steps up to 1.6x slower.
+        rounds = max(1, min(5, steps // 4))
+        passes: dict[int, list[float]] = {b: [] for b in usable}
+        warm_until, warm = time.perf_counter() + 0.25, 0
+        while warm < 3 or time.perf_counter() < warm_until:
+            meter.guard(0.0)
+            t0 = time.perf_counter()
+            trainer.step()
+            meter.observe(time.perf_counter() - t0)
+            warm += 1
+        for r in range(rounds):
+            for b in usable:
+                trainer.set_batch_size(b)
+                share = steps * (r + 1) // rounds - steps * r // rounds
+                timed = []
+                for i in range(share + 1):
+                    meter.guard(passes[b][-1] if passes[b] else 0.0)
+                    t0 = time.perf_counter()
+                    trainer.step()
+                    dt = time.perf_counter() - t0
+                    meter.observe(dt)
+                    if i:
+                        timed.append(dt)
+                passes[b].append(sum(timed) / len(timed))
         samples = []
         for b in usable:
-            trainer.set_batch_size(b)
-            times = []
-            for i in range(steps + 3):  # 3 warm-up steps are not timed
-                meter.guard(times[-1] if times else 0.0)
-                t0 = time.perf_counter()
-                trainer.step()
-                dt = time.perf_counter() - t0
-                meter.observe(dt)
-                if i >= 3:
-                    times.append(dt)
-            step_s = sum(times) / len(times)  # a run's time is a sum of steps: the mean predicts it
+            step_s = float(np.median(passes[b]))
             samples.append(StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b)))
         evals = []
         for _ in range(4):  # the first evaluation warms up and is not counted
@@ -304,7 +324,7 @@ class TorchLab:
                               tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3))
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
-                      big: int, repeats: int = 8) -> Sequence[NoiseSample]:
+                      big: int, repeats: int = 16) -> Sequence[NoiseSample]:
         """McCandlish et al. (2018), Appendix A: from |G_small|^2 and |G_big|^2 (averaged over
         ``repeats`` fresh batches) estimate |G|^2 and tr(Sigma); B_simple = tr(Sigma) / |G|^2."""
         device = self.convergence_device
@@ -320,11 +340,14 @@ class TorchLab:
                 trainer.step()
                 meter.observe(time.perf_counter() - t0)
             gs, gb = [], []
+            pair_s = 0.0
             for _ in range(repeats):
-                meter.guard(0.0)
+                meter.guard(pair_s)
+                t0 = time.perf_counter()
                 gs.append(trainer.grad_sq_norm(small))
                 gb.append(trainer.grad_sq_norm(big))
-                meter.observe(0.0)
+                pair_s = time.perf_counter() - t0
+                meter.observe(pair_s)
             s2, b2 = sum(gs) / repeats, sum(gb) / repeats
             g2 = (big * b2 - small * s2) / (big - small)
             tr = (s2 - b2) / (1.0 / small - 1.0 / big)
