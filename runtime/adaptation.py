@@ -57,6 +57,8 @@ class Adaptation:
         self.changed_option: tuple[str, int] | None = None
         self.replans = 0
         self.curves = ex.plan.models.get("curves", {}).get(ex.cand.config_id, {})
+        #: the prices the current schedule was made with (the plan's, then each replan's)
+        self.schedule_prices = {o["id"]: float(o["price_usd_per_h"]) for o in ex.plan.offers}
 
     # -- signals ------------------------------------------------------------------------------
     def _planned_rate(self, st: StagePlan) -> float:
@@ -125,6 +127,7 @@ class Adaptation:
         conv_ratio = (ex.progress / ref) if ref else 1.0
         factor = self.policy.detectors["throughput"].level if self.policy.detectors["throughput"].n else tput_ratio
         left_s, left_usd = self._remaining(now, max(factor, 1e-6))
+        change, which = self._price_change(now)
         obs = Observation(
             t_s=now, spent_usd=spent, budget_usd=ex.budget, deadline_s=ex.spec.deadline_s,
             spend_rate_ratio=spend_ratio, throughput_ratio=tput_ratio, convergence_ratio=conv_ratio,
@@ -132,8 +135,21 @@ class Adaptation:
             price_ratio=ex.prices.price_usd_per_h(ex.hw, now) / max(ex.planned_price(ex.hw), 1e-30),
             pause_until_s=self._pause_until(now), remaining_s=left_s, val_loss=val_loss,
             evals_since_adaptation=self.evals_since, loss_before_adaptation=self.loss_before,
-            prefer=self.prefer)
+            prefer=self.prefer, price_change=change, price_change_offer=which)
         return self.policy.decide(obs)
+
+    def _price_change(self, now: float) -> tuple[float, str]:
+        """The largest move (as a ratio, either way) of an available offer's price since the
+        schedule was made, and that offer."""
+        ex = self.ex
+        best, which = 1.0, ""
+        for hw, then in self.schedule_prices.items():
+            if then <= 0 or not ex.prices.available(hw, now):
+                continue
+            r = ex.prices.price_usd_per_h(hw, now) / then
+            if max(r, 1.0 / r) > max(best, 1.0 / best):
+                best, which = r, hw
+        return best, which
 
     # -- carrying decisions out ---------------------------------------------------------------------
     def act(self, decision: Decision, val_loss: float) -> str | None:
@@ -198,6 +214,7 @@ class Adaptation:
             budget_left_usd=ex.budget - ex.meter.spent - ex.reserve_usd(),
             time_left_s=ex.spec.deadline_s - now, prefer=decision.objective, bad=frozenset(self.bad))
         new = replan(ex.plan, ex.cand, req, solver=ex.spec.planner.solver)
+        self.schedule_prices = dict(req.prices_usd_per_h)
         first = (new.stages[0].hardware, new.stages[0].batch_size * new.stages[0].workers) if new.stages else None
         fits_budget = new.cost_usd <= req.budget_left_usd
         current = (ex.hw, ex.trainer.batch_size)

@@ -114,8 +114,11 @@ class Executor(BudgetGuard, Recovery):
 
     def run(self) -> RunResult:
         """Set up, train until a stop condition, and finish (see the class docstring)."""
-        early = self.setup()
-        return self._finish(early or self._loop(), self.emulated_any)
+        try:
+            early = self.setup()
+            return self._finish(early or self._loop(), self.emulated_any)
+        finally:
+            self.close_trainer()
 
     def setup(self) -> str | None:
         """Build the trainer, the meter and tracking; restore on resume. Returns a stop status
@@ -144,11 +147,8 @@ class Executor(BudgetGuard, Recovery):
         self.kept_bytes: list[int] = []
         emulated_any = self.emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
         start_t = last_run_time(self.ledger_path) if self.resume else 0.0
-        workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
-        first = cand.stages[0]
-        self.trainer = Trainer(workload, cfg, batch_size=first.batch_size * first.workers,
-                               precision=first.precision, device=self._device(first.hardware),
-                               seed=spec.workload.seed)
+        self.workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
+        self.trainer = self._make_trainer(cand.stages[0])
         # the meter starts once data and model are ready (like the library loading before it,
         # building them is the same for every candidate and is not charged)
         self.meter = Meter(ledger, self.prices, start_t=start_t)
@@ -184,6 +184,39 @@ class Executor(BudgetGuard, Recovery):
 
     def _device(self, hardware: str) -> str:
         return claim(self.emulate_on if self.emulated(hardware) else hardware)
+
+    def _processes(self, st: StagePlan) -> int:
+        """Worker processes a stage runs on here: its workers on a local offer (data parallel,
+        ``runtime.parallel``); one on an emulated offer, whose clock charges the workers."""
+        return 1 if self.emulated(st.hardware) else max(1, st.workers)
+
+    def _make_trainer(self, st: StagePlan) -> Trainer:
+        cfg = self.plan.config(self.cand.config_id)
+        device = self._device(st.hardware)
+        n = self._processes(st)
+        if n > 1:
+            from runtime.parallel import ParallelTrainer
+
+            return ParallelTrainer(self.workload, cfg, workers=n, threads=torch.get_num_threads(),
+                                   batch_size=st.batch_size * st.workers, precision=st.precision,
+                                   seed=self.spec.workload.seed)
+        return Trainer(self.workload, cfg, batch_size=st.batch_size * st.workers, precision=st.precision,
+                       device=device, seed=self.spec.workload.seed)
+
+    def _regroup(self, st: StagePlan) -> None:
+        """Move the training state onto as many processes as ``st`` runs on, if that changed."""
+        if self._processes(st) == getattr(self.trainer, "world", 1):
+            return
+        state = self.trainer.state_dict()
+        self.close_trainer()
+        self.trainer = self._make_trainer(st)
+        self.trainer.load_state_dict(state)
+        self.event("workers", stage=self.stage_i, workers=self._processes(st))
+
+    def close_trainer(self) -> None:
+        close = getattr(getattr(self, "trainer", None), "close", None)
+        if close is not None:
+            close()
 
     def _loop(self) -> str:
         spec, cand = self.spec, self.cand
@@ -355,6 +388,7 @@ class Executor(BudgetGuard, Recovery):
         st = self.stage
         if st.hardware != self.hw:
             self.move_to(st.hardware)
+        self._regroup(st)
         gb = st.batch_size * st.workers
         if gb != self.trainer.batch_size:
             self.trainer.set_batch_size(gb, warmup_steps=5)

@@ -14,10 +14,12 @@ Order of precedence:
 3. **Price peak**: the price is above the plan's by more than ``pause_threshold`` and the
    deadline leaves room to wait until it falls: PAUSE (storage charged only).
 4. **Cooldown**: within ``cooldown_s`` of the last adaptation nothing else changes.
-5. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
+5. **Prices**: an offer's price moved by more than ``price_threshold`` (either way) since the
+   schedule was made: REPLAN. Prices are known exactly, so no detector waits for evidence.
+6. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
    REPLAN.
-6. **Slack**: with ``prefer: time``, spending under the plan buys speed: REPLAN for time.
-7. Otherwise CONTINUE.
+7. **Slack**: with ``prefer: time``, spending under the plan buys speed: REPLAN for time.
+8. Otherwise CONTINUE.
 
 A replan's result is classified by ``after_replan``: RESIZE_BATCH (same offer, new batch),
 SWITCH (new offer), CONTINUE (nothing better) or STOP (no schedule reaches the target within
@@ -63,6 +65,8 @@ class Observation:
     evals_since_adaptation: int = 1 << 30
     loss_before_adaptation: float | None = None
     prefer: str = "cost"
+    price_change: float = 1.0  # the largest move of an offer's price since the last (re)plan, as a ratio
+    price_change_offer: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,8 +83,9 @@ class Policy:
 
     def __init__(self, *, threshold: float = 6.0, window: int = 10, cooldown_s: float = 10.0,
                  pause_threshold: float = 0.5, rollback_threshold: float = 0.1, slack: float = 0.2,
-                 rollback_evals: int = 2) -> None:
+                 rollback_evals: int = 2, price_threshold: float = 0.2) -> None:
         self.cooldown_s = cooldown_s
+        self.price_threshold = price_threshold
         self.pause_threshold = pause_threshold
         self.rollback_threshold = rollback_threshold
         self.slack = slack
@@ -123,13 +128,18 @@ class Policy:
         # 4. cooldown
         if obs.t_s - self.last_adaptation < self.cooldown_s:
             return Decision(Action.CONTINUE, "cooldown")
-        # 5. drift
+        # 5. prices
+        change = obs.price_change
+        if change > 1.0 + self.price_threshold or change < 1.0 / (1.0 + self.price_threshold):
+            return Decision(Action.REPLAN, f"price of {obs.price_change_offer} x{change:.2f} since the schedule "
+                            "was made", detail={"price_change": round(change, 4)})
+        # 6. drift
         if alarms["throughput"] < 0 or alarms["spend"] > 0 or alarms["convergence"] > 0:
             which = [n for n, a in alarms.items() if (a < 0 if n == "throughput" else a > 0)]
             shifts = {n: round(self.detectors[n].shift, 3) for n in which}
             return Decision(Action.REPLAN, f"drift in {', '.join(which)} (x{', x'.join(map(str, shifts.values()))} "
                             "against the baseline)", detail={"shift": shifts})
-        # 6. slack buys speed
+        # 7. slack buys speed
         if obs.prefer == "time" and not self.slack_used and (
                 alarms["spend"] < 0 or alarms["throughput"] > 0
                 or obs.projected_cost_usd < obs.budget_usd * (1.0 - self.slack)):

@@ -77,6 +77,7 @@ class Recovery:
             self.enter_stage()
         old_hw, self.hw = self.hw, str(run.get("hardware", self.hw))
         self._device(self.hw)
+        self._regroup(self.stage)  # the checkpoint's stage may run on another number of workers
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
         self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,

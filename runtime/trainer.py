@@ -129,19 +129,28 @@ class Trainer:
     # -- work ----------------------------------------------------------------------------
     def step(self) -> float:
         """One optimizer step on the next batch; returns the training loss."""
-        idx = self._next_indices()
+        idx = self._shard(self._next_indices())
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
             loss = nn.functional.cross_entropy(self.model(self._x[idx]), self._y[idx])
         loss.backward()
+        value = self._reduce(loss.detach())
         self.optimizer.step()
         if self._warmup_left > 0:
             self._warmup_left -= 1
             self._apply_lr()
         self.samples_seen += self.batch_size
         self.steps += 1
-        return float(loss.detach())
+        return value
+
+    # Data-parallel hooks (runtime.parallel): this process's share of the global batch, and
+    # the gradients averaged over the workers. One process does the whole batch.
+    def _shard(self, idx: torch.Tensor) -> torch.Tensor:
+        return idx
+
+    def _reduce(self, loss: torch.Tensor) -> float:
+        return float(loss)
 
     def steps_for(self, samples: int) -> Iterator[float]:
         """Steps until ``samples`` more samples have been seen (at least one step)."""

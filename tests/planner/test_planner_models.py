@@ -48,6 +48,18 @@ def test_noise_curve_ignores_unusable_estimates():
     assert fit_noise_curve([(1000, 0.0), (2000, math.inf)]) is None
 
 
+def test_a_noise_trend_the_points_do_not_support_is_not_planned_on():
+    # Two-batch estimates as a shared CPU gives them: one wild point, no trend in the rest.
+    wild = [(14016, 69.4), (24384, 743.0), (42464, 68.9), (73920, 105.0), (128672, 9797.0)]
+    assert fit_noise_curve(wild) is None
+    rng = np.random.default_rng(0)
+    steady = [(p, 300.0 * float(np.exp(rng.normal(0, 0.3)))) for p in (1000, 2000, 4000, 8000, 16000, 32000)]
+    assert fit_noise_curve(steady) is None
+    growing = [(p, 0.5 * p ** 0.6 * float(np.exp(rng.normal(0, 0.3)))) for p in (1000, 2000, 4000, 8000, 16000, 32000)]
+    curve = fit_noise_curve(growing)
+    assert curve is not None and 0.3 < curve.slope < 0.9
+
+
 def _plan(lab, **over):
     spec = parse_spec(small_spec(**over), "spec.yaml", WORKLOADS)
     configs = list(spec.configs)

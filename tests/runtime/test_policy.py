@@ -50,6 +50,16 @@ def test_price_peak_without_overrun_still_pauses_when_slack_allows():
     assert d.action == Action.PAUSE
 
 
+def test_a_price_move_since_the_schedule_replans_at_once_either_way_after_cooldown():
+    p = Policy(window=50, cooldown_s=10.0)  # the detectors are still learning their baseline
+    assert p.decide(obs(price_change=1.15, price_change_offer="aws/g5.xlarge")).action == Action.CONTINUE
+    d = p.decide(obs(price_change=2.0, price_change_offer="aws/g5.xlarge"))
+    assert d.action == Action.REPLAN and "aws/g5.xlarge x2.00" in d.reason
+    assert p.decide(obs(price_change=0.5, price_change_offer="gcp/g2")).action == Action.REPLAN  # cheaper
+    p.adapted(95.0)
+    assert p.decide(obs(t_s=100.0, price_change=2.0, price_change_offer="x")).action == Action.CONTINUE
+
+
 def test_throughput_drop_triggers_replan_after_baseline():
     p = Policy(window=4)
     decisions = [p.decide(obs(throughput_ratio=1.0 + 0.01 * (i % 2))).action for i in range(6)]
