@@ -226,12 +226,13 @@ class Adaptation:
         ex.meter.event("replan", ex.hw, ex.stage_name, **{k: v for k, v in record.items() if k != "stages"})
         ex.log(f"replan at {now:.1f} s: {outcome.reason} (predicted rest ${old_left_usd:.3g} / {old_left_s:.1f} s "
                f"-> ${new.cost_usd:.3g} / {new.wall_s:.1f} s)")
+        if outcome.action == Action.CONTINUE:
+            self.policy.acknowledge(decision)
+            return None
         self.policy.adapted(now)
         self.last = None
         if outcome.action == Action.STOP:
             return "budget"
-        if outcome.action == Action.CONTINUE:
-            return None
         if first is not None and ex.change_over_budget(first[0]):
             ex.event("replan_unaffordable", reason="the checkpoint and move do not fit the budget left")
             return "budget"

@@ -153,6 +153,8 @@ class Executor(BudgetGuard, Recovery):
         # building them is the same for every candidate and is not charged)
         self.meter = Meter(ledger, self.prices, start_t=start_t)
         self.meter.scale = max(1, int(cand.stages[0].instances))
+        if self._processes(cand.stages[0]) > 1:
+            self.event("workers", stage=0, workers=self._processes(cand.stages[0]))
         self.storage_t = self.meter.t
         self.ckpt_t = self.meter.t
         self.next_eval = 0

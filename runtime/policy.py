@@ -159,6 +159,13 @@ class Policy:
             return Decision(Action.SWITCH, f"{reason}: move to {new_first[0]} at batch {new_first[1]}")
         return Decision(Action.RESIZE_BATCH, f"{reason}: batch {current[1]} -> {new_first[1]}")
 
+    def acknowledge(self, decision: Decision) -> None:
+        """A replan found that the schedule stands: nothing changed, so no cooldown starts and
+        the other detectors keep their baselines (a drift that starts now is still caught); the
+        detectors that alarmed learn the level the replan took into account."""
+        for name in decision.detail.get("shift", {}):
+            self.detectors[name].reset()
+
     def adapted(self, t_s: float) -> None:
         """An adaptation took effect at ``t_s``: start the cooldown and learn a new baseline."""
         self.last_adaptation = t_s

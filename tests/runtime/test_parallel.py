@@ -3,6 +3,7 @@ batch, follow state loads, run a plan's stage through the executor, and never ou
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import signal
 import subprocess
@@ -51,8 +52,8 @@ def test_two_workers_train_like_one_process_on_the_whole_batch():
         for _ in range(5):
             snapshot.step()
         state = snapshot.state_dict()
-        one.load_state_dict(state)
-        two.load_state_dict(state)
+        one.load_state_dict(copy.deepcopy(state))  # Adam keeps loaded tensors: no sharing between trainers
+        two.load_state_dict(copy.deepcopy(state))
         for _ in range(6):
             assert one.step() == pytest.approx(two.step(), rel=1e-5)
         assert torch.allclose(_params(one), _params(two), atol=1e-5)

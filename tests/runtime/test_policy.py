@@ -60,6 +60,18 @@ def test_a_price_move_since_the_schedule_replans_at_once_either_way_after_cooldo
     assert p.decide(obs(t_s=100.0, price_change=2.0, price_change_offer="x")).action == Action.CONTINUE
 
 
+def test_a_replan_that_changes_nothing_keeps_the_other_baselines_and_starts_no_cooldown():
+    p = Policy(window=4, cooldown_s=1e9)
+    for i in range(6):
+        p.decide(obs(t_s=100.0 + i, throughput_ratio=1.0 + 0.01 * (i % 2), convergence_ratio=1.0 + 0.01 * (i % 2)))
+    d = p.decide(obs(t_s=106.0, convergence_ratio=1.6))
+    assert d.action == Action.REPLAN and "convergence" in d.reason
+    p.acknowledge(d)  # the replan kept the schedule
+    assert not p.detectors["convergence"].ready and p.detectors["throughput"].ready
+    d = p.decide(obs(t_s=107.0, throughput_ratio=0.6))  # a slowdown right after is still caught
+    assert d.action == Action.REPLAN and "throughput" in d.reason
+
+
 def test_throughput_drop_triggers_replan_after_baseline():
     p = Policy(window=4)
     decisions = [p.decide(obs(throughput_ratio=1.0 + 0.01 * (i % 2))).action for i in range(6)]
