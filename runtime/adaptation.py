@@ -214,6 +214,13 @@ class Adaptation:
             budget_left_usd=ex.budget - ex.meter.spent - ex.reserve_usd(),
             time_left_s=ex.spec.deadline_s - now, prefer=decision.objective, bad=frozenset(self.bad))
         new = replan(ex.plan, ex.cand, req, solver=ex.spec.planner.solver)
+        if not (new.feasible and new.cost_usd <= req.budget_left_usd) and req.convergence_factor > 1.0:
+            # Stopping gives up the target, and the observed convergence is the noisiest signal
+            # (accuracy wobbles most near its plateau): stop only if the rest does not fit even at
+            # the profile's convergence. Going on cannot overspend: the hard cap still holds.
+            hopeful = replan(ex.plan, ex.cand, replace(req, convergence_factor=1.0), solver=ex.spec.planner.solver)
+            if hopeful.feasible and hopeful.cost_usd <= req.budget_left_usd:
+                new = hopeful
         self.schedule_prices = dict(req.prices_usd_per_h)
         first = (new.stages[0].hardware, new.stages[0].batch_size * new.stages[0].workers) if new.stages else None
         fits_budget = new.cost_usd <= req.budget_left_usd
