@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.errors import BudgetExhausted  # noqa: E402
-from planner.plan import Candidate, Plan, StagePlan  # noqa: E402
+from planner.plan import Candidate, Plan  # noqa: E402
 from planner.spec import parse_spec  # noqa: E402
 from runtime.executor import Executor  # noqa: E402
 from runtime.pipeline import Workspace, plan_spec  # noqa: E402

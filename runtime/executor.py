@@ -3,13 +3,13 @@
 The loop: steps (with a fast path inside a safe window), evaluations, stage changes, and at
 each evaluation the adaptive policy (``runtime.adaptation``). The cap and its reserve live in
 ``runtime.guard``; checkpoints, resume, preemption and moves in ``runtime.recovery``; the
-meter that charges the ledger in ``runtime.meter``. The run ends at the candidate's accuracy
+tracking run and the finish in ``runtime.reporting``; data-parallel workers in
+``runtime.parallel``; the meter that charges the ledger in ``runtime.meter``. The run ends at the candidate's accuracy
 level, at ``target.max_samples``, at the budget or (an offer gone past it) at the deadline.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -18,27 +18,28 @@ from typing import Any, Callable
 
 import torch
 
-from planner.errors import BudgetExhausted, InputError
-from planner.plan import Candidate, Plan, StagePlan, plan_to_json
+from planner.errors import InputError
+from planner.plan import Candidate, Plan, StagePlan
 from planner.spec import Spec, parse_spec
 from runtime.adaptation import Adaptation
 from runtime.checkpoint import load_latest
 from runtime.devices import claim, local_devices
-from runtime.files import atomic_write_bytes, atomic_write_text
+from runtime.files import atomic_write_text
 from runtime.guard import BudgetGuard
 from runtime.ledger import Ledger
 from runtime.meter import Meter
 from runtime.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
 from runtime.recovery import Recovery
+from runtime.reporting import Reporting
 from runtime.runs import RunResult, find_resumable, last_run_time
-from runtime.tracking import Tracker, git_commit
+from runtime.tracking import Tracker
 from runtime.trainer import Trainer, warm_up_torch
 from runtime.workloads import WORKLOADS, load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable"]
 
 
-class Executor(BudgetGuard, Recovery):
+class Executor(BudgetGuard, Recovery, Reporting):
     """Executes one candidate of a plan. ``run()`` returns a ``RunResult``, or raises
     ``BudgetExhausted`` (carrying the result) when the budget, the deadline or the sample
     limit stops it before the target."""
@@ -395,73 +396,3 @@ class Executor(BudgetGuard, Recovery):
         if gb != self.trainer.batch_size:
             self.trainer.set_batch_size(gb, warmup_steps=5)
         return gb
-
-    def _start_tracking(self, config_id: str, emulated: bool) -> None:
-        assert self.tracker is not None
-        cand = self.cand
-        self.handle = self.tracker.start_run(f"run-{cand.id}-{config_id}", tags={
-            "paretrain.kind": "run", "paretrain.plan_fingerprint": self.plan.fingerprint,
-            "paretrain.candidate": cand.id, "paretrain.config": config_id,
-            "paretrain.run_id": self.run_id, "mlflow.source.git.commit": git_commit(),
-            "paretrain.emulated": str(emulated).lower()})
-        data = self.trainer.data
-        w = self.spec.workload
-        self.tracker.log_input(self.handle, f"{w.name}-{w.samples}", data.digest,
-                               f"mnist1d.data.make_dataset(num_samples={w.samples}, seed={w.seed})"
-                               if w.name == "mnist1d" else w.name,
-                               {"train": data.train_size, "validation": int(data.y_val.shape[0]),
-                                "features": list(data.x_train.shape[1:])})
-        self.tracker.log_params(self.handle, {
-            "candidate": cand.id, "config": config_id, "level": cand.accuracy, "budget_usd": self.budget,
-            **{f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
-                                  f"samples={s.samples}" for s in cand.stages}})
-
-    def _finish(self, status: str, emulated: bool) -> RunResult:
-        cand = self.cand
-        try:
-            if self.dirty:  # nothing to save when the last checkpoint holds this very state
-                self.checkpoint("final" if status == "target" else status)
-            self._charge("compute", "teardown")
-        finally:
-            self.meter.ledger.close()
-        spent = self.meter.ledger.spent
-        result = RunResult(
-            run_id=self.run_id, candidate=cand.id, status=status, cost_usd=spent, wall_s=self.meter.t,
-            accuracy=self.accuracy, samples=self.trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
-            predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=self.budget,
-            ledger_path=str(self.ledger_path), emulated=emulated, events=self.events,
-            compute_s=self.compute_s, compute_steps=self.compute_steps)
-        self._status(status, cost_usd=spent, wall_s=self.meter.t, val_accuracy=self.accuracy,
-                     samples=self.trainer.samples_seen, emulated=emulated)
-        self.event("end", status=status, cost_usd=spent, val_accuracy=self.accuracy)
-        if self.handle is not None and self.tracker is not None:
-            self.tracker.log_metrics(self.handle, {
-                "cost_usd": spent, "wall_s": self.meter.t, "val_accuracy": self.accuracy,
-                "predicted_cost_usd": cand.cost_usd, "predicted_wall_s": cand.wall_s,
-                "predicted_accuracy": cand.accuracy, "samples": self.trainer.samples_seen},
-                step=self.trainer.steps)
-            if self.plan_path is None:
-                atomic_write_text(self.run_dir / "plan.json", plan_to_json(self.plan))
-            self.tracker.log_artifact(self.handle, self.plan_path or self.run_dir / "plan.json")
-            self.tracker.log_artifact(self.handle, self.ledger_path)
-            self.tracker.log_artifact(self.handle, self.run_dir / "events.jsonl")
-            model_path = self.run_dir / "model.pt"
-            buf = io.BytesIO()
-            torch.save(self.trainer.model.state_dict(), buf)
-            atomic_write_bytes(model_path, buf.getvalue())
-            self.tracker.log_artifact(self.handle, model_path)
-            self.tracker.set_tags(self.handle, {"paretrain.status": status})
-            self.tracker.end_run(self.handle, "FINISHED" if status == "target" else "KILLED")
-            result.tracking_run = self.handle
-        if status != "target":
-            why = {"budget": "its budget", "deadline": "its deadline (the offer was not back in time)",
-                   "max_samples": f"target.max_samples ({self.spec.target.max_samples})"}[status]
-            err = BudgetExhausted(
-                f"run {self.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${self.budget:.6g}; val_accuracy {self.accuracy:.4f} reached of {cand.accuracy:g} after "
-                f"{self.trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
-                f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
-                f"{cand.id} --resume'")
-            err.result = result  # type: ignore[attr-defined]
-            raise err
-        return result
