@@ -66,6 +66,16 @@ class _Meter:
                 f"${spent:.6g} of ${self.cap:.6g} while measuring {self.what}. To fix: raise "
                 f"budget.envelopes.{self.stage}, or measure less")
 
+    def timed(self, work: Callable[[], object], next_s: float = 0.0) -> float:
+        """Guard the envelope for ``work`` (expected to take about ``next_s``), do it, observe
+        and return its seconds."""
+        self.guard(next_s)
+        t0 = time.perf_counter()
+        work()
+        dt = time.perf_counter() - t0
+        self.observe(dt)
+        return dt
+
     def observe(self, step_s: float) -> None:
         self.slowest = max(self.slowest * 0.99, step_s)
         if time.perf_counter() - self.last >= self.tick_s:
@@ -89,10 +99,7 @@ def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_ev
     next_eval = eval_every
     try:
         while trainer.samples_seen < max_samples:
-            meter.guard(0.0)
-            t0 = time.perf_counter()
-            trainer.step()
-            meter.observe(time.perf_counter() - t0)
+            meter.timed(trainer.step)
             if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
                 next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
                 meter.guard(0.0)
@@ -219,10 +226,7 @@ class TorchLab:
         passes: dict[int, list[float]] = {b: [] for b in usable}
         warm_until, warm = time.perf_counter() + 0.25, 0
         while warm < 3 or time.perf_counter() < warm_until:
-            meter.guard(0.0)
-            t0 = time.perf_counter()
-            trainer.step()
-            meter.observe(time.perf_counter() - t0)
+            meter.timed(trainer.step)
             warm += 1
         for r in range(rounds):
             for b in usable:
@@ -230,11 +234,7 @@ class TorchLab:
                 share = steps * (r + 1) // rounds - steps * r // rounds
                 timed = []
                 for i in range(share + 1):
-                    meter.guard(passes[b][-1] if passes[b] else 0.0)
-                    t0 = time.perf_counter()
-                    trainer.step()
-                    dt = time.perf_counter() - t0
-                    meter.observe(dt)
+                    dt = meter.timed(trainer.step, passes[b][-1] if passes[b] else 0.0)
                     if i:
                         timed.append(dt)
                 passes[b].append(sum(timed) / len(timed))
@@ -335,19 +335,13 @@ class TorchLab:
         out = []
         for target in sorted(progress_samples):
             while trainer.samples_seen < target:
-                meter.guard(0.0)
-                t0 = time.perf_counter()
-                trainer.step()
-                meter.observe(time.perf_counter() - t0)
-            gs, gb = [], []
+                meter.timed(trainer.step)
+            gs: list[float] = []
+            gb: list[float] = []
             pair_s = 0.0
             for _ in range(repeats):
-                meter.guard(pair_s)
-                t0 = time.perf_counter()
-                gs.append(trainer.grad_sq_norm(small))
-                gb.append(trainer.grad_sq_norm(big))
-                pair_s = time.perf_counter() - t0
-                meter.observe(pair_s)
+                pair_s = meter.timed(lambda: (gs.append(trainer.grad_sq_norm(small)),
+                                              gb.append(trainer.grad_sq_norm(big))), pair_s)
             s2, b2 = sum(gs) / repeats, sum(gb) / repeats
             g2 = (big * b2 - small * s2) / (big - small)
             tr = (s2 - b2) / (1.0 / small - 1.0 / big)
