@@ -139,3 +139,27 @@ def test_a_persistent_shift_is_detected_within_a_pinned_delay(shift):
                 break
     assert len(delays) == 200
     assert max(delays) <= 3, max(delays)
+
+
+@pytest.mark.parametrize("shift", [1.5, 2.0])
+def test_the_size_of_a_detected_shift_is_the_mean_since_the_change_not_a_lagging_average(shift):
+    """At the alarm the detector sizes a x1.5 (or x2) throughput drop from the observations
+    since the change (median within 5%), where an EWMA would still read it about a third short."""
+    sized, lagging = [], []
+    for seed in range(200):
+        rng = random.Random(seed)
+        d = Detector()
+        for _ in range(12):
+            d.update(math.exp(rng.gauss(0.0, 0.05)))
+        while not d.update(math.exp(rng.gauss(-math.log(shift), 0.05))):
+            pass
+        sized.append(1.0 / d.level)
+        lagging.append(1.0 / math.exp(d.ewma))
+    sized.sort()
+    lagging.sort()
+    assert abs(sized[100] / shift - 1.0) <= 0.05, sized[100]
+    assert lagging[100] < 1.0 + 0.8 * (shift - 1.0), lagging[100]  # what the EWMA alone would say
+    d = Detector()
+    for _ in range(12):
+        d.update(1.0)
+    assert d.level == pytest.approx(1.0) and d.post_n == 0  # calm: nothing building
