@@ -15,7 +15,8 @@ budget or time over the deadline).
 Goals: zero overruns; adaptive cost within 10% of the oracle; adaptive time to target no worse
 than the best static batch size.
 
-    .venv/bin/python benchmarks/adaptive_vs_static.py [--seeds 1] [--quick]
+    .venv/bin/python benchmarks/adaptive_vs_static.py [--seeds 1] [--quick] [--traces slow1.5x ...]
+        [--out benchmarks/results/adaptive_vs_static.json]
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="static runs at 64 and 256 only")
+    ap.add_argument("--traces", nargs="+", choices=["flat", "price2x", "slow1.5x"],
+                    default=["flat", "price2x", "slow1.5x"])
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adaptive_vs_static.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="paretrain-adaptive-"))
     spec = parse_spec(SPEC, "adaptive_vs_static", WORKLOADS)
@@ -104,6 +108,7 @@ def main() -> None:
         "price2x": [{"at_s": at, "kind": "price", "factor": 2.0}],
         "slow1.5x": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": "local/cpu-1"}],
     }
+    traces = {k: v for k, v in traces.items() if k in args.traces}
     batches = [64, 256] if args.quick else list(spec.planner.batch_sizes)
     rows = []
     for seed in range(args.seeds):
@@ -153,7 +158,7 @@ def main() -> None:
     print(f"overruns {overruns}; adaptive runs that missed the target {missed}; adaptive cost vs oracle (median) "
           f"{_pct(med_cost)}, worst {_pct(max(costs) if costs else None)}; adaptive time vs best static (median) "
           f"{_pct(med_time)}, worst {_pct(max(times) if times else None)}")
-    out = ROOT / "benchmarks" / "results" / "adaptive_vs_static.json"
+    out = Path(args.out)
     out.write_text(json.dumps({"budget_usd": budget, "knee": knee.id, "rows": rows, "overruns": overruns,
                                "adaptive_missed_target": missed, "per_trace": per_trace,
                                "median_cost_vs_oracle": med_cost, "median_time_vs_best_static": med_time},

@@ -217,11 +217,12 @@ class TorchLab:
         trainer = Trainer(self.workload, config, batch_size=usable[0], precision=precision,
                           device=torch_device, seed=self.seed)
         # Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
-        # after one untimed step at the new size, and the median of a size's per-pass means. A
-        # slow spell of a shared machine then lands on every batch size alike (or is outvoted)
-        # instead of on whichever size was being measured, so the planner's comparison between
-        # batch sizes holds even when the absolute speed drifts. Before it, a quarter second of
-        # untimed steps: a fresh process runs its first steps up to 1.6x slower.
+        # after one untimed step at the new size, and the mean of a size's per-pass means. A
+        # slow spell of a shared machine then lands on every batch size alike instead of on
+        # whichever size was being measured, so the planner's comparison between batch sizes
+        # holds even when the absolute speed drifts; the mean (not the median) keeps the slow
+        # spells a run will also meet, since a run's time is the sum of its steps. Before it, a
+        # quarter second of untimed steps: a fresh process runs its first steps up to 1.6x slower.
         rounds = max(1, min(5, steps // 4))
         passes: dict[int, list[float]] = {b: [] for b in usable}
         warm_until, warm = time.perf_counter() + 0.25, 0
@@ -240,7 +241,7 @@ class TorchLab:
                 passes[b].append(sum(timed) / len(timed))
         samples = []
         for b in usable:
-            step_s = float(np.median(passes[b]))
+            step_s = float(np.mean(passes[b]))
             samples.append(StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b)))
         evals = []
         for _ in range(4):  # the first evaluation warms up and is not counted
