@@ -34,6 +34,34 @@ def test_every_family_trains_one_step(tmp_path):
         assert 0.0 <= t.evaluate().accuracy <= 1.0
 
 
+def test_evaluation_in_chunks_gives_the_same_loss_and_accuracy_as_one_pass(tmp_path):
+    t = Trainer(workload(tmp_path), Config("c", "cnn", (("channels", 8), ("depth", 2), ("kernel", 5))),
+                batch_size=32)
+    for _ in range(5):
+        t.step()
+    whole, chunked = t.evaluate(chunk=4096), t.evaluate(chunk=64)  # 240 samples: one pass, four chunks
+    assert chunked.accuracy == whole.accuracy
+    assert abs(chunked.loss - whole.loss) <= 1e-5 * whole.loss
+
+
+def test_a_batch_change_rescales_adams_second_moments_and_leaves_sgd_alone(tmp_path):
+    w = workload(tmp_path)
+    adam = Trainer(w, Config("c", "cnn", (("channels", 8), ("depth", 2), ("kernel", 5))), batch_size=32)
+    sgd = Trainer(w, Config("s", "mlp", optimizer="sgd", lr=0.05), batch_size=32)
+    for t in (adam, sgd):
+        for _ in range(3):
+            t.step()
+    before = [s["exp_avg_sq"].clone() for s in adam.optimizer.state.values()]
+    momenta = [s["momentum_buffer"].clone() for s in sgd.optimizer.state.values()]
+    adam.set_batch_size(128)
+    sgd.set_batch_size(128)
+    after = [s["exp_avg_sq"] for s in adam.optimizer.state.values()]
+    assert before and all(torch.allclose(a, b * 0.25) for a, b in zip(after, before))
+    assert all(torch.equal(a, s["momentum_buffer"]) for a, s in zip(momenta, sgd.optimizer.state.values()))
+    adam.set_batch_size(128)  # no change, no rescale
+    assert all(torch.allclose(a, b * 0.25) for a, b in zip(after, before))
+
+
 def test_resume_from_checkpoint_continues_identically(tmp_path):
     w = workload(tmp_path)
     cfg = Config("m", "mlp", (("width", 32), ("depth", 2)))
