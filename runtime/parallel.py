@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from planner.space import Config
-from runtime.trainer import Trainer
+from runtime.trainer import Trainer, set_threads
 from runtime.workloads.base import Workload
 
 __all__ = ["ParallelTrainer"]
@@ -170,7 +170,7 @@ def _watch_parent(parent: int) -> None:
 def _helper(rank: int, world: int, init: str, workload: Workload, config: Config, precision: str, seed: int,
             batch_size: int, warmup_steps: int, threads: int, parent: int, ready: Any) -> None:
     _watch_parent(parent)
-    torch.set_num_threads(threads)
+    set_threads(threads)
     tr = _Replica(workload, config, batch_size=batch_size, precision=precision, device="cpu", seed=seed,
                   warmup_steps=warmup_steps)
     tr.rank, tr.world = rank, world
