@@ -15,7 +15,7 @@ budget or time over the deadline).
 Goals: zero overruns; adaptive cost within 10% of the oracle; adaptive time to target no worse
 than the best static batch size.
 
-    .venv/bin/python benchmarks/adaptive_vs_static.py [--seeds 1] [--quick] [--traces slow1.5x ...]
+    .venv/bin/python benchmarks/adaptive_vs_static.py [--seeds 1] [--quick] [--traces slow1.5x ...] [--adaptive-last]
         [--out benchmarks/results/adaptive_vs_static.json]
 """
 
@@ -92,6 +92,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="static runs at 64 and 256 only")
     ap.add_argument("--traces", nargs="+", choices=["flat", "price2x", "slow1.5x"],
                     default=["flat", "price2x", "slow1.5x"])
+    ap.add_argument("--adaptive-last", action="store_true",
+                    help="run the adaptive run after the static ones (all run in this one process)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "adaptive_vs_static.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="paretrain-adaptive-"))
@@ -114,11 +116,16 @@ def main() -> None:
     for seed in range(args.seeds):
         for name, events in traces.items():
             base = replace(plan, spec={**plan.spec, "workload": {**plan.spec["workload"], "seed": seed}})
-            results = {"adaptive": run(with_runtime(base, events=events, adapt=True), knee, work,
-                                       f"{name}-s{seed}-adaptive")}
+            results = {}
+            if not args.adaptive_last:
+                results["adaptive"] = run(with_runtime(base, events=events, adapt=True), knee, work,
+                                          f"{name}-s{seed}-adaptive")
             for b in batches:
                 results[f"static-b{b}"] = run(with_runtime(base, events=events, adapt=False), static(plan, knee, b),
                                               work, f"{name}-s{seed}-b{b}")
+            if args.adaptive_last:
+                results["adaptive"] = run(with_runtime(base, events=events, adapt=True), knee, work,
+                                          f"{name}-s{seed}-adaptive")
             reached = {k: v for k, v in results.items() if k.startswith("static") and v["status"] == "target"}
             oracle = min(reached.items(), key=lambda kv: kv[1]["cost_usd"]) if reached else None
             best_time = min((v["wall_s"] for v in reached.values()), default=math.inf)

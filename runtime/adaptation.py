@@ -59,6 +59,12 @@ class Adaptation:
         self.curves = ex.plan.models.get("curves", {}).get(ex.cand.config_id, {})
         #: the prices the current schedule was made with (the plan's, then each replan's)
         self.schedule_prices = {o["id"]: float(o["price_usd_per_h"]) for o in ex.plan.offers}
+        #: observed step time over the profile's, per offer, kept after the run leaves the offer
+        #: (until it is observed again), so that a replan does not send the run back to a
+        #: slowed offer at its profiled speed; and the factors the current stages were made with
+        self.speed: dict[str, float] = {}
+        self.embedded: dict[str, float] = {}
+        self.rollback_embedded: dict[str, float] = {}
 
     # -- signals ------------------------------------------------------------------------------
     def _planned_rate(self, st: StagePlan) -> float:
@@ -187,6 +193,7 @@ class Adaptation:
         run = state["run"]
         ex.stage_i, ex.stage_done, ex.progress = int(run["stage"]), int(run["stage_samples"]), float(run["progress"])
         ex.stages = list(self.rollback_stages)
+        self.embedded = self.rollback_embedded
         ex.enter_stage()
         if self.changed_option is not None:
             self.bad.add(self.changed_option)
@@ -206,10 +213,12 @@ class Adaptation:
         tput = self.policy.detectors["throughput"]
         conv = self.policy.detectors["convergence"]
         old_left_s, old_left_usd = self._remaining(now, tput.level if tput.n else 1.0)
+        if tput.n:  # the detector compares with the current stage, made with ``embedded``
+            self.speed[ex.hw] = self.embedded.get(ex.hw, 1.0) / max(tput.level, 1e-3)
         req = ReplanRequest(
             current_hardware=ex.hw, stage_index=ex.stage_i, stages_left=max(1, len(ex.stages) - ex.stage_i), progress_done=ex.progress,
             convergence_factor=min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0,
-            step_factor={ex.hw: 1.0 / max(tput.level, 1e-3)} if tput.n else {},
+            step_factor=dict(self.speed),
             prices_usd_per_h={o["id"]: ex.prices.price_usd_per_h(o["id"], now) for o in ex.plan.offers},
             budget_left_usd=ex.budget - ex.meter.spent - ex.reserve_usd(),
             time_left_s=ex.spec.deadline_s - now, prefer=decision.objective, bad=frozenset(self.bad))
@@ -228,9 +237,11 @@ class Adaptation:
         outcome = self.policy.after_replan(current, first, new.feasible, fits_budget, decision.reason)
         record = {"reason": decision.reason, "action": outcome.action.value, "old_cost_usd": old_left_usd,
                   "new_cost_usd": new.cost_usd, "old_wall_s": old_left_s, "new_wall_s": new.wall_s,
-                  "feasible": new.feasible, "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages]}
+                  "feasible": new.feasible, "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages],
+                  "step_factor": {h: round(f, 3) for h, f in sorted(req.step_factor.items())}}
         ex.event("replan", **record)
-        ex.meter.event("replan", ex.hw, ex.stage_name, **{k: v for k, v in record.items() if k != "stages"})
+        ex.meter.event("replan", ex.hw, ex.stage_name,
+                       **{k: v for k, v in record.items() if k not in ("stages", "step_factor")})
         ex.log(f"replan at {now:.1f} s: {outcome.reason} (predicted rest ${old_left_usd:.3g} / {old_left_s:.1f} s "
                f"-> ${new.cost_usd:.3g} / {new.wall_s:.1f} s)")
         if outcome.action == Action.CONTINUE:
@@ -251,6 +262,7 @@ class Adaptation:
         torch.save(state, buf)
         atomic_write_bytes(self.rollback_path, buf.getvalue())
         self.rollback_stages = list(ex.stages)
+        self.rollback_embedded, self.embedded = self.embedded, dict(req.step_factor)
         self.loss_before = val_loss
         self.evals_since = 0
         self.changed_option = first

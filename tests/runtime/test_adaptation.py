@@ -137,3 +137,24 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
     assert (ex.trainer.batch_size, ex.stage_i, ex.trainer.samples_seen) == (batch_before, stage_before, samples_before)
     assert changed in ex.adaptation.bad
     ex.meter.ledger.close()
+
+
+def test_a_replan_keeps_a_slowed_offers_observed_speed_after_the_run_leaves_it(plan, tmp_path):
+    """The throughput replan sizes the 1.5x slowdown from the steps since the change; after the
+    run has left T4, a price replan on its new offer still sees T4 at its slowed speed (before,
+    only the current offer's speed was passed on, and T4 looked as fast as profiled again)."""
+    cand = on(plan, T4)
+    _, _, dry = run(plan, cand, tmp_path / "dry", run_id="dry")
+    at = [c["t_run"] for c in dry if c.get("what") == "eval"][7]
+    slow = [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}]
+    _, result, _ = run(with_spec(plan, runtime={**plan.spec["runtime"], "events": slow}), cand, tmp_path / "slow")
+    first = next(e for e in events(result, "replan") if "throughput" in e["reason"])
+    assert first["action"] == "switch" and 1.3 <= first["step_factor"][T4] <= 1.7, first
+    moved_to = events(result, "switch")[0]["hardware"]
+    # the same run (the virtual clock is deterministic), with the new offer's price doubling later
+    later = slow + [{"at_s": first["t_run"], "kind": "price", "factor": 2.0, "hardware": moved_to}]
+    _, result, _ = run(with_spec(plan, runtime={**plan.spec["runtime"], "events": later}), cand, tmp_path / "price",
+                       run_id="p")
+    price = [e for e in events(result, "replan") if "price" in e["reason"]]
+    assert price, [(e["event"], e.get("reason")) for e in result.events]
+    assert all(e["step_factor"].get(T4, 1.0) >= 1.3 for e in price), price
