@@ -239,7 +239,13 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
         if parent:
             tags["mlflow.parentRunId"] = parent
         tags.setdefault("mlflow.runName", op["name"])
-        run = client.create_run(_experiment_id(client, op["experiment"]), tags=tags, run_name=op["name"])
+        tags.setdefault("paretrain.handle", handle)
+        exp_id = _experiment_id(client, op["experiment"])
+        if dedupe:  # the server may have made it before it died and its answer was lost
+            found = client.search_runs([exp_id], f"tags.`paretrain.handle` = '{handle}'", max_results=1)
+            if found:
+                return found[0].info.run_id
+        run = client.create_run(exp_id, tags=tags, run_name=op["name"])
         return run.info.run_id
     run_id = run_ids.get(handle) or op.get("run_id")
     if run_id is None:
