@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 from planner.errors import BudgetExhausted  # noqa: E402
 from planner.plan import Candidate, Plan  # noqa: E402
 from planner.spec import parse_spec  # noqa: E402
-from runtime.executor import Executor  # noqa: E402
+from runtime.run.executor import Executor  # noqa: E402
 from runtime.pipeline import Workspace, plan_spec  # noqa: E402
-from runtime.workloads import WORKLOADS  # noqa: E402
+from runtime.train.workloads import WORKLOADS  # noqa: E402
 
 SPEC = {
     "name": "adaptive-vs-static",

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.spec import parse_spec  # noqa: E402
 from runtime.pipeline import Workspace, search_spec  # noqa: E402
-from runtime.workloads import WORKLOADS  # noqa: E402
+from runtime.train.workloads import WORKLOADS  # noqa: E402
 
 
 def main() -> None:

@@ -149,7 +149,7 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
     from planner.plan import plan_to_json
     from runtime.files import atomic_write_text, read_spec
     from runtime.pipeline import offers_for, plan_spec
-    from runtime.plots import plot_pareto
+    from runtime.tracking.plots import plot_pareto
 
     spec = read_spec(spec_path)
     ws = _ws(ctx)
@@ -157,7 +157,7 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
     tr = parent = None
     uri = ""
     if not no_track:
-        from runtime.tracking import Tracker, default_uri, git_commit
+        from runtime.tracking.client import Tracker, default_uri, git_commit
 
         uri = default_uri(tracking_uri or spec.tracking.uri)
         tr = Tracker(uri, spec.experiment, ws.spool)
@@ -232,7 +232,7 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
     tr = parent = None
     uri = ""
     if not no_track:
-        from runtime.tracking import Tracker, default_uri, git_commit
+        from runtime.tracking.client import Tracker, default_uri, git_commit
 
         uri = default_uri(tracking_uri or spec.tracking.uri)
         tr = Tracker(uri, spec.experiment, ws.spool)
@@ -269,7 +269,7 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
         prices_path: Path | None, tracking_uri: str | None, no_track: bool) -> None:
     """Train a plan's candidate for real, within its budget."""
     from planner.plan import plan_from_json
-    from runtime.executor import Executor, find_resumable
+    from runtime.run.executor import Executor, find_resumable
     from runtime.files import read_text
 
     the_plan = plan_from_json(read_text(plan_path, "plan", "write one with 'paretrain plan SPEC -o PLAN'"),
@@ -282,7 +282,7 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
                                f"budget.approval_above_usd ${approval:.6g}. To fix: pass --approve to run it")
     prices = None
     if prices_path is not None:
-        from runtime.prices import TracePrices, parse_trace
+        from runtime.money.prices import TracePrices, parse_trace
 
         base = {o["id"]: o["price_usd_per_h"] for o in the_plan.offers}
         rows = parse_trace(read_text(prices_path, "price trace", "give a CSV price trace"), str(prices_path), base)
@@ -297,7 +297,7 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     tracker = None
     uri = experiment = ""
     if not no_track:
-        from runtime.tracking import Tracker, default_uri
+        from runtime.tracking.client import Tracker, default_uri
 
         uri = default_uri(tracking_uri or spec["tracking"].get("uri"))
         experiment = spec["tracking"].get("experiment") or spec["name"]
@@ -331,9 +331,9 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
               show_default=True, help="Where to write the plot.")
 def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: Path) -> None:
     """Predicted against realized cost, wall time and accuracy of an experiment's runs."""
-    from runtime.compare import compare_rows
-    from runtime.plots import plot_compare
-    from runtime.tracking import default_uri
+    from runtime.tracking.compare import compare_rows
+    from runtime.tracking.plots import plot_compare
+    from runtime.tracking.client import default_uri
 
     uri = default_uri(tracking_uri)
     exp, rows = compare_rows(uri, experiment)
@@ -348,7 +348,7 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
         table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
                "pred_acc", "acc", "front"], rows_out)
     png = plot_compare(rows, output, title=f"{exp}: predicted against realized")
-    from runtime.compare import latest_plan_run, log_plot
+    from runtime.tracking.compare import latest_plan_run, log_plot
 
     plan_run = latest_plan_run(uri, exp)
     logged = plan_run is not None and log_plot(uri, plan_run, str(png))
@@ -362,7 +362,7 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
 @click.pass_context
 def ledger(ctx: click.Context, period: str) -> None:
     """Spend by run, stage and kind, from the ledgers under .paretrain/ledger."""
-    from runtime.ledger_report import ledger_report
+    from runtime.money.report import ledger_report
 
     rows, total = ledger_report(_ws(ctx).ledgers, period)
     table(["run", "stage", "kind", "usd", "seconds"], rows)
@@ -374,7 +374,7 @@ def ledger(ctx: click.Context, period: str) -> None:
 @click.pass_context
 def sync(ctx: click.Context, tracking_uri: str | None) -> None:
     """Replay tracking records spooled while MLflow was away."""
-    from runtime.tracking import sync_spool
+    from runtime.tracking.client import sync_spool
 
     done, left = sync_spool(_ws(ctx).spool, tracking_uri)
     click.echo(f"replayed {done} records; {left} left in the spool")

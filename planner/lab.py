@@ -1,6 +1,6 @@
 """The Lab protocol: how the planner asks for measurements.
 
-``runtime.lab.TorchLab`` measures for real on local devices; tests use a synthetic Lab with
+``runtime.train.lab.TorchLab`` measures for real on local devices; tests use a synthetic Lab with
 closed-form curves, which makes the planner a pure function a test can check by brute force.
 """
 

@@ -1,6 +1,6 @@
 """Model configurations and the search space a workload declares, as plain data.
 
-A workload (``runtime.workloads``) declares its model families and their parameters here as
+A workload (``runtime.train.workloads``) declares its model families and their parameters here as
 data; the spec validates configurations against it and the search samples from it.
 
 >>> cfg = Config("mlp-64x2", "mlp", (("depth", 2), ("width", 64)))

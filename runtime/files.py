@@ -61,7 +61,7 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
 
 def read_spec(path: str | Path) -> Spec:
     """Read and validate a spec file against the built-in workloads."""
-    from runtime.workloads import WORKLOADS
+    from runtime.train.workloads import WORKLOADS
 
     text = read_text(path, "spec", "check the path, or run 'paretrain init' to write an example spec")
     return parse_spec_text(text, str(path), WORKLOADS)

@@ -20,11 +20,11 @@ from planner.build import build_problem
 from planner.profile import Profile, build_profile, merge_profiles, profile_key
 from planner.space import Config
 from planner.spec import Spec
-from runtime.devices import local_devices
+from runtime.train.devices import local_devices
 from runtime.files import read_profile, read_text, write_profile
-from runtime.lab import TorchLab
-from runtime.ledger import Ledger
-from runtime.workloads import load_workload
+from runtime.train.lab import TorchLab
+from runtime.money.ledger import Ledger
+from runtime.train.workloads import load_workload
 
 __all__ = ["Workspace", "offers_for", "get_profile", "plan_spec", "search_spec"]
 
@@ -135,7 +135,7 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
     import socket
 
     from planner.search import open_study, run_search
-    from runtime.workloads import WORKLOADS
+    from runtime.train.workloads import WORKLOADS
 
     workload = load_workload(spec.workload, ws.cache)
     info = WORKLOADS.get(spec.workload.name) or workload.info

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtime.ledger import read_charges
+from runtime.money.ledger import read_charges
 from tests.conftest import ROOT, small_spec
 
 pytestmark = pytest.mark.slow

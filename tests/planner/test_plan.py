@@ -13,7 +13,7 @@ from planner.plan import make_plan, plan_from_json, plan_to_json
 from planner.build import build_problem
 from planner.profile import build_profile, profile_from_json, profile_key, profile_to_json
 from planner.spec import parse_spec
-from runtime.workloads import WORKLOADS
+from runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

@@ -17,7 +17,7 @@ from planner.plan import make_plan
 from planner.problem import prune_dominated
 from planner.profile import build_profile, merge_profiles
 from planner.spec import parse_spec
-from runtime.workloads import WORKLOADS
+from runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic import brute_force_front, random_problem
 from tests.planner.synthetic_lab import SyntheticLab

@@ -8,8 +8,8 @@ import pytest
 from planner.errors import SpecError
 from planner.search import front_configs, open_study, run_search, search_space
 from planner.spec import parse_spec
-from runtime.workloads import WORKLOADS
-from runtime.workloads.info import MNIST1D_INFO
+from runtime.train.workloads import WORKLOADS
+from runtime.train.workloads.info import MNIST1D_INFO
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticTrialLab
 

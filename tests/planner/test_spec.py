@@ -10,7 +10,7 @@ import yaml
 from planner.errors import InputError, SpecError
 from planner.spec import parse_spec, parse_spec_text, spec_json_schema
 from runtime.files import read_spec
-from runtime.workloads import WORKLOADS
+from runtime.train.workloads import WORKLOADS
 from tests.conftest import ROOT, small_spec
 
 

@@ -13,7 +13,7 @@ from planner.milp import pareto_front
 from planner.plan import Plan, make_plan
 from planner.profile import build_profile
 from planner.spec import parse_spec
-from runtime.workloads import WORKLOADS
+from runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

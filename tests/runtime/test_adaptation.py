@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from planner.errors import BudgetExhausted
-from runtime.executor import Executor
-from runtime.ledger import read_charges
-from runtime.policy import Action, Decision
+from runtime.run.executor import Executor
+from runtime.money.ledger import read_charges
+from runtime.adapt.policy import Action, Decision
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 T4, L4 = "aws/g4dn.xlarge", "gcp/g2-standard-4"

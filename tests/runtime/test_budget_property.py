@@ -13,8 +13,8 @@ import random
 import pytest
 
 from planner.errors import BudgetExhausted
-from runtime.executor import Executor
-from runtime.ledger import read_charges
+from runtime.run.executor import Executor
+from runtime.money.ledger import read_charges
 from tests.runtime.plans import make_test_plan, with_spec
 
 pytestmark = pytest.mark.slow

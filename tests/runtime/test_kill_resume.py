@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from planner.plan import plan_to_json
-from runtime.checkpoint import checkpoint_paths
-from runtime.ledger import read_charges
+from runtime.train.checkpoint import checkpoint_paths
+from runtime.money.ledger import read_charges
 from tests.conftest import ROOT
 from tests.runtime.plans import make_test_plan, tiny_spec
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from planner.space import Config
-from runtime.executor import Executor
-from runtime.parallel import ParallelTrainer
-from runtime.trainer import Trainer
-from runtime.workloads.mnist1d import Mnist1D
+from runtime.run.executor import Executor
+from runtime.train.parallel import ParallelTrainer
+from runtime.train.trainer import Trainer
+from runtime.train.workloads.mnist1d import Mnist1D
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,8 +88,8 @@ def test_helpers_do_not_outlive_a_killed_run(tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         from planner.space import Config
-        from runtime.parallel import ParallelTrainer
-        from runtime.workloads.mnist1d import Mnist1D
+        from runtime.train.parallel import ParallelTrainer
+        from runtime.train.workloads.mnist1d import Mnist1D
         tr = ParallelTrainer(Mnist1D(samples=500, seed=0), Config("m", "mlp"), workers=2, threads=1,
                              batch_size=32)
         tr.step()

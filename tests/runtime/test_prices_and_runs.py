@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from paretrain.cli import cli
 from planner.errors import BudgetExhausted, SpecError
 from planner.plan import plan_to_json
-from runtime.executor import Executor
-from runtime.ledger import read_charges
-from runtime.prices import (Event, ScriptedEvents, StaticPrices, TracePrices, cost, next_available,
+from runtime.run.executor import Executor
+from runtime.money.ledger import read_charges
+from runtime.money.prices import (Event, ScriptedEvents, StaticPrices, TracePrices, cost, next_available,
                             parse_trace)
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from planner.space import Config
-from runtime.checkpoint import checkpoint_paths, load_latest, save_checkpoint
-from runtime.trainer import Trainer
-from runtime.workloads.mnist1d import Mnist1D
+from runtime.train.checkpoint import checkpoint_paths, load_latest, save_checkpoint
+from runtime.train.trainer import Trainer
+from runtime.train.workloads.mnist1d import Mnist1D
 
 
 def workload(tmp_path):

@@ -11,14 +11,14 @@ import torch
 from planner.errors import BudgetExhausted
 from planner.plan import plan_to_json
 from runtime.files import atomic_write_bytes, atomic_write_text
-from runtime.runs import RunResult
-from runtime.tracking import git_commit
+from runtime.run.runs import RunResult
+from runtime.tracking.client import git_commit
 
 __all__ = ["Reporting"]
 
 
 class Reporting:
-    """Mixin of ``runtime.executor.Executor``: tracking at the start, the finish."""
+    """Mixin of ``runtime.run.executor.Executor``: tracking at the start, the finish."""
 
     def _start_tracking(self, config_id: str, emulated: bool) -> None:
         assert self.tracker is not None

@@ -35,8 +35,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from planner.space import Config
-from runtime.trainer import Trainer, set_threads
-from runtime.workloads.base import Workload
+from runtime.train.trainer import Trainer, set_threads
+from runtime.train.workloads.base import Workload
 
 __all__ = ["ParallelTrainer"]
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from runtime.drift import Detector
+from runtime.adapt.drift import Detector
 
 __all__ = ["Action", "Observation", "Decision", "Policy"]
 

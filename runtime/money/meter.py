@@ -5,7 +5,7 @@ so nothing the hardware was held for escapes the ledger. Emulated offers (catalo
 present here) run the real training math on a local device while a *virtual* clock advances
 by what that offer would take (the plan's step time, times any scripted slowdown); every such
 charge says ``emulated``. Either way the price is integrated exactly over the charged interval
-(``runtime.prices.cost``).
+(``runtime.money.prices.cost``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
-from runtime.ledger import Ledger
-from runtime.prices import PriceSource, cost
+from runtime.money.ledger import Ledger
+from runtime.money.prices import PriceSource, cost
 
 __all__ = ["Meter"]
 

@@ -52,7 +52,7 @@ def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | Non
 
 def last_run_time(ledger_path: Path) -> float:
     """The run time reached by the ledger's last charge (where a resumed run's clock starts)."""
-    from runtime.ledger import read_charges
+    from runtime.money.ledger import read_charges
 
     t = 0.0
     if ledger_path.exists():

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from planner.space import Config
-from runtime.workloads.base import Data
-from runtime.workloads.info import MNIST1D_INFO
+from runtime.train.workloads.base import Data
+from runtime.train.workloads.info import MNIST1D_INFO
 
 __all__ = ["Mnist1D", "generate"]
 

@@ -2,7 +2,7 @@
 
 At each evaluation the executor hands over; this module measures the three drift signals
 against the current stage's plan (spend rate, throughput, convergence), projects the rest of
-the run at the observed speed and the current prices, and asks ``runtime.policy.Policy``.
+the run at the observed speed and the current prices, and asks ``runtime.adapt.policy.Policy``.
 It then carries the decision out on the executor: a replan (``planner.replan``) applied as a
 batch-size change (learning rate rescaled, short warm-up) or a hardware switch (checkpoint,
 move, resume); a pause through a price peak (checkpoint, storage charged only); a rollback to
@@ -23,10 +23,10 @@ import torch
 from planner.plan import StagePlan
 from planner.replan import ReplanRequest, replan
 from runtime.files import atomic_write_bytes
-from runtime.policy import Action, Decision, Observation, Policy
+from runtime.adapt.policy import Action, Decision, Observation, Policy
 
 if TYPE_CHECKING:
-    from runtime.executor import Executor
+    from runtime.run.executor import Executor
 
 __all__ = ["Adaptation"]
 

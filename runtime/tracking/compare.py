@@ -16,7 +16,7 @@ def _pct(pred: float, real: float) -> str:
 
 def latest_plan_run(uri: str, experiment: str) -> str | None:
     """The newest plan run of ``experiment`` (where ``compare`` files its plot)."""
-    from runtime.tracking import _client
+    from runtime.tracking.client import _client
 
     client = _client(uri)
     exp = client.get_experiment_by_name(experiment)
@@ -28,7 +28,7 @@ def latest_plan_run(uri: str, experiment: str) -> str | None:
 
 
 def log_plot(uri: str, run_id: str, path: str) -> bool:
-    from runtime.tracking import _client
+    from runtime.tracking.client import _client
 
     try:
         _client(uri).log_artifact(run_id, path)
@@ -40,7 +40,7 @@ def log_plot(uri: str, run_id: str, path: str) -> bool:
 def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
     """One row per execution run: predicted and realized cost, wall time, accuracy, errors,
     and whether the realized point is on the front of the realized points."""
-    from runtime.tracking import _client
+    from runtime.tracking.client import _client
 
     client = _client(uri)
     if experiment is None:

@@ -3,7 +3,7 @@ checking before every step can be skipped safely.
 
 Before every step the executor reserves what the next step, a due evaluation, a final
 checkpoint and the storage accrued until then would cost, priced exactly over the coming
-interval (``runtime.prices.cost``); if the spend plus that reserve would pass the budget, it
+interval (``runtime.money.prices.cost``); if the spend plus that reserve would pass the budget, it
 stops. On emulated hardware (virtual clock) durations are known in advance, so the guarantee
 is exact; on the real clock the reserve takes three times the slowest recent step as its
 margin. A *safe window* (up to a second of run time, no price, availability or speed change in
@@ -16,7 +16,7 @@ import math
 
 from planner.spec import Spec
 from planner.throughput import virtual_checkpoint_s
-from runtime.ledger_report import project_spend
+from runtime.money.report import project_spend
 
 __all__ = ["BudgetGuard"]
 
@@ -24,7 +24,7 @@ _SECONDS_PER_MONTH = 730.0 * 3600.0
 
 
 class BudgetGuard:
-    """Mixin of ``runtime.executor.Executor``: the reserve and the checks built on it."""
+    """Mixin of ``runtime.run.executor.Executor``: the reserve and the checks built on it."""
 
     spec: Spec
 

@@ -9,6 +9,7 @@ stops with ``BudgetExhausted`` (exit 3) otherwise.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import time
 from pathlib import Path
@@ -22,24 +23,25 @@ from planner.lab import LocalDevice
 from planner.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
 from planner.search import TrialRun
 from planner.space import Config
-from runtime.devices import claim, local_devices, machine_fingerprint
-from runtime.ledger import Ledger
-from runtime.trainer import Trainer, estimate_peak_bytes
-from runtime.workloads.base import Workload
+from runtime.train.devices import claim, local_devices, machine_fingerprint
+from runtime.money.ledger import Ledger
+from runtime.train.trainer import Trainer, estimate_peak_bytes
+from runtime.train.workloads.base import Workload
 
 __all__ = ["TorchLab", "code_version"]
 
-_CODE_FILES = ("runtime/trainer.py", "runtime/lab.py", "runtime/workloads/mnist1d.py", "runtime/distributed.py",
-               "planner/profile.py", "planner/models.py")
+#: the modules whose code decides what a profile measures; hashed by content, wherever they live
+_CODE_MODULES = ("runtime.train.trainer", "runtime.train.lab", "runtime.train.workloads.mnist1d",
+                 "runtime.train.distributed", "planner.profile", "planner.models")
 
 
 def code_version() -> str:
     """A digest of the code that measures (so a profile is remeasured when it changes)."""
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256()
-    for rel in _CODE_FILES:
-        p = root / rel
-        h.update(p.read_bytes() if p.exists() else rel.encode())
+    for name in _CODE_MODULES:
+        spec = importlib.util.find_spec(name)
+        origin = Path(spec.origin) if spec is not None and spec.origin else None
+        h.update(origin.read_bytes() if origin is not None and origin.exists() else name.encode())
     return h.hexdigest()[:12]
 
 
@@ -145,7 +147,7 @@ class TorchLab:
     # -- the search's trials ------------------------------------------------------------------
     def search_spent(self) -> float:
         """Money charged to the study so far by every worker (their ledgers summed exactly)."""
-        from runtime.ledger import read_charges
+        from runtime.money.ledger import read_charges
 
         files = self.search_ledgers() if callable(self.search_ledgers) else self.search_ledgers
         if self.ledger is not None:
@@ -256,7 +258,7 @@ class TorchLab:
         """Median seconds to write the trainer's checkpoint as the runtime does (atomic, fsync)."""
         import tempfile
 
-        from runtime.checkpoint import save_checkpoint
+        from runtime.train.checkpoint import save_checkpoint
 
         times = []
         with tempfile.TemporaryDirectory(prefix="paretrain-ckpt-") as tmp:
@@ -291,7 +293,7 @@ class TorchLab:
 
     def measure_sync(self, workers: int, nbytes: int) -> float:
         """Seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes."""
-        from runtime.distributed import allreduce_seconds
+        from runtime.train.distributed import allreduce_seconds
 
         device = f"local/cpu-{workers}" if f"local/cpu-{workers}" in self.prices else self.convergence_device
         meter = self._meter(device, f"all-reduce among {workers}")

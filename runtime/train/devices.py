@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from planner.lab import LocalDevice
-from runtime.trainer import set_threads
+from runtime.train.trainer import set_threads
 
 __all__ = ["local_devices", "claim", "machine_fingerprint", "cpu_model"]
 

@@ -29,7 +29,7 @@ def default_uri(spec_uri: str | None = None) -> str:
 
 
 def git_commit() -> str:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=5, check=False)

@@ -1,10 +1,10 @@
 """Runs a plan's candidate stage by stage: real training under a hard budget cap.
 
 The loop: steps (with a fast path inside a safe window), evaluations, stage changes, and at
-each evaluation the adaptive policy (``runtime.adaptation``). The cap and its reserve live in
-``runtime.guard``; checkpoints, resume, preemption and moves in ``runtime.recovery``; the
-tracking run and the finish in ``runtime.reporting``; data-parallel workers in
-``runtime.parallel``; the meter that charges the ledger in ``runtime.meter``. The run ends at the candidate's accuracy
+each evaluation the adaptive policy (``runtime.adapt.adaptation``). The cap and its reserve live in
+``runtime.run.guard``; checkpoints, resume, preemption and moves in ``runtime.run.recovery``; the
+tracking run and the finish in ``runtime.run.reporting``; data-parallel workers in
+``runtime.train.parallel``; the meter that charges the ledger in ``runtime.money.meter``. The run ends at the candidate's accuracy
 level, at ``target.max_samples``, at the budget or (an offer gone past it) at the deadline.
 """
 
@@ -21,20 +21,20 @@ import torch
 from planner.errors import InputError
 from planner.plan import Candidate, Plan, StagePlan
 from planner.spec import Spec, parse_spec
-from runtime.adaptation import Adaptation
-from runtime.checkpoint import load_latest
-from runtime.devices import claim, local_devices
+from runtime.adapt.adaptation import Adaptation
+from runtime.train.checkpoint import load_latest
+from runtime.train.devices import claim, local_devices
 from runtime.files import atomic_write_text
-from runtime.guard import BudgetGuard
-from runtime.ledger import Ledger
-from runtime.meter import Meter
-from runtime.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
-from runtime.recovery import Recovery
-from runtime.reporting import Reporting
-from runtime.runs import RunResult, find_resumable, last_run_time
-from runtime.tracking import Tracker
-from runtime.trainer import Trainer, warm_up_torch
-from runtime.workloads import WORKLOADS, load_workload
+from runtime.run.guard import BudgetGuard
+from runtime.money.ledger import Ledger
+from runtime.money.meter import Meter
+from runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
+from runtime.run.recovery import Recovery
+from runtime.run.reporting import Reporting
+from runtime.run.runs import RunResult, find_resumable, last_run_time
+from runtime.tracking.client import Tracker
+from runtime.train.trainer import Trainer, warm_up_torch
+from runtime.train.workloads import WORKLOADS, load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable"]
 
@@ -165,7 +165,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
         self._status("running", emulated=emulated_any)
         resumed = load_latest(self.run_dir) if self.resume else None
         if resumed is not None:
-            from runtime.checkpoint import checkpoint_paths
+            from runtime.train.checkpoint import checkpoint_paths
 
             self.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.run_dir)]
             self.hw = str(resumed[0]["run"].get("hardware", self.hw))
@@ -190,7 +190,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
 
     def _processes(self, st: StagePlan) -> int:
         """Worker processes a stage runs on here: its workers on a local offer (data parallel,
-        ``runtime.parallel``); one on an emulated offer, whose clock charges the workers."""
+        ``runtime.train.parallel``); one on an emulated offer, whose clock charges the workers."""
         return 1 if self.emulated(st.hardware) else max(1, st.workers)
 
     def _make_trainer(self, st: StagePlan) -> Trainer:
@@ -198,7 +198,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
         device = self._device(st.hardware)
         n = self._processes(st)
         if n > 1:
-            from runtime.parallel import ParallelTrainer
+            from runtime.train.parallel import ParallelTrainer
 
             return ParallelTrainer(self.workload, cfg, workers=n, threads=torch.get_num_threads(),
                                    batch_size=st.batch_size * st.workers, precision=st.precision,

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from planner.plan import StagePlan
-from runtime.checkpoint import load_latest, save_checkpoint
-from runtime.prices import next_available
+from runtime.train.checkpoint import load_latest, save_checkpoint
+from runtime.money.prices import next_available
 
 __all__ = ["Recovery"]
 
 
 class Recovery:
-    """Mixin of ``runtime.executor.Executor``: checkpoint, restore, preemption, move."""
+    """Mixin of ``runtime.run.executor.Executor``: checkpoint, restore, preemption, move."""
 
     def move_to(self, hardware: str) -> None:
         """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move

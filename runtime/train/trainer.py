@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from planner.space import Config
-from runtime.workloads.base import Data, Workload
+from runtime.train.workloads.base import Data, Workload
 
 __all__ = ["Trainer", "Evaluation", "set_threads", "keep_freed_memory", "autocast", "warm_up_torch"]
 
@@ -191,7 +191,7 @@ class Trainer:
         self.steps += 1
         return value
 
-    # Data-parallel hooks (runtime.parallel): this process's share of the global batch, and
+    # Data-parallel hooks (runtime.train.parallel): this process's share of the global batch, and
     # the gradients averaged over the workers. One process does the whole batch.
     def _shard(self, idx: torch.Tensor) -> torch.Tensor:
         return idx

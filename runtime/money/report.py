@@ -6,7 +6,7 @@ import math
 import time
 from pathlib import Path
 
-from runtime.ledger import ledger_files, read_charges, spend_by
+from runtime.money.ledger import ledger_files, read_charges, spend_by
 
 __all__ = ["ledger_report", "period_start", "project_spend"]
 

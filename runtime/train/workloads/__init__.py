@@ -3,7 +3,7 @@
 ``WORKLOADS`` maps each built-in name to its ``WorkloadInfo`` (plain data, no torch import),
 so the spec can be validated without loading torch. ``load_workload`` builds the real one.
 
->>> from runtime.workloads import WORKLOADS
+>>> from runtime.train.workloads import WORKLOADS
 >>> sorted(WORKLOADS)
 ['mnist1d']
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from planner.errors import SpecError
-from runtime.workloads.info import MNIST1D_INFO
+from runtime.train.workloads.info import MNIST1D_INFO
 
 if TYPE_CHECKING:
     from planner.spec import WorkloadSpec
-    from runtime.workloads.base import Workload
+    from runtime.train.workloads.base import Workload
 
 __all__ = ["WORKLOADS", "load_workload"]
 
@@ -29,7 +29,7 @@ WORKLOADS = {"mnist1d": MNIST1D_INFO}
 def load_workload(spec: "WorkloadSpec", cache_dir: Path | None = None) -> "Workload":
     """Build the workload a spec names (its data generated or read from the cache)."""
     if spec.name == "mnist1d":
-        from runtime.workloads.mnist1d import Mnist1D
+        from runtime.train.workloads.mnist1d import Mnist1D
 
         return Mnist1D(samples=spec.samples, val_fraction=spec.val_fraction, seed=spec.seed,
                        cache_dir=cache_dir)
