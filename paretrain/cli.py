@@ -284,7 +284,7 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     if prices_path is not None:
         from runtime.money.prices import TracePrices, parse_trace
 
-        base = {o["id"]: o["price_usd_per_h"] for o in the_plan.offers}
+        base = {o.id: o.price_usd_per_h for o in the_plan.offers}
         rows = parse_trace(read_text(prices_path, "price trace", "give a CSV price trace"), str(prices_path), base)
         prices = TracePrices(rows, base)
     ws = _ws(ctx)

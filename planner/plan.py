@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from planner.errors import InputError
 from planner.pareto import knee_index
+from planner.catalog import Offer
 from planner.space import Config
 
 if TYPE_CHECKING:
-    from planner.catalog import Offer
     from planner.milp import Front
     from planner.problem import Problem, ProblemContext
 
@@ -84,7 +84,7 @@ class Plan:
     profile_key: str
     spec: Mapping[str, Any]
     configs: tuple[Config, ...]
-    offers: tuple[Mapping[str, Any], ...]
+    offers: tuple[Offer, ...]
     candidates: tuple[Candidate, ...]
     chosen: str
     cheapest: str
@@ -110,9 +110,9 @@ class Plan:
                 return c
         raise KeyError(config_id)
 
-    def offer(self, offer_id: str) -> Mapping[str, Any]:
+    def offer(self, offer_id: str) -> Offer:
         for o in self.offers:
-            if o["id"] == offer_id:
+            if o.id == offer_id:
                 return o
         raise KeyError(offer_id)
 
@@ -123,7 +123,7 @@ class Plan:
 
 def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: str,
               problem: "Problem", ctx: "ProblemContext", front: "Front",
-              configs: Sequence[Config], offers: Sequence["Offer"], solver: str) -> Plan:
+              configs: Sequence[Config], offers: Sequence[Offer], solver: str) -> Plan:
     """Turn the solver's Pareto schedules into candidates, ids ordered by cost."""
     cfg = {c.id: c for c in configs}
     scheds = sorted(front.schedules, key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
@@ -195,18 +195,15 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
     return Plan(
         spec_digest=spec_digest, profile_key=profile_key, spec=spec_data,
         configs=tuple(cfg[c] for c in sorted(used)),
-        offers=tuple(_offer_dict(o) for o in offers), candidates=tuple(cands),
+        offers=tuple(offers), candidates=tuple(cands),
         chosen=knee, cheapest=cheapest, fastest=fastest,
         solver={"name": solver, "status": status, "solves": front.solves},
         models=models, notes=tuple(ctx.notes) + tuple(front.notes),
     )
 
 
-def _offer_dict(o: "Offer") -> dict[str, Any]:
-    keys = ("id", "provider", "kind", "price_usd_per_h", "memory_gib", "vcpus", "accelerator",
-            "threads", "device", "local", "spot", "interruption_per_h", "storage_usd_per_gb_month",
-            "egress_usd_per_gb", "switch_s", "source", "as_of")
-    return {k: getattr(o, k) for k in keys}
+def _offer_dict(o: Offer) -> dict[str, Any]:
+    return asdict(o)
 
 
 def _body(plan: Plan) -> dict[str, Any]:
@@ -226,7 +223,7 @@ def _body(plan: Plan) -> dict[str, Any]:
             "notes": list(c.notes),
         } for c in plan.candidates],
         "configs": [c.to_dict() for c in plan.configs],
-        "offers": [dict(o) for o in plan.offers],
+        "offers": [_offer_dict(o) for o in plan.offers],
         "models": plan.models,
         "spec": plan.spec,
     }
@@ -260,7 +257,7 @@ def plan_from_json(text: str, where: str) -> Plan:
             for c in d["pareto"])
         plan = Plan(spec_digest=d["spec_digest"], profile_key=d["profile_key"], spec=d["spec"],
                     configs=tuple(Config.from_dict(c) for c in d["configs"]),
-                    offers=tuple(d["offers"]), candidates=cands, chosen=d["chosen"],
+                    offers=tuple(Offer(**o) for o in d["offers"]), candidates=cands, chosen=d["chosen"],
                     cheapest=d["cheapest"], fastest=d["fastest"], solver=d.get("solver", {}),
                     models=d.get("models", {}), notes=tuple(d.get("notes", ())))
     except (KeyError, TypeError, ValueError) as err:

@@ -84,7 +84,7 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         b_noise = [b_fit] * K
     eval_every = int(spec["runtime"]["eval_every_samples"])
     models = plan.models.get("step_time", {})
-    offers = {o["id"]: o for o in plan.offers}
+    offers = {o.id: o for o in plan.offers}
     opts: list[Option] = []
     for key in sorted(models):
         h, cid, q = key.split("|")
@@ -105,7 +105,7 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         factor = req.step_factor.get(opt.hardware, 1.0)
         step = (m["alpha_s"] + m["beta_s"] * opt.batch_size) * factor
         steps_s[o] = (step, m["eval_s"] * factor)
-        price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware]["price_usd_per_h"]) / 3600.0
+        price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware].price_usd_per_h) / 3600.0
         for k in range(K):
             s = work / K * (1.0 + opt.batch_size / b_noise[k])
             t = s / opt.batch_size * step + s / eval_every * m["eval_s"] * factor
@@ -113,14 +113,14 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
             samples[0, k, o], time[0, k, o], cost[0, k, o] = s, t, t * price
     # the first new stage starts with a move when it is on another offer than the run's now
     for o, opt in enumerate(opts):
-        if opt.hardware != req.current_hardware and not offers[opt.hardware].get("local"):
-            move = float(offers[opt.hardware].get("switch_s", 0.0))
-            price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware]["price_usd_per_h"]) / 3600.0
+        if opt.hardware != req.current_hardware and not offers[opt.hardware].local:
+            move = offers[opt.hardware].switch_s
+            price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware].price_usd_per_h) / 3600.0
             time[0, 0, o] += move
             cost[0, 0, o] += move * price
     hw_index = {h: i for i, h in enumerate(hardware)}
-    switch_s = np.array([0.0 if offers[h].get("local") else float(offers[h].get("switch_s", 0.0)) for h in hardware])
-    switch_usd = np.array([switch_s[i] * req.prices_usd_per_h.get(h, offers[h]["price_usd_per_h"]) / 3600.0
+    switch_s = np.array([0.0 if offers[h].local else offers[h].switch_s for h in hardware])
+    switch_usd = np.array([switch_s[i] * req.prices_usd_per_h.get(h, offers[h].price_usd_per_h) / 3600.0
                            for i, h in enumerate(hardware)])
     problem = Problem((Choice(cand.config_id, cand.accuracy),), tuple(opts), hardware, time, cost, samples,
                       np.array([hw_index[o.hardware] for o in opts]), switch_s, switch_usd,

@@ -58,7 +58,7 @@ class Adaptation:
         self.replans = 0
         self.curves = ex.plan.models.get("curves", {}).get(ex.cand.config_id, {})
         #: the prices the current schedule was made with (the plan's, then each replan's)
-        self.schedule_prices = {o["id"]: float(o["price_usd_per_h"]) for o in ex.plan.offers}
+        self.schedule_prices = {o.id: float(o.price_usd_per_h) for o in ex.plan.offers}
         #: observed step time over the profile's, per offer, kept after the run leaves the offer
         #: (until it is observed again), so that a replan does not send the run back to a
         #: slowed offer at its profiled speed; and the factors the current stages were made with
@@ -219,7 +219,7 @@ class Adaptation:
             current_hardware=ex.hw, stage_index=ex.stage_i, stages_left=max(1, len(ex.stages) - ex.stage_i), progress_done=ex.progress,
             convergence_factor=min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0,
             step_factor=dict(self.speed),
-            prices_usd_per_h={o["id"]: ex.prices.price_usd_per_h(o["id"], now) for o in ex.plan.offers},
+            prices_usd_per_h={o.id: ex.prices.price_usd_per_h(o.id, now) for o in ex.plan.offers},
             budget_left_usd=ex.budget - ex.meter.spent - ex.reserve_usd(),
             time_left_s=ex.spec.deadline_s - now, prefer=decision.objective, bad=frozenset(self.bad))
         new = replan(ex.plan, ex.cand, req, solver=ex.spec.planner.solver)

@@ -51,7 +51,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
         self.workdir = Path(workdir)
         self.spec: Spec = parse_spec(dict(plan.spec), "plan:spec", WORKLOADS)
         self.tracker = tracker
-        base = prices or StaticPrices({o["id"]: o["price_usd_per_h"] for o in plan.offers})
+        base = prices or StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
         events = parse_events(self.spec.runtime.events)
         self.prices: PriceSource = ScriptedEvents(base, events) if events else base
         self.resume = resume
@@ -63,7 +63,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
         self.log = log or (lambda msg: None)
         self.events: list[dict[str, Any]] = []
         self.local = {d.id for d in local_devices()}
-        self.offers = {o["id"]: o for o in plan.offers}
+        self.offers = {o.id: o for o in plan.offers}
         cpus = sorted((d for d in local_devices() if d.kind == "cpu"), key=lambda d: d.threads)
         self.emulate_on = self.spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
         if self.emulate_on not in self.local:
@@ -71,7 +71,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
                              f"{', '.join(sorted(self.local))}). To fix: name a local device")
         for st in candidate.stages:
             offer = plan.offer(st.hardware)
-            if offer.get("local") and st.hardware not in self.local:
+            if offer.local and st.hardware not in self.local:
                 raise InputError(f"plan stage {st.index} uses {st.hardware}, which is not present on this "
                                  f"machine (here: {', '.join(sorted(self.local))}). To fix: plan on this "
                                  "machine, or run the plan where that hardware is")
@@ -169,7 +169,7 @@ class Executor(BudgetGuard, Recovery, Reporting):
 
             self.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.run_dir)]
             self.hw = str(resumed[0]["run"].get("hardware", self.hw))
-            restart = float(self.plan.offer(self.hw).get("switch_s", 0.0)) if self.emulated(self.hw) else 0.05
+            restart = self.plan.offer(self.hw).switch_s if self.emulated(self.hw) else 0.05
             if self.meter.spent + self.meter.cost_ahead(self.hw, self.meter.t, restart + self._ckpt_s()) > self.budget:
                 self.dirty = False
                 return "budget"

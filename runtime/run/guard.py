@@ -31,7 +31,7 @@ class BudgetGuard:
     def _storage_rate(self) -> float:
         """Dollars per second of keeping the retained checkpoints on the current offer."""
         offer = self.offers[self.hw]
-        return float(offer.get("storage_usd_per_gb_month", 0.0)) * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
+        return offer.storage_usd_per_gb_month * sum(self.kept_bytes) / 1e9 / _SECONDS_PER_MONTH
 
     def charge_storage(self, what: str) -> None:
         dt = self.meter.t - self.storage_t
@@ -116,7 +116,7 @@ class BudgetGuard:
             self._charger = self.meter.step_charger(self.hw, self.stage_name, emu)
 
     def planned_price(self, hardware: str) -> float:
-        return float(self.offers[hardware]["price_usd_per_h"])
+        return self.offers[hardware].price_usd_per_h
 
     def reserve_usd(self) -> float:
         """What the next step, an evaluation and a final checkpoint would cost now."""
@@ -140,9 +140,9 @@ class BudgetGuard:
         after = now + ckpt + extra_s
         if new_hw != self.hw:
             offer = self.offers[new_hw]
-            need += float(self.offers[self.hw].get("egress_usd_per_gb", 0.0)) * \
+            need += self.offers[self.hw].egress_usd_per_gb * \
                 (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
-            move = float(offer.get("switch_s", 0.0)) if self.emulated(new_hw) else 0.05
+            move = offer.switch_s if self.emulated(new_hw) else 0.05
             need += self.meter.cost_ahead(new_hw, after, move + ckpt)
         else:
             need += self.meter.cost_ahead(self.hw, after, ckpt)

@@ -28,14 +28,14 @@ class Recovery:
         """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move
         (provisioning and restore, on emulated offers their switch time) on the new one."""
         old = self.hw
-        egress = float(self.offers[old].get("egress_usd_per_gb", 0.0)) * \
+        egress = self.offers[old].egress_usd_per_gb * \
             (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
         if egress > 0:
             self.meter.charge_amount("egress", egress, old, stage=self.stage_name,
                                      what="checkpoint to the next offer", emulated=self.emulated(old))
         self.hw = hardware
         self._device(hardware)
-        self._charge("compute", "move", seconds=float(self.offers[hardware].get("switch_s", 0.0))
+        self._charge("compute", "move", seconds=self.offers[hardware].switch_s
                      if self.emulated(hardware) else None)
         self.event("switch", stage=self.stage_i, hardware=hardware)
         self.fast_until = 0.0
@@ -90,7 +90,7 @@ class Recovery:
         self.next_eval = (self.trainer.samples_seen // self.spec.runtime.eval_every_samples + 1) * \
             self.spec.runtime.eval_every_samples
         offer = self.plan.offer(self.hw)
-        restart = float(offer.get("switch_s", 0.0)) if self.emulated(self.hw) else None
+        restart = offer.switch_s if self.emulated(self.hw) else None
         self._charge("compute", "restore", seconds=restart)
 
     def _preempted(self) -> bool:
@@ -115,7 +115,7 @@ class Recovery:
         # the restore happens on the checkpoint's offer: its restart (and a final checkpoint)
         # is what must fit the budget
         hw = str(loaded[0]["run"].get("hardware", self.hw))
-        restart = float(self.offers[hw].get("switch_s", 0.0)) if self.emulated(hw) else 0.05
+        restart = self.offers[hw].switch_s if self.emulated(hw) else 0.05
         if self.meter.spent + storage + self.meter.cost_ahead(hw, back, restart + 2 * self._ckpt_s()) > self.budget:
             self.charge_storage("checkpoints while preempted")
             self.stop_reason = "budget"

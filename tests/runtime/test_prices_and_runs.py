@@ -76,7 +76,7 @@ def test_a_trace_preemption_loses_work_waits_and_charges_storage_only_while_wait
     data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin", "spot": True},
                      target={"goal": 0.3, "levels": [0.3], "max_samples": 6000})
     plan = make_test_plan(data)
-    trace = TracePrices([(0.05, HW, 0.526, False), (30.0, HW, 0.526, True)], {o["id"]: o["price_usd_per_h"]
+    trace = TracePrices([(0.05, HW, 0.526, False), (30.0, HW, 0.526, True)], {o.id: o.price_usd_per_h
                                                                              for o in plan.offers})
     result = _run(plan, tmp_path, "pre", prices=trace)
     names = [e["event"] for e in result.events]
@@ -131,5 +131,5 @@ def test_a_stage_renting_several_instances_pays_for_each(tmp_path):
     _run(plan2, tmp_path, "two")
     lines = [c for c in read_charges(tmp_path / ".paretrain" / "ledger" / "two.jsonl")
              if c["kind"] == "compute" and c["seconds"] > 0]
-    price = next(o["price_usd_per_h"] for o in plan.offers if o["id"] == HW)
+    price = next(o.price_usd_per_h for o in plan.offers if o.id == HW)
     assert lines and all(c["usd"] == pytest.approx(2 * price / 3600 * c["seconds"], rel=1e-9) for c in lines)
