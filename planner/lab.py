@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
-from planner.profile import ConvergenceRun, NoiseSample, StepProfile
+from planner.measurements import ConvergenceRun, NoiseSample, StepProfile
 from planner.space import Config
 
 __all__ = ["Lab", "LocalDevice"]
