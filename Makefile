@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.paretrain-installed
 DEMO   ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install system-deps demo test test-fast bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# Debian packages the tests drive (chromium for the MLflow UI test, PostgreSQL's server binaries);
+# installed when missing, a one-line message when they cannot be.
+system-deps:
+	@bash scripts/system-deps.sh
+
 demo: install
 	@mkdir -p $(DEMO)
 	@start=$$(date +%s); \
@@ -32,10 +37,10 @@ demo: install
 	../$(VENV)/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
 	echo "demo: done in $$(( $$(date +%s) - start )) s; files in $(DEMO)/ (plan.json, pareto.png, compare.png, mlflow.db)"
 
-test: install
+test: install system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-fast: install
+test-fast: install system-deps
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install

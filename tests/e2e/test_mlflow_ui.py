@@ -1,7 +1,7 @@
 """The MLflow UI in a real browser: the plan's candidate runs and their metrics are listed.
 
-Headless Debian Chromium (/usr/bin/chromium, installed by .ci/run) driven by Playwright; a
-screenshot is saved to benchmarks/results/mlflow_ui.png.
+Headless Debian Chromium (/usr/bin/chromium, installed by `make test` through `make system-deps`)
+driven by Playwright; a screenshot is saved to benchmarks/results/mlflow_ui.png.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,6 +25,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--
 
 
 def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (installs Debian's chromium) "
+                    "or `apt-get install chromium`", pytrace=False)
     from playwright.sync_api import sync_playwright
 
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
