@@ -1,17 +1,18 @@
 """Runs a plan's candidate stage by stage: real training under a hard budget cap.
 
-The loop: steps (with a fast path inside a safe window), evaluations, stage changes, and at
-each evaluation the adaptive policy (``runtime.adapt.adaptation``). The cap and its reserve live in
-``runtime.run.guard``; checkpoints, resume, preemption and moves in ``runtime.run.recovery``; the
-tracking run and the finish in ``runtime.run.reporting``; data-parallel workers in
-``runtime.train.parallel``; the meter that charges the ledger in ``runtime.money.meter``. The run ends at the candidate's accuracy
-level, at ``target.max_samples``, at the budget or (an offer gone past it) at the deadline.
+The executor owns the run's state (``runtime.run.state.RunState``) and composes the parts it
+calls with that state: the account and event log (``runtime.run.account``), the budget guard
+(``runtime.run.guard``), the trainer's processes (``runtime.run.workers``), checkpoints,
+resume, preemption and moves (``runtime.run.recovery``), the status file and MLflow run
+(``runtime.run.reporting``) and the adaptive side (``runtime.adapt.adaptation``), which
+observes a snapshot at each evaluation and returns a decision that the executor applies. The
+run ends at the candidate's accuracy level, at ``target.max_samples``, at the budget or (an
+offer gone past it) at the deadline.
 """
 
 from __future__ import annotations
 
-import json
-import math
+import io
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,380 +20,352 @@ from typing import Any, Callable
 import torch
 
 from planner.errors import InputError
-from planner.plan import Candidate, Plan, StagePlan
+from planner.plan import Candidate, Plan
 from planner.spec import Spec, parse_spec
-from runtime.adapt.adaptation import Adaptation
-from runtime.train.checkpoint import load_latest
-from runtime.train.devices import claim, local_devices
-from runtime.files import atomic_write_text
-from runtime.run.guard import BudgetGuard
+from runtime.adapt.adaptation import Adaptation, Change, Snapshot
+from runtime.adapt.policy import Action, Decision
+from runtime.files import atomic_write_bytes
 from runtime.money.ledger import Ledger
 from runtime.money.meter import Meter
 from runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
+from runtime.run.account import Account, EventLog
+from runtime.run.guard import BudgetGuard, Window, run_cap
 from runtime.run.recovery import Recovery
 from runtime.run.reporting import Reporting
 from runtime.run.runs import RunResult, find_resumable, last_run_time
+from runtime.run.state import RunSetup, RunState
+from runtime.run.steps import checked_step, window_steps
+from runtime.run.workers import TrainerGroup
 from runtime.tracking.client import Tracker
-from runtime.train.trainer import Trainer, warm_up_torch
+from runtime.train.checkpoint import checkpoint_paths
+from runtime.train.devices import local_devices
+from runtime.train.trainer import warm_up_torch
 from runtime.train.workloads import WORKLOADS, load_workload
 
-__all__ = ["Executor", "RunResult", "find_resumable"]
+__all__ = ["Executor", "RunResult", "find_resumable", "run_setup"]
 
 
-class Executor(BudgetGuard, Recovery, Reporting):
+def run_setup(plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None,
+              spec: Spec | None = None) -> RunSetup:
+    """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
+    spec = spec or parse_spec(dict(plan.spec), "plan:spec", WORKLOADS)
+    rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
+    devices = local_devices()
+    local = frozenset(d.id for d in devices)
+    cpus = sorted((d for d in devices if d.kind == "cpu"), key=lambda d: d.threads)
+    emulate_on = spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
+    if emulate_on not in local:
+        raise InputError(f"runtime.emulate_on: {emulate_on} is not a device here (here: "
+                         f"{', '.join(sorted(local))}). To fix: name a local device")
+    for st in cand.stages:
+        if plan.offer(st.hardware).local and st.hardware not in local:
+            raise InputError(f"plan stage {st.index} uses {st.hardware}, which is not present on this "
+                             f"machine (here: {', '.join(sorted(local))}). To fix: plan on this "
+                             "machine, or run the plan where that hardware is")
+    state = Path(workdir) / ".paretrain"
+    return RunSetup(plan=plan, cand=cand, spec=spec, run_id=rid, run_dir=state / "runs" / rid,
+                    ledger_path=state / "ledger" / f"{rid}.jsonl", local=local, emulate_on=emulate_on)
+
+
+class Executor:
     """Executes one candidate of a plan. ``run()`` returns a ``RunResult``, or raises
     ``BudgetExhausted`` (carrying the result) when the budget, the deadline or the sample
     limit stops it before the target."""
 
     def __init__(self, plan: Plan, candidate: Candidate, *, workdir: Path, tracker: Tracker | None = None,
                  prices: PriceSource | None = None, run_id: str | None = None, resume: bool = False,
-                 plan_path: Path | None = None, log: Callable[[str], None] | None = None) -> None:
-        self.plan, self.cand = plan, candidate
+                 plan_path: Path | None = None, log: Callable[[str], None] | None = None,
+                 spec: Spec | None = None) -> None:
+        self.setup = run_setup(plan, candidate, Path(workdir), run_id, spec)
+        self.spec = self.setup.spec
         self.workdir = Path(workdir)
-        self.spec: Spec = parse_spec(dict(plan.spec), "plan:spec", WORKLOADS)
-        self.tracker = tracker
+        self.tracker, self.resume, self.plan_path = tracker, resume, plan_path
         base = prices or StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
         events = parse_events(self.spec.runtime.events)
         self.prices: PriceSource = ScriptedEvents(base, events) if events else base
-        self.resume = resume
-        self.run_id = run_id or f"run-{plan.fingerprint[:8]}-{candidate.id}-{time.strftime('%Y%m%dT%H%M%S')}"
-        self.run_dir = self.workdir / ".paretrain" / "runs" / self.run_id
-        self.ledger_dir = self.workdir / ".paretrain" / "ledger"
-        self.ledger_path = self.ledger_dir / f"{self.run_id}.jsonl"
-        self.plan_path = plan_path
         self.log = log or (lambda msg: None)
-        self.events: list[dict[str, Any]] = []
-        self.local = {d.id for d in local_devices()}
-        self.offers = {o.id: o for o in plan.offers}
-        cpus = sorted((d for d in local_devices() if d.kind == "cpu"), key=lambda d: d.threads)
-        self.emulate_on = self.spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
-        if self.emulate_on not in self.local:
-            raise InputError(f"runtime.emulate_on: {self.emulate_on} is not a device here (here: "
-                             f"{', '.join(sorted(self.local))}). To fix: name a local device")
-        for st in candidate.stages:
-            offer = plan.offer(st.hardware)
-            if offer.local and st.hardware not in self.local:
-                raise InputError(f"plan stage {st.index} uses {st.hardware}, which is not present on this "
-                                 f"machine (here: {', '.join(sorted(self.local))}). To fix: plan on this "
-                                 "machine, or run the plan where that hardware is")
-
-    # -- small helpers -------------------------------------------------------------------
-    def emulated(self, hardware: str) -> bool:
-        return hardware not in self.local
-
-    def event(self, name: str, **data: Any) -> None:
-        ev = {"t": round(time.time(), 3), "t_run": round(self.meter.t, 3), "event": name, **data}
-        self.events.append(ev)
-        with open(self.run_dir / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(ev) + "\n")
-        if self.handle is not None and self.tracker is not None:
-            self.tracker.set_tags(self.handle, {f"paretrain.event.{len(self.events)}": json.dumps(ev)})
-
-    def _status(self, status: str, **data: Any) -> None:
-        atomic_write_text(self.run_dir / "status.json", json.dumps({
-            "run_id": self.run_id, "fingerprint": self.plan.fingerprint, "candidate": self.cand.id,
-            "status": status, **data}, indent=1) + "\n")
+        self.state = RunState(stages=list(candidate.stages), hw=candidate.stages[0].hardware)
+        self.window: Window | None = None
 
     @property
-    def stage(self) -> StagePlan:
-        return self.stages[min(self.stage_i, len(self.stages) - 1)]
-
-    def enter_stage(self) -> None:
-        """The meter charges for every instance the current stage rents."""
-        self.meter.scale = max(1, int(getattr(self.stage, "instances", 1)))
-        self.fast_until = 0.0
+    def run_id(self) -> str:
+        return self.setup.run_id
 
     @property
-    def stage_name(self) -> str:
-        return f"stage{self.stage_i}"
-
-    def _charge(self, kind: str, what: str, seconds: float | None = None, **extra: Any) -> float:
-        emu = self.emulated(self.hw)
-        if emu and seconds is None:
-            seconds = 0.0  # real time on an emulated stage is not the offer's time
-        return self.meter.charge(kind, self.hw, stage=self.stage_name, what=what, emulated=emu,
-                                 seconds=seconds, **extra)
+    def trainer(self) -> Any:
+        return self.group.trainer
 
     def run(self) -> RunResult:
-        """Set up, train until a stop condition, and finish (see the class docstring)."""
+        """Set up, train until a stop condition, and finish (see the module docstring)."""
         try:
-            early = self.setup()
-            return self._finish(early or self._loop(), self.emulated_any)
+            early = self.start()
+            return self.finish(early or self.loop())
         finally:
-            self.close_trainer()
+            if hasattr(self, "group"):
+                self.group.close()
 
-    def setup(self) -> str | None:
-        """Build the trainer, the meter and tracking; restore on resume. Returns a stop status
+    # -- start and finish --------------------------------------------------------------------
+    def start(self) -> str | None:
+        """Build the parts, the trainer and tracking; restore on resume. Returns a stop status
         when not even the first step fits the budget."""
-        spec, cand = self.spec, self.cand
-        cfg = self.plan.config(cand.config_id)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.handle = None
+        s, st = self.setup, self.state
+        s.run_dir.mkdir(parents=True, exist_ok=True)
         if self.tracker is not None:
             self.tracker.wait_ready()
         warm_up_torch()
-        ledger = Ledger(self.ledger_path, self.run_id)
-        self.budget = self._cap(ledger.spent)
-        self.stage_i, self.stage_done = 0, 0
-        self.stages: list[StagePlan] = list(cand.stages)  # replans replace the tail
-        self.hw = cand.stages[0].hardware
-        self.slowest, self.eval_real, self.ckpt_real = 0.0, 0.0, 0.02
-        self.dirty = True
-        self.beyond = False  # the plan's samples are used up before the target
-        self.fast_until, self.fast_spend, self.fast_slow, self.window_slowest = 0.0, 0.0, 1.0, 0.0
-        self.fast_price_s, self._charger_key, self._charger = 0.0, None, None
-        self.compute_s, self.compute_steps = 0.0, 0
-        self.progress = 0.0  # ideal samples done (E_min units): samples / (1 + B / B_noise)
-        self.busy_s = self.busy_usd = 0.0  # run time and money of training steps and evaluations
-        self.adaptation = Adaptation(self)
-        self.kept_bytes: list[int] = []
-        emulated_any = self.emulated_any = any(self.emulated(s.hardware) for s in cand.stages)
-        start_t = last_run_time(self.ledger_path) if self.resume else 0.0
-        self.workload = load_workload(spec.workload, self.workdir / ".paretrain" / "cache")
-        self.trainer = self._make_trainer(cand.stages[0])
+        ledger = Ledger(s.ledger_path, s.run_id)
+        self.budget = run_cap(self.spec, s.ledger_path.parent, ledger.spent)
+        workload = load_workload(self.spec.workload, self.workdir / ".paretrain" / "cache")
+        self.group = TrainerGroup(s, workload, s.plan.config(s.cand.config_id))
+        trainer = self.group.start(st.stage)
         # the meter starts once data and model are ready (like the library loading before it,
         # building them is the same for every candidate and is not charged)
-        self.meter = Meter(ledger, self.prices, start_t=start_t)
-        self.meter.scale = max(1, int(cand.stages[0].instances))
-        if self._processes(cand.stages[0]) > 1:
-            self.event("workers", stage=0, workers=self._processes(cand.stages[0]))
-        self.storage_t = self.meter.t
-        self.ckpt_t = self.meter.t
-        self.next_eval = 0
-        self.accuracy, self.loss = 0.0, math.nan
-        if self.tracker is not None:
-            self._start_tracking(cfg.id, emulated_any)
-        self._status("running", emulated=emulated_any)
-        resumed = load_latest(self.run_dir) if self.resume else None
-        if resumed is not None:
-            from runtime.train.checkpoint import checkpoint_paths
+        self.meter = Meter(ledger, self.prices, start_t=last_run_time(s.ledger_path) if self.resume else 0.0)
+        self.account = Account(s, self.meter)
+        self.events = EventLog(s, self.meter)
+        self.guard = BudgetGuard(s, self.account, self.prices, self.budget, trainer.parameter_count())
+        self.recovery = Recovery(self.account, self.guard, self.group, self.events, self.prices, self.log)
+        self.reporting = Reporting(s, self.tracker, self.events, self.plan_path)
+        self.adaptation = Adaptation(s.plan, s.cand, self.spec, self.prices, self.meter.cost_ahead)
+        self._enter_stage()
+        if self.group.processes(st.stage) > 1:
+            self.events("workers", stage=0, workers=self.group.processes(st.stage))
+        st.storage_t = st.ckpt_t = self.meter.t
+        st.samples, st.batch_size = trainer.samples_seen, trainer.batch_size
+        self.reporting.start(trainer, self.budget)
+        self.reporting.status("running", emulated=s.emulated_any)
+        return self._first_checkpoint()
 
-            self.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.run_dir)]
-            self.hw = str(resumed[0]["run"].get("hardware", self.hw))
-            restart = self.plan.offer(self.hw).switch_s if self.emulated(self.hw) else 0.05
-            if self.meter.spent + self.meter.cost_ahead(self.hw, self.meter.t, restart + self._ckpt_s()) > self.budget:
-                self.dirty = False
+    def _first_checkpoint(self) -> str | None:
+        st = self.state
+        resumed = self.recovery.load_latest() if self.resume else None
+        if resumed is not None:
+            st.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.setup.run_dir)]
+            hw = str(resumed[0]["run"].get("hardware", st.hw))
+            if self.guard.restore_over_budget(st, hw, self.meter.t):
+                st.dirty = False
                 return "budget"
-            self._restore(resumed, reason="resume")
-            self.dirty = False
-        elif self._over_budget():
-            self.dirty = False  # not even a first step and its checkpoint fit: spend nothing
+            self.recovery.restore(st, resumed, reason="resume")
+            st.dirty = False
+        elif self.guard.over_budget(st):
+            st.dirty = False  # not even a first step and its checkpoint fit: spend nothing
             return "budget"
         else:
-            self.checkpoint("start")
-        eval_every = spec.runtime.eval_every_samples
-        self.next_eval = (self.trainer.samples_seen // eval_every + 1) * eval_every
-        self.enter_stage()
+            self.recovery.checkpoint(st, "start")
+        every = self.spec.runtime.eval_every_samples
+        st.next_eval = (self.trainer.samples_seen // every + 1) * every
+        self._enter_stage()
         return None
 
-    def _device(self, hardware: str) -> str:
-        return claim(self.emulate_on if self.emulated(hardware) else hardware)
+    def finish(self, status: str) -> RunResult:
+        st = self.state
+        try:
+            if st.dirty:  # nothing to save when the last checkpoint holds this very state
+                self.recovery.checkpoint(st, "final" if status == "target" else status)
+            self.account.charge(st, "compute", "teardown")
+        finally:
+            self.meter.ledger.close()
+        return self.reporting.finish(status, st, self.meter, self.trainer, self.budget)
 
-    def _processes(self, st: StagePlan) -> int:
-        """Worker processes a stage runs on here: its workers on a local offer (data parallel,
-        ``runtime.train.parallel``); one on an emulated offer, whose clock charges the workers."""
-        return 1 if self.emulated(st.hardware) else max(1, st.workers)
-
-    def _make_trainer(self, st: StagePlan) -> Trainer:
-        cfg = self.plan.config(self.cand.config_id)
-        device = self._device(st.hardware)
-        n = self._processes(st)
-        if n > 1:
-            from runtime.train.parallel import ParallelTrainer
-
-            return ParallelTrainer(self.workload, cfg, workers=n, threads=torch.get_num_threads(),
-                                   batch_size=st.batch_size * st.workers, precision=st.precision,
-                                   seed=self.spec.workload.seed)
-        return Trainer(self.workload, cfg, batch_size=st.batch_size * st.workers, precision=st.precision,
-                       device=device, seed=self.spec.workload.seed)
-
-    def _regroup(self, st: StagePlan) -> None:
-        """Move the training state onto as many processes as ``st`` runs on, if that changed."""
-        if self._processes(st) == getattr(self.trainer, "world", 1):
-            return
-        state = self.trainer.state_dict()
-        self.close_trainer()
-        self.trainer = self._make_trainer(st)
-        self.trainer.load_state_dict(state)
-        self.event("workers", stage=self.stage_i, workers=self._processes(st))
-
-    def close_trainer(self) -> None:
-        close = getattr(getattr(self, "trainer", None), "close", None)
-        if close is not None:
-            close()
-
-    def _loop(self) -> str:
-        spec, cand = self.spec, self.cand
-        level = cand.accuracy
-        eval_every = spec.runtime.eval_every_samples
+    # -- the loop ----------------------------------------------------------------------------
+    def loop(self) -> str:
+        st, spec = self.state, self.spec
         while True:
-            if self.stage_i < len(self.stages) and self.stage_done >= self.stage.samples:
-                if self._transition_over_budget():
+            if st.stage_i < len(st.stages) and st.stage_done >= st.stage.samples:
+                if self.guard.transition_over_budget(st):
                     return "budget"
                 self._next_stage()
-                self.fast_until = 0.0
                 continue
-            if self.stage_i >= len(self.stages) and not self.beyond:
-                self.beyond = True
-                self.stage_i = len(self.stages) - 1
-                self.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
-                self.event("beyond_plan", samples=self.trainer.samples_seen, accuracy=self.accuracy)
-                self.log(f"the plan's samples are used up at val_accuracy {self.accuracy:.4f} < {level:g}; "
-                         "continuing with the last stage's settings")
+            if st.stage_i >= len(st.stages) and not st.beyond:
+                self._beyond_plan()
             if self.trainer.samples_seen >= spec.target.max_samples:
                 return "max_samples"
-            emu = self.emulated(self.hw)
-            now = self.meter.now(emu)
-            if not (now < self.fast_until and self.meter.ledger.spent < self.fast_spend):
-                if not self.prices.available(self.hw, now):
-                    self.stop_reason = "deadline"
-                    if not self._preempted():
-                        return self.stop_reason
-                    self.fast_until = 0.0
-                    continue
-                if self._over_budget():
-                    return "budget"
-                self._open_window(now, emu)
-                self._step()
-            else:
-                self._fast_steps(emu)
-            if self.trainer.samples_seen >= self.next_eval:
-                self.next_eval += eval_every
-                if self._evaluate() >= level:
-                    return "target"
-                if self.adaptation.enabled:
-                    decision = self.adaptation.observe(self.val_loss, self.accuracy)
-                    stop = self.adaptation.act(decision, self.val_loss)
-                    if stop:
-                        return stop
-            if self.meter.now(emu) - self.ckpt_t >= spec.runtime.checkpoint_every_s:
-                self.checkpoint("interval")
-                self.fast_until = 0.0  # the storage rate changed
+            stop = self._train()
+            if stop:
+                return stop
+            if self.trainer.samples_seen >= st.next_eval:
+                st.next_eval += spec.runtime.eval_every_samples
+                stop = self._evaluate_and_adapt()
+                if stop:
+                    return stop
+            if self.account.now(st) - st.ckpt_t >= spec.runtime.checkpoint_every_s:
+                self.recovery.checkpoint(st, "interval")
+                self.window = None  # the storage rate changed
 
-    def _fast_steps(self, emu: bool) -> None:
-        """Steps inside a safe window, with nothing but training and the per-step charge: it
-        returns as soon as anything else is due (window end, spend threshold, stage end,
-        evaluation, checkpoint, max_samples, a step slower than the window assumed). The same
-        work as ``_step``, with the bookkeeping in locals (benchmarks/runtime_overhead.py)."""
-        tr, meter, ledger = self.trainer, self.meter, self.meter.ledger
-        step, perf, charge = tr.step, time.perf_counter, self._charger
-        assert charge is not None
-        price, until, spend = self.fast_price_s, self.fast_until, self.fast_spend
-        batch = tr.batch_size
-        stage_left = self.stage.samples - self.stage_done
-        eval_at, max_samples = self.next_eval, self.spec.target.max_samples
-        ckpt_at = self.ckpt_t + self.spec.runtime.checkpoint_every_s
-        slow = self.fast_slow
-        virtual_s = self.stage.step_s * slow
-        slowest, limit = self.slowest, self.window_slowest
-        done = 0
-        compute = 0.0
-        spent = start_spent = ledger.spent  # then a running float: the window's margin dwarfs its rounding
-        t_start = meter.t
-        while True:
-            t0 = perf()
-            loss = step()
-            t1 = perf()
-            real = t1 - t0
-            if emu:
-                spent += charge(price, virtual_s, tr.steps)
-            else:
-                if slow > 1.0:
-                    time.sleep(real * (slow - 1.0))
-                compute += real
-                slowest = max(slowest * 0.995, real)
-                spent += charge(price, math.nan, tr.steps)
-            done += batch
-            now = meter.t if emu else meter.t + (perf() - meter._real)
-            if (done >= stage_left or tr.samples_seen >= eval_at or tr.samples_seen >= max_samples
-                    or now >= ckpt_at or now >= until or slowest > limit or spent >= spend):
-                break
-        self.loss = loss
-        self.busy_s += meter.t - t_start
-        self.busy_usd += spent - start_spent
-        self.stage_done += done
-        self.progress += done / (1.0 + batch / self.stage.b_noise)
-        self.dirty = True
-        if not emu:
-            self.compute_s += compute
-            self.compute_steps += done // batch
-            self.slowest = slowest
-            if slowest > limit:
-                self.fast_until = 0.0
+    def _train(self) -> str | None:
+        """Steps: a full check and one step, or steps inside the open safe window."""
+        st, w = self.state, self.window
+        now = self.account.now(st)
+        if w is not None and now < w.until and self.meter.ledger.spent < w.spend:
+            every = self.spec.runtime.checkpoint_every_s
+            if not window_steps(st, self.trainer, self.account, w, stage_left=st.stage.samples - st.stage_done,
+                                max_samples=self.spec.target.max_samples, ckpt_at=st.ckpt_t + every):
+                self.window = None
+            return None
+        if not self.prices.available(st.hw, now):
+            self.window = None
+            return self.recovery.preempted(st)
+        if self.guard.over_budget(st):
+            return "budget"
+        self.window = self.guard.window(st, now)
+        if not checked_step(st, self.trainer, self.account, self.prices, self.window):
+            self.window = None
+        return None
 
-    def _step(self) -> None:
-        t_before, usd_before = self.meter.t, self.meter.ledger.spent
-        self._step_inner()
-        self.busy_s += self.meter.t - t_before
-        self.busy_usd += self.meter.ledger.spent - usd_before
-
-    def _step_inner(self) -> None:
-        emu = self.emulated(self.hw)
-        fast = self.fast_until > 0.0  # inside a safe window: price and speed are constant
-        slow = self.fast_slow if fast else self.prices.slowdown(self.hw, self.meter.now(emu))
-        t0 = time.perf_counter()
-        self.loss = self.trainer.step()
-        real = time.perf_counter() - t0
-        if emu:
-            seconds = self.stage.step_s * slow
-        else:
-            seconds = math.nan  # the real time since the last charge
-            if slow > 1.0:  # a scripted slowdown on a local device: hold it that much longer
-                time.sleep(real * (slow - 1.0))
-            self.compute_s += real
-            self.compute_steps += 1
-            self.slowest = max(self.slowest * 0.995, real)
-            if self.slowest > self.window_slowest:
-                self.fast_until = 0.0  # slower than the window assumed: check fully again
-        if fast and self._charger is not None:
-            self._charger(self.fast_price_s, seconds, self.trainer.steps)
-        else:
-            self._charge("compute", "train", seconds=None if seconds != seconds else seconds,
-                         step=self.trainer.steps)
-        b = self.trainer.batch_size
-        self.stage_done += b
-        self.progress += b / (1.0 + b / self.stage.b_noise)
-        self.dirty = True
+    def _beyond_plan(self) -> None:
+        st = self.state
+        st.beyond = True
+        st.stage_i = len(st.stages) - 1
+        st.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
+        self.events("beyond_plan", samples=self.trainer.samples_seen, accuracy=st.accuracy)
+        self.log(f"the plan's samples are used up at val_accuracy {st.accuracy:.4f} < "
+                 f"{self.setup.cand.accuracy:g}; continuing with the last stage's settings")
 
     def _evaluate(self) -> float:
-        emu = self.emulated(self.hw)
+        st = self.state
+        emu = self.setup.emulated(st.hw)
         t_before, usd_before = self.meter.t, self.meter.ledger.spent
         ev = self.trainer.evaluate()
         if emu:
-            self._charge("compute", "eval", seconds=self.stage.eval_s * self.prices.slowdown(self.hw, self.meter.t))
+            self.account.charge(st, "compute", "eval",
+                                seconds=st.stage.eval_s * self.prices.slowdown(st.hw, self.meter.t))
         else:
-            self.eval_real = max(self.eval_real * 0.9, ev.seconds)
-            self._charge("compute", "eval")
-        self.accuracy, self.val_loss = ev.accuracy, ev.loss
-        self.busy_s += self.meter.t - t_before
-        self.busy_usd += self.meter.ledger.spent - usd_before
-        if self.handle is not None and self.tracker is not None:
-            t = max(self.meter.t, 1e-9)
-            self.tracker.log_metrics(self.handle, {
-                "loss": self.loss, "val_loss": ev.loss, "val_accuracy": ev.accuracy,
-                "spend_usd": self.meter.spent, "spend_rate_usd_per_h": self.meter.spent / t * 3600,
-                "batch_size": self.trainer.batch_size, "lr": self.trainer.lr, "stage": self.stage_i,
-                "samples": self.trainer.samples_seen, "run_time_s": self.meter.t,
-                "price_usd_per_h": self.prices.price_usd_per_h(self.hw, self.meter.t)}, step=self.trainer.steps)
+            st.eval_real = max(st.eval_real * 0.9, ev.seconds)
+            self.account.charge(st, "compute", "eval")
+        st.accuracy, st.val_loss = ev.accuracy, ev.loss
+        st.busy_s += self.meter.t - t_before
+        st.busy_usd += self.meter.ledger.spent - usd_before
+        self.reporting.evaluation(st, self.meter, self.trainer, self.prices.price_usd_per_h(st.hw, self.meter.t))
         return ev.accuracy
 
-    def _next_stage(self) -> None:
-        self.checkpoint(f"end of stage {self.stage_i}")
-        self.stage_i, self.stage_done = self.stage_i + 1, 0
-        if self.stage_i >= len(self.stages):
-            return
-        gb = self.apply_stage()
-        self.event("stage", stage=self.stage_i, hardware=self.hw, batch_size=gb)
+    def _evaluate_and_adapt(self) -> str | None:
+        if self._evaluate() >= self.setup.cand.accuracy:
+            return "target"
+        if not self.adaptation.enabled:
+            return None
+        decision = self.adaptation.decide(self.snapshot())
+        return self.apply(decision)
 
-    def apply_stage(self) -> int:
+    # -- stages ------------------------------------------------------------------------------
+    def _enter_stage(self) -> None:
+        """The meter charges for every instance the current stage rents."""
+        self.meter.scale = max(1, int(self.state.stage.instances))
+        self.window = None
+
+    def _next_stage(self) -> None:
+        st = self.state
+        self.recovery.checkpoint(st, f"end of stage {st.stage_i}")
+        st.stage_i, st.stage_done = st.stage_i + 1, 0
+        if st.stage_i >= len(st.stages):
+            return
+        gb = self._take_up_stage()
+        self.events("stage", stage=st.stage_i, hardware=st.hw, batch_size=gb)
+
+    def _take_up_stage(self) -> int:
         """Take up the current stage's settings: its offer (moving there if needed) and its
         global batch (learning rate rescaled, short warm-up). Returns the global batch."""
-        self.enter_stage()
-        st = self.stage
-        if st.hardware != self.hw:
-            self.move_to(st.hardware)
-        self._regroup(st)
-        gb = st.batch_size * st.workers
+        st = self.state
+        self._enter_stage()
+        stage = st.stage
+        if stage.hardware != st.hw:
+            self.recovery.move_to(st, stage.hardware)
+        if self.group.regroup(stage):
+            self.events("workers", stage=st.stage_i, workers=self.group.processes(stage))
+        gb = stage.batch_size * stage.workers
         if gb != self.trainer.batch_size:
             self.trainer.set_batch_size(gb, warmup_steps=5)
+        st.batch_size = self.trainer.batch_size
         return gb
+
+    # -- adaptation --------------------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        st = self.state
+        return Snapshot(
+            now=self.account.now(st), spent=self.meter.spent, budget=self.budget,
+            reserve_usd=self.guard.reserve_usd(st), hw=st.hw, stage_i=st.stage_i, stages=tuple(st.stages),
+            stage_done=st.stage_done, progress=st.progress, beyond=st.beyond, samples=self.trainer.samples_seen,
+            batch_size=self.trainer.batch_size, busy_s=st.busy_s, busy_usd=st.busy_usd,
+            val_loss=st.val_loss, accuracy=st.accuracy)
+
+    def apply(self, decision: Decision) -> str | None:
+        """Carry a policy decision out; returns a stop status or None to go on."""
+        if decision.action == Action.CONTINUE:
+            return None
+        if decision.action == Action.PAUSE:
+            self._pause(float(decision.detail["until"]), decision.reason)
+            return None
+        if decision.rollback:
+            self._rollback(decision.reason)
+        snap = self.snapshot()
+        change = self.adaptation.replan(snap, decision)
+        return self._apply_change(change, snap)
+
+    def _apply_change(self, change: Change, snap: Snapshot) -> str | None:
+        st = self.state
+        self.events("replan", **change.record)
+        self.events.ledger("replan", st, **{k: v for k, v in change.record.items() if k not in ("stages", "step_factor")})
+        self.log(f"replan at {snap.now:.1f} s: {change.reason} (predicted rest "
+                 f"${change.record['old_cost_usd']:.3g} / {change.record['old_wall_s']:.1f} s -> "
+                 f"${change.record['new_cost_usd']:.3g} / {change.record['new_wall_s']:.1f} s)")
+        if change.action == Action.CONTINUE:
+            return None
+        if change.action == Action.STOP:
+            return "budget"
+        if change.first is not None and self.guard.change_over_budget(st, change.first[0]):
+            self.events("replan_unaffordable", reason="the checkpoint and move do not fit the budget left")
+            return "budget"
+        self.recovery.checkpoint(st, "before adaptation")
+        self._save_rollback_point()
+        self.adaptation.committed(change, snap)
+        st.stages = st.stages[:st.stage_i] + list(change.stages)
+        st.stage_done = 0
+        self._take_up_stage()
+        self.recovery.checkpoint(st, "after adaptation")  # resume and preemption restore to the new plan, here
+        return None
+
+    @property
+    def _rollback_path(self) -> Path:
+        return self.setup.run_dir / "before-adaptation.pt"
+
+    def _save_rollback_point(self) -> None:
+        st = self.state
+        saved = {"trainer": self.trainer.state_dict(), "run": {
+            "stage": st.stage_i, "stage_samples": st.stage_done, "progress": st.progress, "hardware": st.hw}}
+        buf = io.BytesIO()
+        torch.save(saved, buf)
+        atomic_write_bytes(self._rollback_path, buf.getvalue())
+
+    def _rollback(self, reason: str) -> None:
+        """Back to the state just before the last adaptation; its option is avoided from now on."""
+        if not self._rollback_path.exists():
+            return
+        stages = self.adaptation.rollback()
+        if stages is None:
+            return
+        st = self.state
+        saved = torch.load(self._rollback_path, map_location="cpu", weights_only=True)
+        self.trainer.load_state_dict(saved["trainer"])
+        run = saved["run"]
+        st.stage_i, st.stage_done, st.progress = int(run["stage"]), int(run["stage_samples"]), float(run["progress"])
+        st.stages = list(stages)
+        st.samples, st.batch_size = self.trainer.samples_seen, self.trainer.batch_size
+        self._enter_stage()
+        if str(run["hardware"]) != st.hw:
+            self.recovery.move_to(st, str(run["hardware"]))
+        self.events("rollback", reason=reason, bad=sorted(map(list, self.adaptation.bad)))
+        self.events.ledger("rollback", st, reason=reason)
+
+    def _pause(self, until: float, reason: str) -> None:
+        st = self.state
+        emu = self.setup.emulated(st.hw)
+        if self.guard.change_over_budget(st, st.hw, extra_s=until - self.meter.now(emu)):
+            return  # the checkpoint and the storage of the wait do not fit: keep going (the cap holds)
+        self.recovery.checkpoint(st, "pause")
+        now = self.meter.now(emu)
+        self.events("pause", reason=reason, until=until, seconds=until - now)
+        self.events.ledger("pause", st, reason=reason, seconds=round(until - now, 6))
+        self.meter.wait(st.hw, until - now, stage=st.stage_name, emulated=emu)
+        self.account.charge_storage(st, "checkpoints while paused")
+        self.meter.skip_real()
+        self.window = None
+        self.adaptation.paused()

@@ -10,118 +10,119 @@ from that checkpoint; if it is not back before the deadline the run stops.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from planner.plan import StagePlan
+from runtime.money.prices import PriceSource, next_available
+from runtime.run.account import Account, EventLog
+from runtime.run.guard import BudgetGuard
+from runtime.run.state import RunState
+from runtime.run.workers import TrainerGroup
 from runtime.train.checkpoint import load_latest, save_checkpoint
-from runtime.money.prices import next_available
 
 __all__ = ["Recovery"]
 
 
 class Recovery:
-    """Mixin of ``runtime.run.executor.Executor``: checkpoint, restore, preemption, move."""
+    """Checkpoint, restore, preemption and move, on the run state the executor hands in."""
 
-    def move_to(self, hardware: str) -> None:
+    def __init__(self, account: Account, guard: BudgetGuard, group: TrainerGroup, events: EventLog,
+                 prices: PriceSource, log: Callable[[str], None]) -> None:
+        self.account, self.guard, self.group, self.events = account, guard, group, events
+        self.setup, self.meter, self.prices, self.log = account.setup, account.meter, prices, log
+
+    def move_to(self, state: RunState, hardware: str) -> None:
         """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move
         (provisioning and restore, on emulated offers their switch time) on the new one."""
-        old = self.hw
-        egress = self.offers[old].egress_usd_per_gb * \
-            (self.kept_bytes[-1] if self.kept_bytes else 0) / 1e9
+        egress = self.account.egress_usd(state)
         if egress > 0:
-            self.meter.charge_amount("egress", egress, old, stage=self.stage_name,
-                                     what="checkpoint to the next offer", emulated=self.emulated(old))
-        self.hw = hardware
-        self._device(hardware)
-        self._charge("compute", "move", seconds=self.offers[hardware].switch_s
-                     if self.emulated(hardware) else None)
-        self.event("switch", stage=self.stage_i, hardware=hardware)
-        self.fast_until = 0.0
+            self.meter.charge_amount("egress", egress, state.hw, stage=state.stage_name,
+                                     what="checkpoint to the next offer", emulated=self.setup.emulated(state.hw))
+        state.hw = hardware
+        self.group.device(hardware)
+        self.account.charge(state, "compute", "move", seconds=self.setup.offer(hardware).switch_s
+                            if self.setup.emulated(hardware) else None)
+        self.events("switch", stage=state.stage_i, hardware=hardware)
 
-    def checkpoint(self, reason: str) -> None:
+    def checkpoint(self, state: RunState, reason: str) -> None:
         """Save the state. The spend recorded with it is the ledger up to this moment, so on a
         resume whatever the ledger holds beyond it (this write included) is work lost."""
-        emu = self.emulated(self.hw)
+        emu = self.setup.emulated(state.hw)
         t0 = time.perf_counter()
         if not emu:
-            self._charge("compute", "train")
-        state = {"trainer": self.trainer.state_dict(), "run": {
-            "stage": self.stage_i, "stage_samples": self.stage_done, "spent_usd": self.meter.spent,
-            "lines": self.meter.ledger.lines, "t_run": self.meter.t, "hardware": self.hw,
-            "accuracy": getattr(self, "accuracy", 0.0), "progress": self.progress,
-            "stages": [asdict(st) for st in self.stages]}}
-        self.charge_storage("checkpoints")  # storage of the checkpoints kept until now
-        _, size = save_checkpoint(self.run_dir, state, self.spec.runtime.keep_checkpoints)
-        self.kept_bytes = (self.kept_bytes + [size])[-self.spec.runtime.keep_checkpoints:]
+            self.account.charge(state, "compute", "train")
+        saved = {"trainer": self.group.trainer.state_dict(), "run": {
+            **state.position(), "spent_usd": self.meter.spent, "lines": self.meter.ledger.lines,
+            "t_run": self.meter.t}}
+        self.account.charge_storage(state, "checkpoints")  # storage of the checkpoints kept until now
+        keep = self.setup.spec.runtime.keep_checkpoints
+        _, size = save_checkpoint(self.setup.run_dir, saved, keep)
+        state.kept_bytes = (state.kept_bytes + [size])[-keep:]
         if emu:
-            self._charge("checkpoint", reason, seconds=self._virtual_ckpt_s(), bytes=size)
+            self.account.charge(state, "checkpoint", reason, seconds=self.guard.virtual_ckpt_s(), bytes=size)
             self.meter.skip_real()
         else:
-            self._charge("checkpoint", reason, bytes=size)
-            self.ckpt_real = max(self.ckpt_real * 0.5, time.perf_counter() - t0)
-        self.ckpt_t = self.meter.t
-        self.dirty = False
+            self.account.charge(state, "checkpoint", reason, bytes=size)
+            state.ckpt_real = max(state.ckpt_real * 0.5, time.perf_counter() - t0)
+        state.ckpt_t = self.meter.t
+        state.dirty = False
 
-    def _restore(self, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
-        state, path = loaded
-        run = state["run"]
-        self.trainer.load_state_dict(state["trainer"])
-        self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
-        self.accuracy = float(run.get("accuracy", 0.0))
-        self.progress = float(run.get("progress", 0.0))
-        if run.get("stages"):
-            self.stages = [StagePlan(**st) for st in run["stages"]]
-        if hasattr(self, "meter"):
-            self.enter_stage()
-        old_hw, self.hw = self.hw, str(run.get("hardware", self.hw))
-        self._device(self.hw)
-        self._regroup(self.stage)  # the checkpoint's stage may run on another number of workers
+    def restore(self, state: RunState, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
+        """Go back to a checkpoint: trainer, position, offer and worker count; the work since it
+        is recorded as lost, and the restart is charged."""
+        saved, path = loaded
+        run = saved["run"]
+        self.group.trainer.load_state_dict(saved["trainer"])
+        state.restore_position(run)
+        self.meter.scale = max(1, int(state.stage.instances))
+        self.group.device(state.hw)
+        if self.group.regroup(state.stage):  # the checkpoint's stage may run on another worker count
+            self.events("workers", stage=state.stage_i, workers=self.group.processes(state.stage))
+        trainer = self.group.trainer
+        state.samples, state.batch_size = trainer.samples_seen, trainer.batch_size
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
-        self.meter.event(reason, self.hw, self.stage_name, checkpoint=path.name, lost_usd=lost,
-                         lost_s=round(lost_s, 6), from_line=int(run.get("lines", 0)))
-        self.event(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=self.hw)
-        self.log(f"{reason}: back to {path.name} (stage {self.stage_i}, {self.trainer.samples_seen} samples); "
+        self.events.ledger(reason, state, checkpoint=path.name, lost_usd=lost, lost_s=round(lost_s, 6),
+                           from_line=int(run.get("lines", 0)))
+        self.events(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=state.hw)
+        self.log(f"{reason}: back to {path.name} (stage {state.stage_i}, {trainer.samples_seen} samples); "
                  f"${lost:.3g} of work since it is lost")
-        del old_hw
-        self.ckpt_t = self.meter.t
-        self.next_eval = (self.trainer.samples_seen // self.spec.runtime.eval_every_samples + 1) * \
-            self.spec.runtime.eval_every_samples
-        offer = self.plan.offer(self.hw)
-        restart = offer.switch_s if self.emulated(self.hw) else None
-        self._charge("compute", "restore", seconds=restart)
+        state.ckpt_t = self.meter.t
+        every = self.setup.spec.runtime.eval_every_samples
+        state.next_eval = (trainer.samples_seen // every + 1) * every
+        restart = self.setup.offer(state.hw).switch_s if self.setup.emulated(state.hw) else None
+        self.account.charge(state, "compute", "restore", seconds=restart)
 
-    def _preempted(self) -> bool:
+    def preempted(self, state: RunState) -> str | None:
         """The offer is gone: lose the work since the checkpoint, wait (storage charged) until it
-        is back, then restore. False when it is not back before the deadline."""
-        emu = self.emulated(self.hw)
+        is back, then restore. Returns None when the run goes on, else why it stops
+        ("deadline": not back in time; "budget": the restart would not fit)."""
+        emu = self.setup.emulated(state.hw)
         now = self.meter.now(emu)
         if not emu:
-            self._charge("compute", "train")
-        horizon = max(0.0, self.spec.deadline_s - now)
-        back = next_available(self.prices, self.hw, now, horizon)
-        self.event("preemption", hardware=self.hw, back_at=back)
-        self.meter.event("preemption", self.hw, self.stage_name, back_at=back)
-        self.dirty = False  # the machine and the work since the checkpoint are gone
+            self.account.charge(state, "compute", "train")
+        horizon = max(0.0, self.setup.spec.deadline_s - now)
+        back = next_available(self.prices, state.hw, now, horizon)
+        self.events("preemption", hardware=state.hw, back_at=back)
+        self.events.ledger("preemption", state, back_at=back)
+        state.dirty = False  # the machine and the work since the checkpoint are gone
         if back is None:
-            self.charge_storage("checkpoints while preempted")
-            return False
-        wait = back - now
-        storage = self._storage_rate() * (now + wait - self.storage_t)
-        loaded = load_latest(self.run_dir)
-        assert loaded is not None  # a checkpoint is taken when the run starts
-        # the restore happens on the checkpoint's offer: its restart (and a final checkpoint)
-        # is what must fit the budget
-        hw = str(loaded[0]["run"].get("hardware", self.hw))
-        restart = self.offers[hw].switch_s if self.emulated(hw) else 0.05
-        if self.meter.spent + storage + self.meter.cost_ahead(hw, back, restart + 2 * self._ckpt_s()) > self.budget:
-            self.charge_storage("checkpoints while preempted")
-            self.stop_reason = "budget"
-            return False
-        self.meter.wait(self.hw, wait, stage=self.stage_name, emulated=emu)
-        self.charge_storage("checkpoints while preempted")
-        self._restore(loaded, reason="preempted")
-        self.dirty = False
-        return True
+            self.account.charge_storage(state, "checkpoints while preempted")
+            return "deadline"
+        storage = self.account.storage_rate(state) * (back - state.storage_t)
+        loaded = load_latest(self.setup.run_dir)
+        if loaded is None:
+            raise RuntimeError(f"run {self.setup.run_id}: preempted with no checkpoint to go back to")
+        # the restore happens on the checkpoint's offer: its restart (and a final checkpoint) must fit
+        hw = str(loaded[0]["run"].get("hardware", state.hw))
+        if self.guard.restore_over_budget(state, hw, back, extra_usd=storage, checkpoints=2):
+            self.account.charge_storage(state, "checkpoints while preempted")
+            return "budget"
+        self.meter.wait(state.hw, back - now, stage=state.stage_name, emulated=emu)
+        self.account.charge_storage(state, "checkpoints while preempted")
+        self.restore(state, loaded, reason="preempted")
+        state.dirty = False
+        return None
+
+    def load_latest(self) -> tuple[dict[str, Any], Path] | None:
+        return load_latest(self.setup.run_dir)

@@ -119,22 +119,23 @@ def test_a_price_peak_with_slack_pauses_and_charges_no_compute_meanwhile(plan, t
 def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
     cand = on(plan, T4)
     ex = Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id="rb")
-    assert ex.setup() is None
+    assert ex.start() is None
     for _ in range(40):
-        ex._step()
+        ex._train()
     before = {k: v.clone() for k, v in ex.trainer.model.state_dict().items()}
-    batch_before, stage_before, samples_before = ex.trainer.batch_size, ex.stage_i, ex.trainer.samples_seen
+    batch_before, stage_before, samples_before = ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen
     ex.adaptation.bad.add((T4, batch_before))  # so the replan must change something
-    ex.adaptation._replan(Decision(Action.REPLAN, "test"), val_loss=1.0)
+    ex.state.val_loss = 1.0
+    assert ex.apply(Decision(Action.REPLAN, "test")) is None
     changed = ex.adaptation.changed_option
     assert changed is not None and changed != (T4, batch_before)
     for _ in range(20):
-        ex._step()
+        ex._train()
     assert any(not torch.equal(before[k], v) for k, v in ex.trainer.model.state_dict().items())
-    ex.adaptation._rollback("test")
+    ex._rollback("test")
     after = ex.trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert (ex.trainer.batch_size, ex.stage_i, ex.trainer.samples_seen) == (batch_before, stage_before, samples_before)
+    assert (ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen) == (batch_before, stage_before, samples_before)
     assert changed in ex.adaptation.bad
     ex.meter.ledger.close()
 

@@ -1,0 +1,66 @@
+"""The training processes of a run: one trainer, on as many processes as its stage runs on.
+
+A stage with ``workers: n`` on a local offer runs data parallel on ``n`` processes
+(``runtime.train.parallel``); on an emulated offer it runs in one process on ``emulate_on``,
+whose virtual clock charges the workers' time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from planner.plan import StagePlan
+from planner.space import Config
+from runtime.run.state import RunSetup
+from runtime.train.devices import claim
+from runtime.train.trainer import Trainer
+
+__all__ = ["TrainerGroup"]
+
+
+class TrainerGroup:
+    """Owns the run's trainer: builds it for a stage, regroups it when the worker count changes."""
+
+    def __init__(self, setup: RunSetup, workload: Any, config: Config) -> None:
+        self.setup, self.workload, self.config = setup, workload, config
+        self.trainer: Any = None
+
+    def device(self, hardware: str) -> str:
+        """Claim the local device a stage on ``hardware`` trains on."""
+        return claim(self.setup.emulate_on if self.setup.emulated(hardware) else hardware)
+
+    def processes(self, st: StagePlan) -> int:
+        return 1 if self.setup.emulated(st.hardware) else max(1, st.workers)
+
+    def start(self, st: StagePlan) -> Any:
+        self.trainer = self._make(st)
+        return self.trainer
+
+    def _make(self, st: StagePlan) -> Any:
+        device = self.device(st.hardware)
+        n = self.processes(st)
+        seed = self.setup.spec.workload.seed
+        if n > 1:
+            from runtime.train.parallel import ParallelTrainer
+
+            return ParallelTrainer(self.workload, self.config, workers=n, threads=torch.get_num_threads(),
+                                   batch_size=st.batch_size * st.workers, precision=st.precision, seed=seed)
+        return Trainer(self.workload, self.config, batch_size=st.batch_size * st.workers,
+                       precision=st.precision, device=device, seed=seed)
+
+    def regroup(self, st: StagePlan) -> bool:
+        """Move the training state onto as many processes as ``st`` runs on, if that changed."""
+        if self.processes(st) == getattr(self.trainer, "world", 1):
+            return False
+        state = self.trainer.state_dict()
+        self.close()
+        self.trainer = self._make(st)
+        self.trainer.load_state_dict(state)
+        return True
+
+    def close(self) -> None:
+        close = getattr(self.trainer, "close", None)
+        if close is not None:
+            close()
