@@ -5,6 +5,11 @@ Each line is written to the OS as soon as it is charged (so a ``kill -9`` of the
 loses nothing) and fsync'd at most once a second (so a step does not wait on the disk).
 The spend of a run is the exact sum (``math.fsum``) of its lines.
 
+Test hook: with ``PARETRAIN_TEST_KILL_AT_LINE=N`` in the environment, a ledger that writes the
+file's N-th line (counting the lines already there) fsyncs it and sends SIGKILL to its own
+process at once, the lines after it in the same batch never reaching the file: a ``kill -9`` at a
+chosen ledger offset, the same on every machine (tests/runtime/test_kill_resume.py).
+
 >>> import tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> with Ledger(d / "r.jsonl", "r") as led:
@@ -19,12 +24,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 __all__ = ["Ledger", "Charge", "ExactSum", "ledger_files", "read_charges", "spend_by", "KINDS"]
+
+KILL_AT_LINE_ENV = "PARETRAIN_TEST_KILL_AT_LINE"
 
 KINDS = ("compute", "storage", "egress", "checkpoint", "lost", "profile", "search", "event")
 
@@ -143,6 +151,17 @@ class Ledger:
         self._templates: dict[tuple[Any, ...], str] = {}
         self._pending: list[tuple[Any, ...]] = []
         self._last_flush = time.monotonic()
+        kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
+        self._kill_at = int(kill_at) if kill_at.strip() else 0  # the test hook; 0: off
+
+    def _write(self, lines: list[str], first: int) -> None:
+        """Hand lines numbered ``first``, ``first + 1``, ... to the OS in one write."""
+        if self._kill_at and first < self._kill_at <= first + len(lines):
+            # the test hook (module docstring): the N-th line durably written, then kill -9
+            os.write(self._fd, "".join(lines[: self._kill_at - first]).encode())
+            os.fsync(self._fd)
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.write(self._fd, "".join(lines).encode())
 
     def charge(self, kind: str, usd: float, *, seconds: float = 0.0, stage: str = "train",
                hardware: str = "", **extra: Any) -> str:
@@ -166,7 +185,7 @@ class Ledger:
             text = tpl % (self.lines, time.time(), usd, round(float(seconds), 9), *nums)
         else:
             text = _line(cid, time.time(), self.run_id, stage, kind, hardware, usd, float(seconds), extra) + "\n"
-        os.write(self._fd, text.encode())
+        self._write([text], self.lines)
         self.lines += 1
         self._sum.add(usd)
         self._stale = True
@@ -217,7 +236,7 @@ class Ledger:
             for tpl, n, t, usd, seconds, t_run, step in self._pending:
                 lines.append(tpl % (n, t, usd, round(seconds, 9), round(t_run, 6), step))
                 add(usd)
-            os.write(self._fd, "".join(lines).encode())
+            self._write(lines, self._pending[0][1])
             self._pending.clear()
             self._stale = True
             self._dirty = True

@@ -1,32 +1,39 @@
-"""kill -9 at random moments, then --resume: nothing lost, nothing counted twice."""
+"""kill -9 at chosen ledger offsets, then --resume: nothing lost, nothing counted twice.
+
+The run is killed by the ledger's test hook (``PARETRAIN_TEST_KILL_AT_LINE``): SIGKILL right
+after the N-th ledger line is durably written, so the kill points are the same on every machine.
+The offer is emulated (virtual clock), so the uninterrupted run charges the very same steps.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from planner.plan import plan_to_json
+from runtime.money.ledger import KILL_AT_LINE_ENV, read_charges
 from runtime.train.checkpoint import checkpoint_paths
-from runtime.money.ledger import read_charges
 from tests.conftest import ROOT
 from tests.runtime.plans import make_test_plan, tiny_spec
 
 pytestmark = pytest.mark.slow
 
-CKPT_EVERY = 0.1  # virtual seconds
+CKPT_EVERY = 0.1  # virtual seconds: a checkpoint every ~100 ledger lines
+KILL_AT = (150, 370, 580, 800)  # ledger lines; the whole run writes ~1400 with these kills
 
 
-def start(cwd: Path, *extra: str) -> subprocess.Popen:
+def start(cwd: Path, *extra: str, kill_at: int = 0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop(KILL_AT_LINE_ENV, None)
+    if kill_at:
+        env[KILL_AT_LINE_ENV] = str(kill_at)
     return subprocess.Popen([sys.executable, "-m", "paretrain.cli", "run", "plan.json", "--candidate", "cheapest",
                              "--no-track", *extra], cwd=cwd, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -37,39 +44,65 @@ def ledger_lines(cwd: Path) -> list[dict]:
     return list(read_charges(files[0])) if files else []
 
 
-@pytest.fixture(scope="module")
-def killed_and_resumed(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("kill")
+def kill_spec_plan():
     data = tiny_spec(target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
                      runtime={"eval_every_samples": 2000, "checkpoint_every_s": CKPT_EVERY, "keep_checkpoints": 2},
                      hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False})
-    plan = make_test_plan(data, e_min=20000)
+    return make_test_plan(data, e_min=20000)
+
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("kill")
+    plan = kill_spec_plan()
     (cwd / "plan.json").write_text(plan_to_json(plan))
-    rng = random.Random(7)
-    kills = 0
-    proc = start(cwd)
-    for _ in range(4):
-        before = len(ledger_lines(cwd))
-        deadline = time.monotonic() + 60
-        while len(ledger_lines(cwd)) < before + 50 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 0.4))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-        proc = start(cwd, "--resume")
+    killed = []
+    for i, n in enumerate(KILL_AT):
+        proc = start(cwd, *(("--resume",) if i else ()), kill_at=n)
+        proc.communicate(timeout=300)
+        killed.append(proc.returncode)
+    proc = start(cwd, "--resume")
     out, err = proc.communicate(timeout=300)
-    return cwd, plan, kills, proc.returncode, out, err
+    return cwd, plan, killed, proc.returncode, out, err
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("whole")
+    (cwd / "plan.json").write_text(plan_to_json(kill_spec_plan()))
+    proc = start(cwd)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 3, err
+    return ledger_lines(cwd)
+
+
+def resumes(lines: list[dict]) -> list[tuple[int, dict]]:
+    return [(i, c) for i, c in enumerate(lines) if c.get("event") == "resume"]
+
+
+def lost_lines(lines: list[dict]) -> set[int]:
+    """Indices of the lines a resume declared lost: from its checkpoint's position to itself."""
+    return {j for i, ev in resumes(lines) for j in range(ev["from_line"], i)}
+
+
+def work(lines: list[dict]) -> list[tuple]:
+    """The training and evaluation compute charges: (what, step, usd, seconds)."""
+    return [(c["what"], c.get("step"), c["usd"], c["seconds"]) for c in lines
+            if c["kind"] == "compute" and c["what"] in ("train", "eval")]
 
 
 def test_the_run_finishes_after_the_kills(killed_and_resumed):
-    cwd, plan, kills, code, out, err = killed_and_resumed
-    assert kills >= 3
+    cwd, plan, killed, code, out, err = killed_and_resumed
+    assert killed == [-signal.SIGKILL] * len(KILL_AT)  # each run died at its ledger offset
     assert code == 3, err  # an unreachable level: it stops at max_samples, having resumed each time
     assert "target.max_samples" in err
     status = json.loads(next((cwd / ".paretrain" / "runs").glob("*/status.json")).read_text())
     assert status["samples"] >= 60000
+
+
+def test_each_resume_continues_the_ledger_where_the_kill_left_it(killed_and_resumed):
+    lines = ledger_lines(killed_and_resumed[0])
+    assert [i for i, _ in resumes(lines)] == list(KILL_AT)
 
 
 def test_no_charge_id_appears_twice_and_none_is_missing(killed_and_resumed):
@@ -85,20 +118,54 @@ def test_run_time_is_continuous_so_no_work_is_uncharged_or_charged_twice(killed_
         assert b["t_run"] == pytest.approx(a["t_run"] + a["seconds"], abs=2e-6)
 
 
-def test_lost_work_is_recorded_once_and_at_most_one_checkpoint_interval(killed_and_resumed):
+def test_each_step_is_charged_once_besides_the_lost_work(killed_and_resumed, uninterrupted):
+    """Outside the lines declared lost, the killed run charges exactly the steps and evaluations
+    of the uninterrupted run, each once and in order, at the same price."""
+    lines = ledger_lines(killed_and_resumed[0])
+    lost = lost_lines(lines)
+    kept = [c for j, c in enumerate(lines) if j not in lost]
+    steps = [step for what, step, _, _ in work(kept) if what == "train"]
+    assert steps == list(range(1, len(steps) + 1))
+    assert [(what, step, seconds) for what, step, _, seconds in work(kept)] == \
+        [(what, step, seconds) for what, step, _, seconds in work(uninterrupted)]
+    # the same price; the amounts differ in the last bits (integrated from another start time)
+    assert [usd for _, _, usd, _ in work(kept)] == pytest.approx([usd for _, _, usd, _ in work(uninterrupted)],
+                                                                 rel=1e-9)
+    # and each kill lost training steps, which the resumed run did again
+    for i, ev in resumes(lines):
+        redone = [c["step"] for c in lines[ev["from_line"]:i] if c.get("what") == "train"]
+        assert redone and set(redone) <= set(steps)
+
+
+def test_lost_work_is_recorded_once_and_at_most_one_checkpoint_interval(killed_and_resumed, uninterrupted):
     cwd, plan = killed_and_resumed[:2]
     lines = ledger_lines(cwd)
-    resumes = [(i, c) for i, c in enumerate(lines) if c.get("event") == "resume"]
-    assert len(resumes) >= 3
-    step_s = max(s.step_s for s in plan.candidate("cheapest").stages)
-    eval_s = max(s.eval_s for s in plan.candidate("cheapest").stages)
-    for i, ev in resumes:
-        lost = math.fsum(c["usd"] for c in lines[ev["from_line"]:i])
-        assert ev["lost_usd"] == pytest.approx(lost, rel=1e-9, abs=1e-15)
-        assert ev["lost_s"] <= CKPT_EVERY + 2 * step_s + eval_s + 0.1  # + the checkpoint's own write
+    stages = plan.candidate("cheapest").stages
+    ckpt_s = max(c["seconds"] for c in lines if c["kind"] == "checkpoint")
+    # a checkpoint is taken once an interval has passed: at most a step (or an evaluation) after
+    # it; the checkpoint's own write is counted lost too (the ledger position is taken before it)
+    bound = CKPT_EVERY + max(s.step_s for s in stages) + max(s.eval_s for s in stages) + ckpt_s + 1e-5
+    previous = 0
+    for i, ev in resumes(lines):
+        assert previous <= ev["from_line"] < i  # the lost ranges do not overlap
+        previous = i
+        lost = lines[ev["from_line"]:i]
+        assert ev["usd"] == 0.0
+        assert ev["lost_usd"] == pytest.approx(math.fsum(c["usd"] for c in lost), rel=1e-9, abs=1e-15)
+        assert ev["lost_s"] == pytest.approx(math.fsum(c["seconds"] for c in lost), abs=1e-5)
+        assert 0 < ev["lost_s"] <= bound
+    # recorded once: the run paid the uninterrupted run's steps, the lost work, and its overheads
+    # (restores, checkpoints, storage); no other line charges lost work again
+    lost = lost_lines(lines)
+    kept = [c for j, c in enumerate(lines) if j not in lost]
+    assert {c["kind"] for c in kept} <= {"compute", "checkpoint", "storage", "event"}
+    assert {c["what"] for c in kept if c["kind"] == "compute"} <= {"train", "eval", "restore", "teardown"}
     total = math.fsum(c["usd"] for c in lines)
-    kept_and_lost = math.fsum(c["usd"] for c in lines if c["kind"] != "event")
-    assert total == kept_and_lost
+    restores = math.fsum(c["usd"] for c in kept if c.get("what") == "restore")
+    overhead = math.fsum(c["usd"] for c in kept if c["kind"] in ("checkpoint", "storage"))
+    training = math.fsum(c["usd"] for c in uninterrupted if c["kind"] == "compute" and c["what"] in ("train", "eval"))
+    recorded_lost = math.fsum(ev["lost_usd"] for _, ev in resumes(lines))
+    assert total == pytest.approx(training + recorded_lost + restores + overhead, rel=1e-12)
 
 
 def test_only_the_last_checkpoints_are_kept(killed_and_resumed):
