@@ -14,6 +14,8 @@ from runtime.money.ledger import read_charges
 from runtime.adapt.policy import Action, Decision
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
+pytestmark = pytest.mark.slow  # every test trains through a real executor
+
 T4, L4 = "aws/g4dn.xlarge", "gcp/g2-standard-4"
 
 

@@ -72,6 +72,7 @@ def _run(plan, tmp_path, run_id, **kw):
         return err.result  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow  # trains through a real executor
 def test_a_trace_preemption_loses_work_waits_and_charges_storage_only_while_waiting(tmp_path):
     data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin", "spot": True},
                      target={"goal": 0.3, "levels": [0.3], "max_samples": 6000})
@@ -88,6 +89,7 @@ def test_a_trace_preemption_loses_work_waits_and_charges_storage_only_while_wait
     assert result.wall_s >= 30.0  # the wait counts in run time (against the deadline)
 
 
+@pytest.mark.slow  # trains through a real executor
 def test_a_preemption_that_outlasts_the_deadline_stops_the_run(tmp_path):
     data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin"}, deadline_s=10)
     plan = make_test_plan(data)
@@ -97,6 +99,7 @@ def test_a_preemption_that_outlasts_the_deadline_stops_the_run(tmp_path):
     assert result.status == "deadline"
 
 
+@pytest.mark.slow  # trains through a real executor
 def test_the_project_ceiling_caps_a_run_by_what_other_runs_spent(tmp_path):
     plan = g4dn_plan()
     first = _run(plan, tmp_path, "first")
@@ -110,6 +113,7 @@ def test_the_project_ceiling_caps_a_run_by_what_other_runs_spent(tmp_path):
     assert total <= ceiling
 
 
+@pytest.mark.slow  # trains through a real executor
 def test_ledger_command_reports_spend_by_run_stage_and_kind(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plan = g4dn_plan()
@@ -121,6 +125,7 @@ def test_ledger_command_reports_spend_by_run_stage_and_kind(tmp_path, monkeypatc
     assert f"total ${total:.6f}" in r.stdout
 
 
+@pytest.mark.slow  # trains through a real executor
 def test_a_stage_renting_several_instances_pays_for_each(tmp_path):
     from dataclasses import replace
 
