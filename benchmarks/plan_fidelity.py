@@ -12,7 +12,9 @@ The default spec (``benchmarks/specs/fidelity.yaml``) plans runs of 5-30 s: the 
 plans runs of about a second, where start-up, not training, decides the error. Each wall-time
 error is split in two: ``samples_ratio`` (realized over predicted samples: the convergence
 model) and ``speed_ratio`` (realized over predicted seconds per sample: the step-time model and
-this machine's speed on the day).
+this machine's speed on the day). Every prediction is the plan's own (cost, wall time and each
+stage's step and evaluation seconds, from ``planner.stagecost``, the one cost model of the plan
+and of every replan); the benchmark recomputes none.
 
     .venv/bin/python benchmarks/plan_fidelity.py [--spec benchmarks/specs/fidelity.yaml] [--repeats 2]
 """
@@ -92,7 +94,7 @@ def one_round(spec: str, repeats: int, rnd: int) -> tuple[dict, list[dict]]:
                    "cost_usd": status["cost_usd"], "pred_wall_s": pred["wall_s"], "wall_s": status["wall_s"],
                    "pred_accuracy": pred["accuracy"], "accuracy": status["val_accuracy"],
                    "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
-            row.update(_realized_steps(work, status["run_id"], cand, measured))
+            row.update(_realized_steps(work, status["run_id"], cand))
             row["cost_err"] = (row["pred_cost_usd"] - row["cost_usd"]) / row["cost_usd"]
             row["wall_err"] = (row["pred_wall_s"] - row["wall_s"]) / row["wall_s"]
             row["acc_err_pts"] = (row["accuracy"] - row["pred_accuracy"]) * 100
@@ -109,8 +111,10 @@ def one_round(spec: str, repeats: int, rnd: int) -> tuple[dict, list[dict]]:
     return plan, rows
 
 
-def _realized_steps(work: Path, run_id: str, cand: dict, measured: dict) -> dict:
-    """The run's own step and evaluation times from its ledger, each over the profile's."""
+def _realized_steps(work: Path, run_id: str, cand: dict) -> dict:
+    """The run's own step and evaluation times from its ledger, each over the plan's prediction
+    for its stage (``step_s``, ``eval_s``: planner.stagecost, the model the plan and every
+    replan cost stages with)."""
     charges = [json.loads(line) for line in (work / ".paretrain" / "ledger" / f"{run_id}.jsonl").open()]
     by_stage: dict[str, list[float]] = {}
     evals: list[float] = []
@@ -121,15 +125,13 @@ def _realized_steps(work: Path, run_id: str, cand: dict, measured: dict) -> dict
             evals.append(c["seconds"])
     step_ratios, pred_eval = [], []
     for k, st in enumerate(cand["stages"]):
-        sp = measured.get(st["hardware"])
         times = by_stage.get(f"stage{k}", [])
-        if sp is None or not times:
-            continue
-        prof = {x["batch_size"]: x["step_s"] for x in sp["samples"]}.get(st["batch_size"])
-        if prof:
-            step_ratios.append(mean(times) / prof)
-        pred_eval.append(sp["eval_s"])
-    return {"stages": " | ".join(f"{st['hardware'].split('/')[-1]} b{st['batch_size']}" for st in cand["stages"]),
+        if times and st["step_s"] > 0:
+            step_ratios.append(mean(times) / st["step_s"])
+        if st["eval_s"] > 0:
+            pred_eval.append(st["eval_s"])
+    return {"stages": " | ".join(f"{st['hardware'].split('/')[-1]} b{st['batch_size']}"
+                                 + (f"x{st['workers']}" if st["workers"] > 1 else "") for st in cand["stages"]),
             "step_ratio": median(step_ratios) if step_ratios else float("nan"),
             "eval_ratio": mean(evals) / mean(pred_eval) if evals and pred_eval else float("nan")}
 

@@ -1,31 +1,29 @@
 """Fill a ``Problem`` from the spec, the offers and the profile (DESIGN §4-§5).
 
-For choice m = (config c, accuracy level a), stage k of K and option o = (offer h,
-precision q, per-worker batch b, workers n) with global batch B = n b:
+For choice m = (config c, accuracy level a), stage k of K and option o = (offer h, precision
+q, per-worker batch b, workers n), the stage's samples, seconds and dollars are
+``planner.stagecost.stage_cost`` of ideal progress E_min(c, a) / K at ``B_noise(c, a, k)``:
+the one cost model that every replan (``planner.replan``) uses too. Moving onto an offer and
+leaving one cost ``stagecost.entry_cost`` and ``stagecost.exit_usd``.
 
-    samples   S = E_min(c, a) / K * (1 + B / B_noise(c, a, k))
-    compute   T0 = S / B * t(b, n) + S / eval_every * t_eval + checkpoints
-    rework    T = T0 + T0 / 3600 * rate(h) * (ckpt_every / 2 + switch_s(h))   (spot offers)
-    cost      C = T * instances(h, n) * price(h) + storage(h) * T
-
-Checkpoints add their write time: one at each stage's end (and the start) and one every
-``runtime.checkpoint_every_s``. ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models``); ``t(b, n)``
-is measured or modeled (``planner.throughput``). An option is absent when its memory does not
-fit the device, its global batch is above the largest one measured to reach the level, or it
-needs more local threads than the machine has. Options dominated on the same hardware are then
-pruned (exactly; ``planner.problem.prune_dominated``).
+``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models.stage_noise``);
+``t(b, n)`` is measured or modeled (``planner.throughput``). An option is absent when its memory
+does not fit the device, its global batch is above the largest one measured to reach the level,
+or it needs more local threads than the machine has. Options dominated on the same hardware are
+then pruned (exactly; ``planner.problem.prune_dominated``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from planner.models import ConvergenceFit, NoiseCurve, fit_convergence, fit_noise_curve, stage_b_noise
+from planner.models import ConvergenceFit, NoiseCurve, fit_convergence, fit_noise_curve, stage_noise
 from planner.problem import Choice, Option, Problem, ProblemContext, prune_dominated
 from planner.profile import worker_counts
-from planner.throughput import instances_for, step_models
+from planner.stagecost import entry_cost, exit_usd, option_fits, stage_cost
+from planner.throughput import StepModel, instances_for, step_models
 
 if TYPE_CHECKING:
     from planner.catalog import Offer
@@ -34,9 +32,6 @@ if TYPE_CHECKING:
     from planner.spec import Spec
 
 __all__ = ["build_problem", "fit_all_convergence"]
-
-_SECONDS_PER_MONTH = 730.0 * 3600.0
-
 
 def fit_all_convergence(spec: "Spec", profile: "Profile",
                         configs: Sequence["Config"]) -> tuple[dict[tuple[str, float], ConvergenceFit], list[str]]:
@@ -76,59 +71,22 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     hardware = tuple(o.id for o in offers)
     offer_of = {o.id: o for o in offers}
     hw_index = {h: i for i, h in enumerate(hardware)}
-    curves: dict[str, NoiseCurve] = {}
-    for cfg in configs:
-        points = [(n.progress_samples, n.b_simple) for n in profile.noise_for(cfg.id)]
-        curve = fit_noise_curve(points)
-        if curve is not None:
-            curves[cfg.id] = curve
-        elif len(points) >= 3:
-            notes.append(f"{cfg.id}: the measured gradient noise shows no significant trend along "
-                         "training; one B_noise for all stages")
-    M, O = len(choices), len(options)
-    time = np.full((M, K, O), np.inf)
-    cost = np.full((M, K, O), np.inf)
-    samples = np.zeros((M, K, O))
-    eval_every = spec.runtime.eval_every_samples
-    ckpt_every = spec.runtime.checkpoint_every_s
+    curves = _noise_curves(profile, configs, notes)
+    instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
+    storage = {key: _checkpoint_bytes(m.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
+               for key, m in models.items()}
+    noise = {key: stage_noise(fit.b_noise, curves.get(key[0]), fit.e_min, K) for key, fit in fits.items()}
     b_noise_stage: dict[tuple[int, int], float] = {}
-    instances: dict[int, int] = {}
-    for m, ch in enumerate(choices):
-        fit = fits[(ch.config_id, ch.accuracy)]
-        bn = stage_b_noise(fit.b_noise, curves.get(ch.config_id), fit.e_min, K)
+    for m, ch in enumerate(choices):  # at each stage's midpoint of ideal progress
+        key = (ch.config_id, ch.accuracy)
         for k in range(K):
-            b_noise_stage[(m, k)] = bn[k]
-        for o, opt in enumerate(options):
-            model = models.get((opt.hardware, ch.config_id, opt.precision, opt.workers))
-            if model is None or opt.global_batch > fit.max_batch:
-                continue
-            offer = offer_of[opt.hardware]
-            mem = model.memory_at(opt.batch_size)
-            if mem is not None and mem > offer.memory_gib * 2**30:
-                continue
-            n_inst = instances_for(offer, opt.workers)
-            instances[o] = n_inst
-            price = offer.price_usd_per_s * n_inst
-            step = model.predict(opt.batch_size, opt.workers)
-            store_gb = (_checkpoint_bytes(model.grad_bytes, spec.runtime.keep_checkpoints)
-                        + _data_bytes(spec)) / 1e9
-            store_rate = offer.storage_usd_per_gb_month * store_gb / _SECONDS_PER_MONTH
-            rework = offer.interruption_per_h / 3600.0 * (ckpt_every / 2.0 + offer.switch_s)
-            for k in range(K):
-                s = fit.e_min / K * (1.0 + opt.global_batch / b_noise_stage[(m, k)])
-                t0 = s / opt.global_batch * step + s / eval_every * model.eval_s
-                # checkpoints: one at each stage's end (and the run's start), one per interval
-                t0 += model.ckpt_s * ((2 if k == 0 else 1) + t0 / ckpt_every)
-                t = t0 * (1.0 + rework)
-                samples[m, k, o] = s
-                time[m, k, o] = t
-                cost[m, k, o] = t * (price + store_rate)
-    switch_in_s = np.array([0.0 if offer_of[h].local else offer_of[h].switch_s for h in hardware])
-    # Moving onto a cloud offer: provisioning and restoring at its price. Leaving one: the
-    # checkpoint's egress. Moving between local thread counts costs nothing.
-    switch_in_usd = np.array([switch_in_s[i] * offer_of[h].price_usd_per_s for i, h in enumerate(hardware)])
-    ckpt_gb = max((_checkpoint_bytes(4.0 * sp.param_count, 1) for sp in profile.steps), default=0.0) / 1e9
-    switch_out_usd = np.array([offer_of[h].egress_usd_per_gb * ckpt_gb for h in hardware])
+            b_noise_stage[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / K)
+    time, cost, samples = _fill(spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage)
+    entry = [entry_cost(offer_of[h]) for h in hardware]
+    switch_in_s = np.array([e[0] for e in entry])
+    switch_in_usd = np.array([e[1] for e in entry])
+    egress_bytes = max((_checkpoint_bytes(4.0 * sp.param_count, 1) for sp in profile.steps), default=0.0)
+    switch_out_usd = np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware])
     train_budget = spec.budget.train_usd if budget_usd is None else budget_usd
     problem = Problem(
         choices=choices, options=options, hardware=hardware, time_s=time, cost_usd=cost,
@@ -142,9 +100,50 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
         problem, pruned = prune_dominated(problem)
     runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
     ctx = ProblemContext(step_models=models, convergence=fits, b_noise_stage=b_noise_stage,
-                         noise_curves=curves, instances=instances, notes=tuple(notes), pruned=pruned,
-                         curves=runs)
+                         stage_noise=noise, noise_curves=curves, instances=instances, storage_bytes=storage,
+                         egress_bytes=egress_bytes, notes=tuple(notes), pruned=pruned, curves=runs)
     return problem, ctx
+
+
+def _noise_curves(profile: "Profile", configs: Sequence["Config"], notes: list[str]) -> dict[str, NoiseCurve]:
+    """The gradient-noise curve of each config whose measurements show a trend."""
+    curves: dict[str, NoiseCurve] = {}
+    for cfg in configs:
+        points = [(n.progress_samples, n.b_simple) for n in profile.noise_for(cfg.id)]
+        curve = fit_noise_curve(points)
+        if curve is not None:
+            curves[cfg.id] = curve
+        elif len(points) >= 3:
+            notes.append(f"{cfg.id}: the measured gradient noise shows no significant trend along "
+                         "training; one B_noise for all stages")
+    return curves
+
+
+def _fill(spec: "Spec", choices: Sequence[Choice], options: Sequence[Option], offer_of: Mapping[str, "Offer"],
+          fits: Mapping[tuple[str, float], ConvergenceFit], models: Mapping[tuple[str, str, str, int], StepModel],
+          b_noise_stage: Mapping[tuple[int, int], float], instances: Mapping[tuple[str, int], int],
+          storage: Mapping[tuple[str, str, str, int], float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost``."""
+    K = spec.planner.stages
+    M, O = len(choices), len(options)
+    time = np.full((M, K, O), np.inf)
+    cost = np.full((M, K, O), np.inf)
+    samples = np.zeros((M, K, O))
+    for m, ch in enumerate(choices):
+        fit = fits[(ch.config_id, ch.accuracy)]
+        for o, opt in enumerate(options):
+            key = (opt.hardware, ch.config_id, opt.precision, opt.workers)
+            model = models.get(key)
+            if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch):
+                continue
+            for k in range(K):
+                c = stage_cost(work=fit.e_min / K, b_noise=b_noise_stage[(m, k)], option=opt, step=model,
+                               offer=offer_of[opt.hardware], instances=instances[(opt.hardware, opt.workers)],
+                               storage_bytes=storage[key], first=k == 0,
+                               eval_every=spec.runtime.eval_every_samples,
+                               ckpt_every=spec.runtime.checkpoint_every_s)
+                samples[m, k, o], time[m, k, o], cost[m, k, o] = c.samples, c.time_s, c.cost_usd
+    return time, cost, samples
 
 
 def _checkpoint_bytes(grad_bytes: float, keep: int) -> float:

@@ -26,7 +26,8 @@ import numpy as np
 from scipy.optimize import least_squares, nnls
 
 __all__ = ["StepTimeModel", "ConvergenceFit", "NoiseCurve", "LearningCurve", "fit_step_time",
-           "fit_convergence", "fit_noise_curve", "fit_learning_curve", "stage_b_noise", "B_NOISE_CAP"]
+           "fit_convergence", "fit_noise_curve", "fit_learning_curve", "StageNoise", "stage_noise",
+           "stage_b_noise", "B_NOISE_CAP"]
 
 #: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
 B_NOISE_CAP = 1e9
@@ -166,19 +167,38 @@ def slope_stderr(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -
     return math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx) if sxx > 0 else math.inf
 
 
-def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> list[float]:
-    """B_noise for each of ``stages`` stages of equal ideal progress.
+@dataclass(frozen=True, slots=True)
+class StageNoise:
+    """B_noise at any point of training progress, as stages are planned: the measured curve
+    times ``scale``, or the fitted ``b_fit`` everywhere when there is no curve to follow."""
 
-    The stage values follow the measured curve at each stage's midpoint and are scaled so
-    that their harmonic mean is the B_noise fitted from fixed-batch runs: a constant batch
-    then needs exactly ``E_min (1 + B / b_fit)`` samples, as measured, while a schedule that
-    grows its batch with the noise scale needs fewer.
+    b_fit: float
+    curve: NoiseCurve | None = None
+    scale: float = 1.0
+
+    def at(self, progress_samples: float) -> float:
+        if self.curve is None:
+            return self.b_fit
+        return min(self.curve.at(progress_samples) * self.scale, B_NOISE_CAP)
+
+
+def stage_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> StageNoise:
+    """The B_noise model of a run cut into ``stages`` stages of equal ideal progress.
+
+    The curve is scaled so that its harmonic mean over the stages' midpoints is the B_noise
+    fitted from fixed-batch runs: a constant batch then needs exactly ``E_min (1 + B / b_fit)``
+    samples, as measured, while a schedule that grows its batch with the noise scale needs fewer.
     """
     if curve is None or b_fit >= B_NOISE_CAP or stages == 1:
-        return [b_fit] * stages
+        return StageNoise(b_fit)
     g = [curve.at(e_min * (k + 0.5) / stages) for k in range(stages)]
-    scale = b_fit * float(np.mean([1.0 / v for v in g]))
-    return [min(v * scale, B_NOISE_CAP) for v in g]
+    return StageNoise(b_fit, curve, b_fit * float(np.mean([1.0 / v for v in g])))
+
+
+def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> list[float]:
+    """B_noise for each of ``stages`` stages of equal ideal progress (at their midpoints)."""
+    noise = stage_noise(b_fit, curve, e_min, stages)
+    return [noise.at(e_min * (k + 0.5) / stages) for k in range(stages)]
 
 
 @dataclass(frozen=True, slots=True)

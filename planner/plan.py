@@ -1,9 +1,10 @@
-"""Plan, Candidate and StagePlan; the plan file (``paretrain.plan/1``) and its fingerprint.
+"""Plan, Candidate and StagePlan; the plan file (``paretrain.plan/2``) and its fingerprint.
 
-The plan file holds everything a run needs (the validated spec, the configs, the offers) and
-nothing that changes between two plannings of the same spec and profile: no timestamps, no
-random ids, floats rounded to fixed precision. Its fingerprint is the SHA-256 of its own
-canonical JSON without the fingerprint field.
+The plan file holds everything a run needs (the validated spec, the configs, the offers, the
+fitted models every replan rebuilds its options from: ``planner.planmodels``) and nothing that
+changes between two plannings of the same spec and profile: no timestamps, no random ids.
+Predicted figures are written to 12 significant digits, model parameters at full precision.
+Its fingerprint is the SHA-256 of its own canonical JSON without the fingerprint field.
 """
 
 from __future__ import annotations
@@ -17,23 +18,26 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from planner.errors import InputError
 from planner.pareto import knee_index
 from planner.catalog import Offer
+from planner.models import StageNoise
+from planner.planmodels import (ConvergenceRecord, Curves, LearningCurveRecord, NoiseCurveRecord, PlanModels,
+                                StepModelRecord)
 from planner.space import Config
 
 if TYPE_CHECKING:
     from planner.milp import Front
-    from planner.problem import Problem, ProblemContext
+    from planner.models import ConvergenceFit, NoiseCurve
+    from planner.problem import Option, Problem, ProblemContext
+    from planner.throughput import StepModel
 
-__all__ = ["StagePlan", "Candidate", "Plan", "make_plan", "plan_to_json", "plan_from_json", "PLAN_SCHEMA"]
+__all__ = ["StagePlan", "Candidate", "Plan", "make_plan", "stage_plan", "plan_to_json", "plan_from_json",
+           "PLAN_SCHEMA"]
 
-PLAN_SCHEMA = "paretrain.plan/1"
-
-
-def _usd(x: float) -> float:
-    return round(float(x), 12)
+PLAN_SCHEMA = "paretrain.plan/2"
 
 
-def _sec(x: float) -> float:
-    return round(float(x), 4)
+def _fig(x: float) -> float:
+    """A predicted figure (dollars, seconds) as written: 12 significant digits."""
+    return float(f"{float(x):.12g}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +94,7 @@ class Plan:
     cheapest: str
     fastest: str
     solver: Mapping[str, Any] = field(default_factory=dict)
-    models: Mapping[str, Any] = field(default_factory=dict)
+    models: PlanModels = field(default_factory=PlanModels)
     notes: tuple[str, ...] = ()
 
     def candidate(self, which: str) -> Candidate:
@@ -116,6 +120,27 @@ class Plan:
                 return o
         raise KeyError(offer_id)
 
+    def step_model(self, hardware: str, config_id: str, precision: str, workers: int = 1) -> StepModelRecord:
+        """The step model of one (offer, config, precision, workers); ``KeyError`` if not planned."""
+        return self.models.step_model(hardware, config_id, precision, workers)
+
+    def step_models(self, config_id: str) -> tuple[StepModelRecord, ...]:
+        """Every step model of ``config_id``: the options a replan may choose from."""
+        return self.models.step_models(config_id)
+
+    def convergence(self, config_id: str, level: float) -> ConvergenceRecord:
+        return self.models.convergence_of(config_id, level)
+
+    def noise_curve(self, config_id: str) -> "NoiseCurve | None":
+        return self.models.noise_curve(config_id)
+
+    def stage_noise(self, config_id: str, level: float) -> StageNoise:
+        return self.models.stage_noise(config_id, level)
+
+    def curves(self, config_id: str) -> Curves:
+        """batch size -> [(samples, accuracy)] of the profile's convergence runs."""
+        return self.models.curves_of(config_id)
+
     @property
     def fingerprint(self) -> str:
         return hashlib.sha256(_canonical(_body(self)).encode()).hexdigest()[:16]
@@ -131,67 +156,35 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
     cands = []
     for i, s in enumerate(scheds):
         ch = problem.choices[s.choice]
-        c = cfg[ch.config_id]
+        fit = ctx.convergence[(ch.config_id, ch.accuracy)]
         stages = []
         notes: list[str] = []
         for k, o in enumerate(s.options):
             opt = problem.options[o]
             model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
-            fit = ctx.convergence[(ch.config_id, ch.accuracy)]
-            samples = float(problem.samples[s.choice, k, o])
-            per_step = opt.global_batch
-            steps = max(1, math.ceil(samples / per_step - 1e-9))
-            extrap = model.extrapolated(opt.batch_size, opt.workers) or (
-                bool(fit.points) and per_step < min(b for b, _ in fit.points))
-            if extrap:
+            st = stage_plan(k, opt, model, fit, cfg[ch.config_id], samples=problem.samples[s.choice, k, o],
+                            time_s=problem.time_s[s.choice, k, o], cost_usd=problem.cost_usd[s.choice, k, o],
+                            b_noise=ctx.b_noise_stage[(s.choice, k)],
+                            instances=ctx.instances[(opt.hardware, opt.workers)],
+                            step_s=model.predict(opt.batch_size, opt.workers), eval_s=model.eval_s)
+            if st.extrapolated:
                 notes.append(f"stage {k}: batch {opt.batch_size} x {opt.workers} workers is outside the "
                              "measured range (extrapolated)")
-            if model.modeled:
+            if st.modeled:
                 notes.append(f"stage {k}: {opt.hardware} step time is modeled, not measured")
-            stages.append(StagePlan(
-                index=k, hardware=opt.hardware, precision=opt.precision, batch_size=opt.batch_size,
-                workers=opt.workers, samples=steps * per_step, steps=steps,
-                lr=float(f"{c.lr_at(per_step):.6g}"), cost_usd=_usd(problem.cost_usd[s.choice, k, o]),
-                wall_s=_sec(problem.time_s[s.choice, k, o]),
-                b_noise=round(ctx.b_noise_stage[(s.choice, k)], 3),
-                modeled=bool(model.modeled), extrapolated=extrap,
-                spot=opt.hardware.endswith(":spot"), instances=int(ctx.instances.get(o, 1)),
-                step_s=float(f"{model.predict(opt.batch_size, opt.workers):.6g}"),
-                eval_s=float(f"{model.eval_s:.6g}")))
+            stages.append(st)
             if k and problem.option_hw[o] != problem.option_hw[s.options[k - 1]]:
                 notes.append(f"stage {k}: moves to {opt.hardware}")
         cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=ch.accuracy,
-                               cost_usd=_usd(s.cost_usd), wall_s=_sec(s.wall_s), stages=tuple(stages),
+                               cost_usd=_fig(s.cost_usd), wall_s=_fig(s.wall_s), stages=tuple(stages),
                                notes=tuple(notes)))
     points = [(c.cost_usd, c.wall_s, c.accuracy) for c in cands]
     knee = cands[knee_index(points)].id
     cheapest = min(cands, key=lambda c: (c.cost_usd, c.wall_s, -c.accuracy)).id
     fastest = min(cands, key=lambda c: (c.wall_s, c.cost_usd, -c.accuracy)).id
     used = {c.config_id for c in cands}
-    models: dict[str, Any] = {"convergence": {}, "step_time": {}}
-    for (cid, level), fit in sorted(ctx.convergence.items()):
-        if cid in used:
-            models["convergence"].setdefault(cid, {})[f"{level:g}"] = {
-                "e_min": round(fit.e_min, 3), "b_noise": round(fit.b_noise, 3),
-                "points": [list(p) for p in fit.points]}
-    for (h, cid, q, n), m in sorted(ctx.step_models.items()):
-        if cid in used and n == 1:
-            models["step_time"][f"{h}|{cid}|{q}"] = {
-                "alpha_s": float(f"{m.single.alpha:.6g}"), "beta_s": float(f"{m.single.beta:.6g}"),
-                "b_range": [m.single.b_min, m.single.b_max], "eval_s": float(f"{m.eval_s:.6g}"),
-                "ckpt_s": float(f"{m.ckpt_s:.6g}"), "modeled": bool(m.modeled)}
-    for cid, curve in sorted(ctx.noise_curves.items()):
-        if cid in used:
-            models.setdefault("noise", {})[cid] = {
-                "log_a": round(curve.a, 6), "slope": round(curve.slope, 6),
-                "progress_range": [curve.p_min, curve.p_max]}
-    for cid in sorted(used):
-        if ctx.curves.get(cid):
-            models.setdefault("curves", {})[cid] = {
-                str(b): [[int(n), float(a)] for n, a in curve] for b, curve in sorted(ctx.curves[cid].items())}
+    models = _plan_models(ctx, used)
     status = "optimal" if front.proven_optimal else "not proven optimal (a solve hit its time limit)"
-    if ctx.pruned:
-        models["pruned_options"] = ctx.pruned
     return Plan(
         spec_digest=spec_digest, profile_key=profile_key, spec=spec_data,
         configs=tuple(cfg[c] for c in sorted(used)),
@@ -200,6 +193,42 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
         solver={"name": solver, "status": status, "solves": front.solves},
         models=models, notes=tuple(ctx.notes) + tuple(front.notes),
     )
+
+
+def stage_plan(index: int, option: "Option", step: "StepModel", fit: "ConvergenceFit", config: Config, *,
+               samples: float, time_s: float, cost_usd: float, b_noise: float, instances: int, step_s: float,
+               eval_s: float) -> StagePlan:
+    """One stage as the plan and every replan write it: whole steps, the LR for its global
+    batch, the predictions of ``planner.stagecost`` and where the models extrapolate."""
+    per_step = option.global_batch
+    steps = max(1, math.ceil(float(samples) / per_step - 1e-9))
+    extrap = step.extrapolated(option.batch_size, option.workers) or (
+        bool(fit.points) and per_step < min(b for b, _ in fit.points))
+    return StagePlan(
+        index=index, hardware=option.hardware, precision=option.precision, batch_size=option.batch_size,
+        workers=option.workers, samples=steps * per_step, steps=steps, lr=float(f"{config.lr_at(per_step):.6g}"),
+        cost_usd=_fig(cost_usd), wall_s=_fig(time_s), b_noise=round(float(b_noise), 3),
+        modeled=bool(step.modeled), extrapolated=extrap, spot=option.hardware.endswith(":spot"),
+        instances=int(instances), step_s=float(f"{step_s:.6g}"), eval_s=float(f"{eval_s:.6g}"))
+
+
+def _plan_models(ctx: "ProblemContext", used: set[str]) -> PlanModels:
+    """The models of the configs the candidates use, every option of theirs included."""
+    steps = tuple(StepModelRecord.of(key, m, ctx.instances[(key[0], key[3])], ctx.storage_bytes[key])
+                  for key, m in sorted(ctx.step_models.items()) if key[1] in used)
+    conv = []
+    for (cid, level), fit in sorted(ctx.convergence.items()):
+        if cid in used:
+            noise = ctx.stage_noise.get((cid, level))
+            scale = noise.scale if noise is not None and noise.curve is not None else None
+            conv.append(ConvergenceRecord(cid, float(level), float(fit.e_min), float(fit.b_noise),
+                                          tuple((int(b), int(n)) for b, n in fit.points), int(fit.max_batch),
+                                          None if scale is None else float(scale)))
+    noise_curves = tuple(NoiseCurveRecord(cid, float(c.a), float(c.slope), int(c.p_min), int(c.p_max))
+                         for cid, c in sorted(ctx.noise_curves.items()) if cid in used)
+    curves = tuple(LearningCurveRecord(cid, int(b), tuple((int(n), float(a)) for n, a in curve))
+                   for cid in sorted(used) for b, curve in sorted(ctx.curves.get(cid, {}).items()))
+    return PlanModels(steps, tuple(conv), noise_curves, curves, float(ctx.egress_bytes), int(ctx.pruned))
 
 
 def _offer_dict(o: Offer) -> dict[str, Any]:
@@ -224,7 +253,7 @@ def _body(plan: Plan) -> dict[str, Any]:
         } for c in plan.candidates],
         "configs": [c.to_dict() for c in plan.configs],
         "offers": [_offer_dict(o) for o in plan.offers],
-        "models": plan.models,
+        "models": plan.models.to_dict(),
         "spec": plan.spec,
     }
 
@@ -259,7 +288,7 @@ def plan_from_json(text: str, where: str) -> Plan:
                     configs=tuple(Config.from_dict(c) for c in d["configs"]),
                     offers=tuple(Offer(**o) for o in d["offers"]), candidates=cands, chosen=d["chosen"],
                     cheapest=d["cheapest"], fastest=d["fastest"], solver=d.get("solver", {}),
-                    models=d.get("models", {}), notes=tuple(d.get("notes", ())))
+                    models=PlanModels.from_dict(d["models"]), notes=tuple(d.get("notes", ())))
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: a plan field is missing or malformed ({err!r}). To fix: {fix}") from None
     if d.get("fingerprint") != plan.fingerprint:

@@ -109,13 +109,17 @@ class Problem:
 
 @dataclass(frozen=True)
 class ProblemContext:
-    """What the plan file reports beside the schedules: fitted models and per-option flags."""
+    """What the plan file keeps beside the schedules: the fitted models the arrays were computed
+    from, so that a replan can compute them again (``planner.planmodels``)."""
 
-    step_models: Mapping[tuple[str, str, str, int], Any] = field(default_factory=dict)
-    convergence: Mapping[tuple[str, float], Any] = field(default_factory=dict)
-    b_noise_stage: Mapping[tuple[int, int], float] = field(default_factory=dict)
+    step_models: Mapping[tuple[str, str, str, int], Any] = field(default_factory=dict)  # (h, c, q, n)
+    convergence: Mapping[tuple[str, float], Any] = field(default_factory=dict)  # (c, level) -> fit
+    b_noise_stage: Mapping[tuple[int, int], float] = field(default_factory=dict)  # (m, k)
+    stage_noise: Mapping[tuple[str, float], Any] = field(default_factory=dict)  # (c, level)
     noise_curves: Mapping[str, Any] = field(default_factory=dict)
-    instances: Mapping[int, int] = field(default_factory=dict)  # option -> instances it rents
+    instances: Mapping[tuple[str, int], int] = field(default_factory=dict)  # (offer, workers) -> rented
+    storage_bytes: Mapping[tuple[str, str, str, int], float] = field(default_factory=dict)  # (h, c, q, n)
+    egress_bytes: float = 0.0
     curves: Mapping[str, Mapping[int, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     pruned: int = 0

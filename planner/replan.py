@@ -4,10 +4,12 @@ The runtime sends: the candidate's config and accuracy level, the ideal progress
 (samples at the noise-free limit, in units of E_min), a convergence factor (observed samples
 needed against the plan's), a step-time factor per offer (observed against planned), the
 current price of every offer, the money and time left, the options marked bad, and what to
-optimize. The plan file holds the fitted models (step time per offer, E(B) per level, the
-gradient-noise curve), so the remaining work is a fresh single-choice ``Problem`` over the
-remaining stages, solved by the same MILP: cheapest within the deadline and budget left
-(``prefer: cost``) or fastest within the budget left (``prefer: time``).
+optimize. The plan file holds the fitted models (``planner.planmodels``), so the remaining work
+is a fresh single-choice ``Problem`` over the remaining stages with the options ``planner.build``
+gave the plan (every offer, precision, batch and worker count), each stage costed by the same
+function (``planner.stagecost``) and solved by the same MILP: cheapest within the deadline and
+budget left (``prefer: cost``) or fastest within the budget left (``prefer: time``). With nothing
+changed, a replan at a stage boundary returns the plan's own remaining schedule.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from planner.catalog import Offer
 from planner.milp import Formulation
-from planner.models import NoiseCurve
-from planner.plan import Candidate, Plan, StagePlan
-from planner.problem import Choice, Option, Problem
+from planner.plan import Candidate, Plan, StagePlan, stage_plan
+from planner.problem import Choice, Option, Problem, Schedule, prune_dominated
+from planner.stagecost import StageCost, entry_cost, exit_usd, option_fits, stage_cost
 
 __all__ = ["ReplanRequest", "Replanned", "replan", "stage_ideal_samples"]
+
+_TOL = 1e-9  # relative: a schedule meets a cap it equals up to rounding
 
 
 @dataclass(frozen=True)
@@ -43,8 +48,8 @@ class ReplanRequest:
 
 @dataclass(frozen=True)
 class Replanned:
-    stages: tuple[StagePlan, ...]
-    cost_usd: float
+    stages: tuple[StagePlan, ...]  # as ``make_plan`` writes stages: their own cost and time, no moves
+    cost_usd: float  # the rest's total: stages, the move off the current offer and between stages
     wall_s: float
     feasible: bool  # within the budget and the deadline left
     reason: str = ""
@@ -55,103 +60,107 @@ def stage_ideal_samples(samples: float, batch: int, b_noise: float) -> float:
     return samples / (1.0 + batch / b_noise)
 
 
-def _curve(plan: Plan, config_id: str) -> NoiseCurve | None:
-    d = plan.models.get("noise", {}).get(config_id)
-    if not d:
-        return None
-    return NoiseCurve(d["log_a"], d["slope"], int(d["progress_range"][0]), int(d["progress_range"][1]))
-
-
 def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "highs") -> Replanned:
     """New stages for the rest of ``cand``; ``feasible`` False means even the best schedule
     breaks the budget or the deadline left (the runtime then stops or takes the cheapest)."""
     spec: Mapping[str, Any] = plan.spec
-    level = f"{cand.accuracy:g}"
-    conv = plan.models["convergence"][cand.config_id][level]
-    e_min = float(conv["e_min"]) * req.convergence_factor
-    b_fit = float(conv["b_noise"])
-    max_batch = max((b for b, _ in conv.get("points", [])), default=1 << 30)
-    work = max(e_min - req.progress_done, 0.0)
+    conv = plan.convergence(cand.config_id, cand.accuracy)
+    noise = plan.stage_noise(cand.config_id, cand.accuracy)
+    work = max(conv.e_min * req.convergence_factor - req.progress_done, 0.0)
     K = max(1, req.stages_left)
-    curve = _curve(plan, cand.config_id)
-    # B_noise along the remaining progress, from the same curve the plan used (harmonic mean
-    # of the whole run kept at the fitted value)
-    if curve is not None and b_fit < 1e9:
-        full = [curve.at(float(conv["e_min"]) * (j + 0.5) / 8) for j in range(8)]
-        scale = b_fit * float(np.mean([1.0 / v for v in full]))
-        b_noise = [min(curve.at(req.progress_done + work * (j + 0.5) / K) * scale, 1e9) for j in range(K)]
-    else:
-        b_noise = [b_fit] * K
-    eval_every = int(spec["runtime"]["eval_every_samples"])
-    models = plan.models.get("step_time", {})
+    # B_noise at each new stage's midpoint, on the plan's own curve
+    b_noise = [noise.at(req.progress_done + work * (j + 0.5) / K) for j in range(K)]
     offers = {o.id: o for o in plan.offers}
+    records = {(r.hardware, r.precision, r.workers): r for r in plan.step_models(cand.config_id)}
+    models = {key: r.model() for key, r in records.items()}
     opts: list[Option] = []
-    for key in sorted(models):
-        h, cid, q = key.split("|")
-        if cid != cand.config_id or h not in offers:
-            continue
+    for key in _option_order(plan, records):  # the order planner.build gives them
         for b in spec["planner"]["batch_sizes"]:
-            if b <= max_batch and (h, b) not in req.bad:
-                opts.append(Option(h, q, int(b), 1))
+            opt = Option(key[0], key[1], int(b), key[2])
+            if (opt.hardware, opt.global_batch) not in req.bad and \
+                    option_fits(opt, models[key], offers[opt.hardware], conv.max_batch):
+                opts.append(opt)
     if not opts:
         return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
     hardware = tuple(dict.fromkeys(o.hardware for o in opts))
+    eval_every = float(spec["runtime"]["eval_every_samples"])
+    ckpt_every = float(spec["runtime"]["checkpoint_every_s"])
+    costs: dict[tuple[int, int], StageCost] = {}
+    for o, opt in enumerate(opts):
+        key = (opt.hardware, opt.precision, opt.workers)
+        for j in range(K):
+            costs[(j, o)] = stage_cost(
+                work=work / K, b_noise=b_noise[j], option=opt, step=models[key], offer=offers[opt.hardware],
+                instances=records[key].instances, storage_bytes=records[key].storage_bytes,
+                first=req.stage_index + j == 0, eval_every=eval_every, ckpt_every=ckpt_every,
+                price_usd_per_h=_price(req, offers[opt.hardware]), step_factor=req.step_factor.get(opt.hardware, 1.0))
+    problem = _problem(plan, cand, req, opts, hardware, costs, K)
+    sched, feasible, reason = _solve(problem, req, solver)
+    if sched is None:
+        return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
+    cfg = plan.config(cand.config_id)
+    fit = conv.fit()
+    stages = []
+    for j, o in enumerate(sched.options):
+        opt, c = opts[o], costs[(j, o)]
+        key = (opt.hardware, opt.precision, opt.workers)
+        stages.append(stage_plan(req.stage_index + j, opt, models[key], fit, cfg, samples=c.samples,
+                                 time_s=c.time_s, cost_usd=c.cost_usd, b_noise=b_noise[j],
+                                 instances=records[key].instances, step_s=c.step_s, eval_s=c.eval_s))
+    feasible = feasible and sched.cost_usd <= req.budget_left_usd * (1 + _TOL) \
+        and sched.wall_s <= req.time_left_s * (1 + _TOL)
+    return Replanned(tuple(stages), sched.cost_usd, sched.wall_s, feasible, reason)
+
+
+def _price(req: ReplanRequest, offer: Offer) -> float:
+    return float(req.prices_usd_per_h.get(offer.id, offer.price_usd_per_h))
+
+
+def _option_order(plan: Plan, records: Mapping[tuple[str, str, int], Any]) -> list[tuple[str, str, int]]:
+    """(offer, precision, workers) in the plan's offer order, then precision and workers as
+    ``planner.build`` enumerates them: equal options are then pruned the same way."""
+    return [key for o in plan.offers for q in plan.spec["planner"]["precisions"]
+            for key in sorted((k for k in records if k[0] == o.id and k[1] == q), key=lambda k: k[2])]
+
+
+def _problem(plan: Plan, cand: Candidate, req: ReplanRequest, opts: list[Option], hardware: tuple[str, ...],
+             costs: Mapping[tuple[int, int], StageCost], K: int) -> Problem:
+    """The single-choice ``Problem`` of the remaining stages. Its first stage starts with a move
+    when it is on another offer than the run's now: onto the new offer and off the current one."""
+    offers = {o.id: o for o in plan.offers}
     time = np.full((1, K, len(opts)), np.inf)
     cost = np.full((1, K, len(opts)), np.inf)
     samples = np.zeros((1, K, len(opts)))
-    steps_s = {}
+    for (j, o), c in costs.items():
+        samples[0, j, o], time[0, j, o], cost[0, j, o] = c.samples, c.time_s, c.cost_usd
+    here = offers.get(req.current_hardware)
+    leave = exit_usd(here, plan.models.egress_bytes) if here is not None else 0.0
     for o, opt in enumerate(opts):
-        m = models[f"{opt.hardware}|{cand.config_id}|{opt.precision}"]
-        factor = req.step_factor.get(opt.hardware, 1.0)
-        step = (m["alpha_s"] + m["beta_s"] * opt.batch_size) * factor
-        steps_s[o] = (step, m["eval_s"] * factor)
-        price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware].price_usd_per_h) / 3600.0
-        for k in range(K):
-            s = work / K * (1.0 + opt.batch_size / b_noise[k])
-            t = s / opt.batch_size * step + s / eval_every * m["eval_s"] * factor
-            t += m.get("ckpt_s", 0.0) * (1 + t / float(spec["runtime"]["checkpoint_every_s"]))
-            samples[0, k, o], time[0, k, o], cost[0, k, o] = s, t, t * price
-    # the first new stage starts with a move when it is on another offer than the run's now
-    for o, opt in enumerate(opts):
-        if opt.hardware != req.current_hardware and not offers[opt.hardware].local:
-            move = offers[opt.hardware].switch_s
-            price = req.prices_usd_per_h.get(opt.hardware, offers[opt.hardware].price_usd_per_h) / 3600.0
-            time[0, 0, o] += move
-            cost[0, 0, o] += move * price
+        if opt.hardware != req.current_hardware:
+            move_s, move_usd = entry_cost(offers[opt.hardware], _price(req, offers[opt.hardware]))
+            time[0, 0, o] += move_s
+            cost[0, 0, o] += move_usd + leave
+    entry = [entry_cost(offers[h], _price(req, offers[h])) for h in hardware]
     hw_index = {h: i for i, h in enumerate(hardware)}
-    switch_s = np.array([0.0 if offers[h].local else offers[h].switch_s for h in hardware])
-    switch_usd = np.array([switch_s[i] * req.prices_usd_per_h.get(h, offers[h].price_usd_per_h) / 3600.0
-                           for i, h in enumerate(hardware)])
     problem = Problem((Choice(cand.config_id, cand.accuracy),), tuple(opts), hardware, time, cost, samples,
-                      np.array([hw_index[o.hardware] for o in opts]), switch_s, switch_usd,
+                      np.array([hw_index[o.hardware] for o in opts], dtype=int),
+                      np.array([e[0] for e in entry]), np.array([e[1] for e in entry]),
+                      np.array([exit_usd(offers[h], plan.models.egress_bytes) for h in hardware]),
                       budget_usd=max(req.budget_left_usd, 0.0), deadline_s=max(req.time_left_s, 0.0),
                       accuracy_floor=0.0)
+    return prune_dominated(problem)[0]
+
+
+def _solve(problem: Problem, req: ReplanRequest, solver: str) -> tuple[Schedule | None, bool, str]:
+    """Cheapest within the deadline and budget left (fastest within the budget for ``time``);
+    when nothing fits both, the cheapest ignoring the deadline, then ignoring the budget too."""
     f = Formulation(problem, solver, time_limit_s=10.0)
     sched = f.min_time() if req.prefer == "time" else f.min_cost()
-    feasible = sched is not None
-    reason = ""
-    if sched is None:  # nothing fits both: the cheapest schedule, ignoring the deadline
-        f.deadline_s = math.inf
-        sched = f.min_cost()
-        reason = "no schedule fits the budget and the deadline left"
-        if sched is None:
-            f.budget_usd = math.inf
-            sched = f.min_cost()
-            reason = "no schedule fits the budget left"
-    assert sched is not None  # with both caps lifted any option is a schedule
-    stages = []
-    cfg = plan.config(cand.config_id)
-    for j, o in enumerate(sched.options):
-        opt = opts[o]
-        s = float(samples[0, j, o])
-        n_steps = max(1, math.ceil(s / opt.batch_size - 1e-9))
-        stages.append(StagePlan(
-            index=req.stage_index + j, hardware=opt.hardware, precision=opt.precision,
-            batch_size=opt.batch_size, workers=1, samples=n_steps * opt.batch_size, steps=n_steps,
-            lr=float(f"{cfg.lr_at(opt.batch_size):.6g}"), cost_usd=float(cost[0, j, o]),
-            wall_s=float(time[0, j, o]), b_noise=round(b_noise[j], 3),
-            modeled=bool(models[f"{opt.hardware}|{cand.config_id}|{opt.precision}"].get("modeled")),
-            spot=opt.hardware.endswith(":spot"), step_s=float(f"{steps_s[o][0]:.6g}"),
-            eval_s=float(f"{steps_s[o][1]:.6g}")))
-    feasible = feasible and sched.cost_usd <= req.budget_left_usd and sched.wall_s <= req.time_left_s
-    return Replanned(tuple(stages), sched.cost_usd, sched.wall_s, feasible, reason)
+    if sched is not None:
+        return sched, True, ""
+    f.deadline_s = math.inf
+    sched = f.min_cost()
+    if sched is not None:
+        return sched, False, "no schedule fits the budget and the deadline left"
+    f.budget_usd = math.inf
+    return f.min_cost(), False, "no schedule fits the budget left"

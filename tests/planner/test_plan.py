@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,14 @@ from planner.spec import parse_spec
 from runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
+
+
+class _CurvedLab(SyntheticLab):
+    """Convergence runs that also report their learning curve."""
+
+    def measure_convergence(self, config, batch_size, levels, max_samples, eval_every):
+        run = super().measure_convergence(config, batch_size, levels, max_samples, eval_every)
+        return replace(run, curve=((1000, 0.25), (2000, 0.5)))
 
 
 def plan_text(spec_data: dict, lab: SyntheticLab | None = None) -> str:
@@ -40,7 +49,7 @@ def test_same_spec_and_profile_give_byte_identical_plans():
 
 def test_plan_has_no_timestamps_and_a_schema():
     d = json.loads(plan_text(small_spec()))
-    assert d["schema"] == "paretrain.plan/1"
+    assert d["schema"] == "paretrain.plan/2"
     text = json.dumps(d)
     assert "measured_at" not in text and "2026-" not in text.replace(d["offers"][0]["as_of"], "")
 
@@ -54,6 +63,36 @@ def test_plan_round_trips_and_detects_edits():
         plan_from_json(edited, "plan.json")
     with pytest.raises(InputError, match="not a plan file"):
         plan_from_json("{", "plan.json")
+
+
+def test_a_plan_file_of_the_old_schema_is_refused_in_one_line():
+    d = json.loads(plan_text(small_spec()))
+    d["schema"] = "paretrain.plan/1"
+    with pytest.raises(InputError) as info:
+        plan_from_json(json.dumps(d), "old.json")
+    msg = str(info.value)
+    assert "\n" not in msg and "old.json" in msg and "paretrain.plan/2" in msg and "paretrain plan" in msg
+
+
+def test_plan_models_are_typed_with_lookups():
+    data = small_spec(planner={"stages": 2, "batch_sizes": [32, 128], "convergence_batch_sizes": [16, 64, 256],
+                               "profile_steps": 10, "max_workers": 2})
+    plan = plan_from_json(plan_text(data, _CurvedLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})), "plan.json")
+    cand = plan.candidate("knee")
+    for st in cand.stages:
+        rec = plan.step_model(st.hardware, cand.config_id, st.precision, st.workers)
+        assert rec.model().predict(st.batch_size, st.workers) == pytest.approx(st.step_s, rel=1e-5)
+        assert rec.instances == st.instances and rec.storage_bytes > 0
+    # every worker count is kept, not only the ones a candidate uses
+    assert {r.workers for r in plan.step_models(cand.config_id)} == {1, 2}
+    conv = plan.convergence(cand.config_id, cand.accuracy)
+    assert conv.e_min > 0 and conv.max_batch >= max(s.batch_size * s.workers for s in cand.stages)
+    noise = plan.stage_noise(cand.config_id, cand.accuracy)
+    K = len(cand.stages)
+    assert [round(noise.at(conv.e_min * (k + 0.5) / K), 3) for k in range(K)] == [s.b_noise for s in cand.stages]
+    assert plan.curves(cand.config_id) == {b: [(1000, 0.25), (2000, 0.5)] for b in (16, 64, 256)}
+    with pytest.raises(KeyError):
+        plan.step_model("nowhere", cand.config_id, "fp32", 1)
 
 
 def test_candidate_selection_by_name_and_id():
