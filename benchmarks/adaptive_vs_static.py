@@ -68,8 +68,7 @@ def with_budget(plan: Plan, train: float) -> Plan:
 def static(plan: Plan, knee: Candidate, batch: int) -> Candidate:
     """The candidate's first offer at one fixed batch size for every stage."""
     first = knee.stages[0]
-    model = plan.models["step_time"][f"{first.hardware}|{knee.config_id}|{first.precision}"]
-    step = model["alpha_s"] + model["beta_s"] * batch
+    step = plan.step_model(first.hardware, knee.config_id, first.precision, 1).model().predict(batch)
     stages = tuple(replace(s, hardware=first.hardware, batch_size=batch, step_s=step,
                            samples=s.samples // batch * batch or batch, steps=max(1, s.samples // batch))
                    for s in knee.stages)

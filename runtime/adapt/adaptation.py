@@ -94,7 +94,7 @@ class Adaptation:
         self.rollback_stages: tuple[StagePlan, ...] | None = None
         self.changed_option: tuple[str, int] | None = None
         self.replans = 0
-        self.curves = plan.models.get("curves", {}).get(cand.config_id, {})
+        self.curves = plan.curves(cand.config_id)
         plan_prices = {o.id: o.price_usd_per_h for o in plan.offers}
         #: the prices the current schedule was made with (the plan's, then each replan's)
         self.schedule_prices = dict(plan_prices)
