@@ -32,7 +32,7 @@ __all__ = ["TorchLab", "code_version"]
 
 #: the modules whose code decides what a profile measures; hashed by content, wherever they live
 _CODE_MODULES = ("runtime.train.trainer", "runtime.train.lab", "runtime.train.workloads.mnist1d",
-                 "runtime.train.distributed", "planner.profile", "planner.models")
+                 "runtime.train.distributed", "planner.profile", "planner.measurements", "planner.models")
 
 
 def code_version() -> str:
