@@ -47,21 +47,19 @@ exactly from the chosen options (``Problem.evaluate``), never read from the solv
 from __future__ import annotations
 
 import math
-import os
-import sys
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
 import pulp
 
-from planner.errors import InfeasiblePlan, SolverError, SolverTimeout
+from planner.errors import InfeasiblePlan, SolverError
 from planner.pareto import non_dominated
 from planner.problem import Problem, Schedule
+from planner.solvers import SOLVERS, make_solver, quiet_highs_banner, solve_outcome
 
 __all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "solve_outcome", "SOLVERS"]
 
-SOLVERS = ("highs", "cbc")
 _BIG = 1e20  # "no cap" on a scaled row: both solvers treat >= 1e20 as infinite
 _AUGMENT = 1e-4  # weight of scaled time in an augmented cost objective (grid sweeps)
 _STEP = 1e-5  # relative step below the last time found; well above the solvers' tolerances
@@ -87,7 +85,7 @@ class Formulation:
         if solver not in SOLVERS:
             raise ValueError(f"`solver` must be one of {SOLVERS}, but got {solver!r}")
         if solver == "highs":
-            _quiet_highs_banner()
+            quiet_highs_banner()
         self.p = problem
         self.budget_usd = problem.budget_usd  # explain_infeasible lifts these one at a time
         self.deadline_s = problem.deadline_s
@@ -115,34 +113,7 @@ class Formulation:
                 lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, f"assign_{m}_{k}", 0.0)
         lp += pulp.LpConstraint(pulp.LpAffineExpression([(v, 1.0) for v in self.z]),
                                 pulp.LpConstraintEQ, "one", 1.0)
-        # switch: w[k,h] - y[k,h] + y[k-1,h] >= 0 (onto h) and v[k,h] - y[k-1,h] + y[k,h] >= 0
-        # (off h), only where moving costs something
-        self.w: dict[tuple[int, int], pulp.LpVariable] = {}
-        self.v: dict[tuple[int, int], pulp.LpVariable] = {}
-        leave = problem.leave_usd
-        if K > 1:
-            by_kh: dict[tuple[int, int], list[pulp.LpVariable]] = {}
-            for v, (_m, k, o) in zip(self.x, self.idx):
-                by_kh.setdefault((int(k), int(problem.option_hw[o])), []).append(v)
-            for k in range(1, K):
-                for h in range(len(problem.hardware)):
-                    y_now = by_kh.get((k, h), [])
-                    y_before = by_kh.get((k - 1, h), [])
-                    if problem.switch_s[h] > 0 or problem.switch_usd[h] > 0:
-                        w = pulp.LpVariable(f"w_{k}_{h}", lowBound=0, upBound=1)
-                        self.w[(k, h)] = w
-                        terms = [(w, 1.0)] + [(x, -1.0) for x in y_now] + [(x, 1.0) for x in y_before]
-                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
-                                                f"switch_in_{k}_{h}", 0.0)
-                        t_terms.append((w, problem.switch_s[h] / self.t_scale))
-                        c_terms.append((w, problem.switch_usd[h] / self.c_scale))
-                    if leave[h] > 0:
-                        u = pulp.LpVariable(f"v_{k}_{h}", lowBound=0, upBound=1)
-                        self.v[(k, h)] = u
-                        terms = [(u, 1.0)] + [(x, -1.0) for x in y_before] + [(x, 1.0) for x in y_now]
-                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
-                                                f"switch_out_{k}_{h}", 0.0)
-                        c_terms.append((u, leave[h] / self.c_scale))
+        self._add_switches(lp, t_terms, c_terms)
         self.TIME = pulp.LpAffineExpression(t_terms)
         self.COST = pulp.LpAffineExpression(c_terms)
         self.budget_row = pulp.LpConstraint(self.COST, pulp.LpConstraintLE, "budget", _BIG)
@@ -151,14 +122,42 @@ class Formulation:
         lp += self.time_row
         self.lp = lp
 
+    def _add_switches(self, lp: pulp.LpProblem, t_terms: list, c_terms: list) -> None:
+        """Hardware-change indicators and their time and cost terms (see the docstring)."""
+        p = self.p
+        K = p.time_s.shape[1]
+        # switch: w[k,h] - y[k,h] + y[k-1,h] >= 0 (onto h) and v[k,h] - y[k-1,h] + y[k,h] >= 0
+        # (off h), only where moving costs something
+        self.w: dict[tuple[int, int], pulp.LpVariable] = {}
+        self.v: dict[tuple[int, int], pulp.LpVariable] = {}
+        leave = p.leave_usd
+        if K > 1:
+            by_kh: dict[tuple[int, int], list[pulp.LpVariable]] = {}
+            for v, (_m, k, o) in zip(self.x, self.idx):
+                by_kh.setdefault((int(k), int(p.option_hw[o])), []).append(v)
+            for k in range(1, K):
+                for h in range(len(p.hardware)):
+                    y_now = by_kh.get((k, h), [])
+                    y_before = by_kh.get((k - 1, h), [])
+                    if p.switch_s[h] > 0 or p.switch_usd[h] > 0:
+                        w = pulp.LpVariable(f"w_{k}_{h}", lowBound=0, upBound=1)
+                        self.w[(k, h)] = w
+                        terms = [(w, 1.0)] + [(x, -1.0) for x in y_now] + [(x, 1.0) for x in y_before]
+                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
+                                                f"switch_in_{k}_{h}", 0.0)
+                        t_terms.append((w, p.switch_s[h] / self.t_scale))
+                        c_terms.append((w, p.switch_usd[h] / self.c_scale))
+                    if leave[h] > 0:
+                        u = pulp.LpVariable(f"v_{k}_{h}", lowBound=0, upBound=1)
+                        self.v[(k, h)] = u
+                        terms = [(u, 1.0)] + [(x, -1.0) for x in y_before] + [(x, 1.0) for x in y_now]
+                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
+                                                f"switch_out_{k}_{h}", 0.0)
+                        c_terms.append((u, leave[h] / self.c_scale))
+
     # -- solving ------------------------------------------------------------------------
     def _solver(self) -> pulp.LpSolver:
-        if self.solver_name == "cbc":
-            return pulp.PULP_CBC_CMD(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=self.time_limit_s,
-                                     options=["primalTolerance 1e-9", "integerTolerance 1e-9"])
-        return pulp.HiGHS(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=self.time_limit_s,
-                          mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9,
-                          presolve="off")
+        return make_solver(self.solver_name, self.time_limit_s)
 
     def _run(self, objective: pulp.LpAffineExpression, time_cap: float, cost_cap: float,
              floor: float) -> Schedule | None:
@@ -229,51 +228,6 @@ class Formulation:
 
     def _cost_tol(self, c: float) -> float:
         return _STEP * max(self.c_scale, c)
-
-
-_BANNER_DONE = False
-
-
-def _quiet_highs_banner() -> None:
-    """HiGHS prints a banner on stdout the first time a model is made in a process, even with
-    output off; make that first model with stdout pointed at /dev/null so the CLI's tables stay
-    clean."""
-    global _BANNER_DONE
-    if _BANNER_DONE:
-        return
-    _BANNER_DONE = True
-    try:
-        import highspy
-    except ImportError:  # pragma: no cover - highspy is a dependency
-        return
-    sys.stdout.flush()
-    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        highspy.Highs()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(null)
-
-
-def solve_outcome(status: int, sol_status: int, solver: str, time_limit_s: float) -> str:
-    """Map PuLP's (status, sol_status) to "optimal", "feasible" (a limit stopped the solve with a
-    schedule in hand: not proven optimal) or "infeasible"; raise the named errors otherwise.
-
-    PuLP reports ``status`` Optimal even when HiGHS stopped at its time limit, so ``sol_status``
-    is what tells the two apart.
-    """
-    if sol_status == pulp.LpSolutionOptimal:
-        return "optimal"
-    if sol_status == pulp.LpSolutionIntegerFeasible:
-        return "feasible"
-    if sol_status == pulp.LpSolutionInfeasible or status == pulp.LpStatusInfeasible:
-        return "infeasible"
-    if sol_status == pulp.LpSolutionUnbounded or status == pulp.LpStatusUnbounded:
-        raise SolverError("the program is unbounded; this is a paretrain bug (all costs are >= 0)")
-    raise SolverTimeout(f"the {solver} solver found no schedule within its {time_limit_s:g} s time "
-                        "limit; raise planner.time_limit_s or set planner.pareto_points")
 
 
 def _better(a: Schedule, b: Schedule | None, by_time: bool = False) -> Schedule:
