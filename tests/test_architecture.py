@@ -113,3 +113,40 @@ def test_cycle_finder_sees_a_two_module_cycle():
     g.add_import(importer="planner.b", imported="planner.a")
     g.add_import(importer="planner.a", imported="planner.c")
     assert _cycles(g) == [["planner.a", "planner.b"]]
+
+
+# -- size: a module does one thing; a function fits on a screen --------------------------------
+
+_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60  # in runtime/ and paretrain/
+
+
+def _sizes() -> tuple[list[str], list[str]]:
+    import ast
+
+    modules, functions = [], []
+    for package in ("planner", "runtime", "paretrain"):
+        for path in sorted((_ROOT / package).rglob("*.py")):
+            src = path.read_text(encoding="utf-8")
+            rel = path.relative_to(_ROOT)
+            if src.count("\n") > MAX_MODULE_LINES:
+                modules.append(f"{rel}: {src.count(chr(10))} lines")
+            if package == "planner":
+                continue
+            for node in ast.walk(ast.parse(src)):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    n = node.end_lineno - node.lineno + 1
+                    if n > MAX_FUNCTION_LINES:
+                        functions.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
+    return modules, functions
+
+
+def test_no_module_over_400_lines():
+    modules, _ = _sizes()
+    assert not modules, f"modules over {MAX_MODULE_LINES} lines (split them): {modules}"
+
+
+def test_no_function_over_60_lines_in_runtime_or_the_command_line():
+    _, functions = _sizes()
+    assert not functions, f"functions over {MAX_FUNCTION_LINES} lines (split them): {functions}"
