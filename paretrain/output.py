@@ -1,94 +1,141 @@
-"""What the command line prints: tables, the progress bar, plans, runs, searches."""
+"""What each command shows: plans, profiles, searches, runs, comparisons, ledgers, tracking.
+
+Each ``show_*`` prints for people in table format and fills the JSON record in ``--format
+json`` (see ``paretrain.console.Output``). Scripts read some of these lines (the Pareto table,
+``plan ... written to``, the predicted/realized table): keep their words stable.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Sequence
 
-import click
+from paretrain.console import Output
 
-__all__ = ["Bar", "table", "print_fits", "print_plan", "print_tracking", "print_search", "print_result"]
-
-
-class Bar:
-    """A one-line progress bar on stderr."""
-
-    def __init__(self, title: str) -> None:
-        self.title = title
-
-    def __call__(self, label: str, i: int, n: int) -> None:
-        width = 24
-        done = int(width * i / max(n, 1))
-        end = "\n" if i >= n else ""
-        click.echo(f"\r{self.title} [{'#' * done}{'.' * (width - done)}] {i}/{n} {label[:48]:<48}",
-                   err=True, nl=False)
-        if end:
-            click.echo("", err=True)
+__all__ = ["show_profile", "show_fits", "show_plan", "show_plan_written", "show_search", "show_running",
+           "show_result", "show_tracking", "show_compare", "show_ledger"]
 
 
-def print_fits(plan: Any) -> None:
+def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None:
+    ui.put("profile", {"key": prof.key, "reused": reused, "spend_usd": prof.spend_usd,
+                       **({"path": str(where)} if where is not None else {})})
+    if where is not None:
+        ui.line(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${prof.spend_usd:.6f}): {where}")
+    else:
+        ui.line(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
+
+
+def show_fits(ui: Output, plan: Any) -> None:
     conv = plan.models.get("convergence", {})
+    ui.put("convergence", conv)
     for cid, levels in conv.items():
         parts = [f"{lv}: E_min={d['e_min']:.0f} B_noise={d['b_noise']:.0f}" for lv, d in levels.items()]
-        click.echo(f"convergence {cid}: " + "; ".join(parts))
+        ui.line(f"convergence {cid}: " + "; ".join(parts))
 
 
-def print_plan(plan: Any) -> None:
-    marks = {plan.chosen: "knee", plan.cheapest: "cheapest", plan.fastest: "fastest"}
+def _marks(plan: Any, cid: str) -> list[str]:
+    return [v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"), (plan.fastest, "fastest")) if k == cid]
+
+
+def show_plan(ui: Output, plan: Any) -> None:
+    """The Pareto table, the solver line and the plan's notes."""
     rows = []
     for c in plan.candidates:
-        tag = ",".join(v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"),
-                                      (plan.fastest, "fastest")) if k == c.id)
         stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
         rows.append([c.id, c.config_id, f"{c.accuracy:.2f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
-                     stages, tag])
-    del marks
-    table(["id", "config", "accuracy", "cost_usd", "wall_s", "stages", ""], rows)
-    click.echo(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
-               f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
+                     stages, ",".join(_marks(plan, c.id))])
+    ui.put("candidates", [{
+        "id": c.id, "config": c.config_id, "accuracy": c.accuracy, "cost_usd": c.cost_usd, "wall_s": c.wall_s,
+        "marks": _marks(plan, c.id),
+        "stages": [{"hardware": s.hardware, "precision": s.precision, "batch_size": s.batch_size,
+                    "workers": s.workers, "samples": s.samples} for s in c.stages]} for c in plan.candidates])
+    ui.put("chosen", plan.chosen)
+    ui.put("solver", dict(plan.solver))
+    ui.put("notes", list(plan.notes))
+    ui.table(["id", "config", "accuracy", "cost_usd", "wall_s", "stages", ""], rows)
+    ui.line(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
+            f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
-        click.echo(f"note: {note}")
+        ui.line(f"note: {note}")
 
 
-def table(head: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip())
-    click.echo("  ".join("-" * w for w in widths))
-    for r in rows:
-        click.echo("  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip())
+def show_plan_written(ui: Output, plan: Any, path: Any, png: Any) -> None:
+    ui.put("plan", str(path))
+    ui.put("fingerprint", plan.fingerprint)
+    ui.put("plot", str(png))
+    ui.line(f"plan {plan.fingerprint} written to {path}; plot {png}")
 
 
-def print_tracking(tr: Any, handle: str, uri: str, experiment: str, ok: bool) -> None:
-    run_id = tr.run_id(handle)
-    if ok and run_id:
-        click.echo(f"MLflow: {uri}, experiment '{experiment}', run {run_id} "
-                   f"(see it with: paretrain server, or mlflow ui --backend-store-uri {uri})")
-    else:
-        click.echo(f"MLflow: not reachable at {uri}; records spooled to {tr.spool_path} "
-                   "(replay with: paretrain sync)", err=True)
+def show_search(ui: Output, result: Any) -> None:
+    def params(c: Any) -> str:
+        return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params)
 
-
-def print_search(result: Any) -> None:
-    rows = [[str(info["trial"]), c.family,
-             " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params), c.optimizer,
-             f"{c.lr:.2g}", f"{info['accuracy']:.3f}" + ("*" if info["extrapolated"] else ""),
+    rows = [[str(info["trial"]), c.family, params(c), c.optimizer, f"{c.lr:.2g}",
+             f"{info['accuracy']:.3f}" + ("*" if info["extrapolated"] else ""),
              f"{info['cost_usd']:.7f}", f"{info['latency_ms']:.3f}"] for c, info in result.front]
-    table(["trial", "family", "params", "opt", "lr", "accuracy", "cost_usd", "latency_ms"], rows)
-    click.echo(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
-               f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
-               "; * = extrapolated from a learning curve")
+    ui.put("search", {"study": result.study_name, "trials": result.trials, "new_trials": result.new_trials,
+                      "spent_usd": result.spent_usd, "stopped_for_budget": result.stopped_for_budget,
+                      "front": [{**c.to_dict(), **dict(info)} for c, info in result.front]})
+    ui.table(["trial", "family", "params", "opt", "lr", "accuracy", "cost_usd", "latency_ms"], rows)
+    ui.line(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
+            f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
+            "; * = extrapolated from a learning curve")
+
+
+def show_running(ui: Output, cand: Any, how: str = "") -> None:
+    """The run's first line: what trains, stage by stage (and a resume note, if any)."""
+    if how:
+        ui.log(how)
+    ui.line(f"running {cand.id} ({cand.config_id} to val_accuracy {cand.accuracy:g}): "
+            + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages))
 
 
 def _pct(pred: float, real: float) -> str:
     return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
 
 
-def print_result(r: Any) -> None:
-    table(["", "predicted", "realized", "error"], [
+def show_result(ui: Output, r: Any) -> None:
+    """Predicted against realized, and where the run's ledger is."""
+    ui.put("run", {k: v for k, v in dataclasses.asdict(r).items() if k != "events"})
+    ui.table(["", "predicted", "realized", "error"], [
         ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd)],
         ["wall_s", f"{r.predicted_wall_s:.1f}", f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s)],
         ["val_accuracy", f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
          f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"],
     ])
-    click.echo(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
-               f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
-               f"ledger {r.ledger_path}")
+    ui.line(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
+            f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
+            f"ledger {r.ledger_path}")
+
+
+def show_tracking(ui: Output, report: Any) -> None:
+    """Where the MLflow records went (a ``runtime.tracking.session.TrackingReport``)."""
+    if not report.enabled:
+        return
+    ui.put("tracking", {"uri": report.uri, "experiment": report.experiment, "run_id": report.run_id,
+                        "ok": report.ok, **({} if report.ok else {"spool": report.spool_path})})
+    if report.ok:
+        ui.line(f"MLflow: {report.uri}, experiment '{report.experiment}', run {report.run_id} "
+                f"(see it with: paretrain server, or mlflow ui --backend-store-uri {report.uri})")
+    else:
+        ui.line(f"MLflow: not reachable at {report.uri}; records spooled to {report.spool_path} "
+                "(replay with: paretrain sync)", err=True, style="yellow")
+
+
+def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) -> None:
+    ui.put("experiment", experiment)
+    ui.put("runs", list(rows))
+    ui.table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
+              "pred_acc", "acc", "front"],
+             [[r["candidate"], r["run"][:8], r["status"], f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}",
+               r["cost_err"], f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
+               f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}", "yes" if r["on_front"] else "no"]
+              for r in rows])
+
+
+def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:
+    ui.put("period", period)
+    ui.put("rows", [dict(zip(("run", "stage", "kind", "usd", "seconds"), r)) for r in rows])
+    ui.put("total_usd", total)
+    ui.table(["run", "stage", "kind", "usd", "seconds"], rows)
+    ui.line(f"total ${total:.6f} ({period})")

@@ -75,7 +75,12 @@ class BudgetExhausted(StopError):
 
 
 class ApprovalRequired(StopError):
-    """A candidate costs more than the spec's approval threshold."""
+    """A candidate costs more than the spec's approval threshold; ``flag`` is what approves it."""
+
+    def __init__(self, message: str, *, amount_usd: float | None = None,
+                 threshold_usd: float | None = None, flag: str = "--approve") -> None:
+        self.amount_usd, self.threshold_usd, self.flag = amount_usd, threshold_usd, flag
+        super().__init__(message)
 
 
 class SolverError(Exception):

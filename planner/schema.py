@@ -134,7 +134,7 @@ def _check_section(value: Any, spec: Field, where: str, path: str) -> dict[str, 
         if key in value:
             out[key] = check(value[key], sub, where, dotted)
         elif sub.default is REQUIRED:
-            raise _fail(where, dotted, "is required", None, sub, f"add '{dotted}' {sub.help}".rstrip())
+            raise _fail(where, dotted, "is required", None, sub, sub.fix or f"add '{dotted}' {sub.help}".rstrip())
         elif sub.kind == "section" and isinstance(sub.default, dict):
             out[key] = check(sub.default, sub, where, dotted)
         else:

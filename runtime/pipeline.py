@@ -1,4 +1,8 @@
-"""The planning pipeline on this machine: profile (cached), offers, MILP, plan.
+"""The planning pipeline on this machine: inputs checked, profile (cached), offers, MILP, plan.
+
+``check_inputs`` reads every file and checks every name a spec points to (catalog, allowed
+offers, ``profiles:`` files, a ``python:`` workload's module and factory, the search storage)
+before anything is measured, so bad input costs nothing and writes nothing.
 
 Folders under the working directory's ``.paretrain/``: ``cache/`` (generated data),
 ``profiles/`` (profile files by key), ``ledger/`` (one JSONL ledger per run or profiling),
@@ -7,13 +11,16 @@ Folders under the working directory's ``.paretrain/``: ``cache/`` (generated dat
 
 from __future__ import annotations
 
+import importlib
+import os
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from planner.errors import SpecError
+from planner.errors import InputError, SpecError
 from planner.milp import pareto_front
 from planner.plan import Plan, make_plan
 from planner.build import build_problem
@@ -26,7 +33,8 @@ from runtime.train.lab import TorchLab
 from runtime.money.ledger import Ledger
 from runtime.train.workloads import load_workload
 
-__all__ = ["Workspace", "offers_for", "get_profile", "plan_spec", "search_spec"]
+__all__ = ["Workspace", "check_inputs", "check_workload", "check_storage", "read_spec_profiles", "offers_for",
+           "get_profile", "plan_spec", "search_spec"]
 
 
 @dataclass(frozen=True)
@@ -78,11 +86,62 @@ def offers_for(spec: Spec) -> list[Offer]:
     return chosen
 
 
+def read_spec_profiles(spec: Spec) -> list[Profile]:
+    """The profile files the spec's ``profiles:`` names, read and validated."""
+    out = []
+    for i, path in enumerate(spec.profiles):
+        if not Path(path).is_file():
+            raise SpecError(spec.path, f"profiles[{i}]", "must name an existing profile file", path,
+                            "correct the path (relative to the working directory), or write the file with "
+                            "'paretrain profile SPEC -o FILE' on the machine it measures")
+        out.append(read_profile(path))
+    return out
+
+
+def check_workload(spec: Spec) -> None:
+    """A ``python:pkg.module:factory`` workload imports and names a callable (nothing is built);
+    built-in names are checked by the spec itself."""
+    name = spec.workload.name
+    if not name.startswith("python:"):
+        return
+    _, module, factory = name.split(":")
+    try:
+        found = importlib.import_module(module)
+    except Exception as err:  # noqa: BLE001 - any failure to import is the user's to fix
+        raise SpecError(spec.path, "workload.name", "must name an importable module", name,
+                        f"make '{module}' importable from here (PYTHONPATH); importing it raised "
+                        f"{type(err).__name__}: {err}") from None
+    if not callable(getattr(found, factory, None)):
+        raise SpecError(spec.path, "workload.name", f"must name a function of module {module}", name,
+                        f"define {factory}(spec) in {module}, or correct the name")
+
+
+def check_storage(storage: str, where: str = "search.storage") -> None:
+    """A file-backed Optuna storage (sqlite:///FILE, journal:FILE) lives in an existing folder."""
+    for prefix in ("sqlite:///", "journal:"):
+        if storage.startswith(prefix):
+            folder = Path(storage[len(prefix):]).parent
+            if not folder.is_dir():
+                raise InputError(f"{where}: the folder of {storage} does not exist ({folder}). To fix: "
+                                 "create it, or point the storage elsewhere")
+
+
+def check_inputs(spec: Spec, *, search: bool = False, storage: str | None = None) -> list[Offer]:
+    """Check everything the spec names before any money is spent; returns the allowed offers."""
+    offers = offers_for(spec)
+    read_spec_profiles(spec)
+    check_workload(spec)
+    if search:
+        check_storage(storage or spec.search.storage, "--storage" if storage else "search.storage")
+    return offers
+
+
 def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Sequence[Offer], *,
                 progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
     is unchanged, else measured for real (charged to the profile envelope). Returns
     (profile, reused)."""
+    brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
     workload = load_workload(spec.workload, ws.cache)
     # every local device is priced, also one measured only as the reference for catalog offers
     prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
@@ -106,8 +165,8 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
             ledger.close()
         write_profile(profile, path)
         reused = False
-    if spec.profiles:
-        profile = merge_profiles(profile, [read_profile(p) for p in spec.profiles])
+    if brought:
+        profile = merge_profiles(profile, brought)
     return profile, reused
 
 
@@ -131,41 +190,28 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
                 progress: Callable[[str, int, int], None] | None = None) -> Any:
     """Run (or continue) the spec's Optuna study on this machine; every trial is charged to
     the ``search`` envelope in this worker's ledger, and logged as a child run in MLflow."""
-    import os
-    import socket
-
     from planner.search import open_study, run_search
+    from runtime.tracking.search_log import log_trial
     from runtime.train.workloads import WORKLOADS
 
     workload = load_workload(spec.workload, ws.cache)
     info = WORKLOADS.get(spec.workload.name) or workload.info
     name = spec.search.study or spec.name
+    study = open_study(storage or spec.search.storage, name, spec.search.sampler, spec.search.seed)
     prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
-    ws.ledgers.mkdir(parents=True, exist_ok=True)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
     ledger = Ledger(ws.ledgers / f"search-{safe}-{socket.gethostname()}-{os.getpid()}.jsonl",
                     f"search-{safe}-{os.getpid()}")
     target = trials if trials is not None else spec.search.trials
-    done = [0]
 
     def on_trial(t: Any, config: Any) -> None:
-        done[0] += 1
         if progress:
             progress(f"trial {t.number} {config.family}: acc {t.values[0]:.3f}", t.number + 1, target)
-        if tracker is not None:
-            child = tracker.start_run(f"trial-{t.number}-{config.family}", parent=parent, tags={
-                "paretrain.kind": "trial", "paretrain.study": name, "paretrain.trial": str(t.number),
-                "paretrain.extrapolated": str(bool(t.user_attrs.get("extrapolated"))).lower()},
-                params={**{k: v for k, v in config.to_dict().items() if k != "id"}, "trial": t.number})
-            tracker.log_metrics(child, {"val_accuracy": t.values[0], "cost_usd": t.values[1],
-                                        "latency_ms": t.values[2], "spend_usd": t.user_attrs.get("spend_usd", 0.0),
-                                        "params": t.user_attrs.get("params", 0)})
-            tracker.end_run(child)
+        log_trial(tracker, parent, name, t, config)
 
     try:
         lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
                        search_ledgers=lambda: sorted(ws.ledgers.glob(f"search-{safe}-*.jsonl")))
-        study = open_study(storage or spec.search.storage, name, spec.search.sampler, spec.search.seed)
         return run_search(spec, lab, study, info, trials=target, on_trial=on_trial)
     finally:
         ledger.close()

@@ -1,4 +1,4 @@
-"""A run's outcome and its place on disk: the result, the newest resumable run, its clock."""
+"""A run's outcome and its place on disk: the result, the newest run and its status, its clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunResult", "find_resumable", "last_run_time"]
+__all__ = ["RunResult", "FINISHED", "find_resumable", "last_run", "last_run_time"]
 
 
 @dataclass
@@ -35,19 +35,41 @@ class RunResult:
         return self.status == "target"
 
 
-def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | None:
-    """The newest unfinished run of this plan and candidate, if any."""
+#: A run's status once it reached its target: nothing is left to do.
+FINISHED = "target"
+
+
+def _runs(workdir: Path, fingerprint: str, candidate: str) -> list[tuple[float, str, str]]:
+    """(mtime, run id, status) of every run of this plan and candidate under ``workdir``."""
     runs = workdir / ".paretrain" / "runs"
-    best: tuple[float, str] | None = None
+    found = []
     for status in runs.glob("*/status.json") if runs.is_dir() else []:
         try:
-            d = json.loads(status.read_text())
-        except ValueError:
-            continue
-        if d.get("fingerprint") == fingerprint and d.get("candidate") == candidate and d.get("status") != "target":
-            key = (status.stat().st_mtime, status.parent.name)
-            best = max(best, key) if best else key
-    return best[1] if best else None
+            d = json.loads(status.read_text(encoding="utf-8"))
+            mtime = status.stat().st_mtime
+        except (OSError, ValueError):
+            continue  # being written, or removed meanwhile: not a run to count
+        if isinstance(d, dict) and d.get("fingerprint") == fingerprint and d.get("candidate") == candidate:
+            found.append((mtime, status.parent.name, str(d.get("status", ""))))
+    return found
+
+
+def last_run(workdir: Path, fingerprint: str, candidate: str) -> tuple[str, str] | None:
+    """(run id, status) of the newest run of this plan and candidate, or None if it never ran.
+
+    A status of ``FINISHED`` means it reached its target; any other (``running``, ``budget``,
+    ...) means it can be resumed."""
+    found = _runs(Path(workdir), fingerprint, candidate)
+    if not found:
+        return None
+    _, run_id, status = max(found)
+    return run_id, status
+
+
+def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | None:
+    """The newest unfinished run of this plan and candidate, if any."""
+    found = [r for r in _runs(Path(workdir), fingerprint, candidate) if r[2] != FINISHED]
+    return max(found)[1] if found else None
 
 
 def last_run_time(ledger_path: Path) -> float:

@@ -80,15 +80,27 @@ class Tracker:
         self.errors: list[str] = []
         self._q: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._client: Any = None
         self._ready = threading.Event()
+        # Started by the first record, so a command that fails its input checks touches no store.
         self._thread = threading.Thread(target=self._loop, name="paretrain-tracking", daemon=True)
-        self._thread.start()
         self._closed = False
+
+    def _start(self) -> None:
+        # its own lock: ``_lock`` is held by the thread while it talks to MLflow
+        with self._start_lock:
+            if self._thread.ident is None and not self._closed:
+                self._thread.start()
+
+    def _put(self, op: Any) -> None:
+        self._start()
+        self._q.put(op)
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """Wait (at most ``timeout_s``) until the MLflow client is imported and connected, so
         that its start-up does not compete with training for the interpreter."""
+        self._start()
         return self._ready.wait(timeout_s)
 
     # -- the caller's side ----------------------------------------------------------------
@@ -97,43 +109,47 @@ class Tracker:
                   parent_run_id: str | None = None) -> str:
         """A new run (nested under the handle ``parent`` or the MLflow run ``parent_run_id``)."""
         handle = f"h-{uuid.uuid4().hex[:12]}"
-        self._q.put({"op": "create", "handle": handle, "name": name, "tags": dict(tags or {}),
-                     "parent": parent, "experiment": self.experiment, "parent_run_id": parent_run_id})
+        self._put({"op": "create", "handle": handle, "name": name, "tags": dict(tags or {}),
+                   "parent": parent, "experiment": self.experiment, "parent_run_id": parent_run_id})
         if params:
             self.log_params(handle, params)
         return handle
 
     def log_params(self, handle: str, params: Mapping[str, Any]) -> None:
-        self._q.put({"op": "params", "handle": handle,
-                     "params": {k: str(v)[:6000] for k, v in params.items()}})
+        self._put({"op": "params", "handle": handle,
+                   "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def set_tags(self, handle: str, tags: Mapping[str, Any]) -> None:
-        self._q.put({"op": "tags", "handle": handle, "tags": {k: str(v) for k, v in tags.items()}})
+        self._put({"op": "tags", "handle": handle, "tags": {k: str(v) for k, v in tags.items()}})
 
     def log_metrics(self, handle: str, metrics: Mapping[str, float], step: int = 0,
                     timestamp_ms: int | None = None) -> None:
         ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-        self._q.put({"op": "metrics", "handle": handle,
-                     "points": [[k, float(v), ts, int(step)] for k, v in metrics.items()]})
+        self._put({"op": "metrics", "handle": handle,
+                   "points": [[k, float(v), ts, int(step)] for k, v in metrics.items()]})
 
     def log_artifact(self, handle: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self._q.put({"op": "artifact", "handle": handle, "path": str(Path(path).resolve()),
-                     "artifact_path": artifact_path})
+        self._put({"op": "artifact", "handle": handle, "path": str(Path(path).resolve()),
+                   "artifact_path": artifact_path})
 
     def log_input(self, handle: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
                   context: str = "training") -> None:
         """Record the dataset a run trained on (MLflow's run inputs)."""
-        self._q.put({"op": "input", "handle": handle, "name": name, "digest": digest, "source": source,
-                     "profile": dict(profile), "context": context})
+        self._put({"op": "input", "handle": handle, "name": name, "digest": digest, "source": source,
+                   "profile": dict(profile), "context": context})
 
     def end_run(self, handle: str, status: str = "FINISHED") -> None:
-        self._q.put({"op": "end", "handle": handle, "status": status})
+        self._put({"op": "end", "handle": handle, "status": status})
 
     def close(self) -> bool:
         """Send what is queued, waiting at most ``timeout_s``; spool the rest. True if all sent."""
         if self._closed:
             return not self.failed
-        self._closed = True
+        with self._start_lock:
+            self._closed = True
+            started = self._thread.ident is not None
+        if not started:
+            return True  # nothing was ever logged
         self._q.put(_STOP)
         self._thread.join(self.timeout_s)
         if self._thread.is_alive():

@@ -24,6 +24,12 @@ BAD = {
     "empty hardware list": small_spec(hardware={"allow": []}),
     "unknown workload": small_spec(workload={"name": "imagenet"}),
     "unknown offer": small_spec(hardware={"allow": ["aws/p9.huge"]}),
+    "no workload section": {k: v for k, v in small_spec().items() if k != "workload"},
+    "workload without a name": small_spec(workload={"samples": 3000}),
+    "missing profiles file": small_spec(profiles=["measured-elsewhere.json"]),
+    "python workload not importable": small_spec(workload={"name": "python:no_such_module_zz:make"}),
+    "python workload without its factory": small_spec(workload={"name": "python:json:no_such_factory"}),
+    "search storage in a missing folder": small_spec(search={"trials": 1, "storage": "sqlite:///no/such/o.db"}),
 }
 
 
@@ -62,7 +68,7 @@ def test_real_process_bad_input_has_no_traceback(tmp_path):
                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert "field 'target' is required" in proc.stderr
+    assert "field 'workload' is required" in proc.stderr
 
 
 def test_init_writes_the_example_and_refuses_to_overwrite(tmp_path):
@@ -87,7 +93,9 @@ def test_run_with_a_missing_or_edited_plan_exits_2(tmp_path):
     bad = tmp_path / "plan.json"
     bad.write_text('{"schema": "paretrain.plan/0"}')
     r = CliRunner().invoke(cli, ["run", str(bad)])
-    assert r.exit_code == 2 and "field 'schema' must be paretrain.plan/1" in r.stderr
+    from planner.plan import PLAN_SCHEMA
+
+    assert r.exit_code == 2 and f"field 'schema' must be {PLAN_SCHEMA}" in r.stderr
 
 
 def test_candidate_above_approval_threshold_needs_approve(tmp_path, monkeypatch):
