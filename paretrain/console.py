@@ -19,7 +19,6 @@ c10  0.25
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import IO, Any, Sequence
 
@@ -182,7 +181,3 @@ class ProgressBar:
         self._closed = True
         if self._progress is not None:
             self._progress.stop()
-
-
-def _default_stream() -> IO[str]:  # pragma: no cover - for callers outside click
-    return sys.stdout
