@@ -40,7 +40,7 @@ BATCH = 32
 
 
 def make_plan(steps: int) -> Plan:
-    data = {"name": "overhead", "workload": {"samples": 10000},
+    data = {"name": "overhead", "workload": {"name": "mnist1d", "samples": 10000},
             "configs": [CONFIG.to_dict()],
             "target": {"goal": 0.999, "max_samples": steps * BATCH},
             "budget": {"total_usd": 10.0, "envelopes": {"train": 5.0}}, "deadline_s": 1e6,

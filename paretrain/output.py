@@ -26,7 +26,10 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
 
 
 def show_fits(ui: Output, plan: Any) -> None:
-    conv = plan.models.get("convergence", {})
+    conv: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in plan.models.convergence:
+        conv.setdefault(c.config_id, {})[f"{c.level:g}"] = {
+            "e_min": c.e_min, "b_noise": c.b_noise, "points": [list(p) for p in c.points]}
     ui.put("convergence", conv)
     for cid, levels in conv.items():
         parts = [f"{lv}: E_min={d['e_min']:.0f} B_noise={d['b_noise']:.0f}" for lv, d in levels.items()]

@@ -171,22 +171,6 @@ class PlanModels:
     def curves_of(self, config_id: str) -> Curves:
         return {r.batch_size: list(r.points) for r in self.curves if r.config_id == config_id}
 
-    def get(self, name: str, default: Any = None) -> Any:
-        """Deprecated: the ``paretrain.plan/1`` dict view of ``convergence`` and ``curves`` for
-        callers not yet on the typed lookups (``Plan.convergence``, ``Plan.curves``)."""
-        if name == "curves":
-            out: dict[str, dict[str, list[list[Any]]]] = {}
-            for r in self.curves:
-                out.setdefault(r.config_id, {})[str(r.batch_size)] = [list(p) for p in r.points]
-            return out
-        if name == "convergence":
-            conv: dict[str, dict[str, dict[str, Any]]] = {}
-            for c in self.convergence:
-                conv.setdefault(c.config_id, {})[f"{c.level:g}"] = {
-                    "e_min": c.e_min, "b_noise": c.b_noise, "points": [list(p) for p in c.points]}
-            return conv
-        return default
-
     def to_dict(self) -> dict[str, Any]:
         return {f.name: ([_plain(asdict(r)) for r in getattr(self, f.name)]
                          if isinstance(getattr(self, f.name), tuple) else getattr(self, f.name))

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from planner.plan import PLAN_SCHEMA
+
 from runtime.money.ledger import read_charges
 from tests.conftest import ROOT, small_spec
 
@@ -44,7 +46,7 @@ def test_plan_prints_the_pareto_table_and_writes_plan_and_plot(planned):
     cwd, p = planned
     assert "id" in p.stdout and "cost_usd" in p.stdout and "knee" in p.stdout
     plan = json.loads((cwd / "plan.json").read_text())
-    assert plan["schema"] == "paretrain.plan/1" and len(plan["pareto"]) >= 1
+    assert plan["schema"] == PLAN_SCHEMA and len(plan["pareto"]) >= 1
     assert (cwd / "pareto.png").stat().st_size > 1000
     assert "measured" in p.stdout  # the profile was measured for real this time
     assert ledger_total(cwd, "profile-") <= 0.003  # the profile envelope
