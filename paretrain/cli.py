@@ -136,7 +136,8 @@ def _tracking_options(fn: Any) -> Any:
 @click.pass_context
 def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool, fmt: str) -> None:
     """Measure the candidate hardware here; write a profile file."""
-    from runtime.files import read_spec, write_profile
+    from runtime.files import write_profile
+    from runtime.specs import read_spec
     from runtime.pipeline import check_inputs, get_profile
 
     spec = read_spec(spec_path)
@@ -162,7 +163,8 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
          reprofile: bool, fmt: str) -> None:
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
     from planner.plan import plan_to_json
-    from runtime.files import atomic_write_text, read_spec
+    from runtime.files import atomic_write_text
+    from runtime.specs import read_spec
     from runtime.pipeline import check_inputs, plan_spec, search_spec
     from runtime.tracking.plan_log import log_plan
     from runtime.tracking.plots import plot_pareto
@@ -203,7 +205,7 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
 def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None,
            tracking_uri: str | None, no_track: bool, fmt: str) -> None:
     """Optuna architecture and hyperparameter search under the search envelope (resumable)."""
-    from runtime.files import read_spec
+    from runtime.specs import read_spec
     from runtime.pipeline import check_storage, check_workload, search_spec
     from runtime.tracking.session import open_session, parent_run
 
@@ -267,7 +269,7 @@ def _execute(ui: Output, the_plan: Any, cand: Any, spec: Any, ws: Any, *, prices
 
     run_id = choice.run_id if choice is not None else None
     session = open_session(tracking[0], spec.tracking.uri, spec.experiment, ws.spool, enabled=tracking[1])
-    show_running(ui, cand, choice.message if choice is not None else "")
+    show_running(ui, cand, choice.message if choice is not None else "", the_plan.metric.name)
     ex = Executor(the_plan, cand, workdir=ws.root, tracker=session.tracker, run_id=run_id,
                   resume=run_id is not None, prices=prices, plan_path=plan_path, log=ui.log)
     result = None

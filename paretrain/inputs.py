@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.plan import Candidate, Plan, plan_from_json
-from planner.spec import Spec, parse_spec
+from planner.spec import Spec
 from runtime.files import read_text
 from runtime.pipeline import check_workload
 from runtime.run.runs import FINISHED, last_run
@@ -26,9 +26,9 @@ def read_plan(path: Path) -> Plan:
 
 def plan_spec_of(plan: Plan, where: str) -> Spec:
     """The plan's spec as a validated ``Spec``, its workload importable."""
-    from runtime.train.workloads import WORKLOADS
+    from runtime.specs import spec_of
 
-    spec = plan.spec if isinstance(plan.spec, Spec) else parse_spec(dict(plan.spec), f"{where}:spec", WORKLOADS)
+    spec = plan.spec if isinstance(plan.spec, Spec) else spec_of(dict(plan.spec), f"{where}:spec")
     check_workload(spec)
     return spec
 

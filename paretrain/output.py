@@ -43,19 +43,22 @@ def _marks(plan: Any, cid: str) -> list[str]:
 def show_plan(ui: Output, plan: Any) -> None:
     """The Pareto table, the solver line and the plan's notes."""
     rows = []
+    metric = plan.metric.name
     for c in plan.candidates:
         stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
-        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
+        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
                      stages, ",".join(_marks(plan, c.id))])
     ui.put("candidates", [{
-        "id": c.id, "config": c.config_id, "accuracy": c.accuracy, "cost_usd": c.cost_usd, "wall_s": c.wall_s,
+        "id": c.id, "config": c.config_id, "accuracy": c.accuracy, "metric": metric,
+        "cost_usd": c.cost_usd, "wall_s": c.wall_s,
         "marks": _marks(plan, c.id),
         "stages": [{"hardware": s.hardware, "precision": s.precision, "batch_size": s.batch_size,
                     "workers": s.workers, "samples": s.samples} for s in c.stages]} for c in plan.candidates])
     ui.put("chosen", plan.chosen)
     ui.put("solver", dict(plan.solver))
     ui.put("notes", list(plan.notes))
-    ui.table(["id", "config", "accuracy", "cost_usd", "wall_s", "stages", ""], rows)
+    ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "wall_s",
+              "stages", ""], rows)
     ui.line(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
             f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
@@ -74,22 +77,23 @@ def show_search(ui: Output, result: Any) -> None:
         return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params)
 
     rows = [[str(info["trial"]), c.family, params(c), c.optimizer, f"{c.lr:.2g}",
-             f"{info['accuracy']:.3f}" + ("*" if info["extrapolated"] else ""),
+             f"{info.get('value', info['accuracy']):.3f}" + ("*" if info["extrapolated"] else ""),
              f"{info['cost_usd']:.7f}", f"{info['latency_ms']:.3f}"] for c, info in result.front]
     ui.put("search", {"study": result.study_name, "trials": result.trials, "new_trials": result.new_trials,
                       "spent_usd": result.spent_usd, "stopped_for_budget": result.stopped_for_budget,
                       "front": [{**c.to_dict(), **dict(info)} for c, info in result.front]})
-    ui.table(["trial", "family", "params", "opt", "lr", "accuracy", "cost_usd", "latency_ms"], rows)
+    metric = result.front[0][1].get("metric", "accuracy") if result.front else "accuracy"
+    ui.table(["trial", "family", "params", "opt", "lr", metric, "cost_usd", "latency_ms"], rows)
     ui.line(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
             f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
             "; * = extrapolated from a learning curve")
 
 
-def show_running(ui: Output, cand: Any, how: str = "") -> None:
+def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accuracy") -> None:
     """The run's first line: what trains, stage by stage (and a resume note, if any)."""
     if how:
         ui.log(how)
-    ui.line(f"running {cand.id} ({cand.config_id} to val_accuracy {cand.accuracy:g}): "
+    ui.line(f"running {cand.id} ({cand.config_id} to {metric} {cand.accuracy:g}): "
             + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages))
 
 
@@ -103,8 +107,9 @@ def show_result(ui: Output, r: Any) -> None:
     ui.table(["", "predicted", "realized", "error"], [
         ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd)],
         ["wall_s", f"{r.predicted_wall_s:.1f}", f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s)],
-        ["val_accuracy", f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
-         f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"],
+        [r.metric, f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
+         f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts" if "accuracy" in r.metric
+         else _pct(r.predicted_accuracy, r.accuracy)],
     ])
     ui.line(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
             f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
@@ -128,8 +133,10 @@ def show_tracking(ui: Output, report: Any) -> None:
 def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) -> None:
     ui.put("experiment", experiment)
     ui.put("runs", list(rows))
+    metric = rows[0].get("metric", "val_accuracy") if rows else "val_accuracy"
+    short = "acc" if metric == "val_accuracy" else metric
     ui.table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
-              "pred_acc", "acc", "front"],
+              f"pred_{short}", short, "front"],
              [[r["candidate"], r["run"][:8], r["status"], f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}",
                r["cost_err"], f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
                f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}", "yes" if r["on_front"] else "no"]

@@ -35,24 +35,27 @@ __all__ = ["build_problem", "fit_all_convergence"]
 
 def fit_all_convergence(spec: "Spec", profile: "Profile",
                         configs: Sequence["Config"]) -> tuple[dict[tuple[str, float], ConvergenceFit], list[str]]:
-    """Fit E(B) per (config, level) from the profile's runs (or take the spec's hints)."""
+    """Fit E(B) per (config, level) from the profile's runs (or take the spec's hints). Keys
+    are (config, *score* of the level): higher is better whatever the metric's direction
+    (``planner.metric``), which is what the program's accuracy axis maximizes."""
+    metric = spec.target.metric_obj
     fits: dict[tuple[str, float], ConvergenceFit] = {}
     notes: list[str] = []
     hints = spec.convergence or {}
     for cfg in configs:
         if cfg.id in hints:
             h = hints[cfg.id]
-            fits[(cfg.id, h.accuracy)] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
+            fits[(cfg.id, metric.score(h.accuracy))] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
             continue
         runs = profile.runs_for(cfg.id)
         for level in spec.target.levels:
             pts = [(r.batch_size, n) for r in runs for a, n in r.reached
                    if abs(a - level) < 1e-9 and n is not None]
             if len(pts) < 2:
-                notes.append(f"{cfg.id}: accuracy {level:g} reached at {len(pts)} of {len(runs)} "
+                notes.append(f"{cfg.id}: {metric.name} {level:g} reached at {len(pts)} of {len(runs)} "
                              "measured batch sizes; not planned")
                 continue
-            fits[(cfg.id, level)] = fit_convergence(pts)
+            fits[(cfg.id, metric.score(level))] = fit_convergence(pts)
     return fits, notes
 
 
@@ -93,7 +96,7 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
         samples=samples, option_hw=np.array([hw_index[o.hardware] for o in options], dtype=int),
         switch_s=switch_in_s, switch_usd=switch_in_usd, switch_out_usd=switch_out_usd,
         budget_usd=train_budget, deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
-        accuracy_floor=spec.target.goal,
+        accuracy_floor=spec.target.metric_obj.score(spec.target.goal),
     )
     pruned = 0
     if prune:

@@ -46,14 +46,28 @@ def same(a: Point, b: Point) -> bool:
 
 
 def non_dominated(points: Sequence[Point]) -> list[int]:
-    """Indices of the points no other point dominates; of equal points, the first is kept."""
+    """Indices of the points no other point dominates; of equal points, the first is kept.
+
+    The same comparisons as ``dominates`` and ``same``, one point against all at once."""
+    if len(points) == 0:
+        return []
+    K = np.array([_key(p) for p in points], dtype=float).reshape(-1, 3)
+    A = np.abs(K)
     keep: list[int] = []
-    for i, p in enumerate(points):
-        if any(dominates(q, p) for j, q in enumerate(points) if j != i):
-            continue
-        if any(same(points[j], p) for j in keep):
-            continue
-        keep.append(i)
+    with np.errstate(invalid="ignore"):
+        for i in range(len(K)):
+            tol = REL_TOL * np.maximum(np.maximum(1.0, A), A[i])
+            le = K <= K[i] + tol  # _le(q, p) for every q
+            lt = K < K[i] - tol  # _lt(q, p)
+            dominated = le.all(axis=1) & lt.any(axis=1)
+            if dominated.any():
+                continue
+            if keep:
+                kk = np.array(keep)
+                ge = K[i] <= K[kk] + tol[kk]  # _le(p, q)
+                if (le[kk].all(axis=1) & ge.all(axis=1)).any():
+                    continue
+            keep.append(i)
     return keep
 
 

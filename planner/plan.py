@@ -21,6 +21,7 @@ from planner.catalog import Offer
 from planner.models import StageNoise
 from planner.planmodels import (ConvergenceRecord, Curves, LearningCurveRecord, NoiseCurveRecord, PlanModels,
                                 StepModelRecord)
+from planner.metric import ACCURACY, Metric
 from planner.space import Config
 
 if TYPE_CHECKING:
@@ -97,6 +98,11 @@ class Plan:
     models: PlanModels = field(default_factory=PlanModels)
     notes: tuple[str, ...] = ()
 
+    @property
+    def metric(self) -> Metric:
+        """The target metric and its direction (a candidate's ``accuracy`` is its level in it)."""
+        return metric_of(self.spec)
+
     def candidate(self, which: str) -> Candidate:
         """``knee`` (the chosen one), ``cheapest``, ``fastest`` or a candidate id."""
         ident = {"knee": self.chosen, "chosen": self.chosen, "cheapest": self.cheapest,
@@ -151,6 +157,7 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
               configs: Sequence[Config], offers: Sequence[Offer], solver: str) -> Plan:
     """Turn the solver's Pareto schedules into candidates, ids ordered by cost."""
     cfg = {c.id: c for c in configs}
+    metric = metric_of(spec_data)
     scheds = sorted(front.schedules, key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
     width = max(2, len(str(len(scheds))))
     cands = []
@@ -175,15 +182,15 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
             stages.append(st)
             if k and problem.option_hw[o] != problem.option_hw[s.options[k - 1]]:
                 notes.append(f"stage {k}: moves to {opt.hardware}")
-        cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=ch.accuracy,
+        cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=metric.level(ch.accuracy),
                                cost_usd=_fig(s.cost_usd), wall_s=_fig(s.wall_s), stages=tuple(stages),
                                notes=tuple(notes)))
-    points = [(c.cost_usd, c.wall_s, c.accuracy) for c in cands]
+    points = [(c.cost_usd, c.wall_s, metric.score(c.accuracy)) for c in cands]
     knee = cands[knee_index(points)].id
-    cheapest = min(cands, key=lambda c: (c.cost_usd, c.wall_s, -c.accuracy)).id
-    fastest = min(cands, key=lambda c: (c.wall_s, c.cost_usd, -c.accuracy)).id
+    cheapest = min(cands, key=lambda c: (c.cost_usd, c.wall_s, -metric.score(c.accuracy))).id
+    fastest = min(cands, key=lambda c: (c.wall_s, c.cost_usd, -metric.score(c.accuracy))).id
     used = {c.config_id for c in cands}
-    models = _plan_models(ctx, used)
+    models = _plan_models(ctx, used, metric)
     status = "optimal" if front.proven_optimal else "not proven optimal (a solve hit its time limit)"
     return Plan(
         spec_digest=spec_digest, profile_key=profile_key, spec=spec_data,
@@ -212,7 +219,7 @@ def stage_plan(index: int, option: "Option", step: "StepModel", fit: "Convergenc
         instances=int(instances), step_s=float(f"{step_s:.6g}"), eval_s=float(f"{eval_s:.6g}"))
 
 
-def _plan_models(ctx: "ProblemContext", used: set[str]) -> PlanModels:
+def _plan_models(ctx: "ProblemContext", used: set[str], metric: Metric = ACCURACY) -> PlanModels:
     """The models of the configs the candidates use, every option of theirs included."""
     steps = tuple(StepModelRecord.of(key, m, ctx.instances[(key[0], key[3])], ctx.storage_bytes[key])
                   for key, m in sorted(ctx.step_models.items()) if key[1] in used)
@@ -221,7 +228,7 @@ def _plan_models(ctx: "ProblemContext", used: set[str]) -> PlanModels:
         if cid in used:
             noise = ctx.stage_noise.get((cid, level))
             scale = noise.scale if noise is not None and noise.curve is not None else None
-            conv.append(ConvergenceRecord(cid, float(level), float(fit.e_min), float(fit.b_noise),
+            conv.append(ConvergenceRecord(cid, float(metric.level(level)), float(fit.e_min), float(fit.b_noise),
                                           tuple((int(b), int(n)) for b, n in fit.points), int(fit.max_batch),
                                           None if scale is None else float(scale)))
     noise_curves = tuple(NoiseCurveRecord(cid, float(c.a), float(c.slope), int(c.p_min), int(c.p_max))
@@ -229,6 +236,12 @@ def _plan_models(ctx: "ProblemContext", used: set[str]) -> PlanModels:
     curves = tuple(LearningCurveRecord(cid, int(b), tuple((int(n), float(a)) for n, a in curve))
                    for cid in sorted(used) for b, curve in sorted(ctx.curves.get(cid, {}).items()))
     return PlanModels(steps, tuple(conv), noise_curves, curves, float(ctx.egress_bytes), int(ctx.pruned))
+
+
+def metric_of(spec_data: Mapping[str, Any]) -> Metric:
+    """The target metric a plan's spec names (``val_accuracy``, maximized, when it names none)."""
+    t = spec_data.get("target", {}) if isinstance(spec_data, Mapping) else {}
+    return Metric(t.get("metric") or "val_accuracy", t.get("direction") or "maximize")
 
 
 def _offer_dict(o: Offer) -> dict[str, Any]:

@@ -142,12 +142,13 @@ def _problem(plan: Plan, cand: Candidate, req: ReplanRequest, opts: list[Option]
             cost[0, 0, o] += move_usd + leave
     entry = [entry_cost(offers[h], _price(req, offers[h])) for h in hardware]
     hw_index = {h: i for i, h in enumerate(hardware)}
-    problem = Problem((Choice(cand.config_id, cand.accuracy),), tuple(opts), hardware, time, cost, samples,
+    score = plan.metric.score(cand.accuracy)  # the program's accuracy axis: higher is better
+    problem = Problem((Choice(cand.config_id, score),), tuple(opts), hardware, time, cost, samples,
                       np.array([hw_index[o.hardware] for o in opts], dtype=int),
                       np.array([e[0] for e in entry]), np.array([e[1] for e in entry]),
                       np.array([exit_usd(offers[h], plan.models.egress_bytes) for h in hardware]),
                       budget_usd=max(req.budget_left_usd, 0.0), deadline_s=max(req.time_left_s, 0.0),
-                      accuracy_floor=0.0)
+                      accuracy_floor=score)
     return prune_dominated(problem)[0]
 
 

@@ -29,6 +29,7 @@ import optuna
 from planner.errors import SpecError
 from planner.models import fit_learning_curve
 from planner.pareto import non_dominated
+from planner.metric import ACCURACY, Metric
 from planner.space import OPTIMIZERS, Config, Family, Param, WorkloadInfo
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadI
             break
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     return SearchResult(study.study_name, len(complete), new, lab.search_spent() - start, stopped_for_budget,
-                        front_configs(study))
+                        front_configs(study, spec.target.metric_obj))
 
 
 def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
@@ -269,8 +270,10 @@ def _constraints(spec: "Spec", run: TrialRun) -> dict[str, float]:
     return out
 
 
-def front_configs(study: optuna.Study) -> list[tuple[Config, dict[str, Any]]]:
-    """The feasible non-dominated trials' configs with their objective values, best accuracy first."""
+def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[Config, dict[str, Any]]]:
+    """The feasible non-dominated trials' configs with their objective values, best first. The
+    first objective is the target metric's score (``planner.metric``: higher is better); each
+    entry also gives ``value``, the metric in its own units."""
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))]
     # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
@@ -280,7 +283,8 @@ def front_configs(study: optuna.Study) -> list[tuple[Config, dict[str, Any]]]:
     for i in sorted(keep, key=lambda i: (-done[i].values[0], done[i].values[1], done[i].number)):
         t = done[i]
         out.append((Config.from_dict(t.user_attrs["config"]), {
-            "trial": t.number, "accuracy": t.values[0], "cost_usd": t.values[1], "latency_ms": t.values[2],
+            "trial": t.number, "accuracy": t.values[0], "metric": metric.name,
+            "value": metric.level(t.values[0]), "cost_usd": t.values[1], "latency_ms": t.values[2],
             "extrapolated": bool(t.user_attrs.get("extrapolated")), "params": t.user_attrs.get("params")}))
     return out
 

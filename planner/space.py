@@ -86,6 +86,26 @@ class WorkloadInfo:
     classes: int = 0
     lr: Param = Param("lr", "float", 1e-4, 3e-2, log=True, default=1e-3)
     weight_decay: Param = Param("weight_decay", "float", 0.0, 1e-2, default=0.0)
+    #: the metrics ``evaluate`` returns, each with its direction ("maximize" | "minimize")
+    metrics: tuple[tuple[str, str], ...] = (("val_loss", "minimize"), ("val_accuracy", "maximize"))
+    #: the metric a spec targets when it names none
+    target: str = "val_accuracy"
+
+    def __post_init__(self) -> None:
+        names = [m for m, _ in self.metrics]
+        for name, direction in self.metrics:
+            if direction not in ("maximize", "minimize"):
+                raise ValueError(f"workload {self.name}: metric {name} direction must be maximize or "
+                                 f"minimize, but got {direction!r}")
+        if self.target not in names:
+            raise ValueError(f"workload {self.name}: `target` must be one of its metrics {names}, but "
+                             f"got {self.target!r}")
+        if not self.families:
+            raise ValueError(f"workload {self.name}: `families` must not be empty")
+
+    def direction(self, metric: str) -> str | None:
+        """The declared direction of ``metric``; None when the workload does not report it."""
+        return dict(self.metrics).get(metric)
 
     def family(self, name: str) -> Family:
         for f in self.families:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -21,7 +23,9 @@ import yaml
 
 from planner.errors import InputError, SpecError
 from planner.schema import Field, check, to_json_schema
+from planner.spec_workload import check_workload_name, workload_section
 from planner.spec_fields import DEFAULT_CPU_PRICE, DEFAULT_GPU_PRICE, SPEC_FIELDS, SPEC_SCHEMA
+from planner.metric import Metric
 from planner.space import OPTIMIZERS, Config, WorkloadInfo
 
 __all__ = [
@@ -37,26 +41,47 @@ _OFFER = re.compile(r"^[a-z0-9_-]+/[A-Za-z0-9_.:-]+$")
 
 @dataclass(frozen=True, slots=True)
 class WorkloadSpec:
+    """The workload: ``name`` is a built-in's (``mnist1d``), or ``python:pkg.module:factory`` /
+    ``file:/abs/path.py:factory`` for a user's, whose factory gets ``args`` as keywords."""
+
     name: str
     samples: int = 10000
     val_fraction: float = 0.1
     seed: int = 0
+    python: str | None = None
+    file: str | None = None
+    factory: str = "make_workload"
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def builtin(self) -> bool:
+        return not self.name.startswith(("python:", "file:"))
 
 
 @dataclass(frozen=True, slots=True)
 class TargetSpec:
+    """The metric to reach and its levels: at or above ``goal`` for a metric to maximize, at or
+    below it for one to minimize; ``levels`` are sorted from the easiest (the goal) on."""
+
     goal: float
     max_samples: int
     levels: tuple[float, ...] = ()
     metric: str = "val_accuracy"
+    direction: str = "maximize"
 
     def __post_init__(self) -> None:
-        levels = tuple(sorted(set(self.levels))) or (self.goal,)
-        if levels[0] < self.goal - 1e-12:
-            raise ValueError(f"target.levels must all be >= target.goal ({self.goal}); got {levels[0]}")
-        if self.goal not in levels:
-            levels = (self.goal, *levels)
+        m = Metric(self.metric, self.direction)
+        levels = tuple(sorted(set(self.levels) | {self.goal}, key=m.score))
+        worse = [lv for lv in levels if m.better(self.goal, lv)]
+        if worse:
+            side = ">=" if m.maximize else "<="
+            raise ValueError(f"target.levels must all be {side} target.goal ({self.goal}) for a metric to "
+                             f"{self.direction}; got {worse[0]}")
         object.__setattr__(self, "levels", levels)
+
+    @property
+    def metric_obj(self) -> Metric:
+        return Metric(self.metric, self.direction)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +151,7 @@ class PlannerSpec:
 
 @dataclass(frozen=True, slots=True)
 class RuntimeSpec:
+    loader_workers: int = 0
     drift_threshold: float = 6.0
     window: int = 10
     cooldown_s: float = 10.0
@@ -198,8 +224,8 @@ def parse_spec(data: Any, where: str = "<spec>",
         raise SpecError(where, "(top level)", "must be a mapping of keys to values", "an empty file",
                         "start from 'paretrain init'")
     v = check(data, SPEC_FIELDS, where, "")
-    w = v["workload"]
-    _check_workload_name(w["name"], where, workloads)
+    w = v["workload"] = workload_section(v["workload"], where)
+    check_workload_name(w["name"], where, workloads)
     info = workloads.get(w["name"]) if workloads else None
     configs = tuple(_parse_config(c, i, where, info) for i, c in enumerate(v["configs"]))
     _unique([c.id for c in configs], where, "configs", "id")
@@ -207,11 +233,10 @@ def parse_spec(data: Any, where: str = "<spec>",
         raise SpecError(where, "configs", "must not be empty when search.trials is 0", [],
                         "list at least one model configuration, or set search.trials > 0")
     t = v["target"]
-    try:
-        target = TargetSpec(goal=t["goal"], max_samples=t["max_samples"], levels=tuple(t["levels"]),
-                            metric=t["metric"])
-    except ValueError as err:
-        raise SpecError(where, "target.levels", "must be >= target.goal", t["levels"], str(err)) from None
+    target = _target(t, info, where)
+    # the metric and direction resolved from the workload's declaration travel with the spec
+    # (in a plan file), so that it reads the same wherever it is validated again
+    v["target"] = t = {**t, "metric": target.metric, "direction": target.direction}
     b, env = v["budget"], v["budget"]["envelopes"]
     budget = _budget(b, env, where)
     h = v["hardware"]
@@ -244,7 +269,8 @@ def parse_spec(data: Any, where: str = "<spec>",
     search = SearchSpec(**s)
     canonical = json.dumps(v, sort_keys=True, separators=(",", ":"))
     return Spec(
-        path=where, name=v["name"], workload=WorkloadSpec(**w), configs=configs, target=target,
+        path=where, name=v["name"], workload=WorkloadSpec(**{**w, "args": dict(w["args"])}), configs=configs,
+        target=target,
         budget=budget, deadline_s=v["deadline_s"], hardware=hardware, profiles=tuple(v["profiles"]),
         convergence=conv, search=search, planner=planner, runtime=RuntimeSpec(**{**v["runtime"], "events": tuple(v["runtime"]["events"])}),
         tracking=TrackingSpec(**v["tracking"]),
@@ -270,15 +296,31 @@ def _budget(b: Mapping[str, Any], env: Mapping[str, Any], where: str) -> BudgetS
                       project_ceiling_usd=b["project_ceiling_usd"], period=b["period"])
 
 
-def _check_workload_name(name: str, where: str, workloads: Mapping[str, WorkloadInfo] | None) -> None:
-    if name.startswith("python:"):
-        if not re.match(r"^python:[A-Za-z_][\w.]*:[A-Za-z_]\w*$", name):
-            raise SpecError(where, "workload.name", "must look like python:pkg.module:factory", name,
-                            "name an importable module and a factory function in it")
-        return
-    if workloads is not None and name not in workloads:
-        raise SpecError(where, "workload.name", "is not a known workload", name,
-                        f"use one of: {', '.join(sorted(workloads))}, or python:pkg.module:factory")
+def _target(t: Mapping[str, Any], info: WorkloadInfo | None, where: str) -> TargetSpec:
+    """The target metric (the workload's own by default), its direction and levels."""
+    metric = t["metric"] or (info.target if info is not None else "val_accuracy")
+    declared = info.direction(metric) if info is not None else None
+    if info is not None and declared is None:
+        raise SpecError(where, "target.metric", "is not a metric this workload reports", metric,
+                        f"use one of: {', '.join(m for m, _ in info.metrics)}")
+    direction = t["direction"] or declared or "maximize"
+    if declared is not None and direction != declared:
+        raise SpecError(where, "target.direction", f"must match the workload's declaration for {metric}",
+                        direction, f"use {declared}, or leave target.direction out")
+    if "accuracy" in metric:
+        for name, value in [("goal", t["goal"])] + [(f"levels[{i}]", x) for i, x in enumerate(t["levels"])]:
+            if not 0 < value <= 1:
+                raise SpecError(where, f"target.{name}", "must be an accuracy in (0, 1]", value,
+                                "give a validation accuracy such as 0.8")
+    for name, value in [("goal", t["goal"])] + [(f"levels[{i}]", x) for i, x in enumerate(t["levels"])]:
+        if not math.isfinite(value):
+            raise SpecError(where, f"target.{name}", "must be a finite number", value, "give a number")
+    try:
+        return TargetSpec(goal=t["goal"], max_samples=t["max_samples"], levels=tuple(t["levels"]),
+                          metric=metric, direction=direction)
+    except ValueError as err:
+        side = ">=" if direction == "maximize" else "<="
+        raise SpecError(where, "target.levels", f"must all be {side} target.goal", t["levels"], str(err)) from None
 
 
 def _parse_config(raw: Mapping[str, Any], i: int, where: str, info: WorkloadInfo | None) -> Config:

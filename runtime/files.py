@@ -8,7 +8,6 @@ from pathlib import Path
 
 from planner.errors import InputError
 from planner.profile import Profile, profile_from_json, profile_to_json
-from planner.spec import Spec, parse_spec_text
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "read_text", "read_spec", "read_profile",
            "write_profile"]
@@ -57,14 +56,6 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
         return p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise InputError(f"{p}: cannot read the {what} ({err}). To fix: {fix}") from None
-
-
-def read_spec(path: str | Path) -> Spec:
-    """Read and validate a spec file against the built-in workloads."""
-    from runtime.train.workloads import WORKLOADS
-
-    text = read_text(path, "spec", "check the path, or run 'paretrain init' to write an example spec")
-    return parse_spec_text(text, str(path), WORKLOADS)
 
 
 def read_profile(path: str | Path) -> Profile:

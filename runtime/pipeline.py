@@ -11,7 +11,6 @@ Folders under the working directory's ``.paretrain/``: ``cache/`` (generated dat
 
 from __future__ import annotations
 
-import importlib
 import os
 import socket
 import time
@@ -99,21 +98,13 @@ def read_spec_profiles(spec: Spec) -> list[Profile]:
 
 
 def check_workload(spec: Spec) -> None:
-    """A ``python:pkg.module:factory`` workload imports and names a callable (nothing is built);
-    built-in names are checked by the spec itself."""
-    name = spec.workload.name
-    if not name.startswith("python:"):
+    """A user's workload imports, its factory runs and returns a workload (its data and models
+    are built only when used); built-in names are checked by the spec itself."""
+    if spec.workload.builtin:
         return
-    _, module, factory = name.split(":")
-    try:
-        found = importlib.import_module(module)
-    except Exception as err:  # noqa: BLE001 - any failure to import is the user's to fix
-        raise SpecError(spec.path, "workload.name", "must name an importable module", name,
-                        f"make '{module}' importable from here (PYTHONPATH); importing it raised "
-                        f"{type(err).__name__}: {err}") from None
-    if not callable(getattr(found, factory, None)):
-        raise SpecError(spec.path, "workload.name", f"must name a function of module {module}", name,
-                        f"define {factory}(spec) in {module}, or correct the name")
+    from runtime.train.workloads import user_workload_info
+
+    user_workload_info(spec.workload.name, spec.workload.args, spec.path)
 
 
 def check_storage(storage: str, where: str = "search.storage") -> None:
@@ -156,7 +147,7 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
         try:
             cap = ledger.spent + spec.budget.profile_usd
             lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, cap_usd=cap,
-                           seed=spec.workload.seed)
+                           seed=spec.workload.seed, metric=spec.target.metric_obj)
             start = ledger.spent
             profile = build_profile(spec, lab, configs, progress=progress, key=key,
                                     measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
@@ -192,10 +183,8 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
     the ``search`` envelope in this worker's ledger, and logged as a child run in MLflow."""
     from planner.search import open_study, run_search
     from runtime.tracking.search_log import log_trial
-    from runtime.train.workloads import WORKLOADS
-
     workload = load_workload(spec.workload, ws.cache)
-    info = WORKLOADS.get(spec.workload.name) or workload.info
+    info = workload.info
     name = spec.search.study or spec.name
     study = open_study(storage or spec.search.storage, name, spec.search.sampler, spec.search.seed)
     prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
@@ -206,12 +195,13 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
 
     def on_trial(t: Any, config: Any) -> None:
         if progress:
-            progress(f"trial {t.number} {config.family}: acc {t.values[0]:.3f}", t.number + 1, target)
-        log_trial(tracker, parent, name, t, config)
+            m = spec.target.metric_obj
+            progress(f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}", t.number + 1, target)
+        log_trial(tracker, parent, name, t, config, spec.target.metric_obj)
 
     try:
         lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
-                       search_ledgers=lambda: sorted(ws.ledgers.glob(f"search-{safe}-*.jsonl")))
+                       metric=spec.target.metric_obj, search_ledgers=lambda: sorted(ws.ledgers.glob(f"search-{safe}-*.jsonl")))
         return run_search(spec, lab, study, info, trials=target, on_trial=on_trial)
     finally:
         ledger.close()

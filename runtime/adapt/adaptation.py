@@ -114,16 +114,23 @@ class Adaptation:
         per_step = st.step_s + st.eval_s * st.batch_size * st.workers / every
         return st.batch_size * st.workers / per_step if per_step > 0 else math.inf
 
-    def _reference_progress(self, accuracy: float, b_noise: float) -> float | None:
-        """Ideal samples (E_min units) the profile needed to reach ``accuracy``."""
+    def _reference_progress(self, value: float, b_noise: float) -> float | None:
+        """Ideal samples (E_min units) the profile needed to reach ``value`` of the target
+        metric, interpolated along its learning curves in score space (higher is better)."""
+        m = self.spec.target.metric_obj
+        goal = m.score(value)
         best = None
         for b, curve in self.curves.items():
-            prev = (0, 0.0)
-            for s, a in curve:
-                if a >= accuracy:
-                    s0, a0 = prev
-                    frac = (accuracy - a0) / (a - a0) if a > a0 else 1.0
-                    ideal = (s0 + frac * (s - s0)) / (1.0 + int(b) / b_noise)
+            prev: tuple[float, float] | None = (0, 0.0) if m.initial() == 0.0 else None
+            for s, v in curve:
+                a = m.score(v)
+                if a >= goal:
+                    if prev is None:
+                        samples = float(s)
+                    else:
+                        s0, a0 = prev
+                        samples = s0 + ((goal - a0) / (a - a0) if a > a0 else 1.0) * (s - s0)
+                    ideal = samples / (1.0 + int(b) / b_noise)
                     best = ideal if best is None else min(best, ideal)
                     break
                 prev = (s, a)

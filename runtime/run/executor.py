@@ -21,10 +21,11 @@ import torch
 
 from planner.errors import InputError
 from planner.plan import Candidate, Plan
-from planner.spec import Spec, parse_spec
+from planner.spec import Spec
 from runtime.adapt.adaptation import Adaptation, Change, Snapshot
 from runtime.adapt.policy import Action, Decision
 from runtime.files import atomic_write_bytes
+from runtime.specs import spec_of
 from runtime.money.ledger import Ledger
 from runtime.money.meter import Meter
 from runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
@@ -40,7 +41,7 @@ from runtime.tracking.client import Tracker
 from runtime.train.checkpoint import checkpoint_paths
 from runtime.train.devices import local_devices
 from runtime.train.trainer import warm_up_torch
-from runtime.train.workloads import WORKLOADS, load_workload
+from runtime.train.workloads import load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable", "run_setup"]
 
@@ -48,7 +49,7 @@ __all__ = ["Executor", "RunResult", "find_resumable", "run_setup"]
 def run_setup(plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None,
               spec: Spec | None = None) -> RunSetup:
     """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
-    spec = spec or parse_spec(dict(plan.spec), "plan:spec", WORKLOADS)
+    spec = spec or spec_of(dict(plan.spec), "plan:spec")
     rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
     devices = local_devices()
     local = frozenset(d.id for d in devices)
@@ -84,7 +85,9 @@ class Executor:
         events = parse_events(self.spec.runtime.events)
         self.prices: PriceSource = ScriptedEvents(base, events) if events else base
         self.log = log or (lambda msg: None)
-        self.state = RunState(stages=list(candidate.stages), hw=candidate.stages[0].hardware)
+        self.metric = self.spec.target.metric_obj
+        self.state = RunState(stages=list(candidate.stages), hw=candidate.stages[0].hardware,
+                              accuracy=self.metric.initial())
         self.window: Window | None = None
 
     @property
@@ -218,10 +221,11 @@ class Executor:
         st.stage_i = len(st.stages) - 1
         st.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
         self.events("beyond_plan", samples=self.trainer.samples_seen, accuracy=st.accuracy)
-        self.log(f"the plan's samples are used up at val_accuracy {st.accuracy:.4f} < "
+        self.log(f"the plan's samples are used up at {self.metric.name} {st.accuracy:.4f} before "
                  f"{self.setup.cand.accuracy:g}; continuing with the last stage's settings")
 
     def _evaluate(self) -> float:
+        """Evaluate and charge it; the target metric's value (``RunState.accuracy`` holds it)."""
         st = self.state
         emu = self.setup.emulated(st.hw)
         t_before, usd_before = self.meter.t, self.meter.ledger.spent
@@ -232,14 +236,14 @@ class Executor:
         else:
             st.eval_real = max(st.eval_real * 0.9, ev.seconds)
             self.account.charge(st, "compute", "eval")
-        st.accuracy, st.val_loss = ev.accuracy, ev.loss
+        st.accuracy, st.val_loss, st.metrics = ev.value, ev.loss, dict(ev.metrics)
         st.busy_s += self.meter.t - t_before
         st.busy_usd += self.meter.ledger.spent - usd_before
         self.reporting.evaluation(st, self.meter, self.trainer, self.prices.price_usd_per_h(st.hw, self.meter.t))
-        return ev.accuracy
+        return ev.value
 
     def _evaluate_and_adapt(self) -> str | None:
-        if self._evaluate() >= self.setup.cand.accuracy:
+        if self.metric.reached(self._evaluate(), self.setup.cand.accuracy):
             return "target"
         if not self.adaptation.enabled:
             return None

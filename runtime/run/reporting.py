@@ -19,7 +19,13 @@ from runtime.run.runs import RunResult
 from runtime.run.state import RunSetup, RunState
 from runtime.tracking.client import git_commit
 
-__all__ = ["Reporting"]
+__all__ = ["Reporting", "predicted_name"]
+
+def predicted_name(metric: Any) -> str:
+    """The MLflow metric of a predicted level: ``predicted_accuracy`` for val_accuracy (as
+    before), ``predicted_<metric>`` otherwise (``predicted_val_bpb``)."""
+    return "predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}"
+
 
 _WHY = {"budget": "its budget", "deadline": "its deadline (the offer was not back in time)"}
 
@@ -29,6 +35,7 @@ class Reporting:
 
     def __init__(self, setup: RunSetup, tracker: Any, events: EventLog, plan_path: Any = None) -> None:
         self.setup, self.tracker, self.events, self.plan_path = setup, tracker, events, plan_path
+        self.metric = setup.spec.target.metric_obj
         self.handle: str | None = None
 
     def status(self, status: str, **data: Any) -> None:
@@ -46,26 +53,31 @@ class Reporting:
             "paretrain.kind": "run", "paretrain.plan_fingerprint": s.plan.fingerprint,
             "paretrain.candidate": cand.id, "paretrain.config": cand.config_id,
             "paretrain.run_id": s.run_id, "mlflow.source.git.commit": git_commit(),
-            "paretrain.emulated": str(s.emulated_any).lower()})
+            "paretrain.emulated": str(s.emulated_any).lower(), "paretrain.metric": self.metric.name,
+            "paretrain.direction": self.metric.direction})
         self.events.attach(self.tracker, self.handle)
-        data = trainer.data
-        w = s.spec.workload
-        self.tracker.log_input(self.handle, f"{w.name}-{w.samples}", data.digest,
-                               f"mnist1d.data.make_dataset(num_samples={w.samples}, seed={w.seed})"
-                               if w.name == "mnist1d" else w.name,
-                               {"train": data.train_size, "validation": int(data.y_val.shape[0]),
-                                "features": list(data.x_train.shape[1:])})
+        self._log_dataset(trainer)
         self.tracker.log_params(self.handle, {
             "candidate": cand.id, "config": cand.config_id, "level": cand.accuracy, "budget_usd": budget,
             **{f"stage{st.index}": f"{st.hardware} {st.precision} b={st.batch_size} n={st.workers} "
                                    f"samples={st.samples}" for st in cand.stages}})
+
+    def _log_dataset(self, trainer: Any) -> None:
+        """The training data as the run's MLflow input: the workload's digest, its source and size."""
+        w, wl = self.setup.spec.workload, trainer.workload
+        digest = wl.fingerprint() if callable(getattr(wl, "fingerprint", None)) else ""
+        source = wl.source() if callable(getattr(wl, "source", None)) else w.name
+        val = trainer.val_dataset
+        sizes = {"train": trainer.train_size, "validation": len(val) if hasattr(val, "__len__") else 0}
+        name = f"{w.name}-{w.samples}" if w.name == "mnist1d" else w.name.rsplit("/", 1)[-1]
+        self.tracker.log_input(self.handle, name, str(digest)[:16], source, sizes)
 
     def evaluation(self, state: RunState, meter: Meter, trainer: Any, price_usd_per_h: float) -> None:
         if self.handle is None:
             return
         t = max(meter.t, 1e-9)
         self.tracker.log_metrics(self.handle, {
-            "loss": state.loss, "val_loss": state.val_loss, "val_accuracy": state.accuracy,
+            **state.metrics, "loss": state.loss, "val_loss": state.val_loss, self.metric.name: state.accuracy,
             "spend_usd": meter.spent, "spend_rate_usd_per_h": meter.spent / t * 3600,
             "batch_size": trainer.batch_size, "lr": trainer.lr, "stage": state.stage_i,
             "samples": trainer.samples_seen, "run_time_s": meter.t,
@@ -81,10 +93,11 @@ class Reporting:
             accuracy=state.accuracy, samples=trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=budget,
             ledger_path=str(s.ledger_path), emulated=s.emulated_any, events=self.events.events,
+            metric=self.metric.name, direction=self.metric.direction,
             compute_s=state.compute_s, compute_steps=state.compute_steps)
-        self.status(status, cost_usd=spent, wall_s=meter.t, val_accuracy=state.accuracy,
+        self.status(status, cost_usd=spent, wall_s=meter.t, **{self.metric.name: state.accuracy},
                     samples=trainer.samples_seen, emulated=s.emulated_any)
-        self.events("end", status=status, cost_usd=spent, val_accuracy=state.accuracy)
+        self.events("end", status=status, cost_usd=spent, **{self.metric.name: state.accuracy})
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
@@ -92,7 +105,7 @@ class Reporting:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             err = BudgetExhausted(
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${budget:.6g}; val_accuracy {state.accuracy:.4f} reached of {cand.accuracy:g} after "
+                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
                 f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'")
@@ -104,9 +117,9 @@ class Reporting:
         s, cand, tr, h = self.setup, self.setup.cand, self.tracker, self.handle
         assert h is not None
         tr.log_metrics(h, {
-            "cost_usd": result.cost_usd, "wall_s": meter.t, "val_accuracy": result.accuracy,
+            "cost_usd": result.cost_usd, "wall_s": meter.t, self.metric.name: result.accuracy,
             "predicted_cost_usd": cand.cost_usd, "predicted_wall_s": cand.wall_s,
-            "predicted_accuracy": cand.accuracy, "samples": trainer.samples_seen}, step=trainer.steps)
+            predicted_name(self.metric): cand.accuracy, "samples": trainer.samples_seen}, step=trainer.steps)
         if self.plan_path is None:
             atomic_write_text(s.run_dir / "plan.json", plan_to_json(s.plan))
         tr.log_artifact(h, self.plan_path or s.run_dir / "plan.json")

@@ -25,6 +25,8 @@ class RunResult:
     budget_usd: float
     ledger_path: str
     emulated: bool = False
+    metric: str = "val_accuracy"  # the target metric ``accuracy`` and ``predicted_accuracy`` are in
+    direction: str = "maximize"
     compute_s: float = 0.0  # real seconds inside training steps on local hardware
     compute_steps: int = 0
     tracking_run: str | None = None

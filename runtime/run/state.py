@@ -68,7 +68,8 @@ class RunState:
     beyond: bool = False  # the plan's samples are used up before the target
     samples: int = 0  # samples trained (mirrors the trainer)
     batch_size: int = 0  # global batch now (mirrors the trainer)
-    accuracy: float = 0.0
+    accuracy: float = 0.0  # the target metric's last value (val_accuracy, val_bpb, ...)
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric of the last evaluation
     loss: float = math.nan
     val_loss: float = math.nan
     next_eval: int = 0

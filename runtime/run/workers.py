@@ -42,13 +42,16 @@ class TrainerGroup:
         device = self.device(st.hardware)
         n = self.processes(st)
         seed = self.setup.spec.workload.seed
+        metric = self.setup.spec.target.metric_obj
         if n > 1:
             from runtime.train.parallel import ParallelTrainer
 
             return ParallelTrainer(self.workload, self.config, workers=n, threads=torch.get_num_threads(),
-                                   batch_size=st.batch_size * st.workers, precision=st.precision, seed=seed)
+                                   batch_size=st.batch_size * st.workers, precision=st.precision, seed=seed,
+                                   metric=metric)
         return Trainer(self.workload, self.config, batch_size=st.batch_size * st.workers,
-                       precision=st.precision, device=device, seed=seed)
+                       precision=st.precision, device=device, seed=seed, metric=metric,
+                       loader_workers=self.setup.spec.runtime.loader_workers)
 
     def regroup(self, st: StagePlan) -> bool:
         """Move the training state onto as many processes as ``st`` runs on, if that changed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from planner.errors import InputError
+from planner.metric import Metric
 from planner.pareto import non_dominated
 
 __all__ = ["compare_rows", "latest_plan_run", "log_plot"]
@@ -62,14 +63,20 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         m, t = r.data.metrics, r.data.tags
         if "cost_usd" not in m:
             continue  # still running, or stopped before its final record
+        metric = Metric(t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize")
+        predicted = m.get("predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}", 0.0)
+        value = m.get(metric.name, 0.0)
         rows.append({
             "run": r.info.run_id, "candidate": t.get("paretrain.candidate", ""),
             "plan": t.get("paretrain.plan_fingerprint", ""), "status": t.get("paretrain.status", ""),
             "predicted_cost_usd": m.get("predicted_cost_usd", 0.0), "cost_usd": m["cost_usd"],
             "predicted_wall_s": m.get("predicted_wall_s", 0.0), "wall_s": m.get("wall_s", 0.0),
-            "predicted_accuracy": m.get("predicted_accuracy", 0.0), "val_accuracy": m.get("val_accuracy", 0.0),
+            "metric": metric.name, "direction": metric.direction,
+            # the target metric's predicted level and realized value (named for accuracy, as before)
+            "predicted_accuracy": predicted, "val_accuracy": value,
         })
-    keep = set(non_dominated([(r["cost_usd"], r["wall_s"], r["val_accuracy"]) for r in rows]))
+    keep = set(non_dominated([(r["cost_usd"], r["wall_s"],
+                               Metric(r["metric"], r["direction"]).score(r["val_accuracy"])) for r in rows]))
     for i, r in enumerate(rows):
         r["cost_err"] = _pct(r["predicted_cost_usd"], r["cost_usd"])
         r["wall_err"] = _pct(r["predicted_wall_s"], r["wall_s"])

@@ -46,8 +46,8 @@ def log_plan(tracker: Tracker | None, parent: str | None, spec: Any, plan: Any, 
         child = tracker.start_run(f"{c.id}-{c.config_id}", parent=parent, params=candidate_params(c), tags={
             "paretrain.kind": "candidate", "paretrain.plan_fingerprint": plan.fingerprint,
             "paretrain.candidate": c.id, "paretrain.config": c.config_id})
-        tracker.log_metrics(child, {"predicted_cost_usd": c.cost_usd, "predicted_wall_s": c.wall_s,
-                                    "predicted_accuracy": c.accuracy})
+        level = "predicted_accuracy" if plan.metric.name == "val_accuracy" else f"predicted_{plan.metric.name}"
+        tracker.log_metrics(child, {"predicted_cost_usd": c.cost_usd, "predicted_wall_s": c.wall_s, level: c.accuracy})
         tracker.end_run(child)
         children.append(child)
     for path in artifacts:

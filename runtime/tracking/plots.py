@@ -27,7 +27,7 @@ def plot_pareto(plan: Plan, path: str | Path) -> Path:
     knee = plan.candidate("knee")
     ax.scatter([knee.wall_s], [knee.cost_usd], marker="*", s=260, facecolors="none", edgecolors="red",
                linewidths=1.4, zorder=4, label=f"knee ({knee.id})")
-    fig.colorbar(sc, ax=ax, label="predicted val_accuracy")
+    fig.colorbar(sc, ax=ax, label=f"predicted {plan.metric.name}")
     ax.set_xlabel("predicted wall time (s)")
     ax.set_ylabel("predicted cost (USD)")
     ax.set_title(f"Pareto set: {len(plan.candidates)} candidates (plan {plan.fingerprint})", fontsize=9)

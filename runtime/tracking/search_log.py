@@ -9,7 +9,8 @@ from runtime.tracking.client import Tracker
 __all__ = ["log_trial"]
 
 
-def log_trial(tracker: Tracker | None, parent: str | None, study: str, trial: Any, config: Any) -> str | None:
+def log_trial(tracker: Tracker | None, parent: str | None, study: str, trial: Any, config: Any,
+              metric: Any = None) -> str | None:
     """Log a finished Optuna ``trial`` of ``config``: params, accuracy, cost, latency and spend.
     Returns the child's handle (None when tracking is off)."""
     if tracker is None:
@@ -18,7 +19,9 @@ def log_trial(tracker: Tracker | None, parent: str | None, study: str, trial: An
         "paretrain.kind": "trial", "paretrain.study": study, "paretrain.trial": str(trial.number),
         "paretrain.extrapolated": str(bool(trial.user_attrs.get("extrapolated"))).lower()},
         params={**{k: v for k, v in config.to_dict().items() if k != "id"}, "trial": trial.number})
-    tracker.log_metrics(child, {"val_accuracy": trial.values[0], "cost_usd": trial.values[1],
+    name = metric.name if metric is not None else "val_accuracy"
+    value = metric.level(trial.values[0]) if metric is not None else trial.values[0]
+    tracker.log_metrics(child, {name: value, "cost_usd": trial.values[1],
                                 "latency_ms": trial.values[2], "spend_usd": trial.user_attrs.get("spend_usd", 0.0),
                                 "params": trial.user_attrs.get("params", 0)})
     tracker.end_run(child)

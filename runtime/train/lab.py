@@ -13,7 +13,7 @@ import importlib.util
 import math
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from planner.space import Config
 from runtime.train.devices import claim, local_devices, machine_fingerprint
 from runtime.money.ledger import Ledger
 from runtime.train.trainer import Trainer, estimate_peak_bytes
-from runtime.train.workloads.base import Workload
+from planner.metric import Metric
 
 __all__ = ["TorchLab", "code_version"]
 
@@ -95,7 +95,7 @@ class _Meter:
 def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_every: int,
                       on_eval: Callable[[int, float, int], bool]) -> tuple[list[tuple[int, float]], bool]:
     """Metered steps up to ``max_samples``, evaluating every ``eval_every`` samples (and at the
-    end); ``on_eval(samples, accuracy, index)`` returning True stops early. Returns the curve and
+    end); ``on_eval(samples, value, index)`` (the target metric) returning True stops early. Returns the curve and
     whether it stopped early. A ``BudgetExhausted`` from the meter carries the curve so far."""
     curve: list[tuple[int, float]] = []
     next_eval = eval_every
@@ -105,9 +105,9 @@ def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_ev
             if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
                 next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
                 meter.guard(0.0)
-                acc = trainer.evaluate().accuracy
-                curve.append((trainer.samples_seen, round(acc, 5)))
-                if on_eval(trainer.samples_seen, acc, len(curve) - 1):
+                value = trainer.evaluate().value  # the target metric, in its own units
+                curve.append((trainer.samples_seen, round(value, 5)))
+                if on_eval(trainer.samples_seen, value, len(curve) - 1):
                     return curve, True
     except BudgetExhausted as err:
         err.curve = curve  # type: ignore[attr-defined]
@@ -115,14 +115,25 @@ def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_ev
     return curve, False
 
 
+def _train_size(workload: Any) -> int:
+    """Samples in the workload's training set (a large number for an unsized iterable one)."""
+    try:
+        return len(workload.train_dataset())
+    except TypeError:
+        return 1 << 40
+
+
 class TorchLab:
     """Measures configs for real with torch on the local devices."""
 
-    def __init__(self, workload: Workload, *, prices_usd_per_h: Mapping[str, float],
+    def __init__(self, workload: Any, *, prices_usd_per_h: Mapping[str, float],
                  ledger: Ledger | None = None, cap_usd: float = float("inf"), seed: int = 0,
                  convergence_device: str | None = None, patience_evals: int = 15,
-                 search_ledgers: Sequence[Path] | Callable[[], Sequence[Path]] = ()) -> None:
+                 search_ledgers: Sequence[Path] | Callable[[], Sequence[Path]] = (),
+                 metric: Metric | None = None) -> None:
         self.workload = workload
+        info = workload.info
+        self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
         self.search_ledgers = search_ledgers
         self.prices = dict(prices_usd_per_h)
         self.ledger = ledger
@@ -162,12 +173,13 @@ class TorchLab:
         torch_device = claim(device)
         meter = self._meter(device, f"trial {config.id}", cap=cap_usd, stage="search")
         start = self.ledger.spent if self.ledger else 0.0
-        trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, self.workload.data().train_size),
-                          device=torch_device, seed=self.seed)
-        best, cost_to_best, budget_hit = -1.0, 0.0, False
+        trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, _train_size(self.workload)),
+                          device=torch_device, seed=self.seed, metric=self.metric)
+        best, cost_to_best, budget_hit = -math.inf, 0.0, False
 
-        def on_eval(samples: int, acc: float, i: int) -> bool:
+        def on_eval(samples: int, value: float, i: int) -> bool:
             nonlocal best, cost_to_best
+            acc = self.metric.score(value)  # the search maximizes scores: higher is better
             meter.flush()
             if acc > best:
                 best, cost_to_best = acc, (self.ledger.spent if self.ledger else 0.0) - start
@@ -186,8 +198,9 @@ class TorchLab:
         meter.flush()
         spend = (self.ledger.spent if self.ledger else 0.0) - start
         if not curve:  # the envelope ran out before the first evaluation
-            curve = [(trainer.samples_seen, round(trainer.evaluate().accuracy, 5))]
-        return TrialRun(curve=tuple(curve), cost_to_best_usd=max(cost_to_best, 0.0),
+            curve = [(trainer.samples_seen, round(trainer.evaluate().value, 5))]
+        scores = tuple((n, self.metric.score(v)) for n, v in curve)
+        return TrialRun(curve=scores, cost_to_best_usd=max(cost_to_best, 0.0),
                         cost_per_sample_usd=train_spend / max(trainer.samples_seen, 1), spend_usd=spend,
                         latency_ms=latency_ms if latency_ms == latency_ms else 1e9,
                         params=trainer.parameter_count(),
@@ -196,7 +209,7 @@ class TorchLab:
 
     def _latency_ms(self, trainer: Trainer, meter: _Meter, repeats: int = 50) -> float:
         """Median per-sample inference latency (one sample at a time, no gradients)."""
-        x = trainer.data.x_val[:1].to(trainer.device)
+        x = trainer.example_inputs(1)
         model = trainer.model.eval()
         times = []
         with torch.no_grad():
@@ -214,10 +227,10 @@ class TorchLab:
                       batch_sizes: Sequence[int], steps: int) -> StepProfile:
         torch_device = claim(device)
         meter = self._meter(device, f"steps of {config.id} on {device}")
-        n_train = self.workload.data().train_size
+        n_train = _train_size(self.workload)
         usable = [b for b in batch_sizes if b <= n_train]
         trainer = Trainer(self.workload, config, batch_size=usable[0], precision=precision,
-                          device=torch_device, seed=self.seed)
+                          device=torch_device, seed=self.seed, metric=self.metric)
         # Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
         # after one untimed step at the new size, and the mean of a size's per-pass means. A
         # slow spell of a shared machine then lands on every batch size alike instead of on
@@ -307,23 +320,25 @@ class TorchLab:
         device = self.convergence_device
         torch_device = claim(device)
         meter = self._meter(device, f"convergence of {config.id} at batch {batch_size}")
-        trainer = Trainer(self.workload, config, batch_size=min(batch_size, self.workload.data().train_size),
-                          device=torch_device, seed=self.seed)
+        trainer = Trainer(self.workload, config, batch_size=min(batch_size, _train_size(self.workload)),
+                          device=torch_device, seed=self.seed, metric=self.metric)
         reached: dict[float, int | None] = {lv: None for lv in levels}
-        best, since_best = 0.0, 0
+        m = self.metric
+        best, since_best = m.worst, 0
         t_start = time.perf_counter()
 
-        def on_eval(samples: int, acc: float, _i: int) -> bool:
+        def on_eval(samples: int, value: float, _i: int) -> bool:
             nonlocal best, since_best
             for lv in levels:
-                if reached[lv] is None and acc >= lv:
+                if reached[lv] is None and m.reached(value, lv):
                     reached[lv] = samples
-            best, since_best = (acc, 0) if acc > best else (best, since_best + 1)
+            best, since_best = (value, 0) if m.better(value, best) else (best, since_best + 1)
             return all(v is not None for v in reached.values()) or since_best >= self.patience
 
         curve, _ = _train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
         meter.flush()
-        return ConvergenceRun(config.id, batch_size, tuple(sorted(reached.items())), round(best, 5),
+        return ConvergenceRun(config.id, batch_size, tuple(sorted(reached.items())),
+                              round(best, 5) if math.isfinite(best) else best,
                               tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3))
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
@@ -334,7 +349,7 @@ class TorchLab:
         torch_device = claim(device)
         meter = self._meter(device, f"gradient noise of {config.id}")
         trainer = Trainer(self.workload, config, batch_size=config.base_batch, device=torch_device,
-                          seed=self.seed)
+                          seed=self.seed, metric=self.metric)
         out = []
         for target in sorted(progress_samples):
             while trainer.samples_seen < target:
@@ -348,7 +363,7 @@ class TorchLab:
             s2, b2 = sum(gs) / repeats, sum(gb) / repeats
             g2 = (big * b2 - small * s2) / (big - small)
             tr = (s2 - b2) / (1.0 / small - 1.0 / big)
-            acc = trainer.evaluate().accuracy
+            acc = trainer.evaluate().value
             # a non-positive |G|^2 estimate (noise dominates) gives no usable B_simple: recorded as 0
             out.append(NoiseSample(config.id, trainer.samples_seen, round(acc, 5), g2, tr,
                                    tr / g2 if g2 > 0 and tr > 0 else 0.0))

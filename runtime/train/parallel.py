@@ -36,7 +36,6 @@ import torch.multiprocessing as mp
 
 from planner.space import Config
 from runtime.train.trainer import Trainer, set_threads
-from runtime.train.workloads.base import Workload
 
 __all__ = ["ParallelTrainer"]
 
@@ -56,6 +55,9 @@ class _Replica(Trainer):
 
     def _shard(self, idx: torch.Tensor) -> torch.Tensor:
         return idx[self.rank::self.world]
+
+    def _next_batch(self) -> Any:
+        return self.stream.next(self.batch_size, shard=self._shard)
 
     def _reduce(self, loss: torch.Tensor) -> float:
         params = [p for p in self.model.parameters()]
@@ -77,15 +79,16 @@ class ParallelTrainer(_Replica):
     """Rank 0 of ``workers`` data-parallel processes; a drop-in ``Trainer``. ``close()`` ends
     the helpers (the executor does it when a stage needs another worker count, and at the end)."""
 
-    def __init__(self, workload: Workload, config: Config, *, workers: int, threads: int,
-                 batch_size: int = 32, precision: str = "fp32", seed: int = 0, warmup_steps: int = 0) -> None:
+    def __init__(self, workload: Any, config: Config, *, workers: int, threads: int,
+                 batch_size: int = 32, precision: str = "fp32", seed: int = 0, warmup_steps: int = 0,
+                 metric: Any = None) -> None:
         if workers < 2:
             raise ValueError(f"`workers >= 2` must hold for a ParallelTrainer, but got {workers}")
         if batch_size % workers:
             raise ValueError(f"the global batch {batch_size} must split evenly among {workers} workers")
         self.world, self.rank, self._live = workers, 0, False
         super().__init__(workload, config, batch_size=batch_size, precision=precision, device="cpu",
-                         seed=seed, warmup_steps=warmup_steps)
+                         seed=seed, warmup_steps=warmup_steps, metric=metric)
         self._dir = tempfile.mkdtemp(prefix="paretrain-dp-")
         init = os.path.join(self._dir, "rendezvous")
         ctx = mp.get_context("spawn")
@@ -167,7 +170,7 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _helper(rank: int, world: int, init: str, workload: Workload, config: Config, precision: str, seed: int,
+def _helper(rank: int, world: int, init: str, workload: Any, config: Config, precision: str, seed: int,
             batch_size: int, warmup_steps: int, threads: int, parent: int, ready: Any) -> None:
     _watch_parent(parent)
     set_threads(threads)

@@ -16,22 +16,47 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
+from torch.utils.data import TensorDataset
+
+from planner.metric import ACCURACY, Metric
 from planner.space import Config
-from runtime.train.workloads.base import Data, Workload
+from runtime.train.batches import BatchStream, eval_batches
+from runtime.train.workloads.api import member
 
 __all__ = ["Trainer", "Evaluation", "set_threads", "keep_freed_memory", "autocast", "warm_up_torch"]
 
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    loss: float
-    accuracy: float
+    """Named validation metrics, the target metric's value and how long the evaluation took."""
+
+    metrics: Mapping[str, float]
     seconds: float
+    metric: Metric = ACCURACY
+
+    @property
+    def value(self) -> float:
+        """The target metric's value, in its own units."""
+        return float(self.metrics.get(self.metric.name, math.nan))
+
+    @property
+    def score(self) -> float:
+        """The target metric as a score: higher is better, whatever its direction."""
+        return self.metric.score(self.value)
+
+    @property
+    def loss(self) -> float:
+        return float(self.metrics.get("val_loss", math.nan))
+
+    @property
+    def accuracy(self) -> float:
+        """The target metric's value (``val_accuracy`` for a classifier); kept for old callers."""
+        return self.value
 
 
 def set_threads(threads: int) -> None:
@@ -79,69 +104,70 @@ def warm_up_torch() -> None:
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
-    if precision == "bf16":
-        return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu",
-                              dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Mixed precision for ``bf16`` and ``fp16`` (fp16 steps on CUDA also scale the loss:
+    ``Trainer.scaler``); ``fp32`` runs as is."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
 class Trainer:
     """One model training on one workload, batch by batch."""
 
-    def __init__(self, workload: Workload, config: Config, *, batch_size: int = 32,
+    def __init__(self, workload: Any, config: Config, *, batch_size: int = 32,
                  precision: str = "fp32", device: str = "cpu", seed: int = 0,
-                 warmup_steps: int = 0) -> None:
+                 warmup_steps: int = 0, metric: Metric | None = None, loader_workers: int = 0) -> None:
         keep_freed_memory()
-        self.config, self.precision, self.device, self.seed = config, precision, device, seed
-        self.data: Data = workload.data()
+        self.workload, self.config, self.precision, self.device, self.seed = workload, config, precision, device, seed
+        info = workload.info
+        self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
+        self.loader_workers = loader_workers
+        self.stream = BatchStream(workload.train_dataset(), seed=seed, device=device, workers=loader_workers)
+        val = workload.val_dataset()
+        if isinstance(val, TensorDataset):
+            val = TensorDataset(*(t.to(device) for t in val.tensors))
+        self.val_dataset = val
+        self._loss = member(workload, "loss")
+        self._evaluate = member(workload, "evaluate")
         torch.manual_seed(seed)
         self.model: nn.Module = workload.build(config).to(device)
-        self._x = self.data.x_train.to(device)
-        self._y = self.data.y_train.to(device)
-        self._xv = self.data.x_val.to(device)
-        self._yv = self.data.y_val.to(device)
-        params = self.model.parameters()
-        if config.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
-        else:
-            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = self._make_optimizer()
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.startswith("cuda") else None
         self.batch_size = 0
         self.samples_seen = 0
         self.steps = 0
-        self.epoch = 0
-        self.cursor = 0
-        self._perm = self._permutation(0)
         self._warmup_left = 0
         self._warmup_total = 0
         self._lr_target = config.lr
         self.set_batch_size(batch_size, warmup_steps=warmup_steps)
 
-    # -- data stream ---------------------------------------------------------------------
-    def _permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.data.train_size, generator=g)
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """The workload's own optimizer, else Adam (or SGD with momentum) from the config."""
+        made = member(self.workload, "optimizer")(self.model, self.config)
+        if made is not None:
+            return made
+        c = self.config
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+        return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
-    def _next_indices(self) -> torch.Tensor:
-        b, n = self.batch_size, self.data.train_size
-        if self.cursor + b > n:  # drop the ragged tail: every step sees a full batch
-            self.epoch += 1
-            self.cursor = 0
-            self._perm = self._permutation(self.epoch)
-        idx = self._perm[self.cursor:self.cursor + b]
-        self.cursor += b
-        return idx
+    @property
+    def train_size(self) -> int:
+        """Samples in the training set (0 for an iterable dataset of unknown length)."""
+        return self.stream.size
 
     # -- knobs ---------------------------------------------------------------------------
     def set_batch_size(self, batch_size: int, warmup_steps: int = 0) -> None:
         """Switch batch size; the learning rate follows the config's scaling rule."""
         if batch_size < 1:
             raise ValueError(f"`batch_size >= 1` must hold, but got {batch_size}")
-        if batch_size > self.data.train_size:
-            raise ValueError(f"batch size {batch_size} exceeds the {self.data.train_size} training samples")
+        if self.train_size and batch_size > self.train_size:
+            raise ValueError(f"batch size {batch_size} exceeds the {self.train_size} training samples")
         if self.batch_size and batch_size != self.batch_size:
             self._rescale_second_moments(self.batch_size / batch_size)
         self.batch_size = batch_size
+        self.stream.invalidate()
         self._lr_target = self.config.lr_at(batch_size)
         self._warmup_total = self._warmup_left = warmup_steps
         self._apply_lr()
@@ -176,14 +202,21 @@ class Trainer:
     # -- work ----------------------------------------------------------------------------
     def step(self) -> float:
         """One optimizer step on the next batch; returns the training loss."""
-        idx = self._shard(self._next_indices())
+        batch = self._next_batch()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            loss = nn.functional.cross_entropy(self.model(self._x[idx]), self._y[idx])
-        loss.backward()
+            loss = self._loss(self.model, batch)
+        if self.scaler is not None:  # fp16 on CUDA: scaled gradients, no underflow
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
         value = self._reduce(loss.detach())
-        self.optimizer.step()
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         if self._warmup_left > 0:
             self._warmup_left -= 1
             self._apply_lr()
@@ -191,8 +224,11 @@ class Trainer:
         self.steps += 1
         return value
 
-    # Data-parallel hooks (runtime.train.parallel): this process's share of the global batch, and
-    # the gradients averaged over the workers. One process does the whole batch.
+    def _next_batch(self) -> Any:
+        return self.stream.next(self.batch_size)
+
+    # Data-parallel hooks (runtime.train.parallel, whose replicas read their share of each global
+    # batch): the gradients averaged over the workers. One process does the whole batch.
     def _shard(self, idx: torch.Tensor) -> torch.Tensor:
         return idx
 
@@ -207,7 +243,7 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, chunk: int = 512) -> Evaluation:
-        """Loss and accuracy on the validation split, ``chunk`` samples at a time.
+        """The workload's metrics on the validation set, read ``chunk`` samples at a time.
 
         Small chunks keep each activation buffer to a few MiB. With 4,096-sample chunks (20 MiB
         buffers for the 32-channel CNN) the time of one evaluation depended on the process's
@@ -215,24 +251,26 @@ class Trainer:
         machine, which made the plan's evaluation time a coin toss. With 512 it stays at 31-36 ms.
         """
         t0 = time.perf_counter()
+        was_training = self.model.training
         self.model.eval()
-        total_loss, correct, n = 0.0, 0, int(self._yv.shape[0])
-        with autocast(self.device, self.precision):
-            for i in range(0, n, chunk):
-                out = self.model(self._xv[i:i + chunk]).float()
-                y = self._yv[i:i + chunk]
-                total_loss += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-                correct += int((out.argmax(1) == y).sum())
-        return Evaluation(total_loss / n, correct / n, time.perf_counter() - t0)
+        try:
+            with autocast(self.device, self.precision):
+                batches = eval_batches(self.val_dataset, self.device, chunk, self.loader_workers)
+                metrics = self._evaluate(self.model, batches)
+        finally:
+            self.model.train(was_training)
+        return Evaluation({k: float(v) for k, v in metrics.items()}, time.perf_counter() - t0, self.metric)
 
     def grad_sq_norm(self, batch_size: int) -> float:
         """|g|^2 of the mean gradient over a fresh batch of ``batch_size`` (no step taken)."""
-        g = torch.Generator().manual_seed(self.seed * 7919 + self.steps + batch_size)
-        idx = torch.randint(0, self.data.train_size, (batch_size,), generator=g)
+        if self.stream.iterable:
+            batch = self.stream.first(batch_size)
+        else:
+            batch = self.stream.fetch(self.stream.random_indices(batch_size, self.steps + batch_size))
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
-            loss = nn.functional.cross_entropy(self.model(self._x[idx]), self._y[idx])
+            loss = self._loss(self.model, batch)
         loss.backward()
         total = 0.0
         for p in self.model.parameters():
@@ -240,6 +278,10 @@ class Trainer:
                 total += float(p.grad.detach().float().pow(2).sum())
         self.optimizer.zero_grad(set_to_none=True)
         return total
+
+    def example_inputs(self, n: int = 1) -> Any:
+        """What the model takes for ``n`` samples (the inference-latency probe)."""
+        return member(self.workload, "inputs")(self.stream.first(n))
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -250,21 +292,24 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "position": torch.tensor([self.epoch, self.cursor, self.samples_seen, self.steps,
+            "position": torch.tensor([*self.stream.position(), self.samples_seen, self.steps,
                                       self.batch_size, self._warmup_left, self._warmup_total],
                                      dtype=torch.int64),
             "lr_target": torch.tensor([self._lr_target], dtype=torch.float64),
+            **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        (self.epoch, self.cursor, self.samples_seen, self.steps, self.batch_size,
+        (epoch, cursor, self.samples_seen, self.steps, self.batch_size,
          self._warmup_left, self._warmup_total) = (int(v) for v in state["position"].tolist())
+        self.stream.restore(epoch, cursor)
         self._lr_target = float(state["lr_target"][0])
-        self._perm = self._permutation(self.epoch)
         self._apply_lr()
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
 
 
 def estimate_peak_bytes(trainer: Trainer, batch_size: int) -> int:
@@ -289,17 +334,28 @@ def estimate_peak_bytes(trainer: Trainer, batch_size: int) -> int:
             if isinstance(t, torch.Tensor):
                 acts += t.numel() * t.element_size()
 
+    batch = trainer.stream.first(batch_size)
     handles = [m.register_forward_hook(hook) for m in trainer.model.modules()]
     try:
         with torch.no_grad(), autocast(trainer.device, trainer.precision):
-            trainer.model(trainer._x[:batch_size])
+            trainer.model(member(trainer.workload, "inputs")(batch))
     finally:
         for h in handles:
             h.remove()
     weights = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
     slots = 2 if trainer.config.optimizer == "adam" else 1
-    batch = trainer._x[:batch_size].numel() * 4
-    return int(weights * (2 + slots) + 2 * acts + batch)
+    data = sum(t.numel() * t.element_size() for t in _tensors(batch))
+    return int(weights * (2 + slots) + 2 * acts + data)
+
+
+def _tensors(batch: Any) -> list[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        return [batch]
+    if isinstance(batch, (list, tuple)):
+        return [t for b in batch for t in _tensors(b)]
+    if isinstance(batch, dict):
+        return [t for b in batch.values() for t in _tensors(b)]
+    return []
 
 
 def median(values: list[float]) -> float:

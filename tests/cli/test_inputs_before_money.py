@@ -74,7 +74,7 @@ def test_python_workload_is_imported_before_the_search_spends(tmp_path, monkeypa
                                                                   search={"trials": 2})))
     result = CliRunner().invoke(cli, ["search", "spec.yaml", "--storage", "sqlite:///optuna.db"])
     assert result.exit_code == 2, result.output
-    assert "workload.name' must name a function of module json" in one_error_line(result)
+    assert "workload.python' must name a function of json" in one_error_line(result)
     assert files(tmp_path).keys() == {"spec.yaml"}
 
 

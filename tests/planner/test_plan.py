@@ -128,4 +128,4 @@ def test_unreached_levels_are_noted_not_planned():
     lab = SyntheticLab(best={"mlp-64x2": 0.45, "cnn-8x2": 0.95})
     plan = plan_from_json(plan_text(small_spec(), lab), "plan.json")
     assert all(not (c.config_id == "mlp-64x2" and c.accuracy > 0.45) for c in plan.candidates)
-    assert any("mlp-64x2: accuracy 0.5" in n for n in plan.notes)
+    assert any("mlp-64x2: val_accuracy 0.5" in n for n in plan.notes)

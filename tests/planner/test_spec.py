@@ -9,7 +9,7 @@ import yaml
 
 from planner.errors import InputError, SpecError
 from planner.spec import parse_spec, parse_spec_text, spec_json_schema
-from runtime.files import read_spec
+from runtime.specs import read_spec
 from runtime.train.workloads import WORKLOADS
 from tests.conftest import ROOT, small_spec
 
@@ -56,7 +56,7 @@ def test_digest_ignores_comments_and_layout():
     (lambda s: s["hardware"].update(allow=[]), "hardware.allow", "must not be empty"),
     (lambda s: s["workload"].update(name="cifar100"), "workload.name", "is not a known workload"),
     (lambda s: s.update(deadline_s=0), "deadline_s", "> 0"),
-    (lambda s: s["target"].update(goal=1.5), "target.goal", "<= 1"),
+    (lambda s: s["target"].update(goal=1.5), "target.goal", "(0, 1]"),
     (lambda s: s["planner"].update(solver="gurobi"), "planner.solver", "one of"),
     (lambda s: s["planner"].update(batch_sizes=[32, "big"]), "planner.batch_sizes[1]", "integer"),
     (lambda s: s["configs"][0].update(width=5000), "configs[0].width", "in [16, 1024]"),

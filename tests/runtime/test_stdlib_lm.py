@@ -182,17 +182,14 @@ def test_model_state_round_trips_through_a_weights_only_checkpoint():
     assert torch.equal(model(x), restored(x))
 
 
-def test_fits_todays_trainer_through_data_and_build(tmp_path):
+def test_trains_through_the_runtime_trainer_with_per_byte_metrics(tmp_path):
     wl = StdlibLM(max_bytes=CAP, cache_dir=tmp_path, val_windows=32)
-    data = wl.data()
-    assert data.x_train.shape[1] == 64 and data.x_train.dtype == torch.uint8
-    assert data.y_train.dtype == torch.int64 and data.x_val.shape == (32, 64)
-    assert torch.equal(data.x_train[0, 1:].long(), data.y_train[0, :-1])
-    assert data.digest == wl.fingerprint[:16]
     t = Trainer(wl, Config("g", "gpt", (("layers", 1), ("width", 32)), lr=3e-3), batch_size=8)
+    assert (t.metric.name, t.metric.direction) == ("val_bpb", "minimize")
     losses = [t.step() for _ in range(5)]
     assert all(math.isfinite(v) for v in losses)
-    ev = t.evaluate()  # today's Trainer sums per window: 64 bytes each
+    ev = t.evaluate()
     direct = evaluate(t.model, DataLoader(wl.val_dataset(), batch_size=16))
-    assert direct["val_loss"] == pytest.approx(ev.loss / 64, rel=1e-5)
-    assert direct["val_loss"] < math.log(256) + 0.5 and 0.0 <= ev.accuracy / 64 <= 1.0
+    assert ev.metrics["val_loss"] == pytest.approx(direct["val_loss"], rel=1e-5)
+    assert ev.value == pytest.approx(direct["val_bpb"], rel=1e-5) and ev.score == -ev.value
+    assert direct["val_loss"] < math.log(256) + 0.5

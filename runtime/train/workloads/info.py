@@ -43,6 +43,8 @@ STDLIB_LM_INFO = WorkloadInfo(
                 "target: validation bits per byte (minimize)",
     input_shape=(STDLIB_LM_SEQUENCE,),
     classes=256,
+    metrics=(("val_loss", "minimize"), ("val_bpb", "minimize")),
+    target="val_bpb",
     families=(
         Family("gpt", (Param("layers", "int", 1, 6, default=2),
                        Param("width", "choice", choices=(32, 64, 128, 256), default=64),

@@ -14,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from planner.space import Config
+from runtime.train.workloads.api import Workload
 from runtime.train.workloads.base import Data
 from runtime.train.workloads.info import MNIST1D_INFO
 
@@ -40,8 +42,9 @@ def generate(samples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(d["x"], dtype=np.float32), np.asarray(d["y"], dtype=np.int64)
 
 
-class Mnist1D:
-    """The MNIST-1D workload: seeded data with a validation split, and three model families."""
+class Mnist1D(Workload):
+    """The MNIST-1D workload: seeded data with a validation split, and three model families
+    (classification: the default loss and metrics of ``runtime.train.workloads.api.Workload``)."""
 
     info = MNIST1D_INFO
 
@@ -60,6 +63,20 @@ class Mnist1D:
                               torch.from_numpy(x[:n_val].copy()), torch.from_numpy(y[:n_val].copy()),
                               digest=digest)
         return self._data
+
+    def train_dataset(self) -> TensorDataset:
+        d = self.data()
+        return TensorDataset(d.x_train, d.y_train)
+
+    def val_dataset(self) -> TensorDataset:
+        d = self.data()
+        return TensorDataset(d.x_val, d.y_val)
+
+    def fingerprint(self) -> str:
+        return self.data().digest
+
+    def source(self) -> str:
+        return f"mnist1d.data.make_dataset(num_samples={self.samples}, seed={self.seed})"
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self.cache_dir is None:

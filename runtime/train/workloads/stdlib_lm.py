@@ -4,8 +4,7 @@ Pieces, each usable on its own: the corpus and its window datasets (``stdlib_cor
 model and its optimizer and schedule (``gpt``), and here the loss of a batch (``lm_loss``),
 the evaluation (``evaluate``: ``val_loss`` in nats per byte and ``val_bpb``, bits per byte,
 the target, minimized) and ``StdlibLM``, which binds them to the workload's declaration
-(``STDLIB_LM_INFO``) and also offers the current ``Workload`` shape (``info``, ``data()``,
-``build(config)``).
+(``STDLIB_LM_INFO``) and also offers the current ``Workload`` shape 
 
 Defaults, from ``benchmarks/lm_throughput.py`` on a 2-core CPU (one AdamW step, kilobytes of
 text per second at 1 / 4 / 16 / 32 / 64 sequences per batch; load average 0.7 when it started;
@@ -47,8 +46,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from planner.space import Config
-from runtime.train.workloads.base import Data
-from runtime.train.workloads.gpt import GPT, GPTConfig
+from runtime.train.workloads.gpt import GPT, GPTConfig, adamw
 from runtime.train.workloads.info import STDLIB_LM_INFO, STDLIB_LM_SEQUENCE
 from runtime.train.workloads.stdlib_corpus import Corpus, TrainWindows, ValWindows, load_corpus
 
@@ -90,14 +88,15 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             device: str | torch.device = "cpu") -> dict[str, float]:
+             device: str | torch.device | None = None) -> dict[str, float]:
     """``val_loss`` (nats per byte) and ``val_bpb`` (bits per byte) over every byte ``loader`` gives."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     try:
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            if device is not None:
+                x, y = x.to(device), y.to(device)
             total += float(F.cross_entropy(model(x).float(), y, reduction="sum"))
             count += y.numel()
     finally:
@@ -123,16 +122,18 @@ class StdlibLM:
         self.sequence, self.max_bytes, self.seed = sequence, max_bytes, seed
         self.val_windows, self.cache_dir = val_windows, cache_dir
         self._corpus: Corpus | None = None
-        self._data: Data | None = None
 
     def corpus(self) -> Corpus:
         if self._corpus is None:
             self._corpus = load_corpus(self.max_bytes, self.cache_dir)
         return self._corpus
 
-    @property
     def fingerprint(self) -> str:
         return self.corpus().fingerprint
+
+    def source(self) -> str:
+        c = self.corpus()
+        return f"stdlib source of this Python ({len(c.files)} files, {c.nbytes} bytes, corpus {c.fingerprint[:16]})"
 
     def train_dataset(self) -> TrainWindows:
         return TrainWindows(self.corpus().train, self.sequence, seed=self.seed)
@@ -147,27 +148,11 @@ class StdlibLM:
         return lm_loss(model, batch)
 
     def evaluate(self, model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 device: str | torch.device = "cpu") -> dict[str, float]:
+                 device: str | torch.device | None = None) -> dict[str, float]:
         return evaluate(model, loader, device)
 
-    def data(self) -> Data:
-        """The windows as tensors for today's ``Trainer``: fixed, non-overlapping training
-        windows (inputs uint8, targets int64, ``[n, sequence]``) and the validation windows.
-        Its training loss is the mean cross-entropy per byte, but its ``evaluate`` divides sums
-        by windows, not bytes: loss and "accuracy" (correct next bytes) per ``sequence`` bytes.
-        ``evaluate`` here gives the per-byte metrics."""
-        if self._data is None:
-            c = self.corpus()
-            xt, yt = _aligned_windows(torch.from_numpy(c.train), self.sequence)
-            val = self.val_dataset()
-            xv = torch.stack([val[i][0] for i in range(len(val))]).to(torch.uint8)
-            yv = torch.stack([val[i][1] for i in range(len(val))])
-            self._data = Data(xt, yt, xv, yv, digest=c.fingerprint[:16])
-        return self._data
+    def inputs(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return batch[0]
 
-
-def _aligned_windows(data: torch.Tensor, sequence: int) -> tuple[torch.Tensor, torch.Tensor]:
-    n = (data.numel() - 1) // sequence
-    x = data[:n * sequence].view(n, sequence).clone()
-    y = data[1:n * sequence + 1].view(n, sequence).long()
-    return x, y
+    def optimizer(self, model: nn.Module, config: Config) -> torch.optim.Optimizer:
+        return adamw(model, config.lr, weight_decay=config.weight_decay)
