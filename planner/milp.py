@@ -32,13 +32,19 @@ Objectives
     min COST (then min TIME with COST <= COST*: a lexicographic step, so no point returned is
     weakly dominated), or min TIME (then min COST).
 
-Pareto sweep (AUGMECON-style epsilon constraint). Accuracy takes finitely many values, so for
-each accuracy floor A the (cost, time) front of the choices with acc >= A is enumerated
-exactly: minimize cost with TIME <= t_cap, tighten t_cap to just below the time found, and
-repeat until infeasible. The union over all floors, filtered for 3-D dominance, is the exact
-(cost, time, accuracy) front. With ``points`` set, t_cap instead walks a grid of that many
-values between the fastest and the cheapest schedule, jumping past grid values that the
-last solution already beats (AUGMECON's bypass), and the front is thinned to ``points``.
+Pareto set. The exact front (``points`` unset) comes from ``planner.paths``: for a fixed choice
+a schedule is a path through the stages, and a multi-objective shortest path over (stage, last
+hardware) labels gives every non-dominated (cost, time) schedule exactly, in milliseconds where
+the sweep below takes minutes. This program stays the reference (tests check that both give
+the same front) and the fallback when the labels outgrow ``paths.MAX_LABELS``. With ``points``
+set the exact front is thinned to that many points.
+
+The MILP sweep (``method="milp"``, or the fallback; AUGMECON-style epsilon constraint): for each
+accuracy floor A, minimize cost with TIME <= t_cap, tighten t_cap to just below the time found,
+and repeat until infeasible; the union over all floors, filtered for 3-D dominance, is the
+exact front. With ``points`` set, t_cap instead walks a grid of that many values between the
+fastest and the cheapest schedule, jumping past grid values that the last solution already
+beats (AUGMECON's bypass), and the front is thinned to ``points``.
 
 Time and cost are scaled to O(1) inside the model; every reported figure is recomputed
 exactly from the chosen options (``Problem.evaluate``), never read from the solver.
@@ -54,11 +60,15 @@ import numpy as np
 import pulp
 
 from planner.errors import InfeasiblePlan, SolverError
-from planner.pareto import non_dominated
+from planner.pareto import exact_front, non_dominated
+from planner.paths import LabelLimit, path_front
 from planner.problem import Problem, Schedule
 from planner.solvers import SOLVERS, make_solver, quiet_highs_banner, solve_outcome
 
-__all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "solve_outcome", "SOLVERS"]
+__all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "solve_outcome", "SOLVERS", "METHODS"]
+
+#: How ``pareto_front`` finds the front: the label DP with the MILP as fallback, or one of them.
+METHODS = ("auto", "paths", "milp")
 
 _BIG = 1e20  # "no cap" on a scaled row: both solvers treat >= 1e20 as infinite
 _AUGMENT = 1e-4  # weight of scaled time in an augmented cost objective (grid sweeps)
@@ -73,6 +83,7 @@ class Front:
     proven_optimal: bool = True
     solves: int = 0
     notes: list[str] = field(default_factory=list)
+    method: str = "milp"  # "paths" (the label DP of planner.paths) or "milp" (the sweep)
 
 
 class Formulation:
@@ -249,28 +260,44 @@ def _scale(values: np.ndarray, finite: np.ndarray) -> float:
 
 
 def pareto_front(problem: Problem, solver: str = "highs", time_limit_s: float = 60.0,
-                 points: int | None = None, formulation: Formulation | None = None) -> Front:
+                 points: int | None = None, formulation: Formulation | None = None,
+                 method: str = "auto") -> Front:
     """The (cost, wall time, accuracy) Pareto set of ``problem`` (see the module docstring).
 
     Raises ``InfeasiblePlan`` (with the smallest feasible budget and deadline) when no schedule
     meets the accuracy floor within the budget and the deadline.
     """
-    f = formulation or Formulation(problem, solver, time_limit_s)
-    floors = sorted({c.accuracy for c in problem.choices if c.accuracy >= problem.accuracy_floor - 1e-12})
-    found: list[Schedule] = []
-    per_floor = None if points is None else max(3, math.ceil(points / max(1, len(floors))) + 1)
-    for floor in floors:
-        found.extend(_sweep_exact(f, floor) if per_floor is None else _sweep_grid(f, floor, per_floor))
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {METHODS}, but got {method!r}")
+    notes: list[str] = []
+    found: list[Schedule] | None = None
+    f = formulation
+    if method != "milp":
+        try:
+            found = path_front(problem)
+        except LabelLimit as err:
+            if method == "paths":
+                raise
+            notes.append(f"front found by the MILP sweep: {err}")
+    if found is None:
+        f = f or Formulation(problem, solver, time_limit_s)
+        floors = sorted({c.accuracy for c in problem.choices if c.accuracy >= problem.accuracy_floor - 1e-12})
+        per_floor = None if points is None else max(3, math.ceil(points / max(1, len(floors))) + 1)
+        found = []
+        for floor in floors:
+            found.extend(_sweep_exact(f, floor) if per_floor is None else _sweep_grid(f, floor, per_floor))
     if not found:
-        raise explain_infeasible(problem, f)
+        raise explain_infeasible(problem, f or Formulation(problem, solver, time_limit_s))
     found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
-    keep = non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s in found])
-    front = [found[i] for i in keep]
-    notes = []
+    pts = [(s.cost_usd, s.wall_s, s.accuracy) for s in found]
+    pre = exact_front(pts)  # exact dominance first: non_dominated is quadratic
+    front = [found[pre[i]] for i in non_dominated([pts[i] for i in pre])]
     if points is not None and len(front) > points:
         front = _thin(front, points)
         notes.append(f"front thinned to planner.pareto_points={points} points")
-    return Front(front, f.proven_optimal, f.solves, notes)
+    if f is None:
+        return Front(front, True, 0, notes, "paths")
+    return Front(front, f.proven_optimal, f.solves, notes, "milp")
 
 
 def _sweep_exact(f: Formulation, floor: float) -> list[Schedule]:

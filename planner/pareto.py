@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["dominates", "non_dominated", "hypervolume", "knee_index", "Point"]
+__all__ = ["dominates", "non_dominated", "front2d", "exact_front", "hypervolume", "knee_index", "Point"]
 
 Point = tuple[float, float, float]  # (cost_usd, wall_s, accuracy)
 
@@ -69,6 +69,41 @@ def non_dominated(points: Sequence[Point]) -> list[int]:
                     continue
             keep.append(i)
     return keep
+
+
+def front2d(c: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Indices of the 2-D points (both minimized) that no other point weakly dominates, by exact
+    float comparison; of equal points the first is kept. Sorted by ``c``. O(n log n)."""
+    c, t = np.asarray(c, dtype=float), np.asarray(t, dtype=float)
+    if c.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((t, c))  # stable: by c, then t, then position
+    ts = t[order]
+    best_before = np.minimum.accumulate(np.concatenate(([np.inf], ts[:-1])))
+    return order[ts < best_before]
+
+
+def exact_front(points: Sequence[Point]) -> list[int]:
+    """Indices (ascending) of the points that no other point weakly dominates by exact float
+    comparison (of equal points the first by (cost, time) order is kept): a fast prefilter for
+    ``non_dominated``, one 2-D staircase per accuracy level, best level first."""
+    if len(points) == 0:
+        return []
+    P = np.array(points, dtype=float).reshape(-1, 3)
+    keep: list[np.ndarray] = []
+    stair_c, stair_t = np.zeros(0), np.zeros(0)  # the front of the better levels so far
+    for a in np.unique(P[:, 2])[::-1]:
+        idx = np.flatnonzero(P[:, 2] == a)
+        idx = idx[front2d(P[idx, 0], P[idx, 1])]
+        if stair_c.size:
+            j = np.searchsorted(stair_c, P[idx, 0], side="right") - 1  # dearest better point <= c
+            beaten = (j >= 0) & (stair_t[np.maximum(j, 0)] <= P[idx, 1])
+            idx = idx[~beaten]
+        keep.append(idx)
+        c, t = np.concatenate([stair_c, P[idx, 0]]), np.concatenate([stair_t, P[idx, 1]])
+        s = front2d(c, t)
+        stair_c, stair_t = c[s], t[s]
+    return sorted(int(i) for i in np.concatenate(keep))
 
 
 def hypervolume(points: Sequence[Point], reference: Point) -> float:

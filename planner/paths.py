@@ -17,10 +17,11 @@ no exclusion. A partial label past the budget or the deadline is dropped (costs 
 The choice's front is front(union_h L[K-1,h]). Labels keep a parent pointer and an option, so
 each survivor becomes a schedule whose totals ``Problem.evaluate`` recomputes exactly.
 
-Two exact bounds cut the labels: the choices are solved best accuracy first, and a partial
-label whose cost and time plus the least any completion can add (per-stage minima; moves are
->= 0) is weakly matched by a schedule already found for an accuracy at least as high can only
-end dominated or equal, so it is dropped. The union of the choices' fronts is filtered for 3-D
+Options are first cut to the (cost, time) front of their hardware for each (m, k), as
+``planner.problem.prune_dominated`` does. One more exact cut: the choices are solved best
+accuracy first, and a partial label whose cost and time plus the least any completion can add
+(per-stage minima; moves are >= 0) is weakly matched by a schedule already found for an accuracy
+at least as high can only end dominated or equal, so it is dropped. The union of the choices' fronts is filtered for 3-D
 dominance by ``planner.milp.pareto_front``, as the MILP sweep's is.
 
 >>> # schedules = path_front(problem)  -> every schedule of the exact front (and maybe a few more)
@@ -30,28 +31,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from planner.pareto import front2d
 from planner.problem import Problem, Schedule
 
 __all__ = ["path_front", "LabelLimit"]
 
-#: Label count of one stage past which ``path_front`` gives up (the MILP sweep takes over).
-MAX_LABELS = 2_000_000
+#: Labels of one stage past which ``path_front`` gives up (``planner.milp`` then sweeps with the
+#: MILP); at that size the front holds thousands of points and memory is the limit.
+MAX_LABELS = 1_000_000
 _CAP_SLACK = 1 + 2e-9  # partial labels are cut a hair above the caps ``Problem.feasible`` applies
 
 
 class LabelLimit(Exception):
     """The dynamic program would keep more labels than allowed."""
-
-
-def front2d(c: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Indices of the points no other point weakly dominates (exact float comparisons); of equal
-    points the first is kept. Sorted by cost."""
-    if c.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    order = np.lexsort((t, c))  # stable: by cost, then time, then position
-    ts = t[order]
-    best_before = np.minimum.accumulate(np.concatenate(([np.inf], ts[:-1])))
-    return order[ts < best_before]
 
 
 class _Stage:
@@ -128,6 +120,8 @@ def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: i
                 bp = np.concatenate([stay, u])
                 keep = front2d(bc, bt)
                 bc, bt, bp = bc[keep], bt[keep], bp[keep]
+            if bc.size * cols.size > 8 * max_labels:
+                raise LabelLimit(f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options")
             cc = (bc[:, None] + oc[None, :]).ravel()
             tt = (bt[:, None] + ot[None, :]).ravel()
             ok = (cc <= budget) & (tt <= deadline)
@@ -159,15 +153,18 @@ def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: i
     return out
 
 
-def path_front(problem: Problem, max_labels: int = MAX_LABELS) -> list[Schedule]:
+def path_front(problem: Problem, max_labels: int | None = None, bound: bool = True) -> list[Schedule]:
     """The exact (cost, time) front of every choice at or above the accuracy floor, each
     schedule evaluated exactly and feasible; the union may hold points another choice
-    dominates. Raises ``LabelLimit`` when a stage would keep more than ``max_labels`` labels."""
+    dominates. ``bound=False`` turns off the cut by schedules already found (to measure it).
+    Raises ``LabelLimit`` when a stage would keep more than ``max_labels`` (default
+    ``MAX_LABELS``) labels."""
+    limit = MAX_LABELS if max_labels is None else max_labels
     acc = problem.accuracy
     order = sorted((m for m in range(len(problem.choices)) if acc[m] >= problem.accuracy_floor - 1e-12),
                    key=lambda m: (-acc[m], m))
     incumbent = _Incumbent()
     found: list[Schedule] = []
     for m in order:
-        found.extend(_choice_front(problem, m, incumbent, max_labels))
+        found.extend(_choice_front(problem, m, incumbent if bound else _Incumbent(), limit))
     return found

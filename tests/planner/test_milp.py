@@ -69,8 +69,9 @@ def test_infeasible_budget_only():
     assert info.value.min_budget_usd == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("method", ["auto", "milp"])  # auto: the label DP of planner.paths
 @pytest.mark.parametrize("seed", range(50))
-def test_exact_front_equals_brute_force(seed):
+def test_exact_front_equals_brute_force(seed, method):
     rng = np.random.default_rng(1000 + seed)
     p = random_problem(seed, choices=int(rng.integers(1, 4)), stages=int(rng.integers(1, 4)),
                        hardware=int(rng.integers(1, 3)), batches=int(rng.integers(1, 3)),
@@ -78,15 +79,18 @@ def test_exact_front_equals_brute_force(seed):
     expected = brute_force_front(p)
     if not expected:  # every option of every choice was drawn absent
         with pytest.raises(InfeasiblePlan):
-            pareto_front(p)
+            pareto_front(p, method=method)
         return
-    assert _key(pareto_front(p).schedules) == _key(expected)
+    front = pareto_front(p, method=method)
+    assert front.method == ("paths" if method == "auto" else "milp")
+    assert _key(front.schedules) == _key(expected)
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_cbc_gives_the_same_front_as_highs(seed):
     p = random_problem(200 + seed, choices=2, stages=2, hardware=2, batches=2)
-    assert _key(pareto_front(p, solver="cbc").schedules) == _key(pareto_front(p, solver="highs").schedules)
+    assert (_key(pareto_front(p, solver="cbc", method="milp").schedules)
+            == _key(pareto_front(p, solver="highs", method="milp").schedules))
 
 
 def test_budget_and_deadline_respected_against_brute_force():
@@ -94,15 +98,16 @@ def test_budget_and_deadline_respected_against_brute_force():
     full = brute_force_front(p0)
     budget = float(np.median([s.cost_usd for s in full]))
     p = random_problem(7, choices=3, stages=2, hardware=2, batches=2, budget=budget)
-    front = pareto_front(p).schedules
-    assert all(s.cost_usd <= budget * (1 + 1e-9) for s in front)
-    assert _key(front) == _key(brute_force_front(p))
+    for method in ("auto", "milp"):
+        front = pareto_front(p, method=method).schedules
+        assert all(s.cost_usd <= budget * (1 + 1e-9) for s in front)
+        assert _key(front) == _key(brute_force_front(p))
 
 
 def test_grid_mode_returns_non_dominated_subset_with_extremes():
     p = random_problem(3, choices=3, stages=3, hardware=2, batches=2)
-    exact = pareto_front(p).schedules
-    grid = pareto_front(p, points=4).schedules
+    exact = pareto_front(p, method="milp").schedules
+    grid = pareto_front(p, points=4, method="milp").schedules
     assert len(grid) <= 4
     exact_keys = set(_key(exact))
     assert set(_key(grid)) <= exact_keys
