@@ -19,6 +19,7 @@ class StepSample:
     step_s: float
     samples_per_s: float
     peak_mem_bytes: int
+    spread: float = 0.0  # relative standard deviation of the per-pass mean step times
 
     def __post_init__(self) -> None:
         if not (self.step_s > 0 and self.batch_size >= 1 and self.workers >= 1):
@@ -38,6 +39,9 @@ class StepProfile:
     measured_on: str = ""
     param_count: int = 0
     ckpt_s: float = 0.0  # seconds to write one checkpoint (0: not measured)
+    #: seconds a fresh trainer's first steps take beyond the steady state (allocator and kernel
+    #: warm-up): what every run pays once on top of its steps
+    fixed_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.source not in ("measured", "modeled"):

@@ -22,7 +22,10 @@ from planner.models import StageNoise
 from planner.planmodels import (ConvergenceRecord, Curves, LearningCurveRecord, NoiseCurveRecord, PlanModels,
                                 StepModelRecord)
 from planner.metric import ACCURACY, Metric
+from planner.choices import filter_by_confidence, merge_overlapping, renumber
+from planner.uncertainty import MODELED_SPREAD, Interval, StageDraw, candidate_intervals, convergence_spread
 from planner.space import Config
+from planner.stagecost import bill_front
 
 if TYPE_CHECKING:
     from planner.milp import Front
@@ -73,6 +76,12 @@ class Candidate:
     wall_s: float
     stages: tuple[StagePlan, ...]
     notes: tuple[str, ...] = ()
+    #: P10/P50/P90 of cost and wall time, of the samples the level needs, and the share of
+    #: draws in which the planned samples reach it (``planner.uncertainty``)
+    cost_interval: Interval | None = None
+    wall_interval: Interval | None = None
+    samples_interval: Interval | None = None
+    p_reach: float | None = None
 
     @property
     def samples(self) -> int:
@@ -155,10 +164,15 @@ class Plan:
 def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: str,
               problem: "Problem", ctx: "ProblemContext", front: "Front",
               configs: Sequence[Config], offers: Sequence[Offer], solver: str) -> Plan:
-    """Turn the solver's Pareto schedules into candidates, ids ordered by cost."""
+    """Turn the solver's Pareto schedules into candidates, ids ordered by cost. Each schedule is
+    first re-costed as its providers bill (``planner.stagecost.bill_front``: increments and
+    minimums, applied after the linear solve); a stage's cost includes the billing of the hold
+    it ends."""
     cfg = {c.id: c for c in configs}
     metric = metric_of(spec_data)
-    scheds = sorted(front.schedules, key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
+    billed, bill_notes = bill_front(problem, front.schedules, {o.id: o for o in offers}, ctx.instances)
+    billing = {(s.choice, s.options): extra for s, extra in billed}
+    scheds = sorted((s for s, _ in billed), key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
     width = max(2, len(str(len(scheds))))
     cands = []
     for i, s in enumerate(scheds):
@@ -170,7 +184,8 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
             opt = problem.options[o]
             model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
             st = stage_plan(k, opt, model, fit, cfg[ch.config_id], samples=problem.samples[s.choice, k, o],
-                            time_s=problem.time_s[s.choice, k, o], cost_usd=problem.cost_usd[s.choice, k, o],
+                            time_s=problem.time_s[s.choice, k, o],
+                            cost_usd=problem.cost_usd[s.choice, k, o] + billing[(s.choice, s.options)][k],
                             b_noise=ctx.b_noise_stage[(s.choice, k)],
                             instances=ctx.instances[(opt.hardware, opt.workers)],
                             step_s=model.predict(opt.batch_size, opt.workers), eval_s=model.eval_s)
@@ -184,7 +199,8 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
                 notes.append(f"stage {k}: moves to {opt.hardware}")
         cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=metric.level(ch.accuracy),
                                cost_usd=_fig(s.cost_usd), wall_s=_fig(s.wall_s), stages=tuple(stages),
-                               notes=tuple(notes)))
+                               notes=tuple(notes), **_intervals_of(s, problem, ctx, fit)))
+    cands, offered_notes = _offered(cands, spec_data, problem)
     points = [(c.cost_usd, c.wall_s, metric.score(c.accuracy)) for c in cands]
     knee = cands[knee_index(points)].id
     cheapest = min(cands, key=lambda c: (c.cost_usd, c.wall_s, -metric.score(c.accuracy))).id
@@ -198,8 +214,44 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
         offers=tuple(offers), candidates=tuple(cands),
         chosen=knee, cheapest=cheapest, fastest=fastest,
         solver={"name": solver, "status": status, "solves": front.solves},
-        models=models, notes=tuple(ctx.notes) + tuple(front.notes),
+        models=models, notes=tuple(ctx.notes) + tuple(front.notes) + tuple(bill_notes) + tuple(offered_notes),
     )
+
+
+def _intervals_of(s: Any, problem: "Problem", ctx: "ProblemContext", fit: "ConvergenceFit") -> dict[str, Any]:
+    """A schedule's prediction intervals (``planner.uncertainty``)."""
+    ch = problem.choices[s.choice]
+    draws = []
+    for k, o in enumerate(s.options):
+        opt = problem.options[o]
+        model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
+        draws.append(StageDraw(opt.hardware, opt.global_batch, float(problem.samples[s.choice, k, o]),
+                               float(problem.time_s[s.choice, k, o]), float(problem.cost_usd[s.choice, k, o]),
+                               ctx.b_noise_stage[(s.choice, k)],
+                               MODELED_SPREAD if model.modeled else getattr(model, "spread", 0.0)))
+    fixed_s = s.wall_s - sum(d.time_s for d in draws)
+    fixed_usd = s.cost_usd - sum(d.cost_usd for d in draws)
+    cost, wall, p_reach, needed = candidate_intervals(
+        draws, convergence_spread(fit.points, fit.e_min, fit.b_noise), max(fixed_s, 0.0), max(fixed_usd, 0.0))
+    return {"cost_interval": cost, "wall_interval": wall, "samples_interval": needed, "p_reach": p_reach}
+
+
+def _offered(cands: list[Candidate], spec_data: Mapping[str, Any],
+             problem: "Problem") -> tuple[list[Candidate], list[str]]:
+    """The candidates a user is offered: within budget and deadline at ``planner.confidence``,
+    one of each group within the prediction's spread unless ``planner.exact_front``
+    (``planner.choices``); ids renumbered by cost."""
+    planner = spec_data.get("planner", {}) if isinstance(spec_data, Mapping) else {}
+    confidence = float(planner.get("confidence", 0.9) or 0.9)
+    kept, notes = filter_by_confidence(cands, confidence, problem.budget_usd, problem.deadline_s)
+    if not kept:  # nothing fits at the quantile: offer the front as it is, and say so
+        notes.append(f"no candidate fits the budget and deadline at planner.confidence {confidence:g}; "
+                     "all are listed at their point prediction")
+        kept = list(cands)
+    if not planner.get("exact_front", False):
+        kept, merged = merge_overlapping(kept)
+        notes += merged
+    return renumber(kept), notes
 
 
 def stage_plan(index: int, option: "Option", step: "StepModel", fit: "ConvergenceFit", config: Config, *,
@@ -238,6 +290,28 @@ def _plan_models(ctx: "ProblemContext", used: set[str], metric: Metric = ACCURAC
     return PlanModels(steps, tuple(conv), noise_curves, curves, float(ctx.egress_bytes), int(ctx.pruned))
 
 
+def _intervals_dict(c: Candidate) -> dict[str, Any]:
+    """The candidate's intervals as plan-file fields (rounded like the point predictions)."""
+    out: dict[str, Any] = {}
+    for name, iv in (("cost_usd", c.cost_interval), ("wall_s", c.wall_interval), ("samples", c.samples_interval)):
+        if iv is not None:
+            out[f"{name}_interval"] = {k: _fig(v) for k, v in iv.to_dict().items()}
+    if c.p_reach is not None:
+        out["p_reach"] = round(c.p_reach, 4)
+    return out
+
+
+def _intervals_from(predicted: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, field_ in (("cost_usd", "cost_interval"), ("wall_s", "wall_interval"), ("samples", "samples_interval")):
+        iv = predicted.get(f"{name}_interval")
+        if iv is not None:
+            out[field_] = Interval(float(iv["p10"]), float(iv["p50"]), float(iv["p90"]))
+    if predicted.get("p_reach") is not None:
+        out["p_reach"] = float(predicted["p_reach"])
+    return out
+
+
 def metric_of(spec_data: Mapping[str, Any]) -> Metric:
     """The target metric a plan's spec names (``val_accuracy``, maximized, when it names none)."""
     t = spec_data.get("target", {}) if isinstance(spec_data, Mapping) else {}
@@ -260,7 +334,8 @@ def _body(plan: Plan) -> dict[str, Any]:
         "notes": list(plan.notes),
         "pareto": [{
             "id": c.id, "config": c.config_id,
-            "predicted": {"cost_usd": c.cost_usd, "wall_s": c.wall_s, "accuracy": c.accuracy},
+            "predicted": {"cost_usd": c.cost_usd, "wall_s": c.wall_s, "accuracy": c.accuracy,
+                          **_intervals_dict(c)},
             "stages": [{k: v for k, v in asdict(s).items()} for s in c.stages],
             "notes": list(c.notes),
         } for c in plan.candidates],
@@ -295,7 +370,8 @@ def plan_from_json(text: str, where: str) -> Plan:
         cands = tuple(Candidate(
             id=c["id"], config_id=c["config"], accuracy=float(c["predicted"]["accuracy"]),
             cost_usd=float(c["predicted"]["cost_usd"]), wall_s=float(c["predicted"]["wall_s"]),
-            stages=tuple(StagePlan(**s) for s in c["stages"]), notes=tuple(c.get("notes", ())))
+            stages=tuple(StagePlan(**s) for s in c["stages"]), notes=tuple(c.get("notes", ())),
+            **_intervals_from(c["predicted"]))
             for c in d["pareto"])
         plan = Plan(spec_digest=d["spec_digest"], profile_key=d["profile_key"], spec=d["spec"],
                     configs=tuple(Config.from_dict(c) for c in d["configs"]),

@@ -147,6 +147,8 @@ class PlannerSpec:
     convergence_batch_sizes: tuple[int, ...] = (16, 64, 256)
     profile_steps: int = 50
     noise: bool = True
+    confidence: float = 0.9
+    exact_front: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,6 +71,8 @@ class StepModel:
     modeled: bool
     memory: Mapping[int, int]
     ckpt_s: float = 0.0
+    spread: float = 0.0  # relative pass-to-pass spread of the measured step times (planner.uncertainty)
+    fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps
 
     def predict(self, batch_size: int, workers: int = 1) -> float:
         return self.single.predict(batch_size) + self.sync.predict(workers, self.grad_bytes)
@@ -139,6 +141,8 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     single, modeled = fit_step_time(pts), False
                     eval_s, memory, params = sp.eval_s, {s.batch_size: s.peak_mem_bytes for s in sp.samples}, sp.param_count
                     ckpt = sp.ckpt_s
+                    spread = sum(s.spread for s in sp.samples) / max(len(sp.samples), 1)
+                    fixed = sp.fixed_s
                 elif ref is not None and not offer.local and _peak(offer, q) > 0:
                     rsp, rmodel, rpeak = ref
                     ratio = rpeak / (_peak(offer, q) * 1e12)
@@ -146,6 +150,7 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     modeled, eval_s = True, rsp.eval_s * min(1.0, ratio)
                     memory, params = {s.batch_size: s.peak_mem_bytes for s in rsp.samples}, rsp.param_count
                     ckpt = virtual_checkpoint_s(params)
+                    spread, fixed = 0.0, 0.0
                 else:
                     continue
                 for n in worker_counts:
@@ -156,7 +161,8 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     else:
                         sync = modeled_sync(offer, n)
                     out[(offer.id, cid, q, n)] = StepModel(single, sync, 4.0 * params, eval_s,
-                                                           modeled or (n > 1 and sync.modeled), memory, ckpt)
+                                                           modeled or (n > 1 and sync.modeled), memory, ckpt,
+                                                           spread, fixed)
     return out
 
 

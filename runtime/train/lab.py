@@ -240,10 +240,9 @@ class TorchLab:
         # quarter second of untimed steps: a fresh process runs its first steps up to 1.6x slower.
         rounds = max(1, min(5, steps // 4))
         passes: dict[int, list[float]] = {b: [] for b in usable}
-        warm_until, warm = time.perf_counter() + 0.25, 0
-        while warm < 3 or time.perf_counter() < warm_until:
-            meter.timed(trainer.step)
-            warm += 1
+        warm_until, warm_s = time.perf_counter() + 0.25, []
+        while len(warm_s) < 3 or time.perf_counter() < warm_until:
+            warm_s.append(meter.timed(trainer.step))
         for r in range(rounds):
             for b in usable:
                 trainer.set_batch_size(b)
@@ -257,7 +256,10 @@ class TorchLab:
         samples = []
         for b in usable:
             step_s = float(np.mean(passes[b]))
-            samples.append(StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b)))
+            spread = float(np.std(passes[b]) / step_s) if len(passes[b]) > 1 else 0.0
+            samples.append(StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b), round(spread, 5)))
+        # what the warm-up steps took beyond the steady state at the first batch size: paid once per run
+        fixed = max(0.0, sum(warm_s) - len(warm_s) * float(np.mean(passes[usable[0]])))
         evals = []
         for _ in range(4):  # the first evaluation warms up and is not counted
             meter.guard(evals[-1] if evals else 0.0)
@@ -265,7 +267,8 @@ class TorchLab:
         meter.flush()
         return StepProfile(device, config.id, precision, tuple(samples), eval_s=sum(evals[1:]) / 3,
                            source="measured", measured_on=machine_fingerprint(),
-                           param_count=trainer.parameter_count(), ckpt_s=self._ckpt_s(trainer, meter))
+                           param_count=trainer.parameter_count(), ckpt_s=self._ckpt_s(trainer, meter),
+                           fixed_s=round(fixed, 6))
 
     def _ckpt_s(self, trainer: Trainer, meter: _Meter, repeats: int = 3) -> float:
         """Median seconds to write the trainer's checkpoint as the runtime does (atomic, fsync)."""

@@ -1,0 +1,165 @@
+r"""Prediction intervals: P10, P50 and P90 of a candidate's cost and wall time, and how sure its
+samples are to reach its level.
+
+Three sources of uncertainty, each a log-normal factor on what the plan predicts:
+
+- **speed** ``f_t`` per offer: the spread of the profile's interleaved passes over each batch size
+  (relative standard deviation of the per-pass mean step times, averaged over batch sizes;
+  ``StepSample.spread``), never below ``SPEED_FLOOR``; ``MODELED_SPREAD`` for a catalog offer
+  whose speed is modeled from peak FLOP/s rather than measured. A slow spell of a shared machine
+  lasts many steps, so the spread of pass means (not their standard error) is what a run meets.
+- **convergence** ``f_E``: the residuals of the fit E(B) = E_min (1 + B / B_noise) across the
+  measured batch sizes (root mean square of log(measured / fitted), with n - 2 degrees of freedom;
+  ``DEFAULT_FIT_SPREAD`` when there are too few points for residuals), never below ``FIT_FLOOR``.
+- **noise scale** ``f_B``: the standard error of B_noise from the same weighted least-squares fit
+  (delta method on E_min and the slope), capped at ``NOISE_CAP``.
+
+They are propagated by sampling (``DRAWS`` draws of standard normals from a fixed seed, so the
+same plan gives the same bytes): a draw scales each stage's samples by
+``f_E (1 + B / (B_noise f_B)) / (1 + B / B_noise)`` and its time by that ratio times the speed
+factor of its offer (one draw per offer, shared by its stages: a slow machine is slow all
+run); cost follows time at each stage's own dollars per second; the run's fixed part (switches)
+is kept as predicted. P50 is the median of the draws; the plan's point prediction stays the model
+at the fitted values. ``p_reach`` is the share of draws whose samples needed fit the samples the
+schedule plans (the run goes on past them until its target or ``target.max_samples``, so the
+cost and time intervals count that too).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "candidate_intervals",
+           "SPEED_FLOOR", "MODELED_SPREAD", "FIT_FLOOR", "DEFAULT_FIT_SPREAD", "NOISE_CAP", "DRAWS"]
+
+SPEED_FLOOR = 0.03
+MODELED_SPREAD = 0.25
+FIT_FLOOR = 0.03
+DEFAULT_FIT_SPREAD = 0.15
+NOISE_CAP = 1.0
+DRAWS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """P10, P50 and P90 of a predicted quantity."""
+
+    p10: float
+    p50: float
+    p90: float
+
+    def contains(self, x: float) -> bool:
+        return self.p10 <= x <= self.p90
+
+    def quantile(self, q: float) -> float:
+        """A quantile between the three (log-normal through P10 and P90 outside them)."""
+        if self.p10 <= 0 or self.p90 <= 0:
+            return self.p90 if q >= 0.5 else self.p10
+        z10 = 1.2815515655446004
+        sigma = (math.log(self.p90) - math.log(self.p10)) / (2 * z10)
+        mu = math.log(self.p50) if self.p50 > 0 else (math.log(self.p10) + math.log(self.p90)) / 2
+        return math.exp(mu + sigma * _z(q))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"p10": self.p10, "p50": self.p50, "p90": self.p90}
+
+
+def _z(q: float) -> float:
+    """The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9)."""
+    if not 0 < q < 1:
+        raise ValueError(f"`0 < q < 1` must hold, but got {q}")
+    a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
+         -3.066479806614716e+01, 2.506628277459239e+00)
+    b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
+         -1.328068155288572e+01)
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
+         4.374664141464968e+00, 2.938163982698783e+00)
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+    if q < 0.02425:
+        r = math.sqrt(-2 * math.log(q))
+        return (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / \
+            ((((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1)
+    if q > 1 - 0.02425:
+        return -_z(1 - q)
+    r = q - 0.5
+    t = r * r
+    return (((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5]) * r / \
+        (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Uncertainty:
+    """Log-scale standard deviations of one choice's convergence (E_min and B_noise)."""
+
+    e_min: float
+    b_noise: float
+
+
+@dataclass(frozen=True, slots=True)
+class StageDraw:
+    """One stage as predicted: its offer, global batch, samples, seconds, dollars, the
+    fitted B_noise it was planned with and the speed spread of its offer."""
+
+    hardware: str
+    batch: int
+    samples: float
+    time_s: float
+    cost_usd: float
+    b_noise: float
+    speed_spread: float
+
+
+def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise: float) -> Uncertainty:
+    """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points."""
+    if len(points) < 2 or e_min <= 0:
+        return Uncertainty(DEFAULT_FIT_SPREAD, NOISE_CAP)
+    b = np.array([p[0] for p in points], dtype=float)
+    e = np.array([p[1] for p in points], dtype=float)
+    fitted = e_min * (1.0 + b / b_noise)
+    resid = np.log(e / fitted)
+    dof = len(points) - 2
+    s = float(np.sqrt(np.sum(resid ** 2) / dof)) if dof > 0 else DEFAULT_FIT_SPREAD
+    s = max(s, FIT_FLOOR)
+    # delta method on the (relative) weighted least squares E = p + q B: cov = s^2 (A^T A)^-1
+    A = np.stack([np.ones_like(b), b], axis=1) / e[:, None]
+    try:
+        cov = (s ** 2) * np.linalg.inv(A.T @ A)
+    except np.linalg.LinAlgError:
+        return Uncertainty(s, NOISE_CAP)
+    p, q = e_min, e_min / b_noise if b_noise < 1e12 else 0.0
+    if q <= 0:
+        return Uncertainty(s, NOISE_CAP)
+    rel = math.sqrt(max(cov[0, 0] / p ** 2 + cov[1, 1] / q ** 2 - 2 * cov[0, 1] / (p * q), 0.0))
+    return Uncertainty(s, min(rel, NOISE_CAP))
+
+
+def candidate_intervals(stages: Sequence[StageDraw], unc: Uncertainty, fixed_s: float = 0.0,
+                        fixed_usd: float = 0.0, seed: int = 0) -> tuple[Interval, Interval, float, Interval]:
+    """(cost, wall time, p_reach, samples needed) of a schedule: see the module docstring.
+    ``fixed_s``/``fixed_usd`` are the schedule's parts no factor scales (moves between offers)."""
+    rng = np.random.default_rng(seed)
+    n = DRAWS
+    z_e, z_b = rng.standard_normal(n), rng.standard_normal(n)
+    offers = sorted({s.hardware for s in stages})
+    z_t = {h: rng.standard_normal(n) for h in offers}
+    f_e = np.exp(unc.e_min * z_e)
+    f_b = np.exp(unc.b_noise * z_b)
+    time = np.full(n, fixed_s)
+    cost = np.full(n, fixed_usd)
+    needed = np.zeros(n)
+    planned = 0.0
+    for s in stages:
+        base = 1.0 + s.batch / s.b_noise
+        ratio = f_e * (1.0 + s.batch / (s.b_noise * f_b)) / base
+        f_t = np.exp(max(s.speed_spread, SPEED_FLOOR) * z_t[s.hardware])
+        time += s.time_s * ratio * f_t
+        cost += s.cost_usd * ratio * f_t
+        needed += s.samples * ratio
+        planned += s.samples
+    q = lambda a: Interval(*(float(v) for v in np.quantile(a, [0.1, 0.5, 0.9])))  # noqa: E731
+    p_reach = float(np.mean(needed <= planned * (1 + 1e-9)))
+    return q(cost), q(time), p_reach, q(needed)
