@@ -40,25 +40,35 @@ def _marks(plan: Any, cid: str) -> list[str]:
     return [v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"), (plan.fastest, "fastest")) if k == cid]
 
 
+def _span(iv: Any, fmt: str) -> str:
+    return "-" if iv is None else f"{iv.p10:{fmt}}-{iv.p90:{fmt}}"
+
+
 def show_plan(ui: Output, plan: Any) -> None:
-    """The Pareto table, the solver line and the plan's notes."""
+    """The Pareto table (point predictions and P10-P90), the solver line and the plan's notes."""
     rows = []
     metric = plan.metric.name
+    budget = plan_budget(plan)
     for c in plan.candidates:
         stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
-        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}", f"{c.cost_usd:.6f}", f"{c.wall_s:.1f}",
-                     stages, ",".join(_marks(plan, c.id))])
+        marks = _marks(plan, c.id)
+        if budget is not None and c.cost_interval is not None and c.cost_interval.p90 > budget:
+            marks.append("P90>budget")
+        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}",
+                     f"{c.cost_usd:.6f}", _span(c.cost_interval, ".6f"), f"{c.wall_s:.1f}",
+                     _span(c.wall_interval, ".1f"), stages, ",".join(marks)])
     ui.put("candidates", [{
         "id": c.id, "config": c.config_id, "accuracy": c.accuracy, "metric": metric,
-        "cost_usd": c.cost_usd, "wall_s": c.wall_s,
-        "marks": _marks(plan, c.id),
+        "cost_usd": c.cost_usd, "wall_s": c.wall_s, "marks": _marks(plan, c.id),
+        "cost_usd_interval": c.cost_interval.to_dict() if c.cost_interval else None,
+        "wall_s_interval": c.wall_interval.to_dict() if c.wall_interval else None, "p_reach": c.p_reach,
         "stages": [{"hardware": s.hardware, "precision": s.precision, "batch_size": s.batch_size,
                     "workers": s.workers, "samples": s.samples} for s in c.stages]} for c in plan.candidates])
     ui.put("chosen", plan.chosen)
     ui.put("solver", dict(plan.solver))
     ui.put("notes", list(plan.notes))
-    ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "wall_s",
-              "stages", ""], rows)
+    ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "cost P10-P90",
+              "wall_s", "wall P10-P90", "stages", ""], rows)
     ui.line(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
             f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
@@ -89,6 +99,16 @@ def show_search(ui: Output, result: Any) -> None:
             "; * = extrapolated from a learning curve")
 
 
+def plan_budget(plan: Any) -> float | None:
+    """The plan's training budget (from its spec), for marking candidates whose P90 passes it."""
+    try:
+        from runtime.specs import spec_of
+
+        return float(spec_of(dict(plan.spec), "plan:spec").budget.train_usd)
+    except Exception:  # noqa: BLE001 - a mark, not a check: leave it out when the spec won't read
+        return None
+
+
 def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accuracy") -> None:
     """The run's first line: what trains, stage by stage (and a resume note, if any)."""
     if how:
@@ -102,14 +122,22 @@ def _pct(pred: float, real: float) -> str:
 
 
 def show_result(ui: Output, r: Any) -> None:
-    """Predicted against realized, and where the run's ledger is."""
+    """Predicted (point and P10-P90) against realized, whether it fell inside, and the ledger."""
     ui.put("run", {k: v for k, v in dataclasses.asdict(r).items() if k != "events"})
-    ui.table(["", "predicted", "realized", "error"], [
-        ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd)],
-        ["wall_s", f"{r.predicted_wall_s:.1f}", f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s)],
-        [r.metric, f"{r.predicted_accuracy:.4f}", f"{r.accuracy:.4f}",
+
+    def inside(what: str) -> str:
+        found = r.inside(what)
+        return "-" if found is None else ("yes" if found else "no")
+
+    civ, wiv = r.predicted_cost_interval, r.predicted_wall_interval
+    ui.table(["", "predicted", "P10-P90", "realized", "error", "inside"], [
+        ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
+         f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd), inside("cost")],
+        ["wall_s", f"{r.predicted_wall_s:.1f}", f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
+         f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s), inside("wall")],
+        [r.metric, f"{r.predicted_accuracy:.4f}", "-", f"{r.accuracy:.4f}",
          f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts" if "accuracy" in r.metric
-         else _pct(r.predicted_accuracy, r.accuracy)],
+         else _pct(r.predicted_accuracy, r.accuracy), "-"],
     ])
     ui.line(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
             f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
@@ -135,12 +163,16 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
     ui.put("runs", list(rows))
     metric = rows[0].get("metric", "val_accuracy") if rows else "val_accuracy"
     short = "acc" if metric == "val_accuracy" else metric
-    ui.table(["candidate", "run", "status", "pred_cost", "cost", "err", "pred_wall", "wall", "err",
+
+    def yn(v: Any) -> str:
+        return "-" if v is None else ("yes" if v else "no")
+
+    ui.table(["candidate", "run", "status", "pred_cost", "cost", "err", "in", "pred_wall", "wall", "err", "in",
               f"pred_{short}", short, "front"],
              [[r["candidate"], r["run"][:8], r["status"], f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}",
-               r["cost_err"], f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}", r["wall_err"],
-               f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}", "yes" if r["on_front"] else "no"]
-              for r in rows])
+               r["cost_err"], yn(r.get("cost_inside")), f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}",
+               r["wall_err"], yn(r.get("wall_inside")), f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}",
+               "yes" if r["on_front"] else "no"] for r in rows])
 
 
 def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:

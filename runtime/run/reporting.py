@@ -18,8 +18,13 @@ from runtime.run.account import EventLog
 from runtime.run.runs import RunResult
 from runtime.run.state import RunSetup, RunState
 from runtime.tracking.client import git_commit
+from runtime.tracking.plan_log import interval_metrics
 
 __all__ = ["Reporting", "predicted_name"]
+
+def _triple(iv: Any) -> tuple[float, float, float] | None:
+    return None if iv is None else (iv.p10, iv.p50, iv.p90)
+
 
 def predicted_name(metric: Any) -> str:
     """The MLflow metric of a predicted level: ``predicted_accuracy`` for val_accuracy (as
@@ -94,6 +99,7 @@ class Reporting:
             predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=budget,
             ledger_path=str(s.ledger_path), emulated=s.emulated_any, events=self.events.events,
             metric=self.metric.name, direction=self.metric.direction,
+            predicted_cost_interval=_triple(cand.cost_interval), predicted_wall_interval=_triple(cand.wall_interval),
             compute_s=state.compute_s, compute_steps=state.compute_steps)
         self.status(status, cost_usd=spent, wall_s=meter.t, **{self.metric.name: state.accuracy},
                     samples=trainer.samples_seen, emulated=s.emulated_any)
@@ -119,7 +125,8 @@ class Reporting:
         tr.log_metrics(h, {
             "cost_usd": result.cost_usd, "wall_s": meter.t, self.metric.name: result.accuracy,
             "predicted_cost_usd": cand.cost_usd, "predicted_wall_s": cand.wall_s,
-            predicted_name(self.metric): cand.accuracy, "samples": trainer.samples_seen}, step=trainer.steps)
+            predicted_name(self.metric): cand.accuracy, "samples": trainer.samples_seen,
+            **interval_metrics(cand)}, step=trainer.steps)
         if self.plan_path is None:
             atomic_write_text(s.run_dir / "plan.json", plan_to_json(s.plan))
         tr.log_artifact(h, self.plan_path or s.run_dir / "plan.json")

@@ -27,6 +27,15 @@ class RunResult:
     emulated: bool = False
     metric: str = "val_accuracy"  # the target metric ``accuracy`` and ``predicted_accuracy`` are in
     direction: str = "maximize"
+    #: the candidate's predicted P10/P50/P90 (``planner.uncertainty``), when the plan has them
+    predicted_cost_interval: tuple[float, float, float] | None = None
+    predicted_wall_interval: tuple[float, float, float] | None = None
+
+    def inside(self, what: str) -> bool | None:
+        """Whether the realized cost (``what="cost"``) or wall time fell in its P10-P90."""
+        iv = self.predicted_cost_interval if what == "cost" else self.predicted_wall_interval
+        x = self.cost_usd if what == "cost" else self.wall_s
+        return None if iv is None else iv[0] <= x <= iv[2]
     compute_s: float = 0.0  # real seconds inside training steps on local hardware
     compute_steps: int = 0
     tracking_run: str | None = None

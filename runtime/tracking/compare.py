@@ -38,6 +38,20 @@ def log_plot(uri: str, run_id: str, path: str) -> bool:
         return False
 
 
+def _intervals(m: dict[str, float]) -> dict[str, Any]:
+    """The predicted P10/P50/P90 a run logged, and whether the realized figure fell inside."""
+    out: dict[str, Any] = {}
+    for name, short in (("cost_usd", "cost"), ("wall_s", "wall")):
+        keys = [f"predicted_{name}_p{q}" for q in (10, 50, 90)]
+        if all(k in m for k in keys):
+            lo, mid, hi = (m[k] for k in keys)
+            out[f"predicted_{name}_interval"] = {"p10": lo, "p50": mid, "p90": hi}
+            out[f"{short}_inside"] = bool(lo <= m.get(name, float("nan")) <= hi)
+        else:
+            out[f"{short}_inside"] = None
+    return out
+
+
 def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
     """One row per execution run: predicted and realized cost, wall time, accuracy, errors,
     and whether the realized point is on the front of the realized points."""
@@ -74,6 +88,7 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
             "metric": metric.name, "direction": metric.direction,
             # the target metric's predicted level and realized value (named for accuracy, as before)
             "predicted_accuracy": predicted, "val_accuracy": value,
+            **_intervals(m),
         })
     keep = set(non_dominated([(r["cost_usd"], r["wall_s"],
                                Metric(r["metric"], r["direction"]).score(r["val_accuracy"])) for r in rows]))

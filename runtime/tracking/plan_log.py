@@ -14,7 +14,7 @@ from typing import Any
 
 from runtime.tracking.client import Tracker
 
-__all__ = ["log_plan", "candidate_params", "plan_params"]
+__all__ = ["log_plan", "candidate_params", "plan_params", "interval_metrics"]
 
 
 def plan_params(spec: Any, plan: Any) -> dict[str, Any]:
@@ -47,9 +47,22 @@ def log_plan(tracker: Tracker | None, parent: str | None, spec: Any, plan: Any, 
             "paretrain.kind": "candidate", "paretrain.plan_fingerprint": plan.fingerprint,
             "paretrain.candidate": c.id, "paretrain.config": c.config_id})
         level = "predicted_accuracy" if plan.metric.name == "val_accuracy" else f"predicted_{plan.metric.name}"
-        tracker.log_metrics(child, {"predicted_cost_usd": c.cost_usd, "predicted_wall_s": c.wall_s, level: c.accuracy})
+        tracker.log_metrics(child, {"predicted_cost_usd": c.cost_usd, "predicted_wall_s": c.wall_s, level: c.accuracy,
+                                    **interval_metrics(c)})
         tracker.end_run(child)
         children.append(child)
     for path in artifacts:
         tracker.log_artifact(parent, path)
     return children
+
+
+def interval_metrics(cand: Any) -> dict[str, float]:
+    """A candidate's predicted P10/P50/P90 as MLflow metrics (``predicted_cost_usd_p10``, ...)."""
+    out: dict[str, float] = {}
+    for name, iv in (("cost_usd", cand.cost_interval), ("wall_s", cand.wall_interval)):
+        if iv is not None:
+            out.update({f"predicted_{name}_p10": iv.p10, f"predicted_{name}_p50": iv.p50,
+                        f"predicted_{name}_p90": iv.p90})
+    if cand.p_reach is not None:
+        out["predicted_p_reach"] = cand.p_reach
+    return out

@@ -37,11 +37,17 @@ def plot_pareto(plan: Plan, path: str | Path) -> Path:
 
 
 def plot_compare(rows: Sequence[dict], path: str | Path, title: str = "") -> Path:
-    """Predicted points (hollow) joined to realized ones (filled), cost against wall time."""
+    """Predicted points (hollow, with P10-P90 error bars where the plan had them) joined to
+    realized ones (filled), cost against wall time."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for r in rows:
         px, py = r.get("predicted_wall_s"), r.get("predicted_cost_usd")
         rx, ry = r.get("wall_s"), r.get("cost_usd")
+        wiv, civ = r.get("predicted_wall_s_interval"), r.get("predicted_cost_usd_interval")
+        if px is not None and py is not None and wiv and civ:
+            ax.errorbar([px], [py], xerr=[[max(px - wiv["p10"], 0)], [max(wiv["p90"] - px, 0)]],
+                        yerr=[[max(py - civ["p10"], 0)], [max(civ["p90"] - py, 0)]], fmt="none",
+                        ecolor="tab:blue", alpha=0.5, lw=1, capsize=3, zorder=2)
         if px is not None and py is not None:
             ax.scatter([px], [py], facecolors="none", edgecolors="tab:blue", s=50, zorder=3)
         if rx is not None and ry is not None:

@@ -74,7 +74,10 @@ def test_log_plan_logs_one_child_per_candidate_with_predictions_and_the_artifact
     assert [s[2] for s in starts] == ["parent"] * len(plan.candidates)
     assert {s[3]["paretrain.candidate"] for s in starts} == {c.id for c in plan.candidates}
     metrics = [c for c in tr.calls if c[0] == "log_metrics"]
-    assert all(set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} for m in metrics)
+    intervals = {f"predicted_{n}_p{q}" for n in ("cost_usd", "wall_s") for q in (10, 50, 90)} | {"predicted_p_reach"}
+    assert all(set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} | intervals
+               for m in metrics)
+    assert all(m[2]["predicted_cost_usd_p10"] <= m[2]["predicted_cost_usd_p90"] for m in metrics)
     assert [c[2] for c in tr.calls if c[0] == "log_artifact"] == ["spec.yaml", "plan.json", "pareto.png"]
     params = [c for c in tr.calls if c[0] == "log_params" and c[1] == "parent"][0][2]
     assert params["fingerprint"] == plan.fingerprint
@@ -114,7 +117,8 @@ def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(
     text = out.getvalue()
     assert "\x1b[" not in text
     lines = text.splitlines()
-    assert lines[0].split() == ["id", "config", "accuracy", "cost_usd", "wall_s", "stages"]
+    assert lines[0].split() == ["id", "config", "accuracy", "cost_usd", "cost", "P10-P90", "wall_s", "wall",
+                                "P10-P90", "stages"]
     assert all(ln == ln.rstrip() for ln in lines)
     rows = [ln for ln in lines if ln.split() and ln.split()[0] in {c.id for c in plan.candidates}]
     assert len(rows) == len(plan.candidates)
