@@ -51,6 +51,31 @@ def _collate_tagged(items: list[tuple[int, Any]]) -> tuple[int, Any]:
     return items[0][0], default_collate([it for _, it in items])
 
 
+def _permutation(size: int, seed: int, epoch: int) -> torch.Tensor:
+    """The order of epoch ``epoch``: a permutation of ``size`` indices seeded by (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(size, generator=g)
+
+
+class _Sampler:
+    """Index batches of ``b`` from position (epoch, cursor) on, each index tagged with the
+    position after its batch (the DataLoader path of ``BatchStream``)."""
+
+    def __init__(self, size: int, seed: int, b: int, epoch: int, cursor: int) -> None:
+        self.size, self.seed, self.b, self.epoch, self.cursor = size, seed, b, epoch, cursor
+
+    def __iter__(self) -> Iterator[list[tuple[tuple[int, int], int]]]:
+        epoch, cursor, b = self.epoch, self.cursor, self.b
+        perm = _permutation(self.size, self.seed, epoch)
+        while True:
+            if cursor + b > self.size:
+                epoch, cursor = epoch + 1, 0
+                perm = _permutation(self.size, self.seed, epoch)
+            idx = perm[cursor:cursor + b].tolist()
+            cursor += b
+            yield [((epoch, cursor), i) for i in idx]
+
+
 class BatchStream:
     """Batches of a training dataset, in a seeded order that survives a resume exactly."""
 
@@ -71,8 +96,7 @@ class BatchStream:
     def _permutation(self, epoch: int) -> torch.Tensor:
         if self.iterable:
             return torch.empty(0, dtype=torch.int64)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.size, generator=g)
+        return _permutation(self.size, self.seed, epoch)
 
     def next_indices(self, b: int) -> torch.Tensor:
         if self.cursor + b > self.size:  # drop the ragged tail: every step sees a full batch
@@ -128,24 +152,12 @@ class BatchStream:
         return to_device(batch, self.device)
 
     def _make_loader(self, b: int) -> DataLoader:
-        start = (self.epoch, self.cursor)
-
-        def sampler() -> Iterator[list[tuple[Any, int]]]:
-            epoch, cursor = start
-            perm = self._permutation(epoch)
-            while True:
-                if cursor + b > self.size:
-                    epoch, cursor = epoch + 1, 0
-                    perm = self._permutation(epoch)
-                idx = perm[cursor:cursor + b].tolist()
-                cursor += b
-                yield [((epoch, cursor), i) for i in idx]
-
-        class _Sampler:
-            def __iter__(self) -> Iterator[list[tuple[Any, int]]]:
-                return sampler()
-
-        return DataLoader(_Tagged(self.dataset), batch_sampler=_Sampler(), num_workers=self.workers,
+        # The sampler holds plain values, not the stream: a stream -> loader -> sampler ->
+        # stream cycle left the loader to the cycle collector, which runs queues' finalizers
+        # before the loader's own, so its workers never got the stop sentinel and each was
+        # waited for 5 s (10 s per dropped stream with two workers).
+        sampler = _Sampler(self.size, self.seed, b, self.epoch, self.cursor)
+        return DataLoader(_Tagged(self.dataset), batch_sampler=sampler, num_workers=self.workers,
                           collate_fn=_collate_tagged, pin_memory=self.device.startswith("cuda"),
                           persistent_workers=False)
 
