@@ -4,7 +4,8 @@ For choice m = (config c, accuracy level a), stage k of K and option o = (offer 
 q, per-worker batch b, workers n), the stage's samples, seconds and dollars are
 ``planner.stagecost.stage_cost`` of ideal progress E_min(c, a) / K at ``B_noise(c, a, k)``:
 the one cost model that every replan (``planner.replan``) uses too. Moving onto an offer and
-leaving one cost ``stagecost.entry_cost`` and ``stagecost.exit_usd``.
+leaving one cost ``stagecost.entry_cost`` and ``stagecost.exit_usd``; stage 0 on a non-local
+offer includes its provisioning (the run starts there), so every schedule pays its entry.
 
 ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models.stage_noise``);
 ``t(b, n)`` is measured or modeled (``planner.throughput``). An option is absent when its memory
@@ -142,7 +143,7 @@ def _fill(spec: "Spec", choices: Sequence[Choice], options: Sequence[Option], of
             for k in range(K):
                 c = stage_cost(work=fit.e_min / K, b_noise=b_noise_stage[(m, k)], option=opt, step=model,
                                offer=offer_of[opt.hardware], instances=instances[(opt.hardware, opt.workers)],
-                               storage_bytes=storage[key], first=k == 0,
+                               storage_bytes=storage[key], first=k == 0, entry=k == 0,
                                eval_every=spec.runtime.eval_every_samples,
                                ckpt_every=spec.runtime.checkpoint_every_s)
                 samples[m, k, o], time[m, k, o], cost[m, k, o] = c.samples, c.time_s, c.cost_usd

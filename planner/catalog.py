@@ -4,6 +4,12 @@ An ``Offer`` is one way to buy compute: ``local/cpu-2`` (two threads of this mac
 per vCPU-hour from the spec) or ``aws/g5.xlarge`` (a catalog row). Spot variants of catalog
 rows get the id suffix ``:spot``.
 
+Billing: a provider bills the time an instance is held (from provisioning until it is released)
+in increments, with a minimum: ``Offer.billed_s``. AWS and GCP bill Linux on-demand and spot
+instances per second with a one-minute minimum; Lambda by the minute (each catalog row cites its
+source). A local offer is this machine, priced per the spec and never rented: its increment is
+1 s with no minimum and its charges are not rounded (the meter charges the real time held).
+
 >>> from planner.lab import LocalDevice
 >>> from planner.spec import HardwareSpec
 >>> offers = local_offers([LocalDevice("local/cpu-2", "cpu", 2, 2, 8.0)], HardwareSpec(allow=("local/cpu-2",)))
@@ -32,7 +38,7 @@ __all__ = ["Offer", "local_offers", "parse_catalog", "builtin_catalog_text", "CA
 CATALOG_COLUMNS = (
     "provider", "instance_type", "accelerator", "accelerator_count", "vcpus", "memory_gib",
     "price_usd_per_h", "spot_price_usd_per_h", "peak_tflops_fp32", "peak_tflops_bf16",
-    "mem_bw_gbps", "spot_interruption_per_h", "source", "as_of",
+    "mem_bw_gbps", "spot_interruption_per_h", "billing_increment_s", "billing_minimum_s", "source", "as_of",
 )
 
 LOCAL_PRICE_SOURCE = ("spec hardware.prices (default: AWS EC2 c6i.large on-demand, us-east-1, "
@@ -65,12 +71,31 @@ class Offer:
     storage_usd_per_gb_month: float = 0.0
     egress_usd_per_gb: float = 0.0
     switch_s: float = 0.0  # time to move a run onto this offer (provision, restore)
+    billing_increment_s: float = 0.0  # the provider bills held time in these steps (0: continuously)
+    billing_minimum_s: float = 0.0  # and at least this much per hold
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.price_usd_per_h) and self.price_usd_per_h >= 0):
             raise ValueError(f"offer {self.id}: `price_usd_per_h >= 0` must hold, got {self.price_usd_per_h}")
         if self.kind not in ("cpu", "gpu"):
             raise ValueError(f"offer {self.id}: `kind` must be cpu or gpu, got {self.kind!r}")
+        for name in ("billing_increment_s", "billing_minimum_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"offer {self.id}: `{name} >= 0` must hold, got {value}")
+
+    def billed_s(self, held_s: float) -> float:
+        """Seconds the provider bills for holding this offer ``held_s`` seconds in one go:
+        ``max(minimum, ceil(held / increment) * increment)``; a local offer's are not rounded.
+
+        >>> Offer("aws/x", "aws", "gpu", 1.0, 16.0, billing_increment_s=1, billing_minimum_s=60).billed_s(61.2)
+        62.0
+        """
+        if self.local or held_s <= 0:
+            return max(held_s, 0.0)
+        inc = self.billing_increment_s
+        billed = math.ceil(held_s / inc - 1e-9) * inc if inc > 0 else held_s
+        return float(max(billed, self.billing_minimum_s))
 
     @property
     def price_usd_per_s(self) -> float:
@@ -91,7 +116,7 @@ def local_offers(devices: Sequence["LocalDevice"], hw: "HardwareSpec") -> list[O
                          memory_gib=d.memory_gib, vcpus=d.vcpus, accelerator=d.accelerator,
                          accelerator_count=1 if d.kind == "gpu" else 0, local=True,
                          threads=d.threads, device="cpu" if d.kind == "cpu" else d.id.split("/", 1)[1],
-                         source=LOCAL_PRICE_SOURCE, as_of="2026-11-28"))
+                         source=LOCAL_PRICE_SOURCE, as_of="2026-11-28", billing_increment_s=1.0))
     return out
 
 
@@ -129,7 +154,8 @@ def parse_catalog(text: str, where: str = "catalog.csv") -> list[Offer]:
                     mem_bw_gbps=num("mem_bw_gbps"), source=row["source"], as_of=row["as_of"],
                     storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
                     egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
-                    switch_s=float(row.get("switch_s") or 0.0))
+                    switch_s=float(row.get("switch_s") or 0.0),
+                    billing_increment_s=num("billing_increment_s"), billing_minimum_s=num("billing_minimum_s"))
         oid = f"{row['provider']}/{row['instance_type']}"
         offers.append(Offer(id=oid, price_usd_per_h=num("price_usd_per_h"), **base))
         spot = num("spot_price_usd_per_h")

@@ -8,8 +8,11 @@ optimize. The plan file holds the fitted models (``planner.planmodels``), so the
 is a fresh single-choice ``Problem`` over the remaining stages with the options ``planner.build``
 gave the plan (every offer, precision, batch and worker count), each stage costed by the same
 function (``planner.stagecost``) and solved by the same MILP: cheapest within the deadline and
-budget left (``prefer: cost``) or fastest within the budget left (``prefer: time``). With nothing
-changed, a replan at a stage boundary returns the plan's own remaining schedule.
+budget left (``prefer: cost``) or fastest within the budget left (``prefer: time``), then
+re-costed as providers bill (``planner.stagecost.billing_usd``; the hold the run is in counts the
+``held_s`` it has already held). The run has started: its provisioning onto its offer is paid,
+and a move off it is charged as a move. With nothing changed, a replan at a stage boundary
+returns the plan's own remaining schedule: at boundary 0, the plan less that provisioning.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from planner.catalog import Offer
 from planner.milp import Formulation
 from planner.plan import Candidate, Plan, StagePlan, stage_plan
 from planner.problem import Choice, Option, Problem, Schedule, prune_dominated
-from planner.stagecost import StageCost, entry_cost, exit_usd, option_fits, stage_cost
+from planner.stagecost import Held, StageCost, billing_usd, entry_cost, exit_usd, option_fits, stage_cost
 
 __all__ = ["ReplanRequest", "Replanned", "replan", "stage_ideal_samples"]
 
@@ -44,12 +47,13 @@ class ReplanRequest:
     time_left_s: float
     prefer: str = "cost"  # "cost" | "time"
     bad: frozenset[tuple[str, int]] = field(default_factory=frozenset)  # (offer, batch) to avoid
+    held_s: float = 0.0  # seconds the run has held its current offer (its billing hold so far)
 
 
 @dataclass(frozen=True)
 class Replanned:
     stages: tuple[StagePlan, ...]  # as ``make_plan`` writes stages: their own cost and time, no moves
-    cost_usd: float  # the rest's total: stages, the move off the current offer and between stages
+    cost_usd: float  # the rest's total: stages, the move off the current offer and between stages, billing
     wall_s: float
     feasible: bool  # within the budget and the deadline left
     reason: str = ""
@@ -100,16 +104,34 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
     cfg = plan.config(cand.config_id)
     fit = conv.fit()
+    billing = _billing(problem, sched, req, offers, records, costs)
     stages = []
     for j, o in enumerate(sched.options):
         opt, c = opts[o], costs[(j, o)]
         key = (opt.hardware, opt.precision, opt.workers)
         stages.append(stage_plan(req.stage_index + j, opt, models[key], fit, cfg, samples=c.samples,
-                                 time_s=c.time_s, cost_usd=c.cost_usd, b_noise=b_noise[j],
+                                 time_s=c.time_s, cost_usd=c.cost_usd + billing[j], b_noise=b_noise[j],
                                  instances=records[key].instances, step_s=c.step_s, eval_s=c.eval_s))
-    feasible = feasible and sched.cost_usd <= req.budget_left_usd * (1 + _TOL) \
+    cost = sched.cost_usd + sum(billing)
+    feasible = feasible and cost <= req.budget_left_usd * (1 + _TOL) \
         and sched.wall_s <= req.time_left_s * (1 + _TOL)
-    return Replanned(tuple(stages), sched.cost_usd, sched.wall_s, feasible, reason)
+    return Replanned(tuple(stages), cost, sched.wall_s, feasible, reason)
+
+
+def _billing(problem: Problem, sched: Schedule, req: ReplanRequest, offers: Mapping[str, Offer],
+             records: Mapping[tuple[str, str, int], Any], costs: Mapping[tuple[int, int], StageCost]) -> list[float]:
+    """Per new stage, the dollars billing adds (``stagecost.billing_usd``): the hold the run is
+    in goes on from ``held_s`` when the first new stage stays on its offer."""
+    held = []
+    for j, o in enumerate(sched.options):
+        opt = problem.options[o]
+        prev = problem.options[sched.options[j - 1]].hardware if j else req.current_hardware
+        offer = offers[opt.hardware]
+        move = entry_cost(offer, _price(req, offer))[0] if opt.hardware != prev else 0.0
+        instances = records[(opt.hardware, opt.precision, opt.workers)].instances
+        held.append(Held(offer, costs[(j, o)].time_s + move, instances, _price(req, offer)))
+    stays = bool(held) and problem.options[sched.options[0]].hardware == req.current_hardware
+    return billing_usd(held, req.held_s if stays else 0.0)
 
 
 def _price(req: ReplanRequest, offer: Offer) -> float:

@@ -15,7 +15,23 @@ price per instance (a replan passes the current one). Checkpoints are written on
 stage's end (and at the run's start) and once every ``ckpt_every`` seconds.
 
 Between stages, moving the run onto offer h costs ``switch_s(h)`` seconds at h's price (free on
-local offers) and leaving offer h costs the checkpoint's egress.
+local offers) and leaving offer h costs the checkpoint's egress. The run's first stage on a
+non-local offer (``entry``) pays the same provisioning and restore first: ``switch_s(h)`` more
+seconds, at h's price for each instance it rents. A replan's stages never do: the run has
+started, and a move off its current offer is charged as a move.
+
+Billing (``billing_usd``). A provider bills the time an instance is held, from provisioning to
+release, rounded up to its increment and at least its minimum (``Offer.billed_s``). A *hold* is
+a contiguous run of stages on one offer, the move onto it included; the seconds billed beyond
+it are charged with its last stage, at that stage's price and instance count. The program is
+linear, so the rounding is applied after the solve (``bill_front``): the exact Pareto front is
+computed for the linear cost, each of its schedules is re-costed with the rounding, and those
+that pass the budget or are dominated once billed are dropped. The result is exact for the
+linear cost and the true billed cost of every schedule offered, but not necessarily the exact
+front of billed costs: a schedule the linear front dropped can be cheaper once billed (e.g. one
+that stays on an offer whose minimum another schedule's short hold pays for nothing), and it is
+not searched for. Holds far above their minimum and many increments long round by little, and
+there the two fronts agree.
 
 >>> from planner.catalog import Offer
 >>> from planner.models import StepTimeModel
@@ -31,15 +47,19 @@ local offers) and leaving offer h costs the checkpoint's egress.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from planner.errors import InfeasiblePlan
+from planner.pareto import non_dominated
 
 if TYPE_CHECKING:
     from planner.catalog import Offer
-    from planner.problem import Option
+    from planner.problem import Option, Problem, Schedule
     from planner.throughput import StepModel
 
-__all__ = ["StageCost", "stage_cost", "option_fits", "entry_cost", "exit_usd", "SECONDS_PER_MONTH"]
+__all__ = ["StageCost", "stage_cost", "option_fits", "entry_cost", "exit_usd", "SECONDS_PER_MONTH", "Held",
+           "billing_usd", "schedule_billing", "bill_front"]
 
 SECONDS_PER_MONTH = 730.0 * 3600.0
 
@@ -57,8 +77,9 @@ class StageCost:
 
 def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepModel", offer: "Offer",
                instances: int, storage_bytes: float, first: bool, eval_every: float, ckpt_every: float,
-               price_usd_per_h: float | None = None, step_factor: float = 1.0) -> StageCost:
-    """The module docstring's stage: ``work`` ideal samples at ``b_noise`` under ``option``."""
+               price_usd_per_h: float | None = None, step_factor: float = 1.0, entry: bool = False) -> StageCost:
+    """The module docstring's stage: ``work`` ideal samples at ``b_noise`` under ``option``;
+    ``entry``: it starts the run, so a non-local offer's provisioning is paid first."""
     B = option.global_batch
     t_step = step.predict(option.batch_size, option.workers) * step_factor
     t_eval = step.eval_s * step_factor
@@ -69,7 +90,11 @@ def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepMode
     t = t0 * (1.0 + rework)
     price_h = offer.price_usd_per_h if price_usd_per_h is None else price_usd_per_h
     store_rate = offer.storage_usd_per_gb_month * (storage_bytes / 1e9) / SECONDS_PER_MONTH
-    return StageCost(s, t, t * ((price_h / 3600.0) * instances + store_rate), t_step, t_eval)
+    cost = t * ((price_h / 3600.0) * instances + store_rate)
+    if entry and not offer.local:
+        t += offer.switch_s
+        cost += offer.switch_s * (price_h / 3600.0) * instances
+    return StageCost(s, t, cost, t_step, t_eval)
 
 
 def option_fits(option: "Option", step: "StepModel", offer: "Offer", max_batch: int) -> bool:
@@ -93,3 +118,75 @@ def entry_cost(offer: "Offer", price_usd_per_h: float | None = None) -> tuple[fl
 def exit_usd(offer: "Offer", egress_bytes: float) -> float:
     """Dollars to move a run off ``offer``: its checkpoint's egress."""
     return offer.egress_usd_per_gb * (egress_bytes / 1e9)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One stage as billing sees it: its offer, the seconds it holds the offer (its time, and
+    the move onto it when it starts a hold after another offer), its instances and price."""
+
+    offer: "Offer"
+    seconds: float
+    instances: int = 1
+    price_usd_per_h: float | None = None  # None: the offer's
+
+
+def billing_usd(stages: Sequence[Held], held_before_s: float = 0.0) -> list[float]:
+    """Per stage, the dollars billing adds to the linear cost (see the module docstring): non-zero
+    only at the last stage of a hold. ``held_before_s``: seconds the first hold was already held
+    before these stages (a replan that keeps the run on its offer).
+
+    >>> from planner.catalog import Offer
+    >>> gpu = Offer("aws/x", "aws", "gpu", 3.6, 16.0, billing_increment_s=1.0, billing_minimum_s=60.0)
+    >>> [round(x, 6) for x in billing_usd([Held(gpu, 10.0), Held(gpu, 20.0)])]  # 30 s held, 60 s billed
+    [0.0, 0.03]
+    """
+    out = [0.0] * len(stages)
+    start = 0
+    for k, st in enumerate(stages):
+        if k + 1 < len(stages) and stages[k + 1].offer.id == st.offer.id:
+            continue
+        held = sum(x.seconds for x in stages[start:k + 1]) + (held_before_s if start == 0 else 0.0)
+        price_h = st.offer.price_usd_per_h if st.price_usd_per_h is None else st.price_usd_per_h
+        out[k] = max(st.offer.billed_s(held) - held, 0.0) * (price_h / 3600.0) * st.instances
+        start = k + 1
+    return out
+
+
+def schedule_billing(problem: "Problem", sched: "Schedule", offers: Mapping[str, "Offer"],
+                     instances: Mapping[tuple[str, int], int]) -> list[float]:
+    """``billing_usd`` of one schedule of ``problem`` (moves between stages from its arrays)."""
+    held = []
+    for k, o in enumerate(sched.options):
+        opt, h = problem.options[o], problem.option_hw[o]
+        move = float(problem.switch_s[h]) if k and h != problem.option_hw[sched.options[k - 1]] else 0.0
+        held.append(Held(offers[opt.hardware], float(problem.time_s[sched.choice, k, o]) + move,
+                         int(instances[(opt.hardware, opt.workers)])))
+    return billing_usd(held)
+
+
+def bill_front(problem: "Problem", schedules: Sequence["Schedule"], offers: Mapping[str, "Offer"],
+               instances: Mapping[tuple[str, int], int]) -> tuple[list[tuple["Schedule", list[float]]], list[str]]:
+    """The linear front re-costed as providers bill (module docstring): each kept schedule with
+    its billed ``cost_usd`` and its per-stage billing dollars, and the notes on what was dropped.
+    Raises ``InfeasiblePlan`` when every schedule passes the budget once billed."""
+    billed = []
+    for s in schedules:
+        extra = schedule_billing(problem, s, offers, instances)
+        billed.append((replace(s, cost_usd=s.cost_usd + sum(extra)), extra))
+    fits = [b for b in billed if b[0].cost_usd <= problem.budget_usd * (1 + 1e-9)]
+    notes = []
+    if len(fits) < len(billed):
+        notes.append(f"billing increments: {len(billed) - len(fits)} schedule(s) of the front pass the budget "
+                     f"${problem.budget_usd:.6g} once billed; not offered")
+    if not fits:
+        least = min(b[0].cost_usd for b in billed)
+        raise InfeasiblePlan(f"every schedule on the front passes the training budget ${problem.budget_usd:.6g} "
+                             f"once billed as its providers bill (increments, minimums, provisioning); the cheapest "
+                             f"is billed ${least:.6g}. To fix: raise budget.train_usd to at least ${least:.6g}, or "
+                             "allow offers billed by shorter increments", binding="budget", min_budget_usd=least)
+    keep = non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s, _ in fits])
+    if len(keep) < len(fits):
+        notes.append(f"billing increments: {len(fits) - len(keep)} schedule(s) of the front are dominated once "
+                     "billed; not offered")
+    return [fits[i] for i in keep], notes

@@ -1,5 +1,8 @@
 """A replan optimises the same cost model as the plan: with nothing changed it returns the plan's
-remaining schedule, cost and time, for plans with several workers, spot offers and storage."""
+remaining schedule, cost and time, for plans with several workers, spot offers and storage.
+
+A replan is of a run that has started: at boundary 0 the run is on its first offer and has paid
+its provisioning there, so what remains is the plan less that entry."""
 
 from __future__ import annotations
 
@@ -23,10 +26,11 @@ REL = 1e-9
 
 
 def _offers(spec, lab):
-    """Two local CPUs, a cloud GPU with paid storage and egress, and its spot twin."""
+    """Two local CPUs, a cloud GPU with paid storage and egress, and its spot twin (provisioned
+    in 0.03 s: a run starting there pays it, and the GPU still wins some of these 0.3 s jobs)."""
     gpu = Offer("test/gpu", "test", "gpu", 2.0, memory_gib=16, vcpus=4, accelerator="X", accelerator_count=1,
                 peak_tflops_fp32=0.05, peak_tflops_bf16=0.1, storage_usd_per_gb_month=200.0,
-                egress_usd_per_gb=0.09, switch_s=0.3)
+                egress_usd_per_gb=0.09, switch_s=0.03)
     spot = replace(gpu, id="test/gpu:spot", price_usd_per_h=0.6, spot=True, interruption_per_h=30.0)
     return local_offers(lab.devices(), spec.hardware) + [gpu, spot]
 
@@ -73,13 +77,25 @@ def _approx_stage(got, want, index):
             assert a == b, f.name
 
 
+def _entry(plan, stage) -> tuple[float, float]:
+    """Seconds and dollars a run starting on ``stage`` pays to provision its offer."""
+    offer = plan.offer(stage.hardware)
+    if offer.local:
+        return 0.0, 0.0
+    return offer.switch_s, offer.switch_s * offer.price_usd_per_h / 3600.0 * stage.instances
+
+
 def _replan_at_boundary(planned, cand, j, prefer, budget, deadline):
     """Replan ``cand`` at the start of its stage ``j`` with nothing changed; return what the
-    replan gave and the plan's own remaining (cost, time) from the exact problem."""
+    replan gave and the plan's own remaining (cost, time) from the exact problem: after the
+    stages before j, and at j = 0 after the first offer's provisioning."""
     plan, problem, ctx, _ = planned
     m = problem.choices.index(Choice(cand.config_id, cand.accuracy))
     opts = [problem.options.index(Option(s.hardware, s.precision, s.batch_size, s.workers)) for s in cand.stages]
     full, head = problem.evaluate(m, opts), problem.evaluate(m, opts[:j])
+    if j == 0:
+        entry_s, entry_usd = _entry(plan, cand.stages[0])
+        head = replace(head, cost_usd=entry_usd, wall_s=entry_s)
     progress = sum(problem.samples[m, k, o] / (1 + problem.options[o].global_batch / ctx.b_noise_stage[(m, k)])
                    for k, o in enumerate(opts[:j]))
     req = ReplanRequest(
@@ -115,7 +131,11 @@ def test_replan_with_nothing_changed_returns_the_remaining_plan(planned, j, pref
         assert got == [(s.hardware, s.precision, s.batch_size, s.workers) for s in cand.stages[j:]], cand.id
         assert new.cost_usd == pytest.approx(cost_left, rel=REL), cand.id
         assert new.wall_s == pytest.approx(time_left, rel=REL), cand.id
-        for i, (a, b) in enumerate(zip(new.stages, cand.stages[j:])):
+        want = list(cand.stages[j:])
+        if j == 0:  # the replan's first stage: the plan's less the provisioning already paid
+            entry_s, entry_usd = _entry(plan, want[0])
+            want[0] = replace(want[0], wall_s=want[0].wall_s - entry_s, cost_usd=want[0].cost_usd - entry_usd)
+        for i, (a, b) in enumerate(zip(new.stages, want)):
             _approx_stage(a, b, j + i)
 
 
