@@ -60,7 +60,7 @@ import numpy as np
 import pulp
 
 from planner.errors import InfeasiblePlan, SolverError
-from planner.pareto import exact_front, non_dominated
+from planner.pareto import sorted_non_dominated
 from planner.paths import LabelLimit, path_front
 from planner.problem import Problem, Schedule
 from planner.solvers import SOLVERS, make_solver, quiet_highs_banner, solve_outcome
@@ -289,9 +289,7 @@ def pareto_front(problem: Problem, solver: str = "highs", time_limit_s: float = 
     if not found:
         raise explain_infeasible(problem, f or Formulation(problem, solver, time_limit_s))
     found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
-    pts = [(s.cost_usd, s.wall_s, s.accuracy) for s in found]
-    pre = exact_front(pts)  # exact dominance first: non_dominated is quadratic
-    front = [found[pre[i]] for i in non_dominated([pts[i] for i in pre])]
+    front = [found[i] for i in sorted_non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s in found])]
     if points is not None and len(front) > points:
         front = _thin(front, points)
         notes.append(f"front thinned to planner.pareto_points={points} points")

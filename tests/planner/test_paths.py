@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 
 import numpy as np
 import pytest
@@ -11,7 +10,7 @@ import pytest
 import planner.paths as paths
 from planner.errors import InfeasiblePlan
 from planner.milp import pareto_front
-from planner.pareto import exact_front, front2d
+from planner.pareto import exact_front
 from planner.problem import Choice, Option, Problem, prune_dominated
 from benchmarks._instances import instance
 from tests.planner.synthetic import brute_force_front, random_problem
@@ -134,24 +133,6 @@ def test_points_thins_the_exact_front_with_its_extremes():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="`method` must be one of"):
         pareto_front(random_problem(1), method="magic")
-
-
-def test_front2d_and_exact_front_match_pairwise_definitions():
-    rng = random.Random(5)
-    for _ in range(300):
-        pts = [(rng.randint(0, 6), rng.randint(0, 6), rng.choice([0.7, 0.8, 0.9])) for _ in range(rng.randint(0, 14))]
-        c, t = np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
-        expect2 = [i for i, p in enumerate(pts)
-                   if not any(q[0] <= p[0] and q[1] <= p[1] and (q[:2] != p[:2] or j < i)
-                              for j, q in enumerate(pts))]
-        assert sorted(front2d(c, t).tolist()) == expect2
-
-        def weakly(q, p):
-            return q[0] <= p[0] and q[1] <= p[1] and q[2] >= p[2]
-
-        expect3 = [i for i, p in enumerate(pts)
-                   if not any(weakly(q, p) and (q != p or j < i) for j, q in enumerate(pts))]
-        assert exact_front(pts) == expect3
 
 
 def test_without_move_costs_every_count_of_fast_stages_is_on_the_front():
