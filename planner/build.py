@@ -10,8 +10,9 @@ offer includes its provisioning (the run starts there), so every schedule pays i
 ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``planner.models.stage_noise``);
 ``t(b, n)`` is measured or modeled (``planner.throughput``). An option is absent when its memory
 does not fit the device, its global batch is above the largest one measured to reach the level,
-or it needs more local threads than the machine has. Options dominated on the same hardware are
-then pruned (exactly; ``planner.problem.prune_dominated``).
+it needs more local threads than the machine has, or its local device does not train in its
+precision (the profile lists those pairs; the plan's notes name each one). Options dominated
+on the same hardware are then pruned (exactly; ``planner.problem.prune_dominated``).
 """
 
 from __future__ import annotations
@@ -69,7 +70,9 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
     workers = worker_counts(spec.planner.max_workers)
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
+    left_out = _unsupported_precisions(spec, offers, profile, notes)
     options = tuple(Option(o.id, q, b, n) for o in offers for q in spec.planner.precisions
+                    if (o.id, q) not in left_out
                     for n in workers for b in spec.planner.batch_sizes
                     if any((o.id, c.id, q, n) in models for c in configs))
     hardware = tuple(o.id for o in offers)
@@ -86,6 +89,7 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
         for k in range(K):
             b_noise_stage[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / K)
     time, cost, samples = _fill(spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage)
+    notes.extend(_offers_left_out(spec, offers, options, time, models))
     entry = [entry_cost(offer_of[h]) for h in hardware]
     switch_in_s = np.array([e[0] for e in entry])
     switch_in_usd = np.array([e[1] for e in entry])
@@ -107,6 +111,38 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
                          stage_noise=noise, noise_curves=curves, instances=instances, storage_bytes=storage,
                          egress_bytes=egress_bytes, notes=tuple(notes), pruned=pruned, curves=runs)
     return problem, ctx
+
+
+def _unsupported_precisions(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
+                            notes: list[str]) -> set[tuple[str, str]]:
+    """The (local offer, precision) pairs of the spec that the device does not train in (the
+    profile measured none of them); one note each."""
+    local = {o.id for o in offers if o.local}
+    out = {(h, q) for h, q in profile.unsupported if h in local and q in spec.planner.precisions}
+    for h, q in sorted(out):
+        notes.append(f"{h}: precision {q} is not supported by this device (torch cannot train in "
+                     f"{q} there); not planned for it")
+    return out
+
+
+def _offers_left_out(spec: "Spec", offers: Sequence["Offer"], options: Sequence[Option], time: np.ndarray,
+                     models: Mapping[tuple[str, str, str, int], StepModel]) -> list[str]:
+    """A note for each allowed offer that no stage of any choice can use, and why."""
+    notes = []
+    smallest = min(spec.planner.batch_sizes)
+    for o in offers:
+        cols = [i for i, opt in enumerate(options) if opt.hardware == o.id]
+        if cols and np.isfinite(time[:, :, cols]).any():
+            continue
+        mine = [m for key, m in models.items() if key[0] == o.id]
+        if not mine:
+            why = "no step model (not measured here, and no measured device to scale it from)"
+        elif all((m.memory_at(smallest) or 0) > o.memory_gib * 2**30 for m in mine):
+            why = f"no memory fit (batch {smallest} needs more than its {o.memory_gib:g} GiB)"
+        else:
+            why = "no batch size both fits its memory and was measured to reach a level"
+        notes.append(f"{o.id}: left out, {why}")
+    return notes
 
 
 def _noise_curves(profile: "Profile", configs: Sequence["Config"], notes: list[str]) -> dict[str, NoiseCurve]:

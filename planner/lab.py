@@ -25,7 +25,9 @@ class LocalDevice:
     vcpus: int
     memory_gib: float
     accelerator: str = ""
-    bf16: bool = True
+    #: the precisions it trains in (``runtime.train.devices`` probes autocast on it); a
+    #: precision not here is neither profiled nor planned on it
+    precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
 class Lab(Protocol):

@@ -2,7 +2,10 @@
 
 A profile holds, per (hardware, config, precision), timed training steps at several batch
 sizes; per (config, batch size), a convergence run (samples until each accuracy level);
-and gradient-noise samples at points of training progress. Measurement goes through a
+and gradient-noise samples at points of training progress. A precision is measured only on
+the local devices that train in it (``LocalDevice.precisions``); the (device, precision) pairs
+the spec asked for and a device does not support are listed in ``unsupported``, so that the
+plan can say why they are not planned. Measurement goes through a
 ``Lab``. The file is JSON (``paretrain.profile/1``) and is reused while its key (spec
 content that matters, code version, device) is unchanged.
 """
@@ -46,6 +49,8 @@ class Profile:
     notes: Mapping[str, Any] = field(default_factory=dict)
     peaks: Mapping[str, float] = field(default_factory=dict)  # device -> measured fp32 GFLOP/s
     sync: tuple[SyncSample, ...] = ()
+    #: (device, precision) pairs the spec asked for that the device does not train in
+    unsupported: tuple[tuple[str, str], ...] = ()
 
     def step_profile(self, hardware: str, config_id: str, precision: str) -> StepProfile | None:
         for s in self.steps:
@@ -98,7 +103,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
         tasks.append((f"peak of {dev.id}", lambda d=dev.id: ("peak", d, lab.measure_peak(d))))
         for cfg in configs:
             for precision in spec.planner.precisions:
-                if precision == "bf16" and not dev.bf16:
+                if precision not in dev.precisions:
                     continue
                 tasks.append((f"steps {cfg.id} on {dev.id} {precision}",
                               lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
@@ -117,6 +122,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
                           lambda c=cfg, bb=b: lab.measure_convergence(
                               c, bb, spec.target.levels, spec.target.max_samples,
                               spec.runtime.eval_every_samples)))
+    unsupported = tuple((dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions)
     noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
     total = len(tasks) + len(noise_cfgs)
     steps: list[StepProfile] = []
@@ -148,7 +154,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
         progress("done", total, total)
     return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
                    noise=tuple(noise), measured_at=measured_at, peaks=peaks, sync=tuple(syncs),
-                   notes={"cores": cores})
+                   notes={"cores": cores}, unsupported=unsupported)
 
 
 #: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).
@@ -217,6 +223,7 @@ def profile_from_json(text: str, where: str) -> Profile:
             measured_at=data.get("measured_at", ""), spend_usd=float(data.get("spend_usd", 0.0)),
             notes=data.get("notes", {}), peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
             sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
+            unsupported=tuple((str(d), str(q)) for d, q in data.get("unsupported", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with "

@@ -83,7 +83,8 @@ SPEC_FIELDS = Field("section", fields={
                          help="builtin, none, or a path to a catalog CSV"),
         "allow": Field("list", default=["local/cpu-1", "local/cpu-2"], nonempty=True,
                        items=Field("str", nonempty=True),
-                       help="the offers the planner may use, e.g. local/cpu-1 or aws/g5.xlarge",
+                       help="the offers the planner may use, by name (local/cpu-1, aws/g5.xlarge) or "
+                            "fnmatch pattern (aws/*, *:spot, *)",
                        fix="list at least one offer, e.g. 'allow: [local/cpu-1]'"),
         "prices": Field("section", default={}, fields={
             "cpu_vcpu_usd_per_h": _num(default=DEFAULT_CPU_PRICE, minimum=0),
@@ -117,7 +118,9 @@ SPEC_FIELDS = Field("section", fields={
         "batch_sizes": Field("list", default=[16, 32, 64, 128, 256], nonempty=True,
                              items=_int(minimum=1, maximum=1_000_000)),
         "precisions": Field("list", default=["fp32"], nonempty=True,
-                            items=Field("str", choices=("fp32", "bf16"))),
+                            items=Field("str", choices=("fp32", "bf16", "fp16")),
+                            help="training precisions to plan (each profiled on the local devices "
+                                 "that train in it; fp16 scales the loss)"),
         "max_workers": _int(default=1, minimum=1, maximum=1024,
                             help="data-parallel workers per stage: 1, 2, 4, ... up to this"),
         "solver": Field("str", default="highs", choices=("highs", "cbc")),

@@ -104,8 +104,8 @@ def warm_up_torch() -> None:
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """Mixed precision for ``bf16`` and ``fp16`` (fp16 steps on CUDA also scale the loss:
-    ``Trainer.scaler``); ``fp32`` runs as is."""
+    """Mixed precision for ``bf16`` and ``fp16`` (fp16 steps also scale the loss, on CPU as on
+    CUDA: ``Trainer.scaler``); ``fp32`` runs as is."""
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if dtype is None:
         return contextlib.nullcontext()
@@ -133,7 +133,8 @@ class Trainer:
         torch.manual_seed(seed)
         self.model: nn.Module = workload.build(config).to(device)
         self.optimizer = self._make_optimizer()
-        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.startswith("cuda") else None
+        self.scaler = (torch.amp.GradScaler("cuda" if device.startswith("cuda") else "cpu")
+                       if precision == "fp16" else None)
         self.batch_size = 0
         self.samples_seen = 0
         self.steps = 0
@@ -207,7 +208,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device, self.precision):
             loss = self._loss(self.model, batch)
-        if self.scaler is not None:  # fp16 on CUDA: scaled gradients, no underflow
+        if self.scaler is not None:  # fp16: scaled gradients, no underflow
             self.scaler.scale(loss).backward()
         else:
             loss.backward()

@@ -7,8 +7,8 @@ instance of its workload (``make(seed, cache_dir)``). What a workload must do: p
 family that gives a finite loss through the ``Trainer``; evaluate to exactly the metrics it
 declares, its target among them; round-trip a checkpoint through ``torch.save`` and
 ``torch.load(weights_only=True)``; resume to the very losses and parameters of an
-uninterrupted run; and, for a dataset read through a ``DataLoader``, give the same batches
-with worker processes as without.
+uninterrupted run, in fp32 and in each mixed precision the CPU trains in; and, for a dataset
+read through a ``DataLoader``, give the same batches with worker processes as without.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from torch.utils.data import IterableDataset, TensorDataset
 from planner.metric import Metric
 from planner.space import Config
 from runtime.train.batches import BatchStream
+from runtime.train.devices import trains_in
 from runtime.train.trainer import Trainer
 from runtime.train.workloads import user_factory
 from runtime.train.workloads.api import check_workload, member
@@ -197,6 +198,25 @@ def test_a_resumed_run_takes_the_same_steps_as_an_uninterrupted_one(make):
         assert [b.step() for _ in range(m)] == after, cfg.family
         assert same_params(a.model, b.model), cfg.family
         assert b.stream.position() == a.stream.position()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_mixed_precision_run_gives_finite_losses_and_resumes_exactly(make, precision):
+    if not trains_in("cpu", precision):
+        pytest.skip(f"torch's CPU autocast does not train in {precision} here")
+    w = make()
+    cfg = default_configs(w)[0]
+    a = Trainer(w, cfg, batch_size=BATCH, precision=precision)
+    assert (a.scaler is not None) == (precision == "fp16")  # fp16 scales its loss
+    first = [a.step() for _ in range(2)]
+    state = saved(a)
+    after = [a.step() for _ in range(2)]
+    assert all(math.isfinite(v) for v in first + after), (precision, first, after)
+    assert all(math.isfinite(v) for v in a.evaluate().metrics.values())
+    b = Trainer(make(), cfg, batch_size=BATCH, precision=precision)
+    b.load_state_dict(state)
+    assert [b.step() for _ in range(2)] == after
+    assert same_params(a.model, b.model)
 
 
 def test_loader_workers_give_the_same_batches_as_none(make):
