@@ -45,6 +45,16 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
+def _synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the kernels queued on a CUDA device (``local/cuda:I`` or ``cuda:I``); a no-op
+    elsewhere. CUDA runs a step's kernels asynchronously: a clock read without waiting times
+    the launches, and the work lands on whatever is timed next."""
+    kind = device.split("/", 1)[-1]
+    if kind.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(kind)
+    return lambda: None
+
+
 class _Meter:
     """Charges device time to the ledger in ticks and guards the envelope before each step."""
 
@@ -52,6 +62,7 @@ class _Meter:
                  what: str, tick_s: float = 0.25, stage: str = "profile") -> None:
         self.ledger, self.cap, self.price, self.hardware, self.what = ledger, cap_usd, price_usd_per_s, hardware, what
         self.stage = stage
+        self.sync = _synchronizer(hardware)
         self.tick_s = tick_s
         self.start = self.last = time.perf_counter()
         self.slowest = 0.0
@@ -72,8 +83,10 @@ class _Meter:
         """Guard the envelope for ``work`` (expected to take about ``next_s``), do it, observe
         and return its seconds."""
         self.guard(next_s)
+        self.sync()
         t0 = time.perf_counter()
         work()
+        self.sync()
         dt = time.perf_counter() - t0
         self.observe(dt)
         return dt
@@ -214,10 +227,12 @@ class TorchLab:
         times = []
         with torch.no_grad():
             model(x)
+            meter.sync()
             for _ in range(repeats):
                 meter.guard(times[-1] if times else 0.0)
                 t0 = time.perf_counter()
                 model(x)
+                meter.sync()
                 times.append(time.perf_counter() - t0)
                 meter.observe(times[-1])
         times.sort()
@@ -295,13 +310,13 @@ class TorchLab:
         a = torch.randn(size, size, device=torch_device)
         b = torch.randn(size, size, device=torch_device)
         a @ b  # warm-up
+        meter.sync()
         best = float("inf")
         for _ in range(repeats):
             meter.guard(best if best < float("inf") else 0.0)
             t0 = time.perf_counter()
             a @ b
-            if torch_device.startswith("cuda"):
-                torch.cuda.synchronize()
+            meter.sync()
             best = min(best, time.perf_counter() - t0)
             meter.observe(best)
         meter.flush()
