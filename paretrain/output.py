@@ -69,8 +69,9 @@ def show_plan(ui: Output, plan: Any) -> None:
     ui.put("notes", list(plan.notes))
     ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "cost P10-P90",
               "wall_s", "wall P10-P90", "stages", ""], rows)
-    ui.line(f"solver: {plan.solver.get('name')} ({plan.solver.get('status')}, "
-            f"{plan.solver.get('solves')} solves); {len(plan.candidates)} Pareto candidates")
+    how = ("exact front by label-setting over stages (planner/paths.py)" if plan.solver.get("method") == "paths"
+           else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves")
+    ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
         ui.line(f"note: {note}")
 

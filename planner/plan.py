@@ -213,7 +213,8 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
         configs=tuple(cfg[c] for c in sorted(used)),
         offers=tuple(offers), candidates=tuple(cands),
         chosen=knee, cheapest=cheapest, fastest=fastest,
-        solver={"name": solver, "status": status, "solves": front.solves},
+        solver={"name": solver if front.method == "milp" else "paths", "status": status, "solves": front.solves,
+                "method": front.method},
         models=models, notes=tuple(ctx.notes) + tuple(front.notes) + tuple(bill_notes) + tuple(offered_notes),
     )
 
