@@ -58,16 +58,20 @@ def merge_overlapping(cands: Sequence[Candidate]) -> tuple[list[Candidate], list
     """Keep one candidate of each group whose intervals overlap in every objective."""
     order = sorted(cands, key=lambda c: (c.cost_usd, c.wall_s, c.id))
     kept: list[Candidate] = []
-    merged: dict[str, int] = {}
+    merged: dict[int, int] = {}  # position in ``kept`` -> candidates merged into it
     for c in order:
-        home = next((k for k in kept if _overlap(k, c)), None)
+        home = next((i for i, k in enumerate(kept) if _overlap(k, c)), None)
         if home is None:
             kept.append(c)
         else:
-            merged[home.id] = merged.get(home.id, 0) + 1
-    notes = [f"{n} candidate{'s' if n > 1 else ''} within the prediction's spread of "
-             f"{next(k for k in kept if k.id == cid).config_id} (cost and wall intervals overlap) merged into "
-             "it; planner.exact_front: true lists them" for cid, n in sorted(merged.items()) if n]
+            merged[home] = merged.get(home, 0) + 1
+    notes = []
+    for i, n in sorted(merged.items()):
+        k = kept[i]
+        stages = " | ".join(f"{s.hardware} b{s.batch_size}" for s in k.stages)
+        notes.append(f"{n} candidate{'s' if n > 1 else ''} of {k.config_id} to {k.accuracy:g} within the "
+                     f"prediction's spread of {stages} (cost and wall intervals overlap) merged into it; "
+                     "planner.exact_front: true lists them")
     kept.sort(key=lambda c: (c.cost_usd, c.wall_s, c.id))
     return kept, notes
 
