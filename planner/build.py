@@ -89,6 +89,7 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
         for k in range(K):
             b_noise_stage[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / K)
     time, cost, samples = _fill(spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage)
+    notes.extend(_offers_left_out(spec, offers, options, time, models))
     entry = [entry_cost(offer_of[h]) for h in hardware]
     switch_in_s = np.array([e[0] for e in entry])
     switch_in_usd = np.array([e[1] for e in entry])
@@ -122,6 +123,26 @@ def _unsupported_precisions(spec: "Spec", offers: Sequence["Offer"], profile: "P
         notes.append(f"{h}: precision {q} is not supported by this device (torch cannot train in "
                      f"{q} there); not planned for it")
     return out
+
+
+def _offers_left_out(spec: "Spec", offers: Sequence["Offer"], options: Sequence[Option], time: np.ndarray,
+                     models: Mapping[tuple[str, str, str, int], StepModel]) -> list[str]:
+    """A note for each allowed offer that no stage of any choice can use, and why."""
+    notes = []
+    smallest = min(spec.planner.batch_sizes)
+    for o in offers:
+        cols = [i for i, opt in enumerate(options) if opt.hardware == o.id]
+        if cols and np.isfinite(time[:, :, cols]).any():
+            continue
+        mine = [m for key, m in models.items() if key[0] == o.id]
+        if not mine:
+            why = "no step model (not measured here, and no measured device to scale it from)"
+        elif all((m.memory_at(smallest) or 0) > o.memory_gib * 2**30 for m in mine):
+            why = f"no memory fit (batch {smallest} needs more than its {o.memory_gib:g} GiB)"
+        else:
+            why = "no batch size both fits its memory and was measured to reach a level"
+        notes.append(f"{o.id}: left out, {why}")
+    return notes
 
 
 def _noise_curves(profile: "Profile", configs: Sequence["Config"], notes: list[str]) -> dict[str, NoiseCurve]:

@@ -91,7 +91,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
     """Measure every allowed local (device, config, precision), each device's matrix-multiply
     rate, all-reduce times when several workers are allowed, and per config its convergence at
     several batch sizes and its gradient noise along training."""
-    local = [d for d in lab.devices() if d.id in spec.hardware.allow]
+    local = [d for d in lab.devices() if spec.hardware.allows(d.id)]
     if not local and any(not a.startswith("local/") for a in spec.hardware.allow):
         # only catalog offers are allowed: measure the fastest local CPU as the reference
         # that their step times are modeled from

@@ -11,6 +11,7 @@ JSON Schema (``paretrain spec-schema``). Cross-field rules live in the dataclass
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
@@ -37,6 +38,7 @@ __all__ = [
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _OFFER = re.compile(r"^[a-z0-9_-]+/[A-Za-z0-9_.:-]+$")
+_OFFER_PATTERN = re.compile(r"^[A-Za-z0-9_.:/*?\[\]!-]*[*?\[][A-Za-z0-9_.:/*?\[\]!-]*$")  # fnmatch-style
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,11 @@ class HardwareSpec:
     cpu_vcpu_usd_per_h: float = DEFAULT_CPU_PRICE
     gpu_usd_per_h: float = DEFAULT_GPU_PRICE
     spot: bool = False
+
+    def allows(self, offer_id: str) -> bool:
+        """Whether ``allow`` names ``offer_id`` or has an fnmatch pattern that matches it."""
+        return any(fnmatch.fnmatchcase(offer_id, a) if any(c in a for c in "*?[") else offer_id == a
+                   for a in self.allow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,9 +250,10 @@ def parse_spec(data: Any, where: str = "<spec>",
     budget = _budget(b, env, where)
     h = v["hardware"]
     for i, offer in enumerate(h["allow"]):
-        if not _OFFER.match(offer):
-            raise SpecError(where, f"hardware.allow[{i}]", "must look like provider/name",
-                            offer, "use e.g. local/cpu-1, local/cpu-2, local/cuda:0 or aws/g5.xlarge")
+        if not (_OFFER.match(offer) or _OFFER_PATTERN.match(offer)):
+            raise SpecError(where, f"hardware.allow[{i}]", "must look like provider/name or be a pattern",
+                            offer, "use e.g. local/cpu-1, local/cuda:0, aws/g5.xlarge, or a pattern: aws/*, "
+                            "lambda/*, *:spot, *")
     _unique(h["allow"], where, "hardware", "allow")
     hardware = HardwareSpec(allow=tuple(h["allow"]), local=h["local"], catalog=h["catalog"],
                             cpu_vcpu_usd_per_h=h["prices"]["cpu_vcpu_usd_per_h"],

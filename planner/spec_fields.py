@@ -83,7 +83,8 @@ SPEC_FIELDS = Field("section", fields={
                          help="builtin, none, or a path to a catalog CSV"),
         "allow": Field("list", default=["local/cpu-1", "local/cpu-2"], nonempty=True,
                        items=Field("str", nonempty=True),
-                       help="the offers the planner may use, e.g. local/cpu-1 or aws/g5.xlarge",
+                       help="the offers the planner may use, by name (local/cpu-1, aws/g5.xlarge) or "
+                            "fnmatch pattern (aws/*, *:spot, *)",
                        fix="list at least one offer, e.g. 'allow: [local/cpu-1]'"),
         "prices": Field("section", default={}, fields={
             "cpu_vcpu_usd_per_h": _num(default=DEFAULT_CPU_PRICE, minimum=0),

@@ -11,6 +11,7 @@ Folders under the working directory's ``.paretrain/``: ``cache/`` (generated dat
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import socket
 import time
@@ -33,7 +34,7 @@ from runtime.money.ledger import Ledger
 from runtime.train.workloads import load_workload
 
 __all__ = ["Workspace", "check_inputs", "check_workload", "check_storage", "read_spec_profiles", "offers_for",
-           "get_profile", "plan_spec", "search_spec"]
+           "allowed_offers", "get_profile", "plan_spec", "search_spec"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,14 @@ class Workspace:
 
 def offers_for(spec: Spec) -> list[Offer]:
     """The offers the spec allows: local devices present here and catalog rows."""
+    return allowed_offers(spec)[0]
+
+
+def allowed_offers(spec: Spec) -> tuple[list[Offer], list[str]]:
+    """The offers ``hardware.allow`` names or matches (fnmatch patterns: ``aws/*``, ``*:spot``,
+    ``*``), and notes naming the catalog offers left out and why. A name that is no offer, or a
+    pattern that matches none, is a ``SpecError``; a spot offer named while ``hardware.spot`` is
+    false too, while one only matched by a pattern is left out with a note."""
     local = local_offers(local_devices(), spec.hardware)
     catalog: list[Offer] = []
     if spec.hardware.catalog == "builtin":
@@ -71,18 +80,42 @@ def offers_for(spec: Spec) -> list[Offer]:
         path = spec.hardware.catalog
         catalog = parse_catalog(read_text(path, "catalog", "fix hardware.catalog in the spec"), path)
     known = {o.id: o for o in local + catalog}
-    chosen = []
-    for i, oid in enumerate(spec.hardware.allow):
-        if oid not in known:
-            here = ", ".join(sorted(known)) or "none"
-            raise SpecError(spec.path, f"hardware.allow[{i}]", "is not an offer on this machine or in the "
-                            "catalog", oid, f"use one of: {here}")
-        o = known[oid]
-        if o.spot and not spec.hardware.spot:
-            raise SpecError(spec.path, f"hardware.allow[{i}]", "is a spot offer but hardware.spot is false",
-                            oid, "set hardware.spot: true or allow the on-demand offer")
-        chosen.append(o)
-    return chosen
+    here = ", ".join(sorted(known)) or "none"
+    chosen: dict[str, Offer] = {}
+    no_spot: set[str] = set()
+    for i, entry in enumerate(spec.hardware.allow):
+        if not any(ch in entry for ch in "*?["):
+            if entry not in known:
+                raise SpecError(spec.path, f"hardware.allow[{i}]", "is not an offer on this machine or in the "
+                                "catalog", entry, f"use one of: {here}, or a pattern such as aws/* or *")
+            if known[entry].spot and not spec.hardware.spot:
+                raise SpecError(spec.path, f"hardware.allow[{i}]", "is a spot offer but hardware.spot is false",
+                                entry, "set hardware.spot: true or allow the on-demand offer")
+            chosen.setdefault(entry, known[entry])
+            continue
+        matched = [o for oid, o in known.items() if fnmatch.fnmatchcase(oid, entry)]
+        if not matched:
+            raise SpecError(spec.path, f"hardware.allow[{i}]", "is a pattern that matches no offer on this "
+                            "machine or in the catalog", entry, f"match one of: {here}")
+        for o in matched:
+            if o.spot and not spec.hardware.spot:
+                no_spot.add(o.id)
+            else:
+                chosen.setdefault(o.id, o)
+    return list(chosen.values()), _left_out_notes(catalog, chosen, no_spot)
+
+
+def _left_out_notes(catalog: Sequence[Offer], chosen: dict[str, Offer], no_spot: set[str]) -> list[str]:
+    """Which catalog offers the allow list leaves out, and why."""
+    notes = []
+    spot = [o.id for o in catalog if o.id in no_spot and o.id not in chosen]
+    if spot:
+        notes.append(f"{len(spot)} catalog spot offer(s) left out, hardware.spot is false: {', '.join(spot)}")
+    unmatched = [o.id for o in catalog if o.id not in chosen and o.id not in no_spot]
+    if unmatched:
+        notes.append(f"{len(unmatched)} of {len(catalog)} catalog offers left out, not named or matched by "
+                     f"hardware.allow (patterns such as aws/* or * allow them): {', '.join(unmatched)}")
+    return notes
 
 
 def read_spec_profiles(spec: Spec) -> list[Profile]:
@@ -165,7 +198,7 @@ def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], 
               force_profile: bool = False, search_configs: Sequence[Config] = ()) -> tuple[Plan, Profile, bool]:
     """Profile (cached), build the program, sweep the Pareto set, and make the plan. The
     configs are the spec's and ``search_configs`` (the search's front)."""
-    offers = offers_for(spec)
+    offers, left_out = allowed_offers(spec)
     configs = list(spec.configs) + [c for c in search_configs if c.id not in {x.id for x in spec.configs}]
     profile, reused = get_profile(spec, ws, configs, offers, progress=progress, force=force_profile)
     problem, ctx = build_problem(spec, offers, profile, configs)
@@ -173,6 +206,7 @@ def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], 
     plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=profile.key,
                      problem=problem, ctx=ctx, front=front, configs=configs, offers=offers,
                      solver=spec.planner.solver)
+    plan = replace(plan, notes=tuple(left_out) + plan.notes)
     return plan, profile, reused
 
 

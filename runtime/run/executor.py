@@ -150,10 +150,11 @@ class Executor:
                 return "budget"
             self.recovery.restore(st, resumed, reason="resume")
             st.dirty = False
-        elif self.guard.over_budget(st):
-            st.dirty = False  # not even a first step and its checkpoint fit: spend nothing
+        elif self.guard.start_over_budget(st):
+            st.dirty = False  # not even provisioning, a first step and its checkpoint fit: spend nothing
             return "budget"
         else:
+            self.recovery.provision(st)
             self.recovery.checkpoint(st, "start")
         every = self.spec.runtime.eval_every_samples
         st.next_eval = (self.trainer.samples_seen // every + 1) * every
@@ -166,6 +167,7 @@ class Executor:
             if st.dirty:  # nothing to save when the last checkpoint holds this very state
                 self.recovery.checkpoint(st, "final" if status == "target" else status)
             self.account.charge(st, "compute", "teardown")
+            self.account.settle(st)  # the offer is released: its provider bills the hold
         finally:
             self.meter.ledger.close()
         return self.reporting.finish(status, st, self.meter, self.trainer, self.budget)
@@ -368,7 +370,9 @@ class Executor:
         now = self.meter.now(emu)
         self.events("pause", reason=reason, until=until, seconds=until - now)
         self.events.ledger("pause", st, reason=reason, seconds=round(until - now, 6))
+        self.account.settle(st)  # the machine is let go while paused
         self.meter.wait(st.hw, until - now, stage=st.stage_name, emulated=emu)
+        self.account.open_hold(st)
         self.account.charge_storage(st, "checkpoints while paused")
         self.meter.skip_real()
         self.window = None

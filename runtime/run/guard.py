@@ -6,9 +6,11 @@ step, a due evaluation, a final checkpoint and the storage accrued until then wo
 priced exactly over the coming interval (``runtime.money.prices.cost``); if the spend plus that
 reserve would pass the budget, the run stops. On emulated hardware (virtual clock) durations
 are known in advance, so the guarantee is exact; on the real clock the reserve takes three
-times the slowest recent step as its margin. A *safe window* (``Window``: up to a second of run
-time, no price, availability or speed change in it, the spend under a threshold) lets the
-steps inside it skip the full check. The guard only reads the run's state.
+times the slowest recent step as its margin. On an emulated offer the reserve also holds what
+ending the billing hold would charge (``runtime.run.account``: the rest of the increment or
+the minimum), and a run's start reserves its provisioning. A *safe window* (``Window``: up to a
+second of run time, no price, availability or speed change in it, the spend under a threshold)
+lets the steps inside it skip the full check. The guard only reads the run's state.
 """
 
 from __future__ import annotations
@@ -99,8 +101,24 @@ class BudgetGuard:
         # the final checkpoint may come now (if we stop) or after the step: reserve the dearer
         reserve = self.meter.cost_ahead(state.hw, now, ahead) + max(
             self.meter.cost_ahead(state.hw, now, ckpt), self.meter.cost_ahead(state.hw, now + ahead, ckpt))
+        reserve += max(self.account.settle_usd(state, now + ckpt), self.account.settle_usd(state, now + ahead + ckpt))
         storage = self.account.storage_rate(state) * (now + ahead + ckpt - state.storage_t)
         return self.meter.spent + self.meter.pending_usd(state.hw, emu) + reserve + storage > self.budget
+
+    def start_over_budget(self, state: RunState) -> bool:
+        """Whether starting the run (provisioning an emulated offer, the start checkpoint) and a
+        first step with its final checkpoint, the hold settled after them, could pass it."""
+        if not self.setup.emulated(state.hw):
+            return self.over_budget(state)
+        now, ckpt = self.meter.t, self.ckpt_s(state)
+        held = self.setup.offer(state.hw).switch_s + ckpt + self.step_s(state) + ckpt
+        need = self.meter.cost_ahead(state.hw, now, held) + self._new_hold_usd(state.hw, now, held)
+        return self.meter.spent + need > self.budget
+
+    def _new_hold_usd(self, hardware: str, at: float, held: float) -> float:
+        """What settling a hold on ``hardware`` begun at ``at`` after ``held`` seconds would charge."""
+        price_s = self.meter.scale * self.prices.price_usd_per_h(hardware, at) / 3600.0
+        return price_s * self.account.remainder_s(hardware, held)
 
     def reserve_usd(self, state: RunState) -> float:
         """What the next step, an evaluation and a final checkpoint would cost now."""
@@ -127,6 +145,12 @@ class BudgetGuard:
             need += self.meter.cost_ahead(new_hw, after, self.setup.restart_s(new_hw) + ckpt)
         else:
             need += self.meter.cost_ahead(state.hw, after, ckpt)
+        if new_hw != state.hw or extra_s > 0:  # the hold ends after the checkpoint; a new one begins
+            need += self.account.settle_usd(state, now + ckpt)
+            restart = self.setup.restart_s(new_hw) if new_hw != state.hw else 0.0
+            need += self._new_hold_usd(new_hw, after, restart + ckpt)
+        else:
+            need += self.account.settle_usd(state, now + 2 * ckpt)
         return self.meter.spent + need > self.budget
 
     def restore_over_budget(self, state: RunState, hardware: str, at: float, extra_usd: float = 0.0,
@@ -134,7 +158,8 @@ class BudgetGuard:
         """Whether restoring onto ``hardware`` at run time ``at`` (and ``checkpoints`` final
         checkpoints) could pass the budget, ``extra_usd`` being owed before it."""
         ahead = self.setup.restart_s(hardware) + checkpoints * self.ckpt_s(state)
-        return self.meter.spent + extra_usd + self.meter.cost_ahead(hardware, at, ahead) > self.budget
+        need = extra_usd + self.meter.cost_ahead(hardware, at, ahead) + self._new_hold_usd(hardware, at, ahead)
+        return self.meter.spent + need > self.budget
 
     def window(self, state: RunState, now: float) -> Window | None:
         """A safe window from ``now``: up to one second of run time, ending before the next price,
@@ -151,6 +176,7 @@ class BudgetGuard:
         if self._charger_key != key or self._charger is None:
             self._charger_key = key
             self._charger = self.meter.step_charger(*key)
-        return Window(until=end, spend=self.budget - price_s * reserve_s - storage,
+        settle = self.account.remainder_max_usd(state, now)  # the hold settled at any point of the window
+        return Window(until=end, spend=self.budget - price_s * reserve_s - storage - settle,
                       slow=self.prices.slowdown(state.hw, now), price_s=price_s,
                       slowest=state.slowest, charger=self._charger)

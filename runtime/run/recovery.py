@@ -4,7 +4,9 @@ A checkpoint holds the trainer, the stage position, the replanned stages, the ru
 ledger position, so whatever the ledger holds beyond it on a resume is work lost (recorded,
 never charged twice). A preemption loses the work since the last checkpoint, waits (storage
 charged only, the wait counting against the deadline) until the offer is back, and resumes
-from that checkpoint; if it is not back before the deadline the run stops.
+from that checkpoint; if it is not back before the deadline the run stops. On emulated offers
+provisioning, moving and restarting open a billing hold, leaving the offer settles it and a
+preemption ends it (``runtime.run.account``).
 """
 
 from __future__ import annotations
@@ -31,15 +33,25 @@ class Recovery:
         self.account, self.guard, self.group, self.events = account, guard, group, events
         self.setup, self.meter, self.prices, self.log = account.setup, account.meter, prices, log
 
+    def provision(self, state: RunState) -> None:
+        """The run starts on its offer: an emulated one is provisioned (its switch time, charged
+        at its price) and its billing hold begins."""
+        self.account.open_hold(state)
+        if self.setup.emulated(state.hw):
+            self.account.charge(state, "compute", "provision", seconds=self.setup.offer(state.hw).switch_s)
+
     def move_to(self, state: RunState, hardware: str) -> None:
-        """Move the run onto ``hardware``: the checkpoint's egress off the old offer, the move
-        (provisioning and restore, on emulated offers their switch time) on the new one."""
+        """Move the run onto ``hardware``: the checkpoint's egress off the old offer and its
+        billing settled, the move (provisioning and restore, on emulated offers their switch
+        time) on the new one."""
         egress = self.account.egress_usd(state)
         if egress > 0:
             self.meter.charge_amount("egress", egress, state.hw, stage=state.stage_name,
                                      what="checkpoint to the next offer", emulated=self.setup.emulated(state.hw))
+        self.account.settle(state)
         state.hw = hardware
         self.group.device(hardware)
+        self.account.open_hold(state)
         self.account.charge(state, "compute", "move", seconds=self.setup.offer(hardware).switch_s
                             if self.setup.emulated(hardware) else None)
         self.events("switch", stage=state.stage_i, hardware=hardware)
@@ -72,6 +84,7 @@ class Recovery:
         is recorded as lost, and the restart is charged."""
         saved, path = loaded
         run = saved["run"]
+        self.account.settle(state)  # the restart takes a fresh machine
         self.group.trainer.load_state_dict(saved["trainer"])
         state.restore_position(run)
         self.meter.scale = max(1, int(state.stage.instances))
@@ -91,6 +104,7 @@ class Recovery:
         every = self.setup.spec.runtime.eval_every_samples
         state.next_eval = (trainer.samples_seen // every + 1) * every
         restart = self.setup.offer(state.hw).switch_s if self.setup.emulated(state.hw) else None
+        self.account.open_hold(state)
         self.account.charge(state, "compute", "restore", seconds=restart)
 
     def preempted(self, state: RunState) -> str | None:
@@ -101,6 +115,7 @@ class Recovery:
         now = self.meter.now(emu)
         if not emu:
             self.account.charge(state, "compute", "train")
+        self.account.drop_hold()  # the provider took the machine: no minimum or increment is billed
         horizon = max(0.0, self.setup.spec.deadline_s - now)
         back = next_available(self.prices, state.hw, now, horizon)
         self.events("preemption", hardware=state.hw, back_at=back)
