@@ -6,6 +6,7 @@ run with option o = (offer h, precision q, per-worker batch b, workers n), globa
     samples   S  = W (1 + B / B_noise)                  B_noise at the stage's midpoint
     compute   T0 = f (S / B * t(b, n) + S / eval_every * t_eval)
     ckpt      T0 += t_ckpt (c + T0 / ckpt_every)        c = 2 for the run's first stage, else 1
+    warm-up   T0 += t_fixed                             the run's first stage only
     rework    T  = T0 (1 + rate(h) / 3600 * (ckpt_every / 2 + switch_s(h)))      (spot offers)
     cost      C  = T (instances(h, n) * price(h) + storage(h) * bytes / 1e9 / month)
 
@@ -86,6 +87,8 @@ def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepMode
     s = work * (1.0 + B / b_noise)
     t0 = s / B * t_step + s / eval_every * t_eval
     t0 += step.ckpt_s * ((2 if first else 1) + t0 / ckpt_every)
+    if first:  # a fresh run's first steps: allocator and kernel warm-up, measured by the profile
+        t0 += getattr(step, "fixed_s", 0.0) * step_factor
     rework = offer.interruption_per_h / 3600.0 * (ckpt_every / 2.0 + offer.switch_s)
     t = t0 * (1.0 + rework)
     price_h = offer.price_usd_per_h if price_usd_per_h is None else price_usd_per_h

@@ -1,0 +1,25 @@
+"""The fixed part of a run: a fresh run's warm-up, measured by the profile, is paid once, by the
+first stage, in the plan and in every replan alike (one cost model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.catalog import Offer
+from planner.models import StepTimeModel
+from planner.problem import Option
+from planner.stagecost import stage_cost
+from planner.throughput import StepModel, SyncModel
+
+
+def cost(first: bool, fixed_s: float):
+    step = StepModel(StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, 0.0, False, {}, 0.0, 0.0, fixed_s)
+    offer = Offer("local/cpu-1", "local", "cpu", 3.6, memory_gib=1.0, local=True)
+    return stage_cost(work=1000.0, b_noise=1e9, option=Option("local/cpu-1", "fp32", 100), step=step, offer=offer,
+                      instances=1, storage_bytes=0.0, first=first, eval_every=10**9, ckpt_every=1e9)
+
+
+def test_the_warm_up_is_paid_by_the_first_stage_only_in_time_and_money():
+    assert cost(True, 0.5).time_s - cost(True, 0.0).time_s == pytest.approx(0.5)
+    assert cost(True, 0.5).cost_usd - cost(True, 0.0).cost_usd == pytest.approx(0.5 * 3.6 / 3600)
+    assert cost(False, 0.5).time_s == pytest.approx(cost(False, 0.0).time_s)
