@@ -133,7 +133,7 @@ class StdlibLM:
 
     def source(self) -> str:
         c = self.corpus()
-        return f"stdlib source of this Python ({len(c.files)} files, {c.nbytes} bytes, corpus {c.fingerprint[:16]})"
+        return f"stdlib source of this Python ({c.files} files, {c.nbytes} bytes, corpus {c.fingerprint[:16]})"
 
     def train_dataset(self) -> TrainWindows:
         return TrainWindows(self.corpus().train, self.sequence, seed=self.seed)
