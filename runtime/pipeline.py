@@ -160,6 +160,14 @@ def check_inputs(spec: Spec, *, search: bool = False, storage: str | None = None
     return offers
 
 
+def _convergence_device(offers: Sequence[Offer]) -> str | None:
+    """Where convergence and noise runs train: the allowed local CPU with the most threads (a
+    spec allowing only local/cpu-1 must not have them run, and be charged, on two threads);
+    None (the lab's own choice) when no local CPU is allowed."""
+    cpus = [o for o in offers if o.local and o.kind == "cpu"]
+    return max(cpus, key=lambda o: o.threads).id if cpus else None
+
+
 def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Sequence[Offer], *,
                 progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
@@ -180,7 +188,8 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
         try:
             cap = ledger.spent + spec.budget.profile_usd
             lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, cap_usd=cap,
-                           seed=spec.workload.seed, metric=spec.target.metric_obj)
+                           seed=spec.workload.seed, metric=spec.target.metric_obj,
+                           convergence_device=_convergence_device(offers))
             start = ledger.spent
             profile = build_profile(spec, lab, configs, progress=progress, key=key,
                                     measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
