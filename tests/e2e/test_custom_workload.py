@@ -6,35 +6,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from planner.space import Config
-from runtime.money.ledger import read_charges
 from runtime.train.trainer import Trainer
 from runtime.train.workloads import user_factory
 from tests.conftest import ROOT
+from tests.e2e.cli import ledger_total, paretrain
 
 EXAMPLE = ROOT / "examples" / "custom_workload"
 EXPERIMENT = "digits-custom"  # the example spec's name
 
 
-def paretrain(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=600)
-
-
-def ledger_total(cwd: Path, prefix: str) -> float:
-    files = sorted((cwd / ".paretrain" / "ledger").glob(f"{prefix}*.jsonl"))
-    assert files, f"no ledger {prefix}* in {cwd}"
-    return math.fsum(c["usd"] for f in files for c in read_charges(f))
 
 
 def example_workload(seed: int = 0):

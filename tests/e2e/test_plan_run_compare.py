@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import json
-import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
 from planner.plan import PLAN_SCHEMA
 
-from runtime.money.ledger import read_charges
-from tests.conftest import ROOT, small_spec
+from tests.conftest import small_spec
+from tests.e2e.cli import ledger_total, paretrain
 
 pytestmark = pytest.mark.slow
 
 
-def paretrain(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=600)
-
-
-def ledger_total(cwd: Path, prefix: str) -> float:
-    files = sorted((cwd / ".paretrain" / "ledger").glob(f"{prefix}*.jsonl"))
-    assert files, f"no ledger {prefix}* in {cwd}"
-    return math.fsum(c["usd"] for f in files for c in read_charges(f))
 
 
 @pytest.fixture(scope="module")

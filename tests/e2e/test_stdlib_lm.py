@@ -5,41 +5,29 @@ corpus, levels of 3.6 and 3.4 bits per byte instead of 3.0 and 2.8, no gradient-
 measurement, whose 96 gradients of 512 sequences alone take a minute), ``plan``, ``run
 --candidate cheapest`` and ``compare --format json``, with MLflow in a sqlite file. About a
 minute on an idle 2-core machine; several times that when other work shares the cores, which is
-why the envelopes are widened (the profile's convergence runs use the machine's fastest CPU
-offer, two threads, whatever ``hardware.allow`` says).
+why the envelopes are widened.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from runtime.money.ledger import read_charges
-from tests.conftest import ROOT
+from tests.e2e.cli import ledger_total
+from tests.e2e.cli import paretrain as _paretrain
 
 pytestmark = pytest.mark.slow
 
 LEVELS = [3.6, 3.4]  # bits per byte; lower is better, so the goal is the highest level
 
 
-def paretrain(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=900)
 
 
-def ledger_total(cwd: Path, prefix: str) -> float:
-    files = sorted((cwd / ".paretrain" / "ledger").glob(f"{prefix}*.jsonl"))
-    assert files, f"no ledger {prefix}* in {cwd}"
-    return math.fsum(c["usd"] for f in files for c in read_charges(f))
+def paretrain(cwd: Path, *args: str):
+    return _paretrain(cwd, *args, timeout=900)
 
 
 def shrink(data: dict) -> dict:
