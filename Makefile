@@ -31,10 +31,10 @@ demo: install
 	@mkdir -p $(DEMO)
 	@start=$$(date +%s); \
 	cd $(DEMO) && \
-	../$(VENV)/bin/paretrain init . --force && \
-	../$(VENV)/bin/paretrain plan mnist1d.yaml -o plan.json && \
-	../$(VENV)/bin/paretrain run plan.json --candidate knee && \
-	../$(VENV)/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
+	$(abspath $(VENV))/bin/paretrain init . --force && \
+	$(abspath $(VENV))/bin/paretrain plan mnist1d.yaml -o plan.json && \
+	$(abspath $(VENV))/bin/paretrain run plan.json --candidate knee && \
+	$(abspath $(VENV))/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
 	echo "demo: done in $$(( $$(date +%s) - start )) s; files in $(DEMO)/ (plan.json, pareto.png, compare.png, mlflow.db)"
 
 test: install system-deps
