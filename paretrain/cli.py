@@ -18,6 +18,7 @@ import click
 from paretrain.console import FORMATS, Output
 from paretrain.output import (show_compare, show_fits, show_ledger, show_plan, show_plan_written, show_profile,
                               show_result, show_running, show_search, show_tracking)
+from paretrain.worker import worker as worker_command
 from planner.errors import InputError, StopError, UserError
 
 __all__ = ["main", "cli"]
@@ -360,6 +361,9 @@ def server(host: str, port: int, backend_store_uri: str, artifacts: str) -> None
     click.echo(f"MLflow server on http://{host}:{port} (store {backend_store_uri}, artifacts {artifacts})",
                err=True)
     os.execv(sys.executable, args)
+
+
+cli.add_command(worker_command)
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ from runtime.run.state import RunSetup, RunState
 from runtime.run.steps import checked_step, window_steps
 from runtime.run.workers import TrainerGroup
 from runtime.tracking.client import Tracker
+from runtime.train.elastic import GroupUnavailable, WorkerLost
 from runtime.train.checkpoint import checkpoint_paths
 from runtime.train.devices import local_devices
 from runtime.train.trainer import warm_up_torch
@@ -198,6 +199,20 @@ class Executor:
                 self.window = None  # the storage rate changed
 
     def _train(self) -> str | None:
+        """Steps, on the processes of a data-parallel stage as long as they hold together (a
+        lost helper: back to the last checkpoint; a group that cannot form: stop)."""
+        st = self.state
+        st.connect_s = self.group.pending_connect_s()
+        try:
+            return self._steps()
+        except WorkerLost as err:
+            self.window = None
+            return self.recovery.workers_lost(st, str(err))
+        except GroupUnavailable as err:
+            self.window = None
+            return self.recovery.workers_unavailable(st, err)
+
+    def _steps(self) -> str | None:
         """Steps: a full check and one step, or steps inside the open safe window."""
         st, w = self.state, self.window
         now = self.account.now(st)

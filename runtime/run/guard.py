@@ -6,7 +6,8 @@ step, a due evaluation, a final checkpoint and the storage accrued until then wo
 priced exactly over the coming interval (``runtime.money.prices.cost``); if the spend plus that
 reserve would pass the budget, the run stops. On emulated hardware (virtual clock) durations
 are known in advance, so the guarantee is exact; on the real clock the reserve takes three
-times the slowest recent step as its margin. On an emulated offer the reserve also holds what
+times the slowest recent step as its margin, plus the longest a pending rendezvous of a
+data-parallel stage's processes may take (``RunState.connect_s``). On an emulated offer the reserve also holds what
 ending the billing hold would charge (``runtime.run.account``: the rest of the increment or
 the minimum), and a run's start reserves its provisioning. A *safe window* (``Window``: up to a
 second of run time, no price, availability or speed change in it, the spend under a threshold)
@@ -73,7 +74,7 @@ class BudgetGuard:
         slow = self.prices.slowdown(state.hw, self.meter.now(emu))
         if emu:
             return state.stage.step_s * slow
-        return 3.0 * max(state.slowest, state.stage.step_s) * slow + 0.002
+        return 3.0 * max(state.slowest, state.stage.step_s) * slow + 0.002 + state.connect_s
 
     def eval_s(self, state: RunState) -> float:
         if self.setup.emulated(state.hw):

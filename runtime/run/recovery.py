@@ -139,5 +139,39 @@ class Recovery:
         state.dirty = False
         return None
 
+    def workers_lost(self, state: RunState, detail: str) -> str | None:
+        """A helper rank of a data-parallel stage died: every process was held until now
+        (charged), the work since the last checkpoint is lost (recorded) and the run goes back
+        to it; the next step forms the group again from the helpers the elastic agent restarted.
+        Returns "budget" when the restore (and the rendezvous before the next step) does not fit."""
+        self.account.charge(state, "compute", "train")
+        self.events("worker_lost", detail=detail, hardware=state.hw)
+        self.events.ledger("worker_lost", state, detail=detail)
+        state.dirty = False  # the replicas are gone or out of step: only the checkpoint is sure
+        loaded = load_latest(self.setup.run_dir)
+        if loaded is None:
+            raise RuntimeError(f"run {self.setup.run_id}: a data-parallel helper was lost with no checkpoint "
+                               "to go back to")
+        hw = str(loaded[0]["run"].get("hardware", state.hw))
+        state.connect_s = self.group.pending_connect_s()
+        if self.guard.restore_over_budget(state, hw, self.meter.now(self.setup.emulated(state.hw)),
+                                          extra_usd=self.meter.cost_ahead(hw, self.meter.t, state.connect_s),
+                                          checkpoints=2):
+            return "budget"
+        self.restore(state, loaded, reason="workers_restarted")
+        return None
+
+    def workers_unavailable(self, state: RunState, err: Any) -> str:
+        """A data-parallel stage's processes cannot rendezvous (a machine never joined, or the
+        launcher gave up): charge the wait for what was held (this machine's processes and the
+        machines that joined, ``err.present``), and stop."""
+        self.meter.scale = max(1, min(int(err.present), self.meter.scale))
+        self.account.charge(state, "compute", "rendezvous")
+        self.events("workers_unavailable", reason=str(err), present=int(err.present))
+        self.events.ledger("workers_unavailable", state, reason=str(err), present=int(err.present))
+        self.log(str(err))
+        state.stop_reason = str(err)
+        return "workers"
+
     def load_latest(self) -> tuple[dict[str, Any], Path] | None:
         return load_latest(self.setup.run_dir)

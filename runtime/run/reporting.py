@@ -107,6 +107,14 @@ class Reporting:
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
+        if status == "workers":
+            err = BudgetExhausted(
+                f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
+                f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
+                f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
+                f"--candidate {cand.id} --resume'")
+            err.result = result  # type: ignore[attr-defined]
+            raise err
         if status != "target":
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             err = BudgetExhausted(

@@ -84,6 +84,8 @@ class RunState:
     busy_usd: float = 0.0
     kept_bytes: list[int] = field(default_factory=list)  # sizes of the checkpoints kept
     dirty: bool = True  # trained since the last checkpoint
+    connect_s: float = 0.0  # the longest the next step may wait for its processes to rendezvous
+    stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
 
     @property
     def stage(self) -> StagePlan:

@@ -1,8 +1,10 @@
 """The training processes of a run: one trainer, on as many processes as its stage runs on.
 
 A stage with ``workers: n`` on a local offer runs data parallel on ``n`` processes
-(``runtime.train.parallel``); on an emulated offer it runs in one process on ``emulate_on``,
-whose virtual clock charges the workers' time.
+(``runtime.train.parallel``: the run's process is rank 0, torch's elastic launcher runs the
+others); on an emulated offer it runs in one process on ``emulate_on``, whose virtual clock
+charges the workers' time. The run hosts one rendezvous (``runtime.train.elastic``) for all its
+multi-process stages, so other machines' ``paretrain worker`` serve every one of them.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class TrainerGroup:
     def __init__(self, setup: RunSetup, workload: Any, config: Config) -> None:
         self.setup, self.workload, self.config = setup, workload, config
         self.trainer: Any = None
+        self.rendezvous: Any = None
 
     def device(self, hardware: str) -> str:
         """Claim the local device a stage on ``hardware`` trains on."""
@@ -44,11 +47,15 @@ class TrainerGroup:
         seed = self.setup.spec.workload.seed
         metric = self.setup.spec.target.metric_obj
         if n > 1:
+            from runtime.train.elastic import Rendezvous, Settings
             from runtime.train.parallel import ParallelTrainer
 
+            if self.rendezvous is None:
+                self.rendezvous = Rendezvous(Settings.from_env(), run_id=self.setup.run_id)
             return ParallelTrainer(self.workload, self.config, workers=n, threads=torch.get_num_threads(),
                                    batch_size=st.batch_size * st.workers, precision=st.precision, seed=seed,
-                                   metric=metric)
+                                   metric=metric, source=self.setup.spec.workload, rendezvous=self.rendezvous,
+                                   cache_dir=self.setup.run_dir.parents[1] / "cache")
         return Trainer(self.workload, self.config, batch_size=st.batch_size * st.workers,
                        precision=st.precision, device=device, seed=seed, metric=metric,
                        loader_workers=self.setup.spec.runtime.loader_workers)
@@ -58,12 +65,22 @@ class TrainerGroup:
         if self.processes(st) == getattr(self.trainer, "world", 1):
             return False
         state = self.trainer.state_dict()
-        self.close()
+        self._close_trainer()
         self.trainer = self._make(st)
         self.trainer.load_state_dict(state)
         return True
 
-    def close(self) -> None:
+    def pending_connect_s(self) -> float:
+        """The longest the next step may wait for its processes to rendezvous."""
+        return float(getattr(self.trainer, "pending_connect_s", 0.0))
+
+    def _close_trainer(self) -> None:
         close = getattr(self.trainer, "close", None)
         if close is not None:
             close()
+
+    def close(self) -> None:
+        self._close_trainer()
+        if self.rendezvous is not None:
+            self.rendezvous.close()
+            self.rendezvous = None

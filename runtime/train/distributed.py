@@ -1,46 +1,51 @@
-"""Data-parallel plumbing on local CPUs: torch.distributed with the gloo backend.
+"""All-reduce time among local processes, measured through torch's elastic launcher.
 
-``allreduce_seconds`` measures a real all-reduce among ``workers`` local processes (one
-thread each), which is what the planner fits its network term to.
+``allreduce_seconds`` measures a real gloo all-reduce among ``workers`` processes: the calling
+process is rank 0 and hosts the rendezvous, the others are launched by the same elastic agent
+(``runtime.train.elastic``) that runs a data-parallel stage's helpers, one thread each. The
+planner fits its network term to these measurements, so it prices the collectives a stage
+really runs.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-__all__ = ["allreduce_seconds"]
+from runtime.train.elastic import Rendezvous, Settings
+
+__all__ = ["allreduce_seconds", "measure_allreduce"]
 
 
-def _worker(rank: int, workers: int, init_file: str, nbytes: int, repeats: int, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=workers)
-    try:
-        t = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
-        for _ in range(3):  # warm-up: connections and buffers
-            dist.all_reduce(t)
-        dist.barrier()
-        t0 = time.perf_counter()
-        for _ in range(repeats):
-            dist.all_reduce(t)
-        dt = (time.perf_counter() - t0) / repeats
-        if rank == 0:
-            Path(out).write_text(repr(dt))
-    finally:
-        dist.destroy_process_group()
+def measure_allreduce(nbytes: int, repeats: int) -> float:
+    """Mean seconds of one all-reduce of ``nbytes`` in the current default group."""
+    t = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
+    for _ in range(3):  # warm-up: connections and buffers
+        dist.all_reduce(t)
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        dist.all_reduce(t)
+    return (time.perf_counter() - t0) / repeats
 
 
 def allreduce_seconds(workers: int, nbytes: int, repeats: int = 20) -> float:
-    """Mean seconds of one all-reduce of ``nbytes`` among ``workers`` spawned processes."""
-    with tempfile.TemporaryDirectory(prefix="paretrain-gloo-") as tmp:
-        init_file = os.path.join(tmp, "init")
-        out = os.path.join(tmp, "out")
-        mp.start_processes(_worker, args=(workers, init_file, nbytes, repeats, out), nprocs=workers,
-                           join=True, start_method="spawn")
-        return float(Path(out).read_text())
+    """Mean seconds of one all-reduce of ``nbytes`` among ``workers`` processes (this one and
+    ``workers - 1`` launched by the elastic agent on this machine)."""
+    if workers < 2:
+        raise ValueError(f"`workers >= 2` must hold to measure an all-reduce, but got {workers}")
+    rdzv = Rendezvous(Settings(timeout_s=120.0, max_restarts=0), run_id=f"allreduce{os.getpid()}")
+    try:
+        rdzv.launch({"kind": "allreduce", "nbytes": nbytes, "repeats": repeats}, workers, threads=1)
+        rdzv.form()
+        dist.init_process_group("gloo", store=dist.PrefixStore(rdzv.store_prefix, rdzv.store), rank=0,
+                                world_size=workers)
+        try:
+            return measure_allreduce(nbytes, repeats)
+        finally:
+            dist.destroy_process_group()
+    finally:
+        rdzv.close()

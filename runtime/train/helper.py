@@ -1,0 +1,117 @@
+"""A helper rank: what ``python -m paretrain.worker`` runs under torch's elastic agent.
+
+It reads the agent's environment (``RANK``, ``WORLD_SIZE``, ``GROUP_RANK``,
+``TORCHELASTIC_RUN_ID``, ``TORCHELASTIC_RESTART_COUNT``), connects to the run's store at the
+endpoint it is given, reads the job (JSON), builds what the job needs, arrives, and joins the
+generation of the training group the run assigns it (``runtime.train.elastic``). A ``train``
+job follows rank 0's commands (``runtime.train.parallel``); an ``allreduce`` job measures
+all-reduces with rank 0 (``runtime.train.distributed``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any, Sequence
+
+import torch.distributed as dist
+
+from planner.space import Config
+from planner.spec import WorkloadSpec
+from runtime.train.elastic import CLOSED, JOB, ARRIVALS, connect_store, parse_endpoint
+
+__all__ = ["main"]
+
+#: Seconds a helper tries to reach the run's store (a run that is gone ends its helpers).
+CONNECT_TIMEOUT_S = 30.0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Serve one job of the run at ``argv[0]`` (or ``PARETRAIN_RDZV_ENDPOINT``); the exit code."""
+    endpoint = argv[0] if argv else os.environ.get("PARETRAIN_RDZV_ENDPOINT", "")
+    if not endpoint:
+        print("paretrain.worker: give the run's rendezvous endpoint HOST:PORT (argument or "
+              "PARETRAIN_RDZV_ENDPOINT)", flush=True)
+        return 2
+    host, port = parse_endpoint(endpoint)
+    store = connect_store(host, port, CONNECT_TIMEOUT_S)
+    job: dict[str, Any] = json.loads(store.get(JOB))
+    if os.environ.get("TORCHELASTIC_RUN_ID", job["rdzv_id"]) != job["rdzv_id"]:
+        print(f"paretrain.worker: the run has moved on to session {job['session']}; this agent's "
+              f"rendezvous {os.environ.get('TORCHELASTIC_RUN_ID')} is over", flush=True)
+        return 0
+    trainer = _build(job) if job["kind"] == "train" else None
+    assigned = _arrive(store, job)
+    if assigned is None:
+        return 0
+    gen, rank, world = int(assigned["gen"]), int(assigned["rank"]), int(assigned["world"])
+    prefixed = dist.PrefixStore(f"paretrain/gen{gen}", store)
+    if job["kind"] == "allreduce":
+        from runtime.train.distributed import measure_allreduce
+
+        dist.init_process_group("gloo", store=prefixed, rank=rank, world_size=world)
+        try:
+            measure_allreduce(int(job["nbytes"]), int(job["repeats"]))
+        finally:
+            dist.destroy_process_group()
+        return 0
+    _serve(trainer, prefixed, rank, world, float(job["collective_timeout_s"]))
+    return 0
+
+
+def _build(job: dict[str, Any]) -> Any:
+    from pathlib import Path
+
+    from runtime.train.parallel import _Replica
+    from runtime.train.trainer import set_threads
+    from runtime.train.workloads import load_workload
+
+    set_threads(int(job["threads"]))
+    cache = job.get("cache_dir")
+    cache_dir = Path(cache) if cache and Path(cache).is_dir() else Path(".paretrain") / "cache"
+    workload = load_workload(WorkloadSpec(**job["workload"]), cache_dir)
+    return _Replica(workload, Config.from_dict(job["config"]), batch_size=int(job["batch_size"]),
+                    precision=str(job["precision"]), device="cpu", seed=int(job["seed"]))
+
+
+def _arrive(store: Any, job: dict[str, Any]) -> dict[str, Any] | None:
+    """Announce this helper as ready; wait for its generation and rank (None: the run closed)."""
+    k = int(store.add(ARRIVALS, 1))
+    env = os.environ
+    store.set(f"paretrain/arrival/{k}", json.dumps({
+        "session": job["session"], "rank": int(env.get("RANK", "0")), "world": int(env.get("WORLD_SIZE", "1")),
+        "node": int(env.get("GROUP_RANK", "0")), "restart": int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+        "host": socket.gethostname(), "pid": os.getpid()}))
+    key = f"paretrain/assign/{k}"
+    while not store.check([key]):
+        if store.check([CLOSED]):
+            return None
+        time.sleep(0.02)
+    assigned: dict[str, Any] = json.loads(store.get(key))
+    return assigned
+
+
+def _serve(tr: Any, store: Any, rank: int, world: int, timeout_s: float) -> None:
+    from runtime.train.parallel import BATCH, STATE, STEP, STOP, join_groups, receive_state
+
+    import torch
+
+    tr.rank, tr.world = rank, world
+    ctl = join_groups(store, rank, world, timeout_s)
+    try:
+        ctrl = torch.zeros(3, dtype=torch.int64)
+        while True:
+            dist.broadcast(ctrl, 0, group=ctl)
+            op = int(ctrl[0])
+            if op == STOP:
+                break
+            if op == STEP:
+                tr.step()
+            elif op == BATCH:
+                tr.set_batch_size(int(ctrl[1]), int(ctrl[2]))
+            elif op == STATE:
+                tr.load_state_dict(receive_state())
+    finally:
+        dist.destroy_process_group()
