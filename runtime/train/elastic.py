@@ -115,13 +115,17 @@ def parse_endpoint(text: str) -> tuple[str, int]:
 
 def split(workers: int, nnodes: int) -> tuple[int, int]:
     """``(local, per_node)``: helpers the run's machine launches beside the run's own process,
-    and processes each other machine runs. Every machine runs ``workers // nnodes``; the run's
-    own process is one of its machine's."""
-    if workers % nnodes:
-        raise ValueError(f"a stage of {workers} workers does not split evenly over {nnodes} machines "
-                         "(PARETRAIN_NNODES); plan a worker count that is a multiple of it")
+    and processes each other machine runs: ``workers // nnodes`` each, the run's machine the rest
+    (its own process included).
+
+    >>> split(4, 1), split(2, 2), split(3, 2), split(5, 2)
+    ((3, 4), (0, 1), (1, 1), (2, 2))
+    """
+    if workers < nnodes:
+        raise GroupUnavailable(f"a stage of {workers} workers cannot span {nnodes} machines "
+                               "(PARETRAIN_NNODES): set it to at most the stage's workers", 1)
     per = workers // nnodes
-    return per - 1, per
+    return workers - (nnodes - 1) * per - 1, per
 
 
 def connect_store(host: str, port: int, timeout_s: float) -> Any:
@@ -179,6 +183,12 @@ class Rendezvous:
         self.store.set(JOB, json.dumps({**job, "session": self.session, "rdzv_id": rdzv_id, "world": workers,
                                         "nnodes": self.agent_nodes, "nproc_per_node": self.per_node,
                                         "max_restarts": self.settings.max_restarts}))
+        if self.settings.nnodes > 1:  # the user starts the other machines: say how
+            print(f"paretrain: waiting up to {self.settings.timeout_s:g} s for {self.settings.nnodes - 1} other "
+                  f"machine(s) with {self.per_node} processes each: on each run 'paretrain worker "
+                  f"--rdzv-endpoint {self.endpoint}' (or 'torchrun --nnodes {self.agent_nodes} --nproc-per-node "
+                  f"{self.per_node} --rdzv-backend c10d --rdzv-endpoint {self.endpoint} --rdzv-conf is_host=false "
+                  f"--rdzv-id {rdzv_id} -m {ENTRYPOINT} {self.endpoint}')", file=sys.stderr, flush=True)
         if self.local:
             cmd = agent_command(self.endpoint, rdzv_id, self.agent_nodes, self.local, self.settings.max_restarts,
                                 "127.0.0.1" if _loopback(self.settings.host) else None)

@@ -66,11 +66,14 @@ class _Meter:
         self.tick_s = tick_s
         self.start = self.last = time.perf_counter()
         self.slowest = 0.0
+        self.more: Callable[[float], float] | None = None  # grants more than ``cap`` (the search envelope)
 
     def guard(self, next_s: float) -> None:
         spent = self.ledger.spent if self.ledger else 0.0
         pending = (time.perf_counter() - self.last) * self.price
         nxt = 2.0 * max(next_s, self.slowest) * self.price
+        if spent + pending + nxt > self.cap and self.more is not None:  # ask the envelope for more
+            self.cap += self.more(spent + pending + nxt - self.cap)
         if spent + pending + nxt > self.cap:
             self.flush()
             spent = self.ledger.spent if self.ledger else 0.0
@@ -142,12 +145,10 @@ class TorchLab:
     def __init__(self, workload: Any, *, prices_usd_per_h: Mapping[str, float],
                  ledger: Ledger | None = None, cap_usd: float = float("inf"), seed: int = 0,
                  convergence_device: str | None = None, patience_evals: int = 15,
-                 search_ledgers: Sequence[Path] | Callable[[], Sequence[Path]] = (),
                  metric: Metric | None = None) -> None:
         self.workload = workload
         info = workload.info
         self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
-        self.search_ledgers = search_ledgers
         self.prices = dict(prices_usd_per_h)
         self.ledger = ledger
         self.cap = cap_usd
@@ -169,23 +170,17 @@ class TorchLab:
                       device, what, stage=stage)
 
     # -- the search's trials ------------------------------------------------------------------
-    def search_spent(self) -> float:
-        """Money charged to the study so far by every worker (their ledgers summed exactly)."""
-        from runtime.money.ledger import read_charges
-
-        files = self.search_ledgers() if callable(self.search_ledgers) else self.search_ledgers
-        if self.ledger is not None:
-            self.ledger.sync()
-        return math.fsum(c["usd"] for f in files if Path(f).exists() for c in read_charges(f))
-
     def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
-                  should_stop: Callable[[int, float, int], bool]) -> TrialRun:
+                  should_stop: Callable[[int, float, int], bool],
+                  more: Callable[[float], float] | None = None) -> TrialRun:
         """Train ``config`` on the planning device at its base batch, evaluating as it goes;
-        then measure its per-sample inference latency, parameters and peak memory."""
+        then measure its per-sample inference latency, parameters and peak memory. It spends
+        at most ``cap_usd`` and what ``more`` grants (``planner.search.TrialLab``)."""
         device = self.convergence_device
         torch_device = claim(device)
-        meter = self._meter(device, f"trial {config.id}", cap=cap_usd, stage="search")
         start = self.ledger.spent if self.ledger else 0.0
+        meter = self._meter(device, f"trial {config.id}", cap=start + cap_usd, stage="search")
+        meter.more = more
         trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, _train_size(self.workload)),
                           device=torch_device, seed=self.seed, metric=self.metric)
         best, cost_to_best, budget_hit = -math.inf, 0.0, False
@@ -323,12 +318,13 @@ class TorchLab:
         return 2.0 * size ** 3 / best / 1e9
 
     def measure_sync(self, workers: int, nbytes: int) -> float:
-        """Seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes."""
+        """Seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes, started
+        by torch's elastic launcher as a data-parallel stage's are."""
         from runtime.train.distributed import allreduce_seconds
 
         device = f"local/cpu-{workers}" if f"local/cpu-{workers}" in self.prices else self.convergence_device
         meter = self._meter(device, f"all-reduce among {workers}")
-        meter.guard(5.0)  # spawning the processes takes a few seconds
+        meter.guard(5.0)  # launching the processes takes a few seconds
         seconds = allreduce_seconds(workers, nbytes)
         meter.flush()
         return seconds
