@@ -209,16 +209,21 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option("--storage", help="Optuna storage: sqlite:///FILE (default: the spec's), journal:FILE, or an RDB URL.")
 @click.option("--trials", type=int, help="Total trials the study should hold (default: search.trials).")
+@click.option("--workers", type=int, default=1, show_default=True,
+              help="Worker processes on this machine; with a postgresql:// storage, workers on other "
+                   "machines join the same study and share its one envelope.")
 @_tracking_options
 @_format_option
 @click.pass_context
-def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None,
+def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None, workers: int,
            tracking_uri: str | None, no_track: bool, fmt: str) -> None:
     """Optuna architecture and hyperparameter search under the search envelope (resumable)."""
     from runtime.specs import read_spec
     from runtime.pipeline import check_storage, check_workload, search_spec
+    from runtime.search.storage import check_workers
     from runtime.tracking.session import open_session, parent_run
 
+    check_workers(workers)
     spec = read_spec(spec_path)
     if trials is not None and trials < 1:
         raise InputError(f"--trials must be >= 1; got {trials}. To fix: pass a positive number")
@@ -231,7 +236,7 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
                 "sampler": spec.search.sampler, "seed": spec.search.seed,
                 "envelope_usd": spec.budget.search_usd}) as parent, ui.progress("search") as bar:
             result = search_spec(spec, ws, storage=storage, trials=trials or max(spec.search.trials, 1),
-                                 tracker=session.tracker, parent=parent, progress=bar)
+                                 tracker=session.tracker, parent=parent, progress=bar, workers=workers)
         show_search(ui, result)
         show_tracking(ui, session.close())
 

@@ -13,19 +13,29 @@ Multi-objective studies cannot use Optuna's pruners, so a trial is cut short by 
 on intermediate accuracy (below the median of finished trials at the same evaluation, after
 three evaluations); its accuracy is then a learning curve fitted to what it saw and
 extrapolated to the trial's sample budget, marked ``extrapolated``. Trials run through the
-Lab (``lab.run_trial``), which charges the ledger under ``search``; the study stops before
-its envelope would be passed. Storage is any Optuna storage: sqlite (default, resumable), a
-journal file or an RDB URL shared by several worker processes.
+Lab (``lab.run_trial``), which charges the ledger under ``search``.
+
+Money: every trial trains on what it holds in the search envelope (``planner.envelope``):
+it reserves its worst case before it trains, asks for more in chunks, settles when it ends;
+a worker stops when the envelope cannot fund its next trial. Storage is any Optuna storage:
+sqlite (default, resumable, one machine), a journal file, or an RDB URL (PostgreSQL) shared by
+workers on many machines; trials of a worker that died are failed by Optuna's heartbeat (RDB)
+or when its envelope lease lapses, and the study goes on.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import optuna
 
+from optuna.storages._heartbeat import get_heartbeat_thread
+
+from planner.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
 from planner.errors import SpecError
 from planner.models import fit_learning_curve
 from planner.pareto import non_dominated
@@ -36,10 +46,11 @@ if TYPE_CHECKING:
     from planner.spec import Spec
 
 __all__ = ["SearchSpace", "TrialRun", "TrialLab", "SearchResult", "search_space", "suggest_config",
-           "make_sampler", "open_study", "run_search", "front_configs", "DIRECTIONS"]
+           "make_sampler", "open_study", "run_search", "front_configs", "complete_trials", "DIRECTIONS"]
 
 DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
 MIN_EVALS_BEFORE_CUT = 3
+_COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +78,14 @@ class TrialRun:
 
 class TrialLab(Protocol):
     def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
-                  should_stop: Callable[[int, float, int], bool]) -> TrialRun:
+                  should_stop: Callable[[int, float, int], bool],
+                  more: Callable[[float], float] | None = None) -> TrialRun:
         """Train ``config`` up to ``max_samples``, evaluating every ``eval_every`` samples;
-        ``should_stop(samples, accuracy, eval_index)`` may cut it short; the spend stays <= cap."""
+        ``should_stop(samples, accuracy, eval_index)`` may cut it short. The trial spends at
+        most ``cap_usd`` plus what ``more(need_usd)`` grants (it returns the amount added; 0.0
+        when the envelope has nothing more): then it stops with ``budget_hit``."""
         ...
 
-    def search_spent(self) -> float:
-        """Money charged to this study so far, by every worker."""
-        ...
 
 
 @dataclass
@@ -173,13 +184,21 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 
 
 def open_study(storage: str | optuna.storages.BaseStorage, name: str, sampler: str,
-               seed: int) -> optuna.Study:
-    """Create or continue the study ``name`` in ``storage`` (``journal:PATH`` for a journal file)."""
+               seed: int, *, heartbeat_s: int | None = None) -> optuna.Study:
+    """Create or continue the study ``name`` in ``storage``: ``journal:PATH`` for a journal
+    file, else an RDB URL (``sqlite:///FILE``, ``postgresql://...``). With ``heartbeat_s`` an
+    RDB storage records each running trial's heartbeat every ``heartbeat_s`` seconds and
+    fails it after ``4 * heartbeat_s`` without one (a worker that died mid-trial)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if isinstance(storage, str) and storage.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         storage = optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:"):]))
+    elif isinstance(storage, str):
+        # several processes write one sqlite file: wait for its lock rather than fail at once
+        engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+        beats = {"heartbeat_interval": heartbeat_s, "grace_period": 4 * heartbeat_s} if heartbeat_s else {}
+        storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
     return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
                                sampler=make_sampler(sampler, seed), load_if_exists=True)
 
@@ -199,32 +218,79 @@ def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
 
 def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadInfo, *,
                trials: int | None = None, trial_samples: int | None = None,
-               on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None) -> SearchResult:
-    """Run trials until the study holds ``trials`` complete ones or the envelope would be passed."""
+               on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
+               envelope: SearchEnvelope | None = None) -> SearchResult:
+    """Run trials until the study holds ``trials`` complete or running ones, or the envelope
+    cannot fund the next. Each trial trains only on money it holds in ``envelope`` (default:
+    an in-process one, starting from what the study's finished trials spent): it reserves
+    its worst case before it starts, asks for more in chunks while it trains and settles
+    when it ends, so any number of workers sharing one envelope stay within it."""
     space = search_space(info, spec.search.space, spec.path)
     target = trials if trials is not None else spec.search.trials
     budget = spec.budget.search_usd
+    envelope = envelope if envelope is not None else LocalEnvelope(budget, _study_spend(study))
     samples = trial_samples or spec.search.trial_samples or spec.target.max_samples
-    eval_every = spec.runtime.eval_every_samples
-    start = lab.search_spent()
-    new, stopped_for_budget = 0, False
-    worst_trial = 0.0
+    new, spent, stopped_for_budget = 0, 0.0, False
     while True:
-        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-        if len(study.get_trials(deepcopy=False, states=states)) >= target:
+        state = envelope.state()
+        _fail_stale(study, state.lost)
+        if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
             break
-        spent = lab.search_spent()
-        running = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
-        left = (budget - spent) / (running + 1)  # share what is left with workers mid-trial
-        if left <= 0 or (worst_trial > 0 and worst_trial > left):
+        dearest = _dearest_full_trial(study)
+        if state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest):
+            stopped_for_budget = True  # the next trial could not finish on what is free
+            break
+        with warnings.catch_warnings():  # ask/tell with a heartbeat storage: beats are ours
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        config = suggest_config(trial, space)
+        held = envelope.reserve(trial.number, first_hold(budget, dearest))
+        if held <= 0:  # another worker took what was free since the look above
+            trial.set_user_attr("unfunded", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
             stopped_for_budget = True
             break
-        trial = study.ask()
-        config = suggest_config(trial, space)
-        should_stop = _median_rule(study)
-        run = lab.run_trial(config, samples, eval_every, lab.search_spent() + left, should_stop)
-        worst_trial = max(worst_trial, run.spend_usd)
-        accuracy, cost, extrapolated = _score(run, samples)
+        run = _train(spec, lab, study, trial, config, held, samples, envelope)
+        spent += run.spend_usd
+        frozen = _record(spec, study, trial, config, run, samples)
+        new += 1
+        if on_trial is not None and frozen is not None:
+            on_trial(frozen, config)
+        if run.budget_hit:
+            stopped_for_budget = True
+            break
+    complete = study.get_trials(deepcopy=False, states=(_COMPLETE,))
+    return SearchResult(study.study_name, len(complete), new, spent, stopped_for_budget,
+                        front_configs(study, spec.target.metric_obj))
+
+
+def _train(spec: "Spec", lab: TrialLab, study: optuna.Study, trial: optuna.Trial, config: Config,
+           held: float, samples: int, envelope: SearchEnvelope) -> TrialRun:
+    """One trial on the money it holds, asking the envelope for more as it goes; settled with
+    what it spent (all it held when it raised: what it spent is then unknown)."""
+    budget = spec.budget.search_usd
+
+    def more(need_usd: float) -> float:
+        return envelope.reserve(trial.number, more_hold(budget, need_usd))
+
+    try:
+        with get_heartbeat_thread(trial._trial_id, study._storage):  # Optuna's own liveness signal
+            run = lab.run_trial(config, samples, spec.runtime.eval_every_samples, held, _median_rule(study),
+                                more=more)
+    except BaseException:
+        envelope.settle(trial.number, None)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        raise
+    envelope.settle(trial.number, run.spend_usd)
+    return run
+
+
+def _record(spec: "Spec", study: optuna.Study, trial: optuna.Trial, config: Config, run: TrialRun,
+            samples: int) -> optuna.trial.FrozenTrial | None:
+    """Tell the study what the trial measured; None when it was already failed as stale (its
+    worker stalled past the lease)."""
+    accuracy, cost, extrapolated = _score(run, samples)
+    try:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("curve", [list(p) for p in run.curve])
         trial.set_user_attr("extrapolated", extrapolated)
@@ -234,16 +300,39 @@ def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadI
         trial.set_user_attr("peak_mem_bytes", run.peak_mem_bytes)
         for name, value in _constraints(spec, run).items():
             trial.set_constraint(name, value)
-        frozen = study.tell(trial, [accuracy, cost, run.latency_ms])
-        new += 1
-        if on_trial is not None:
-            on_trial(frozen, config)
-        if run.budget_hit:
-            stopped_for_budget = True
-            break
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    return SearchResult(study.study_name, len(complete), new, lab.search_spent() - start, stopped_for_budget,
-                        front_configs(study, spec.target.metric_obj))
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    frozen = study.tell(trial, [accuracy, cost, run.latency_ms], skip_if_finished=True)
+    return frozen if frozen.state == _COMPLETE else None
+
+
+def _fail_stale(study: optuna.Study, lost: tuple[int, ...]) -> None:
+    """Fail the running trials whose worker is gone: Optuna's heartbeat (RDB storages) and the
+    envelope's lapsed leases (every storage, the journal too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    if lost:
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(_RUNNING,))}
+        for number in sorted(set(lost) & running):
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _dearest_full_trial(study: optuna.Study) -> float | None:
+    """The most a finished trial spent running to its sample budget (None before any did)."""
+    full = [float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False, states=(_COMPLETE,))
+            if not t.user_attrs.get("cut_short")]
+    return max(full) if full else None
+
+
+def _study_spend(study: optuna.Study) -> float:
+    """What the study's finished trials spent (the in-process envelope's starting point)."""
+    return math.fsum(float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False))
+
+
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials (for a caller that does not import optuna)."""
+    return study.get_trials(deepcopy=False, states=(_COMPLETE,))
 
 
 def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:

@@ -2,25 +2,20 @@
 
 ``check_inputs`` reads every file and checks every name a spec points to (catalog, allowed
 offers, ``profiles:`` files, a ``python:`` workload's module and factory, the search storage)
-before anything is measured, so bad input costs nothing and writes nothing.
-
-Folders under the working directory's ``.paretrain/``: ``cache/`` (generated data),
-``profiles/`` (profile files by key), ``ledger/`` (one JSONL ledger per run or profiling),
-``runs/`` (checkpoints, events, status per run), ``spool/`` (tracking records to replay).
+before anything is measured, so bad input costs nothing and writes nothing. Where the files
+go: ``runtime.workspace``; the search itself: ``runtime.search``.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import os
-import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from planner.errors import InputError, SpecError
+from planner.errors import SpecError
 from planner.milp import pareto_front
 from planner.plan import Plan, make_plan
 from planner.build import build_problem
@@ -31,35 +26,11 @@ from runtime.train.devices import local_devices
 from runtime.files import read_profile, read_text, write_profile
 from runtime.train.lab import TorchLab
 from runtime.money.ledger import Ledger
+from runtime.workspace import Workspace
 from runtime.train.workloads import load_workload
 
 __all__ = ["Workspace", "check_inputs", "check_workload", "check_storage", "read_spec_profiles", "offers_for",
            "allowed_offers", "get_profile", "plan_spec", "search_spec"]
-
-
-@dataclass(frozen=True)
-class Workspace:
-    root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / ".paretrain"
-
-    @property
-    def cache(self) -> Path:
-        return self.state / "cache"
-
-    @property
-    def profiles(self) -> Path:
-        return self.state / "profiles"
-
-    @property
-    def ledgers(self) -> Path:
-        return self.state / "ledger"
-
-    @property
-    def spool(self) -> Path:
-        return self.state / "spool" / "tracking.jsonl"
 
 
 def offers_for(spec: Spec) -> list[Offer]:
@@ -141,13 +112,11 @@ def check_workload(spec: Spec) -> None:
 
 
 def check_storage(storage: str, where: str = "search.storage") -> None:
-    """A file-backed Optuna storage (sqlite:///FILE, journal:FILE) lives in an existing folder."""
-    for prefix in ("sqlite:///", "journal:"):
-        if storage.startswith(prefix):
-            folder = Path(storage[len(prefix):]).parent
-            if not folder.is_dir():
-                raise InputError(f"{where}: the folder of {storage} does not exist ({folder}). To fix: "
-                                 "create it, or point the storage elsewhere")
+    """The search storage can hold the study: a file storage's folder exists; an RDB URL's
+    driver is installed and its server answers (``runtime.search.storage``)."""
+    from runtime.search.storage import check_storage as check
+
+    check(storage, where)
 
 
 def check_inputs(spec: Spec, *, search: bool = False, storage: str | None = None) -> list[Offer]:
@@ -221,30 +190,19 @@ def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], 
 
 def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials: int | None = None,
                 tracker: Any = None, parent: str | None = None,
-                progress: Callable[[str, int, int], None] | None = None) -> Any:
-    """Run (or continue) the spec's Optuna study on this machine; every trial is charged to
-    the ``search`` envelope in this worker's ledger, and logged as a child run in MLflow."""
-    from planner.search import open_study, run_search
-    from runtime.tracking.search_log import log_trial
-    workload = load_workload(spec.workload, ws.cache)
-    info = workload.info
-    name = spec.search.study or spec.name
-    study = open_study(storage or spec.search.storage, name, spec.search.sampler, spec.search.seed)
-    prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
-    ledger = Ledger(ws.ledgers / f"search-{safe}-{socket.gethostname()}-{os.getpid()}.jsonl",
-                    f"search-{safe}-{os.getpid()}")
-    target = trials if trials is not None else spec.search.trials
+                progress: Callable[[str, int, int], None] | None = None, workers: int = 1) -> Any:
+    """Run (or continue) the spec's Optuna study: in this process, or in ``workers`` worker
+    processes on this machine (``runtime.search``); every trial holds its money in the
+    study's one search envelope, is charged to its worker's ledger and logged as a child run
+    in MLflow."""
+    from runtime.search.worker import search_worker
 
-    def on_trial(t: Any, config: Any) -> None:
-        if progress:
-            m = spec.target.metric_obj
-            progress(f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}", t.number + 1, target)
-        log_trial(tracker, parent, name, t, config, spec.target.metric_obj)
+    if workers <= 1:
+        return search_worker(spec, ws, storage=storage, trials=trials, tracker=tracker, parent=parent,
+                             progress=progress)
+    from runtime.search.pool import WorkerJob, run_pool, wait_run_id
 
-    try:
-        lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
-                       metric=spec.target.metric_obj, search_ledgers=lambda: sorted(ws.ledgers.glob(f"search-{safe}-*.jsonl")))
-        return run_search(spec, lab, study, info, trials=target, on_trial=on_trial)
-    finally:
-        ledger.close()
+    job = WorkerJob(spec, str(ws.root.resolve()), storage, trials if trials is not None else spec.search.trials,
+                    tracker.uri if tracker is not None else None, tracker.experiment if tracker is not None else "",
+                    wait_run_id(tracker, parent))
+    return run_pool(job, workers, progress=progress)

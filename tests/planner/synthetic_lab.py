@@ -85,15 +85,18 @@ class SyntheticTrialLab:
         lr_pen = abs(math.log10(c.lr / 3e-3)) * 0.1
         return max(0.1, fam - lr_pen - 0.1 / (1 + size / 32))
 
-    def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop):
+    def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop, more=None):
         from planner.search import TrialRun
 
         self.runs.append(config.id)
         top, curve, stopped, budget_hit = self.ceiling(config), [], False, False
         start, best, cost_best = self.spent, -1.0, 0.0
+        cap = start + cap_usd  # the trial's cap counts from its start
         s = eval_every
         while s <= max_samples:
-            if self.spent + self.usd_per_eval > cap_usd:
+            if self.spent + self.usd_per_eval > cap and more is not None:
+                cap += more(self.spent + self.usd_per_eval - cap)
+            if self.spent + self.usd_per_eval > cap:
                 budget_hit = True
                 break
             self.spent += self.usd_per_eval
@@ -111,6 +114,3 @@ class SyntheticTrialLab:
         return TrialRun(tuple(curve), cost_best, self.usd_per_eval / eval_every, self.spent - start,
                         latency_ms=0.01 * size, params=int(size) * 100, peak_mem_bytes=int(size) * 1000,
                         stopped=stopped, budget_hit=budget_hit)
-
-    def search_spent(self) -> float:
-        return self.spent
