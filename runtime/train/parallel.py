@@ -147,10 +147,11 @@ class ParallelTrainer(_Replica):
             self.rdzv.end_session(wait_s=0.0)  # the processes that came are let go
             self._launched = False
             raise
-        self._ctl = join_groups(dist.PrefixStore(self.rdzv.store_prefix, self.rdzv.store), 0, self.world,
-                                self.rdzv.settings.collective_timeout_s)
-        self._live = True
         self.generations += 1
+        # a helper that died between arriving and joining leaves the group unformed: lost, too
+        self._ctl = self._guarded(join_groups, dist.PrefixStore(self.rdzv.store_prefix, self.rdzv.store), 0,
+                                  self.world, self.rdzv.settings.collective_timeout_s)
+        self._live = True
         self._guarded(self._send_state)
 
     def _end(self, why: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from planner.errors import BudgetExhausted
 from planner.plan import plan_to_json
 from planner.space import Config
 from planner.spec import WorkloadSpec
@@ -73,8 +74,8 @@ def _two_worker_plan(stage_steps: int, **runtime: object):
                               "adapt": False, **runtime})
     cand = plan.candidate("cheapest")
     first = cand.stages[0]
-    stages = (replace(first, hardware="local/cpu-1", workers=2, batch_size=32, samples=stage_steps * 64,
-                      steps=stage_steps),
+    stages = (replace(first, hardware="local/cpu-1", workers=2, instances=2, batch_size=32,
+                      samples=stage_steps * 64, steps=stage_steps),  # a local worker is an instance
               *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]))
     cand = replace(cand, stages=stages)
     return replace(plan, candidates=tuple(cand if c.id == cand.id else c for c in plan.candidates)), cand
@@ -112,6 +113,11 @@ def test_a_helper_killed_mid_stage_rolls_back_to_the_last_checkpoint(tmp_path, m
     assert any(c.get("event") == "workers_restarted" and c.get("lost_usd", 0) > 0 for c in charges)
     assert result.status == "target"
     assert result.cost_usd <= result.budget_usd
+    # both processes are charged for every second of stage 0: rendezvous, training, the loss
+    price_s = plan.offer("local/cpu-1").price_usd_per_h / 3600.0
+    held = [c for c in charges if c["stage"] == "stage0" and c["kind"] == "compute"]
+    assert held and all(c["usd"] == pytest.approx(2 * price_s * c["seconds"]) for c in held)
+    assert sum(c["seconds"] for c in held if c.get("step") == 1) > 0.5  # the first step waited for the group
     rdzv_restart = [c for c in charges if c.get("event") == "worker_lost"]
     assert len(rdzv_restart) == 1
 
@@ -144,3 +150,19 @@ def test_a_machine_that_never_joins_stops_the_run_with_exit_3(tmp_path, monkeypa
     assert wait["seconds"] >= 3.0
     assert wait["usd"] == pytest.approx(price_s * wait["seconds"])  # one instance: the run's own process
     assert ledger_total(tmp_path, ledger.stem) <= plan.spec["budget"]["envelopes"]["train"]
+
+
+@pytest.mark.slow
+def test_a_helper_lost_past_max_restarts_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARETRAIN_MAX_RESTARTS", "0")
+    plan, cand = _two_worker_plan(40, eval_every_samples=2000)
+    ex = Executor(plan, cand, workdir=tmp_path, run_id="past")
+    killed: list[int] = []
+    threading.Thread(target=_kill_helper_after, args=(ex, 4, killed), daemon=True).start()
+    with pytest.raises(BudgetExhausted, match="past PARETRAIN_MAX_RESTARTS=0") as err:
+        ex.run()
+    result = err.value.result
+    assert killed and result.status == "workers"
+    assert result.cost_usd <= result.budget_usd
+    names = [e["event"] for e in result.events]
+    assert names.index("worker_lost") < names.index("workers_restarted") < names.index("workers_unavailable")

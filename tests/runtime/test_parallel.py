@@ -77,7 +77,8 @@ def test_a_plans_two_worker_stage_runs_on_two_processes(tmp_path):
     first = cand.stages[0]
     # 5 steps of 2 x 32: the first stage ends before the first evaluation (400 samples), the only
     # place the run can stop at its target, so the run always goes on to the one-worker stage
-    stages = (replace(first, hardware="local/cpu-1", workers=2, batch_size=32, samples=5 * 64, steps=5),
+    stages = (replace(first, hardware="local/cpu-1", workers=2, instances=2, batch_size=32, samples=5 * 64,
+                      steps=5),
               *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]))
     cand = replace(cand, stages=stages)
     result = Executor(plan, cand, workdir=tmp_path, run_id="dp").run()
