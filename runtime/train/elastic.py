@@ -106,6 +106,10 @@ class Settings:
                    collective_timeout_s=float(env.get("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300")))
 
 
+def end_key(session: int) -> str:
+    return f"paretrain/end/{session}"
+
+
 def parse_endpoint(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
@@ -260,7 +264,13 @@ class Rendezvous:
                 f"{self.endpoint} within {self.settings.timeout_s:g} s (PARETRAIN_RDZV_TIMEOUT_S)")
 
     def end_session(self, wait_s: float = 30.0) -> None:
-        """After the helpers were told to stop: let this machine's agent finish (or end it)."""
+        """After the helpers were told to stop: let this machine's agent finish (or end it).
+        Helpers still waiting for a generation (restarted after a loss) see the session end."""
+        if self.session:
+            try:
+                self.store.set(end_key(self.session), "1")
+            except Exception:  # noqa: BLE001 - the store is going away anyway
+                pass
         agent, self.agent = self.agent, None
         if agent is None:
             return

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from planner.space import Config
 from planner.spec import WorkloadSpec
-from runtime.train.elastic import CLOSED, JOB, ARRIVALS, connect_store, parse_endpoint
+from runtime.train.elastic import ARRIVALS, CLOSED, JOB, connect_store, end_key, parse_endpoint
 
 __all__ = ["main"]
 
@@ -86,7 +86,7 @@ def _arrive(store: Any, job: dict[str, Any]) -> dict[str, Any] | None:
         "host": socket.gethostname(), "pid": os.getpid()}))
     key = f"paretrain/assign/{k}"
     while not store.check([key]):
-        if store.check([CLOSED]):
+        if store.check([CLOSED]) or store.check([end_key(int(job["session"]))]):
             return None
         time.sleep(0.02)
     assigned: dict[str, Any] = json.loads(store.get(key))

@@ -51,18 +51,29 @@ def test_two_launcher_nodes_train_like_one_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     node = subprocess.Popen([sys.executable, "-m", "paretrain.cli", "worker", "--rdzv-endpoint", rdzv.endpoint,
                              "--local-addr", "127.0.0.1", "--timeout", "120"], cwd=tmp_path, env=env)
+    again = None
     try:
-        for _ in range(6):
+        for _ in range(4):
             assert one.step() == pytest.approx(three.step(), rel=1e-5)
-        params = [torch.cat([p.detach().reshape(-1) for p in t.model.parameters()]) for t in (one, three)]
-        assert torch.allclose(*params, atol=1e-5)
         arrivals = [json.loads(rdzv.store.get(f"paretrain/arrival/{k}")) for k in (1, 2)]
         assert sorted(a["node"] for a in arrivals) == [0, 1]  # two agents, two node ranks
+        # a later stage on the same machines: the worker node serves the run's next session too
+        state = three.state_dict()
         three.close()
+        again = ParallelTrainer(work, CFG, workers=3, threads=1, batch_size=48, seed=3, rendezvous=rdzv,
+                                source=WorkloadSpec(name="mnist1d", samples=1000, seed=0))
+        again.load_state_dict(state)
+        for _ in range(2):
+            assert one.step() == pytest.approx(again.step(), rel=1e-5)
+        params = [torch.cat([p.detach().reshape(-1) for p in t.model.parameters()]) for t in (one, again)]
+        assert torch.allclose(*params, atol=1e-5)
+        again.close()
         rdzv.close()  # the other machine's 'paretrain worker' ends with the run
         assert node.wait(timeout=60) == 0
     finally:
         three.close()
+        if again is not None:
+            again.close()
         if node.poll() is None:
             node.kill()
             node.wait()
