@@ -12,7 +12,7 @@ also records the launch-to-first-step time (the agent, the helper's imports and 
 rendezvous) and the all-reduce of the model's gradients measured through the same launcher
 (what the planner's network term is fitted to).
 
-    .venv/bin/python benchmarks/scale_out.py [--only data_parallel] [--steps 40] [--blocks 5]
+    .venv/bin/python benchmarks/scale_out.py [--only data_parallel] [--steps 20] [--blocks 7]
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def update_results(key: str, record: dict[str, Any], path: Path = RESULTS) -> No
     os.replace(tmp, path)
 
 
-def bench_data_parallel(steps: int = 40, blocks: int = 5, batch: int = 256, width: int = 512) -> dict[str, Any]:
+def bench_data_parallel(steps: int = 20, blocks: int = 7, batch: int = 1024, width: int = 512) -> dict[str, Any]:
     """Step time of one process against two through the elastic launcher (see the module doc)."""
     from planner.space import Config
     from planner.spec import WorkloadSpec
@@ -102,8 +102,8 @@ BENCHES: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only these halves")
-    p.add_argument("--steps", type=int, default=40, help="data parallel: steps per block")
-    p.add_argument("--blocks", type=int, default=5, help="data parallel: alternating blocks")
+    p.add_argument("--steps", type=int, default=20, help="data parallel: steps per block")
+    p.add_argument("--blocks", type=int, default=7, help="data parallel: alternating blocks")
     args = p.parse_args(argv)
     kwargs = {"data_parallel": {"steps": args.steps, "blocks": args.blocks}}
     for name in args.only or list(BENCHES):

@@ -52,7 +52,7 @@ from typing import Any
 import torch.distributed as dist
 
 __all__ = ["GroupError", "GroupUnavailable", "Rendezvous", "Settings", "WorkerLost", "agent_command",
-           "connect_store", "run_worker_node", "split"]
+           "connect_store", "end_key", "parse_endpoint", "run_worker_node", "split"]
 
 JOB, ARRIVALS, CLOSED, NODES = "paretrain/job", "paretrain/arrivals", "paretrain/closed", "paretrain/nodes"
 #: The module the agents launch (a string: runtime never imports the command line).

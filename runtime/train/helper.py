@@ -14,13 +14,19 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 import torch.distributed as dist
 
 from planner.space import Config
 from planner.spec import WorkloadSpec
+from runtime.train.distributed import measure_allreduce
 from runtime.train.elastic import ARRIVALS, CLOSED, JOB, connect_store, end_key, parse_endpoint
+from runtime.train.parallel import BATCH, STATE, STEP, STOP, Replica, join_groups, receive_state
+from runtime.train.trainer import set_threads
+from runtime.train.workloads import load_workload
 
 __all__ = ["main"]
 
@@ -49,8 +55,6 @@ def main(argv: Sequence[str]) -> int:
     gen, rank, world = int(assigned["gen"]), int(assigned["rank"]), int(assigned["world"])
     prefixed = dist.PrefixStore(f"paretrain/gen{gen}", store)
     if job["kind"] == "allreduce":
-        from runtime.train.distributed import measure_allreduce
-
         dist.init_process_group("gloo", store=prefixed, rank=rank, world_size=world)
         try:
             measure_allreduce(int(job["nbytes"]), int(job["repeats"]))
@@ -62,17 +66,11 @@ def main(argv: Sequence[str]) -> int:
 
 
 def _build(job: dict[str, Any]) -> Any:
-    from pathlib import Path
-
-    from runtime.train.parallel import _Replica
-    from runtime.train.trainer import set_threads
-    from runtime.train.workloads import load_workload
-
     set_threads(int(job["threads"]))
     cache = job.get("cache_dir")
     cache_dir = Path(cache) if cache and Path(cache).is_dir() else Path(".paretrain") / "cache"
     workload = load_workload(WorkloadSpec(**job["workload"]), cache_dir)
-    return _Replica(workload, Config.from_dict(job["config"]), batch_size=int(job["batch_size"]),
+    return Replica(workload, Config.from_dict(job["config"]), batch_size=int(job["batch_size"]),
                     precision=str(job["precision"]), device="cpu", seed=int(job["seed"]))
 
 
@@ -94,10 +92,6 @@ def _arrive(store: Any, job: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _serve(tr: Any, store: Any, rank: int, world: int, timeout_s: float) -> None:
-    from runtime.train.parallel import BATCH, STATE, STEP, STOP, join_groups, receive_state
-
-    import torch
-
     tr.rank, tr.world = rank, world
     ctl = join_groups(store, rank, world, timeout_s)
     try:

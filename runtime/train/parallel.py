@@ -48,7 +48,7 @@ STOP, STEP, BATCH, STATE = 0, 1, 2, 3
 CONTROL_TIMEOUT = timedelta(days=7)
 
 
-class _Replica(Trainer):
+class Replica(Trainer):
     """A trainer that trains on its rank's share of each global batch and averages gradients."""
 
     rank: int = 0
@@ -99,7 +99,7 @@ def receive_state() -> dict[str, Any]:
     return state
 
 
-class ParallelTrainer(_Replica):
+class ParallelTrainer(Replica):
     """Rank 0 of ``workers`` data-parallel processes; a drop-in ``Trainer``. ``source`` is the
     workload's spec (``planner.spec.WorkloadSpec``), from which each helper builds its own copy.
     ``close()`` ends the helpers (the executor does it when a stage needs another worker count,
