@@ -17,7 +17,9 @@ on the same hardware are then pruned (exactly; ``planner.problem.prune_dominated
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Mapping, Sequence
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from planner.problem import Choice, Option, Problem, ProblemContext, prune_domin
 from planner.profile import worker_counts
 from planner.stagecost import entry_cost, exit_usd, option_fits, stage_cost
 from planner.throughput import StepModel, instances_for, step_models
+from planner.uncertainty import crossing_spread
 
 if TYPE_CHECKING:
     from planner.catalog import Offer
@@ -57,8 +60,16 @@ def fit_all_convergence(spec: "Spec", profile: "Profile",
                 notes.append(f"{cfg.id}: {metric.name} {level:g} reached at {len(pts)} of {len(runs)} "
                              "measured batch sizes; not planned")
                 continue
-            fits[(cfg.id, metric.score(level))] = fit_convergence(pts)
+            fit = fit_convergence(pts)
+            fits[(cfg.id, metric.score(level))] = replace(fit, crossing=_crossing(runs, level, metric))
     return fits, notes
+
+
+def _crossing(runs: Sequence[Any], level: float, metric: Any) -> float:
+    """Root mean square of the crossing spreads of the runs that reached ``level``."""
+    spreads = [crossing_spread([(s, metric.score(v)) for s, v in r.curve], metric.score(level), n, r.eval_every)
+               for r in runs for a, n in r.reached if abs(a - level) < 1e-9 and n]
+    return math.sqrt(sum(x * x for x in spreads) / len(spreads)) if spreads else 0.0
 
 
 def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",

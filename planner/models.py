@@ -89,6 +89,7 @@ class ConvergenceFit:
     b_noise: float
     points: tuple[tuple[int, int], ...] = ()
     max_batch: int = 0  # the largest measured batch size that reached the level
+    crossing: float = 0.0  # log-scale spread of the measured runs' crossings (planner.uncertainty)
 
     def samples(self, batch_size: float) -> float:
         return self.e_min * (1.0 + batch_size / self.b_noise)

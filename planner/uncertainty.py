@@ -10,7 +10,13 @@ Three sources of uncertainty, each a log-normal factor on what the plan predicts
   lasts many steps, so the spread of pass means (not their standard error) is what a run meets.
 - **convergence** ``f_E``: the residuals of the fit E(B) = E_min (1 + B / B_noise) across the
   measured batch sizes (root mean square of log(measured / fitted), with n - 2 degrees of freedom;
-  ``DEFAULT_FIT_SPREAD`` when there are too few points for residuals), never below ``FIT_FLOOR``.
+  ``DEFAULT_FIT_SPREAD`` when there are too few points for residuals), never below the
+  *crossing spread* of the level nor ``FIT_FLOOR``. Three batch sizes leave the residuals one
+  degree of freedom, so they alone can call a lucky fit exact; the crossing spread
+  (``crossing_spread``) says how sharply each measured run crossed the level: the evaluation's own
+  noise (from successive evaluations of the run) over the curve's slope in log samples there, and
+  the granularity of evaluating every ``eval_every`` samples. A run that crosses its level on a
+  plateau, or is evaluated coarsely, cannot say within a few percent when the next run will.
 - **noise scale** ``f_B``: the standard error of B_noise from the same weighted least-squares fit
   (delta method on E_min and the slope), capped at ``NOISE_CAP``.
 
@@ -33,7 +39,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "candidate_intervals",
+__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "crossing_spread", "candidate_intervals",
            "SPEED_FLOOR", "MODELED_SPREAD", "FIT_FLOOR", "DEFAULT_FIT_SPREAD", "NOISE_CAP", "DRAWS"]
 
 SPEED_FLOOR = 0.03
@@ -113,17 +119,46 @@ class StageDraw:
     speed_spread: float
 
 
-def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise: float) -> Uncertainty:
-    """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points."""
+def crossing_spread(curve: Sequence[tuple[int, float]], level: float, reached: int, eval_every: int) -> float:
+    """Log-scale spread of the samples at which a run like this one first reaches ``level``.
+
+    ``curve`` is the run's (samples, score) trace (higher is better), ``reached`` the samples of
+    its first evaluation at or above ``level``. The evaluation noise is the standard deviation of
+    successive differences over the trace's second half over sqrt(2) (progress there is slow, so
+    it is mostly noise); the slope is a least-squares line of score on log samples over the
+    evaluations within a factor 2.5 of ``reached``; quantization is ``eval_every / reached /
+    sqrt(6)`` (two runs each stop at their first evaluation past the level). Capped at ``NOISE_CAP``.
+    """
+    if reached <= 0 or len(curve) < 3:
+        return 0.0
+    quant = (eval_every / reached) / math.sqrt(6.0) if eval_every > 0 else 0.0
+    tail = [v for _, v in curve[len(curve) // 2:]]
+    diffs = np.diff(np.array(tail, dtype=float))
+    noise = float(np.std(diffs) / math.sqrt(2.0)) if len(diffs) >= 2 else 0.0
+    near = [(math.log(s), v) for s, v in curve if s > 0 and reached / 2.5 <= s <= reached * 2.5]
+    if len(near) >= 2 and noise > 0:
+        x = np.array([p[0] for p in near])
+        y = np.array([p[1] for p in near])
+        slope = float(np.polyfit(x, y, 1)[0]) if np.ptp(x) > 0 else 0.0
+        cross = noise / slope if slope > 0 else NOISE_CAP
+    else:
+        cross = 0.0
+    return float(min(math.sqrt(cross ** 2 + quant ** 2), NOISE_CAP))
+
+
+def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise: float,
+                       crossing: float = 0.0) -> Uncertainty:
+    """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points, never below
+    ``crossing`` (the level's crossing spread, ``crossing_spread``)."""
     if len(points) < 2 or e_min <= 0:
-        return Uncertainty(DEFAULT_FIT_SPREAD, NOISE_CAP)
+        return Uncertainty(max(DEFAULT_FIT_SPREAD, crossing), NOISE_CAP)
     b = np.array([p[0] for p in points], dtype=float)
     e = np.array([p[1] for p in points], dtype=float)
     fitted = e_min * (1.0 + b / b_noise)
     resid = np.log(e / fitted)
     dof = len(points) - 2
     s = float(np.sqrt(np.sum(resid ** 2) / dof)) if dof > 0 else DEFAULT_FIT_SPREAD
-    s = max(s, FIT_FLOOR)
+    s = max(s, crossing, FIT_FLOOR)
     # delta method on the (relative) weighted least squares E = p + q B: cov = s^2 (A^T A)^-1
     A = np.stack([np.ones_like(b), b], axis=1) / e[:, None]
     try:

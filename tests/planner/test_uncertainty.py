@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pytest
 
 from planner.choices import filter_by_confidence, merge_overlapping, renumber
@@ -87,3 +89,32 @@ def test_a_real_plan_carries_intervals_through_its_file(tmp_path):
         assert c.cost_interval is not None and c.cost_interval.p10 <= c.cost_interval.p50 <= c.cost_interval.p90
         assert c.wall_interval is not None and 0.0 <= (c.p_reach or 0.0) <= 1.0
     assert plan_to_json(again) == plan_to_json(plan)
+
+
+def test_crossing_spread_grows_with_evaluation_noise_and_shrinks_with_a_steep_curve():
+    from planner.uncertainty import crossing_spread
+
+    rng = np.random.default_rng(0)
+    samples = np.arange(1, 41) * 1000
+    steep = 0.5 + 0.2 * np.log(samples / 1000)
+    flat = 0.5 + 0.02 * np.log(samples / 1000)
+    noise = rng.normal(0.0, 0.01, len(samples))
+
+    def spread(curve: np.ndarray, level: float, eval_every: int = 1000) -> float:
+        pts = [(int(s), float(v)) for s, v in zip(samples, curve)]
+        reached = next(s for s, v in pts if v >= level)
+        return crossing_spread(pts, level, reached, eval_every)
+
+    clean = spread(steep, 0.9, eval_every=1000)
+    assert clean == pytest.approx((1000 / 8000) / np.sqrt(6), rel=0.02)  # quantization alone
+    assert spread(steep + noise, 0.9) > clean  # noise adds to it
+    assert spread(flat + noise, 0.55) > 3 * spread(steep + noise, 0.9)  # a plateau crossing is vague
+    assert spread(steep, 0.9, eval_every=4000) > 3 * clean  # coarse evaluation is vague
+
+
+def test_the_convergence_spread_is_never_below_the_crossing_spread():
+    from planner.uncertainty import convergence_spread
+
+    pts = [(16, 1000), (64, 1200), (256, 2000)]
+    assert convergence_spread(pts, 1000.0, 200.0, crossing=0.3).e_min >= 0.3
+    assert convergence_spread(pts, 1000.0, 200.0).e_min < 0.3
