@@ -79,7 +79,7 @@ def bench_data_parallel(steps: int = 20, blocks: int = 7, batch: int = 1024, wid
             "step_s_1_process": s1, "step_s_2_processes": s2, "speedup_2_over_1": s1 / s2,
             "efficiency_2": s1 / s2 / 2.0, "blocks_s_1": times["1"], "blocks_s_2": times["2"],
             "launch_to_first_step_s": startup_s, "allreduce_s_gradients": reduce_s,
-            "allreduce_share_of_step_2": reduce_s / s2}
+            "allreduce_share_of_step_2": reduce_s / s2, "load_average_1m": os.getloadavg()[0]}
 
 
 def _print_data_parallel(r: dict[str, Any]) -> None:

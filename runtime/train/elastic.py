@@ -51,6 +51,8 @@ from typing import Any
 
 import torch.distributed as dist
 
+from planner.errors import InputError
+
 __all__ = ["GroupError", "GroupUnavailable", "Rendezvous", "Settings", "WorkerLost", "agent_command",
            "connect_store", "end_key", "parse_endpoint", "run_worker_node", "split"]
 
@@ -98,12 +100,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """The settings from ``PARETRAIN_*`` variables; ``InputError`` (exit 2) on a bad one."""
         env = dict(os.environ if env is None else env)
-        host, port = parse_endpoint(env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0"))
-        return cls(host=host, port=port, nnodes=int(env.get("PARETRAIN_NNODES", "1")),
-                   timeout_s=float(env.get("PARETRAIN_RDZV_TIMEOUT_S", "300")),
-                   max_restarts=int(env.get("PARETRAIN_MAX_RESTARTS", "3")),
-                   collective_timeout_s=float(env.get("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300")))
+        try:
+            host, port = parse_endpoint(env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0"))
+            return cls(host=host, port=port, nnodes=int(env.get("PARETRAIN_NNODES", "1")),
+                       timeout_s=float(env.get("PARETRAIN_RDZV_TIMEOUT_S", "300")),
+                       max_restarts=int(env.get("PARETRAIN_MAX_RESTARTS", "3")),
+                       collective_timeout_s=float(env.get("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300")))
+        except ValueError as err:
+            raise InputError(f"environment: {err}. To fix: set PARETRAIN_RDZV_ENDPOINT=HOST:PORT, "
+                             "PARETRAIN_NNODES and PARETRAIN_MAX_RESTARTS to integers, the timeouts to "
+                             "positive seconds") from err
 
 
 def end_key(session: int) -> str:
@@ -151,6 +159,21 @@ def _loopback(host: str) -> bool:
     return host in ("127.0.0.1", "localhost", "::1")
 
 
+def _listen(host: str, port: int) -> tuple[int, int]:
+    """A listening socket for the store: on ``host`` only when it is this machine's address (the
+    default loopback keeps the store off the network), else on every interface. Its fd passes
+    to the store, which owns it from then on."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:  # a name or address this machine does not own (NAT, DNS): listen everywhere
+        sock.bind(("", port))
+    sock.listen(128)
+    bound = int(sock.getsockname()[1])
+    return sock.detach(), bound
+
+
 def _pdeathsig() -> None:  # the agent goes when the run goes, even on a kill -9 of the run
     try:
         import ctypes
@@ -166,9 +189,10 @@ class Rendezvous:
 
     def __init__(self, settings: Settings, run_id: str) -> None:
         self.settings, self.run_id = settings, run_id
-        self.store = dist.TCPStore(settings.host, settings.port, is_master=True, wait_for_workers=False,
-                                   multi_tenant=True, timeout=timedelta(seconds=settings.collective_timeout_s))
-        self.endpoint = f"{settings.host}:{self.store.port}"
+        fd, port = _listen(settings.host, settings.port)
+        self.store = dist.TCPStore(settings.host, port, is_master=True, wait_for_workers=False, multi_tenant=True,
+                                   timeout=timedelta(seconds=settings.collective_timeout_s), master_listen_fd=fd)
+        self.endpoint = f"{settings.host}:{port}"
         self.session, self.gen, self.seen = 0, -1, 0
         self.agent: subprocess.Popen[bytes] | None = None
         self.helpers = self.local = self.per_node = self.agent_nodes = 0
