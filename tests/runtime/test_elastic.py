@@ -177,3 +177,11 @@ def test_a_helper_lost_past_max_restarts_stops_the_run(tmp_path, monkeypatch):
     assert result.cost_usd <= result.budget_usd
     names = [e["event"] for e in result.events]
     assert names.index("worker_lost") < names.index("workers_restarted") < names.index("workers_unavailable")
+
+
+@pytest.mark.slow
+def test_the_planners_all_reduce_is_measured_through_the_launcher():
+    from runtime.train.distributed import allreduce_seconds
+
+    seconds = allreduce_seconds(2, 1 << 16, repeats=5)  # rank 0 here, rank 1 launched by the agent
+    assert 0.0 < seconds < 1.0
