@@ -73,6 +73,9 @@ class Offer:
     switch_s: float = 0.0  # time to move a run onto this offer (provision, restore)
     billing_increment_s: float = 0.0  # the provider bills held time in these steps (0: continuously)
     billing_minimum_s: float = 0.0  # and at least this much per hold
+    #: forming a group of several workers here, when nobody measured it: the launcher and worker
+    #: processes start on each instance (imports, data, model) and rendezvous (c10d)
+    rendezvous_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.price_usd_per_h) and self.price_usd_per_h >= 0):

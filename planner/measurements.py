@@ -86,3 +86,4 @@ class SyncSample:
     workers: int
     bytes: int
     seconds: float
+    start_s: float = 0.0  # launching the processes and their rendezvous, until the group is formed

@@ -47,12 +47,14 @@ HOP_LATENCY_S = 50e-6
 
 @dataclass(frozen=True, slots=True)
 class SyncModel:
-    """``t_sync(n) = latency_s * (n - 1) + 2 (n - 1) / n * bytes / bandwidth_bps``."""
+    """``t_sync(n) = latency_s * (n - 1) + 2 (n - 1) / n * bytes / bandwidth_bps``; forming the
+    group (launching the workers and their rendezvous) takes ``rendezvous_s`` once per stage."""
 
     latency_s: float
     bandwidth_bps: float
     max_workers_measured: int = 1
     modeled: bool = True
+    rendezvous_s: float = 0.0
 
     def predict(self, workers: int, grad_bytes: float) -> float:
         if workers <= 1:
@@ -102,7 +104,9 @@ def fit_sync(samples: Sequence["SyncSample"]) -> SyncModel | None:
 
     (lat, inv_bw), _ = nnls(A, y)
     bw = 1.0 / inv_bw if inv_bw > 0 else 1e15
-    return SyncModel(float(lat), float(bw), max(s.workers for s in pts), modeled=False)
+    starts = sorted(getattr(s, "start_s", 0.0) for s in pts)
+    return SyncModel(float(lat), float(bw), max(s.workers for s in pts), modeled=False,
+                     rendezvous_s=float(starts[len(starts) // 2]))
 
 
 def modeled_sync(offer: "Offer", workers: int) -> SyncModel:
@@ -114,7 +118,7 @@ def modeled_sync(offer: "Offer", workers: int) -> SyncModel:
         bw = NVLINK_BPS
     else:
         bw = PCIE_BPS
-    return SyncModel(HOP_LATENCY_S, bw, 1, modeled=True)
+    return SyncModel(HOP_LATENCY_S, bw, 1, modeled=True, rendezvous_s=offer.rendezvous_s)
 
 
 def instances_for(offer: "Offer", workers: int) -> int:

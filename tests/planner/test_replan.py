@@ -30,7 +30,7 @@ def _offers(spec, lab):
     in 0.03 s: a run starting there pays it, and the GPU still wins some of these 0.3 s jobs)."""
     gpu = Offer("test/gpu", "test", "gpu", 2.0, memory_gib=16, vcpus=4, accelerator="X", accelerator_count=1,
                 peak_tflops_fp32=0.05, peak_tflops_bf16=0.1, storage_usd_per_gb_month=200.0,
-                egress_usd_per_gb=0.09, switch_s=0.03)
+                egress_usd_per_gb=0.09, switch_s=0.03, rendezvous_s=0.001)
     spot = replace(gpu, id="test/gpu:spot", price_usd_per_h=0.6, spot=True, interruption_per_h=30.0)
     return local_offers(lab.devices(), spec.hardware) + [gpu, spot]
 
@@ -41,7 +41,7 @@ def planned():
         budget={"total_usd": 2.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": 1.0}},
         target={"goal": 0.4, "levels": [0.4, 0.5], "max_samples": 10**6},
         planner={"stages": 3, "batch_sizes": [32, 128, 512], "convergence_batch_sizes": [16, 64, 256, 1024],
-                 "profile_steps": 5, "max_workers": 4},
+                 "profile_steps": 5, "max_workers": 4, "exact_front": True},
         runtime={"eval_every_samples": 2000, "checkpoint_every_s": 2.0, "keep_checkpoints": 2},
         deadline_s=600)
     spec = parse_spec(data, "spec.yaml", WORKLOADS)
