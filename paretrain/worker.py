@@ -30,7 +30,7 @@ def main() -> int:
 def worker(rdzv_endpoint: str, nnodes: int | None, nproc_per_node: int | None, max_restarts: int | None,
            local_addr: str | None, timeout_s: float) -> None:
     """Lend this machine to a run's data-parallel stages (torch's elastic launcher, c10d)."""
-    from runtime.train.elastic import run_worker_node
+    from runtime.train.node import run_worker_node
 
     rc = run_worker_node(rdzv_endpoint, nnodes=nnodes, nproc=nproc_per_node, max_restarts=max_restarts,
                          local_addr=local_addr, timeout_s=timeout_s, log=lambda m: click.echo(m, err=True))

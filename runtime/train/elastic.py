@@ -27,10 +27,12 @@ during a rendezvous that failed.
 
 Several machines: each other machine runs ``paretrain worker --rdzv-endpoint HOST:PORT`` (or
 ``torchrun --rdzv-backend c10d --rdzv-endpoint HOST:PORT --rdzv-conf is_host=false
---rdzv-id ID --nnodes A --nproc-per-node K -m paretrain.worker``); ``run_worker_node`` reads
-the job's session, node count and processes per node from the store, runs the launcher and
-comes back for the next session until the run closes. Settings come from the environment
-(``Settings.from_env``): ``PARETRAIN_RDZV_ENDPOINT`` (the address other machines reach the run
+--rdzv-id ID --nnodes A --nproc-per-node K -m paretrain.worker HOST:PORT``, which the run
+prints); ``paretrain worker`` (``runtime.train.node``) reads the session's rendezvous id, node
+count and processes per node from the store, runs the launcher and comes back for the next
+session until the run closes. The store listens on the endpoint's address only when it is this
+machine's (it has no authentication: use it on a trusted network). Settings come from the
+environment (``Settings.from_env``): ``PARETRAIN_RDZV_ENDPOINT`` (the address other machines reach the run
 at; default ``127.0.0.1`` on a free port), ``PARETRAIN_NNODES`` (machines per multi-process
 stage, the run's included; default 1), ``PARETRAIN_RDZV_TIMEOUT_S`` (default 300),
 ``PARETRAIN_MAX_RESTARTS`` (default 3), ``PARETRAIN_COLLECTIVE_TIMEOUT_S`` (default 300).
@@ -54,7 +56,7 @@ import torch.distributed as dist
 from planner.errors import InputError
 
 __all__ = ["GroupError", "GroupUnavailable", "Rendezvous", "Settings", "WorkerLost", "agent_command",
-           "connect_store", "end_key", "parse_endpoint", "run_worker_node", "split"]
+           "connect_store", "end_key", "parse_endpoint", "split"]
 
 JOB, ARRIVALS, CLOSED, NODES = "paretrain/job", "paretrain/arrivals", "paretrain/closed", "paretrain/nodes"
 #: The module the agents launch (a string: runtime never imports the command line).
@@ -145,10 +147,12 @@ def connect_store(host: str, port: int, timeout_s: float) -> Any:
 
 
 def agent_command(endpoint: str, rdzv_id: str, nnodes: int, nproc: int, max_restarts: int,
-                  local_addr: str | None = None) -> list[str]:
-    """``python -m torch.distributed.run ...``: an elastic agent, client of the run's store."""
+                  local_addr: str | None = None, join_timeout_s: float = 600.0) -> list[str]:
+    """``python -m torch.distributed.run ...``: an elastic agent, client of the run's store,
+    waiting for its peers as long as the run waits for the group."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
-           "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}", "--rdzv-conf=is_host=false",
+           "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
+           f"--rdzv-conf=is_host=false,join_timeout={max(1, int(join_timeout_s))}",
            f"--rdzv-id={rdzv_id}", f"--max-restarts={max_restarts}", "--monitor-interval=0.2"]
     if local_addr:
         cmd.append(f"--local-addr={local_addr}")
@@ -210,16 +214,18 @@ class Rendezvous:
         rdzv_id = f"{self.run_id}-s{self.session}"
         self.store.set(JOB, json.dumps({**job, "session": self.session, "rdzv_id": rdzv_id, "world": workers,
                                         "nnodes": self.agent_nodes, "nproc_per_node": self.per_node,
-                                        "max_restarts": self.settings.max_restarts}))
+                                        "max_restarts": self.settings.max_restarts,
+                                        "join_timeout_s": self.settings.timeout_s}))
         if self.settings.nnodes > 1:  # the user starts the other machines: say how
             print(f"paretrain: waiting up to {self.settings.timeout_s:g} s for {self.settings.nnodes - 1} other "
                   f"machine(s) with {self.per_node} processes each: on each run 'paretrain worker "
                   f"--rdzv-endpoint {self.endpoint}' (or 'torchrun --nnodes {self.agent_nodes} --nproc-per-node "
                   f"{self.per_node} --rdzv-backend c10d --rdzv-endpoint {self.endpoint} --rdzv-conf is_host=false "
+                  f"--max-restarts {self.settings.max_restarts} "
                   f"--rdzv-id {rdzv_id} -m {ENTRYPOINT} {self.endpoint}')", file=sys.stderr, flush=True)
         if self.local:
             cmd = agent_command(self.endpoint, rdzv_id, self.agent_nodes, self.local, self.settings.max_restarts,
-                                "127.0.0.1" if _loopback(self.settings.host) else None)
+                                "127.0.0.1" if _loopback(self.settings.host) else None, self.settings.timeout_s)
             env = {**os.environ, "OMP_NUM_THREADS": str(threads),
                    "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
             self.agent = subprocess.Popen(cmd, env=env, preexec_fn=_pdeathsig)
@@ -315,46 +321,3 @@ class Rendezvous:
             self.store.set(CLOSED, "1")
         except Exception:  # noqa: BLE001 - the store is going away anyway
             pass
-
-
-def run_worker_node(endpoint: str, *, nnodes: int | None = None, nproc: int | None = None,
-                    max_restarts: int | None = None, local_addr: str | None = None,
-                    timeout_s: float = 3600.0, log: Any = print) -> int:
-    """One other machine of a run: run torch's launcher for each session the run starts, until
-    the run closes or its store goes away. Returns the last launcher's exit code."""
-    host, port = parse_endpoint(endpoint)
-    try:
-        store = connect_store(host, port, timeout_s)
-    except Exception as err:  # noqa: BLE001 - no run at that endpoint
-        log(f"paretrain worker: no run at {endpoint}: {err}")
-        return 3
-    done, rc = 0, 0
-    while True:
-        job = _next_job(store, done, timeout_s)
-        if job is None:
-            return rc
-        done = int(job["session"])
-        n = int(store.add(f"{NODES}/{done}", 1))
-        k = nproc or int(job["nproc_per_node"])
-        store.set(f"{NODES}/{done}/{n}", json.dumps({"host": socket.gethostname(), "nproc": k}))
-        cmd = agent_command(endpoint, str(job["rdzv_id"]), nnodes or int(job["nnodes"]), k,
-                            int(job["max_restarts"]) if max_restarts is None else max_restarts, local_addr)
-        log(f"paretrain worker: session {done} of {endpoint}: {k} processes")
-        rc = subprocess.call(cmd)
-
-
-def _next_job(store: Any, done: int, timeout_s: float) -> dict[str, Any] | None:
-    """The run's next session after ``done``, or None when the run closed or went away."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if store.check([CLOSED]):
-                return None
-            if store.check([JOB]):
-                job: dict[str, Any] = json.loads(store.get(JOB))
-                if int(job["session"]) > done:
-                    return job
-        except Exception:  # noqa: BLE001 - the run ended: its store is gone
-            return None
-        time.sleep(0.2)
-    return None
