@@ -48,6 +48,7 @@ class Snapshot:
     busy_usd: float
     val_loss: float
     accuracy: float
+    held_s: float = 0.0  # seconds the run has held its current (emulated) offer: its billing hold so far
 
     @property
     def stage(self) -> StagePlan:
@@ -210,7 +211,8 @@ class Adaptation:
             step_factor=dict(self.speed),
             prices_usd_per_h={o.id: self.prices.price_usd_per_h(o.id, snap.now) for o in self.plan.offers},
             budget_left_usd=snap.budget - snap.spent - snap.reserve_usd,
-            time_left_s=self.spec.deadline_s - snap.now, prefer=objective, bad=frozenset(self.bad))
+            time_left_s=self.spec.deadline_s - snap.now, prefer=objective, bad=frozenset(self.bad),
+            held_s=snap.held_s)
 
     def replan(self, snap: Snapshot, decision: Decision) -> Change:
         """New stages for the rest of the run, from the plan's models at what the run observed."""

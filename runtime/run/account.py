@@ -81,6 +81,10 @@ class Account:
         most_s = max(offer.billing_minimum_s - (at - self.hold_t), offer.billing_increment_s, 0.0)
         return self._usd_s(state.hw, self.hold_t, self.meter.scale) * most_s
 
+    def held_s(self) -> float:
+        """Seconds the current hold has lasted (0 on a local offer, which has none)."""
+        return 0.0 if self.hold_t is None else max(self.meter.t - self.hold_t, 0.0)
+
     def drop_hold(self) -> None:
         """The provider took the machine back (a preemption): the hold ends, nothing more billed."""
         self.hold_t = None

@@ -306,7 +306,7 @@ class Executor:
             reserve_usd=self.guard.reserve_usd(st), hw=st.hw, stage_i=st.stage_i, stages=tuple(st.stages),
             stage_done=st.stage_done, progress=st.progress, beyond=st.beyond, samples=self.trainer.samples_seen,
             batch_size=self.trainer.batch_size, busy_s=st.busy_s, busy_usd=st.busy_usd,
-            val_loss=st.val_loss, accuracy=st.accuracy)
+            val_loss=st.val_loss, accuracy=st.accuracy, held_s=self.account.held_s())
 
     def apply(self, decision: Decision) -> str | None:
         """Carry a policy decision out; returns a stop status or None to go on."""

@@ -183,3 +183,41 @@ def test_a_pattern_that_matches_nothing_is_one_line_and_exit_2(tmp_path, monkeyp
     assert r.exit_code == 2
     assert r.stderr.count("\n") == 1 and "hardware.allow[1]" in r.stderr and "azure/*" in r.stderr
     assert not (tmp_path / ".paretrain").exists()
+
+
+def test_a_replan_on_a_held_offer_counts_the_seconds_already_held(tmp_path):
+    """20 s into a one-minute minimum, the rest of the hold is billed to the minute from there:
+    a replan that forgot the 20 s would bill the remaining stages another whole minute."""
+    from planner.replan import replan
+    from runtime.adapt.adaptation import Adaptation, Snapshot
+    from runtime.money.ledger import Ledger
+    from runtime.money.meter import Meter
+    from runtime.money.prices import StaticPrices
+    from runtime.run.account import Account
+    from runtime.run.executor import run_setup
+    from runtime.run.state import RunState
+
+    plan = _plan(switch_s=2.0)
+    cand = plan.candidate("cheapest")
+    setup = run_setup(plan, cand, tmp_path, run_id="held")
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    prices = StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
+    meter = Meter(Ledger(setup.ledger_path, "held"), prices)
+    account = Account(setup, meter)
+    state = RunState(stages=list(cand.stages), hw=G4DN)
+    account.open_hold(state)
+    meter.charge("compute", G4DN, stage="s", what="train", emulated=True, seconds=20.0)
+    assert account.held_s() == pytest.approx(20.0)
+
+    adaptation = Adaptation(plan, cand, setup.spec, prices, meter.cost_ahead)
+    snap = Snapshot(now=20.0, spent=meter.spent, budget=1.0, reserve_usd=0.0, hw=G4DN, stage_i=0,
+                    stages=tuple(cand.stages), stage_done=0, progress=0.0, beyond=False, samples=0,
+                    batch_size=cand.stages[0].batch_size, busy_s=0.0, busy_usd=0.0, val_loss=1.0, accuracy=0.0,
+                    held_s=account.held_s())
+    req = adaptation._request(snap, "cost")
+    assert req.held_s == pytest.approx(20.0)
+    held = replan(plan, cand, req)
+    fresh = replan(plan, cand, replace(req, held_s=0.0))
+    assert held.feasible and fresh.feasible and held.wall_s < 38.0  # the rest is far shorter than the minute
+    price_s = plan.offer(G4DN).price_usd_per_h / 3600.0
+    assert fresh.cost_usd - held.cost_usd == pytest.approx(20.0 * price_s, rel=1e-6)
