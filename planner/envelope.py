@@ -32,8 +32,9 @@ __all__ = ["EnvelopeState", "SearchEnvelope", "LocalEnvelope", "first_hold", "mo
 CHUNK_SHARE = 1.0 / 16.0
 #: a trial reserves this many times the dearest full trial so far before it trains
 HEADROOM = 1.25
-#: before any trial has finished, a trial starts holding this share of the envelope
-FIRST_SHARE = 1.0 / 8.0
+#: before any trial has finished, a trial starts holding this share of the envelope (what it
+#: does not spend comes back when it settles; a worker waits for it rather than stop)
+FIRST_SHARE = 1.0 / 4.0
 
 
 @dataclass(frozen=True, slots=True)

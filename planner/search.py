@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
@@ -50,6 +51,7 @@ __all__ = ["SearchSpace", "TrialRun", "TrialLab", "SearchResult", "search_space"
 
 DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
 MIN_EVALS_BEFORE_CUT = 3
+WAIT_S = 0.5  # a worker the envelope cannot fund looks again this often while others hold money
 _COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 
 
@@ -221,7 +223,8 @@ def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadI
                on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
                envelope: SearchEnvelope | None = None) -> SearchResult:
     """Run trials until the study holds ``trials`` complete or running ones, or the envelope
-    cannot fund the next. Each trial trains only on money it holds in ``envelope`` (default:
+    cannot fund the next (while other workers' trials hold money, it waits for what they give
+    back rather than stop). Each trial trains only on money it holds in ``envelope`` (default:
     an in-process one, starting from what the study's finished trials spent): it reserves
     its worst case before it starts, asks for more in chunks while it trains and settles
     when it ends, so any number of workers sharing one envelope stay within it."""
@@ -238,18 +241,20 @@ def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadI
             break
         dearest = _dearest_full_trial(study)
         if state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest):
-            stopped_for_budget = True  # the next trial could not finish on what is free
+            if state.held_usd > 0:  # trials of other workers hold money: what they leave comes back
+                time.sleep(WAIT_S)
+                continue
+            stopped_for_budget = True  # the next trial could not finish on what is left
             break
         with warnings.catch_warnings():  # ask/tell with a heartbeat storage: beats are ours
             warnings.filterwarnings("ignore", message="Heartbeat of storage")
             trial = study.ask()
         config = suggest_config(trial, space)
         held = envelope.reserve(trial.number, first_hold(budget, dearest))
-        if held <= 0:  # another worker took what was free since the look above
+        if held <= 0:  # another worker took what was free since the look above: look again
             trial.set_user_attr("unfunded", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            stopped_for_budget = True
-            break
+            continue
         run = _train(spec, lab, study, trial, config, held, samples, envelope)
         spent += run.spend_usd
         frozen = _record(spec, study, trial, config, run, samples)

@@ -9,6 +9,7 @@ go: ``runtime.workspace``; the search itself: ``runtime.search``.
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -204,5 +205,5 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
 
     job = WorkerJob(spec, str(ws.root.resolve()), storage, trials if trials is not None else spec.search.trials,
                     tracker.uri if tracker is not None else None, tracker.experiment if tracker is not None else "",
-                    wait_run_id(tracker, parent))
+                    wait_run_id(tracker, parent), threads=max(1, (os.cpu_count() or 1) // workers))
     return run_pool(job, workers, progress=progress)

@@ -46,3 +46,19 @@ def write_spec(tmp_path: Path):
         return p
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session (``benchmarks._postgres``: initdb and pg_ctl on a
+    free loopback port, in a temporary folder); ``postgres.create_database(name)`` gives a URL.
+    Never skipped: without the server binaries the test fails saying how to install them."""
+    from benchmarks._postgres import PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+        server.start()
+    except PostgresUnavailable as err:
+        pytest.fail(str(err), pytrace=False)
+    yield server
+    server.stop()

@@ -43,6 +43,7 @@ class WorkerJob:
     tracking_uri: str | None  # None: tracking is off
     experiment: str = ""
     parent_run_id: str | None = None
+    threads: int | None = None  # per worker: this machine's cores shared among them
 
 
 def wait_run_id(tracker: Any, handle: str | None, timeout_s: float = 30.0) -> str | None:
@@ -70,7 +71,7 @@ def worker_main(job: WorkerJob, index: int, results: Any) -> None:
     tracker = Tracker(job.tracking_uri, job.experiment, ws.spool) if job.tracking_uri else None
     try:
         r = search_worker(job.spec, ws, storage=job.storage, trials=job.trials, tracker=tracker,
-                          parent_run_id=job.parent_run_id, worker=index)
+                          parent_run_id=job.parent_run_id, worker=index, threads=job.threads)
         results.put((index, r.new_trials, r.spent_usd, r.stopped_for_budget))
     except (UserError, StopError) as err:
         print(f"paretrain: search worker {index}: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
@@ -107,6 +108,10 @@ def _watch(job: WorkerJob, procs: list[Any], progress: Callable[[str, int, int],
 def run_pool(job: WorkerJob, workers: int, *, progress: Callable[[str, int, int], None] | None = None,
              poll_s: float = 1.0) -> SearchResult:
     """Start ``workers`` worker processes on ``job`` and wait for them; the study's result."""
+    from runtime.search.worker import open_shared
+
+    _, envelope = open_shared(job.spec, job.storage or job.spec.search.storage, seed=0, lease_s=4)
+    envelope.close()  # the tables exist before the workers race to use them
     ctx = multiprocessing.get_context("spawn")
     results = ctx.SimpleQueue()
     procs = [ctx.Process(target=worker_main, args=(job, i, results), name=f"paretrain-search-{i}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import zlib
 from dataclasses import replace
 from typing import Any, Callable
@@ -19,14 +20,15 @@ from planner.catalog import local_offers
 from planner.search import SearchResult, open_study, run_search
 from planner.spec import Spec
 from runtime.money.ledger import Ledger
-from runtime.search.envelope import lease_seconds, open_envelope
+from runtime.search.envelope import StoredEnvelope, lease_seconds, open_envelope
 from runtime.tracking.search_log import log_trial
 from runtime.train.devices import local_devices
 from runtime.train.lab import TorchLab
+from runtime.train.trainer import warm_up_torch
 from runtime.train.workloads import load_workload
 from runtime.workspace import Workspace
 
-__all__ = ["search_worker", "study_name", "ledger_name"]
+__all__ = ["search_worker", "open_shared", "study_name", "ledger_name"]
 
 
 def study_name(spec: Spec) -> str:
@@ -38,6 +40,22 @@ def ledger_name(spec: Spec) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in study_name(spec))
 
 
+def open_shared(spec: Spec, url: str, *, seed: int, lease_s: int) -> tuple[Any, StoredEnvelope]:
+    """The study (heartbeat every quarter lease) and its envelope. Workers starting together on
+    a fresh database race to create the tables; the loser tries again once they exist."""
+    import sqlalchemy
+
+    for attempt in range(5):
+        try:
+            study = open_study(url, study_name(spec), spec.search.sampler, seed, heartbeat_s=lease_s // 4)
+            return study, open_envelope(url, study_name(spec), spec.budget.search_usd, lease_s=lease_s)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _seed(seed: int, worker: int | None) -> int:
     """The sampler's seed: the spec's for a lone worker (reproducible); for one of several, mixed
     with its index, host and pid, since workers with one seed propose the same configs."""
@@ -46,18 +64,29 @@ def _seed(seed: int, worker: int | None) -> int:
     return zlib.crc32(f"{seed}-{worker}-{socket.gethostname()}-{os.getpid()}".encode())
 
 
+def _cpu_within(prices: dict[str, float], threads: int | None) -> str | None:
+    """The local CPU offer with the most threads up to ``threads`` (None: the lab's choice)."""
+    if threads is None:
+        return None
+    cpus = sorted((int(d.rsplit("-", 1)[1]), d) for d in prices if d.startswith("local/cpu-"))
+    within = [d for n, d in cpus if n <= threads]
+    return within[-1] if within else (cpus[0][1] if cpus else None)
+
+
 def search_worker(spec: Spec, ws: Workspace, *, storage: str | None = None, trials: int | None = None,
                   tracker: Any = None, parent: str | None = None, parent_run_id: str | None = None,
-                  progress: Callable[[str, int, int], None] | None = None, worker: int | None = None) -> SearchResult:
+                  progress: Callable[[str, int, int], None] | None = None, worker: int | None = None,
+                  threads: int | None = None) -> SearchResult:
     """Run trials of the spec's study in this process (see the module docstring); each trial
     is logged as a child of the MLflow run ``parent`` (a handle of ``tracker``) or
     ``parent_run_id`` (a run id, for a worker process started by another). ``worker`` (the
-    index of a worker among several) gives its sampler a seed of its own."""
+    index of a worker among several) gives its sampler a seed of its own; ``threads`` (this
+    machine's cores shared among its workers) caps the threads a trial trains on, and so what
+    a second of it is charged."""
     workload = load_workload(spec.workload, ws.cache)
     name, url = study_name(spec), storage or spec.search.storage
     lease = lease_seconds()
-    study = open_study(url, name, spec.search.sampler, _seed(spec.search.seed, worker), heartbeat_s=lease // 4)
-    envelope = open_envelope(url, name, spec.budget.search_usd, lease_s=lease)
+    study, envelope = open_shared(spec, url, seed=_seed(spec.search.seed, worker), lease_s=lease)
     prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
     ledger = Ledger(ws.ledgers / f"search-{ledger_name(spec)}-{socket.gethostname()}-{os.getpid()}.jsonl",
                     f"search-{ledger_name(spec)}-{os.getpid()}")
@@ -70,8 +99,9 @@ def search_worker(spec: Spec, ws: Workspace, *, storage: str | None = None, tria
         log_trial(tracker, parent, name, t, config, spec.target.metric_obj, parent_run_id=parent_run_id)
 
     try:
+        warm_up_torch()  # library loading is the process's, not a trial's: as the executor does
         lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
-                       metric=spec.target.metric_obj)
+                       metric=spec.target.metric_obj, convergence_device=_cpu_within(prices, threads))
         return run_search(spec, lab, study, workload.info, trials=target, on_trial=on_trial, envelope=envelope)
     finally:
         envelope.close()

@@ -28,7 +28,11 @@ from runtime.money.ledger import Ledger
 from runtime.train.trainer import Trainer, estimate_peak_bytes
 from planner.metric import Metric
 
-__all__ = ["TorchLab", "code_version"]
+__all__ = ["TorchLab", "code_version", "TRIAL_STALL_S"]
+
+#: a search trial stops (or asks the envelope for more) while what it holds still pays for
+#: twice this long, whatever its steps take: a machine under load stalls a step for that long
+TRIAL_STALL_S = 1.0
 
 #: the modules whose code decides what a profile measures; hashed by content, wherever they live
 _CODE_MODULES = ("runtime.train.trainer", "runtime.train.lab", "runtime.train.workloads.mnist1d",
@@ -67,11 +71,12 @@ class _Meter:
         self.start = self.last = time.perf_counter()
         self.slowest = 0.0
         self.more: Callable[[float], float] | None = None  # grants more than ``cap`` (the search envelope)
+        self.floor_s = 0.0  # the least a unit of work is expected to take (a stall of the machine)
 
     def guard(self, next_s: float) -> None:
         spent = self.ledger.spent if self.ledger else 0.0
         pending = (time.perf_counter() - self.last) * self.price
-        nxt = 2.0 * max(next_s, self.slowest) * self.price
+        nxt = 2.0 * max(next_s, self.slowest, self.floor_s) * self.price
         if spent + pending + nxt > self.cap and self.more is not None:  # ask the envelope for more
             self.cap += self.more(spent + pending + nxt - self.cap)
         if spent + pending + nxt > self.cap:
@@ -154,6 +159,7 @@ class TorchLab:
         self.cap = cap_usd
         self.seed = seed
         self.patience = patience_evals
+        self._trial_prior_s = 0.0  # the slowest set-up or step of the last trial (guards the next one's first)
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
@@ -181,8 +187,12 @@ class TorchLab:
         start = self.ledger.spent if self.ledger else 0.0
         meter = self._meter(device, f"trial {config.id}", cap=start + cap_usd, stage="search")
         meter.more = more
+        meter.slowest = self._trial_prior_s  # the first step's guard: as slow as the last trial's slowest
+        meter.floor_s = TRIAL_STALL_S  # the trial's money is shared: a stalled step must not pass it
+        built = time.perf_counter()
         trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, _train_size(self.workload)),
                           device=torch_device, seed=self.seed, metric=self.metric)
+        built = time.perf_counter() - built
         best, cost_to_best, budget_hit = -math.inf, 0.0, False
 
         def on_eval(samples: int, value: float, i: int) -> bool:
@@ -201,6 +211,7 @@ class TorchLab:
             budget_hit = True
             curve = getattr(err, "curve", [])
         meter.flush()
+        self._trial_prior_s = max(built, meter.slowest)
         train_spend = (self.ledger.spent if self.ledger else 0.0) - start
         latency_ms = self._latency_ms(trainer, meter) if not budget_hit else float("nan")
         meter.flush()
