@@ -200,7 +200,9 @@ def open_study(storage: str | optuna.storages.BaseStorage, name: str, sampler: s
         # several processes write one sqlite file: wait for its lock rather than fail at once
         engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
         beats = {"heartbeat_interval": heartbeat_s, "grace_period": 4 * heartbeat_s} if heartbeat_s else {}
-        storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
+        with warnings.catch_warnings():  # heartbeat_interval is marked experimental; it is what fails dead trials
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
     return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
                                sampler=make_sampler(sampler, seed), load_if_exists=True)
 
