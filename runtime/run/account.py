@@ -85,6 +85,26 @@ class Account:
         """Seconds the current hold has lasted (0 on a local offer, which has none)."""
         return 0.0 if self.hold_t is None else max(self.meter.t - self.hold_t, 0.0)
 
+    def interrupted_usd(self, hold: tuple[str, float, float] | None) -> float:
+        """What the hold a killed process left open is billed beyond the time it charged: ``hold``
+        is (offer, run time it began, run time the process died), ``runtime.run.runs.open_hold_at_end``
+        and the ledger's end."""
+        if hold is None:
+            return 0.0
+        hw, began, ended = hold
+        return self._usd_s(hw, began, self.meter.scale) * self.remainder_s(hw, ended - began)
+
+    def settle_interrupted(self, state: RunState, hold: tuple[str, float, float] | None) -> float:
+        """Charge ``interrupted_usd``: one billing increment line marked ``interrupted``."""
+        usd = self.interrupted_usd(hold)
+        if hold is None or usd <= 0:
+            return 0.0
+        hw, began, ended = hold
+        held = ended - began
+        return self.meter.charge_amount("compute", usd, hw, stage=state.stage_name, what="billing increment",
+                                        emulated=True, billed_s=round(self.remainder_s(hw, held), 6),
+                                        held_s=round(held, 6), interrupted=True)
+
     def drop_hold(self) -> None:
         """The provider took the machine back (a preemption): the hold ends, nothing more billed."""
         self.hold_t = None

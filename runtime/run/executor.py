@@ -33,7 +33,7 @@ from runtime.run.account import Account, EventLog
 from runtime.run.guard import BudgetGuard, Window, run_cap
 from runtime.run.recovery import Recovery
 from runtime.run.reporting import Reporting
-from runtime.run.runs import RunResult, find_resumable, last_run_time
+from runtime.run.runs import RunResult, find_resumable, last_run_time, open_hold_at_end
 from runtime.run.state import RunSetup, RunState
 from runtime.run.steps import checked_step, window_steps
 from runtime.run.workers import TrainerGroup
@@ -146,10 +146,14 @@ class Executor:
         if resumed is not None:
             st.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.setup.run_dir)]
             hw = str(resumed[0]["run"].get("hardware", st.hw))
-            if self.guard.restore_over_budget(st, hw, self.meter.t):
+            began = open_hold_at_end(self.setup.ledger_path)  # the killed process's hold, still billed
+            orphan = None if began is None else (*began, self.meter.t)
+            if self.guard.restore_over_budget(st, hw, self.meter.t, extra_usd=self.account.interrupted_usd(orphan)):
+                self.account.settle_interrupted(st, orphan)
                 st.dirty = False
                 return "budget"
             self.recovery.restore(st, resumed, reason="resume")
+            self.account.settle_interrupted(st, orphan)
             st.dirty = False
         elif self.guard.start_over_budget(st):
             st.dirty = False  # not even provisioning, a first step and its checkpoint fit: spend nothing

@@ -83,6 +83,26 @@ def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | Non
     return max(found)[1] if found else None
 
 
+def open_hold_at_end(ledger_path: Path) -> tuple[str, float] | None:
+    """The billing hold a killed process left open: (offer, run time it began), or None.
+
+    A hold begins with an emulated offer's provisioning, move or restore, or with its first
+    compute charge after a pause; a billing increment, a pause or a preemption ends it."""
+    from runtime.money.ledger import read_charges
+
+    hold: tuple[str, float] | None = None
+    if not ledger_path.exists():
+        return None
+    for c in read_charges(ledger_path):
+        if c.get("event") in ("pause", "preemption") or c.get("what") == "billing increment":
+            hold = None
+        elif c.get("kind") == "compute" and c.get("emulated"):
+            hw = str(c.get("hardware"))
+            if c.get("what") in ("provision", "move", "restore") or hold is None or hold[0] != hw:
+                hold = (hw, float(c.get("t_run", 0.0)))
+    return hold
+
+
 def last_run_time(ledger_path: Path) -> float:
     """The run time reached by the ledger's last charge (where a resumed run's clock starts)."""
     from runtime.money.ledger import read_charges

@@ -192,3 +192,17 @@ def test_a_truncated_checkpoint_is_survived_on_resume(tmp_path):
     assert again.returncode == 3, err
     assert "resume: back to" in err
     assert newest.with_suffix(".damaged").exists()
+
+
+def test_each_killed_processes_billing_hold_is_settled_on_resume(killed_and_resumed):
+    """The provider billed each killed process's machine to its increment or minimum: the resume
+    charges that once, right after it, and the run still stays within its budget."""
+    cwd, plan = killed_and_resumed[:2]
+    lines = ledger_lines(cwd)
+    offer = plan.offer("aws/g4dn.xlarge")
+    settled = [c for c in lines if c.get("interrupted")]
+    assert len(settled) == len(KILL_AT)
+    for c in settled:
+        assert c["what"] == "billing increment" and c["usd"] > 0
+        assert c["billed_s"] == pytest.approx(offer.billed_s(c["held_s"]) - c["held_s"], abs=1e-5)
+    assert math.fsum(c["usd"] for c in lines) <= plan.spec["budget"]["envelopes"]["train"]
