@@ -17,7 +17,7 @@ import torch.distributed as dist
 
 from runtime.train.elastic import Rendezvous, Settings
 
-__all__ = ["allreduce_seconds", "measure_allreduce"]
+__all__ = ["allreduce_seconds", "allreduce_timing", "measure_allreduce"]
 
 
 def measure_allreduce(nbytes: int, repeats: int) -> float:
@@ -35,16 +35,24 @@ def measure_allreduce(nbytes: int, repeats: int) -> float:
 def allreduce_seconds(workers: int, nbytes: int, repeats: int = 20) -> float:
     """Mean seconds of one all-reduce of ``nbytes`` among ``workers`` processes (this one and
     ``workers - 1`` launched by the elastic agent on this machine)."""
+    return allreduce_timing(workers, nbytes, repeats)[0]
+
+
+def allreduce_timing(workers: int, nbytes: int, repeats: int = 20) -> tuple[float, float]:
+    """``(seconds, start_s)``: the mean all-reduce (as ``allreduce_seconds``) and the seconds from
+    launching the helpers to the formed group (``planner.measurements.SyncSample.start_s``)."""
     if workers < 2:
         raise ValueError(f"`workers >= 2` must hold to measure an all-reduce, but got {workers}")
     rdzv = Rendezvous(Settings(timeout_s=120.0, max_restarts=0), run_id=f"allreduce{os.getpid()}")
     try:
+        t0 = time.perf_counter()
         rdzv.launch({"kind": "allreduce", "nbytes": nbytes, "repeats": repeats}, workers, threads=1)
         rdzv.form()
         dist.init_process_group("gloo", store=dist.PrefixStore(rdzv.store_prefix, rdzv.store), rank=0,
                                 world_size=workers)
+        start_s = time.perf_counter() - t0
         try:
-            return measure_allreduce(nbytes, repeats)
+            return measure_allreduce(nbytes, repeats), start_s
         finally:
             dist.destroy_process_group()
     finally:
