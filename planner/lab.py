@@ -55,8 +55,9 @@ class Lab(Protocol):
         """Achieved fp32 matrix-multiply rate of ``device`` in GFLOP/s (scales modeled offers)."""
         ...
 
-    def measure_sync(self, workers: int, nbytes: int) -> float:
-        """Seconds of one all-reduce of ``nbytes`` among ``workers`` local processes."""
+    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float]:
+        """(seconds of one all-reduce of ``nbytes`` among ``workers`` local processes, seconds
+        from launching them to their formed group)."""
         ...
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,

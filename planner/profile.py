@@ -113,7 +113,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
         for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores}):
             for nbytes in (1 << 16, 1 << 20, 1 << 22):
                 tasks.append((f"all-reduce of {nbytes >> 10} KiB among {n}",
-                              lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, lab.measure_sync(n, nb)))))
+                              lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, *lab.measure_sync(n, nb)))))
     for cfg in configs:
         if cfg.id in hints:
             continue
