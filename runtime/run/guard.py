@@ -73,7 +73,7 @@ class BudgetGuard:
         emu = self.setup.emulated(state.hw)
         slow = self.prices.slowdown(state.hw, self.meter.now(emu))
         if emu:
-            return state.stage.step_s * slow
+            return state.stage.step_s * slow + state.form_s
         return 3.0 * max(state.slowest, state.stage.step_s) * slow + 0.002 + state.connect_s
 
     def eval_s(self, state: RunState) -> float:

@@ -55,6 +55,18 @@ class RunSetup:
         process's state load otherwise."""
         return self.offer(hardware).switch_s if self.emulated(hardware) else 0.05
 
+    def form_s(self, stage: StagePlan) -> float:
+        """Virtual seconds an emulated stage on several workers takes to form its group (the
+        plan's rendezvous term, ``planner.stagecost``); 0 on a local offer, whose real launch
+        and rendezvous the meter charges as they happen."""
+        if stage.workers <= 1 or not self.emulated(stage.hardware):
+            return 0.0
+        try:
+            return self.plan.step_model(stage.hardware, self.cand.config_id, stage.precision,
+                                        stage.workers).rendezvous_s
+        except KeyError:
+            return 0.0
+
 
 @dataclass
 class RunState:
@@ -85,6 +97,7 @@ class RunState:
     kept_bytes: list[int] = field(default_factory=list)  # sizes of the checkpoints kept
     dirty: bool = True  # trained since the last checkpoint
     connect_s: float = 0.0  # the longest the next step may wait for its processes to rendezvous
+    form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
     stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
 
     @property

@@ -27,6 +27,9 @@ def checked_step(state: RunState, trainer: Any, account: Account, prices: PriceS
     meter, emu = account.meter, account.setup.emulated(state.hw)
     t_before, usd_before = meter.t, meter.ledger.spent
     slow = window.slow if window is not None else prices.slowdown(state.hw, meter.now(emu))
+    if emu and state.form_s > 0:  # the stage's group forms first (reserved with the step)
+        account.charge(state, "compute", "rendezvous", seconds=state.form_s)
+        state.form_s = 0.0
     t0 = time.perf_counter()
     state.loss = trainer.step()
     real = time.perf_counter() - t0

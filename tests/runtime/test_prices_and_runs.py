@@ -138,3 +138,27 @@ def test_a_stage_renting_several_instances_pays_for_each(tmp_path):
              if c["kind"] == "compute" and c["seconds"] > 0]
     price = next(o.price_usd_per_h for o in plan.offers if o.id == HW)
     assert lines and all(c["usd"] == pytest.approx(2 * price / 3600 * c["seconds"], rel=1e-9) for c in lines)
+
+
+@pytest.mark.slow  # trains through a real executor
+def test_an_emulated_stage_on_two_instances_pays_its_rendezvous_once_on_both(tmp_path):
+    """The plan charges a stage on several workers the time to form its group; the emulated run
+    charges that very time, on every instance, once per stage, before the stage's first step."""
+    from dataclasses import replace
+
+    data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin"})
+    data["planner"] = {**data["planner"], "max_workers": 2}
+    plan = make_test_plan(data)
+    cand = next(c for c in plan.candidates if all(s.hardware == HW for s in c.stages))
+    two = replace(cand, stages=tuple(replace(s, workers=2, instances=2) for s in cand.stages))
+    plan2 = replace(plan, candidates=tuple(two if c.id == cand.id else c for c in plan.candidates))
+    rdzv = plan.step_model(HW, cand.config_id, cand.stages[0].precision, 2).rendezvous_s
+    assert rdzv == plan.offer(HW).rendezvous_s > 0
+    result = _run(plan2, tmp_path, "rdzv")
+    lines = list(read_charges(tmp_path / ".paretrain" / "ledger" / "rdzv.jsonl"))
+    formed = [c for c in lines if c.get("what") == "rendezvous"]
+    assert [c["stage"] for c in formed] == [f"stage{k}" for k in range(len(two.stages))]
+    price = plan.offer(HW).price_usd_per_h
+    assert all(c["seconds"] == pytest.approx(rdzv) for c in formed)
+    assert all(c["usd"] == pytest.approx(2 * price / 3600 * rdzv, rel=1e-9) for c in formed)
+    assert result.cost_usd <= plan2.spec["budget"]["envelopes"]["train"]
