@@ -246,7 +246,7 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
 @cli.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
 @click.option("--candidate", default="knee", show_default=True,
-              help="knee, cheapest, fastest, or a candidate id from the plan.")
+              help="knee, cheapest, fastest, accurate (the highest level), or a candidate id from the plan.")
 @click.option("--resume", is_flag=True, help="Continue this candidate's last run: nothing to do if it "
                                              "finished, a new run if there is none.")
 @click.option("--approve", is_flag=True, help="Run a candidate above budget.approval_above_usd.")

@@ -113,15 +113,23 @@ class Plan:
         return metric_of(self.spec)
 
     def candidate(self, which: str) -> Candidate:
-        """``knee`` (the chosen one), ``cheapest``, ``fastest`` or a candidate id."""
+        """``knee`` (the chosen one), ``cheapest``, ``fastest``, ``accurate`` (the highest level,
+        the cheapest of those) or a candidate id."""
         ident = {"knee": self.chosen, "chosen": self.chosen, "cheapest": self.cheapest,
-                 "fastest": self.fastest}.get(which, which)
+                 "fastest": self.fastest, "accurate": self.most_accurate}.get(which, which)
         for c in self.candidates:
             if c.id == ident:
                 return c
         ids = ", ".join(c.id for c in self.candidates)
         raise InputError(f"--candidate {which!r} is not in the plan. To fix: use knee, cheapest, "
-                         f"fastest or one of {ids}")
+                         f"fastest, accurate or one of {ids}")
+
+    @property
+    def most_accurate(self) -> str:
+        """The id of the candidate at the highest level of the target metric (the cheapest of them)."""
+        m = self.metric
+        best = max(self.candidates, key=lambda c: (m.score(c.accuracy), -c.cost_usd, -c.wall_s))
+        return best.id
 
     def config(self, config_id: str) -> Config:
         for c in self.configs:

@@ -101,6 +101,10 @@ def test_candidate_selection_by_name_and_id():
     assert cheapest.cost_usd == min(c.cost_usd for c in plan.candidates)
     assert fastest.wall_s == min(c.wall_s for c in plan.candidates)
     assert plan.candidate("knee").id == plan.chosen
+    top = max(c.accuracy for c in plan.candidates)
+    accurate = plan.candidate("accurate")
+    assert accurate.accuracy == top
+    assert accurate.cost_usd == min(c.cost_usd for c in plan.candidates if c.accuracy == top)
     assert plan.candidate(plan.candidates[0].id) is plan.candidates[0]
     with pytest.raises(InputError, match="not in the plan"):
         plan.candidate("p99")
