@@ -14,7 +14,13 @@ the planner's network term is fitted to), and what two independent one-thread pr
 from this machine (``parallel_capacity``: on a shared 2-vCPU machine often far from 2), which
 bounds the ratio.
 
+``bench_search`` (``benchmarks/_search_scale.py``): trials per hour of ``paretrain search
+--workers N`` with N = 1, 2 and 4 on one study in a PostgreSQL server the benchmark starts
+(initdb + pg_ctl on a loopback port), from the first trial's start to the last one's end and
+over the command's wall time.
+
     .venv/bin/python benchmarks/scale_out.py [--only data_parallel] [--steps 20] [--blocks 7]
+    .venv/bin/python benchmarks/scale_out.py --only search [--search-trials 12] [--search-repeats 3]
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale_out.json"
+
+from benchmarks._search_scale import bench_search, print_search  # noqa: E402
 
 
 def update_results(key: str, record: dict[str, Any], path: Path = RESULTS) -> None:
@@ -122,6 +130,7 @@ def _print_data_parallel(r: dict[str, Any]) -> None:
 #: name -> (bench function, table printer); each half registers its own entry.
 BENCHES: dict[str, tuple[Callable[..., dict[str, Any]], Callable[[dict[str, Any]], None]]] = {
     "data_parallel": (bench_data_parallel, _print_data_parallel),
+    "search": (bench_search, print_search),
 }
 
 
@@ -130,8 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--only", choices=sorted(BENCHES), action="append", help="run only these halves")
     p.add_argument("--steps", type=int, default=20, help="data parallel: steps per block")
     p.add_argument("--blocks", type=int, default=7, help="data parallel: alternating blocks")
+    p.add_argument("--search-trials", type=int, default=12, help="search: trials per run")
+    p.add_argument("--search-repeats", type=int, default=3, help="search: rounds over 1, 2, 4 workers")
     args = p.parse_args(argv)
-    kwargs = {"data_parallel": {"steps": args.steps, "blocks": args.blocks}}
+    kwargs = {"data_parallel": {"steps": args.steps, "blocks": args.blocks},
+              "search": {"trials": args.search_trials, "repeats": args.search_repeats}}
     for name in args.only or list(BENCHES):
         bench, show = BENCHES[name]
         record = bench(**kwargs.get(name, {}))
