@@ -47,8 +47,9 @@ class Lab(Protocol):
         ...
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int) -> ConvergenceRun:
-        """Train at ``batch_size`` until the top level or ``max_samples``; when each level is reached."""
+                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+        """Train at ``batch_size`` until the top level or ``max_samples``; when each level is
+        reached. ``device``: where to train (None: the lab's convergence device)."""
         ...
 
     def measure_peak(self, device: str) -> float:

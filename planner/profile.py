@@ -121,7 +121,7 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
             tasks.append((f"convergence {cfg.id} at batch {b}",
                           lambda c=cfg, bb=b: lab.measure_convergence(
                               c, bb, spec.target.levels, spec.target.max_samples,
-                              spec.runtime.eval_every_samples)))
+                              spec.runtime.eval_every_samples, device=fastest_cpu(steps, c.id, bb))))
     unsupported = tuple((dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions)
     noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
     total = len(tasks) + len(noise_cfgs)
@@ -160,6 +160,22 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
 #: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).
 NOISE_SMALL_BATCH = 16
 NOISE_BIG_BATCH = 512
+
+
+def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -> str | None:
+    """The measured local CPU that trains ``config_id`` fastest at ``batch_size`` (the nearest
+    measured batch size), fp32; None when none was measured. Convergence runs train there: a
+    model whose steps do not speed up on two threads (a GRU's small sequential kernels, or a
+    busy machine) is not measured on the slower two-thread device."""
+    best: tuple[float, str] | None = None
+    for sp in steps:
+        if sp.config_id != config_id or sp.precision != "fp32" or not sp.hardware.startswith("local/cpu"):
+            continue
+        near = min((s for s in sp.samples if s.workers == 1), key=lambda s: abs(s.batch_size - batch_size),
+                   default=None)
+        if near is not None and (best is None or near.step_s / near.batch_size < best[0]):
+            best = (near.step_s / near.batch_size, sp.hardware)
+    return best[1] if best else None
 
 
 def noise_points(top: int, n: int = 6) -> list[int]:

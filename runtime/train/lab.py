@@ -342,8 +342,8 @@ class TorchLab:
         return seconds, start_s
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int) -> ConvergenceRun:
-        device = self.convergence_device
+                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+        device = device if device in self.prices else self.convergence_device
         torch_device = claim(device)
         meter = self._meter(device, f"convergence of {config.id} at batch {batch_size}")
         trainer = Trainer(self.workload, config, batch_size=min(batch_size, _train_size(self.workload)),

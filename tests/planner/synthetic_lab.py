@@ -47,7 +47,7 @@ class SyntheticLab:
         return 1e-4 * (workers - 1) + 2 * (workers - 1) / workers * nbytes / 1e9, 0.0
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int) -> ConvergenceRun:
+                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
         self.calls.append(f"convergence {config.id} {batch_size}")
         base = self.e_min.get(config.id, 20000.0)
         best = self.best.get(config.id, 0.95)

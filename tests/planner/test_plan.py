@@ -22,7 +22,7 @@ from tests.planner.synthetic_lab import SyntheticLab
 class _CurvedLab(SyntheticLab):
     """Convergence runs that also report their learning curve."""
 
-    def measure_convergence(self, config, batch_size, levels, max_samples, eval_every):
+    def measure_convergence(self, config, batch_size, levels, max_samples, eval_every, device=None):
         run = super().measure_convergence(config, batch_size, levels, max_samples, eval_every)
         return replace(run, curve=((1000, 0.25), (2000, 0.5)))
 

@@ -163,3 +163,18 @@ def test_builtin_catalog_has_the_required_offers_with_sources():
     assert len(on_demand) >= 12
     assert all(o.source and o.as_of for o in offers)
     assert any(o.spot and o.interruption_per_h > 0 for o in offers)
+
+
+def test_convergence_runs_train_on_the_cpu_measured_fastest_for_the_config():
+    from planner.measurements import StepProfile, StepSample
+    from planner.profile import fastest_cpu
+
+    def prof(hw, step_s):
+        return StepProfile(hw, "gru", "fp32", tuple(StepSample(b, 1, step_s * b / 64, 1.0, 0) for b in (64, 256)))
+
+    # a GRU whose steps are slower on two (contended) threads than on one
+    steps = [prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.030)]
+    assert fastest_cpu(steps, "gru", 128) == "local/cpu-1"
+    assert fastest_cpu(list(reversed(steps)), "gru", 128) == "local/cpu-1"
+    assert fastest_cpu([prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.006)], "gru", 128) == "local/cpu-2"
+    assert fastest_cpu(steps, "cnn", 128) is None
