@@ -33,7 +33,7 @@ demo: install
 	cd $(DEMO) && \
 	$(abspath $(VENV))/bin/paretrain init . --force && \
 	$(abspath $(VENV))/bin/paretrain plan mnist1d.yaml -o plan.json && \
-	$(abspath $(VENV))/bin/paretrain run plan.json --candidate knee && \
+	$(abspath $(VENV))/bin/paretrain run plan.json --candidate accurate && \
 	$(abspath $(VENV))/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
 	echo "demo: done in $$(( $$(date +%s) - start )) s; files in $(DEMO)/ (plan.json, pareto.png, compare.png, mlflow.db)"
 

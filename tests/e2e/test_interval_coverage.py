@@ -18,14 +18,17 @@ REPEATS = 5
 
 
 def _spec() -> dict:
+    """A small GRU on 6,000 MNIST-1D samples: 2-6 s of training to its levels on one thread."""
     return small_spec(
         name="mnist1d-interval",
-        workload={"name": "mnist1d", "samples": 4000, "val_fraction": 0.15, "seed": 0},
-        configs=[{"id": "cnn-24x3", "family": "cnn", "channels": 24, "depth": 3, "kernel": 5, "lr": 0.002}],
-        target={"goal": 0.6, "levels": [0.6, 0.7], "max_samples": 120000},
+        workload={"name": "mnist1d", "samples": 6000, "val_fraction": 0.1, "seed": 0},
+        configs=[{"id": "gru-32", "family": "gru", "hidden": 32, "depth": 1, "lr": 0.004}],
+        target={"goal": 0.7, "levels": [0.7, 0.8], "max_samples": 150000},
+        budget={"total_usd": 0.02, "envelopes": {"profile": 0.008, "search": 0.001, "train": 0.006}},
+        hardware={"allow": ["local/cpu-1"]},
         planner={"stages": 2, "batch_sizes": [32, 64, 128], "convergence_batch_sizes": [32, 64, 128],
-                 "noise": False},
-        runtime={"eval_every_samples": 2000, "checkpoint_every_s": 5},
+                 "noise": False, "profile_steps": 10},
+        runtime={"eval_every_samples": 2500, "checkpoint_every_s": 5},
     )
 
 

@@ -21,8 +21,8 @@ def parse(data: dict):
 def test_example_spec_loads_into_frozen_dataclasses():
     spec = read_spec(ROOT / "examples" / "mnist1d.yaml")
     assert spec.name == "mnist1d-demo"
-    assert [c.id for c in spec.configs] == ["mlp-256x2", "cnn-32x3"]
-    assert spec.budget.train_usd == pytest.approx(0.012)
+    assert [c.id for c in spec.configs] == ["gru-128"]
+    assert spec.budget.train_usd == pytest.approx(0.013)
     assert spec.target.levels[0] == spec.target.goal
     with pytest.raises(AttributeError):
         spec.budget.total_usd = 1.0  # type: ignore[misc]
