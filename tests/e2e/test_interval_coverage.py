@@ -49,6 +49,7 @@ def test_a_short_run_falls_inside_its_predicted_interval_in_4_of_5_repeats(tmp_p
         results.append((run["wall_s"], lo, hi))
     inside = [lo <= wall <= hi for wall, lo, hi in results]
     shown = "; ".join(f"{w:.2f} s in [{lo:.2f}, {hi:.2f}]" for w, lo, hi in results)
+    print(shown)
     assert results[0][0] >= 1.0, f"the run is meant to last a few seconds: {shown}"
     assert sum(inside) >= 4, f"realized wall time inside P10-P90 in {sum(inside)} of {REPEATS} runs: {shown}"
     assert ledger_total(tmp_path, "run-") <= plan["spec"]["budget"]["envelopes"]["train"] * REPEATS
