@@ -108,3 +108,15 @@ def test_a_worker_killed_mid_trial_gives_its_reservation_back_and_the_study_goes
     assert sum(s == optuna.trial.TrialState.COMPLETE for s in states.values()) == 3
     assert math.isclose(open_envelope(url, STUDY, envelope).state().held_usd, 0.0)
     assert ledger_total(tmp_path, f"search-{STUDY}-") <= envelope
+
+
+def test_two_workers_on_the_default_sqlite_storage(tmp_path):
+    """sqlite (the one-machine default) takes several worker processes too."""
+    envelope = 0.003
+    write_spec(tmp_path, envelope)
+    r = paretrain(tmp_path, "search", "spec.yaml", "--workers", "2", "--trials", "4", "--no-track")
+    assert r.returncode == 0, r.stderr
+    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path / 'paretrain-optuna.db'}")
+    complete = [t.number for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 4 <= len(complete) <= 5 and len({t.number for t in study.trials}) == len(study.trials)
+    assert 0 < ledger_total(tmp_path, f"search-{STUDY}-") <= envelope
