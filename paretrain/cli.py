@@ -261,6 +261,9 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     from paretrain.inputs import choose_resume, plan_spec_of, read_plan, read_prices
     from planner.approval import check_approval
 
+    from runtime.train.elastic import Settings
+
+    Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
     the_plan = read_plan(plan_path)
     cand = the_plan.candidate(candidate)
     spec = plan_spec_of(the_plan, str(plan_path))

@@ -102,18 +102,32 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
-        """The settings from ``PARETRAIN_*`` variables; ``InputError`` (exit 2) on a bad one."""
+        """The settings from ``PARETRAIN_*`` variables; ``InputError`` (exit 2) on a bad one,
+        naming it."""
         env = dict(os.environ if env is None else env)
+
+        def read(name: str, default: str, kind: type, rule: str) -> Any:
+            raw = env.get(name, default)
+            try:
+                return kind(raw)
+            except ValueError:
+                raise InputError(f"environment: {name} must be {rule}; got {raw!r}. To fix: set it to "
+                                 f"{rule} or unset it (default {default})") from None
+
+        endpoint = env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0")
         try:
-            host, port = parse_endpoint(env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0"))
-            return cls(host=host, port=port, nnodes=int(env.get("PARETRAIN_NNODES", "1")),
-                       timeout_s=float(env.get("PARETRAIN_RDZV_TIMEOUT_S", "300")),
-                       max_restarts=int(env.get("PARETRAIN_MAX_RESTARTS", "3")),
-                       collective_timeout_s=float(env.get("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300")))
+            host, port = parse_endpoint(endpoint)
+        except ValueError:
+            raise InputError(f"environment: PARETRAIN_RDZV_ENDPOINT must be HOST:PORT; got {endpoint!r}. "
+                             "To fix: set it like 10.0.0.1:29400 or unset it") from None
+        try:
+            return cls(host=host, port=port, nnodes=read("PARETRAIN_NNODES", "1", int, "an integer >= 1"),
+                       timeout_s=read("PARETRAIN_RDZV_TIMEOUT_S", "300", float, "seconds > 0"),
+                       max_restarts=read("PARETRAIN_MAX_RESTARTS", "3", int, "an integer >= 0"),
+                       collective_timeout_s=read("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300", float, "seconds > 0"))
         except ValueError as err:
-            raise InputError(f"environment: {err}. To fix: set PARETRAIN_RDZV_ENDPOINT=HOST:PORT, "
-                             "PARETRAIN_NNODES and PARETRAIN_MAX_RESTARTS to integers, the timeouts to "
-                             "positive seconds") from err
+            raise InputError(f"environment: {err}. To fix: set PARETRAIN_NNODES >= 1, PARETRAIN_MAX_RESTARTS "
+                             ">= 0 and the timeouts to positive seconds") from err
 
 
 def end_key(session: int) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import time
 from typing import Any
 
+from planner.errors import InputError
 from runtime.train.elastic import CLOSED, JOB, NODES, agent_command, connect_store, parse_endpoint
 
 __all__ = ["run_worker_node"]
@@ -26,7 +27,11 @@ def run_worker_node(endpoint: str, *, nnodes: int | None = None, nproc: int | No
                     timeout_s: float = 3600.0, log: Any = print) -> int:
     """One other machine of a run: run torch's launcher for each session the run starts, until
     the run closes or its store goes away. Returns the last launcher's exit code."""
-    host, port = parse_endpoint(endpoint)
+    try:
+        host, port = parse_endpoint(endpoint)
+    except ValueError as err:
+        raise InputError(f"--rdzv-endpoint: {err}. To fix: pass the run's PARETRAIN_RDZV_ENDPOINT, "
+                         "e.g. 10.0.0.1:29400") from err
     try:
         store = connect_store(host, port, timeout_s)
     except Exception as err:  # noqa: BLE001 - no run at that endpoint

@@ -109,3 +109,19 @@ def test_candidate_above_approval_threshold_needs_approve(tmp_path, monkeypatch)
     assert r.exit_code == 3
     assert "above budget.approval_above_usd $0" in r.stderr and "--approve" in r.stderr
     assert not (tmp_path / ".paretrain").exists()
+
+
+@pytest.mark.parametrize("args, env", [
+    (["worker", "--rdzv-endpoint", "nonsense"], {}),
+    (["run", "plan.json"], {"PARETRAIN_NNODES": "abc"}),
+    (["run", "plan.json"], {"PARETRAIN_RDZV_ENDPOINT": "no-port"}),
+    (["run", "plan.json"], {"PARETRAIN_MAX_RESTARTS": "-1"}),
+])
+def test_bad_rendezvous_settings_are_one_line_and_exit_2_before_anything_runs(tmp_path, args, env):
+    (tmp_path / "plan.json").write_text("{}")  # never read: the settings are checked first
+    proc = subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "To fix" in lines[0] and "Traceback" not in proc.stderr
+    assert files(tmp_path) == {"plan.json"}
