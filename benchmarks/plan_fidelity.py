@@ -63,6 +63,8 @@ def main() -> None:
             plan, round_rows = one_round(str(spec), args.repeats, rnd, case)
             plans.append(plan["fingerprint"])
             rows.extend(round_rows)
+    out = ROOT / "benchmarks" / "results" / "plan_fidelity.json"
+    rows, plans = _merge(out, cases, rows, plans)  # the other cases' runs from an earlier invocation
     summary = summarize(rows)
     cov = coverage(rows)
     print(f"{'workload':<12} {'devices':>7} {'runs':>4} {'wall in P10-P90':>15} {'cost in P10-P90':>15} "
@@ -76,10 +78,21 @@ def main() -> None:
           f"realized/predicted samples median {summary['samples_median_ratio']:.2f}, seconds per sample "
           f"{summary['speed_median_ratio']:.2f}; repeats of one candidate differ by {summary['repeat_spread_median']:.1%} "
           f"in wall time (median; max {summary['repeat_spread_max']:.1%})")
-    out = ROOT / "benchmarks" / "results" / "plan_fidelity.json"
-    out.write_text(json.dumps({"cases": {k: str(v) for k, v in cases.items()}, "plans": plans, "rows": rows,
+    out.write_text(json.dumps({"cases": sorted({r["case"] for r in rows}), "plans": plans, "rows": rows,
                                "coverage": cov, "summary": summary}, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def _merge(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[list[dict], list[str]]:
+    """This invocation's rows, and an earlier result's rows of the cases it did not run."""
+    if not out.exists():
+        return rows, plans
+    try:
+        old = json.loads(out.read_text())
+    except ValueError:
+        return rows, plans
+    kept = [r for r in old.get("rows", []) if r.get("case") and r["case"] not in cases]
+    return kept + rows, list(old.get("plans", [])) + plans
 
 
 def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, list[dict]]:
