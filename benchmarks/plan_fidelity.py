@@ -57,30 +57,38 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     cases = {"custom": Path(args.spec)} if args.spec else {k: CASES[k] for k in (args.case or sorted(CASES))}
-    rows, plans = [], []
+    out = ROOT / "benchmarks" / "results" / "plan_fidelity.json"
+    rows: list[dict] = []
+    plans: list[str] = []
     for case, spec in cases.items():
         for rnd in range(args.rounds):
             plan, round_rows = one_round(str(spec), args.repeats, rnd, case)
             plans.append(plan["fingerprint"])
             rows.extend(round_rows)
-    out = ROOT / "benchmarks" / "results" / "plan_fidelity.json"
-    rows, plans = _merge(out, cases, rows, plans)  # the other cases' runs from an earlier invocation
-    summary = summarize(rows)
-    cov = coverage(rows)
+            _write(out, cases, rows, plans)  # after every round: a crash or a kill loses one round at most
+    summary, cov = _write(out, cases, rows, plans)
     print(f"{'workload':<12} {'devices':>7} {'runs':>4} {'wall in P10-P90':>15} {'cost in P10-P90':>15} "
           f"{'wall P50 MAPE':>13} {'cost P50 MAPE':>13}  goal (>=18 runs, 70-90%, <=10%)")
     for g in cov:
         print(f"{g['workload']:<12} {g['devices']:>7} {g['runs']:>4} {g['wall_s_coverage']:>15.0%} "
               f"{g['cost_usd_coverage']:>15.0%} {g['wall_s_p50_mape']:>13.1%} {g['cost_usd_p50_mape']:>13.1%}  "
               f"{'met' if g['met'] else 'NOT met'}")
-    print(f"all runs: cost MAPE {summary['cost_mape']:.1%}, wall MAPE {summary['wall_mape']:.1%}, accuracy "
-          f"error mean {summary['acc_mean_abs_err_pts']:.2f} / max {summary['acc_max_abs_err_pts']:.2f} pts, "
+    print(f"all runs: cost MAPE {summary['cost_mape']:.1%}, wall MAPE {summary['wall_mape']:.1%}, metric "
+          f"error mean {summary['acc_mean_abs_err_pts']:.2f} / max {summary['acc_max_abs_err_pts']:.2f} (points of "
+          f"accuracy, or the metric's units x100), "
           f"realized/predicted samples median {summary['samples_median_ratio']:.2f}, seconds per sample "
           f"{summary['speed_median_ratio']:.2f}; repeats of one candidate differ by {summary['repeat_spread_median']:.1%} "
           f"in wall time (median; max {summary['repeat_spread_max']:.1%})")
-    out.write_text(json.dumps({"cases": sorted({r["case"] for r in rows}), "plans": plans, "rows": rows,
-                               "coverage": cov, "summary": summary}, indent=1) + "\n")
     print(f"wrote {out}")
+
+
+def _write(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[dict, list[dict]]:
+    """Write the result file: this invocation's rows with an earlier result's other cases."""
+    all_rows, all_plans = _merge(out, cases, rows, plans)
+    summary, cov = summarize(all_rows), coverage(all_rows)
+    out.write_text(json.dumps({"cases": sorted({r["case"] for r in all_rows}), "plans": all_plans,
+                               "rows": all_rows, "coverage": cov, "summary": summary}, indent=1) + "\n")
+    return summary, cov
 
 
 def _merge(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[list[dict], list[str]]:
@@ -92,7 +100,7 @@ def _merge(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[
     except ValueError:
         return rows, plans
     kept = [r for r in old.get("rows", []) if r.get("case") and r["case"] not in cases]
-    return kept + rows, list(old.get("plans", [])) + plans
+    return kept + rows, list(dict.fromkeys(list(old.get("plans", [])) + plans))
 
 
 def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, list[dict]]:
@@ -120,7 +128,8 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
             row = {"round": rnd, "case": workload, "which": which, "candidate": cid, "repeat": rep, "exit": r.returncode,
                    "status": status["status"], "pred_cost_usd": pred["cost_usd"],
                    "cost_usd": status["cost_usd"], "pred_wall_s": pred["wall_s"], "wall_s": status["wall_s"],
-                   "pred_accuracy": pred["accuracy"], "accuracy": status["val_accuracy"],
+                   "pred_accuracy": pred["accuracy"],
+                   "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
                    "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
             row.update(_realized_steps(work, status["run_id"], cand))
             row["cost_err"] = (row["pred_cost_usd"] - row["cost_usd"]) / row["cost_usd"]
