@@ -79,7 +79,7 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     K = spec.planner.stages
     fits, notes = fit_all_convergence(spec, profile, configs)
     choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
-    workers = worker_counts(spec.planner.max_workers)
+    workers = [n for n in worker_counts(spec.planner.max_workers) if n >= spec.planner.min_workers]
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
     left_out = _unsupported_precisions(spec, offers, profile, notes)
     options = tuple(Option(o.id, q, b, n) for o in offers for q in spec.planner.precisions

@@ -148,6 +148,7 @@ class PlannerSpec:
     batch_sizes: tuple[int, ...] = (16, 32, 64, 128, 256)
     precisions: tuple[str, ...] = ("fp32",)
     max_workers: int = 1
+    min_workers: int = 1
     solver: str = "highs"
     pareto_points: int | None = None
     time_limit_s: float = 60.0
@@ -268,6 +269,9 @@ def parse_spec(data: Any, where: str = "<spec>",
     if p["stages"] > 1 and p["stages"] > t["max_samples"]:
         raise SpecError(where, "planner.stages", "must not exceed target.max_samples", p["stages"],
                         "use fewer stages")
+    if p["min_workers"] > p["max_workers"]:
+        raise SpecError(where, "planner.min_workers", "must not exceed planner.max_workers", p["min_workers"],
+                        f"set it to at most {p['max_workers']}, or raise planner.max_workers")
     if len(p["convergence_batch_sizes"]) < 3:
         raise SpecError(where, "planner.convergence_batch_sizes", "needs at least 3 batch sizes to fit "
                         "E(B) = E_min (1 + B / B_noise)", p["convergence_batch_sizes"],

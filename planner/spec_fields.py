@@ -123,6 +123,9 @@ SPEC_FIELDS = Field("section", fields={
                                  "that train in it; fp16 scales the loss)"),
         "max_workers": _int(default=1, minimum=1, maximum=1024,
                             help="data-parallel workers per stage: 1, 2, 4, ... up to this"),
+        "min_workers": _int(default=1, minimum=1, maximum=1024,
+                            help="the fewest workers a stage may use (e.g. 2 with max_workers 2: "
+                                 "every stage data parallel)"),
         "solver": Field("str", default="highs", choices=("highs", "cbc")),
         "pareto_points": _int(default=None, nullable=True, minimum=2, maximum=1000,
                               help="cap on the Pareto set's size (unset: the exact front)"),

@@ -133,3 +133,15 @@ def test_unreached_levels_are_noted_not_planned():
     plan = plan_from_json(plan_text(small_spec(), lab), "plan.json")
     assert all(not (c.config_id == "mlp-64x2" and c.accuracy > 0.45) for c in plan.candidates)
     assert any("mlp-64x2: val_accuracy 0.5" in n for n in plan.notes)
+
+
+def test_min_workers_makes_every_stage_data_parallel_and_must_not_pass_max_workers():
+    from planner.errors import SpecError
+
+    data = small_spec(planner={**small_spec()["planner"], "max_workers": 2, "min_workers": 2})
+    data["hardware"] = {"allow": ["local/cpu-1"]}
+    plan = plan_from_json(plan_text(data), "plan.json")
+    assert plan.candidates and all(s.workers == 2 for c in plan.candidates for s in c.stages)
+    with pytest.raises(SpecError, match="planner.min_workers"):
+        parse_spec(small_spec(planner={**small_spec()["planner"], "max_workers": 2, "min_workers": 4}),
+                   "spec.yaml", WORKLOADS)
