@@ -7,7 +7,7 @@ run with option o = (offer h, precision q, per-worker batch b, workers n), globa
     compute   T0 = f (S / B * t(b, n) + S / eval_every * t_eval)
     ckpt      T0 += t_ckpt (c + T0 / ckpt_every)        c = 2 for the run's first stage, else 1
     warm-up   T0 += t_fixed                             the run's first stage only
-    group     T0 += t_rdzv                              n > 1: launch and rendezvous
+    group     T0 += t_rdzv                              the run's first stage, n > 1
     rework    T  = T0 (1 + rate(h) / 3600 * (ckpt_every / 2 + switch_s(h)))      (spot offers)
     cost      C  = T (instances(h, n) * price(h) + storage(h) * bytes / 1e9 / month)
 
@@ -17,8 +17,11 @@ price per instance (a replan passes the current one). Checkpoints are written on
 stage's end (and at the run's start) and once every ``ckpt_every`` seconds. A stage with several
 workers forms its group first (``t_rdzv``: the launcher starts the workers and they rendezvous,
 measured by the profile on local offers, ``Offer.rendezvous_s`` elsewhere),
-every instance held meanwhile. It is charged once per such stage: an upper bound, since the
-runtime keeps a group formed across consecutive stages with the same workers.
+every instance held meanwhile. The runtime keeps a group formed across stages with the same
+offer and workers, so the plan charges it once, with the run's first stage; a schedule that
+changes its worker count or offer mid-run forms a new group then, which the program (whose
+transitions are between offers, not worker counts) does not price and the runtime charges as it
+happens. A replan's stages never pay it: the run's group exists.
 
 Between stages, moving the run onto offer h costs ``switch_s(h)`` seconds at h's price (free on
 local offers) and leaving offer h costs the checkpoint's egress. The run's first stage on a
@@ -94,7 +97,7 @@ def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepMode
     t0 += step.ckpt_s * ((2 if first else 1) + t0 / ckpt_every)
     if first:  # a fresh run's first steps: allocator and kernel warm-up, measured by the profile
         t0 += getattr(step, "fixed_s", 0.0) * step_factor
-    if option.workers > 1:  # the group forms: every worker's instance is held while it does
+    if first and option.workers > 1:  # the group forms: every worker's instance is held while it does
         t0 += step.sync.rendezvous_s
     rework = offer.interruption_per_h / 3600.0 * (ckpt_every / 2.0 + offer.switch_s)
     t = t0 * (1.0 + rework)

@@ -275,7 +275,7 @@ class Executor:
     def _enter_stage(self) -> None:
         """The meter charges for every instance the current stage rents."""
         self.meter.scale = max(1, int(self.state.stage.instances))
-        self.state.form_s = self.setup.form_s(self.state.stage)
+        self.state.form_group(self.setup.form_s(self.state.stage))
         self.window = None
 
     def _next_stage(self) -> None:

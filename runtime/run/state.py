@@ -98,11 +98,19 @@ class RunState:
     dirty: bool = True  # trained since the last checkpoint
     connect_s: float = 0.0  # the longest the next step may wait for its processes to rendezvous
     form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
+    group: tuple[str, int] | None = None  # (offer, workers) of the group formed last in this process
     stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
 
     @property
     def stage(self) -> StagePlan:
         return self.stages[min(self.stage_i, len(self.stages) - 1)]
+
+    def form_group(self, seconds: float) -> None:
+        """Enter the current stage's group: a new one (``seconds`` to form, charged before the
+        next step) unless this process formed one on the same offer with the same workers."""
+        key = (self.stage.hardware, self.stage.workers)
+        if key != self.group:
+            self.group, self.form_s = key, seconds
 
     @property
     def stage_name(self) -> str:

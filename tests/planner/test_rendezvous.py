@@ -1,5 +1,6 @@
-"""A stage on several workers pays for forming its group (launch and rendezvous) on every
-instance it holds: measured on local offers, ``Offer.rendezvous_s`` on offers nobody measured."""
+"""A run on several workers pays for forming its group (launch and rendezvous) with its first
+stage, on every instance it holds: measured on local offers, ``Offer.rendezvous_s`` on offers
+nobody measured. Later stages keep the group."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ GPU = Offer("cloud/gpu-1x", "cloud", "gpu", 3.6, memory_gib=80.0, accelerator="X
             peak_tflops_fp32=50.0, rendezvous_s=40.0)
 
 
-def _cost(workers: int, sync: SyncModel, offer: Offer = GPU):
+def _cost(workers: int, sync: SyncModel, offer: Offer = GPU, first: bool = True):
     step = StepModel(StepTimeModel(0.01, 0.0, 1, 1024), sync, 0.0, 0.0, False, {})
     return stage_cost(work=10_000.0, b_noise=1e12, option=Option(offer.id, "fp32", 100, workers), step=step,
-                      offer=offer, instances=instances_for(offer, workers), storage_bytes=0.0, first=False,
+                      offer=offer, instances=instances_for(offer, workers), storage_bytes=0.0, first=first,
                       eval_every=1e12, ckpt_every=1e12)
 
 
@@ -33,6 +34,8 @@ def test_a_two_instance_stage_pays_the_rendezvous_on_both_instances():
     two = _cost(2, sync)
     assert two.time_s == pytest.approx(steps_only.time_s + 40.0, rel=1e-9)
     assert two.cost_usd == pytest.approx(2 * (steps_only.time_s + 40.0) * 3.6 / 3600, rel=1e-9)
+    later = _cost(2, sync, first=False)  # the group formed with the run's first stage
+    assert later.time_s == pytest.approx(_cost(2, replace(sync, rendezvous_s=0.0), first=False).time_s, rel=1e-9)
 
 
 def test_one_worker_forms_no_group():
