@@ -83,14 +83,15 @@ def _held(url: str, envelope: float) -> float:
 def test_a_worker_killed_mid_trial_gives_its_reservation_back_and_the_study_goes_on(tmp_path, postgres):
     url = postgres.create_database("killed_worker")
     envelope, lease = 0.003, 4
-    write_spec(tmp_path, envelope)
+    # trials of 60k samples: seconds long even on an idle machine, so the kill lands mid-trial
+    write_spec(tmp_path, envelope, trial_samples=60000, eval_every=5000)
     worker = paretrain(tmp_path, "search", "spec.yaml", "--storage", url, "--trials", "3", "--no-track",
                        lease_s=lease, wait=False)
     deadline = time.monotonic() + 120
     while _held(url, envelope) == 0:  # wait until its first trial holds money and trains
         assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read() if worker.stderr else ""
         time.sleep(0.2)
-    time.sleep(1.0)
+    time.sleep(0.5)
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait()
     held = _held(url, envelope)
