@@ -108,21 +108,19 @@ class Reporting:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
         if status == "workers":
-            err = BudgetExhausted(
-                f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
-                f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
-                f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
-                f"--candidate {cand.id} --resume'")
-            err.result = result  # type: ignore[attr-defined]
-            raise err
-        if status != "target":
+            message = (f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
+                       f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
+                       f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
+                       f"--candidate {cand.id} --resume'")
+        elif status != "target":
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
-            err = BudgetExhausted(
-                f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
-                f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
-                f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
-                f"{cand.id} --resume'")
+            message = (f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
+                       f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
+                       f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
+                       f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
+                       f"{cand.id} --resume'")
+        if status != "target":
+            err = BudgetExhausted(message)
             err.result = result  # type: ignore[attr-defined]
             raise err
         return result
