@@ -56,9 +56,9 @@ class Lab(Protocol):
         """Achieved fp32 matrix-multiply rate of ``device`` in GFLOP/s (scales modeled offers)."""
         ...
 
-    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float]:
+    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
         """(seconds of one all-reduce of ``nbytes`` among ``workers`` local processes, seconds
-        from launching them to their formed group)."""
+        from launching them to their formed group, how much slower each computes while all do)."""
         ...
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,

@@ -87,3 +87,4 @@ class SyncSample:
     bytes: int
     seconds: float
     start_s: float = 0.0  # launching the processes and their rendezvous, until the group is formed
+    contention: float = 1.0  # a compute block's time with all the processes running it, over alone

@@ -54,6 +54,7 @@ class StepModelRecord:
     spread: float = 0.0  # pass-to-pass spread of the measured step times (planner.uncertainty)
     fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps (the first stage pays it)
     rendezvous_s: float = 0.0  # forming the group of a stage with several workers
+    contention: float = 1.0  # each worker's compute slowdown while all compute (local processes)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.instances < 1:
@@ -68,7 +69,7 @@ class StepModelRecord:
         """The ``planner.throughput.StepModel`` this record was written from."""
         single = StepTimeModel(self.alpha_s, self.beta_s, self.b_range[0], self.b_range[1], self.measured)
         sync = SyncModel(self.sync_latency_s, self.sync_bandwidth_bps, self.sync_max_workers,
-                         rendezvous_s=self.rendezvous_s)
+                         rendezvous_s=self.rendezvous_s, contention=self.contention)
         return StepModel(single, sync, self.grad_bytes, self.eval_s, self.modeled, dict(self.memory), self.ckpt_s,
                          self.spread, self.fixed_s)
 
@@ -81,7 +82,8 @@ class StepModelRecord:
                    float(m.sync.latency_s), float(m.sync.bandwidth_bps), int(m.sync.max_workers_measured),
                    float(m.grad_bytes), float(m.eval_s), float(m.ckpt_s), bool(m.modeled),
                    _pairs(sorted(m.memory.items()), int, int), int(instances), float(storage_bytes),
-                   float(m.spread), float(m.fixed_s), float(m.sync.rendezvous_s if n > 1 else 0.0))
+                   float(m.spread), float(m.fixed_s), float(m.sync.rendezvous_s if n > 1 else 0.0),
+                   float(m.sync.contention if n > 1 else 1.0))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StepModelRecord":

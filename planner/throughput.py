@@ -48,13 +48,16 @@ HOP_LATENCY_S = 50e-6
 @dataclass(frozen=True, slots=True)
 class SyncModel:
     """``t_sync(n) = latency_s * (n - 1) + 2 (n - 1) / n * bytes / bandwidth_bps``; forming the
-    group (launching the workers and their rendezvous) takes ``rendezvous_s`` once per stage."""
+    group (launching the workers and their rendezvous) takes ``rendezvous_s``; each worker
+    computes ``contention`` times slower than alone while the others do (local processes sharing
+    a machine's cores; 1 on instances of their own)."""
 
     latency_s: float
     bandwidth_bps: float
     max_workers_measured: int = 1
     modeled: bool = True
     rendezvous_s: float = 0.0
+    contention: float = 1.0
 
     def predict(self, workers: int, grad_bytes: float) -> float:
         if workers <= 1:
@@ -77,7 +80,14 @@ class StepModel:
     fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps
 
     def predict(self, batch_size: int, workers: int = 1) -> float:
-        return self.single.predict(batch_size) + self.sync.predict(workers, self.grad_bytes)
+        """One step of ``workers`` data-parallel workers at per-worker ``batch_size``: the compute
+        (slowed by the measured contention), the gradients' all-reduce, and the command rank 0
+        broadcasts before each step (``runtime.train.parallel``: one more small collective)."""
+        if workers <= 1:
+            return self.single.predict(batch_size)
+        command = self.sync.latency_s * (workers - 1)
+        return (self.single.predict(batch_size) * self.sync.contention + self.sync.predict(workers, self.grad_bytes)
+                + command)
 
     def extrapolated(self, batch_size: int, workers: int) -> bool:
         return self.single.extrapolated(batch_size) or workers > self.sync.max_workers_measured
@@ -105,8 +115,10 @@ def fit_sync(samples: Sequence["SyncSample"]) -> SyncModel | None:
     (lat, inv_bw), _ = nnls(A, y)
     bw = 1.0 / inv_bw if inv_bw > 0 else 1e15
     starts = sorted(getattr(s, "start_s", 0.0) for s in pts)
-    return SyncModel(float(lat), float(bw), max(s.workers for s in pts), modeled=False,
-                     rendezvous_s=float(starts[len(starts) // 2]))
+    most = max(s.workers for s in pts)
+    slow = sorted(getattr(s, "contention", 1.0) for s in pts if s.workers == most)
+    return SyncModel(float(lat), float(bw), most, modeled=False, rendezvous_s=float(starts[len(starts) // 2]),
+                     contention=float(slow[len(slow) // 2]))
 
 
 def modeled_sync(offer: "Offer", workers: int) -> SyncModel:

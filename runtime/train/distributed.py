@@ -17,7 +17,10 @@ import torch.distributed as dist
 
 from runtime.train.elastic import Rendezvous, Settings
 
-__all__ = ["allreduce_seconds", "allreduce_timing", "measure_allreduce"]
+__all__ = ["allreduce_seconds", "allreduce_timing", "measure_allreduce", "measure_compute"]
+
+#: iterations of the one-thread compute block timed alone and with every process of the group
+COMPUTE_ITERS = 60
 
 
 def measure_allreduce(nbytes: int, repeats: int) -> float:
@@ -32,17 +35,40 @@ def measure_allreduce(nbytes: int, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
+def measure_compute(iters: int = COMPUTE_ITERS) -> float:
+    """Seconds of a fixed one-thread compute block (256x256 matrix products): timed alone and
+    then in every process of a group at once, their ratio is how much the processes slow each
+    other down on this machine (shared cores, memory bandwidth, a busy host)."""
+    a = torch.randn(256, 256)
+    b = torch.randn(256, 256)
+    a @ b  # warm-up
+    if dist.is_initialized():
+        dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        a @ b
+    return time.perf_counter() - t0
+
+
 def allreduce_seconds(workers: int, nbytes: int, repeats: int = 20) -> float:
     """Mean seconds of one all-reduce of ``nbytes`` among ``workers`` processes (this one and
     ``workers - 1`` launched by the elastic agent on this machine)."""
     return allreduce_timing(workers, nbytes, repeats)[0]
 
 
-def allreduce_timing(workers: int, nbytes: int, repeats: int = 20) -> tuple[float, float]:
-    """``(seconds, start_s)``: the mean all-reduce (as ``allreduce_seconds``) and the seconds from
-    launching the helpers to the formed group (``planner.measurements.SyncSample.start_s``)."""
+def allreduce_timing(workers: int, nbytes: int, repeats: int = 20) -> tuple[float, float, float]:
+    """``(seconds, start_s, contention)``: the mean all-reduce (as ``allreduce_seconds``), the
+    seconds from launching the helpers to the formed group (``SyncSample.start_s``), and how much
+    slower a compute block runs with every process of the group running it at once than alone
+    (``SyncSample.contention``: 1 where the processes have cores of their own)."""
     if workers < 2:
         raise ValueError(f"`workers >= 2` must hold to measure an all-reduce, but got {workers}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # like each helper
+    try:
+        alone = min(measure_compute() for _ in range(2))  # before any helper runs
+    finally:
+        torch.set_num_threads(threads)
     rdzv = Rendezvous(Settings(timeout_s=120.0, max_restarts=0), run_id=f"allreduce{os.getpid()}")
     try:
         t0 = time.perf_counter()
@@ -52,7 +78,13 @@ def allreduce_timing(workers: int, nbytes: int, repeats: int = 20) -> tuple[floa
                                 world_size=workers)
         start_s = time.perf_counter() - t0
         try:
-            return measure_allreduce(nbytes, repeats), start_s
+            seconds = measure_allreduce(nbytes, repeats)
+            torch.set_num_threads(1)
+            try:
+                together = measure_compute()
+            finally:
+                torch.set_num_threads(threads)
+            return seconds, start_s, max(together / alone, 1.0)
         finally:
             dist.destroy_process_group()
     finally:

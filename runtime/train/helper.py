@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 from planner.space import Config
 from planner.spec import WorkloadSpec
-from runtime.train.distributed import measure_allreduce
+from runtime.train.distributed import measure_allreduce, measure_compute
 from runtime.train.elastic import ARRIVALS, CLOSED, JOB, connect_store, end_key, parse_endpoint
 from runtime.train.parallel import BATCH, STATE, STEP, STOP, Replica, join_groups, receive_state
 from runtime.train.trainer import set_threads
@@ -58,6 +58,7 @@ def main(argv: Sequence[str]) -> int:
         dist.init_process_group("gloo", store=prefixed, rank=rank, world_size=world)
         try:
             measure_allreduce(int(job["nbytes"]), int(job["repeats"]))
+            measure_compute()  # at once with rank 0's: the group's contention
         finally:
             dist.destroy_process_group()
         return 0

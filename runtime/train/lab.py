@@ -328,18 +328,18 @@ class TorchLab:
         meter.flush()
         return 2.0 * size ** 3 / best / 1e9
 
-    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float]:
+    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
         """(seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes, seconds
-        from launching them to their formed group), started by torch's elastic launcher as a
-        data-parallel stage's are."""
+        from launching them to their formed group, their compute contention), started by torch's
+        elastic launcher as a data-parallel stage's are."""
         from runtime.train.distributed import allreduce_timing
 
         device = f"local/cpu-{workers}" if f"local/cpu-{workers}" in self.prices else self.convergence_device
         meter = self._meter(device, f"all-reduce among {workers}")
         meter.guard(10.0)  # launching the processes through the agent takes 3-5 s on 2 cores
-        seconds, start_s = allreduce_timing(workers, nbytes)
+        timing = allreduce_timing(workers, nbytes)
         meter.flush()
-        return seconds, start_s
+        return timing
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
                             max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:

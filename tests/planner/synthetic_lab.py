@@ -43,8 +43,8 @@ class SyntheticLab:
     def measure_peak(self, device: str) -> float:
         return 10.0 * int(device.rsplit("-", 1)[1])
 
-    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float]:
-        return 1e-4 * (workers - 1) + 2 * (workers - 1) / workers * nbytes / 1e9, 0.0
+    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
+        return 1e-4 * (workers - 1) + 2 * (workers - 1) / workers * nbytes / 1e9, 0.0, 1.0
 
     def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
                             max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:

@@ -54,3 +54,19 @@ def test_the_plan_file_keeps_the_rendezvous_of_a_stage_with_workers():
     rec = StepModelRecord.of(("local/cpu-1", "c", "fp32", 2), m, 2, 0.0)
     assert rec.model().sync.rendezvous_s == 5.5
     assert StepModelRecord.of(("local/cpu-1", "c", "fp32", 1), m, 1, 0.0).rendezvous_s == 0.0
+
+
+def test_local_workers_compute_slower_by_the_measured_contention():
+    """Two processes sharing a machine's cores each compute slower than one alone: the profile
+    measures it through the launcher and the step model of n > 1 workers carries it."""
+    sync = fit_sync([SyncSample(2, 1 << 16, 0.001, 3.0, contention=1.4),
+                     SyncSample(2, 1 << 20, 0.002, 3.0, contention=1.6),
+                     SyncSample(2, 1 << 22, 0.004, 3.0, contention=1.5)])
+    assert sync is not None and sync.contention == 1.5
+    m = StepModel(StepTimeModel(0.01, 0.0, 1, 1024), sync, 0.0, 0.0, False, {})
+    assert m.predict(64, 1) == pytest.approx(0.01)
+    # the compute slowed by 1.5, the all-reduce, and rank 0's command broadcast (one more latency)
+    assert m.predict(64, 2) == pytest.approx(0.015 + sync.predict(2, 0.0) + sync.latency_s)
+    rec = StepModelRecord.of(("local/cpu-1", "c", "fp32", 2), m, 2, 0.0)
+    assert rec.model().predict(64, 2) == pytest.approx(m.predict(64, 2))
+    assert modeled_sync(GPU, 2).contention == 1.0  # instances of their own
