@@ -87,7 +87,7 @@ class Account:
 
     def interrupted_usd(self, hold: tuple[str, float, float] | None) -> float:
         """What the hold a killed process left open is billed beyond the time it charged: ``hold``
-        is (offer, run time it began, run time the process died), ``runtime.run.runs.open_hold_at_end``
+        is (offer, run time it began, run time the process died), ``runtime.run.runs.ledger_end``
         and the ledger's end."""
         if hold is None:
             return 0.0

@@ -33,7 +33,7 @@ from runtime.run.account import Account, EventLog
 from runtime.run.guard import BudgetGuard, Window, run_cap
 from runtime.run.recovery import Recovery
 from runtime.run.reporting import Reporting
-from runtime.run.runs import RunResult, find_resumable, last_run_time, open_hold_at_end
+from runtime.run.runs import LedgerEnd, RunResult, find_resumable, ledger_end
 from runtime.run.state import RunSetup, RunState
 from runtime.run.steps import checked_step, window_steps
 from runtime.run.workers import TrainerGroup
@@ -124,7 +124,8 @@ class Executor:
         trainer = self.group.start(st.stage)
         # the meter starts once data and model are ready (like the library loading before it,
         # building them is the same for every candidate and is not charged)
-        self.meter = Meter(ledger, self.prices, start_t=last_run_time(s.ledger_path) if self.resume else 0.0)
+        self.ended = ledger_end(s.ledger_path) if self.resume else LedgerEnd()
+        self.meter = Meter(ledger, self.prices, start_t=self.ended.t)
         self.account = Account(s, self.meter)
         self.events = EventLog(s, self.meter)
         self.guard = BudgetGuard(s, self.account, self.prices, self.budget, trainer.parameter_count())
@@ -146,7 +147,7 @@ class Executor:
         if resumed is not None:
             st.kept_bytes = [p.stat().st_size for p in checkpoint_paths(self.setup.run_dir)]
             hw = str(resumed[0]["run"].get("hardware", st.hw))
-            began = open_hold_at_end(self.setup.ledger_path)  # the killed process's hold, still billed
+            began = self.ended.hold  # the killed process's hold, still billed
             orphan = None if began is None else (*began, self.meter.t)
             if self.guard.restore_over_budget(st, hw, self.meter.t, extra_usd=self.account.interrupted_usd(orphan)):
                 self.account.settle_interrupted(st, orphan)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunResult", "FINISHED", "find_resumable", "last_run", "last_run_time"]
+__all__ = ["RunResult", "FINISHED", "LedgerEnd", "find_resumable", "last_run", "ledger_end"]
 
 
 @dataclass
@@ -83,32 +83,30 @@ def find_resumable(workdir: Path, fingerprint: str, candidate: str) -> str | Non
     return max(found)[1] if found else None
 
 
-def open_hold_at_end(ledger_path: Path) -> tuple[str, float] | None:
-    """The billing hold a killed process left open: (offer, run time it began), or None.
+@dataclass(frozen=True)
+class LedgerEnd:
+    """Where a killed run's ledger ends: the run time its last charge reached (where a resumed
+    run's clock starts) and the billing hold it left open, (offer, run time it began) or None."""
 
-    A hold begins with an emulated offer's provisioning, move or restore, or with its first
-    compute charge after a pause; a billing increment, a pause or a preemption ends it."""
+    t: float = 0.0
+    hold: tuple[str, float] | None = None
+
+
+def ledger_end(ledger_path: Path) -> LedgerEnd:
+    """Read the ledger once for ``LedgerEnd``. A hold begins with an emulated offer's
+    provisioning, move or restore, or with its first compute charge after a pause; a billing
+    increment, a pause or a preemption ends it."""
     from runtime.money.ledger import read_charges
 
-    hold: tuple[str, float] | None = None
+    t, hold = 0.0, None
     if not ledger_path.exists():
-        return None
+        return LedgerEnd()
     for c in read_charges(ledger_path):
+        t = max(t, float(c.get("t_run", 0.0)) + float(c.get("seconds", 0.0)))
         if c.get("event") in ("pause", "preemption") or c.get("what") == "billing increment":
             hold = None
         elif c.get("kind") == "compute" and c.get("emulated"):
             hw = str(c.get("hardware"))
             if c.get("what") in ("provision", "move", "restore") or hold is None or hold[0] != hw:
                 hold = (hw, float(c.get("t_run", 0.0)))
-    return hold
-
-
-def last_run_time(ledger_path: Path) -> float:
-    """The run time reached by the ledger's last charge (where a resumed run's clock starts)."""
-    from runtime.money.ledger import read_charges
-
-    t = 0.0
-    if ledger_path.exists():
-        for c in read_charges(ledger_path):
-            t = max(t, float(c.get("t_run", 0.0)) + float(c.get("seconds", 0.0)))
-    return t
+    return LedgerEnd(t, hold)
