@@ -131,9 +131,11 @@ def check_inputs(spec: Spec, *, search: bool = False, storage: str | None = None
 
 
 def _convergence_device(offers: Sequence[Offer]) -> str | None:
-    """Where convergence and noise runs train: the allowed local CPU with the most threads (a
-    spec allowing only local/cpu-1 must not have them run, and be charged, on two threads);
-    None (the lab's own choice) when no local CPU is allowed."""
+    """The lab's default device for convergence and noise runs: the allowed local CPU with the
+    most threads (a spec allowing only local/cpu-1 must not have them run, and be charged, on two
+    threads); None (the lab's own choice) when no local CPU is allowed. A convergence run trains
+    on the allowed CPU measured fastest for its config instead (``planner.profile.fastest_cpu``)
+    when the profile measured one."""
     cpus = [o for o in offers if o.local and o.kind == "cpu"]
     return max(cpus, key=lambda o: o.threads).id if cpus else None
 
