@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from statistics import mean, median
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -106,16 +109,22 @@ def _merge(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[
 def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, list[dict]]:
     """Profile and plan from scratch in a fresh folder, then run each picked candidate."""
     work = Path(tempfile.mkdtemp(prefix="paretrain-fidelity-"))
-    shutil.copy(spec, work / "spec.yaml")
+    data = yaml.safe_load(Path(spec).read_text())
+    # each round its own seed (data, initialization, batch order): three independent plans whose
+    # convergence errors differ, not one plan's error counted three times
+    data["workload"]["seed"] = int(data["workload"].get("seed") or 0) + rnd
+    (work / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     p = sh(work, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
     if p.returncode:
         sys.exit(p.stderr)
     plan = json.loads((work / "plan.json").read_text())
     profile = json.loads(next((work / ".paretrain" / "profiles").glob("*.json")).read_text())
     measured = {sp["hardware"]: sp for sp in profile["steps"]}
+    calib = _convergence_speed(profile, measured)
     print(f"round {rnd}: profile " + "; ".join(
         f"{h} steps " + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
-        + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items())), flush=True)
+        + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items()))
+        + f"; convergence runs stepped x{calib:.3f} the timed passes", flush=True)
     rows = []
     for which in ("cheapest", "knee", "fastest"):
         for rep in range(repeats):
@@ -132,6 +141,7 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                    "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
                    "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
             row.update(_realized_steps(work, status["run_id"], cand))
+            row["profile_conv_speed"] = calib
             row["cost_err"] = (row["pred_cost_usd"] - row["cost_usd"]) / row["cost_usd"]
             row["wall_err"] = (row["pred_wall_s"] - row["wall_s"]) / row["wall_s"]
             row["acc_err_pts"] = (row["accuracy"] - row["pred_accuracy"]) * 100
@@ -147,6 +157,21 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                   flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return plan, rows
+
+
+def _convergence_speed(profile: dict, measured: dict) -> float:
+    """How the profile's convergence runs stepped against its timed passes at the same device and
+    batch size: the seconds-weighted geometric mean of their ratios (1.0 when none is comparable)."""
+    num = den = 0.0
+    for run in profile["convergence"]:
+        sp = measured.get(run.get("device", ""))
+        near = [s for s in sp["samples"] if s["batch_size"] == run["batch_size"] and s["workers"] == 1] if sp else []
+        if not near or not run.get("step_s"):
+            continue
+        w = run["step_s"] * run["steps"]
+        num += w * math.log(run["step_s"] / near[0]["step_s"])
+        den += w
+    return math.exp(num / den) if den else 1.0
 
 
 def _interval_row(cand: dict, row: dict, workload: str) -> dict:

@@ -65,6 +65,11 @@ class ConvergenceRun:
     eval_every: int = 0
     precision: str = "fp32"
     seconds: float = 0.0
+    #: where it trained, and the mean seconds of its ``steps`` training steps (evaluations not
+    #: counted): the profile's longest look at the machine's speed (``planner.throughput``)
+    device: str = ""
+    step_s: float = 0.0
+    steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)

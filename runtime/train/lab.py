@@ -72,6 +72,7 @@ class _Meter:
         self.slowest = 0.0
         self.more: Callable[[float], float] | None = None  # grants more than ``cap`` (the search envelope)
         self.floor_s = 0.0  # the least a unit of work is expected to take (a stall of the machine)
+        self.trained_s, self.trained_steps = 0.0, 0  # the training steps of ``_train_evaluating``
 
     def guard(self, next_s: float) -> None:
         spent = self.ledger.spent if self.ledger else 0.0
@@ -122,7 +123,8 @@ def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_ev
     next_eval = eval_every
     try:
         while trainer.samples_seen < max_samples:
-            meter.timed(trainer.step)
+            meter.trained_s += meter.timed(trainer.step)
+            meter.trained_steps += 1
             if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
                 next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
                 meter.guard(0.0)
@@ -365,7 +367,8 @@ class TorchLab:
         meter.flush()
         return ConvergenceRun(config.id, batch_size, tuple(sorted(reached.items())),
                               round(best, 5) if math.isfinite(best) else best,
-                              tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3))
+                              tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3), device,
+                              meter.trained_s / max(meter.trained_steps, 1), meter.trained_steps)
 
     def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
                       big: int, repeats: int = 16) -> Sequence[NoiseSample]:
