@@ -124,7 +124,8 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
     print(f"round {rnd}: profile " + "; ".join(
         f"{h} steps " + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
         + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items()))
-        + f"; convergence runs stepped x{calib:.3f} the timed passes", flush=True)
+        + "; convergence runs stepped " + ", ".join(f"{k} x{v:.3f}" for k, v in sorted(calib.items()))
+        + " the timed passes", flush=True)
     rows = []
     for which in ("cheapest", "knee", "fastest"):
         for rep in range(repeats):
@@ -141,7 +142,7 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                    "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
                    "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
             row.update(_realized_steps(work, status["run_id"], cand))
-            row["profile_conv_speed"] = calib
+            row["conv_speed"] = calib
             row["cost_err"] = (row["pred_cost_usd"] - row["cost_usd"]) / row["cost_usd"]
             row["wall_err"] = (row["pred_wall_s"] - row["wall_s"]) / row["wall_s"]
             row["acc_err_pts"] = (row["accuracy"] - row["pred_accuracy"]) * 100
@@ -159,19 +160,21 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
     return plan, rows
 
 
-def _convergence_speed(profile: dict, measured: dict) -> float:
+def _convergence_speed(profile: dict, measured: dict) -> dict[str, float]:
     """How the profile's convergence runs stepped against its timed passes at the same device and
-    batch size: the seconds-weighted geometric mean of their ratios (1.0 when none is comparable)."""
-    num = den = 0.0
+    batch size, per device and over all (``*``): the seconds-weighted geometric mean of the ratios."""
+    acc: dict[str, list[float]] = {}
     for run in profile["convergence"]:
         sp = measured.get(run.get("device", ""))
         near = [s for s in sp["samples"] if s["batch_size"] == run["batch_size"] and s["workers"] == 1] if sp else []
         if not near or not run.get("step_s"):
             continue
         w = run["step_s"] * run["steps"]
-        num += w * math.log(run["step_s"] / near[0]["step_s"])
-        den += w
-    return math.exp(num / den) if den else 1.0
+        for key in (run["device"], "*"):
+            num_den = acc.setdefault(key, [0.0, 0.0])
+            num_den[0] += w * math.log(run["step_s"] / near[0]["step_s"])
+            num_den[1] += w
+    return {k: math.exp(n / d) for k, (n, d) in acc.items() if d}
 
 
 def _interval_row(cand: dict, row: dict, workload: str) -> dict:

@@ -28,7 +28,7 @@ from planner.problem import Choice, Option, Problem, ProblemContext, prune_domin
 from planner.profile import worker_counts
 from planner.stagecost import entry_cost, exit_usd, option_fits, stage_cost
 from planner.throughput import StepModel, instances_for, step_models
-from planner.uncertainty import crossing_spread
+from planner.uncertainty import crossing_dof, crossing_spread
 
 if TYPE_CHECKING:
     from planner.catalog import Offer
@@ -61,15 +61,20 @@ def fit_all_convergence(spec: "Spec", profile: "Profile",
                              "measured batch sizes; not planned")
                 continue
             fit = fit_convergence(pts)
-            fits[(cfg.id, metric.score(level))] = replace(fit, crossing=_crossing(runs, level, metric))
+            spread, dof = _crossing(runs, level, metric)
+            fits[(cfg.id, metric.score(level))] = replace(fit, crossing=spread, crossing_dof=dof)
     return fits, notes
 
 
-def _crossing(runs: Sequence[Any], level: float, metric: Any) -> float:
-    """Root mean square of the crossing spreads of the runs that reached ``level``."""
+def _crossing(runs: Sequence[Any], level: float, metric: Any) -> tuple[float, int]:
+    """Root mean square of the crossing spreads of the runs that reached ``level``, and the
+    degrees of freedom of their evaluation noise together."""
+    hit = [(r, n) for r in runs for a, n in r.reached if abs(a - level) < 1e-9 and n]
     spreads = [crossing_spread([(s, metric.score(v)) for s, v in r.curve], metric.score(level), n, r.eval_every)
-               for r in runs for a, n in r.reached if abs(a - level) < 1e-9 and n]
-    return math.sqrt(sum(x * x for x in spreads) / len(spreads)) if spreads else 0.0
+               for r, n in hit]
+    if not spreads:
+        return 0.0, 0
+    return math.sqrt(sum(x * x for x in spreads) / len(spreads)), sum(crossing_dof(r.curve) for r, _ in hit)
 
 
 def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",

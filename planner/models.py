@@ -90,6 +90,7 @@ class ConvergenceFit:
     points: tuple[tuple[int, int], ...] = ()
     max_batch: int = 0  # the largest measured batch size that reached the level
     crossing: float = 0.0  # log-scale spread of the measured runs' crossings (planner.uncertainty)
+    crossing_dof: int = 0  # its degrees of freedom (evaluation differences)
 
     def samples(self, batch_size: float) -> float:
         return self.e_min * (1.0 + batch_size / self.b_noise)

@@ -241,7 +241,8 @@ def _intervals_of(s: Any, problem: "Problem", ctx: "ProblemContext", fit: "Conve
     fixed_s = s.wall_s - sum(d.time_s for d in draws)
     fixed_usd = s.cost_usd - sum(d.cost_usd for d in draws)
     cost, wall, p_reach, needed = candidate_intervals(
-        draws, convergence_spread(fit.points, fit.e_min, fit.b_noise, fit.crossing), max(fixed_s, 0.0), max(fixed_usd, 0.0))
+        draws, convergence_spread(fit.points, fit.e_min, fit.b_noise, fit.crossing, fit.crossing_dof),
+        max(fixed_s, 0.0), max(fixed_usd, 0.0))
     return {"cost_interval": cost, "wall_interval": wall, "samples_interval": needed, "p_reach": p_reach}
 
 

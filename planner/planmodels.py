@@ -40,7 +40,7 @@ class StepModelRecord:
     alpha_s: float
     beta_s: float
     b_range: tuple[int, int]
-    measured: tuple[tuple[int, float], ...]  # (batch size, mean step seconds) as measured
+    measured: tuple[tuple[int, float], ...]  # (batch size, mean step seconds) as measured, times speed_factor
     sync_latency_s: float
     sync_bandwidth_bps: float
     sync_max_workers: int
@@ -55,6 +55,7 @@ class StepModelRecord:
     fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps (the first stage pays it)
     rendezvous_s: float = 0.0  # forming the group of a stage with several workers
     contention: float = 1.0  # each worker's compute slowdown while all compute (local processes)
+    speed_factor: float = 1.0  # ``measured`` and ``eval_s`` are the profile's times this (planner.throughput)
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.instances < 1:
@@ -71,7 +72,7 @@ class StepModelRecord:
         sync = SyncModel(self.sync_latency_s, self.sync_bandwidth_bps, self.sync_max_workers,
                          rendezvous_s=self.rendezvous_s, contention=self.contention)
         return StepModel(single, sync, self.grad_bytes, self.eval_s, self.modeled, dict(self.memory), self.ckpt_s,
-                         self.spread, self.fixed_s)
+                         self.spread, self.fixed_s, self.speed_factor)
 
     @classmethod
     def of(cls, key: tuple[str, str, str, int], m: StepModel, instances: int,
@@ -83,7 +84,7 @@ class StepModelRecord:
                    float(m.grad_bytes), float(m.eval_s), float(m.ckpt_s), bool(m.modeled),
                    _pairs(sorted(m.memory.items()), int, int), int(instances), float(storage_bytes),
                    float(m.spread), float(m.fixed_s), float(m.sync.rendezvous_s if n > 1 else 0.0),
-                   float(m.sync.contention if n > 1 else 1.0))
+                   float(m.sync.contention if n > 1 else 1.0), float(m.speed_factor))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "StepModelRecord":

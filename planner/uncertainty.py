@@ -12,15 +12,18 @@ Three sources of uncertainty, each a log-normal factor on what the plan predicts
   between a profile and its runs measured on a shared 2-vCPU machine (``benchmarks/plan_fidelity``:
   realized over profiled step time 0.89-1.20 across 18 runs, median 1.07; ``runtime_overhead``:
   blocks of the same bare step 17% apart).
-- **convergence** ``f_E``: the residuals of the fit E(B) = E_min (1 + B / B_noise) across the
-  measured batch sizes (root mean square of log(measured / fitted), with n - 2 degrees of freedom;
-  ``DEFAULT_FIT_SPREAD`` when there are too few points for residuals), never below the
-  *crossing spread* of the level nor ``FIT_FLOOR``. Three batch sizes leave the residuals one
-  degree of freedom, so they alone can call a lucky fit exact; the crossing spread
-  (``crossing_spread``) says how sharply each measured run crossed the level: the evaluation's own
-  noise (from successive evaluations of the run) over the curve's slope in log samples there, and
-  the granularity of evaluating every ``eval_every`` samples. A run that crosses its level on a
-  plateau, or is evaluated coarsely, cannot say within a few percent when the next run will.
+- **convergence** ``f_E``: two estimates of one spread, pooled by their degrees of freedom. The
+  residuals of the fit E(B) = E_min (1 + B / B_noise) across the measured batch sizes (the sum of
+  squared log(measured / fitted), n - 2 degrees of freedom), and the *crossing spread* of the level
+  (``crossing_spread``): how sharply each measured run crossed it, from the evaluation's own noise
+  (successive evaluations of the run, one degree of freedom per difference, ``crossing_dof``) over
+  the curve's slope in log samples there, and the granularity of evaluating every ``eval_every``
+  samples. Pooled, s^2 = (sum of squared residuals + k c^2) / (n - 2 + k) for a crossing spread c
+  on k degrees of freedom; never below ``FIT_FLOOR``; ``max(DEFAULT_FIT_SPREAD, c)`` with two
+  points (no residual at all). Three batch sizes leave the residuals one degree of freedom: alone,
+  they call a lucky fit exact, or an unlucky one (two batch sizes crossing at the same evaluation)
+  three times as uncertain as it is; the curves' evaluations steady them either way. Measured with
+  the residuals alone as a floor, the LM's 80% intervals held 18 runs of 18 (too wide).
 - **noise scale** ``f_B``: the standard error of B_noise from the same weighted least-squares fit
   (delta method on E_min and the slope), capped at ``NOISE_CAP``.
 
@@ -43,7 +46,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "crossing_spread", "candidate_intervals",
+__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "crossing_spread", "crossing_dof",
+           "candidate_intervals",
            "SPEED_FLOOR", "MODELED_SPREAD", "FIT_FLOOR", "DEFAULT_FIT_SPREAD", "NOISE_CAP", "DRAWS"]
 
 SPEED_FLOOR = 0.08
@@ -150,10 +154,17 @@ def crossing_spread(curve: Sequence[tuple[int, float]], level: float, reached: i
     return float(min(math.sqrt(cross ** 2 + quant ** 2), NOISE_CAP))
 
 
+def crossing_dof(curve: Sequence[tuple[int, float]]) -> int:
+    """Degrees of freedom of ``crossing_spread``'s evaluation noise: the successive differences of
+    the trace's second half."""
+    return max(len(curve) - len(curve) // 2 - 1, 0) if len(curve) >= 3 else 0
+
+
 def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise: float,
-                       crossing: float = 0.0) -> Uncertainty:
-    """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points, never below
-    ``crossing`` (the level's crossing spread, ``crossing_spread``)."""
+                       crossing: float = 0.0, crossing_dof: int = 0) -> Uncertainty:
+    """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points, pooled with the
+    level's crossing spread ``crossing`` on ``crossing_dof`` degrees of freedom (the module
+    docstring); with ``crossing_dof`` 0, never below ``crossing``."""
     if len(points) < 2 or e_min <= 0:
         return Uncertainty(max(DEFAULT_FIT_SPREAD, crossing), NOISE_CAP)
     b = np.array([p[0] for p in points], dtype=float)
@@ -161,8 +172,13 @@ def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise:
     fitted = e_min * (1.0 + b / b_noise)
     resid = np.log(e / fitted)
     dof = len(points) - 2
-    s = float(np.sqrt(np.sum(resid ** 2) / dof)) if dof > 0 else DEFAULT_FIT_SPREAD
-    s = max(s, crossing, FIT_FLOOR)
+    if dof <= 0:
+        s = max(DEFAULT_FIT_SPREAD, crossing)
+    elif crossing > 0 and crossing_dof > 0:
+        s = math.sqrt((float(np.sum(resid ** 2)) + crossing_dof * crossing ** 2) / (dof + crossing_dof))
+    else:
+        s = max(float(np.sqrt(np.sum(resid ** 2) / dof)), crossing)
+    s = max(s, FIT_FLOOR)
     # delta method on the (relative) weighted least squares E = p + q B: cov = s^2 (A^T A)^-1
     A = np.stack([np.ones_like(b), b], axis=1) / e[:, None]
     try:

@@ -118,3 +118,23 @@ def test_the_convergence_spread_is_never_below_the_crossing_spread():
     pts = [(16, 1000), (64, 1200), (256, 2000)]
     assert convergence_spread(pts, 1000.0, 200.0, crossing=0.3).e_min >= 0.3
     assert convergence_spread(pts, 1000.0, 200.0).e_min < 0.3
+
+
+def test_the_fit_residuals_are_pooled_with_the_crossing_spread_by_degrees_of_freedom():
+    from planner.uncertainty import convergence_spread, crossing_dof
+
+    e_min, b_noise = 1000.0, 200.0
+    exact = [(b, round(e_min * (1 + b / b_noise))) for b in (16, 64, 256)]
+    # a lucky exact fit (one degree of freedom) is not taken for certainty: the curves' spread holds
+    lucky = convergence_spread(exact, e_min, b_noise, crossing=0.06, crossing_dof=30).e_min
+    assert lucky == pytest.approx(math.sqrt(30 * 0.06 ** 2 / 31), rel=1e-6)
+    # an unlucky one (one residual of 25%) is steadied by 30 evaluation differences ...
+    off = [(16, 1080 * 1.3), (64, 1320), (256, 2280)]
+    alone = convergence_spread(off, e_min, b_noise).e_min
+    pooled = convergence_spread(off, e_min, b_noise, crossing=0.06, crossing_dof=30).e_min
+    assert 0.06 < pooled < alone / 2
+    # ... and counts for less the fewer differences stand against it
+    assert convergence_spread(off, e_min, b_noise, crossing=0.06, crossing_dof=3).e_min > pooled
+    # the degrees of freedom: successive differences over a trace's second half
+    assert crossing_dof([(i * 100, 0.1 * i) for i in range(1, 11)]) == 4
+    assert crossing_dof([(100, 0.5), (200, 0.6)]) == 0
