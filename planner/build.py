@@ -27,7 +27,7 @@ from planner.models import ConvergenceFit, NoiseCurve, fit_convergence, fit_nois
 from planner.problem import Choice, Option, Problem, ProblemContext, prune_dominated
 from planner.profile import worker_counts
 from planner.stagecost import entry_cost, exit_usd, option_fits, stage_cost
-from planner.throughput import StepModel, instances_for, step_models
+from planner.throughput import StepModel, instances_for, speed_factors, step_models
 from planner.uncertainty import crossing_dof, crossing_spread
 
 if TYPE_CHECKING:
@@ -86,6 +86,8 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
     workers = [n for n in worker_counts(spec.planner.max_workers) if n >= spec.planner.min_workers]
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
+    notes.extend(f"{dev}: steps and evaluations predicted at x{f:.3f} the profile's timed passes (its "
+                 "convergence runs' speed)" for dev, f in sorted(speed_factors(profile).items()) if dev != "*")
     left_out = _unsupported_precisions(spec, offers, profile, notes)
     options = tuple(Option(o.id, q, b, n) for o in offers for q in spec.planner.precisions
                     if (o.id, q) not in left_out
