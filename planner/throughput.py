@@ -20,10 +20,11 @@ training loops with their evaluations, ten times longer and later in the profile
 *level*. A measured local offer's steps and evaluations are scaled by ``speed_factors``: per
 device, the seconds-weighted geometric mean of its convergence runs' step time over the passes'
 at the same batch size; a device no convergence run trained on takes the factor of all runs
-together (the machine's) when it is a CPU. Measured on this 2-vCPU machine (``benchmarks/plan_fidelity``, 18 runs
-of 4-10 s): passes ran 0.78-1.10x the runs (5-9% fast on one thread, where runs evaluate between
-steps), and the factor cut the P50's wall-time error from 13.6% to 8.7% (computed from the
-same runs).
+together (the machine's) when it is a CPU. Measured on this 2-vCPU machine
+(``benchmarks/plan_fidelity``): the convergence runs stepped 0.78-1.12x as long as the passes
+(one thread: 0.98-1.12x, as the runs evaluate between steps); applied afterwards to 18 runs of
+4-10 s planned without it, the factor cut the P50's wall-time error from 13.6% to 8.7%, and 18
+new runs planned with it missed by 9.3%.
 """
 
 from __future__ import annotations
