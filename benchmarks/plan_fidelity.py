@@ -125,7 +125,9 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
         f"{h} steps " + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
         + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items()))
         + "; convergence runs stepped " + ", ".join(f"{k} x{v:.3f}" for k, v in sorted(calib.items()))
-        + " the timed passes", flush=True)
+        + " the timed passes" + "".join(f"; {x['workers']} processes: all-reduce of {x['bytes'] >> 10} KiB "
+                                        f"{x['seconds'] * 1e3:.2f} ms, contention x{x['contention']:.2f}"
+                                        for x in profile.get("sync", [])), flush=True)
     rows = []
     for which in ("cheapest", "knee", "fastest"):
         for rep in range(repeats):
@@ -143,6 +145,7 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                    "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
             row.update(_realized_steps(work, status["run_id"], cand))
             row["conv_speed"] = calib
+            row["contention"] = sorted(x["contention"] for x in profile.get("sync", []))
             row["cost_err"] = (row["pred_cost_usd"] - row["cost_usd"]) / row["cost_usd"]
             row["wall_err"] = (row["pred_wall_s"] - row["wall_s"]) / row["wall_s"]
             row["acc_err_pts"] = (row["accuracy"] - row["pred_accuracy"]) * 100
