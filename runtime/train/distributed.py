@@ -20,7 +20,8 @@ from runtime.train.elastic import Rendezvous, Settings
 __all__ = ["allreduce_seconds", "allreduce_timing", "measure_allreduce", "measure_compute"]
 
 #: iterations of the one-thread compute block timed alone and with every process of the group
-COMPUTE_ITERS = 60
+#: (about 0.15 s here: long enough that one descheduled moment of a shared machine is averaged)
+COMPUTE_ITERS = 240
 
 
 def measure_allreduce(nbytes: int, repeats: int) -> float:
@@ -38,7 +39,9 @@ def measure_allreduce(nbytes: int, repeats: int) -> float:
 def measure_compute(iters: int = COMPUTE_ITERS) -> float:
     """Seconds of a fixed one-thread compute block (256x256 matrix products): timed alone and
     then in every process of a group at once, their ratio is how much the processes slow each
-    other down on this machine (shared cores, memory bandwidth, a busy host)."""
+    other down on this machine (shared cores, memory bandwidth, a busy host). In a group the
+    block ends when its slowest process is done, as a data-parallel step does at its all-reduce:
+    on a shared machine one process descheduled for a moment holds up the others."""
     a = torch.randn(256, 256)
     b = torch.randn(256, 256)
     a @ b  # warm-up
@@ -47,6 +50,8 @@ def measure_compute(iters: int = COMPUTE_ITERS) -> float:
     t0 = time.perf_counter()
     for _ in range(iters):
         a @ b
+    if dist.is_initialized():
+        dist.barrier()
     return time.perf_counter() - t0
 
 
