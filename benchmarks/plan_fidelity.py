@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from planner.profile import profile_from_json  # noqa: E402
+from planner.throughput import speed_factors  # noqa: E402
 
 
 def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -118,9 +120,10 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
     if p.returncode:
         sys.exit(p.stderr)
     plan = json.loads((work / "plan.json").read_text())
-    profile = json.loads(next((work / ".paretrain" / "profiles").glob("*.json")).read_text())
+    profile_file = next((work / ".paretrain" / "profiles").glob("*.json"))
+    profile = json.loads(profile_file.read_text())
     measured = {sp["hardware"]: sp for sp in profile["steps"]}
-    calib = _convergence_speed(profile, measured)
+    calib = speed_factors(profile_from_json(profile_file.read_text(), str(profile_file)))  # the plan's own
     print(f"round {rnd}: profile " + "; ".join(
         f"{h} steps " + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
         + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items()))
@@ -161,23 +164,6 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                   flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return plan, rows
-
-
-def _convergence_speed(profile: dict, measured: dict) -> dict[str, float]:
-    """How the profile's convergence runs stepped against its timed passes at the same device and
-    batch size, per device and over all (``*``): the seconds-weighted geometric mean of the ratios."""
-    acc: dict[str, list[float]] = {}
-    for run in profile["convergence"]:
-        sp = measured.get(run.get("device", ""))
-        near = [s for s in sp["samples"] if s["batch_size"] == run["batch_size"] and s["workers"] == 1] if sp else []
-        if not near or not run.get("step_s"):
-            continue
-        w = run["step_s"] * run["steps"]
-        for key in (run["device"], "*"):
-            num_den = acc.setdefault(key, [0.0, 0.0])
-            num_den[0] += w * math.log(run["step_s"] / near[0]["step_s"])
-            num_den[1] += w
-    return {k: math.exp(n / d) for k, (n, d) in acc.items() if d}
 
 
 def _interval_row(cand: dict, row: dict, workload: str) -> dict:
