@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.problem import Choice, Option, Problem
+from paretrain.planner.program.problem import Choice, Option, Problem
 
 
 def instance(seed: int, *, configs: int, offers: int, batches: int, precisions: int, workers: int,

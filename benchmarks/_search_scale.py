@@ -52,7 +52,7 @@ def _one(url: str, workers: int, trials: int, trial_samples: int) -> dict[str, A
     import optuna
     import yaml
 
-    from runtime.money.ledger import read_charges
+    from paretrain.runtime.money.ledger import read_charges
 
     folder = Path(tempfile.mkdtemp(prefix=f"paretrain-scale-{workers}-"))
     (folder / "spec.yaml").write_text(yaml.safe_dump(_spec(trial_samples)))

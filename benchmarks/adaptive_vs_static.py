@@ -33,12 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.errors import BudgetExhausted  # noqa: E402
-from planner.plan import Candidate, Plan  # noqa: E402
-from planner.spec import parse_spec  # noqa: E402
-from runtime.run.executor import Executor  # noqa: E402
-from runtime.pipeline import Workspace, plan_spec  # noqa: E402
-from runtime.train.workloads import WORKLOADS  # noqa: E402
+from paretrain.planner.errors import BudgetExhausted  # noqa: E402
+from paretrain.planner.plan.plan import Candidate, Plan  # noqa: E402
+from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
+from paretrain.runtime.run.executor import Executor  # noqa: E402
+from paretrain.runtime.pipeline import Workspace, plan_spec  # noqa: E402
+from paretrain.runtime.train.workloads import WORKLOADS  # noqa: E402
 
 SPEC = {
     "name": "adaptive-vs-static",

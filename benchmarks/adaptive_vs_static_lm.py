@@ -46,15 +46,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import runtime.pipeline  # noqa: E402
+import paretrain.runtime.pipeline  # noqa: E402
 from benchmarks.adaptive_vs_static import static, with_runtime  # noqa: E402
-from planner.errors import BudgetExhausted  # noqa: E402
-from planner.plan import Candidate, Plan  # noqa: E402
-from planner.spec import parse_spec  # noqa: E402
-from runtime.pipeline import Workspace, plan_spec  # noqa: E402
-from runtime.run.executor import Executor  # noqa: E402
-from runtime.train.lab import TorchLab  # noqa: E402
-from runtime.train.workloads import WORKLOADS  # noqa: E402
+from paretrain.planner.errors import BudgetExhausted  # noqa: E402
+from paretrain.planner.plan.plan import Candidate, Plan  # noqa: E402
+from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
+from paretrain.runtime.pipeline import Workspace, plan_spec  # noqa: E402
+from paretrain.runtime.run.executor import Executor  # noqa: E402
+from paretrain.runtime.train.torch_lab import TorchLab  # noqa: E402
+from paretrain.runtime.train.workloads import WORKLOADS  # noqa: E402
 
 BATCHES = [4, 8, 16, 32]
 OFFER = "local/cpu-1"
@@ -74,7 +74,7 @@ class OneThreadLab(TorchLab):
         super().__init__(*args, convergence_device=OFFER, **kwargs)
 
 
-runtime.pipeline.TorchLab = OneThreadLab  # type: ignore[misc]
+paretrain.runtime.pipeline.TorchLab = OneThreadLab  # type: ignore[misc]
 
 
 def make_spec(target: float) -> dict:

@@ -30,9 +30,9 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from runtime.train.trainer import keep_freed_memory  # noqa: E402
-from runtime.train.workloads.gpt import GPT, GPTConfig, adamw  # noqa: E402
-from runtime.train.workloads.stdlib_corpus import TrainWindows, load_corpus  # noqa: E402
+from paretrain.runtime.train.trainer import keep_freed_memory  # noqa: E402
+from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw  # noqa: E402
+from paretrain.runtime.train.workloads.stdlib_corpus import TrainWindows, load_corpus  # noqa: E402
 
 MODELS = ((64, 2, 64), (64, 2, 128), (128, 2, 64), (128, 4, 128))  # (width, layers, context)
 BATCHES = (1, 2, 4, 8, 16, 32, 64)

@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
 from benchmarks._instances import instance  # noqa: E402
-from planner.milp import pareto_front  # noqa: E402
-from planner.pareto import hypervolume, non_dominated  # noqa: E402
-from planner.problem import Problem, prune_dominated  # noqa: E402
+from paretrain.planner.program.milp import pareto_front  # noqa: E402
+from paretrain.planner.program.pareto import hypervolume, non_dominated  # noqa: E402
+from paretrain.planner.program.problem import Problem, prune_dominated  # noqa: E402
 
 CASES = {  # name: (configs, offers, batches, precisions, workers, stages, levels)
     "small": (2, 3, 3, 1, 1, 3, 2),

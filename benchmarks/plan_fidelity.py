@@ -16,7 +16,7 @@ start-up decides the error. Each wall-time error is split in two: ``samples_rati
 over predicted samples: the convergence model) and ``speed_ratio`` (realized over predicted
 seconds per sample: the step-time model and this machine's speed on the day). Every prediction
 is the plan's own (cost, wall time, their intervals and each stage's step and evaluation
-seconds, from ``planner.stagecost`` and ``planner.uncertainty``); the benchmark recomputes none.
+seconds, from ``paretrain.planner.program.stagecost`` and ``paretrain.planner.measure.uncertainty``); the benchmark recomputes none.
 
     .venv/bin/python benchmarks/plan_fidelity.py [--case mnist1d] [--rounds 3] [--repeats 2]
 """
@@ -37,8 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.profile import profile_from_json  # noqa: E402
-from planner.throughput import speed_factors  # noqa: E402
+from paretrain.planner.measure.profile import profile_from_json  # noqa: E402
+from paretrain.planner.measure.throughput import speed_factors  # noqa: E402
 
 
 def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -199,7 +199,7 @@ def coverage(rows: list[dict]) -> list[dict]:
 
 def _realized_steps(work: Path, run_id: str, cand: dict) -> dict:
     """The run's own step and evaluation times from its ledger, each over the plan's prediction
-    for its stage (``step_s``, ``eval_s``: planner.stagecost, the model the plan and every
+    for its stage (``step_s``, ``eval_s``: paretrain.planner.program.stagecost, the model the plan and every
     replan cost stages with)."""
     charges = [json.loads(line) for line in (work / ".paretrain" / "ledger" / f"{run_id}.jsonl").open()]
     by_stage: dict[str, list[float]] = {}

@@ -1,5 +1,5 @@
 """Planner scaling: the exact Pareto front (every non-dominated schedule) from 1k to 100k
-binaries, by the label DP of ``planner.paths`` and by the MILP epsilon-constraint sweep (HiGHS
+binaries, by the label DP of ``paretrain.planner.program.paths`` and by the MILP epsilon-constraint sweep (HiGHS
 and CBC), side by side in one run.
 
 Goal: the exact front of the reference instance (6 configs x 12 offers x 6 batch sizes x 2
@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 
 from benchmarks._instances import instance  # noqa: E402
-from planner.milp import Formulation, pareto_front  # noqa: E402
-from planner.paths import path_front  # noqa: E402
-from planner.problem import Problem, prune_dominated  # noqa: E402
+from paretrain.planner.program.milp import Formulation, pareto_front  # noqa: E402
+from paretrain.planner.program.paths import path_front  # noqa: E402
+from paretrain.planner.program.problem import Problem, prune_dominated  # noqa: E402
 
 SIZES = {  # name: (configs, offers, batches, precisions, workers, stages)
     "1k": (2, 4, 4, 2, 2, 8),

@@ -24,16 +24,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.errors import BudgetExhausted  # noqa: E402
-from planner.plan import Candidate, Plan, StagePlan  # noqa: E402
-from planner.space import Config  # noqa: E402
-from planner.spec import parse_spec  # noqa: E402
-from runtime.train.devices import claim  # noqa: E402
-from runtime.run.executor import Executor  # noqa: E402
-from runtime.money.ledger import read_charges  # noqa: E402
-from runtime.tracking.client import Tracker  # noqa: E402
-from runtime.train.trainer import Trainer, warm_up_torch  # noqa: E402
-from runtime.train.workloads import WORKLOADS, load_workload  # noqa: E402
+from paretrain.planner.errors import BudgetExhausted  # noqa: E402
+from paretrain.planner.plan.plan import Candidate, Plan, StagePlan  # noqa: E402
+from paretrain.planner.inputs.space import Config  # noqa: E402
+from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
+from paretrain.runtime.train.devices import claim  # noqa: E402
+from paretrain.runtime.run.executor import Executor  # noqa: E402
+from paretrain.runtime.money.ledger import read_charges  # noqa: E402
+from paretrain.runtime.tracking.client import Tracker  # noqa: E402
+from paretrain.runtime.train.trainer import Trainer, warm_up_torch  # noqa: E402
+from paretrain.runtime.train.workloads import WORKLOADS, load_workload  # noqa: E402
 
 CONFIG = Config("mlp-256x2", "mlp", (("width", 256), ("depth", 2)), lr=1e-3)
 BATCH = 32

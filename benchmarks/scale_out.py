@@ -72,12 +72,12 @@ def parallel_capacity() -> float:
 
 def bench_data_parallel(steps: int = 20, blocks: int = 7, batch: int = 1024, width: int = 512) -> dict[str, Any]:
     """Step time of one process against two through the elastic launcher (see the module doc)."""
-    from planner.space import Config
-    from planner.spec import WorkloadSpec
-    from runtime.train.distributed import allreduce_seconds
-    from runtime.train.parallel import ParallelTrainer
-    from runtime.train.trainer import Trainer, set_threads, warm_up_torch
-    from runtime.train.workloads.mnist1d import Mnist1D
+    from paretrain.planner.inputs.space import Config
+    from paretrain.planner.inputs.spec import WorkloadSpec
+    from paretrain.runtime.train.distributed import allreduce_seconds
+    from paretrain.runtime.train.parallel import ParallelTrainer
+    from paretrain.runtime.train.trainer import Trainer, set_threads, warm_up_torch
+    from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
     set_threads(1)
     warm_up_torch()

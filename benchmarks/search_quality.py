@@ -18,9 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from planner.spec import parse_spec  # noqa: E402
-from runtime.pipeline import Workspace, search_spec  # noqa: E402
-from runtime.train.workloads import WORKLOADS  # noqa: E402
+from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
+from paretrain.runtime.pipeline import Workspace, search_spec  # noqa: E402
+from paretrain.runtime.train.workloads import WORKLOADS  # noqa: E402
 
 
 def main() -> None:

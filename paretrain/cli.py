@@ -19,7 +19,7 @@ from paretrain.console import FORMATS, Output
 from paretrain.output import (show_compare, show_fits, show_ledger, show_plan, show_plan_written, show_profile,
                               show_result, show_running, show_search, show_tracking)
 from paretrain.worker import worker as worker_command
-from planner.errors import InputError, StopError, UserError
+from paretrain.planner.errors import InputError, StopError, UserError
 
 __all__ = ["main", "cli"]
 
@@ -81,7 +81,7 @@ def cli(ctx: click.Context, workdir: Path, verbose: bool) -> None:
 
 
 def _ws(ctx: click.Context) -> Any:
-    from runtime.pipeline import Workspace
+    from paretrain.runtime.pipeline import Workspace
 
     return Workspace(Path(ctx.obj["workdir"]))
 
@@ -109,7 +109,7 @@ def init(directory: Path, example: str, force: bool) -> None:
         raise InputError(f"{target}: already exists. To fix: pass --force to overwrite it, or choose "
                          "another directory")
     text = resources.files("paretrain").joinpath(f"examples/{name}").read_text(encoding="utf-8")
-    from runtime.files import atomic_write_text
+    from paretrain.runtime.files import atomic_write_text
 
     atomic_write_text(target, text)
     click.echo(f"wrote {target}\nnext: paretrain plan {target} -o plan.json")
@@ -118,7 +118,7 @@ def init(directory: Path, example: str, force: bool) -> None:
 @cli.command("spec-schema")
 def spec_schema() -> None:
     """Print the spec's JSON Schema."""
-    from planner.spec import spec_json_schema
+    from paretrain.planner.inputs.spec import spec_json_schema
 
     click.echo(json.dumps(spec_json_schema(), indent=2))
 
@@ -146,9 +146,9 @@ def _tracking_options(fn: Any) -> Any:
 @click.pass_context
 def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool, fmt: str) -> None:
     """Measure the candidate hardware here; write a profile file."""
-    from runtime.files import write_profile
-    from runtime.specs import read_spec
-    from runtime.pipeline import check_inputs, get_profile
+    from paretrain.runtime.files import write_profile
+    from paretrain.runtime.spec_files import read_spec
+    from paretrain.runtime.pipeline import check_inputs, get_profile
 
     spec = read_spec(spec_path)
     offers = check_inputs(spec)
@@ -172,13 +172,13 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
 def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | None, no_track: bool,
          reprofile: bool, fmt: str) -> None:
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
-    from planner.plan import plan_to_json
-    from runtime.files import atomic_write_text
-    from runtime.specs import read_spec
-    from runtime.pipeline import check_inputs, plan_spec, search_spec
-    from runtime.tracking.plan_log import log_plan
-    from runtime.tracking.plots import plot_pareto
-    from runtime.tracking.session import open_session, parent_run
+    from paretrain.planner.plan.plan import plan_to_json
+    from paretrain.runtime.files import atomic_write_text
+    from paretrain.runtime.spec_files import read_spec
+    from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
+    from paretrain.runtime.tracking.plan_log import log_plan
+    from paretrain.runtime.tracking.plots import plot_pareto
+    from paretrain.runtime.tracking.session import open_session, parent_run
 
     spec = read_spec(spec_path)
     ws = _ws(ctx)
@@ -218,10 +218,10 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
 def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None, workers: int,
            tracking_uri: str | None, no_track: bool, fmt: str) -> None:
     """Optuna architecture and hyperparameter search under the search envelope (resumable)."""
-    from runtime.specs import read_spec
-    from runtime.pipeline import check_storage, check_workload, search_spec
-    from runtime.search.storage import check_workers
-    from runtime.tracking.session import open_session, parent_run
+    from paretrain.runtime.spec_files import read_spec
+    from paretrain.runtime.pipeline import check_storage, check_workload, search_spec
+    from paretrain.runtime.trials.storage import check_workers
+    from paretrain.runtime.tracking.session import open_session, parent_run
 
     check_workers(workers)
     spec = read_spec(spec_path)
@@ -258,10 +258,10 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
 def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, approve: bool,
         prices_path: Path | None, tracking_uri: str | None, no_track: bool, fmt: str) -> None:
     """Train a plan's candidate for real, within its budget."""
-    from paretrain.inputs import choose_resume, plan_spec_of, read_plan, read_prices
-    from planner.approval import check_approval
+    from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
+    from paretrain.planner.plan.approval import check_approval
 
-    from runtime.train.elastic import Settings
+    from paretrain.runtime.train.elastic import Settings
 
     Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
     the_plan = read_plan(plan_path)
@@ -282,8 +282,8 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
 
 def _execute(ui: Output, the_plan: Any, cand: Any, spec: Any, ws: Any, *, prices: Any, plan_path: Path,
              choice: Any, tracking: tuple[str | None, bool]) -> None:
-    from runtime.run.executor import Executor
-    from runtime.tracking.session import open_session
+    from paretrain.runtime.run.executor import Executor
+    from paretrain.runtime.tracking.session import open_session
 
     run_id = choice.run_id if choice is not None else None
     session = open_session(tracking[0], spec.tracking.uri, spec.experiment, ws.spool, enabled=tracking[1])
@@ -314,9 +314,9 @@ def _execute(ui: Output, the_plan: Any, cand: Any, spec: Any, ws: Any, *, prices
               show_default=True, help="Where to write the plot.")
 def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: Path) -> None:
     """Predicted against realized cost, wall time and accuracy of an experiment's runs."""
-    from runtime.tracking.client import default_uri
-    from runtime.tracking.compare import compare_rows, latest_plan_run, log_plot
-    from runtime.tracking.plots import plot_compare
+    from paretrain.runtime.tracking.client import default_uri
+    from paretrain.runtime.tracking.compare import compare_rows, latest_plan_run, log_plot
+    from paretrain.runtime.tracking.plots import plot_compare
 
     uri = default_uri(tracking_uri)
     exp, rows = compare_rows(uri, experiment)
@@ -336,7 +336,7 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
 @click.pass_context
 def ledger(ctx: click.Context, period: str, fmt: str) -> None:
     """Spend by run, stage and kind, from the ledgers under .paretrain/ledger."""
-    from runtime.money.report import ledger_report
+    from paretrain.runtime.money.report import ledger_report
 
     rows, total = ledger_report(_ws(ctx).ledgers, period)
     with Output(fmt) as ui:
@@ -348,7 +348,7 @@ def ledger(ctx: click.Context, period: str, fmt: str) -> None:
 @click.pass_context
 def sync(ctx: click.Context, tracking_uri: str | None) -> None:
     """Replay tracking records spooled while MLflow was away."""
-    from runtime.tracking.client import sync_spool
+    from paretrain.runtime.tracking.client import sync_spool
 
     done, left = sync_spool(_ws(ctx).spool, tracking_uri)
     click.echo(f"replayed {done} records; {left} left in the spool")

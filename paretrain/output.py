@@ -69,7 +69,7 @@ def show_plan(ui: Output, plan: Any) -> None:
     ui.put("notes", list(plan.notes))
     ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "cost P10-P90",
               "wall_s", "wall P10-P90", "stages", ""], rows)
-    how = ("exact front by label-setting over stages (planner/paths.py)" if plan.solver.get("method") == "paths"
+    how = ("exact front by label-setting over stages (paretrain/planner/program/paths.py)" if plan.solver.get("method") == "paths"
            else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves")
     ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
@@ -103,7 +103,7 @@ def show_search(ui: Output, result: Any) -> None:
 def plan_budget(plan: Any) -> float | None:
     """The plan's training budget (from its spec), for marking candidates whose P90 passes it."""
     try:
-        from runtime.specs import spec_of
+        from paretrain.runtime.spec_files import spec_of
 
         return float(spec_of(dict(plan.spec), "plan:spec").budget.train_usd)
     except Exception:  # noqa: BLE001 - a mark, not a check: leave it out when the spec won't read
@@ -146,7 +146,7 @@ def show_result(ui: Output, r: Any) -> None:
 
 
 def show_tracking(ui: Output, report: Any) -> None:
-    """Where the MLflow records went (a ``runtime.tracking.session.TrackingReport``)."""
+    """Where the MLflow records went (a ``paretrain.runtime.tracking.session.TrackingReport``)."""
     if not report.enabled:
         return
     ui.put("tracking", {"uri": report.uri, "experiment": report.experiment, "run_id": report.run_id,

@@ -1,7 +1,7 @@
 """``python -m paretrain.worker HOST:PORT``: a helper rank of a run's data-parallel stage, as
 torch's elastic launcher starts it (``torchrun ... -m paretrain.worker HOST:PORT``); and
 ``paretrain worker``, which runs that launcher on another machine of the run. Thin: the work is
-in ``runtime.train.helper`` and ``runtime.train.elastic``."""
+in ``paretrain.runtime.train.helper`` and ``paretrain.runtime.train.elastic``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ __all__ = ["main", "worker"]
 
 
 def main() -> int:
-    from runtime.train.helper import main as serve
+    from paretrain.runtime.train.helper import main as serve
 
     return serve(sys.argv[1:])
 
@@ -30,7 +30,7 @@ def main() -> int:
 def worker(rdzv_endpoint: str, nnodes: int | None, nproc_per_node: int | None, max_restarts: int | None,
            local_addr: str | None, timeout_s: float) -> None:
     """Lend this machine to a run's data-parallel stages (torch's elastic launcher, c10d)."""
-    from runtime.train.node import run_worker_node
+    from paretrain.runtime.train.node import run_worker_node
 
     rc = run_worker_node(rdzv_endpoint, nnodes=nnodes, nproc=nproc_per_node, max_restarts=max_restarts,
                          local_addr=local_addr, timeout_s=timeout_s, log=lambda m: click.echo(m, err=True))

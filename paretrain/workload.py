@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
-from planner.space import Config, Family, Param, WorkloadInfo
-from runtime.train.workloads.api import Workload, check_workload, classification_metrics
+from paretrain.planner.inputs.space import Config, Family, Param, WorkloadInfo
+from paretrain.runtime.train.workloads.api import Workload, check_workload, classification_metrics
 
 __all__ = ["Workload", "check_workload", "classification_metrics", "WorkloadInfo", "Family", "Param",
            "Config", "Dataset", "TensorDataset", "IterableDataset"]

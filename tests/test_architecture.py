@@ -1,152 +1,94 @@
-"""The import contract of DESIGN.md section 2, checked on the import graph that grimp builds.
+"""The house's rules, checked on the source: the import contracts and the size of modules and
+functions (the architecture page of the docs, ``docs/architecture.md``).
 
-- planner/ imports no torch, mlflow or runtime, directly or through any chain of project modules;
-- runtime/ imports no paretrain, directly or through any chain;
-- no import cycle among the modules of planner, runtime and paretrain.
+The import contracts live in ``pyproject.toml`` (``[tool.importlinter]``) and are checked by
+import-linter, which reads every import statement without running it (imports inside functions
+and under ``if TYPE_CHECKING:`` included):
 
-grimp reads every import statement in the source without running it: module-level imports,
-imports inside functions (a lazy ``import torch`` in a planner function breaks the contract as
-much as a top-level one), and imports under ``if TYPE_CHECKING:``, which grimp reports by default
-(``exclude_type_checking_imports=False``). So a cycle kept only for type hints fails here too:
-move the shared types into a module both sides import (as ``planner.measurements`` does for the
-Lab's records).
+- the face (``paretrain.cli`` and friends) over the runtime over the planner;
+- inside the planner: the plan and the search over the program over measurements over inputs;
+- inside the runtime: a run and the pipeline over the trials over training over money and files;
+- the planner imports no torch and no mlflow, directly or through any chain;
+- no import cycle between sibling modules or packages.
 """
 
 from __future__ import annotations
 
-import grimp
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
-PACKAGES = ("planner", "runtime", "paretrain")
+ROOT = Path(__file__).resolve().parents[1]
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
-@pytest.fixture(scope="module")
-def graph() -> grimp.ImportGraph:
-    # cache_dir=None: build from the source every time and write no cache into the tree
-    return grimp.build_graph(*PACKAGES, include_external_packages=True, cache_dir=None)
+def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, check=False)
 
 
-def _chains(graph: grimp.ImportGraph, importer: str, imported: str) -> list[str]:
-    if imported not in graph.modules:  # an external package nobody imports is not in the graph
-        return []
-    chains = graph.find_shortest_chains(importer=importer, imported=imported, as_packages=True)
-    return [" -> ".join(c) for c in sorted(chains)]
+def test_the_import_contracts_are_kept():
+    out = _lint_imports(ROOT)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
 
 
-@pytest.mark.parametrize("forbidden", ["torch", "mlflow", "runtime"])
-def test_planner_imports_no_torch_mlflow_or_runtime(graph, forbidden):
-    chains = _chains(graph, "planner", forbidden)
-    assert not chains, f"planner must not import {forbidden}; import chains:\n" + "\n".join(chains)
-
-
-def test_runtime_imports_no_paretrain(graph):
-    chains = _chains(graph, "runtime", "paretrain")
-    assert not chains, "runtime must not import paretrain; import chains:\n" + "\n".join(chains)
-
-
-def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
-    ours = sorted(m for m in graph.modules if m.split(".")[0] in PACKAGES)
-    edges = {m: sorted(i for i in graph.find_modules_directly_imported_by(m) if i.split(".")[0] in PACKAGES)
-             for m in ours}
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    components: list[list[str]] = []
-    for root in ours:
-        if root in index:
-            continue
-        work = [(root, 0)]
-        while work:
-            v, i = work.pop()
-            if i == 0:
-                index[v] = low[v] = len(index)
-                stack.append(v)
-                on_stack.add(v)
-            if i < len(edges[v]):
-                work.append((v, i + 1))
-                w = edges[v][i]
-                if w not in index:
-                    work.append((w, 0))
-                elif w in on_stack:
-                    low[v] = min(low[v], index[w])
-                continue
-            if low[v] == index[v]:
-                comp = []
-                while True:
-                    w = stack.pop()
-                    on_stack.discard(w)
-                    comp.append(w)
-                    if w == v:
-                        break
-                if len(comp) > 1:
-                    components.append(sorted(comp))
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[v])
-    return sorted(components)
-
-
-def _describe(graph: grimp.ImportGraph, cycle: list[str]) -> str:
-    members = set(cycle)
-    lines = []
-    for m in cycle:
-        for imported in sorted(graph.find_modules_directly_imported_by(m) & members):
-            for d in graph.get_import_details(importer=m, imported=imported):
-                lines.append(f"  {m}:{d['line_number']}: {d['line_contents']}")
-    return "\n".join(lines)
-
-
-def test_no_import_cycles(graph):
-    cycles = _cycles(graph)
-    assert not cycles, "import cycles:\n" + "\n".join(
-        " <-> ".join(c) + "\n" + _describe(graph, c) for c in cycles)
-
-
-def test_cycle_finder_sees_a_two_module_cycle():
-    """The check itself can fail: a graph with a <-> b has one cycle, a -> c has none."""
-    g = grimp.ImportGraph()
-    for m in ("planner.a", "planner.b", "planner.c"):
-        g.add_module(m)
-    g.add_import(importer="planner.a", imported="planner.b")
-    g.add_import(importer="planner.b", imported="planner.a")
-    g.add_import(importer="planner.a", imported="planner.c")
-    assert _cycles(g) == [["planner.a", "planner.b"]]
+def test_the_contracts_catch_a_planner_module_that_imports_torch(tmp_path):
+    """The check itself can fail: a copy of the tree whose planner imports torch breaks it."""
+    copy = tmp_path / "tree"
+    copy.mkdir()
+    (copy / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    subprocess.run(["cp", "-r", str(ROOT / "paretrain"), str(copy / "paretrain")], check=True)
+    bad = copy / "paretrain" / "planner" / "errors.py"
+    bad.write_text(bad.read_text(encoding="utf-8") + "\n\ndef _f():\n    import torch  # noqa\n", encoding="utf-8")
+    out = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=copy, capture_output=True, text=True,
+                         timeout=300, check=False, env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"})
+    assert out.returncode != 0
+    assert "BROKEN" in out.stdout and "torch" in out.stdout
 
 
 # -- size: a module does one thing; a function fits on a screen --------------------------------
 
-_ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
-MAX_MODULE_LINES = 400
-MAX_FUNCTION_LINES = 60  # in runtime/ and paretrain/
 
-
-def _sizes() -> tuple[list[str], list[str]]:
-    import ast
-
+def _sizes(root: Path) -> tuple[list[str], list[str]]:
     modules, functions = [], []
-    for package in ("planner", "runtime", "paretrain"):
-        for path in sorted((_ROOT / package).rglob("*.py")):
-            src = path.read_text(encoding="utf-8")
-            rel = path.relative_to(_ROOT)
-            if src.count("\n") > MAX_MODULE_LINES:
-                modules.append(f"{rel}: {src.count(chr(10))} lines")
-            if package == "planner":
-                continue
-            for node in ast.walk(ast.parse(src)):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    n = node.end_lineno - node.lineno + 1
-                    if n > MAX_FUNCTION_LINES:
-                        functions.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
+    for path in sorted((root / "paretrain").rglob("*.py")):
+        src = path.read_text(encoding="utf-8")
+        rel = path.relative_to(root)
+        if src.count("\n") > MAX_MODULE_LINES:
+            modules.append(f"{rel}: {src.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    functions.append(f"{rel}:{node.lineno} {node.name}: {n} lines")
     return modules, functions
 
 
 def test_no_module_over_400_lines():
-    modules, _ = _sizes()
-    assert not modules, f"modules over {MAX_MODULE_LINES} lines (split them): {modules}"
+    modules, _ = _sizes(ROOT)
+    assert not modules, f"modules over {MAX_MODULE_LINES} lines (split them by concern): {modules}"
 
 
-def test_no_function_over_60_lines_in_runtime_or_the_command_line():
-    _, functions = _sizes()
+def test_no_function_over_60_lines():
+    _, functions = _sizes(ROOT)
     assert not functions, f"functions over {MAX_FUNCTION_LINES} lines (split them): {functions}"
+
+
+def test_the_size_check_sees_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "paretrain").mkdir()
+    (tmp_path / "paretrain" / "m.py").write_text(textwrap.dedent("def f():\n") + body + "\n")
+    assert _sizes(tmp_path)[1] == [f"paretrain/m.py:1 f: {MAX_FUNCTION_LINES + 1} lines"]
+
+
+@pytest.mark.parametrize("package", ["planner", "runtime"])
+def test_every_package_says_what_it_is_for(package):
+    missing = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "paretrain" / package).rglob("__init__.py"))
+               if not (ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or "").strip()]
+    assert not missing, f"packages with no docstring saying what they are for: {missing}"

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from paretrain.cli import cli
 from paretrain.workload import check_workload
-from runtime.specs import read_spec
-from runtime.train.workloads import user_factory
+from paretrain.runtime.spec_files import read_spec
+from paretrain.runtime.train.workloads import user_factory
 from tests.conftest import ROOT, small_spec
 
 EXAMPLE = ROOT / "examples" / "custom_workload"

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from paretrain.cli import cli
 from paretrain.console import Output
 from paretrain.output import show_plan
-from planner.approval import check_approval, needs_approval
-from planner.errors import ApprovalRequired
-from planner.plan import plan_from_json
-from planner.spec import parse_spec
-from runtime.tracking.client import Tracker
-from runtime.tracking.plan_log import log_plan
-from runtime.tracking.session import open_session, parent_run
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.plan.approval import check_approval, needs_approval
+from paretrain.planner.errors import ApprovalRequired
+from paretrain.planner.plan.plan import plan_from_json
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.tracking.client import Tracker
+from paretrain.runtime.tracking.plan_log import log_plan
+from paretrain.runtime.tracking.session import open_session, parent_run
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.test_plan import plan_text
 

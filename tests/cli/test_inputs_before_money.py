@@ -13,9 +13,9 @@ import yaml
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from paretrain.inputs import choose_resume
-from planner.plan import plan_from_json, plan_to_json
-from runtime.run.runs import find_resumable, last_run
+from paretrain.run_inputs import choose_resume
+from paretrain.planner.plan.plan import plan_from_json, plan_to_json
+from paretrain.runtime.run.runs import find_resumable, last_run
 from tests.conftest import small_spec
 from tests.planner.test_plan import plan_text
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from runtime.money.ledger import read_charges
+from paretrain.runtime.money.ledger import read_charges
 from tests.conftest import ROOT
 
 __all__ = ["paretrain", "ledger_total"]

@@ -10,9 +10,9 @@ import shutil
 
 import pytest
 
-from planner.space import Config
-from runtime.train.trainer import Trainer
-from runtime.train.workloads import user_factory
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads import user_factory
 from tests.conftest import ROOT
 from tests.e2e.cli import ledger_total, paretrain
 

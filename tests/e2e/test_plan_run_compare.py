@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from planner.plan import PLAN_SCHEMA
+from paretrain.planner.plan.plan import PLAN_SCHEMA
 
 from tests.conftest import small_spec
 from tests.e2e.cli import ledger_total, paretrain

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import yaml
 
-from runtime.money.ledger import read_charges
+from paretrain.runtime.money.ledger import read_charges
 from tests.conftest import ROOT, small_spec
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import optuna
 import pytest
 import yaml
 
-from runtime.search.envelope import LEASE_ENV, open_envelope
+from paretrain.runtime.trials.stored_envelope import LEASE_ENV, open_envelope
 from tests.conftest import ROOT
 from tests.e2e.cli import ledger_total
 from tests.e2e.test_search_e2e import search_spec

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from planner.pareto import non_dominated
-from planner.problem import Choice, Option, Problem, Schedule
+from paretrain.planner.program.pareto import non_dominated
+from paretrain.planner.program.problem import Choice, Option, Problem, Schedule
 
 
 def random_problem(seed: int, *, choices: int = 3, stages: int = 2, hardware: int = 2,

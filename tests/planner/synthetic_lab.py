@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from planner.lab import LocalDevice
-from planner.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
-from planner.space import Config
+from paretrain.planner.measure.lab import LocalDevice
+from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
+from paretrain.planner.inputs.space import Config
 
 
 class SyntheticLab:
@@ -86,7 +86,7 @@ class SyntheticTrialLab:
         return max(0.1, fam - lr_pen - 0.1 / (1 + size / 32))
 
     def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop, more=None):
-        from planner.search import TrialRun
+        from paretrain.planner.search.search import TrialRun
 
         self.runs.append(config.id)
         top, curve, stopped, budget_hit = self.ceiling(config), [], False, False

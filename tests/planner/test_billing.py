@@ -8,17 +8,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from planner.build import build_problem
-from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from planner.errors import InfeasiblePlan
-from planner.milp import pareto_front
-from planner.plan import make_plan, plan_from_json, plan_to_json
-from planner.problem import Choice, Option, Problem
-from planner.profile import build_profile
-from planner.replan import ReplanRequest, replan
-from planner.spec import parse_spec
-from planner.stagecost import Held, bill_front, billing_usd
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
+from paretrain.planner.errors import InfeasiblePlan
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.program.problem import Choice, Option, Problem
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.replan import ReplanRequest, replan
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.program.stagecost import Held, bill_front, billing_usd
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

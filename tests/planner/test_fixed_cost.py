@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from planner.catalog import Offer
-from planner.models import StepTimeModel
-from planner.problem import Option
-from planner.stagecost import stage_cost
-from planner.throughput import StepModel, SyncModel
+from paretrain.planner.inputs.catalog import Offer
+from paretrain.planner.measure.fits import StepTimeModel
+from paretrain.planner.program.problem import Option
+from paretrain.planner.program.stagecost import stage_cost
+from paretrain.planner.measure.throughput import StepModel, SyncModel
 
 
 def cost(first: bool, fixed_s: float):

@@ -1,4 +1,4 @@
-"""The fast front filters of planner.pareto against their pairwise definitions."""
+"""The fast front filters of paretrain.planner.program.pareto against their pairwise definitions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from planner.pareto import exact_front, front2d, non_dominated, sorted_non_dominated
+from paretrain.planner.program.pareto import exact_front, front2d, non_dominated, sorted_non_dominated
 
 
 def test_front2d_and_exact_front_match_pairwise_definitions():

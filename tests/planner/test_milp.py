@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from planner.errors import InfeasiblePlan
-from planner.milp import Formulation, pareto_front
-from planner.pareto import dominates
-from planner.problem import Choice, Option, Problem
+from paretrain.planner.errors import InfeasiblePlan
+from paretrain.planner.program.milp import Formulation, pareto_front
+from paretrain.planner.program.pareto import dominates
+from paretrain.planner.program.problem import Choice, Option, Problem
 from tests.planner.synthetic import brute_force_front, random_problem
 
 
@@ -69,7 +69,7 @@ def test_infeasible_budget_only():
     assert info.value.min_budget_usd == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize("method", ["auto", "milp"])  # auto: the label DP of planner.paths
+@pytest.mark.parametrize("method", ["auto", "milp"])  # auto: the label DP of paretrain.planner.program.paths
 @pytest.mark.parametrize("seed", range(50))
 def test_exact_front_equals_brute_force(seed, method):
     rng = np.random.default_rng(1000 + seed)

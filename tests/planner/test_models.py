@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from planner.models import B_NOISE_CAP, fit_convergence, fit_step_time
+from paretrain.planner.measure.fits import B_NOISE_CAP, fit_convergence, fit_step_time
 
 
 def test_step_time_fit_recovers_alpha_beta_from_noisy_samples():

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from planner.pareto import dominates, hypervolume, knee_index, non_dominated
+from paretrain.planner.program.pareto import dominates, hypervolume, knee_index, non_dominated
 
 
 def test_dominance_minimizes_cost_and_time_and_maximizes_accuracy():

@@ -1,4 +1,4 @@
-"""The label DP of planner.paths against the MILP sweep and brute-force enumeration."""
+"""The label DP of paretrain.planner.program.paths against the MILP sweep and brute-force enumeration."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-import planner.paths as paths
-from planner.errors import InfeasiblePlan
-from planner.milp import pareto_front
-from planner.pareto import exact_front
-from planner.problem import Choice, Option, Problem, prune_dominated
+import paretrain.planner.program.paths as paths
+from paretrain.planner.errors import InfeasiblePlan
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.program.pareto import exact_front
+from paretrain.planner.program.problem import Choice, Option, Problem, prune_dominated
 from benchmarks._instances import instance
 from tests.planner.synthetic import brute_force_front, random_problem
 

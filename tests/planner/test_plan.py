@@ -7,14 +7,14 @@ from dataclasses import replace
 
 import pytest
 
-from planner.catalog import local_offers
-from planner.errors import InputError
-from planner.milp import pareto_front
-from planner.plan import make_plan, plan_from_json, plan_to_json
-from planner.build import build_problem
-from planner.profile import build_profile, profile_from_json, profile_key, profile_to_json
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.inputs.catalog import local_offers
+from paretrain.planner.errors import InputError
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 
@@ -136,7 +136,7 @@ def test_unreached_levels_are_noted_not_planned():
 
 
 def test_min_workers_makes_every_stage_data_parallel_and_must_not_pass_max_workers():
-    from planner.errors import SpecError
+    from paretrain.planner.errors import SpecError
 
     data = small_spec(planner={**small_spec()["planner"], "max_workers": 2, "min_workers": 2})
     data["hardware"] = {"allow": ["local/cpu-1"]}

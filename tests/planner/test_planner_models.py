@@ -8,16 +8,16 @@ import numpy as np
 import pulp
 import pytest
 
-from planner.build import build_problem
-from planner.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from planner.errors import SolverError, SolverTimeout
-from planner.milp import pareto_front, solve_outcome
-from planner.models import fit_noise_curve, stage_b_noise
-from planner.plan import make_plan
-from planner.problem import prune_dominated
-from planner.profile import build_profile, merge_profiles
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
+from paretrain.planner.errors import SolverError, SolverTimeout
+from paretrain.planner.program.milp import pareto_front, solve_outcome
+from paretrain.planner.measure.fits import fit_noise_curve, stage_b_noise
+from paretrain.planner.plan.plan import make_plan
+from paretrain.planner.program.problem import prune_dominated
+from paretrain.planner.measure.profile import build_profile, merge_profiles
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic import brute_force_front, random_problem
 from tests.planner.synthetic_lab import SyntheticLab
@@ -115,7 +115,7 @@ def test_catalog_offers_are_modeled_and_a_measured_profile_wins():
     key = ("aws/g4dn.xlarge", configs[0].id, "fp32", 1)
     assert ctx.step_models[key].modeled
     # a profile measured on that offer elsewhere replaces the model
-    from planner.profile import Profile, StepProfile, StepSample
+    from paretrain.planner.measure.profile import Profile, StepProfile, StepSample
 
     elsewhere = Profile("x", "t4-box", steps=(StepProfile(
         "aws/g4dn.xlarge", configs[0].id, "fp32", (StepSample(32, 1, 0.5, 64, 10), StepSample(128, 1, 0.6, 213, 10)),
@@ -166,8 +166,8 @@ def test_builtin_catalog_has_the_required_offers_with_sources():
 
 
 def test_convergence_runs_train_on_the_cpu_measured_fastest_for_the_config():
-    from planner.measurements import StepProfile, StepSample
-    from planner.profile import fastest_cpu
+    from paretrain.planner.measure.measurements import StepProfile, StepSample
+    from paretrain.planner.measure.profile import fastest_cpu
 
     def prof(hw, step_s):
         return StepProfile(hw, "gru", "fp32", tuple(StepSample(b, 1, step_s * b / 64, 1.0, 0) for b in (64, 256)))

@@ -8,15 +8,15 @@ import json
 
 import pytest
 
-from planner.build import build_problem
-from planner.catalog import local_offers
-from planner.errors import SpecError
-from planner.lab import LocalDevice
-from planner.milp import pareto_front
-from planner.plan import make_plan, plan_from_json, plan_to_json
-from planner.profile import build_profile, profile_from_json, profile_key, profile_to_json
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import local_offers
+from paretrain.planner.errors import SpecError
+from paretrain.planner.measure.lab import LocalDevice
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import pytest
 
-from planner.catalog import Offer
-from planner.measurements import SyncSample
-from planner.models import StepTimeModel
-from planner.planmodels import StepModelRecord
-from planner.problem import Option
-from planner.stagecost import stage_cost
-from planner.throughput import StepModel, SyncModel, fit_sync, instances_for, modeled_sync
+from paretrain.planner.inputs.catalog import Offer
+from paretrain.planner.measure.measurements import SyncSample
+from paretrain.planner.measure.fits import StepTimeModel
+from paretrain.planner.plan.fitted import StepModelRecord
+from paretrain.planner.program.problem import Option
+from paretrain.planner.program.stagecost import stage_cost
+from paretrain.planner.measure.throughput import StepModel, SyncModel, fit_sync, instances_for, modeled_sync
 
 GPU = Offer("cloud/gpu-1x", "cloud", "gpu", 3.6, memory_gib=80.0, accelerator="X", accelerator_count=1,
             peak_tflops_fp32=50.0, rendezvous_s=40.0)

@@ -10,15 +10,15 @@ from dataclasses import fields, replace
 
 import pytest
 
-from planner.build import build_problem
-from planner.catalog import Offer, local_offers
-from planner.milp import pareto_front
-from planner.plan import Candidate, make_plan, plan_from_json, plan_to_json
-from planner.problem import Choice, Option
-from planner.profile import build_profile
-from planner.replan import ReplanRequest, replan
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import Offer, local_offers
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import Candidate, make_plan, plan_from_json, plan_to_json
+from paretrain.planner.program.problem import Choice, Option
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.replan import ReplanRequest, replan
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from planner.errors import SpecError
-from planner.search import front_configs, open_study, run_search, search_space
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
-from runtime.train.workloads.info import MNIST1D_INFO
+from paretrain.planner.errors import SpecError
+from paretrain.planner.search.search import front_configs, open_study, run_search, search_space
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
+from paretrain.runtime.train.workloads.info import MNIST1D_INFO
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticTrialLab
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import yaml
 
-from planner.errors import InputError, SpecError
-from planner.spec import parse_spec, parse_spec_text, spec_json_schema
-from runtime.specs import read_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.errors import InputError, SpecError
+from paretrain.planner.inputs.spec import parse_spec, parse_spec_text, spec_json_schema
+from paretrain.runtime.spec_files import read_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import ROOT, small_spec
 
 

@@ -1,5 +1,5 @@
 """The profile's convergence runs set the level of a local device's step time; its timed passes
-keep the shape over batch sizes (planner/throughput.py ``speed_factors``)."""
+keep the shape over batch sizes (paretrain/planner/measure/throughput.py ``speed_factors``)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from dataclasses import asdict
 
 import pytest
 
-from planner.catalog import Offer
-from planner.measurements import ConvergenceRun, StepProfile, StepSample
-from planner.planmodels import StepModelRecord
-from planner.profile import Profile
-from planner.throughput import speed_factors, step_models
+from paretrain.planner.inputs.catalog import Offer
+from paretrain.planner.measure.measurements import ConvergenceRun, StepProfile, StepSample
+from paretrain.planner.plan.fitted import StepModelRecord
+from paretrain.planner.measure.profile import Profile
+from paretrain.planner.measure.throughput import speed_factors, step_models
 
 CPU1 = Offer("local/cpu-1", "local", "cpu", 0.0425, memory_gib=8.0, local=True, vcpus=1, threads=1)
 CPU2 = Offer("local/cpu-2", "local", "cpu", 0.085, memory_gib=8.0, local=True, vcpus=2, threads=2)

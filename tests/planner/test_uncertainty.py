@@ -1,5 +1,5 @@
-"""Prediction intervals (planner/uncertainty.py) and the choices offered from the front
-(planner/choices.py): merging within the prediction's spread, the confidence filter."""
+"""Prediction intervals (paretrain/planner/measure/uncertainty.py) and the choices offered from the front
+(paretrain/planner/plan/choices.py): merging within the prediction's spread, the confidence filter."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 
 import pytest
 
-from planner.choices import filter_by_confidence, merge_overlapping, renumber
-from planner.plan import Candidate, StagePlan, plan_from_json, plan_to_json
-from planner.uncertainty import (FIT_FLOOR, SPEED_FLOOR, Interval, StageDraw, candidate_intervals,
+from paretrain.planner.plan.choices import filter_by_confidence, merge_overlapping, renumber
+from paretrain.planner.plan.plan import Candidate, StagePlan, plan_from_json, plan_to_json
+from paretrain.planner.measure.uncertainty import (FIT_FLOOR, SPEED_FLOOR, Interval, StageDraw, candidate_intervals,
                                  convergence_spread)
 
 ST = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 640, 10, 1e-3, 0.0, 1.0, 100.0)
@@ -92,7 +92,7 @@ def test_a_real_plan_carries_intervals_through_its_file(tmp_path):
 
 
 def test_crossing_spread_grows_with_evaluation_noise_and_shrinks_with_a_steep_curve():
-    from planner.uncertainty import crossing_spread
+    from paretrain.planner.measure.uncertainty import crossing_spread
 
     rng = np.random.default_rng(0)
     samples = np.arange(1, 41) * 1000
@@ -113,7 +113,7 @@ def test_crossing_spread_grows_with_evaluation_noise_and_shrinks_with_a_steep_cu
 
 
 def test_the_convergence_spread_is_never_below_the_crossing_spread():
-    from planner.uncertainty import convergence_spread
+    from paretrain.planner.measure.uncertainty import convergence_spread
 
     pts = [(16, 1000), (64, 1200), (256, 2000)]
     assert convergence_spread(pts, 1000.0, 200.0, crossing=0.3).e_min >= 0.3
@@ -121,7 +121,7 @@ def test_the_convergence_spread_is_never_below_the_crossing_spread():
 
 
 def test_the_fit_residuals_are_pooled_with_the_crossing_spread_by_degrees_of_freedom():
-    from planner.uncertainty import convergence_spread, crossing_dof
+    from paretrain.planner.measure.uncertainty import convergence_spread, crossing_dof
 
     e_min, b_noise = 1000.0, 200.0
     exact = [(b, round(e_min * (1 + b / b_noise))) for b in (16, 64, 256)]

@@ -7,13 +7,13 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from planner.build import build_problem
-from planner.catalog import builtin_catalog_text, local_offers, parse_catalog
-from planner.milp import pareto_front
-from planner.plan import Plan, make_plan
-from planner.profile import build_profile
-from planner.spec import parse_spec
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import builtin_catalog_text, local_offers, parse_catalog
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
 

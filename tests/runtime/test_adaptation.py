@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from planner.errors import BudgetExhausted
-from runtime.run.executor import Executor
-from runtime.money.ledger import read_charges
-from runtime.adapt.policy import Action, Decision
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.adapt.policy import Action, Decision
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 pytestmark = pytest.mark.slow  # every test trains through a real executor

@@ -8,16 +8,16 @@ from dataclasses import replace
 
 import pytest
 
-from planner.build import build_problem
-from planner.catalog import builtin_catalog_text, parse_catalog
-from planner.errors import BudgetExhausted
-from planner.milp import pareto_front
-from planner.plan import Plan, make_plan
-from planner.profile import build_profile
-from planner.spec import parse_spec
-from runtime.money.ledger import read_charges
-from runtime.run.executor import Executor
-from runtime.train.workloads import WORKLOADS
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.train.workloads import WORKLOADS
 from tests.planner.synthetic_lab import SyntheticLab
 from tests.runtime.plans import tiny_spec, with_spec
 
@@ -112,12 +112,12 @@ def test_a_run_stopped_by_its_budget_on_g4dn_settles_its_hold_without_passing_it
 
 
 def test_local_offers_have_no_provisioning_and_no_billing_hold(tmp_path):
-    from runtime.money.ledger import Ledger
-    from runtime.money.meter import Meter
-    from runtime.money.prices import StaticPrices
-    from runtime.run.account import Account
-    from runtime.run.executor import run_setup
-    from runtime.run.state import RunState
+    from paretrain.runtime.money.ledger import Ledger
+    from paretrain.runtime.money.meter import Meter
+    from paretrain.runtime.money.prices import StaticPrices
+    from paretrain.runtime.run.account import Account
+    from paretrain.runtime.run.executor import run_setup
+    from paretrain.runtime.run.state import RunState
     from tests.runtime.plans import make_test_plan
 
     plan = make_test_plan(tiny_spec(hardware={"allow": ["local/cpu-1"], "catalog": "none"}))
@@ -140,7 +140,7 @@ def _spec(allow, spot=False, catalog="builtin"):
 
 
 def test_the_builtin_catalog_with_the_default_allow_list_says_it_adds_no_offer():
-    from runtime.pipeline import allowed_offers
+    from paretrain.runtime.pipeline import allowed_offers
 
     offers, notes = allowed_offers(_spec(["local/cpu-1"]))
     assert [o.id for o in offers] == ["local/cpu-1"]
@@ -149,7 +149,7 @@ def test_the_builtin_catalog_with_the_default_allow_list_says_it_adds_no_offer()
 
 
 def test_allow_patterns_match_catalog_offers_and_name_those_left_out():
-    from runtime.pipeline import allowed_offers
+    from paretrain.runtime.pipeline import allowed_offers
 
     catalog = [o.id for o in parse_catalog(builtin_catalog_text())]
     offers, notes = allowed_offers(_spec(["*"], spot=True))
@@ -168,8 +168,8 @@ def test_a_pattern_that_matches_nothing_is_one_line_and_exit_2(tmp_path, monkeyp
     from click.testing import CliRunner
 
     from paretrain.cli import cli
-    from planner.errors import SpecError
-    from runtime.pipeline import allowed_offers
+    from paretrain.planner.errors import SpecError
+    from paretrain.runtime.pipeline import allowed_offers
 
     with pytest.raises(SpecError) as info:
         allowed_offers(_spec(["local/cpu-1", "lambda/*:spot"], spot=True))  # Lambda has no spot tier
@@ -188,14 +188,14 @@ def test_a_pattern_that_matches_nothing_is_one_line_and_exit_2(tmp_path, monkeyp
 def test_a_replan_on_a_held_offer_counts_the_seconds_already_held(tmp_path):
     """20 s into a one-minute minimum, the rest of the hold is billed to the minute from there:
     a replan that forgot the 20 s would bill the remaining stages another whole minute."""
-    from planner.replan import replan
-    from runtime.adapt.adaptation import Adaptation, Snapshot
-    from runtime.money.ledger import Ledger
-    from runtime.money.meter import Meter
-    from runtime.money.prices import StaticPrices
-    from runtime.run.account import Account
-    from runtime.run.executor import run_setup
-    from runtime.run.state import RunState
+    from paretrain.planner.plan.replan import replan
+    from paretrain.runtime.adapt.adaptation import Adaptation, Snapshot
+    from paretrain.runtime.money.ledger import Ledger
+    from paretrain.runtime.money.meter import Meter
+    from paretrain.runtime.money.prices import StaticPrices
+    from paretrain.runtime.run.account import Account
+    from paretrain.runtime.run.executor import run_setup
+    from paretrain.runtime.run.state import RunState
 
     plan = _plan(switch_s=2.0)
     cand = plan.candidate("cheapest")

@@ -12,9 +12,9 @@ import random
 
 import pytest
 
-from planner.errors import BudgetExhausted
-from runtime.run.executor import Executor
-from runtime.money.ledger import read_charges
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.money.ledger import read_charges
 from tests.runtime.plans import make_test_plan, with_spec
 
 pytestmark = pytest.mark.slow

@@ -8,8 +8,8 @@ import warnings
 import pytest
 import torch
 
-from runtime.train import devices
-from runtime.train.devices import PRECISIONS, local_devices, trains_in
+from paretrain.runtime.train import devices
+from paretrain.runtime.train.devices import PRECISIONS, local_devices, trains_in
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_probing_draws_nothing_from_torchs_generator():
 
 
 def test_timing_on_a_cuda_device_waits_for_its_queued_kernels(monkeypatch):
-    from runtime.train import lab
+    from paretrain.runtime.train import torch_lab as lab
 
     calls: list[str] = []
     monkeypatch.setattr(lab.torch.cuda, "synchronize", lambda device=None: calls.append(f"sync {device}"))

@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from planner.errors import BudgetExhausted
-from planner.plan import plan_to_json
-from planner.space import Config
-from planner.spec import WorkloadSpec
-from runtime.money.ledger import read_charges
-from runtime.run.executor import Executor
-from runtime.train.elastic import Rendezvous, Settings, split
-from runtime.train.parallel import ParallelTrainer
-from runtime.train.trainer import Trainer
-from runtime.train.workloads.mnist1d import Mnist1D
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.inputs.space import Config
+from paretrain.planner.inputs.spec import WorkloadSpec
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.train.elastic import Rendezvous, Settings, split
+from paretrain.runtime.train.parallel import ParallelTrainer
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 from tests.e2e.cli import ledger_total, paretrain
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
@@ -181,7 +181,7 @@ def test_a_helper_lost_past_max_restarts_stops_the_run(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_the_planners_all_reduce_is_measured_through_the_launcher():
-    from runtime.train.distributed import allreduce_timing
+    from paretrain.runtime.train.distributed import allreduce_timing
 
     seconds, start_s, contention = allreduce_timing(2, 1 << 16, repeats=5)  # rank 1 launched by the agent
     assert 0.0 < seconds < 1.0

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from planner.plan import plan_to_json
-from runtime.money.ledger import KILL_AT_LINE_ENV, read_charges
-from runtime.train.checkpoint import checkpoint_paths
+from paretrain.planner.plan.plan import plan_to_json
+from paretrain.runtime.money.ledger import KILL_AT_LINE_ENV, read_charges
+from paretrain.runtime.train.checkpoint import checkpoint_paths
 from tests.conftest import ROOT
 from tests.runtime.plans import make_test_plan, tiny_spec
 

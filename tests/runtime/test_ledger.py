@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from runtime.money.ledger import ExactSum, Ledger, read_charges, spend_by
-from runtime.money.report import ledger_report, period_start, project_spend
+from paretrain.runtime.money.ledger import ExactSum, Ledger, read_charges, spend_by
+from paretrain.runtime.money.report import ledger_report, period_start, project_spend
 
 
 def test_spend_is_the_exact_sum_of_lines(tmp_path):

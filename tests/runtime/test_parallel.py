@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from planner.space import Config
-from planner.spec import WorkloadSpec
-from runtime.run.executor import Executor
-from runtime.train.parallel import ParallelTrainer
-from runtime.train.trainer import Trainer
-from runtime.train.workloads.mnist1d import Mnist1D
+from paretrain.planner.inputs.space import Config
+from paretrain.planner.inputs.spec import WorkloadSpec
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.train.parallel import ParallelTrainer
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,10 +94,10 @@ def test_helpers_do_not_outlive_a_killed_run(tmp_path):
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         import json
-        from planner.space import Config
-        from planner.spec import WorkloadSpec
-        from runtime.train.parallel import ParallelTrainer
-        from runtime.train.workloads.mnist1d import Mnist1D
+        from paretrain.planner.inputs.space import Config
+        from paretrain.planner.inputs.spec import WorkloadSpec
+        from paretrain.runtime.train.parallel import ParallelTrainer
+        from paretrain.runtime.train.workloads.mnist1d import Mnist1D
         tr = ParallelTrainer(Mnist1D(samples=500, seed=0), Config("m", "mlp"), workers=2, threads=1,
                              batch_size=32, source=WorkloadSpec(name="mnist1d", samples=500, seed=0))
         tr.step()

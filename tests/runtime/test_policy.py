@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from runtime.adapt.drift import Detector
-from runtime.adapt.policy import Action, Observation, Policy
+from paretrain.runtime.adapt.drift import Detector
+from paretrain.runtime.adapt.policy import Action, Observation, Policy
 
 
 def obs(**kw) -> Observation:

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from planner.errors import BudgetExhausted, SpecError
-from planner.plan import plan_to_json
-from runtime.run.executor import Executor
-from runtime.money.ledger import read_charges
-from runtime.money.prices import (Event, ScriptedEvents, StaticPrices, TracePrices, cost, next_available,
+from paretrain.planner.errors import BudgetExhausted, SpecError
+from paretrain.planner.plan.plan import plan_to_json
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.money.prices import (Event, ScriptedEvents, StaticPrices, TracePrices, cost, next_available,
                             parse_trace)
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 

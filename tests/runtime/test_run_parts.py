@@ -7,16 +7,16 @@ import math
 
 import pytest
 
-from planner.throughput import virtual_checkpoint_s
-from runtime.money.ledger import Ledger, read_charges
-from runtime.money.meter import Meter
-from runtime.money.prices import Event, ScriptedEvents, StaticPrices
-from runtime.run.account import SECONDS_PER_MONTH, Account, EventLog
-from runtime.run.guard import BudgetGuard, run_cap
-from runtime.run.recovery import Recovery
-from runtime.run.state import RunState
-from runtime.run.workers import TrainerGroup
-from runtime.train.workloads import load_workload
+from paretrain.planner.measure.throughput import virtual_checkpoint_s
+from paretrain.runtime.money.ledger import Ledger, read_charges
+from paretrain.runtime.money.meter import Meter
+from paretrain.runtime.money.prices import Event, ScriptedEvents, StaticPrices
+from paretrain.runtime.run.account import SECONDS_PER_MONTH, Account, EventLog
+from paretrain.runtime.run.guard import BudgetGuard, run_cap
+from paretrain.runtime.run.recovery import Recovery
+from paretrain.runtime.run.state import RunState
+from paretrain.runtime.run.processes import TrainerGroup
+from paretrain.runtime.train.workloads import load_workload
 from tests.runtime.plans import make_test_plan
 
 PARAMS = 10_000
@@ -36,7 +36,7 @@ def on(plan, hardware):
 
 
 def parts(plan, tmp_path, hardware=T4, budget=1.0, prices=None):
-    from runtime.run.executor import run_setup
+    from paretrain.runtime.run.executor import run_setup
 
     cand = on(plan, hardware)
     setup = run_setup(plan, cand, tmp_path, run_id="unit")
@@ -164,7 +164,7 @@ def test_guard_counts_egress_and_the_switch_when_a_change_moves_offers(plan, tmp
 
 
 def test_run_cap_leaves_the_project_ceiling_minus_other_runs_spend(plan, tmp_path):
-    from runtime.run.executor import run_setup
+    from paretrain.runtime.run.executor import run_setup
     from dataclasses import replace
 
     setup = run_setup(plan, on(plan, T4), tmp_path, run_id="cap")

@@ -1,4 +1,4 @@
-"""The search envelope in a shared storage (runtime.search.envelope): however 8 processes
+"""The search envelope in a shared storage (paretrain.runtime.trials.stored_envelope): however 8 processes
 interleave, the reservations never pass the envelope; a settle gives the rest back; a dead
 worker's reservation lapses after its lease, counted as spent in full, and its trial is lost.
 Each storage the search supports: sqlite, a journal's file, and a real PostgreSQL server."""
@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from runtime.search.envelope import open_envelope
+from paretrain.runtime.trials.stored_envelope import open_envelope
 
 BUDGET = 1.0
 PROCESSES = 8

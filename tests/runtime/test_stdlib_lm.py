@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler
 
-from planner.space import Config
-from runtime.train.trainer import Trainer
-from runtime.train.workloads.gpt import GPT, GPTConfig, adamw, warmup_cosine, warmup_cosine_schedule
-from runtime.train.workloads.info import STDLIB_LM_INFO
-from runtime.train.workloads.stdlib_corpus import (TrainWindows, ValWindows, corpus_files, is_validation,
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw, warmup_cosine, warmup_cosine_schedule
+from paretrain.runtime.train.workloads.info import STDLIB_LM_INFO
+from paretrain.runtime.train.workloads.stdlib_corpus import (TrainWindows, ValWindows, corpus_files, is_validation,
                                                    load_corpus)
-from runtime.train.workloads.stdlib_lm import StdlibLM, bits_per_byte, evaluate, gpt_config, lm_loss
+from paretrain.runtime.train.workloads.stdlib_lm import StdlibLM, bits_per_byte, evaluate, gpt_config, lm_loss
 
 CAP = 300_000  # bytes: a dozen files, one of them in validation
 TINY = Config("tiny", "gpt", (("layers", 1), ("width", 32), ("heads", 2), ("context", 32)), lr=3e-3)

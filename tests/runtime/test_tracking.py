@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from runtime.tracking.client import Tracker, sync_spool
+from paretrain.runtime.tracking.client import Tracker, sync_spool
 
 
 def _client(uri):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from planner.space import Config
-from runtime.train.checkpoint import checkpoint_paths, load_latest, save_checkpoint
-from runtime.train.trainer import Trainer
-from runtime.train.workloads.mnist1d import Mnist1D
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.train.checkpoint import checkpoint_paths, load_latest, save_checkpoint
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
 
 def workload(tmp_path):

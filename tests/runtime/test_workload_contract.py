@@ -22,13 +22,13 @@ import pytest
 import torch
 from torch.utils.data import IterableDataset, TensorDataset
 
-from planner.metric import Metric
-from planner.space import Config
-from runtime.train.batches import BatchStream
-from runtime.train.devices import trains_in
-from runtime.train.trainer import Trainer
-from runtime.train.workloads import user_factory
-from runtime.train.workloads.api import check_workload, member
+from paretrain.planner.inputs.metric import Metric
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.train.batches import BatchStream
+from paretrain.runtime.train.devices import trains_in
+from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.train.workloads import user_factory
+from paretrain.runtime.train.workloads.api import check_workload, member
 
 Factory = Callable[[int, Path], Any]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "custom_workload" / "digits_workload.py"
@@ -36,13 +36,13 @@ BATCH = 8
 
 
 def _mnist1d(seed: int, cache_dir: Path) -> Any:
-    from runtime.train.workloads.mnist1d import Mnist1D
+    from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
     return Mnist1D(samples=1000, val_fraction=0.2, seed=seed, cache_dir=cache_dir)
 
 
 def _stdlib_lm(seed: int, cache_dir: Path) -> Any:
-    from runtime.train.workloads.stdlib_lm import StdlibLM
+    from paretrain.runtime.train.workloads.stdlib_lm import StdlibLM
 
     return StdlibLM(max_bytes=200_000, val_windows=32, seed=seed, cache_dir=cache_dir)
 

@@ -1,0 +1,52 @@
+"""The Lab protocol: how the planner asks for measurements.
+
+``paretrain.runtime.train.torch_lab.TorchLab`` measures for real on local devices; tests use a synthetic Lab with
+closed-form curves, which makes the planner a pure function a test can check by brute force.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+from paretrain.planner.inputs.catalog import LocalDevice
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
+from paretrain.planner.inputs.space import Config
+
+__all__ = ["Lab", "LocalDevice"]
+
+
+class Lab(Protocol):
+    """Measures configs on devices. Each call returns what it saw; the caller fits models."""
+
+    def devices(self) -> Sequence[LocalDevice]:
+        """The local devices this lab can measure on."""
+        ...
+
+    def fingerprint(self) -> str:
+        """Identifies the machine and the code doing the measuring (profile cache key)."""
+        ...
+
+    def measure_steps(self, config: Config, device: str, precision: str,
+                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+        """Time ``steps`` training steps at each batch size; peak memory; evaluation time."""
+        ...
+
+    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
+                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+        """Train at ``batch_size`` until the top level or ``max_samples``; when each level is
+        reached. ``device``: where to train (None: the lab's convergence device)."""
+        ...
+
+    def measure_peak(self, device: str) -> float:
+        """Achieved fp32 matrix-multiply rate of ``device`` in GFLOP/s (scales modeled offers)."""
+        ...
+
+    def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
+        """(seconds of one all-reduce of ``nbytes`` among ``workers`` local processes, seconds
+        from launching them to their formed group, how much slower each computes while all do)."""
+        ...
+
+    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
+                      big: int) -> Sequence[NoiseSample]:
+        """Gradient noise scale (two-batch estimator) at points of training progress."""
+        ...

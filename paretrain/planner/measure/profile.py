@@ -1,0 +1,246 @@
+"""What to measure, and the profile file that holds the measurements.
+
+A profile holds, per (hardware, config, precision), timed training steps at several batch
+sizes; per (config, batch size), a convergence run (samples until each accuracy level);
+and gradient-noise samples at points of training progress. A precision is measured only on
+the local devices that train in it (``LocalDevice.precisions``); the (device, precision) pairs
+the spec asked for and a device does not support are listed in ``unsupported``, so that the
+plan can say why they are not planned. Measurement goes through a
+``Lab``. The file is JSON (``paretrain.profile/1``) and is reused while its key (spec
+content that matters, code version, device) is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+
+from paretrain.planner.errors import InputError
+# re-exported: these records lived here before paretrain.planner.measure.measurements
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile, StepSample, SyncSample
+
+if TYPE_CHECKING:
+    from paretrain.planner.measure.lab import Lab
+    from paretrain.planner.inputs.space import Config
+    from paretrain.planner.inputs.spec import Spec
+
+__all__ = [
+    "StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "SyncSample", "Profile",
+    "profile_key", "build_profile", "profile_to_json", "profile_from_json", "merge_profiles",
+    "PROFILE_SCHEMA",
+]
+
+PROFILE_SCHEMA = "paretrain.profile/1"
+
+Progress = Callable[[str, int, int], None]  # (what, index, total)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    key: str
+    device: str
+    steps: tuple[StepProfile, ...] = ()
+    convergence: tuple[ConvergenceRun, ...] = ()
+    noise: tuple[NoiseSample, ...] = ()
+    measured_at: str = ""
+    spend_usd: float = 0.0
+    notes: Mapping[str, Any] = field(default_factory=dict)
+    peaks: Mapping[str, float] = field(default_factory=dict)  # device -> measured fp32 GFLOP/s
+    sync: tuple[SyncSample, ...] = ()
+    #: (device, precision) pairs the spec asked for that the device does not train in
+    unsupported: tuple[tuple[str, str], ...] = ()
+
+    def step_profile(self, hardware: str, config_id: str, precision: str) -> StepProfile | None:
+        for s in self.steps:
+            if (s.hardware, s.config_id, s.precision) == (hardware, config_id, precision):
+                return s
+        return None
+
+    def runs_for(self, config_id: str) -> tuple[ConvergenceRun, ...]:
+        return tuple(r for r in self.convergence if r.config_id == config_id)
+
+    def noise_for(self, config_id: str) -> tuple[NoiseSample, ...]:
+        return tuple(sorted((n for n in self.noise if n.config_id == config_id),
+                            key=lambda n: n.progress_samples))
+
+
+def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"]) -> str:
+    """The cache key: the spec content profiling depends on, the configs, the code and device."""
+    relevant = {
+        "workload": spec.data.get("workload"),
+        "configs": [c.to_dict() for c in configs],
+        "levels": list(spec.target.levels),
+        "max_samples": spec.target.max_samples,
+        "allow": sorted(spec.hardware.allow),
+        "batch_sizes": list(spec.planner.batch_sizes),
+        "precisions": list(spec.planner.precisions),
+        "convergence_batch_sizes": list(spec.planner.convergence_batch_sizes),
+        "profile_steps": spec.planner.profile_steps,
+        "max_workers": spec.planner.max_workers,
+        "noise": spec.planner.noise,
+        "eval_every": spec.runtime.eval_every_samples,
+        "lab": lab_fingerprint,
+    }
+    return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
+                  progress: Progress | None = None, key: str = "", measured_at: str = "") -> Profile:
+    """Measure every allowed local (device, config, precision), each device's matrix-multiply
+    rate, all-reduce times when several workers are allowed, and per config its convergence at
+    several batch sizes and its gradient noise along training."""
+    local = [d for d in lab.devices() if spec.hardware.allows(d.id)]
+    if not local and any(not a.startswith("local/") for a in spec.hardware.allow):
+        # only catalog offers are allowed: measure the fastest local CPU as the reference
+        # that their step times are modeled from
+        cpus = sorted((d for d in lab.devices() if d.kind == "cpu"), key=lambda d: d.threads)
+        local = cpus[-1:]
+    hints = spec.convergence or {}
+    tasks: list[tuple[str, Callable[[], Any]]] = []
+    for dev in local:
+        tasks.append((f"peak of {dev.id}", lambda d=dev.id: ("peak", d, lab.measure_peak(d))))
+        for cfg in configs:
+            for precision in spec.planner.precisions:
+                if precision not in dev.precisions:
+                    continue
+                tasks.append((f"steps {cfg.id} on {dev.id} {precision}",
+                              lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
+                                  c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps)))
+    cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
+    if spec.planner.max_workers > 1 and any(d.kind == "cpu" for d in local) and cores > 1:
+        for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores}):
+            for nbytes in (1 << 16, 1 << 20, 1 << 22):
+                tasks.append((f"all-reduce of {nbytes >> 10} KiB among {n}",
+                              lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, *lab.measure_sync(n, nb)))))
+    for cfg in configs:
+        if cfg.id in hints:
+            continue
+        for b in spec.planner.convergence_batch_sizes:
+            tasks.append((f"convergence {cfg.id} at batch {b}",
+                          lambda c=cfg, bb=b: lab.measure_convergence(
+                              c, bb, spec.target.levels, spec.target.max_samples,
+                              spec.runtime.eval_every_samples, device=fastest_cpu(steps, c.id, bb))))
+    unsupported = tuple((dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions)
+    noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
+    total = len(tasks) + len(noise_cfgs)
+    steps: list[StepProfile] = []
+    runs: list[ConvergenceRun] = []
+    peaks: dict[str, float] = {}
+    syncs: list[SyncSample] = []
+    noise: list[NoiseSample] = []
+    for i, (label, task) in enumerate(tasks):
+        if progress:
+            progress(label, i, total)
+        result = task()
+        if isinstance(result, StepProfile):
+            steps.append(result)
+        elif isinstance(result, ConvergenceRun):
+            runs.append(result)
+        elif result[0] == "peak":
+            peaks[result[1]] = result[2]
+        else:
+            syncs.append(result[1])
+    for j, cfg in enumerate(noise_cfgs):
+        reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
+        if not reached:
+            continue
+        if progress:
+            progress(f"gradient noise of {cfg.id}", len(tasks) + j, total)
+        top = min(max(reached), spec.target.max_samples)
+        noise.extend(lab.measure_noise(cfg, noise_points(top), NOISE_SMALL_BATCH, NOISE_BIG_BATCH))
+    if progress:
+        progress("done", total, total)
+    return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
+                   noise=tuple(noise), measured_at=measured_at, peaks=peaks, sync=tuple(syncs),
+                   notes={"cores": cores}, unsupported=unsupported)
+
+
+#: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).
+NOISE_SMALL_BATCH = 16
+NOISE_BIG_BATCH = 512
+
+
+def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -> str | None:
+    """The measured local CPU that trains ``config_id`` fastest at ``batch_size`` (the nearest
+    measured batch size), fp32; None when none was measured. Convergence runs train there: a
+    model whose steps do not speed up on two threads (a GRU's small sequential kernels, or a
+    busy machine) is not measured on the slower two-thread device."""
+    best: tuple[float, str] | None = None
+    for sp in steps:
+        if sp.config_id != config_id or sp.precision != "fp32" or not sp.hardware.startswith("local/cpu"):
+            continue
+        near = min((s for s in sp.samples if s.workers == 1), key=lambda s: abs(s.batch_size - batch_size),
+                   default=None)
+        if near is not None and (best is None or near.step_s / near.batch_size < best[0]):
+            best = (near.step_s / near.batch_size, sp.hardware)
+    return best[1] if best else None
+
+
+def noise_points(top: int, n: int = 6) -> list[int]:
+    """Progress points (samples) for noise measurements: geometric from top/16 up to top."""
+    lo = max(1, top // 16)
+    return sorted({int(round(lo * (top / lo) ** (i / (n - 1)))) for i in range(n)})
+
+
+def worker_counts(max_workers: int) -> list[int]:
+    """1, 2, 4, ... up to ``max_workers`` (and ``max_workers`` itself)."""
+    out, n = [], 1
+    while n <= max_workers:
+        out.append(n)
+        n *= 2
+    if out[-1] != max_workers:
+        out.append(max_workers)
+    return out
+
+
+def merge_profiles(base: Profile, others: Iterable[Profile]) -> Profile:
+    """Add profiles measured elsewhere; their measured entries win over modeled ones and ours."""
+    steps = {(s.hardware, s.config_id, s.precision): s for s in base.steps}
+    for other in others:
+        for s in other.steps:
+            k = (s.hardware, s.config_id, s.precision)
+            if s.source == "measured" or k not in steps:
+                steps[k] = s
+    return replace(base, steps=tuple(steps[k] for k in sorted(steps)))
+
+
+# -- the file format ---------------------------------------------------------------------------
+
+def profile_to_json(profile: Profile) -> str:
+    """The profile as the text of a ``paretrain.profile/1`` file."""
+    d = asdict(profile)
+    d["notes"] = dict(profile.notes)
+    d["peaks"] = dict(profile.peaks)
+    return json.dumps({"schema": PROFILE_SCHEMA, **d}, indent=1, sort_keys=True) + "\n"
+
+
+def profile_from_json(text: str, where: str) -> Profile:
+    """Parse a profile file's text; ``InputError`` names the file and what is wrong."""
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise InputError(f"{where}: not a readable profile ({err}). To fix: rewrite it with "
+                         "'paretrain profile'") from None
+    if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise InputError(f"{where}: field 'schema' must be {PROFILE_SCHEMA}; got {got!r}. To fix: "
+                         "rewrite it with 'paretrain profile'")
+    try:
+        return Profile(
+            key=data["key"], device=data["device"],
+            steps=tuple(StepProfile(**{**s, "samples": tuple(StepSample(**x) for x in s["samples"])})
+                        for s in data["steps"]),
+            convergence=tuple(ConvergenceRun(**{
+                **r, "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
+                "curve": tuple((int(n), float(a)) for n, a in r["curve"])}) for r in data["convergence"]),
+            noise=tuple(NoiseSample(**n) for n in data.get("noise", [])),
+            measured_at=data.get("measured_at", ""), spend_usd=float(data.get("spend_usd", 0.0)),
+            notes=data.get("notes", {}), peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
+            sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
+            unsupported=tuple((str(d), str(q)) for d, q in data.get("unsupported", [])),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise InputError(f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with "
+                         "'paretrain profile'") from None

@@ -1,0 +1,170 @@
+r"""Exact (cost, time) fronts as multi-objective shortest paths through the stages.
+
+For a fixed choice m a schedule is a path: stage k picks an option o_k, pays C[m,k,o_k] and
+T[m,k,o_k], and pays sw_c[h], sw_t[h] and out_c[h'] when it moves from hardware h' (stage k-1)
+onto h != h' (stage k); the first stage pays no move (``Problem.evaluate``). Every term is >= 0
+and the move depends only on the hardware of two consecutive stages, so a dynamic program over
+the stages is exact when it keeps, at stage k and for each hardware h, every label (cost, time)
+of a partial schedule ending on h that no other such label weakly dominates:
+
+    L[0,h]   = front{ (C[m,0,o], T[m,0,o]) : h(o) = h }
+    U[k-1]   = front{ (c + out_c[h'], t) : (c, t) in L[k-1,h'], all h' }          (leave h')
+    L[k,h]   = front{ (l + (C[m,k,o], T[m,k,o])) : h(o) = h,
+                      l in L[k-1,h]  or  l in U[k-1] + (sw_c[h], sw_t[h]) }       (stay or move)
+
+A label moved "from h to h" through U is never better than the same label staying, so U needs
+no exclusion. A partial label past the budget or the deadline is dropped (costs only grow).
+The choice's front is front(union_h L[K-1,h]). Labels keep a parent pointer and an option, so
+each survivor becomes a schedule whose totals ``Problem.evaluate`` recomputes exactly.
+
+Options are first cut to the (cost, time) front of their hardware for each (m, k), as
+``paretrain.planner.program.problem.prune_dominated`` does. One more exact cut: the choices are solved best
+accuracy first, and a partial label whose cost and time plus the least any completion can add
+(per-stage minima; moves are >= 0) is weakly matched by a schedule already found for an accuracy
+at least as high can only end dominated or equal, so it is dropped. The union of the choices' fronts is filtered for 3-D
+dominance by ``paretrain.planner.program.milp.pareto_front``, as the MILP sweep's is.
+
+>>> # schedules = path_front(problem)  -> every schedule of the exact front (and maybe a few more)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from paretrain.planner.program.pareto import front2d
+from paretrain.planner.program.problem import Problem, Schedule
+
+__all__ = ["path_front", "LabelLimit"]
+
+#: Labels of one stage past which ``path_front`` gives up (``paretrain.planner.program.milp`` then sweeps with the
+#: MILP); at that size the front holds thousands of points and memory is the limit.
+MAX_LABELS = 1_000_000
+_CAP_SLACK = 1 + 2e-9  # partial labels are cut a hair above the caps ``Problem.feasible`` applies
+
+
+class LabelLimit(Exception):
+    """The dynamic program would keep more labels than allowed."""
+
+
+class _Stage:
+    """The labels of one stage: totals, last hardware, parent label and option."""
+
+    __slots__ = ("c", "t", "hw", "parent", "opt")
+
+    def __init__(self, c: np.ndarray, t: np.ndarray, hw: np.ndarray, parent: np.ndarray, opt: np.ndarray):
+        self.c, self.t, self.hw, self.parent, self.opt = c, t, hw, parent, opt
+
+
+def _options(problem: Problem, m: int, k: int) -> dict[int, np.ndarray]:
+    """Per hardware, the options of (m, k) that no option on the same hardware dominates."""
+    T, C = problem.time_s[m, k], problem.cost_usd[m, k]
+    live = np.flatnonzero(np.isfinite(T) & np.isfinite(C))
+    out: dict[int, np.ndarray] = {}
+    for h in np.unique(problem.option_hw[live]):
+        cols = live[problem.option_hw[live] == h]
+        out[int(h)] = cols[front2d(C[cols], T[cols])]
+    return out
+
+
+class _Incumbent:
+    """The (cost, time) staircase of the schedules found so far, for the bound test."""
+
+    def __init__(self) -> None:
+        self.c = np.zeros(0)
+        self.t = np.zeros(0)
+
+    def add(self, c: np.ndarray, t: np.ndarray) -> None:
+        c, t = np.concatenate([self.c, c]), np.concatenate([self.t, t])
+        keep = front2d(c, t)
+        self.c, self.t = c[keep], t[keep]
+
+    def matched(self, c: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """Whether some schedule found costs <= c and takes <= t (per label)."""
+        if self.c.size == 0:
+            return np.zeros(c.shape, dtype=bool)
+        i = np.searchsorted(self.c, c, side="right") - 1  # the dearest found point costing <= c
+        ok = i >= 0
+        return ok & (self.t[np.maximum(i, 0)] <= t)  # staircase: it is also the fastest of those
+
+
+def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: int) -> list[Schedule]:
+    p = problem
+    K = p.stages
+    budget, deadline = p.budget_usd * _CAP_SLACK, p.deadline_s * _CAP_SLACK
+    opts = [_options(p, m, k) for k in range(K)]
+    if any(not o for o in opts):
+        return []
+    # least cost and time any completion after stage k adds (moves are >= 0)
+    least_c = np.zeros(K)
+    least_t = np.zeros(K)
+    for k in range(K - 2, -1, -1):
+        cols = np.concatenate(list(opts[k + 1].values()))
+        least_c[k] = least_c[k + 1] + p.cost_usd[m, k + 1, cols].min()
+        least_t[k] = least_t[k + 1] + p.time_s[m, k + 1, cols].min()
+    leave, sw_c, sw_t = p.leave_usd, p.switch_usd, p.switch_s
+    stages: list[_Stage] = []
+    prev: _Stage | None = None
+    for k in range(K):
+        parts: list[tuple[np.ndarray, ...]] = []
+        if prev is not None:
+            u = front2d(prev.c + leave[prev.hw], prev.t)
+            uc, ut = prev.c[u] + leave[prev.hw[u]], prev.t[u]
+        for h, cols in opts[k].items():
+            oc, ot = p.cost_usd[m, k, cols], p.time_s[m, k, cols]
+            if prev is None:
+                bc, bt, bp = np.zeros(1), np.zeros(1), np.full(1, -1)
+            else:
+                stay = np.flatnonzero(prev.hw == h)
+                bc = np.concatenate([prev.c[stay], uc + sw_c[h]])
+                bt = np.concatenate([prev.t[stay], ut + sw_t[h]])
+                bp = np.concatenate([stay, u])
+                keep = front2d(bc, bt)
+                bc, bt, bp = bc[keep], bt[keep], bp[keep]
+            if bc.size * cols.size > 8 * max_labels:
+                raise LabelLimit(f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options")
+            cc = (bc[:, None] + oc[None, :]).ravel()
+            tt = (bt[:, None] + ot[None, :]).ravel()
+            ok = (cc <= budget) & (tt <= deadline)
+            ok &= ~incumbent.matched(cc + least_c[k], tt + least_t[k])
+            idx = np.flatnonzero(ok)
+            if idx.size == 0:
+                continue
+            keep = idx[front2d(cc[idx], tt[idx])]
+            parts.append((cc[keep], tt[keep], np.full(keep.size, h), bp[keep // cols.size],
+                          cols[keep % cols.size]))
+        if not parts:
+            return []
+        prev = _Stage(*(np.concatenate(a) for a in zip(*parts)))
+        if prev.c.size > max_labels:
+            raise LabelLimit(f"stage {k} of choice {m} keeps {prev.c.size} labels (limit {max_labels})")
+        stages.append(prev)
+    last = stages[-1]
+    out = []
+    for i in front2d(last.c, last.t):
+        path = []
+        j = int(i)
+        for k in range(K - 1, -1, -1):
+            path.append(int(stages[k].opt[j]))
+            j = int(stages[k].parent[j])
+        s = p.evaluate(m, path[::-1])
+        if p.feasible(s):
+            out.append(s)
+    incumbent.add(np.array([s.cost_usd for s in out]), np.array([s.wall_s for s in out]))
+    return out
+
+
+def path_front(problem: Problem, max_labels: int | None = None, bound: bool = True) -> list[Schedule]:
+    """The exact (cost, time) front of every choice at or above the accuracy floor, each
+    schedule evaluated exactly and feasible; the union may hold points another choice
+    dominates. ``bound=False`` turns off the cut by schedules already found (to measure it).
+    Raises ``LabelLimit`` when a stage would keep more than ``max_labels`` (default
+    ``MAX_LABELS``) labels."""
+    limit = MAX_LABELS if max_labels is None else max_labels
+    acc = problem.accuracy
+    order = sorted((m for m in range(len(problem.choices)) if acc[m] >= problem.accuracy_floor - 1e-12),
+                   key=lambda m: (-acc[m], m))
+    incumbent = _Incumbent()
+    found: list[Schedule] = []
+    for m in order:
+        found.extend(_choice_front(problem, m, incumbent if bound else _Incumbent(), limit))
+    return found

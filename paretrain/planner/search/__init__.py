@@ -1,0 +1,2 @@
+"""The architecture and hyperparameter search: an Optuna study under one search envelope.
+"""

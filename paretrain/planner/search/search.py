@@ -1,0 +1,393 @@
+"""Optuna constrained multi-objective architecture and hyperparameter search.
+
+The space is data: the workload declares its families and their parameters
+(``paretrain.planner.inputs.space``), and ``search.space`` in the spec narrows or replaces any of it.
+
+Objectives: maximize validation accuracy, minimize the training cost to that accuracy (the
+money the trial spent on the planning device until its best evaluation), minimize the
+inference latency (median per-sample latency measured on the planning device). Constraints,
+reported with ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``):
+parameter count, peak training memory and latency ceilings from the spec.
+
+Multi-objective studies cannot use Optuna's pruners, so a trial is cut short by a median rule
+on intermediate accuracy (below the median of finished trials at the same evaluation, after
+three evaluations); its accuracy is then a learning curve fitted to what it saw and
+extrapolated to the trial's sample budget, marked ``extrapolated``. Trials run through the
+Lab (``lab.run_trial``), which charges the ledger under ``search``.
+
+Money: every trial trains on what it holds in the search envelope (``paretrain.planner.search.envelope``):
+it reserves its worst case before it trains, asks for more in chunks, settles when it ends;
+a worker stops when the envelope cannot fund its next trial. Storage is any Optuna storage:
+sqlite (default, resumable, one machine), a journal file, or an RDB URL (PostgreSQL) shared by
+workers on many machines; trials of a worker that died are failed by Optuna's heartbeat (RDB)
+or when its envelope lease lapses, and the study goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+
+import optuna
+
+from optuna.storages._heartbeat import get_heartbeat_thread
+
+from paretrain.planner.search.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
+from paretrain.planner.errors import SpecError
+from paretrain.planner.measure.fits import fit_learning_curve
+from paretrain.planner.program.pareto import non_dominated
+from paretrain.planner.inputs.metric import ACCURACY, Metric
+from paretrain.planner.inputs.space import OPTIMIZERS, Config, Family, Param, WorkloadInfo
+
+if TYPE_CHECKING:
+    from paretrain.planner.inputs.spec import Spec
+
+__all__ = ["SearchSpace", "TrialRun", "TrialLab", "SearchResult", "search_space", "suggest_config",
+           "make_sampler", "open_study", "run_search", "front_configs", "complete_trials", "DIRECTIONS"]
+
+DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
+MIN_EVALS_BEFORE_CUT = 3
+WAIT_S = 0.5  # a worker the envelope cannot fund looks again this often while others hold money
+_COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSpace:
+    families: tuple[Family, ...]
+    optimizers: tuple[str, ...]
+    lr: Param
+    weight_decay: Param
+
+
+@dataclass(frozen=True)
+class TrialRun:
+    """What one trial measured."""
+
+    curve: tuple[tuple[int, float], ...]  # (samples, val_accuracy) at each evaluation
+    cost_to_best_usd: float  # money spent until the best evaluation
+    cost_per_sample_usd: float
+    spend_usd: float  # everything the trial was charged
+    latency_ms: float
+    params: int
+    peak_mem_bytes: int
+    stopped: bool = False  # should_stop said so
+    budget_hit: bool = False  # the envelope ran out mid-trial
+
+
+class TrialLab(Protocol):
+    def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
+                  should_stop: Callable[[int, float, int], bool],
+                  more: Callable[[float], float] | None = None) -> TrialRun:
+        """Train ``config`` up to ``max_samples``, evaluating every ``eval_every`` samples;
+        ``should_stop(samples, accuracy, eval_index)`` may cut it short. The trial spends at
+        most ``cap_usd`` plus what ``more(need_usd)`` grants (it returns the amount added; 0.0
+        when the envelope has nothing more): then it stops with ``budget_hit``."""
+        ...
+
+
+
+@dataclass
+class SearchResult:
+    study_name: str
+    trials: int  # complete trials in the study
+    new_trials: int  # run by this call
+    spent_usd: float  # by this call
+    stopped_for_budget: bool
+    front: list[tuple[Config, dict[str, Any]]] = field(default_factory=list)
+
+
+def _param_from(raw: Any, base: Param, where: str, path: str) -> Param:
+    if base.kind == "choice":
+        if not isinstance(raw, list) or not raw or any(v not in base.choices for v in raw):
+            raise SpecError(where, path, f"must be a non-empty list of {', '.join(map(str, base.choices))}",
+                            raw, "list the allowed values")
+        return Param(base.name, "choice", choices=tuple(raw), default=raw[0])
+    if (not isinstance(raw, list) or len(raw) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                          for v in raw) or not raw[0] <= raw[1]):
+        raise SpecError(where, path, "must be [low, high] with low <= high", raw, "give two numbers")
+    if base.log and raw[0] <= 0:
+        raise SpecError(where, path, "is on a log scale: low must be > 0", raw, "give a positive low bound")
+    return Param(base.name, base.kind, float(raw[0]), float(raw[1]), log=base.log,
+                 default=min(max(base.default, raw[0]), raw[1]) if base.default is not None else raw[0])
+
+
+def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "spec") -> SearchSpace:
+    """The workload's space, narrowed by ``search.space``: ``families: [..]``, ``optimizer:
+    [..]``, ``lr: [low, high]``, ``weight_decay: [low, high]``, and per family
+    ``{param: [low, high]}`` (or a list of choices)."""
+    allowed = {"families", "optimizer", "lr", "weight_decay", *info.family_names}
+    for key in narrow:
+        if key not in allowed:
+            raise SpecError(where, f"search.space.{key}", "is not a known key", key,
+                            f"use one of: {', '.join(sorted(allowed))}")
+    names = narrow.get("families", list(info.family_names))
+    if not isinstance(names, list) or not names or any(n not in info.family_names for n in names):
+        raise SpecError(where, "search.space.families", f"must list families of {info.name}", names,
+                        f"use some of: {', '.join(info.family_names)}")
+    fams = []
+    for name in names:
+        fam = info.family(name)
+        sub = narrow.get(name, {}) or {}
+        if not isinstance(sub, dict):
+            raise SpecError(where, f"search.space.{name}", "must map parameters to ranges", sub,
+                            "write e.g. {width: [32, 256]}")
+        params = []
+        for p in fam.params:
+            params.append(_param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p)
+        for key in sub:
+            if key not in fam.names:
+                raise SpecError(where, f"search.space.{name}.{key}", f"is not a parameter of {name}", key,
+                                f"use: {', '.join(fam.names)}")
+        fams.append(Family(name, tuple(params)))
+    opts = narrow.get("optimizer", list(OPTIMIZERS))
+    if not isinstance(opts, list) or not opts or any(o not in OPTIMIZERS for o in opts):
+        raise SpecError(where, "search.space.optimizer", f"must list some of {', '.join(OPTIMIZERS)}", opts,
+                        "write e.g. [adam]")
+    lr = _param_from(narrow["lr"], info.lr, where, "search.space.lr") if "lr" in narrow else info.lr
+    wd = (_param_from(narrow["weight_decay"], info.weight_decay, where, "search.space.weight_decay")
+          if "weight_decay" in narrow else info.weight_decay)
+    return SearchSpace(tuple(fams), tuple(opts), lr, wd)
+
+
+def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
+    if p.kind == "choice":
+        return trial.suggest_categorical(name, list(p.choices))
+    if p.kind == "int":
+        return trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
+    return trial.suggest_float(name, p.low, p.high, log=p.log)
+
+
+def suggest_config(trial: optuna.Trial, space: SearchSpace) -> Config:
+    """One configuration from the space; family parameters are named ``family.param``."""
+    family = trial.suggest_categorical("family", [f.name for f in space.families])
+    fam = next(f for f in space.families if f.name == family)
+    params = tuple((p.name, _suggest(trial, f"{family}.{p.name}", p)) for p in fam.params)
+    optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
+    lr = _suggest(trial, "lr", space.lr)
+    wd = _suggest(trial, "weight_decay", space.weight_decay)
+    return Config(id=f"s{trial.number}-{family}", family=family, params=params, optimizer=optimizer,
+                  lr=float(lr), weight_decay=float(wd))
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        import warnings
+
+        with warnings.catch_warnings():  # multivariate/group are marked experimental; they are needed here
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6, warn_independent_sampling=False)
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+
+
+def open_study(storage: str | optuna.storages.BaseStorage, name: str, sampler: str,
+               seed: int, *, heartbeat_s: int | None = None) -> optuna.Study:
+    """Create or continue the study ``name`` in ``storage``: ``journal:PATH`` for a journal
+    file, else an RDB URL (``sqlite:///FILE``, ``postgresql://...``). With ``heartbeat_s`` an
+    RDB storage records each running trial's heartbeat every ``heartbeat_s`` seconds and
+    fails it after ``4 * heartbeat_s`` without one (a worker that died mid-trial)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if isinstance(storage, str) and storage.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        storage = optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:"):]))
+    elif isinstance(storage, str):
+        # several processes write one sqlite file: wait for its lock rather than fail at once
+        engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+        beats = {"heartbeat_interval": heartbeat_s, "grace_period": 4 * heartbeat_s} if heartbeat_s else {}
+        with warnings.catch_warnings():  # heartbeat_interval is marked experimental; it is what fails dead trials
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
+    return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
+                               sampler=make_sampler(sampler, seed), load_if_exists=True)
+
+
+def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
+    done = [t.user_attrs.get("curve", []) for t in study.get_trials(deepcopy=False,
+                                                                    states=(optuna.trial.TrialState.COMPLETE,))]
+
+    def should_stop(samples: int, acc: float, i: int) -> bool:
+        if i + 1 < MIN_EVALS_BEFORE_CUT:
+            return False
+        seen = [c[i][1] for c in done if len(c) > i]
+        return len(seen) >= 4 and acc < statistics.median(seen)
+
+    return should_stop
+
+
+def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadInfo, *,
+               trials: int | None = None, trial_samples: int | None = None,
+               on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
+               envelope: SearchEnvelope | None = None) -> SearchResult:
+    """Run trials until the study holds ``trials`` complete or running ones, or the envelope
+    cannot fund the next (while other workers' trials hold money, it waits for what they give
+    back rather than stop). Each trial trains only on money it holds in ``envelope`` (default:
+    an in-process one, starting from what the study's finished trials spent): it reserves
+    its worst case before it starts, asks for more in chunks while it trains and settles
+    when it ends, so any number of workers sharing one envelope stay within it."""
+    space = search_space(info, spec.search.space, spec.path)
+    target = trials if trials is not None else spec.search.trials
+    budget = spec.budget.search_usd
+    envelope = envelope if envelope is not None else LocalEnvelope(budget, _study_spend(study))
+    samples = trial_samples or spec.search.trial_samples or spec.target.max_samples
+    new, spent, stopped_for_budget = 0, 0.0, False
+    while True:
+        state = envelope.state()
+        _fail_stale(study, state.lost)
+        if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
+            break
+        dearest = _dearest_full_trial(study)
+        if state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest):
+            if state.held_usd > 0:  # trials of other workers hold money: what they leave comes back
+                time.sleep(WAIT_S)
+                continue
+            stopped_for_budget = True  # the next trial could not finish on what is left
+            break
+        with warnings.catch_warnings():  # ask/tell with a heartbeat storage: beats are ours
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trial = study.ask()
+        config = suggest_config(trial, space)
+        held = envelope.reserve(trial.number, first_hold(budget, dearest))
+        if held <= 0:  # another worker took what was free since the look above: look again
+            trial.set_user_attr("unfunded", True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        run = _train(spec, lab, study, trial, config, held, samples, envelope)
+        spent += run.spend_usd
+        frozen = _record(spec, study, trial, config, run, samples)
+        new += 1
+        if on_trial is not None and frozen is not None:
+            on_trial(frozen, config)
+        if run.budget_hit:
+            stopped_for_budget = True
+            break
+    complete = study.get_trials(deepcopy=False, states=(_COMPLETE,))
+    return SearchResult(study.study_name, len(complete), new, spent, stopped_for_budget,
+                        front_configs(study, spec.target.metric_obj))
+
+
+def _train(spec: "Spec", lab: TrialLab, study: optuna.Study, trial: optuna.Trial, config: Config,
+           held: float, samples: int, envelope: SearchEnvelope) -> TrialRun:
+    """One trial on the money it holds, asking the envelope for more as it goes; settled with
+    what it spent (all it held when it raised: what it spent is then unknown)."""
+    budget = spec.budget.search_usd
+
+    def more(need_usd: float) -> float:
+        return envelope.reserve(trial.number, more_hold(budget, need_usd))
+
+    try:
+        with get_heartbeat_thread(trial._trial_id, study._storage):  # Optuna's own liveness signal
+            run = lab.run_trial(config, samples, spec.runtime.eval_every_samples, held, _median_rule(study),
+                                more=more)
+    except BaseException:
+        envelope.settle(trial.number, None)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        raise
+    envelope.settle(trial.number, run.spend_usd)
+    return run
+
+
+def _record(spec: "Spec", study: optuna.Study, trial: optuna.Trial, config: Config, run: TrialRun,
+            samples: int) -> optuna.trial.FrozenTrial | None:
+    """Tell the study what the trial measured; None when it was already failed as stale (its
+    worker stalled past the lease)."""
+    accuracy, cost, extrapolated = _score(run, samples)
+    try:
+        trial.set_user_attr("config", config.to_dict())
+        trial.set_user_attr("curve", [list(p) for p in run.curve])
+        trial.set_user_attr("extrapolated", extrapolated)
+        trial.set_user_attr("cut_short", run.stopped or run.budget_hit)
+        trial.set_user_attr("spend_usd", run.spend_usd)
+        trial.set_user_attr("params", run.params)
+        trial.set_user_attr("peak_mem_bytes", run.peak_mem_bytes)
+        for name, value in _constraints(spec, run).items():
+            trial.set_constraint(name, value)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return None
+    frozen = study.tell(trial, [accuracy, cost, run.latency_ms], skip_if_finished=True)
+    return frozen if frozen.state == _COMPLETE else None
+
+
+def _fail_stale(study: optuna.Study, lost: tuple[int, ...]) -> None:
+    """Fail the running trials whose worker is gone: Optuna's heartbeat (RDB storages) and the
+    envelope's lapsed leases (every storage, the journal too)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    if lost:
+        running = {t.number for t in study.get_trials(deepcopy=False, states=(_RUNNING,))}
+        for number in sorted(set(lost) & running):
+            study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def _dearest_full_trial(study: optuna.Study) -> float | None:
+    """The most a finished trial spent running to its sample budget (None before any did)."""
+    full = [float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False, states=(_COMPLETE,))
+            if not t.user_attrs.get("cut_short")]
+    return max(full) if full else None
+
+
+def _study_spend(study: optuna.Study) -> float:
+    """What the study's finished trials spent (the in-process envelope's starting point)."""
+    return math.fsum(float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False))
+
+
+def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The study's complete trials (for a caller that does not import optuna)."""
+    return study.get_trials(deepcopy=False, states=(_COMPLETE,))
+
+
+def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
+    """Accuracy and cost to it; a trial cut short is extrapolated to ``samples``."""
+    best = max((a for _, a in run.curve), default=0.0)
+    if not (run.stopped or run.budget_hit) or not run.curve:
+        return best, run.cost_to_best_usd, False
+    curve = fit_learning_curve(run.curve)
+    if curve is None:
+        return best, run.cost_to_best_usd, False
+    projected = max(best, curve.at(samples))
+    return projected, run.cost_per_sample_usd * samples, True
+
+
+def _constraints(spec: "Spec", run: TrialRun) -> dict[str, float]:
+    s = spec.search
+    out = {}
+    if s.max_params is not None:
+        out["params"] = float(run.params - s.max_params)
+    if s.max_memory_mb is not None:
+        out["memory_mb"] = run.peak_mem_bytes / 2**20 - s.max_memory_mb
+    if s.max_latency_ms is not None:
+        out["latency_ms"] = run.latency_ms - s.max_latency_ms
+    return out
+
+
+def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[Config, dict[str, Any]]]:
+    """The feasible non-dominated trials' configs with their objective values, best first. The
+    first objective is the target metric's score (``paretrain.planner.inputs.metric``: higher is better); each
+    entry also gives ``value``, the metric in its own units."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))]
+    # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
+    pts = [(t.values[1], t.values[2], t.values[0]) for t in done]
+    keep = non_dominated(pts)
+    out = []
+    for i in sorted(keep, key=lambda i: (-done[i].values[0], done[i].values[1], done[i].number)):
+        t = done[i]
+        out.append((Config.from_dict(t.user_attrs["config"]), {
+            "trial": t.number, "accuracy": t.values[0], "metric": metric.name,
+            "value": metric.level(t.values[0]), "cost_usd": t.values[1], "latency_ms": t.values[2],
+            "extrapolated": bool(t.user_attrs.get("extrapolated")), "params": t.user_attrs.get("params")}))
+    return out
+
+
+def _trial_constraints(t: optuna.trial.FrozenTrial) -> list[float]:
+    cons = getattr(t, "constraints", None)
+    if isinstance(cons, dict):
+        return list(cons.values())
+    return list(cons or [])
+

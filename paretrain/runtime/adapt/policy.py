@@ -1,0 +1,173 @@
+"""The runtime's decisions, apart from doing them: each observation gets one answer.
+
+Pure: no torch, no clocks, no files. The executor measures, builds an ``Observation`` at each
+evaluation, asks ``Policy.decide`` and carries the ``Decision`` out.
+
+Order of precedence:
+
+1. **Rollback**: the first evaluations after an adaptation show validation loss worse than
+   just before it by more than ``rollback_threshold`` (relative): go back to the checkpoint
+   taken before it, mark that option bad, replan.
+2. **Projected overrun** (fires at once, cooldown or not): spent + the remaining work at the
+   observed throughput and the current prices would pass the budget, or its end the deadline.
+   A price peak with deadline slack is waited out (PAUSE); otherwise REPLAN.
+3. **Price peak**: the price is above the plan's by more than ``pause_threshold`` and the
+   deadline leaves room to wait until it falls: PAUSE (storage charged only).
+4. **Cooldown**: within ``cooldown_s`` of the last adaptation nothing else changes.
+5. **Prices**: an offer's price moved by more than ``price_threshold`` (either way) since the
+   schedule was made: REPLAN. Prices are known exactly, so no detector waits for evidence.
+6. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
+   REPLAN.
+7. **Slack**: with ``prefer: time``, spending under the plan buys speed: REPLAN for time.
+8. Otherwise CONTINUE.
+
+A replan's result is classified by ``after_replan``: RESIZE_BATCH (same offer, new batch),
+SWITCH (new offer), CONTINUE (nothing better) or STOP (no schedule reaches the target within
+the budget left: stop now rather than spend on a run that cannot finish).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from paretrain.runtime.adapt.drift import Detector
+
+__all__ = ["Action", "Observation", "Decision", "Policy"]
+
+
+class Action(str, Enum):
+    CONTINUE = "continue"
+    RESIZE_BATCH = "resize_batch"
+    REPLAN = "replan"
+    SWITCH = "switch"
+    PAUSE = "pause"
+    STOP = "stop"
+
+
+@dataclass(frozen=True)
+class Observation:
+    t_s: float
+    spent_usd: float
+    budget_usd: float
+    deadline_s: float
+    spend_rate_ratio: float  # observed $/s over the plan's, since the last observation
+    throughput_ratio: float  # observed samples/s over the plan's
+    convergence_ratio: float  # samples used over the plan's samples for the accuracy seen (>1: slower)
+    projected_cost_usd: float  # spent + remaining work at observed throughput and current prices
+    projected_end_s: float
+    price_ratio: float  # current price over the plan's, current offer
+    pause_until_s: float | None  # when the price is back under the pause threshold, if known
+    remaining_s: float  # remaining work at observed throughput
+    val_loss: float
+    evals_since_adaptation: int = 1 << 30
+    loss_before_adaptation: float | None = None
+    prefer: str = "cost"
+    price_change: float = 1.0  # the largest move of an offer's price since the last (re)plan, as a ratio
+    price_change_offer: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str = ""
+    objective: str = "cost"
+    rollback: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Policy:
+    """Answers observations; keeps its detectors and the time of the last adaptation."""
+
+    def __init__(self, *, threshold: float = 6.0, window: int = 10, cooldown_s: float = 10.0,
+                 pause_threshold: float = 0.5, rollback_threshold: float = 0.1, slack: float = 0.2,
+                 rollback_evals: int = 2, price_threshold: float = 0.2) -> None:
+        self.cooldown_s = cooldown_s
+        self.price_threshold = price_threshold
+        self.pause_threshold = pause_threshold
+        self.rollback_threshold = rollback_threshold
+        self.slack = slack
+        self.rollback_evals = rollback_evals
+        self.detectors = {name: Detector(threshold=threshold, window=window)
+                          for name in ("spend", "throughput", "convergence")}
+        self.last_adaptation = -math.inf
+        self.slack_used = False
+
+    def decide(self, obs: Observation) -> Decision:
+        # 1. rollback
+        before = obs.loss_before_adaptation
+        if (before is not None and obs.evals_since_adaptation <= self.rollback_evals
+                and obs.val_loss > before * (1.0 + self.rollback_threshold)):
+            return Decision(Action.REPLAN, f"rollback: validation loss {obs.val_loss:.4f} after the change is "
+                            f"worse than {before:.4f} before it by more than {self.rollback_threshold:.0%}",
+                            rollback=True)
+        alarms = {
+            "spend": self.detectors["spend"].update(obs.spend_rate_ratio),
+            "throughput": self.detectors["throughput"].update(obs.throughput_ratio),
+            "convergence": self.detectors["convergence"].update(obs.convergence_ratio),
+        }
+        can_pause = (obs.price_ratio > 1.0 + self.pause_threshold and obs.pause_until_s is not None
+                     and obs.pause_until_s + obs.remaining_s <= obs.deadline_s)
+        # 2. projected overrun
+        over_budget = obs.projected_cost_usd > obs.budget_usd
+        over_deadline = obs.projected_end_s > obs.deadline_s
+        if over_budget or over_deadline:
+            what = "budget" if over_budget else "deadline"
+            if can_pause and not over_deadline:
+                return Decision(Action.PAUSE, f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
+                                f"{obs.pause_until_s:.1f} s (deadline slack allows it)",
+                                detail={"until": obs.pause_until_s})
+            return Decision(Action.REPLAN, f"projected {what} overrun: ${obs.projected_cost_usd:.6g} of "
+                            f"${obs.budget_usd:.6g}, end at {obs.projected_end_s:.1f} s of {obs.deadline_s:.1f} s")
+        # 3. price peak
+        if can_pause:
+            return Decision(Action.PAUSE, f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
+                            f"{obs.pause_until_s:.1f} s", detail={"until": obs.pause_until_s})
+        # 4. cooldown
+        if obs.t_s - self.last_adaptation < self.cooldown_s:
+            return Decision(Action.CONTINUE, "cooldown")
+        # 5. prices
+        change = obs.price_change
+        if change > 1.0 + self.price_threshold or change < 1.0 / (1.0 + self.price_threshold):
+            return Decision(Action.REPLAN, f"price of {obs.price_change_offer} x{change:.2f} since the schedule "
+                            "was made", detail={"price_change": round(change, 4)})
+        # 6. drift
+        if alarms["throughput"] < 0 or alarms["spend"] > 0 or alarms["convergence"] > 0:
+            which = [n for n, a in alarms.items() if (a < 0 if n == "throughput" else a > 0)]
+            shifts = {n: round(self.detectors[n].shift, 3) for n in which}
+            return Decision(Action.REPLAN, f"drift in {', '.join(which)} (x{', x'.join(map(str, shifts.values()))} "
+                            "against the baseline)", detail={"shift": shifts})
+        # 7. slack buys speed
+        if obs.prefer == "time" and not self.slack_used and (
+                alarms["spend"] < 0 or alarms["throughput"] > 0
+                or obs.projected_cost_usd < obs.budget_usd * (1.0 - self.slack)):
+            self.slack_used = True
+            return Decision(Action.REPLAN, f"slack: projected ${obs.projected_cost_usd:.6g} of "
+                            f"${obs.budget_usd:.6g}; the spec prefers time", objective="time")
+        return Decision(Action.CONTINUE)
+
+    def after_replan(self, current: tuple[str, int], new_first: tuple[str, int] | None, feasible: bool,
+                     fits_budget: bool, reason: str) -> Decision:
+        """Classify a replan: the current (offer, batch) against the new first stage's."""
+        if not fits_budget:
+            return Decision(Action.STOP, f"{reason}: no schedule reaches the target within the budget left")
+        if new_first is None or new_first == current:
+            return Decision(Action.CONTINUE, f"{reason}: the plan stands")
+        if new_first[0] != current[0]:
+            return Decision(Action.SWITCH, f"{reason}: move to {new_first[0]} at batch {new_first[1]}")
+        return Decision(Action.RESIZE_BATCH, f"{reason}: batch {current[1]} -> {new_first[1]}")
+
+    def acknowledge(self, decision: Decision) -> None:
+        """A replan found that the schedule stands: nothing changed, so no cooldown starts and
+        the other detectors keep their baselines (a drift that starts now is still caught); the
+        detectors that alarmed learn the level the replan took into account."""
+        for name in decision.detail.get("shift", {}):
+            self.detectors[name].reset()
+
+    def adapted(self, t_s: float) -> None:
+        """An adaptation took effect at ``t_s``: start the cooldown and learn a new baseline."""
+        self.last_adaptation = t_s
+        for d in self.detectors.values():
+            d.reset()

@@ -1,0 +1,68 @@
+"""Reading input files and writing output files atomically (temp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from paretrain.planner.errors import InputError
+from paretrain.planner.measure.profile import Profile, profile_from_json, profile_to_json
+
+__all__ = ["atomic_write_text", "atomic_write_bytes", "read_text", "read_spec", "read_profile",
+           "write_profile"]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_text(path: str | Path, what: str, fix: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such {what} file. To fix: {fix}")
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"{p}: cannot read the {what} ({err}). To fix: {fix}") from None
+
+
+def read_profile(path: str | Path) -> Profile:
+    text = read_text(path, "profile", "check 'profiles:' in the spec, or write one with "
+                                      "'paretrain profile SPEC -o FILE'")
+    return profile_from_json(text, str(path))
+
+
+def write_profile(profile: Profile, path: str | Path) -> None:
+    atomic_write_text(path, profile_to_json(profile))

@@ -1,0 +1,139 @@
+"""What one run knows about itself, as plain data: ``RunSetup`` (fixed when the run starts) and
+``RunState`` (changes as it trains), owned by the executor and handed to its parts.
+
+The parts (``paretrain.runtime.run.guard``, ``paretrain.runtime.run.recovery``, ``paretrain.runtime.run.reporting``,
+``paretrain.runtime.adapt.adaptation``) hold no copy of the run's progress: each is called with the
+state it needs, and the executor is the only one that decides what changes in it.
+
+>>> from paretrain.planner.plan.plan import StagePlan
+>>> st = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 640, 10, 1e-3, 0.0, 1.0, 100.0)
+>>> s = RunState(stages=[st], hw="local/cpu-1")
+>>> s.stage_name, s.stage.batch_size
+('stage0', 64)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from paretrain.planner.inputs.catalog import Offer
+from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
+from paretrain.planner.inputs.spec import Spec
+
+__all__ = ["RunSetup", "RunState"]
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """The run's fixed facts: its plan, candidate, typed spec, where its files go, and which
+    offers are present here (the others are emulated on ``emulate_on``)."""
+
+    plan: Plan
+    cand: Candidate
+    spec: Spec
+    run_id: str
+    run_dir: Path
+    ledger_path: Path
+    local: frozenset[str]
+    emulate_on: str
+
+    def emulated(self, hardware: str) -> bool:
+        return hardware not in self.local
+
+    def offer(self, hardware: str) -> Offer:
+        return self.plan.offer(hardware)
+
+    @property
+    def emulated_any(self) -> bool:
+        return any(self.emulated(s.hardware) for s in self.cand.stages)
+
+    def restart_s(self, hardware: str) -> float:
+        """Seconds to restore onto ``hardware``: the offer's switch time when emulated, a local
+        process's state load otherwise."""
+        return self.offer(hardware).switch_s if self.emulated(hardware) else 0.05
+
+    def form_s(self, stage: StagePlan) -> float:
+        """Virtual seconds an emulated stage on several workers takes to form its group (the
+        plan's rendezvous term, ``paretrain.planner.program.stagecost``); 0 on a local offer, whose real launch
+        and rendezvous the meter charges as they happen."""
+        if stage.workers <= 1 or not self.emulated(stage.hardware):
+            return 0.0
+        try:
+            return self.plan.step_model(stage.hardware, self.cand.config_id, stage.precision,
+                                        stage.workers).rendezvous_s
+        except KeyError:
+            return 0.0
+
+
+@dataclass
+class RunState:
+    """Where the run is: stage, progress, clocks of its own, spend counters and checkpoints."""
+
+    stages: list[StagePlan]  # the candidate's, with the tail replaced by each replan
+    hw: str  # the offer the run is on
+    stage_i: int = 0
+    stage_done: int = 0  # samples done in the current stage
+    progress: float = 0.0  # ideal samples done (E_min units): samples / (1 + B / B_noise)
+    beyond: bool = False  # the plan's samples are used up before the target
+    samples: int = 0  # samples trained (mirrors the trainer)
+    batch_size: int = 0  # global batch now (mirrors the trainer)
+    accuracy: float = 0.0  # the target metric's last value (val_accuracy, val_bpb, ...)
+    metrics: dict[str, float] = field(default_factory=dict)  # every metric of the last evaluation
+    loss: float = math.nan
+    val_loss: float = math.nan
+    next_eval: int = 0
+    slowest: float = 0.0  # slowest recent real step (decays), the real clock's margin
+    eval_real: float = 0.0
+    ckpt_real: float = 0.02
+    ckpt_t: float = 0.0  # run time of the last checkpoint
+    storage_t: float = 0.0  # run time storage was last charged up to
+    compute_s: float = 0.0  # real seconds inside training steps on local hardware
+    compute_steps: int = 0
+    busy_s: float = 0.0  # run time of training steps and evaluations
+    busy_usd: float = 0.0
+    kept_bytes: list[int] = field(default_factory=list)  # sizes of the checkpoints kept
+    dirty: bool = True  # trained since the last checkpoint
+    connect_s: float = 0.0  # the longest the next step may wait for its processes to rendezvous
+    form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
+    group: tuple[str, int] | None = None  # (offer, workers) of the group formed last in this process
+    stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
+
+    @property
+    def stage(self) -> StagePlan:
+        return self.stages[min(self.stage_i, len(self.stages) - 1)]
+
+    def form_group(self, seconds: float) -> None:
+        """Enter the current stage's group: a new one (``seconds`` to form, charged before the
+        next step) unless this process formed one on the same offer with the same workers."""
+        key = (self.stage.hardware, self.stage.workers)
+        if key != self.group:
+            self.group, self.form_s = key, seconds
+
+    @property
+    def stage_name(self) -> str:
+        return f"stage{self.stage_i}"
+
+    def position(self) -> dict[str, Any]:
+        """What a checkpoint records of the run besides the trainer."""
+        return {"stage": self.stage_i, "stage_samples": self.stage_done, "hardware": self.hw,
+                "accuracy": self.accuracy, "progress": self.progress,
+                "stages": [asdict(st) for st in self.stages]}
+
+    def restore_position(self, run: dict[str, Any]) -> None:
+        """Take back a checkpoint's position (the inverse of ``position``)."""
+        self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
+        self.accuracy = float(run.get("accuracy", 0.0))
+        self.progress = float(run.get("progress", 0.0))
+        if run.get("stages"):
+            self.stages = [StagePlan(**st) for st in run["stages"]]
+        self.hw = str(run.get("hardware", self.hw))
+
+    def advance(self, samples: int, batch: int) -> None:
+        """Count ``samples`` trained at global batch ``batch`` in the current stage."""
+        self.stage_done += samples
+        self.samples += samples
+        self.progress += samples / (1.0 + batch / self.stage.b_noise)
+        self.dirty = True

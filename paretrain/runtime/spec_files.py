@@ -1,0 +1,35 @@
+"""Reading a spec: validated against the built-in workloads and the user's workload it names
+(imported and checked before anything runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from paretrain.planner.inputs.spec import Spec, parse_spec, parse_spec_text
+from paretrain.runtime.files import read_text
+from paretrain.runtime.train.workloads import workloads_for
+
+__all__ = ["read_spec", "spec_of"]
+
+
+def read_spec(path: str | Path) -> Spec:
+    """Read and validate a spec file against the built-in workloads and the user's workload it
+    names (imported and checked before anything runs)."""
+    import yaml
+
+    text = read_text(path, "spec", "check the path, or run 'paretrain init' to write an example spec")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raw = None  # parse_spec_text reports the YAML error in its words
+    return parse_spec_text(text, str(path), _registry(raw, str(path)))
+
+
+def spec_of(data: Any, where: str) -> Spec:
+    """Validate a spec mapping (e.g. the one a plan file holds) the same way."""
+    return parse_spec(data, where, _registry(data, where))
+
+
+def _registry(raw: Any, where: str) -> dict[str, Any]:
+    return workloads_for(raw.get("workload") if isinstance(raw, dict) else None, where)

@@ -1,0 +1,99 @@
+"""Predicted against realized: the execution runs of an MLflow experiment, side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paretrain.planner.errors import InputError
+from paretrain.planner.inputs.metric import Metric
+from paretrain.planner.program.pareto import non_dominated
+
+__all__ = ["compare_rows", "latest_plan_run", "log_plot"]
+
+
+def _pct(pred: float, real: float) -> str:
+    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+
+
+def latest_plan_run(uri: str, experiment: str) -> str | None:
+    """The newest plan run of ``experiment`` (where ``compare`` files its plot)."""
+    from paretrain.runtime.tracking.client import _client
+
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'plan'",
+                              order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+def log_plot(uri: str, run_id: str, path: str) -> bool:
+    from paretrain.runtime.tracking.client import _client
+
+    try:
+        _client(uri).log_artifact(run_id, path)
+        return True
+    except Exception:  # noqa: BLE001 - the plot is on disk either way
+        return False
+
+
+def _intervals(m: dict[str, float]) -> dict[str, Any]:
+    """The predicted P10/P50/P90 a run logged, and whether the realized figure fell inside."""
+    out: dict[str, Any] = {}
+    for name, short in (("cost_usd", "cost"), ("wall_s", "wall")):
+        keys = [f"predicted_{name}_p{q}" for q in (10, 50, 90)]
+        if all(k in m for k in keys):
+            lo, mid, hi = (m[k] for k in keys)
+            out[f"predicted_{name}_interval"] = {"p10": lo, "p50": mid, "p90": hi}
+            out[f"{short}_inside"] = bool(lo <= m.get(name, float("nan")) <= hi)
+        else:
+            out[f"{short}_inside"] = None
+    return out
+
+
+def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
+    """One row per execution run: predicted and realized cost, wall time, accuracy, errors,
+    and whether the realized point is on the front of the realized points."""
+    from paretrain.runtime.tracking.client import _client
+
+    client = _client(uri)
+    if experiment is None:
+        exps = [e for e in client.search_experiments() if e.name != "Default"]
+        if len(exps) != 1:
+            names = ", ".join(sorted(e.name for e in exps)) or "none"
+            raise InputError(f"--experiment: {len(exps)} experiments at {uri} ({names}). To fix: name one "
+                             "with --experiment NAME")
+        exp = exps[0]
+    else:
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            raise InputError(f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
+                             "the name (the spec's tracking.experiment, else its name)")
+    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'run'",
+                              order_by=["attributes.start_time ASC"], max_results=5000)
+    rows = []
+    for r in runs:
+        m, t = r.data.metrics, r.data.tags
+        if "cost_usd" not in m:
+            continue  # still running, or stopped before its final record
+        metric = Metric(t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize")
+        predicted = m.get("predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}", 0.0)
+        value = m.get(metric.name, 0.0)
+        rows.append({
+            "run": r.info.run_id, "candidate": t.get("paretrain.candidate", ""),
+            "plan": t.get("paretrain.plan_fingerprint", ""), "status": t.get("paretrain.status", ""),
+            "predicted_cost_usd": m.get("predicted_cost_usd", 0.0), "cost_usd": m["cost_usd"],
+            "predicted_wall_s": m.get("predicted_wall_s", 0.0), "wall_s": m.get("wall_s", 0.0),
+            "metric": metric.name, "direction": metric.direction,
+            # the target metric's predicted level and realized value (named for accuracy, as before)
+            "predicted_accuracy": predicted, "val_accuracy": value,
+            **_intervals(m),
+        })
+    keep = set(non_dominated([(r["cost_usd"], r["wall_s"],
+                               Metric(r["metric"], r["direction"]).score(r["val_accuracy"])) for r in rows]))
+    for i, r in enumerate(rows):
+        r["cost_err"] = _pct(r["predicted_cost_usd"], r["cost_usd"])
+        r["wall_err"] = _pct(r["predicted_wall_s"], r["wall_s"])
+        r["on_front"] = i in keep
+    return exp.name, rows

@@ -1,0 +1,65 @@
+"""Atomic checkpoints and resume.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain values: the trainer's
+state (model, optimizer, RNG, data position) and the run's position (stage, samples done in
+the stage, ledger lines at the time). It is written to a temp file in the same folder,
+fsync'd and renamed, so a crash leaves either the old file or the new one. Loading uses
+``torch.load(weights_only=True)``; a file that fails to load (truncated, corrupt) is skipped
+and the one before it used. Only the last ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paretrain.runtime.files import atomic_write_bytes
+
+__all__ = ["save_checkpoint", "load_latest", "checkpoint_paths", "CheckpointError"]
+
+_NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
+
+
+class CheckpointError(Exception):
+    pass
+
+
+def checkpoint_paths(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any], keep: int) -> tuple[Path, int]:
+    """Write ``state`` as the next checkpoint; drop all but the last ``keep``. Returns the path
+    and its size in bytes."""
+    folder = Path(folder)
+    existing = checkpoint_paths(folder)
+    seq = int(_NAME.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    path = folder / f"ckpt-{seq:08d}.pt"
+    atomic_write_bytes(path, data)
+    for old in checkpoint_paths(folder)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path, len(data)
+
+
+def load_latest(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
+    """The newest checkpoint that loads, or None. Damaged ones are skipped (and renamed
+    ``*.damaged`` so they are not tried again)."""
+    for path in reversed(checkpoint_paths(folder)):
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or "trainer" not in state or "run" not in state:
+                raise CheckpointError("missing trainer or run state")
+            return state, path
+        except Exception:  # noqa: BLE001 - any failure to load means "use the previous one"
+            path.rename(path.with_suffix(".damaged"))
+    return None
