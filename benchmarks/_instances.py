@@ -7,21 +7,33 @@ import numpy as np
 from paretrain.planner.program.problem import Choice, Option, Problem
 
 
-def instance(seed: int, *, configs: int, offers: int, batches: int, precisions: int, workers: int,
-             stages: int, levels: int = 1, budget: float = np.inf, deadline: float = np.inf) -> Problem:
+def instance(
+    seed: int,
+    *,
+    configs: int,
+    offers: int,
+    batches: int,
+    precisions: int,
+    workers: int,
+    stages: int,
+    levels: int = 1,
+    budget: float = np.inf,
+    deadline: float = np.inf,
+) -> Problem:
     """configs x levels choices; offers x batches x precisions x workers options; ``stages`` stages.
 
     Faster offers cost more per hour; bf16 is faster on offers that support it; more workers
     add an all-reduce term; B_noise grows with the stage, so larger batches pay off later."""
     rng = np.random.default_rng(seed)
-    chs = tuple(Choice(f"c{c}", round(0.7 + 0.05 * lv + 0.01 * c, 3)) for c in range(configs)
-                for lv in range(levels))
-    bs = [16 * 2 ** i for i in range(batches)]
+    chs = tuple(
+        Choice(f"c{c}", round(0.7 + 0.05 * lv + 0.01 * c, 3)) for c in range(configs) for lv in range(levels)
+    )
+    bs = [16 * 2**i for i in range(batches)]
     qs = ["fp32", "bf16"][:precisions]
-    ns = [2 ** i for i in range(workers)]
+    ns = [2**i for i in range(workers)]
     opts = tuple(Option(f"o{h}", q, b, n) for h in range(offers) for q in qs for n in ns for b in bs)
     speed = rng.uniform(0.3, 20.0, size=offers)
-    price = speed ** 1.3 * rng.uniform(0.7, 1.4, size=offers) / 3600.0
+    price = speed**1.3 * rng.uniform(0.7, 1.4, size=offers) / 3600.0
     bf16 = rng.uniform(1.2, 3.0, size=offers)
     M, K, O = len(chs), stages, len(opts)
     time = np.empty((M, K, O))
@@ -43,6 +55,18 @@ def instance(seed: int, *, configs: int, offers: int, batches: int, precisions: 
             time[m, k] = s / (b * n) * step
     cost = time * price[hw][None, None, :] * n[None, None, :]
     sw_t = rng.uniform(30, 300, size=offers)
-    return Problem(chs, opts, tuple(f"o{h}" for h in range(offers)), time, cost, samples, hw, sw_t,
-                   sw_t * price, rng.uniform(0, 0.01, size=offers), budget_usd=budget, deadline_s=deadline,
-                   accuracy_floor=0.0)
+    return Problem(
+        chs,
+        opts,
+        tuple(f"o{h}" for h in range(offers)),
+        time,
+        cost,
+        samples,
+        hw,
+        sw_t,
+        sw_t * price,
+        rng.uniform(0, 0.01, size=offers),
+        budget_usd=budget,
+        deadline_s=deadline,
+        accuracy_floor=0.0,
+    )

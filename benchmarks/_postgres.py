@@ -21,11 +21,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-__all__ = ["PostgresServer", "PostgresUnavailable", "postgres_server", "pg_bin_dir"]
+__all__ = ["PostgresServer", "PostgresUnavailable", "pg_bin_dir", "postgres_server"]
 
 
 class PostgresUnavailable(RuntimeError):
@@ -45,7 +46,8 @@ def pg_bin_dir() -> Path:
     raise PostgresUnavailable(
         "PostgreSQL's server binaries (initdb, pg_ctl) were not found in /usr/lib/postgresql/*/bin or on PATH. "
         "To fix: run 'bash scripts/system-deps.sh' (it installs Debian's postgresql package), or "
-        "'apt-get install postgresql', or set PARETRAIN_PG_BIN to the folder holding initdb")
+        "'apt-get install postgresql', or set PARETRAIN_PG_BIN to the folder holding initdb"
+    )
 
 
 def _free_port() -> int:
@@ -63,8 +65,10 @@ def _server_user() -> pwd.struct_passwd | None:
             return pwd.getpwnam(name)
         except KeyError:
             continue
-    raise PostgresUnavailable("running as root and there is no 'postgres' or 'nobody' user to run PostgreSQL as. "
-                              "To fix: create a 'postgres' user (useradd postgres) or run as a normal user")
+    raise PostgresUnavailable(
+        "running as root and there is no 'postgres' or 'nobody' user to run PostgreSQL as. "
+        "To fix: create a 'postgres' user (useradd postgres) or run as a normal user"
+    )
 
 
 class PostgresServer:
@@ -81,23 +85,44 @@ class PostgresServer:
         as_user: dict[str, Any] = {}
         if self.user is not None:
             as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        return subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=self.dir, capture_output=True, text=True,
-                              timeout=timeout, env={**os.environ, "LC_ALL": "C"}, **as_user)
+        return subprocess.run(
+            [str(self.bin / args[0]), *args[1:]],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "LC_ALL": "C"},
+            **as_user,
+        )
 
     def start(self) -> None:
         if self.user is not None:
             os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
         os.chmod(self.dir, 0o700)
-        steps = [("initdb", "-D", str(self.data), "-U", "paretrain", "--auth=trust", "-E", "UTF8", "--no-sync"),
-                 ("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60", "-o",
-                  f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F -c max_connections=200", "start")]
+        steps = [
+            ("initdb", "-D", str(self.data), "-U", "paretrain", "--auth=trust", "-E", "UTF8", "--no-sync"),
+            (
+                "pg_ctl",
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                f"-h 127.0.0.1 -p {self.port} -k {self.dir} -F -c max_connections=200",
+                "start",
+            ),
+        ]
         for step in steps:
             out = self._run(*step)
             if out.returncode != 0:
                 tail = self.log.read_text()[-2000:] if self.log.exists() else ""
                 self.stop()
-                raise PostgresUnavailable(f"{step[0]} failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}"
-                                          f"\n{tail}")
+                raise PostgresUnavailable(
+                    f"{step[0]} failed (exit {out.returncode}): {out.stderr.strip()[-2000:]}\n{tail}"
+                )
             self.started = True
 
     def create_database(self, name: str) -> str:

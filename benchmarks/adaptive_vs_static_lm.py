@@ -40,21 +40,20 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import paretrain.runtime.pipeline  # noqa: E402
-from benchmarks.adaptive_vs_static import static, with_runtime  # noqa: E402
-from paretrain.planner.errors import BudgetExhausted  # noqa: E402
-from paretrain.planner.plan.plan import Candidate, Plan  # noqa: E402
-from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
-from paretrain.runtime.pipeline import Workspace, plan_spec  # noqa: E402
-from paretrain.runtime.run.executor import Executor  # noqa: E402
-from paretrain.runtime.train.torch_lab import TorchLab  # noqa: E402
-from paretrain.runtime.train.workloads import WORKLOADS  # noqa: E402
+import paretrain.runtime.pipeline
+from benchmarks.adaptive_vs_static import static, with_runtime
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.plan.plan import Candidate, Plan
+from paretrain.runtime.pipeline import Workspace, plan_spec
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.train.torch_lab import TorchLab
+from paretrain.runtime.train.workloads import WORKLOADS
 
 BATCHES = [4, 8, 16, 32]
 OFFER = "local/cpu-1"
@@ -81,10 +80,25 @@ def make_spec(target: float) -> dict:
     return {
         "name": "adaptive-vs-static-lm",
         "workload": {"name": "stdlib_lm", "seed": 0, "args": {"max_bytes": 2_000_000, "val_windows": 128}},
-        "configs": [{"id": "gpt-64x2", "family": "gpt", "width": 64, "layers": 2, "heads": 2, "context": 64,
-                     "lr": 0.003, "base_batch": 32}],
-        "target": {"metric": "val_bpb", "direction": "minimize", "goal": target, "levels": [target],
-                   "max_samples": 150_000},
+        "configs": [
+            {
+                "id": "gpt-64x2",
+                "family": "gpt",
+                "width": 64,
+                "layers": 2,
+                "heads": 2,
+                "context": 64,
+                "lr": 0.003,
+                "base_batch": 32,
+            }
+        ],
+        "target": {
+            "metric": "val_bpb",
+            "direction": "minimize",
+            "goal": target,
+            "levels": [target],
+            "max_samples": 150_000,
+        },
         # loose envelopes (dollars at $0.0425/h): only the target ends a run
         "budget": {"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.0, "train": 0.5}},
         "deadline_s": 3600,
@@ -104,9 +118,17 @@ def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
         r = Executor(plan, cand, workdir=work, run_id=run_id).run()
     except BudgetExhausted as err:
         r = err.result  # type: ignore[attr-defined]
-    return {"batches": [s.batch_size for s in cand.stages], "status": r.status, "samples": r.samples,
-            "val_bpb": round(r.accuracy, 4), "wall_s": r.wall_s, "cost_usd": r.cost_usd,
-            "process_s": round(time.perf_counter() - t0, 1), "load_before": before, "load_after": load()}
+    return {
+        "batches": [s.batch_size for s in cand.stages],
+        "status": r.status,
+        "samples": r.samples,
+        "val_bpb": round(r.accuracy, 4),
+        "wall_s": r.wall_s,
+        "cost_usd": r.cost_usd,
+        "process_s": round(time.perf_counter() - t0, 1),
+        "load_before": before,
+        "load_after": load(),
+    }
 
 
 def summarize(results: dict[str, dict]) -> dict:
@@ -115,8 +137,12 @@ def summarize(results: dict[str, dict]) -> dict:
     cheapest = min(reached, key=lambda k: reached[k]["cost_usd"]) if reached else None
     p = results["planned"]
     hit = p["status"] == "target"
-    out = {"planned_reached": hit, "best_static": best, "cheapest_static": cheapest,
-           "multi_stage": len(set(p["batches"])) > 1}
+    out = {
+        "planned_reached": hit,
+        "best_static": best,
+        "cheapest_static": cheapest,
+        "multi_stage": len(set(p["batches"])) > 1,
+    }
     if best and hit:
         out["time_ratio"] = p["wall_s"] / reached[best]["wall_s"]
         out["cost_ratio"] = p["cost_usd"] / reached[cheapest]["cost_usd"]
@@ -126,14 +152,18 @@ def summarize(results: dict[str, dict]) -> dict:
 
 def table(results: dict[str, dict], best: str | None) -> str:
     ref = results[best] if best else None
-    lines = [f"{'runner':<13} {'batches':<11} {'status':<10} {'samples':>8} {'val_bpb':>7} {'wall_s':>7} "
-             f"{'cost_usd':>10} {'x time':>7} {'x cost':>7} {'load':>10}"]
+    lines = [
+        f"{'runner':<13} {'batches':<11} {'status':<10} {'samples':>8} {'val_bpb':>7} {'wall_s':>7} "
+        f"{'cost_usd':>10} {'x time':>7} {'x cost':>7} {'load':>10}"
+    ]
     for k, v in results.items():
         xt = f"{v['wall_s'] / ref['wall_s']:.2f}" if ref else "-"
         xc = f"{v['cost_usd'] / ref['cost_usd']:.2f}" if ref else "-"
-        lines.append(f"{k:<13} {'/'.join(map(str, v['batches'])):<11} {v['status']:<10} {v['samples']:>8} "
-                     f"{v['val_bpb']:>7.3f} {v['wall_s']:>7.1f} {v['cost_usd']:>10.7f} {xt:>7} {xc:>7} "
-                     f"{v['load_before']:>4}-{v['load_after']:<4}")
+        lines.append(
+            f"{k:<13} {'/'.join(map(str, v['batches'])):<11} {v['status']:<10} {v['samples']:>8} "
+            f"{v['val_bpb']:>7.3f} {v['wall_s']:>7.1f} {v['cost_usd']:>10.7f} {xt:>7} {xc:>7} "
+            f"{v['load_before']:>4}-{v['load_after']:<4}"
+        )
     return "\n".join(lines)
 
 
@@ -151,9 +181,12 @@ def main() -> None:
     plan_s = time.perf_counter() - t0
     cand = plan.candidate("cheapest")
     conv = [c for c in plan.models.convergence if c.config_id == cand.config_id]
-    print(f"plan in {plan_s:.0f} s (profile {'reused' if reused else 'measured'}); {cand.id}: "
-          + " -> ".join(f"b{s.batch_size} x{s.samples}" for s in cand.stages)
-          + f"; predicted {cand.wall_s:.1f} s, ${cand.cost_usd:.7f}", flush=True)
+    print(
+        f"plan in {plan_s:.0f} s (profile {'reused' if reused else 'measured'}); {cand.id}: "
+        + " -> ".join(f"b{s.batch_size} x{s.samples}" for s in cand.stages)
+        + f"; predicted {cand.wall_s:.1f} s, ${cand.cost_usd:.7f}",
+        flush=True,
+    )
     for note in plan.notes:
         print(f"note: {note}")
     base = with_runtime(plan, adapt=False)
@@ -166,28 +199,61 @@ def main() -> None:
     summary = summarize(results)
     print(table(results, summary["best_static"]))
     if "time_ratio" in summary:
-        print(f"planned schedule: {summary['time_ratio']:.2f}x the best static batch's time "
-              f"({summary['best_static']}), {summary['cost_ratio']:.2f}x the cheapest static cost; goal "
-              f"(<= 0.8x time, <= 1x cost) {'met' if summary['goal_met'] else 'NOT met'}")
+        print(
+            f"planned schedule: {summary['time_ratio']:.2f}x the best static batch's time "
+            f"({summary['best_static']}), {summary['cost_ratio']:.2f}x the cheapest static cost; goal "
+            f"(<= 0.8x time, <= 1x cost) {'met' if summary['goal_met'] else 'NOT met'}"
+        )
     else:
         print(f"no ratio: planned reached {summary['planned_reached']}, best static {summary['best_static']}")
     total_s = time.perf_counter() - t0
     out = Path(args.out)
-    out.write_text(json.dumps({
-        "target_val_bpb": args.target, "plan_s": round(plan_s, 1), "total_s": round(total_s, 1),
-        "profile_reused": reused, "cores": os.cpu_count(),
-        "load_1min": {"start": load_start, "end": load()},
-        "load_note": "a 2-core machine shared with other agents' work; load averages per run in rows",
-        "candidate": {"id": cand.id, "stages": [{"batch_size": s.batch_size, "samples": s.samples,
-                                                  "b_noise": s.b_noise} for s in cand.stages],
-                      "predicted_wall_s": cand.wall_s, "predicted_cost_usd": cand.cost_usd},
-        "convergence": [{"level": c.level, "e_min": c.e_min, "b_noise": c.b_noise, "points": c.points}
-                        for c in conv],
-        "samples_per_s": {s.batch_size: round(s.samples_per_s, 1) for sp in profile.steps
-                          if sp.hardware == OFFER for s in sp.samples},
-        "noise": [{"progress_samples": n.progress_samples, "val_bpb": n.accuracy, "b_simple": round(n.b_simple, 1)}
-                  for n in profile.noise],
-        "notes": list(plan.notes), "runs": results, "summary": summary}, indent=1, default=list) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "target_val_bpb": args.target,
+                "plan_s": round(plan_s, 1),
+                "total_s": round(total_s, 1),
+                "profile_reused": reused,
+                "cores": os.cpu_count(),
+                "load_1min": {"start": load_start, "end": load()},
+                "load_note": "a 2-core machine shared with other agents' work; load averages per run in rows",
+                "candidate": {
+                    "id": cand.id,
+                    "stages": [
+                        {"batch_size": s.batch_size, "samples": s.samples, "b_noise": s.b_noise}
+                        for s in cand.stages
+                    ],
+                    "predicted_wall_s": cand.wall_s,
+                    "predicted_cost_usd": cand.cost_usd,
+                },
+                "convergence": [
+                    {"level": c.level, "e_min": c.e_min, "b_noise": c.b_noise, "points": c.points}
+                    for c in conv
+                ],
+                "samples_per_s": {
+                    s.batch_size: round(s.samples_per_s, 1)
+                    for sp in profile.steps
+                    if sp.hardware == OFFER
+                    for s in sp.samples
+                },
+                "noise": [
+                    {
+                        "progress_samples": n.progress_samples,
+                        "val_bpb": n.accuracy,
+                        "b_simple": round(n.b_simple, 1),
+                    }
+                    for n in profile.noise
+                ],
+                "notes": list(plan.notes),
+                "runs": results,
+                "summary": summary,
+            },
+            indent=1,
+            default=list,
+        )
+        + "\n"
+    )
     print(f"total {total_s:.0f} s; wrote {out}")
 
 

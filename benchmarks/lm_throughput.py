@@ -27,12 +27,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
+import torch
+from torch.nn import functional as F
 
-from paretrain.runtime.train.trainer import keep_freed_memory  # noqa: E402
-from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw  # noqa: E402
-from paretrain.runtime.train.workloads.stdlib_corpus import TrainWindows, load_corpus  # noqa: E402
+from paretrain.runtime.train.trainer import keep_freed_memory
+from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw
+from paretrain.runtime.train.workloads.stdlib_corpus import TrainWindows, load_corpus
 
 MODELS = ((64, 2, 64), (64, 2, 128), (128, 2, 64), (128, 4, 128))  # (width, layers, context)
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -43,8 +43,9 @@ def parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def time_steps(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               budget_s: float, device: str) -> float:
+def time_steps(
+    model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, budget_s: float, device: str
+) -> float:
     """Median seconds of one training step: at least 3 steps, then until ``budget_s`` passes."""
     times: list[float] = []
     start = time.perf_counter()
@@ -59,15 +60,23 @@ def time_steps(model: GPT, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch
     return statistics.median(times)
 
 
-def measure(width: int, layers: int, context: int, threads: int, windows: TrainWindows,
-            passes: int, budget_s: float, device: str) -> list[dict]:
+def measure(
+    width: int,
+    layers: int,
+    context: int,
+    threads: int,
+    windows: TrainWindows,
+    passes: int,
+    budget_s: float,
+    device: str,
+) -> list[dict]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = GPT(GPTConfig(layers=layers, width=width, heads=max(1, width // 32), context=context)).to(device)
     opt = adamw(model, 1e-3)
     batches = {}
     for b in BATCHES:
-        xs, ys = zip(*(windows[i] for i in range(b)))
+        xs, ys = zip(*(windows[i] for i in range(b)), strict=False)
         batches[b] = (torch.stack(xs).to(device), torch.stack(ys).to(device))
     for b in BATCHES:  # warm-up: first steps allocate and pick kernels
         time_steps(model, opt, *batches[b], 0.0, device)
@@ -78,9 +87,18 @@ def measure(width: int, layers: int, context: int, threads: int, windows: TrainW
     rows = []
     for b in BATCHES:
         step_s = min(steps[b])
-        rows.append({"width": width, "layers": layers, "context": context, "threads": threads,
-                     "params": parameters(model), "batch": b, "step_s": round(step_s, 6),
-                     "bytes_per_s": round(b * context / step_s, 1)})
+        rows.append(
+            {
+                "width": width,
+                "layers": layers,
+                "context": context,
+                "threads": threads,
+                "params": parameters(model),
+                "batch": b,
+                "step_s": round(step_s, 6),
+                "bytes_per_s": round(b * context / step_s, 1),
+            }
+        )
     base = rows[0]["bytes_per_s"]
     for r in rows:
         r["gain"] = round(r["bytes_per_s"] / base, 3)
@@ -104,28 +122,47 @@ def main(argv: list[str] | None = None) -> int:
         for width, layers, context in MODELS:
             windows = TrainWindows(corpus.train, context, seed=0)
             rows += measure(width, layers, context, n, windows, args.passes, args.budget, args.device)
-    header = f"{'threads':>7} {'width':>5} {'layers':>6} {'ctx':>4} {'params':>8} " + \
-        " ".join(f"{'b=' + str(b):>8}" for b in BATCHES)
+    header = f"{'threads':>7} {'width':>5} {'layers':>6} {'ctx':>4} {'params':>8} " + " ".join(
+        f"{'b=' + str(b):>8}" for b in BATCHES
+    )
     print("training bytes/s by sequences per batch (gain over batch 1 in brackets)")
     print(header)
     for n in threads:
         for width, layers, context in MODELS:
-            sel = [r for r in rows if (r["threads"], r["width"], r["layers"], r["context"])
-                   == (n, width, layers, context)]
-            print(f"{n:>7} {width:>5} {layers:>6} {context:>4} {sel[0]['params']:>8} "
-                  + " ".join(f"{r['bytes_per_s'] / 1e3:>5.1f}k" + f"{'':>2}" for r in sel))
+            sel = [
+                r
+                for r in rows
+                if (r["threads"], r["width"], r["layers"], r["context"]) == (n, width, layers, context)
+            ]
+            print(
+                f"{n:>7} {width:>5} {layers:>6} {context:>4} {sel[0]['params']:>8} "
+                + " ".join(f"{r['bytes_per_s'] / 1e3:>5.1f}k" + f"{'':>2}" for r in sel)
+            )
             print(f"{'':>34}" + " ".join(f"{'(' + format(r['gain'], '.1f') + 'x)':>8}" for r in sel))
     elapsed = time.perf_counter() - t0
     print(f"{elapsed:.0f} s; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "schema": "paretrain.benchmark/1", "name": "lm_throughput", "device": args.device,
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "python": platform.python_version(), "corpus_fingerprint": corpus.fingerprint,
-        "load_before": [round(v, 2) for v in load_before],
-        "load_after": [round(v, 2) for v in os.getloadavg()], "passes": args.passes,
-        "budget_s": args.budget, "seconds": round(elapsed, 1),
-        "rows": rows}, indent=1) + "\n")
+    args.out.write_text(
+        json.dumps(
+            {
+                "schema": "paretrain.benchmark/1",
+                "name": "lm_throughput",
+                "device": args.device,
+                "machine": platform.processor() or platform.machine(),
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "corpus_fingerprint": corpus.fingerprint,
+                "load_before": [round(v, 2) for v in load_before],
+                "load_after": [round(v, 2) for v in os.getloadavg()],
+                "passes": args.passes,
+                "budget_s": args.budget,
+                "seconds": round(elapsed, 1),
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return 0
 
 

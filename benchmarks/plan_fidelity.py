@@ -37,13 +37,18 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paretrain.planner.measure.profile import profile_from_json  # noqa: E402
-from paretrain.planner.measure.throughput import speed_factors  # noqa: E402
+from paretrain.planner.measure.profile import profile_from_json
+from paretrain.planner.measure.throughput import speed_factors
 
 
 def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
 
 
 CASES = {
@@ -55,8 +60,12 @@ CASES = {
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", action="append", choices=sorted(CASES),
-                    help="which specs to run (repeatable; default: all): " + ", ".join(sorted(CASES)))
+    ap.add_argument(
+        "--case",
+        action="append",
+        choices=sorted(CASES),
+        help="which specs to run (repeatable; default: all): " + ", ".join(sorted(CASES)),
+    )
     ap.add_argument("--spec", help="one spec file instead of the built-in cases")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
@@ -72,18 +81,24 @@ def main() -> None:
             rows.extend(round_rows)
             _write(out, cases, rows, plans)  # after every round: a crash or a kill loses one round at most
     summary, cov = _write(out, cases, rows, plans)
-    print(f"{'workload':<12} {'devices':>7} {'runs':>4} {'wall in P10-P90':>15} {'cost in P10-P90':>15} "
-          f"{'wall P50 MAPE':>13} {'cost P50 MAPE':>13}  goal (>=18 runs, 70-90%, <=10%)")
+    print(
+        f"{'workload':<12} {'devices':>7} {'runs':>4} {'wall in P10-P90':>15} {'cost in P10-P90':>15} "
+        f"{'wall P50 MAPE':>13} {'cost P50 MAPE':>13}  goal (>=18 runs, 70-90%, <=10%)"
+    )
     for g in cov:
-        print(f"{g['workload']:<12} {g['devices']:>7} {g['runs']:>4} {g['wall_s_coverage']:>15.0%} "
-              f"{g['cost_usd_coverage']:>15.0%} {g['wall_s_p50_mape']:>13.1%} {g['cost_usd_p50_mape']:>13.1%}  "
-              f"{'met' if g['met'] else 'NOT met'}")
-    print(f"all runs: cost MAPE {summary['cost_mape']:.1%}, wall MAPE {summary['wall_mape']:.1%}, metric "
-          f"error mean {summary['acc_mean_abs_err_pts']:.2f} / max {summary['acc_max_abs_err_pts']:.2f} (points of "
-          f"accuracy, or the metric's units x100), "
-          f"realized/predicted samples median {summary['samples_median_ratio']:.2f}, seconds per sample "
-          f"{summary['speed_median_ratio']:.2f}; repeats of one candidate differ by {summary['repeat_spread_median']:.1%} "
-          f"in wall time (median; max {summary['repeat_spread_max']:.1%})")
+        print(
+            f"{g['workload']:<12} {g['devices']:>7} {g['runs']:>4} {g['wall_s_coverage']:>15.0%} "
+            f"{g['cost_usd_coverage']:>15.0%} {g['wall_s_p50_mape']:>13.1%} {g['cost_usd_p50_mape']:>13.1%}  "
+            f"{'met' if g['met'] else 'NOT met'}"
+        )
+    print(
+        f"all runs: cost MAPE {summary['cost_mape']:.1%}, wall MAPE {summary['wall_mape']:.1%}, metric "
+        f"error mean {summary['acc_mean_abs_err_pts']:.2f} / max {summary['acc_max_abs_err_pts']:.2f} (points of "
+        f"accuracy, or the metric's units x100), "
+        f"realized/predicted samples median {summary['samples_median_ratio']:.2f}, seconds per sample "
+        f"{summary['speed_median_ratio']:.2f}; repeats of one candidate differ by {summary['repeat_spread_median']:.1%} "
+        f"in wall time (median; max {summary['repeat_spread_max']:.1%})"
+    )
     print(f"wrote {out}")
 
 
@@ -91,8 +106,19 @@ def _write(out: Path, cases: dict, rows: list[dict], plans: list[str]) -> tuple[
     """Write the result file: this invocation's rows with an earlier result's other cases."""
     all_rows, all_plans = _merge(out, cases, rows, plans)
     summary, cov = summarize(all_rows), coverage(all_rows)
-    out.write_text(json.dumps({"cases": sorted({r["case"] for r in all_rows}), "plans": all_plans,
-                               "rows": all_rows, "coverage": cov, "summary": summary}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "cases": sorted({r["case"] for r in all_rows}),
+                "plans": all_plans,
+                "rows": all_rows,
+                "coverage": cov,
+                "summary": summary,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     return summary, cov
 
 
@@ -124,28 +150,53 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
     profile = json.loads(profile_file.read_text())
     measured = {sp["hardware"]: sp for sp in profile["steps"]}
     calib = speed_factors(profile_from_json(profile_file.read_text(), str(profile_file)))  # the plan's own
-    print(f"round {rnd}: profile " + "; ".join(
-        f"{h} steps " + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
-        + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms" for h, sp in sorted(measured.items()))
-        + "; convergence runs stepped " + ", ".join(f"{k} x{v:.3f}" for k, v in sorted(calib.items()))
-        + " the timed passes" + "".join(f"; {x['workers']} processes: all-reduce of {x['bytes'] >> 10} KiB "
-                                        f"{x['seconds'] * 1e3:.2f} ms, contention x{x['contention']:.2f}"
-                                        for x in profile.get("sync", [])), flush=True)
+    print(
+        f"round {rnd}: profile "
+        + "; ".join(
+            f"{h} steps "
+            + " ".join(f"b{x['batch_size']} {x['step_s'] * 1e3:.2f}" for x in sp["samples"])
+            + f" ms, eval {sp['eval_s'] * 1e3:.1f} ms"
+            for h, sp in sorted(measured.items())
+        )
+        + "; convergence runs stepped "
+        + ", ".join(f"{k} x{v:.3f}" for k, v in sorted(calib.items()))
+        + " the timed passes"
+        + "".join(
+            f"; {x['workers']} processes: all-reduce of {x['bytes'] >> 10} KiB "
+            f"{x['seconds'] * 1e3:.2f} ms, contention x{x['contention']:.2f}"
+            for x in profile.get("sync", [])
+        ),
+        flush=True,
+    )
     rows = []
     for which in ("cheapest", "knee", "fastest"):
         for rep in range(repeats):
             r = sh(work, "run", "plan.json", "--candidate", which, "--no-track", "--approve")
-            status = json.loads(sorted((work / ".paretrain" / "runs").glob("*/status.json"),
-                                       key=lambda f: f.stat().st_mtime)[-1].read_text())
+            status = json.loads(
+                sorted((work / ".paretrain" / "runs").glob("*/status.json"), key=lambda f: f.stat().st_mtime)[
+                    -1
+                ].read_text()
+            )
             cid = status["candidate"]
-            cand = [c for c in plan["pareto"] if c["id"] == cid][0]
+            cand = next(c for c in plan["pareto"] if c["id"] == cid)
             pred = cand["predicted"]
-            row = {"round": rnd, "case": workload, "which": which, "candidate": cid, "repeat": rep, "exit": r.returncode,
-                   "status": status["status"], "pred_cost_usd": pred["cost_usd"],
-                   "cost_usd": status["cost_usd"], "pred_wall_s": pred["wall_s"], "wall_s": status["wall_s"],
-                   "pred_accuracy": pred["accuracy"],
-                   "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
-                   "pred_samples": sum(s["samples"] for s in cand["stages"]), "samples": status["samples"]}
+            row = {
+                "round": rnd,
+                "case": workload,
+                "which": which,
+                "candidate": cid,
+                "repeat": rep,
+                "exit": r.returncode,
+                "status": status["status"],
+                "pred_cost_usd": pred["cost_usd"],
+                "cost_usd": status["cost_usd"],
+                "pred_wall_s": pred["wall_s"],
+                "wall_s": status["wall_s"],
+                "pred_accuracy": pred["accuracy"],
+                "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
+                "pred_samples": sum(s["samples"] for s in cand["stages"]),
+                "samples": status["samples"],
+            }
             row.update(_realized_steps(work, status["run_id"], cand))
             row["conv_speed"] = calib
             row["contention"] = sorted(x["contention"] for x in profile.get("sync", []))
@@ -156,12 +207,14 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
             row.update(_interval_row(cand, row, workload))
             row["speed_ratio"] = (row["wall_s"] / row["samples"]) / (row["pred_wall_s"] / row["pred_samples"])
             rows.append(row)
-            print(f"{which:>8} {cid} #{rep} {row['status']:>7} [{row['stages']}; step x{row['step_ratio']:.2f}, "
-                  f"eval x{row['eval_ratio']:.2f}]: cost {row['pred_cost_usd']:.3g} -> "
-                  f"{row['cost_usd']:.3g} ({row['cost_err']:+.1%}); wall {row['pred_wall_s']:.2f} -> "
-                  f"{row['wall_s']:.2f} s ({row['wall_err']:+.1%}); acc {row['pred_accuracy']:.3f} -> "
-                  f"{row['accuracy']:.3f}; samples x{row['samples_ratio']:.2f}, s/sample x{row['speed_ratio']:.2f}",
-                  flush=True)
+            print(
+                f"{which:>8} {cid} #{rep} {row['status']:>7} [{row['stages']}; step x{row['step_ratio']:.2f}, "
+                f"eval x{row['eval_ratio']:.2f}]: cost {row['pred_cost_usd']:.3g} -> "
+                f"{row['cost_usd']:.3g} ({row['cost_err']:+.1%}); wall {row['pred_wall_s']:.2f} -> "
+                f"{row['wall_s']:.2f} s ({row['wall_err']:+.1%}); acc {row['pred_accuracy']:.3f} -> "
+                f"{row['accuracy']:.3f}; samples x{row['samples_ratio']:.2f}, s/sample x{row['speed_ratio']:.2f}",
+                flush=True,
+            )
     shutil.rmtree(work, ignore_errors=True)
     return plan, rows
 
@@ -191,8 +244,11 @@ def coverage(rows: list[dict]) -> list[dict]:
         for name in ("cost_usd", "wall_s"):
             g[f"{name}_coverage"] = mean(1.0 if r[f"{name}_inside"] else 0.0 for r in group)
             g[f"{name}_p50_mape"] = mean(abs(r[f"{name}_p50_err"]) for r in group)
-        g["met"] = (g["runs"] >= 18 and all(0.7 <= g[f"{n}_coverage"] <= 0.9 for n in ("cost_usd", "wall_s"))
-                    and all(g[f"{n}_p50_mape"] <= 0.10 for n in ("cost_usd", "wall_s")))
+        g["met"] = (
+            g["runs"] >= 18
+            and all(0.7 <= g[f"{n}_coverage"] <= 0.9 for n in ("cost_usd", "wall_s"))
+            and all(g[f"{n}_p50_mape"] <= 0.10 for n in ("cost_usd", "wall_s"))
+        )
         out.append(g)
     return out
 
@@ -216,10 +272,15 @@ def _realized_steps(work: Path, run_id: str, cand: dict) -> dict:
             step_ratios.append(mean(times) / st["step_s"])
         if st["eval_s"] > 0:
             pred_eval.append(st["eval_s"])
-    return {"stages": " | ".join(f"{st['hardware'].split('/')[-1]} b{st['batch_size']}"
-                                 + (f"x{st['workers']}" if st["workers"] > 1 else "") for st in cand["stages"]),
-            "step_ratio": median(step_ratios) if step_ratios else float("nan"),
-            "eval_ratio": mean(evals) / mean(pred_eval) if evals and pred_eval else float("nan")}
+    return {
+        "stages": " | ".join(
+            f"{st['hardware'].split('/')[-1]} b{st['batch_size']}"
+            + (f"x{st['workers']}" if st["workers"] > 1 else "")
+            for st in cand["stages"]
+        ),
+        "step_ratio": median(step_ratios) if step_ratios else float("nan"),
+        "eval_ratio": mean(evals) / mean(pred_eval) if evals and pred_eval else float("nan"),
+    }
 
 
 def summarize(rows: list[dict]) -> dict:

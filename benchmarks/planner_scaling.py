@@ -30,12 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from benchmarks._instances import instance  # noqa: E402
-from paretrain.planner.program.milp import Formulation, pareto_front  # noqa: E402
-from paretrain.planner.program.paths import path_front  # noqa: E402
-from paretrain.planner.program.problem import Problem, prune_dominated  # noqa: E402
+from benchmarks._instances import instance
+from paretrain.planner.program.milp import Formulation, pareto_front
+from paretrain.planner.program.paths import path_front
+from paretrain.planner.program.problem import Problem, prune_dominated
 
 SIZES = {  # name: (configs, offers, batches, precisions, workers, stages)
     "1k": (2, 4, 4, 2, 2, 8),
@@ -69,10 +69,18 @@ def run_paths(name: str) -> dict:
     solve, front = _median_s(lambda: pareto_front(p, method="paths"))
     dp, found = _median_s(lambda: path_front(p))
     no_cut, found_no_cut = _median_s(lambda: path_front(p, bound=False))
-    return {"instance": name, "binaries": int(np.isfinite(p.time_s).sum()) + len(p.choices),
-            "paths_s": round(solve, 4), "front": len(front.schedules), "proven_optimal": front.proven_optimal,
-            "dp_s": round(dp, 4), "dp_candidates": len(found), "dp_no_cut_s": round(no_cut, 4),
-            "dp_no_cut_candidates": len(found_no_cut), "_key": _key(front.schedules)}
+    return {
+        "instance": name,
+        "binaries": int(np.isfinite(p.time_s).sum()) + len(p.choices),
+        "paths_s": round(solve, 4),
+        "front": len(front.schedules),
+        "proven_optimal": front.proven_optimal,
+        "dp_s": round(dp, 4),
+        "dp_candidates": len(found),
+        "dp_no_cut_s": round(no_cut, 4),
+        "dp_no_cut_candidates": len(found_no_cut),
+        "_key": _key(front.schedules),
+    }
 
 
 def _milp_child(name: str, solver: str, points: int | None, conn) -> None:
@@ -82,9 +90,17 @@ def _milp_child(name: str, solver: str, points: int | None, conn) -> None:
     f = Formulation(p, solver, time_limit_s=120.0)
     build = time.perf_counter() - t0
     front = pareto_front(p, solver, 120.0, points=points, formulation=f, method="milp")
-    conn.send({"build_s": build, "total_s": time.perf_counter() - t0, "front": len(front.schedules),
-               "solves": front.solves, "proven_optimal": front.proven_optimal, "pruned": dropped,
-               "_key": _key(front.schedules)})
+    conn.send(
+        {
+            "build_s": build,
+            "total_s": time.perf_counter() - t0,
+            "front": len(front.schedules),
+            "solves": front.solves,
+            "proven_optimal": front.proven_optimal,
+            "pruned": dropped,
+            "_key": _key(front.schedules),
+        }
+    )
 
 
 def run_milp(name: str, solver: str, limit_s: float, points: int | None = None) -> dict | None:
@@ -108,8 +124,10 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     highs_ok = True
-    print(f"{'instance':>9} {'binaries':>8} {'front':>5} {'paths':>9} {'dp':>8} {'no cut':>8} "
-          f"{'milp highs':>10} {'milp cbc':>9} {'highs/paths':>11} same")
+    print(
+        f"{'instance':>9} {'binaries':>8} {'front':>5} {'paths':>9} {'dp':>8} {'no cut':>8} "
+        f"{'milp highs':>10} {'milp cbc':>9} {'highs/paths':>11} same"
+    )
     for name in SIZES:
         r = run_paths(name)
         for solver in ("highs", "cbc"):
@@ -119,14 +137,15 @@ def main() -> None:
             m = run_milp(name, solver, args.milp_limit) if tried else None
             r[f"milp_{solver}_s"] = None if m is None else round(m["total_s"], 3)
             r[f"milp_{solver}_solves"] = None if m is None else m["solves"]
-            r[f"milp_{solver}"] = ("finished" if m else f"over {args.milp_limit:g} s" if tried else "not run")
+            r[f"milp_{solver}"] = "finished" if m else f"over {args.milp_limit:g} s" if tried else "not run"
             if m is not None:
                 r[f"milp_{solver}_same_front"] = m["_key"] == r["_key"]
                 r["binaries_after_pruning"] = r["binaries"] - m["pruned"]
             if solver == "highs" and tried and m is None:
                 highs_ok = False  # the larger instances would miss the limit too
-        r["ratio_highs_over_paths"] = (None if r["milp_highs_s"] is None
-                                       else round(r["milp_highs_s"] / r["paths_s"], 1))
+        r["ratio_highs_over_paths"] = (
+            None if r["milp_highs_s"] is None else round(r["milp_highs_s"] / r["paths_s"], 1)
+        )
         del r["_key"]
         rows.append(r)
 
@@ -134,18 +153,26 @@ def main() -> None:
             return "-" if x is None else f"{x:.3f}s"
 
         same = all(v for k, v in r.items() if k.endswith("same_front"))
-        print(f"{name:>9} {r['binaries']:>8} {r['front']:>5} {r['paths_s']:>8.4f}s {r['dp_s']:>7.4f}s {r['dp_no_cut_s']:>7.4f}s "
-              f"{fmt(r['milp_highs_s']):>10} {fmt(r['milp_cbc_s']):>9} "
-              f"{'-' if r['ratio_highs_over_paths'] is None else r['ratio_highs_over_paths']:>11} {same}", flush=True)
+        print(
+            f"{name:>9} {r['binaries']:>8} {r['front']:>5} {r['paths_s']:>8.4f}s {r['dp_s']:>7.4f}s {r['dp_no_cut_s']:>7.4f}s "
+            f"{fmt(r['milp_highs_s']):>10} {fmt(r['milp_cbc_s']):>9} "
+            f"{'-' if r['ratio_highs_over_paths'] is None else r['ratio_highs_over_paths']:>11} {same}",
+            flush=True,
+        )
     grid = run_milp("reference", "highs", args.milp_limit, points=20) if not args.quick else None
     ref = next(r for r in rows if r["instance"] == "reference")
-    goal = {"reference_exact_s": ref["paths_s"], "reference_front": ref["front"],
-            "proven_optimal": ref["proven_optimal"],
-            "reference_grid20_milp_highs_s": None if grid is None else round(grid["total_s"], 3),
-            "reference_grid20_front": None if grid is None else grid["front"],
-            "met": ref["paths_s"] <= 10.0 and ref["proven_optimal"]}
-    print(f"goal: exact reference front of {ref['front']} points in {ref['paths_s']:.4f} s, proven optimal "
-          f"({'met' if goal['met'] else 'NOT met'}: <= 10 s)")
+    goal = {
+        "reference_exact_s": ref["paths_s"],
+        "reference_front": ref["front"],
+        "proven_optimal": ref["proven_optimal"],
+        "reference_grid20_milp_highs_s": None if grid is None else round(grid["total_s"], 3),
+        "reference_grid20_front": None if grid is None else grid["front"],
+        "met": ref["paths_s"] <= 10.0 and ref["proven_optimal"],
+    }
+    print(
+        f"goal: exact reference front of {ref['front']} points in {ref['paths_s']:.4f} s, proven optimal "
+        f"({'met' if goal['met'] else 'NOT met'}: <= 10 s)"
+    )
     if grid is not None:
         print(f"      the MILP grid of 20 deadlines took {grid['total_s']:.2f} s for {grid['front']} points")
     if args.quick:
@@ -153,7 +180,9 @@ def main() -> None:
     out = Path(__file__).resolve().parent / "results" / "planner_scaling.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"schema": "paretrain.benchmark/1", "rows": rows, "goal": goal}, indent=1) + "\n")
+    tmp.write_text(
+        json.dumps({"schema": "paretrain.benchmark/1", "rows": rows, "goal": goal}, indent=1) + "\n"
+    )
     os.replace(tmp, out)
     print(f"wrote {out}")
 

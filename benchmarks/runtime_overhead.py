@@ -24,31 +24,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paretrain.planner.errors import BudgetExhausted  # noqa: E402
-from paretrain.planner.plan.plan import Candidate, Plan, StagePlan  # noqa: E402
-from paretrain.planner.inputs.space import Config  # noqa: E402
-from paretrain.planner.inputs.spec import parse_spec  # noqa: E402
-from paretrain.runtime.train.devices import claim  # noqa: E402
-from paretrain.runtime.run.executor import Executor  # noqa: E402
-from paretrain.runtime.money.ledger import read_charges  # noqa: E402
-from paretrain.runtime.tracking.client import Tracker  # noqa: E402
-from paretrain.runtime.train.trainer import Trainer, warm_up_torch  # noqa: E402
-from paretrain.runtime.train.workloads import WORKLOADS, load_workload  # noqa: E402
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.inputs.space import Config
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.tracking.client import Tracker
+from paretrain.runtime.train.devices import claim
+from paretrain.runtime.train.trainer import Trainer, warm_up_torch
+from paretrain.runtime.train.workloads import WORKLOADS, load_workload
 
 CONFIG = Config("mlp-256x2", "mlp", (("width", 256), ("depth", 2)), lr=1e-3)
 BATCH = 32
 
 
 def make_plan(steps: int) -> Plan:
-    data = {"name": "overhead", "workload": {"name": "mnist1d", "samples": 10000},
-            "configs": [CONFIG.to_dict()],
-            "target": {"goal": 0.999, "max_samples": steps * BATCH},
-            "budget": {"total_usd": 10.0, "envelopes": {"train": 5.0}}, "deadline_s": 1e6,
-            "hardware": {"allow": ["local/cpu-1"]},
-            "runtime": {"eval_every_samples": 100 * BATCH, "checkpoint_every_s": 1e6}}
+    data = {
+        "name": "overhead",
+        "workload": {"name": "mnist1d", "samples": 10000},
+        "configs": [CONFIG.to_dict()],
+        "target": {"goal": 0.999, "max_samples": steps * BATCH},
+        "budget": {"total_usd": 10.0, "envelopes": {"train": 5.0}},
+        "deadline_s": 1e6,
+        "hardware": {"allow": ["local/cpu-1"]},
+        "runtime": {"eval_every_samples": 100 * BATCH, "checkpoint_every_s": 1e6},
+    }
     spec = parse_spec(data, "overhead", WORKLOADS)
-    stage = StagePlan(0, "local/cpu-1", "fp32", BATCH, 1, steps * BATCH, steps, CONFIG.lr, 0.0, 1.0, 1e9,
-                      step_s=0.0017, eval_s=0.01)
+    stage = StagePlan(
+        0,
+        "local/cpu-1",
+        "fp32",
+        BATCH,
+        1,
+        steps * BATCH,
+        steps,
+        CONFIG.lr,
+        0.0,
+        1.0,
+        1e9,
+        step_s=0.0017,
+        eval_s=0.01,
+    )
     cand = Candidate("p1", CONFIG.id, 0.999, 0.0, 1.0, (stage,))
     offer = {"id": "local/cpu-1", "price_usd_per_h": 0.0425, "local": True, "storage_usd_per_gb_month": 0.0}
     return Plan("x", "x", spec.data, (spec.configs[0],), (offer,), (cand,), "p1", "p1", "p1")
@@ -66,7 +83,9 @@ def bare(workload, steps: int) -> float:
 
 
 def executor(plan: Plan, work: Path, i: int, tracked: bool) -> tuple[float, float]:
-    tracker = Tracker(f"sqlite:///{work / 'mlflow.db'}", "overhead", work / "spool.jsonl") if tracked else None
+    tracker = (
+        Tracker(f"sqlite:///{work / 'mlflow.db'}", "overhead", work / "spool.jsonl") if tracked else None
+    )
     try:
         result = Executor(plan, plan.candidates[0], workdir=work, run_id=f"r{i}", tracker=tracker).run()
     except BudgetExhausted as err:
@@ -74,8 +93,11 @@ def executor(plan: Plan, work: Path, i: int, tracked: bool) -> tuple[float, floa
     finally:
         if tracker is not None:
             tracker.close()
-    train = [c["seconds"] for c in read_charges(work / ".paretrain" / "ledger" / f"r{i}.jsonl")
-             if c["kind"] == "compute" and c["what"] == "train"]
+    train = [
+        c["seconds"]
+        for c in read_charges(work / ".paretrain" / "ledger" / f"r{i}.jsonl")
+        if c["kind"] == "compute" and c["what"] == "train"
+    ]
     loop = sum(train) / len(train)
     inside = result.compute_s / result.compute_steps
     return loop, inside
@@ -89,24 +111,52 @@ def main() -> None:
     warm_up_torch()
     work = Path(tempfile.mkdtemp(prefix="paretrain-overhead-"))
     spec = make_plan(args.steps)
-    workload = load_workload(parse_spec(dict(spec.spec), "x", WORKLOADS).workload, work / ".paretrain" / "cache")
+    workload = load_workload(
+        parse_spec(dict(spec.spec), "x", WORKLOADS).workload, work / ".paretrain" / "cache"
+    )
     workload.data()
     rows = []
     for block in range(args.blocks):
         b = bare(workload, args.steps)
         e, inside = executor(spec, work, block, tracked=block % 2 == 0)
-        rows.append({"block": block, "bare_ms": b * 1e3, "runtime_ms": e * 1e3, "step_in_run_ms": inside * 1e3,
-                     "overhead_in_run": e / inside - 1, "overhead_vs_bare": e / b - 1})
-        print(f"block {block}: bare {b * 1e3:.3f} ms/step | run: loop {e * 1e3:.3f} ms/step, of which the "
-              f"step {inside * 1e3:.3f} ms: overhead {e / inside - 1:+.2%} in the run, {e / b - 1:+.2%} "
-              f"against the bare block", flush=True)
+        rows.append(
+            {
+                "block": block,
+                "bare_ms": b * 1e3,
+                "runtime_ms": e * 1e3,
+                "step_in_run_ms": inside * 1e3,
+                "overhead_in_run": e / inside - 1,
+                "overhead_vs_bare": e / b - 1,
+            }
+        )
+        print(
+            f"block {block}: bare {b * 1e3:.3f} ms/step | run: loop {e * 1e3:.3f} ms/step, of which the "
+            f"step {inside * 1e3:.3f} ms: overhead {e / inside - 1:+.2%} in the run, {e / b - 1:+.2%} "
+            f"against the bare block",
+            flush=True,
+        )
     med = statistics.median(r["overhead_in_run"] for r in rows)
     med_bare = statistics.median(r["overhead_vs_bare"] for r in rows)
-    print(f"median overhead: {med:+.2%} within the run, {med_bare:+.2%} against bare blocks "
-          f"({'met' if med <= 0.02 else 'NOT met'}: <= 2%)")
+    print(
+        f"median overhead: {med:+.2%} within the run, {med_bare:+.2%} against bare blocks "
+        f"({'met' if med <= 0.02 else 'NOT met'}: <= 2%)"
+    )
     out = ROOT / "benchmarks" / "results" / "runtime_overhead.json"
-    out.write_text(json.dumps({"batch_size": BATCH, "threads": 1, "config": CONFIG.id, "rows": rows,
-                               "median_overhead": med, "median_overhead_vs_bare": med_bare, "met": med <= 0.02}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "batch_size": BATCH,
+                "threads": 1,
+                "config": CONFIG.id,
+                "rows": rows,
+                "median_overhead": med,
+                "median_overhead_vs_bare": med_bare,
+                "met": med <= 0.02,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -31,15 +31,16 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale_out.json"
 
-from benchmarks._search_scale import bench_search, print_search  # noqa: E402
+from benchmarks._search_scale import bench_search, print_search
 
 
 def update_results(key: str, record: dict[str, Any], path: Path = RESULTS) -> None:
@@ -51,9 +52,11 @@ def update_results(key: str, record: dict[str, Any], path: Path = RESULTS) -> No
     os.replace(tmp, path)
 
 
-_MATMULS = ("import sys, time, torch; torch.set_num_threads(1); a = torch.randn(512, 512); t0 = time.perf_counter()\n"
-            "for _ in range(300): a @ a\n"
-            "print(time.perf_counter() - t0)")
+_MATMULS = (
+    "import sys, time, torch; torch.set_num_threads(1); a = torch.randn(512, 512); t0 = time.perf_counter()\n"
+    "for _ in range(300): a @ a\n"
+    "print(time.perf_counter() - t0)"
+)
 
 
 def parallel_capacity() -> float:
@@ -62,15 +65,19 @@ def parallel_capacity() -> float:
     import subprocess
 
     def run(n: int) -> float:
-        procs = [subprocess.Popen([sys.executable, "-c", _MATMULS], stdout=subprocess.PIPE, text=True)
-                 for _ in range(n)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", _MATMULS], stdout=subprocess.PIPE, text=True)
+            for _ in range(n)
+        ]
         return max(float(p.communicate()[0]) for p in procs)
 
     solo = run(1)
     return 2.0 * solo / run(2)
 
 
-def bench_data_parallel(steps: int = 20, blocks: int = 7, batch: int = 1024, width: int = 512) -> dict[str, Any]:
+def bench_data_parallel(
+    steps: int = 20, blocks: int = 7, batch: int = 1024, width: int = 512
+) -> dict[str, Any]:
     """Step time of one process against two through the elastic launcher (see the module doc)."""
     from paretrain.planner.inputs.space import Config
     from paretrain.planner.inputs.spec import WorkloadSpec
@@ -104,27 +111,47 @@ def bench_data_parallel(steps: int = 20, blocks: int = 7, batch: int = 1024, wid
     reduce_s = allreduce_seconds(2, nbytes)
     capacity = parallel_capacity()
     s1, s2 = statistics.median(times["1"]), statistics.median(times["2"])
-    return {"model": config.id, "parameters": one.parameter_count(), "global_batch": batch,
-            "threads_per_process": 1, "steps_per_block": steps, "blocks": blocks, "cpus": os.cpu_count(),
-            "step_s_1_process": s1, "step_s_2_processes": s2, "speedup_2_over_1": s1 / s2,
-            "efficiency_2": s1 / s2 / 2.0, "blocks_s_1": times["1"], "blocks_s_2": times["2"],
-            "launch_to_first_step_s": startup_s, "allreduce_s_gradients": reduce_s,
-            "allreduce_share_of_step_2": reduce_s / s2, "load_average_1m": os.getloadavg()[0],
-            "machine_parallel_capacity": capacity, "speedup_share_of_capacity": s1 / s2 / capacity}
+    return {
+        "model": config.id,
+        "parameters": one.parameter_count(),
+        "global_batch": batch,
+        "threads_per_process": 1,
+        "steps_per_block": steps,
+        "blocks": blocks,
+        "cpus": os.cpu_count(),
+        "step_s_1_process": s1,
+        "step_s_2_processes": s2,
+        "speedup_2_over_1": s1 / s2,
+        "efficiency_2": s1 / s2 / 2.0,
+        "blocks_s_1": times["1"],
+        "blocks_s_2": times["2"],
+        "launch_to_first_step_s": startup_s,
+        "allreduce_s_gradients": reduce_s,
+        "allreduce_share_of_step_2": reduce_s / s2,
+        "load_average_1m": os.getloadavg()[0],
+        "machine_parallel_capacity": capacity,
+        "speedup_share_of_capacity": s1 / s2 / capacity,
+    }
 
 
 def _print_data_parallel(r: dict[str, Any]) -> None:
-    print(f"data parallel, {r['model']} ({r['parameters']} parameters), global batch {r['global_batch']}, "
-          f"1 thread per process, {r['cpus']} CPUs")
+    print(
+        f"data parallel, {r['model']} ({r['parameters']} parameters), global batch {r['global_batch']}, "
+        f"1 thread per process, {r['cpus']} CPUs"
+    )
     print(f"  {'processes':<10} {'step_s':>10}")
     print(f"  {'1':<10} {r['step_s_1_process']:>10.5f}")
     print(f"  {'2':<10} {r['step_s_2_processes']:>10.5f}")
-    print(f"  speedup 2/1: {r['speedup_2_over_1']:.2f}x (efficiency {r['efficiency_2']:.0%}); launch to first "
-          f"step {r['launch_to_first_step_s']:.1f} s; gradient all-reduce {r['allreduce_s_gradients'] * 1e3:.2f} ms "
-          f"({r['allreduce_share_of_step_2']:.0%} of a 2-process step)")
-    print(f"  this machine gives two independent one-thread processes {r['machine_parallel_capacity']:.2f}x one "
-          f"(load {r['load_average_1m']:.1f}): the launcher's 2 processes reach "
-          f"{r['speedup_share_of_capacity']:.0%} of that")
+    print(
+        f"  speedup 2/1: {r['speedup_2_over_1']:.2f}x (efficiency {r['efficiency_2']:.0%}); launch to first "
+        f"step {r['launch_to_first_step_s']:.1f} s; gradient all-reduce {r['allreduce_s_gradients'] * 1e3:.2f} ms "
+        f"({r['allreduce_share_of_step_2']:.0%} of a 2-process step)"
+    )
+    print(
+        f"  this machine gives two independent one-thread processes {r['machine_parallel_capacity']:.2f}x one "
+        f"(load {r['load_average_1m']:.1f}): the launcher's 2 processes reach "
+        f"{r['speedup_share_of_capacity']:.0%} of that"
+    )
 
 
 #: name -> (bench function, table printer); each half registers its own entry.
@@ -142,8 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--search-trials", type=int, default=12, help="search: trials per run")
     p.add_argument("--search-repeats", type=int, default=3, help="search: rounds over 1, 2, 4 workers")
     args = p.parse_args(argv)
-    kwargs = {"data_parallel": {"steps": args.steps, "blocks": args.blocks},
-              "search": {"trials": args.search_trials, "repeats": args.search_repeats}}
+    kwargs = {
+        "data_parallel": {"steps": args.steps, "blocks": args.blocks},
+        "search": {"trials": args.search_trials, "repeats": args.search_repeats},
+    }
     for name in args.only or list(BENCHES):
         bench, show = BENCHES[name]
         record = bench(**kwargs.get(name, {}))

@@ -16,12 +16,22 @@ from typing import Any
 import click
 
 from paretrain.console import FORMATS, Output
-from paretrain.output import (show_compare, show_fits, show_ledger, show_plan, show_plan_written, show_profile,
-                              show_result, show_running, show_search, show_tracking)
-from paretrain.worker import worker as worker_command
+from paretrain.output import (
+    show_compare,
+    show_fits,
+    show_ledger,
+    show_plan,
+    show_plan_written,
+    show_profile,
+    show_result,
+    show_running,
+    show_search,
+    show_tracking,
+)
 from paretrain.planner.errors import InputError, StopError, UserError
+from paretrain.worker import worker as worker_command
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -41,11 +51,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("paretrain: interrupted", err=True)
             ctx.exit(130)
-        except Exception as err:  # noqa: BLE001 - the last line of defence
+        except Exception as err:
             if _verbose(ctx):
                 traceback.print_exc()
-            click.echo(f"paretrain: internal error: {type(err).__name__}: {err} "
-                       "(run with --verbose for the traceback)", err=True)
+            click.echo(
+                f"paretrain: internal error: {type(err).__name__}: {err} "
+                "(run with --verbose for the traceback)",
+                err=True,
+            )
             ctx.exit(1)
 
 
@@ -63,8 +76,13 @@ def _fail(ctx: click.Context, err: Exception, code: int) -> None:
 
 
 @click.group(cls=_Group, context_settings=CONTEXT)
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Folder holding .paretrain/ (profiles, ledgers, runs).")
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Folder holding .paretrain/ (profiles, ledgers, runs).",
+)
 @click.option("--verbose", is_flag=True, help="Show tracebacks.")
 @click.version_option(package_name="paretrain")
 @click.pass_context
@@ -88,16 +106,27 @@ def _ws(ctx: click.Context) -> Any:
 
 # -- init / spec-schema ---------------------------------------------------------------------
 
-_EXAMPLES = {"mnist1d": ("mnist1d.yaml", "MNIST-1D classifiers on this machine's CPU; target val_accuracy"),
-             "stdlib-lm": ("stdlib_lm.yaml", "a byte-level GPT on this Python's standard-library source; "
-                                             "target val_bpb (minimized)")}
+_EXAMPLES = {
+    "mnist1d": ("mnist1d.yaml", "MNIST-1D classifiers on this machine's CPU; target val_accuracy"),
+    "stdlib-lm": (
+        "stdlib_lm.yaml",
+        "a byte-level GPT on this Python's standard-library source; target val_bpb (minimized)",
+    ),
+}
 
 
-@cli.command(epilog="\b\nExamples:\n" + "\n".join(f"  {name:<10} {file:<15} {what}"
-                                                    for name, (file, what) in _EXAMPLES.items()))
+@cli.command(
+    epilog="\b\nExamples:\n"
+    + "\n".join(f"  {name:<10} {file:<15} {what}" for name, (file, what) in _EXAMPLES.items())
+)
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
-@click.option("--example", type=click.Choice(list(_EXAMPLES)), default="mnist1d", show_default=True,
-              help="Which example spec to write (listed below).")
+@click.option(
+    "--example",
+    type=click.Choice(list(_EXAMPLES)),
+    default="mnist1d",
+    show_default=True,
+    help="Which example spec to write (listed below).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing spec file of that name.")
 def init(directory: Path, example: str, force: bool) -> None:
     """Write an example spec to DIRECTORY (MNIST-1D by default: DIRECTORY/mnist1d.yaml)."""
@@ -106,8 +135,9 @@ def init(directory: Path, example: str, force: bool) -> None:
     name = _EXAMPLES[example][0]
     target = directory / name
     if target.exists() and not force:
-        raise InputError(f"{target}: already exists. To fix: pass --force to overwrite it, or choose "
-                         "another directory")
+        raise InputError(
+            f"{target}: already exists. To fix: pass --force to overwrite it, or choose another directory"
+        )
     text = resources.files("paretrain").joinpath(f"examples/{name}").read_text(encoding="utf-8")
     from paretrain.runtime.files import atomic_write_text
 
@@ -125,30 +155,42 @@ def spec_schema() -> None:
 
 # -- profile / plan / search --------------------------------------------------------------
 
+
 def _format_option(fn: Any) -> Any:
-    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                        help="table for people (plain when piped), json for scripts (stdout holds one "
-                             "JSON document).")(fn)
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="table for people (plain when piped), json for scripts (stdout holds one JSON document).",
+    )(fn)
 
 
 def _tracking_options(fn: Any) -> Any:
     fn = click.option("--no-track", is_flag=True, help="Do not log to MLflow.")(fn)
-    return click.option("--tracking-uri", help="MLflow tracking URI (default: the spec's, $MLFLOW_TRACKING_URI, "
-                                               "sqlite:///mlflow.db).")(fn)
+    return click.option(
+        "--tracking-uri",
+        help="MLflow tracking URI (default: the spec's, $MLFLOW_TRACKING_URI, sqlite:///mlflow.db).",
+    )(fn)
 
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the profile here (to bring to another machine's spec).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the profile here (to bring to another machine's spec).",
+)
 @click.option("--force", is_flag=True, help="Measure again even if a cached profile matches.")
 @_format_option
 @click.pass_context
 def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool, fmt: str) -> None:
     """Measure the candidate hardware here; write a profile file."""
     from paretrain.runtime.files import write_profile
-    from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.pipeline import check_inputs, get_profile
+    from paretrain.runtime.spec_files import read_spec
 
     spec = read_spec(spec_path)
     offers = check_inputs(spec)
@@ -163,19 +205,32 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("plan.json"),
-              show_default=True, help="Where to write the plan; pareto.png goes beside it.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("plan.json"),
+    show_default=True,
+    help="Where to write the plan; pareto.png goes beside it.",
+)
 @_tracking_options
 @click.option("--reprofile", is_flag=True, help="Measure again even if a cached profile matches.")
 @_format_option
 @click.pass_context
-def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | None, no_track: bool,
-         reprofile: bool, fmt: str) -> None:
+def plan(
+    ctx: click.Context,
+    spec_path: Path,
+    output: Path,
+    tracking_uri: str | None,
+    no_track: bool,
+    reprofile: bool,
+    fmt: str,
+) -> None:
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
     from paretrain.planner.plan.plan import plan_to_json
     from paretrain.runtime.files import atomic_write_text
-    from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
+    from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.tracking.plan_log import log_plan
     from paretrain.runtime.tracking.plots import plot_pareto
     from paretrain.runtime.tracking.session import open_session, parent_run
@@ -193,8 +248,9 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
                 show_search(ui, result)
                 found = [c for c, _ in result.front[: spec.search.front]]
             with ui.progress("profiling") as bar:
-                the_plan, prof, reused = plan_spec(spec, ws, progress=bar, force_profile=reprofile,
-                                                   search_configs=found)
+                the_plan, prof, reused = plan_spec(
+                    spec, ws, progress=bar, force_profile=reprofile, search_configs=found
+                )
             show_profile(ui, prof, reused)
             show_fits(ui, the_plan)
             atomic_write_text(output, plan_to_json(the_plan))
@@ -207,21 +263,36 @@ def plan(ctx: click.Context, spec_path: Path, output: Path, tracking_uri: str | 
 
 @cli.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
-@click.option("--storage", help="Optuna storage: sqlite:///FILE (default: the spec's), journal:FILE, or an RDB URL.")
+@click.option(
+    "--storage", help="Optuna storage: sqlite:///FILE (default: the spec's), journal:FILE, or an RDB URL."
+)
 @click.option("--trials", type=int, help="Total trials the study should hold (default: search.trials).")
-@click.option("--workers", type=int, default=1, show_default=True,
-              help="Worker processes on this machine; with a postgresql:// storage, workers on other "
-                   "machines join the same study and share its one envelope.")
+@click.option(
+    "--workers",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine; with a postgresql:// storage, workers on other "
+    "machines join the same study and share its one envelope.",
+)
 @_tracking_options
 @_format_option
 @click.pass_context
-def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int | None, workers: int,
-           tracking_uri: str | None, no_track: bool, fmt: str) -> None:
+def search(
+    ctx: click.Context,
+    spec_path: Path,
+    storage: str | None,
+    trials: int | None,
+    workers: int,
+    tracking_uri: str | None,
+    no_track: bool,
+    fmt: str,
+) -> None:
     """Optuna architecture and hyperparameter search under the search envelope (resumable)."""
-    from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.pipeline import check_storage, check_workload, search_spec
-    from paretrain.runtime.trials.storage import check_workers
+    from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.tracking.session import open_session, parent_run
+    from paretrain.runtime.trials.storage import check_workers
 
     check_workers(workers)
     spec = read_spec(spec_path)
@@ -232,35 +303,73 @@ def search(ctx: click.Context, spec_path: Path, storage: str | None, trials: int
     ws = _ws(ctx)
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
     with Output(fmt) as ui:
-        with parent_run(session, f"search-{spec.search.study or spec.name}", kind="search", params={
-                "sampler": spec.search.sampler, "seed": spec.search.seed,
-                "envelope_usd": spec.budget.search_usd}) as parent, ui.progress("search") as bar:
-            result = search_spec(spec, ws, storage=storage, trials=trials or max(spec.search.trials, 1),
-                                 tracker=session.tracker, parent=parent, progress=bar, workers=workers)
+        with (
+            parent_run(
+                session,
+                f"search-{spec.search.study or spec.name}",
+                kind="search",
+                params={
+                    "sampler": spec.search.sampler,
+                    "seed": spec.search.seed,
+                    "envelope_usd": spec.budget.search_usd,
+                },
+            ) as parent,
+            ui.progress("search") as bar,
+        ):
+            result = search_spec(
+                spec,
+                ws,
+                storage=storage,
+                trials=trials or max(spec.search.trials, 1),
+                tracker=session.tracker,
+                parent=parent,
+                progress=bar,
+                workers=workers,
+            )
         show_search(ui, result)
         show_tracking(ui, session.close())
 
 
 # -- run ---------------------------------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
-@click.option("--candidate", default="knee", show_default=True,
-              help="knee, cheapest, fastest, accurate (the highest level), or a candidate id from the plan.")
-@click.option("--resume", is_flag=True, help="Continue this candidate's last run: nothing to do if it "
-                                             "finished, a new run if there is none.")
+@click.option(
+    "--candidate",
+    default="knee",
+    show_default=True,
+    help="knee, cheapest, fastest, accurate (the highest level), or a candidate id from the plan.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue this candidate's last run: nothing to do if it finished, a new run if there is none.",
+)
 @click.option("--approve", is_flag=True, help="Run a candidate above budget.approval_above_usd.")
-@click.option("--prices", "prices_path", type=click.Path(path_type=Path),
-              help="A price trace CSV (t_s, hardware, price_usd_per_h, available).")
+@click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(path_type=Path),
+    help="A price trace CSV (t_s, hardware, price_usd_per_h, available).",
+)
 @_tracking_options
 @_format_option
 @click.pass_context
-def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, approve: bool,
-        prices_path: Path | None, tracking_uri: str | None, no_track: bool, fmt: str) -> None:
+def run(
+    ctx: click.Context,
+    plan_path: Path,
+    candidate: str,
+    resume: bool,
+    approve: bool,
+    prices_path: Path | None,
+    tracking_uri: str | None,
+    no_track: bool,
+    fmt: str,
+) -> None:
     """Train a plan's candidate for real, within its budget."""
-    from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
     from paretrain.planner.plan.approval import check_approval
-
+    from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
     from paretrain.runtime.train.elastic import Settings
 
     Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
@@ -272,24 +381,55 @@ def run(ctx: click.Context, plan_path: Path, candidate: str, resume: bool, appro
     choice = choose_resume(ws.root, the_plan, cand) if resume else None
     with Output(fmt) as ui:
         if choice is not None and choice.finished:
-            ui.put("run", {"run_id": choice.run_id, "candidate": cand.id, "status": "target", "already_finished": True})
+            ui.put(
+                "run",
+                {"run_id": choice.run_id, "candidate": cand.id, "status": "target", "already_finished": True},
+            )
             ui.line(choice.message)
             return
         check_approval(spec.budget, cand, approve)
-        _execute(ui, the_plan, cand, spec, ws, prices=prices, plan_path=plan_path, choice=choice,
-                 tracking=(tracking_uri, not no_track))
+        _execute(
+            ui,
+            the_plan,
+            cand,
+            spec,
+            ws,
+            prices=prices,
+            plan_path=plan_path,
+            choice=choice,
+            tracking=(tracking_uri, not no_track),
+        )
 
 
-def _execute(ui: Output, the_plan: Any, cand: Any, spec: Any, ws: Any, *, prices: Any, plan_path: Path,
-             choice: Any, tracking: tuple[str | None, bool]) -> None:
+def _execute(
+    ui: Output,
+    the_plan: Any,
+    cand: Any,
+    spec: Any,
+    ws: Any,
+    *,
+    prices: Any,
+    plan_path: Path,
+    choice: Any,
+    tracking: tuple[str | None, bool],
+) -> None:
     from paretrain.runtime.run.executor import Executor
     from paretrain.runtime.tracking.session import open_session
 
     run_id = choice.run_id if choice is not None else None
     session = open_session(tracking[0], spec.tracking.uri, spec.experiment, ws.spool, enabled=tracking[1])
     show_running(ui, cand, choice.message if choice is not None else "", the_plan.metric.name)
-    ex = Executor(the_plan, cand, workdir=ws.root, tracker=session.tracker, run_id=run_id,
-                  resume=run_id is not None, prices=prices, plan_path=plan_path, log=ui.log)
+    ex = Executor(
+        the_plan,
+        cand,
+        workdir=ws.root,
+        tracker=session.tracker,
+        run_id=run_id,
+        resume=run_id is not None,
+        prices=prices,
+        plan_path=plan_path,
+        log=ui.log,
+    )
     result = None
     try:
         result = ex.run()
@@ -306,12 +446,19 @@ def _execute(ui: Output, the_plan: Any, cand: Any, spec: Any, ws: Any, *, prices
 
 # -- compare / ledger / sync / server ---------------------------------------------------------
 
+
 @cli.command()
 @click.option("--experiment", help="MLflow experiment (default: the only one, or mnist1d-demo).")
 @click.option("--tracking-uri", help="MLflow tracking URI.")
 @_format_option
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("compare.png"),
-              show_default=True, help="Where to write the plot.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("compare.png"),
+    show_default=True,
+    help="Where to write the plot.",
+)
 def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: Path) -> None:
     """Predicted against realized cost, wall time and accuracy of an experiment's runs."""
     from paretrain.runtime.tracking.client import default_uri
@@ -326,12 +473,16 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
         plan_run = latest_plan_run(uri, exp)
         logged = plan_run is not None and log_plot(uri, plan_run, str(png))
         ui.put("plot", str(png))
-        ui.line(f"{len(rows)} run{'s' if len(rows) != 1 else ''} in experiment '{exp}' at {uri}; plot {png}"
-                + (f" (also an artifact of plan run {plan_run})" if logged else ""))
+        ui.line(
+            f"{len(rows)} run{'s' if len(rows) != 1 else ''} in experiment '{exp}' at {uri}; plot {png}"
+            + (f" (also an artifact of plan run {plan_run})" if logged else "")
+        )
 
 
 @cli.command()
-@click.option("--period", type=click.Choice(["all", "day", "week", "month"]), default="all", show_default=True)
+@click.option(
+    "--period", type=click.Choice(["all", "day", "week", "month"]), default="all", show_default=True
+)
 @_format_option
 @click.pass_context
 def ledger(ctx: click.Context, period: str, fmt: str) -> None:
@@ -363,11 +514,24 @@ def sync(ctx: click.Context, tracking_uri: str | None) -> None:
 @click.option("--artifacts", default="./mlartifacts", show_default=True, help="Artifacts folder.")
 def server(host: str, port: int, backend_store_uri: str, artifacts: str) -> None:
     """Start the MLflow tracking server (mlflow/server.sh does the same)."""
-    args = [sys.executable, "-m", "mlflow", "server", "--host", host, "--port", str(port),
-            "--backend-store-uri", backend_store_uri, "--artifacts-destination", artifacts,
-            "--serve-artifacts"]
-    click.echo(f"MLflow server on http://{host}:{port} (store {backend_store_uri}, artifacts {artifacts})",
-               err=True)
+    args = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        backend_store_uri,
+        "--artifacts-destination",
+        artifacts,
+        "--serve-artifacts",
+    ]
+    click.echo(
+        f"MLflow server on http://{host}:{port} (store {backend_store_uri}, artifacts {artifacts})", err=True
+    )
     os.execv(sys.executable, args)
 
 

@@ -20,16 +20,24 @@ from __future__ import annotations
 
 import json
 import time
-from typing import IO, Any, Sequence
+from collections.abc import Sequence
+from typing import IO, Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn,
-                           TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Output", "ProgressBar", "FORMATS"]
+__all__ = ["FORMATS", "Output", "ProgressBar"]
 
 FORMATS = ("table", "json")
 
@@ -90,8 +98,14 @@ class Output:
         """A table on stdout (stderr in JSON format, where the record carries the data)."""
         console = self.err if self.json else self.out
         fancy = console.is_terminal
-        t = Table(box=box.SIMPLE_HEAD if fancy else _PLAIN_BOX, show_edge=False, pad_edge=False,
-                  header_style="bold" if fancy else "", title=title, collapse_padding=True)
+        t = Table(
+            box=box.SIMPLE_HEAD if fancy else _PLAIN_BOX,
+            show_edge=False,
+            pad_edge=False,
+            header_style="bold" if fancy else "",
+            title=title,
+            collapse_padding=True,
+        )
         for h in head:
             t.add_column(str(h), no_wrap=not fancy, overflow="fold")
         for r in rows:
@@ -120,7 +134,9 @@ class _Rate(ProgressColumn):
         speed = task.finished_speed or task.speed
         if not speed:
             return Text("-/s", style="progress.data.speed")
-        return Text(f"{speed:.2f}/s" if speed >= 1 else f"{1 / speed:.1f} s each", style="progress.data.speed")
+        return Text(
+            f"{speed:.2f}/s" if speed >= 1 else f"{1 / speed:.1f} s each", style="progress.data.speed"
+        )
 
 
 class ProgressBar:
@@ -155,9 +171,15 @@ class ProgressBar:
 
     def _live(self, label: str, done: int, total: int) -> None:
         if self._progress is None:
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      _Rate(), TimeRemainingColumn(), TextColumn("{task.fields[label]}"),
-                                      console=self.console)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                _Rate(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[label]}"),
+                console=self.console,
+            )
             self._progress.start()
             self._task = self._progress.add_task(self.title, total=total, completed=done, label=label)
         self._progress.update(self._task, completed=done, total=total, label=label[:60])
@@ -172,8 +194,10 @@ class ProgressBar:
         elapsed = time.monotonic() - t0
         rate = (done - d0) / elapsed if elapsed > 0 and done > d0 else 0.0
         pace = f"{rate:.2f}/s, {(total - done) / rate:.0f} s left" if rate else "-/s"
-        self.console.print(Text(f"{self.title}: {done}/{total} ({done * 100 // total}%) {pace}; {label[:60]}"),
-                           soft_wrap=True)
+        self.console.print(
+            Text(f"{self.title}: {done}/{total} ({done * 100 // total}%) {pace}; {label[:60]}"),
+            soft_wrap=True,
+        )
 
     def close(self) -> None:
         if self._closed:

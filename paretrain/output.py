@@ -8,17 +8,35 @@ json`` (see ``paretrain.console.Output``). Scripts read some of these lines (the
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from paretrain.console import Output
 
-__all__ = ["show_profile", "show_fits", "show_plan", "show_plan_written", "show_search", "show_running",
-           "show_result", "show_tracking", "show_compare", "show_ledger"]
+__all__ = [
+    "show_compare",
+    "show_fits",
+    "show_ledger",
+    "show_plan",
+    "show_plan_written",
+    "show_profile",
+    "show_result",
+    "show_running",
+    "show_search",
+    "show_tracking",
+]
 
 
 def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None:
-    ui.put("profile", {"key": prof.key, "reused": reused, "spend_usd": prof.spend_usd,
-                       **({"path": str(where)} if where is not None else {})})
+    ui.put(
+        "profile",
+        {
+            "key": prof.key,
+            "reused": reused,
+            "spend_usd": prof.spend_usd,
+            **({"path": str(where)} if where is not None else {}),
+        },
+    )
     if where is not None:
         ui.line(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${prof.spend_usd:.6f}): {where}")
     else:
@@ -29,7 +47,10 @@ def show_fits(ui: Output, plan: Any) -> None:
     conv: dict[str, dict[str, dict[str, Any]]] = {}
     for c in plan.models.convergence:
         conv.setdefault(c.config_id, {})[f"{c.level:g}"] = {
-            "e_min": c.e_min, "b_noise": c.b_noise, "points": [list(p) for p in c.points]}
+            "e_min": c.e_min,
+            "b_noise": c.b_noise,
+            "points": [list(p) for p in c.points],
+        }
     ui.put("convergence", conv)
     for cid, levels in conv.items():
         parts = [f"{lv}: E_min={d['e_min']:.0f} B_noise={d['b_noise']:.0f}" for lv, d in levels.items()]
@@ -37,7 +58,11 @@ def show_fits(ui: Output, plan: Any) -> None:
 
 
 def _marks(plan: Any, cid: str) -> list[str]:
-    return [v for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"), (plan.fastest, "fastest")) if k == cid]
+    return [
+        v
+        for k, v in ((plan.cheapest, "cheapest"), (plan.chosen, "knee"), (plan.fastest, "fastest"))
+        if k == cid
+    ]
 
 
 def _span(iv: Any, fmt: str) -> str:
@@ -54,23 +79,69 @@ def show_plan(ui: Output, plan: Any) -> None:
         marks = _marks(plan, c.id)
         if budget is not None and c.cost_interval is not None and c.cost_interval.p90 > budget:
             marks.append("P90>budget")
-        rows.append([c.id, c.config_id, f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}",
-                     f"{c.cost_usd:.6f}", _span(c.cost_interval, ".6f"), f"{c.wall_s:.1f}",
-                     _span(c.wall_interval, ".1f"), stages, ",".join(marks)])
-    ui.put("candidates", [{
-        "id": c.id, "config": c.config_id, "accuracy": c.accuracy, "metric": metric,
-        "cost_usd": c.cost_usd, "wall_s": c.wall_s, "marks": _marks(plan, c.id),
-        "cost_usd_interval": c.cost_interval.to_dict() if c.cost_interval else None,
-        "wall_s_interval": c.wall_interval.to_dict() if c.wall_interval else None, "p_reach": c.p_reach,
-        "stages": [{"hardware": s.hardware, "precision": s.precision, "batch_size": s.batch_size,
-                    "workers": s.workers, "samples": s.samples} for s in c.stages]} for c in plan.candidates])
+        rows.append(
+            [
+                c.id,
+                c.config_id,
+                f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}",
+                f"{c.cost_usd:.6f}",
+                _span(c.cost_interval, ".6f"),
+                f"{c.wall_s:.1f}",
+                _span(c.wall_interval, ".1f"),
+                stages,
+                ",".join(marks),
+            ]
+        )
+    ui.put(
+        "candidates",
+        [
+            {
+                "id": c.id,
+                "config": c.config_id,
+                "accuracy": c.accuracy,
+                "metric": metric,
+                "cost_usd": c.cost_usd,
+                "wall_s": c.wall_s,
+                "marks": _marks(plan, c.id),
+                "cost_usd_interval": c.cost_interval.to_dict() if c.cost_interval else None,
+                "wall_s_interval": c.wall_interval.to_dict() if c.wall_interval else None,
+                "p_reach": c.p_reach,
+                "stages": [
+                    {
+                        "hardware": s.hardware,
+                        "precision": s.precision,
+                        "batch_size": s.batch_size,
+                        "workers": s.workers,
+                        "samples": s.samples,
+                    }
+                    for s in c.stages
+                ],
+            }
+            for c in plan.candidates
+        ],
+    )
     ui.put("chosen", plan.chosen)
     ui.put("solver", dict(plan.solver))
     ui.put("notes", list(plan.notes))
-    ui.table(["id", "config", "accuracy" if metric == "val_accuracy" else metric, "cost_usd", "cost P10-P90",
-              "wall_s", "wall P10-P90", "stages", ""], rows)
-    how = ("exact front by label-setting over stages (paretrain/planner/program/paths.py)" if plan.solver.get("method") == "paths"
-           else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves")
+    ui.table(
+        [
+            "id",
+            "config",
+            "accuracy" if metric == "val_accuracy" else metric,
+            "cost_usd",
+            "cost P10-P90",
+            "wall_s",
+            "wall P10-P90",
+            "stages",
+            "",
+        ],
+        rows,
+    )
+    how = (
+        "exact front by label-setting over stages (paretrain/planner/program/paths.py)"
+        if plan.solver.get("method") == "paths"
+        else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves"
+    )
     ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
     for note in plan.notes:
         ui.line(f"note: {note}")
@@ -87,17 +158,37 @@ def show_search(ui: Output, result: Any) -> None:
     def params(c: Any) -> str:
         return " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in c.params)
 
-    rows = [[str(info["trial"]), c.family, params(c), c.optimizer, f"{c.lr:.2g}",
-             f"{info.get('value', info['accuracy']):.3f}" + ("*" if info["extrapolated"] else ""),
-             f"{info['cost_usd']:.7f}", f"{info['latency_ms']:.3f}"] for c, info in result.front]
-    ui.put("search", {"study": result.study_name, "trials": result.trials, "new_trials": result.new_trials,
-                      "spent_usd": result.spent_usd, "stopped_for_budget": result.stopped_for_budget,
-                      "front": [{**c.to_dict(), **dict(info)} for c, info in result.front]})
+    rows = [
+        [
+            str(info["trial"]),
+            c.family,
+            params(c),
+            c.optimizer,
+            f"{c.lr:.2g}",
+            f"{info.get('value', info['accuracy']):.3f}" + ("*" if info["extrapolated"] else ""),
+            f"{info['cost_usd']:.7f}",
+            f"{info['latency_ms']:.3f}",
+        ]
+        for c, info in result.front
+    ]
+    ui.put(
+        "search",
+        {
+            "study": result.study_name,
+            "trials": result.trials,
+            "new_trials": result.new_trials,
+            "spent_usd": result.spent_usd,
+            "stopped_for_budget": result.stopped_for_budget,
+            "front": [{**c.to_dict(), **dict(info)} for c, info in result.front],
+        },
+    )
     metric = result.front[0][1].get("metric", "accuracy") if result.front else "accuracy"
     ui.table(["trial", "family", "params", "opt", "lr", metric, "cost_usd", "latency_ms"], rows)
-    ui.line(f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
-            f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
-            "; * = extrapolated from a learning curve")
+    ui.line(
+        f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
+        f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
+        "; * = extrapolated from a learning curve"
+    )
 
 
 def plan_budget(plan: Any) -> float | None:
@@ -106,7 +197,7 @@ def plan_budget(plan: Any) -> float | None:
         from paretrain.runtime.spec_files import spec_of
 
         return float(spec_of(dict(plan.spec), "plan:spec").budget.train_usd)
-    except Exception:  # noqa: BLE001 - a mark, not a check: leave it out when the spec won't read
+    except Exception:
         return None
 
 
@@ -114,8 +205,10 @@ def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accura
     """The run's first line: what trains, stage by stage (and a resume note, if any)."""
     if how:
         ui.log(how)
-    ui.line(f"running {cand.id} ({cand.config_id} to {metric} {cand.accuracy:g}): "
-            + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages))
+    ui.line(
+        f"running {cand.id} ({cand.config_id} to {metric} {cand.accuracy:g}): "
+        + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages)
+    )
 
 
 def _pct(pred: float, real: float) -> str:
@@ -131,32 +224,70 @@ def show_result(ui: Output, r: Any) -> None:
         return "-" if found is None else ("yes" if found else "no")
 
     civ, wiv = r.predicted_cost_interval, r.predicted_wall_interval
-    ui.table(["", "predicted", "P10-P90", "realized", "error", "inside"], [
-        ["cost_usd", f"{r.predicted_cost_usd:.6f}", f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
-         f"{r.cost_usd:.6f}", _pct(r.predicted_cost_usd, r.cost_usd), inside("cost")],
-        ["wall_s", f"{r.predicted_wall_s:.1f}", f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
-         f"{r.wall_s:.1f}", _pct(r.predicted_wall_s, r.wall_s), inside("wall")],
-        [r.metric, f"{r.predicted_accuracy:.4f}", "-", f"{r.accuracy:.4f}",
-         f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts" if "accuracy" in r.metric
-         else _pct(r.predicted_accuracy, r.accuracy), "-"],
-    ])
-    ui.line(f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
-            f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
-            f"ledger {r.ledger_path}")
+    ui.table(
+        ["", "predicted", "P10-P90", "realized", "error", "inside"],
+        [
+            [
+                "cost_usd",
+                f"{r.predicted_cost_usd:.6f}",
+                f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
+                f"{r.cost_usd:.6f}",
+                _pct(r.predicted_cost_usd, r.cost_usd),
+                inside("cost"),
+            ],
+            [
+                "wall_s",
+                f"{r.predicted_wall_s:.1f}",
+                f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
+                f"{r.wall_s:.1f}",
+                _pct(r.predicted_wall_s, r.wall_s),
+                inside("wall"),
+            ],
+            [
+                r.metric,
+                f"{r.predicted_accuracy:.4f}",
+                "-",
+                f"{r.accuracy:.4f}",
+                f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"
+                if "accuracy" in r.metric
+                else _pct(r.predicted_accuracy, r.accuracy),
+                "-",
+            ],
+        ],
+    )
+    ui.line(
+        f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
+        f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
+        f"ledger {r.ledger_path}"
+    )
 
 
 def show_tracking(ui: Output, report: Any) -> None:
     """Where the MLflow records went (a ``paretrain.runtime.tracking.session.TrackingReport``)."""
     if not report.enabled:
         return
-    ui.put("tracking", {"uri": report.uri, "experiment": report.experiment, "run_id": report.run_id,
-                        "ok": report.ok, **({} if report.ok else {"spool": report.spool_path})})
+    ui.put(
+        "tracking",
+        {
+            "uri": report.uri,
+            "experiment": report.experiment,
+            "run_id": report.run_id,
+            "ok": report.ok,
+            **({} if report.ok else {"spool": report.spool_path}),
+        },
+    )
     if report.ok:
-        ui.line(f"MLflow: {report.uri}, experiment '{report.experiment}', run {report.run_id} "
-                f"(see it with: paretrain server, or mlflow ui --backend-store-uri {report.uri})")
+        ui.line(
+            f"MLflow: {report.uri}, experiment '{report.experiment}', run {report.run_id} "
+            f"(see it with: paretrain server, or mlflow ui --backend-store-uri {report.uri})"
+        )
     else:
-        ui.line(f"MLflow: not reachable at {report.uri}; records spooled to {report.spool_path} "
-                "(replay with: paretrain sync)", err=True, style="yellow")
+        ui.line(
+            f"MLflow: not reachable at {report.uri}; records spooled to {report.spool_path} "
+            "(replay with: paretrain sync)",
+            err=True,
+            style="yellow",
+        )
 
 
 def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -168,17 +299,48 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
     def yn(v: Any) -> str:
         return "-" if v is None else ("yes" if v else "no")
 
-    ui.table(["candidate", "run", "status", "pred_cost", "cost", "err", "in", "pred_wall", "wall", "err", "in",
-              f"pred_{short}", short, "front"],
-             [[r["candidate"], r["run"][:8], r["status"], f"{r['predicted_cost_usd']:.6f}", f"{r['cost_usd']:.6f}",
-               r["cost_err"], yn(r.get("cost_inside")), f"{r['predicted_wall_s']:.1f}", f"{r['wall_s']:.1f}",
-               r["wall_err"], yn(r.get("wall_inside")), f"{r['predicted_accuracy']:.3f}", f"{r['val_accuracy']:.3f}",
-               "yes" if r["on_front"] else "no"] for r in rows])
+    ui.table(
+        [
+            "candidate",
+            "run",
+            "status",
+            "pred_cost",
+            "cost",
+            "err",
+            "in",
+            "pred_wall",
+            "wall",
+            "err",
+            "in",
+            f"pred_{short}",
+            short,
+            "front",
+        ],
+        [
+            [
+                r["candidate"],
+                r["run"][:8],
+                r["status"],
+                f"{r['predicted_cost_usd']:.6f}",
+                f"{r['cost_usd']:.6f}",
+                r["cost_err"],
+                yn(r.get("cost_inside")),
+                f"{r['predicted_wall_s']:.1f}",
+                f"{r['wall_s']:.1f}",
+                r["wall_err"],
+                yn(r.get("wall_inside")),
+                f"{r['predicted_accuracy']:.3f}",
+                f"{r['val_accuracy']:.3f}",
+                "yes" if r["on_front"] else "no",
+            ]
+            for r in rows
+        ],
+    )
 
 
 def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:
     ui.put("period", period)
-    ui.put("rows", [dict(zip(("run", "stage", "kind", "usd", "seconds"), r)) for r in rows])
+    ui.put("rows", [dict(zip(("run", "stage", "kind", "usd", "seconds"), r, strict=False)) for r in rows])
     ui.put("total_usd", total)
     ui.table(["run", "stage", "kind", "usd", "seconds"], rows)
     ui.line(f"total ${total:.6f} ({period})")

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paretrain.planner.plan.plan import Candidate, Plan, plan_from_json
 from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.plan.plan import Candidate, Plan, plan_from_json
 from paretrain.runtime.files import read_text
 from paretrain.runtime.pipeline import check_workload
 from paretrain.runtime.run.runs import FINISHED, last_run
 
-__all__ = ["read_plan", "plan_spec_of", "read_prices", "ResumeChoice", "choose_resume"]
+__all__ = ["ResumeChoice", "choose_resume", "plan_spec_of", "read_plan", "read_prices"]
 
 
 def read_plan(path: Path) -> Plan:
@@ -40,8 +40,11 @@ def read_prices(path: Path | None, plan: Plan) -> Any:
     from paretrain.runtime.money.prices import TracePrices, parse_trace
 
     base = {o.id: o.price_usd_per_h for o in plan.offers}
-    rows = parse_trace(read_text(path, "price trace", "give a CSV price trace (t_s, hardware, "
-                                                      "price_usd_per_h, available)"), str(path), base)
+    rows = parse_trace(
+        read_text(path, "price trace", "give a CSV price trace (t_s, hardware, price_usd_per_h, available)"),
+        str(path),
+        base,
+    )
     return TracePrices(rows, base)
 
 
@@ -60,10 +63,16 @@ def choose_resume(workdir: Path, plan: Plan, cand: Candidate) -> ResumeChoice:
     an unfinished one continues, and with no run at all one starts."""
     last = last_run(workdir, plan.fingerprint, cand.id)
     if last is None:
-        return ResumeChoice(None, False, f"--resume: no run of candidate {cand.id} of plan {plan.fingerprint} "
-                                         "yet; starting one")
+        return ResumeChoice(
+            None,
+            False,
+            f"--resume: no run of candidate {cand.id} of plan {plan.fingerprint} yet; starting one",
+        )
     run_id, status = last
     if status == FINISHED:
-        return ResumeChoice(run_id, True, f"run {run_id} of candidate {cand.id} already finished (reached its "
-                                          "target); nothing to resume")
+        return ResumeChoice(
+            run_id,
+            True,
+            f"run {run_id} of candidate {cand.id} already finished (reached its target); nothing to resume",
+        )
     return ResumeChoice(run_id, False, f"--resume: continuing run {run_id} (last status: {status})")

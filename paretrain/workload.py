@@ -18,5 +18,15 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset
 from paretrain.planner.inputs.space import Config, Family, Param, WorkloadInfo
 from paretrain.runtime.train.workloads.api import Workload, check_workload, classification_metrics
 
-__all__ = ["Workload", "check_workload", "classification_metrics", "WorkloadInfo", "Family", "Param",
-           "Config", "Dataset", "TensorDataset", "IterableDataset"]
+__all__ = [
+    "Config",
+    "Dataset",
+    "Family",
+    "IterableDataset",
+    "Param",
+    "TensorDataset",
+    "Workload",
+    "WorkloadInfo",
+    "check_workload",
+    "classification_metrics",
+]

@@ -25,8 +25,12 @@ def small_spec(**override: object) -> dict:
         "budget": {"total_usd": 0.01, "envelopes": {"profile": 0.003, "search": 0.001, "train": 0.006}},
         "deadline_s": 300,
         "hardware": {"allow": ["local/cpu-1", "local/cpu-2"]},
-        "planner": {"stages": 2, "batch_sizes": [32, 128], "convergence_batch_sizes": [16, 64, 256],
-                    "profile_steps": 10},
+        "planner": {
+            "stages": 2,
+            "batch_sizes": [32, 128],
+            "convergence_batch_sizes": [16, 64, 256],
+            "profile_steps": 10,
+        },
         "runtime": {"eval_every_samples": 1000, "checkpoint_every_s": 5},
     }
     for key, value in override.items():

@@ -29,8 +29,9 @@ MAX_FUNCTION_LINES = 60
 
 
 def _lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"], cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
 
 
 def test_the_import_contracts_are_kept():
@@ -42,12 +43,23 @@ def test_the_contracts_catch_a_planner_module_that_imports_torch(tmp_path):
     """The check itself can fail: a copy of the tree whose planner imports torch breaks it."""
     copy = tmp_path / "tree"
     copy.mkdir()
-    (copy / "pyproject.toml").write_text((ROOT / "pyproject.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    (copy / "pyproject.toml").write_text(
+        (ROOT / "pyproject.toml").read_text(encoding="utf-8"), encoding="utf-8"
+    )
     subprocess.run(["cp", "-r", str(ROOT / "paretrain"), str(copy / "paretrain")], check=True)
     bad = copy / "paretrain" / "planner" / "errors.py"
-    bad.write_text(bad.read_text(encoding="utf-8") + "\n\ndef _f():\n    import torch  # noqa\n", encoding="utf-8")
-    out = subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=copy, capture_output=True, text=True,
-                         timeout=300, check=False, env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"})
+    bad.write_text(
+        bad.read_text(encoding="utf-8") + "\n\ndef _f():\n    import torch  # noqa\n", encoding="utf-8"
+    )
+    out = subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"PYTHONPATH": str(copy), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode != 0
     assert "BROKEN" in out.stdout and "torch" in out.stdout
 
@@ -89,6 +101,9 @@ def test_the_size_check_sees_a_long_function(tmp_path):
 
 @pytest.mark.parametrize("package", ["planner", "runtime"])
 def test_every_package_says_what_it_is_for(package):
-    missing = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "paretrain" / package).rglob("__init__.py"))
-               if not (ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or "").strip()]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "paretrain" / package).rglob("__init__.py"))
+        if not (ast.get_docstring(ast.parse(p.read_text(encoding="utf-8"))) or "").strip()
+    ]
     assert not missing, f"packages with no docstring saying what they are for: {missing}"

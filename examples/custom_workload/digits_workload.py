@@ -35,8 +35,10 @@ DIGITS = WorkloadInfo(
     classes=10,
     lr=Param("lr", "float", 3e-4, 3e-2, log=True, default=3e-3),
     families=(
-        Family("mlp", (Param("width", "int", 16, 512, log=True, default=64),
-                       Param("depth", "int", 1, 4, default=2))),
+        Family(
+            "mlp",
+            (Param("width", "int", 16, 512, log=True, default=64), Param("depth", "int", 1, 4, default=2)),
+        ),
         Family("cnn", (Param("channels", "int", 4, 64, log=True, default=16),)),
     ),
     metrics=(("val_loss", "minimize"), ("val_accuracy", "maximize")),
@@ -79,9 +81,12 @@ class Digits(Workload):
             images = (d.images / 16.0).astype(np.float32)  # pixel values 0..16
             labels = d.target.astype(np.int64)
             order = np.random.default_rng(self.seed).permutation(len(labels))
-            n_val = max(1, int(round(len(labels) * self.val_fraction)))
+            n_val = max(1, round(len(labels) * self.val_fraction))
             val, train = order[:n_val], order[n_val:]
-            self._split = (DigitsDataset(images[train], labels[train]), DigitsDataset(images[val], labels[val]))
+            self._split = (
+                DigitsDataset(images[train], labels[train]),
+                DigitsDataset(images[val], labels[val]),
+            )
             h = hashlib.sha256(images.tobytes() + labels.tobytes() + order.tobytes())
             self._digest = h.hexdigest()[:16]
         return self._split
@@ -127,9 +132,15 @@ class CNN(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(channels * 4, 10))
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(channels * 4, 10),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -10,15 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "UserError",
-    "SpecError",
-    "InputError",
-    "StopError",
+    "ApprovalRequired",
+    "BudgetExhausted",
     "InfeasiblePlan",
+    "InputError",
     "SolverError",
     "SolverTimeout",
-    "BudgetExhausted",
-    "ApprovalRequired",
+    "SpecError",
+    "StopError",
+    "UserError",
 ]
 
 _SPEC_TEMPLATE = "{where}: field '{field}' {rule}; got {value}. To fix: {fix}"
@@ -62,8 +62,14 @@ class StopError(Exception):
 class InfeasiblePlan(StopError):
     """No schedule meets the constraints; names the binding one and what would fix it."""
 
-    def __init__(self, message: str, *, binding: str = "", min_budget_usd: float | None = None,
-                 min_deadline_s: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        binding: str = "",
+        min_budget_usd: float | None = None,
+        min_deadline_s: float | None = None,
+    ) -> None:
         self.binding = binding
         self.min_budget_usd = min_budget_usd
         self.min_deadline_s = min_deadline_s
@@ -77,8 +83,14 @@ class BudgetExhausted(StopError):
 class ApprovalRequired(StopError):
     """A candidate costs more than the spec's approval threshold; ``flag`` is what approves it."""
 
-    def __init__(self, message: str, *, amount_usd: float | None = None,
-                 threshold_usd: float | None = None, flag: str = "--approve") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        amount_usd: float | None = None,
+        threshold_usd: float | None = None,
+        flag: str = "--approve",
+    ) -> None:
         self.amount_usd, self.threshold_usd, self.flag = amount_usd, threshold_usd, flag
         super().__init__(message)
 

@@ -9,8 +9,13 @@ from pathlib import Path
 from paretrain.planner.errors import InputError
 from paretrain.planner.measure.profile import Profile, profile_from_json, profile_to_json
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "read_text", "read_spec", "read_profile",
-           "write_profile"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "read_profile",
+    "read_text",
+    "write_profile",
+]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -59,8 +64,9 @@ def read_text(path: str | Path, what: str, fix: str) -> str:
 
 
 def read_profile(path: str | Path) -> Profile:
-    text = read_text(path, "profile", "check 'profiles:' in the spec, or write one with "
-                                      "'paretrain profile SPEC -o FILE'")
+    text = read_text(
+        path, "profile", "check 'profiles:' in the spec, or write one with 'paretrain profile SPEC -o FILE'"
+    )
     return profile_from_json(text, str(path))
 
 

@@ -11,27 +11,38 @@ from __future__ import annotations
 import fnmatch
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.errors import SpecError
-from paretrain.planner.program.milp import pareto_front
-from paretrain.planner.plan.plan import Plan, make_plan
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
+from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import Spec
-from paretrain.runtime.train.devices import local_devices
+from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
+from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.files import read_profile, read_text, write_profile
-from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.money.ledger import Ledger
-from paretrain.runtime.workspace import Workspace
+from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.workspace import Workspace
 
-__all__ = ["Workspace", "check_inputs", "check_workload", "check_storage", "read_spec_profiles", "offers_for",
-           "allowed_offers", "get_profile", "plan_spec", "search_spec"]
+__all__ = [
+    "Workspace",
+    "allowed_offers",
+    "check_inputs",
+    "check_storage",
+    "check_workload",
+    "get_profile",
+    "offers_for",
+    "plan_spec",
+    "read_spec_profiles",
+    "search_spec",
+]
 
 
 def offers_for(spec: Spec) -> list[Offer]:
@@ -58,17 +69,32 @@ def allowed_offers(spec: Spec) -> tuple[list[Offer], list[str]]:
     for i, entry in enumerate(spec.hardware.allow):
         if not any(ch in entry for ch in "*?["):
             if entry not in known:
-                raise SpecError(spec.path, f"hardware.allow[{i}]", "is not an offer on this machine or in the "
-                                "catalog", entry, f"use one of: {here}, or a pattern such as aws/* or *")
+                raise SpecError(
+                    spec.path,
+                    f"hardware.allow[{i}]",
+                    "is not an offer on this machine or in the catalog",
+                    entry,
+                    f"use one of: {here}, or a pattern such as aws/* or *",
+                )
             if known[entry].spot and not spec.hardware.spot:
-                raise SpecError(spec.path, f"hardware.allow[{i}]", "is a spot offer but hardware.spot is false",
-                                entry, "set hardware.spot: true or allow the on-demand offer")
+                raise SpecError(
+                    spec.path,
+                    f"hardware.allow[{i}]",
+                    "is a spot offer but hardware.spot is false",
+                    entry,
+                    "set hardware.spot: true or allow the on-demand offer",
+                )
             chosen.setdefault(entry, known[entry])
             continue
         matched = [o for oid, o in known.items() if fnmatch.fnmatchcase(oid, entry)]
         if not matched:
-            raise SpecError(spec.path, f"hardware.allow[{i}]", "is a pattern that matches no offer on this "
-                            "machine or in the catalog", entry, f"match one of: {here}")
+            raise SpecError(
+                spec.path,
+                f"hardware.allow[{i}]",
+                "is a pattern that matches no offer on this machine or in the catalog",
+                entry,
+                f"match one of: {here}",
+            )
         for o in matched:
             if o.spot and not spec.hardware.spot:
                 no_spot.add(o.id)
@@ -85,8 +111,10 @@ def _left_out_notes(catalog: Sequence[Offer], chosen: dict[str, Offer], no_spot:
         notes.append(f"{len(spot)} catalog spot offer(s) left out, hardware.spot is false: {', '.join(spot)}")
     unmatched = [o.id for o in catalog if o.id not in chosen and o.id not in no_spot]
     if unmatched:
-        notes.append(f"{len(unmatched)} of {len(catalog)} catalog offers left out, not named or matched by "
-                     f"hardware.allow (patterns such as aws/* or * allow them): {', '.join(unmatched)}")
+        notes.append(
+            f"{len(unmatched)} of {len(catalog)} catalog offers left out, not named or matched by "
+            f"hardware.allow (patterns such as aws/* or * allow them): {', '.join(unmatched)}"
+        )
     return notes
 
 
@@ -95,9 +123,14 @@ def read_spec_profiles(spec: Spec) -> list[Profile]:
     out = []
     for i, path in enumerate(spec.profiles):
         if not Path(path).is_file():
-            raise SpecError(spec.path, f"profiles[{i}]", "must name an existing profile file", path,
-                            "correct the path (relative to the working directory), or write the file with "
-                            "'paretrain profile SPEC -o FILE' on the machine it measures")
+            raise SpecError(
+                spec.path,
+                f"profiles[{i}]",
+                "must name an existing profile file",
+                path,
+                "correct the path (relative to the working directory), or write the file with "
+                "'paretrain profile SPEC -o FILE' on the machine it measures",
+            )
         out.append(read_profile(path))
     return out
 
@@ -140,15 +173,24 @@ def _convergence_device(offers: Sequence[Offer]) -> str | None:
     return max(cpus, key=lambda o: o.threads).id if cpus else None
 
 
-def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Sequence[Offer], *,
-                progress: Callable[[str, int, int], None] | None = None, force: bool = False) -> tuple[Profile, bool]:
+def get_profile(
+    spec: Spec,
+    ws: Workspace,
+    configs: Sequence[Config],
+    offers: Sequence[Offer],
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    force: bool = False,
+) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
     is unchanged, else measured for real (charged to the profile envelope). Returns
     (profile, reused)."""
     brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
     workload = load_workload(spec.workload, ws.cache)
     # every local device is priced, also one measured only as the reference for catalog offers
-    prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
+    prices = {
+        o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
+    }
     lab_probe = TorchLab(workload, prices_usd_per_h=prices, seed=spec.workload.seed)
     key = profile_key(spec, lab_probe.fingerprint(), configs)
     path = ws.profiles / f"{key}.json"
@@ -159,12 +201,24 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
         ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
         try:
             cap = ledger.spent + spec.budget.profile_usd
-            lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, cap_usd=cap,
-                           seed=spec.workload.seed, metric=spec.target.metric_obj,
-                           convergence_device=_convergence_device(offers))
+            lab = TorchLab(
+                workload,
+                prices_usd_per_h=prices,
+                ledger=ledger,
+                cap_usd=cap,
+                seed=spec.workload.seed,
+                metric=spec.target.metric_obj,
+                convergence_device=_convergence_device(offers),
+            )
             start = ledger.spent
-            profile = build_profile(spec, lab, configs, progress=progress, key=key,
-                                    measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            profile = build_profile(
+                spec,
+                lab,
+                configs,
+                progress=progress,
+                key=key,
+                measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
             profile = replace(profile, spend_usd=ledger.spent - start)
         finally:
             ledger.close()
@@ -175,8 +229,14 @@ def get_profile(spec: Spec, ws: Workspace, configs: Sequence[Config], offers: Se
     return profile, reused
 
 
-def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], None] | None = None,
-              force_profile: bool = False, search_configs: Sequence[Config] = ()) -> tuple[Plan, Profile, bool]:
+def plan_spec(
+    spec: Spec,
+    ws: Workspace,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    force_profile: bool = False,
+    search_configs: Sequence[Config] = (),
+) -> tuple[Plan, Profile, bool]:
     """Profile (cached), build the program, sweep the Pareto set, and make the plan. The
     configs are the spec's and ``search_configs`` (the search's front)."""
     offers, left_out = allowed_offers(spec)
@@ -184,16 +244,32 @@ def plan_spec(spec: Spec, ws: Workspace, *, progress: Callable[[str, int, int], 
     profile, reused = get_profile(spec, ws, configs, offers, progress=progress, force=force_profile)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
-    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=profile.key,
-                     problem=problem, ctx=ctx, front=front, configs=configs, offers=offers,
-                     solver=spec.planner.solver)
+    plan = make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key=profile.key,
+        problem=problem,
+        ctx=ctx,
+        front=front,
+        configs=configs,
+        offers=offers,
+        solver=spec.planner.solver,
+    )
     plan = replace(plan, notes=tuple(left_out) + plan.notes)
     return plan, profile, reused
 
 
-def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials: int | None = None,
-                tracker: Any = None, parent: str | None = None,
-                progress: Callable[[str, int, int], None] | None = None, workers: int = 1) -> Any:
+def search_spec(
+    spec: Spec,
+    ws: Workspace,
+    *,
+    storage: str | None = None,
+    trials: int | None = None,
+    tracker: Any = None,
+    parent: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 1,
+) -> Any:
     """Run (or continue) the spec's Optuna study: in this process, or in ``workers`` worker
     processes on this machine (``paretrain.runtime.trials``); every trial holds its money in the
     study's one search envelope, is charged to its worker's ledger and logged as a child run
@@ -201,11 +277,19 @@ def search_spec(spec: Spec, ws: Workspace, *, storage: str | None = None, trials
     from paretrain.runtime.trials.trial_worker import search_worker
 
     if workers <= 1:
-        return search_worker(spec, ws, storage=storage, trials=trials, tracker=tracker, parent=parent,
-                             progress=progress)
+        return search_worker(
+            spec, ws, storage=storage, trials=trials, tracker=tracker, parent=parent, progress=progress
+        )
     from paretrain.runtime.trials.pool import WorkerJob, run_pool, wait_run_id
 
-    job = WorkerJob(spec, str(ws.root.resolve()), storage, trials if trials is not None else spec.search.trials,
-                    tracker.uri if tracker is not None else None, tracker.experiment if tracker is not None else "",
-                    wait_run_id(tracker, parent), threads=max(1, (os.cpu_count() or 1) // workers))
+    job = WorkerJob(
+        spec,
+        str(ws.root.resolve()),
+        storage,
+        trials if trials is not None else spec.search.trials,
+        tracker.uri if tracker is not None else None,
+        tracker.experiment if tracker is not None else "",
+        wait_run_id(tracker, parent),
+        threads=max(1, (os.cpu_count() or 1) // workers),
+    )
     return run_pool(job, workers, progress=progress)

@@ -29,7 +29,9 @@ BAD = {
     "missing profiles file": small_spec(profiles=["measured-elsewhere.json"]),
     "python workload not importable": small_spec(workload={"name": "python:no_such_module_zz:make"}),
     "python workload without its factory": small_spec(workload={"name": "python:json:no_such_factory"}),
-    "search storage in a missing folder": small_spec(search={"trials": 1, "storage": "sqlite:///no/such/o.db"}),
+    "search storage in a missing folder": small_spec(
+        search={"trials": 1, "storage": "sqlite:///no/such/o.db"}
+    ),
 }
 
 
@@ -64,8 +66,13 @@ def test_message_names_file_field_rule_and_value(tmp_path):
 def test_real_process_bad_input_has_no_traceback(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("name: x\n")
-    proc = subprocess.run([sys.executable, "-m", "paretrain.cli", "plan", str(spec)], cwd=tmp_path,
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", "plan", str(spec)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "field 'workload' is required" in proc.stderr
@@ -102,8 +109,7 @@ def test_candidate_above_approval_threshold_needs_approve(tmp_path, monkeypatch)
     from tests.planner.test_plan import plan_text
 
     monkeypatch.chdir(tmp_path)
-    data = small_spec(budget={"total_usd": 0.01, "envelopes": {"train": 0.006},
-                              "approval_above_usd": 0.0})
+    data = small_spec(budget={"total_usd": 0.01, "envelopes": {"train": 0.006}, "approval_above_usd": 0.0})
     (tmp_path / "plan.json").write_text(plan_text(data))
     r = CliRunner().invoke(cli, ["run", "plan.json", "--candidate", "cheapest", "--no-track"])
     assert r.exit_code == 3
@@ -111,16 +117,25 @@ def test_candidate_above_approval_threshold_needs_approve(tmp_path, monkeypatch)
     assert not (tmp_path / ".paretrain").exists()
 
 
-@pytest.mark.parametrize("args, env", [
-    (["worker", "--rdzv-endpoint", "nonsense"], {}),
-    (["run", "plan.json"], {"PARETRAIN_NNODES": "abc"}),
-    (["run", "plan.json"], {"PARETRAIN_RDZV_ENDPOINT": "no-port"}),
-    (["run", "plan.json"], {"PARETRAIN_MAX_RESTARTS": "-1"}),
-])
+@pytest.mark.parametrize(
+    "args, env",
+    [
+        (["worker", "--rdzv-endpoint", "nonsense"], {}),
+        (["run", "plan.json"], {"PARETRAIN_NNODES": "abc"}),
+        (["run", "plan.json"], {"PARETRAIN_RDZV_ENDPOINT": "no-port"}),
+        (["run", "plan.json"], {"PARETRAIN_MAX_RESTARTS": "-1"}),
+    ],
+)
 def test_bad_rendezvous_settings_are_one_line_and_exit_2_before_anything_runs(tmp_path, args, env):
     (tmp_path / "plan.json").write_text("{}")  # never read: the settings are checked first
-    proc = subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        timeout=120,
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "To fix" in lines[0] and "Traceback" not in proc.stderr

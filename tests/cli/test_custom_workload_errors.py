@@ -11,9 +11,9 @@ import yaml
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from paretrain.workload import check_workload
 from paretrain.runtime.spec_files import read_spec
 from paretrain.runtime.train.workloads import user_factory
+from paretrain.workload import check_workload
 from tests.conftest import ROOT, small_spec
 
 EXAMPLE = ROOT / "examples" / "custom_workload"
@@ -32,8 +32,9 @@ def make_workload(**args):
 
 def files(folder: Path) -> set[str]:
     """What is in ``folder``, less the bytecode Python itself caches when it imports a file."""
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 def one_error_line(result) -> str:
@@ -45,14 +46,14 @@ def one_error_line(result) -> str:
 def user_spec(folder: Path, workload: dict, source: str | None) -> None:
     if source is not None:
         (folder / "my_workload.py").write_text(source)
-    data = small_spec(workload=workload,
-                      configs=[{"id": "mlp-8", "family": "mlp", "width": 8}])
+    data = small_spec(workload=workload, configs=[{"id": "mlp-8", "family": "mlp", "width": 8}])
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.mark.parametrize("command", ["plan", "profile"])
 def test_factory_returning_no_workload_exits_2_naming_what_is_missing_and_writes_nothing(
-        command, tmp_path, monkeypatch):
+    command, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     user_spec(tmp_path, {"file": "./my_workload.py", "factory": "make_workload"}, NOT_A_WORKLOAD)
     before = files(tmp_path)
@@ -77,16 +78,29 @@ def test_spec_naming_a_missing_file_exits_2_and_writes_nothing(tmp_path, monkeyp
     assert files(tmp_path) == {"spec.yaml"}
 
 
-@pytest.mark.parametrize("source, factory, expected", [
-    ("raise ImportError('no module named torchvision')\n", "make_workload",
-     "field 'workload.file' must import"),
-    ("def something_else():\n    return None\n", "make_workload",
-     "field 'workload.factory' must name a function of"),
-    ("def make_workload(seed=0):\n    return None\n", "make_workload",
-     "field 'workload.args' must be accepted by the factory"),  # args has a key it does not take
-])
-def test_file_that_does_not_import_or_lacks_its_factory_exits_2(source, factory, expected, tmp_path,
-                                                                monkeypatch):
+@pytest.mark.parametrize(
+    "source, factory, expected",
+    [
+        (
+            "raise ImportError('no module named torchvision')\n",
+            "make_workload",
+            "field 'workload.file' must import",
+        ),
+        (
+            "def something_else():\n    return None\n",
+            "make_workload",
+            "field 'workload.factory' must name a function of",
+        ),
+        (
+            "def make_workload(seed=0):\n    return None\n",
+            "make_workload",
+            "field 'workload.args' must be accepted by the factory",
+        ),  # args has a key it does not take
+    ],
+)
+def test_file_that_does_not_import_or_lacks_its_factory_exits_2(
+    source, factory, expected, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     user_spec(tmp_path, {"file": "./my_workload.py", "factory": factory, "args": {"width": 3}}, source)
     before = files(tmp_path)

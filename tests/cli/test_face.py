@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from paretrain.cli import cli
 from paretrain.console import Output
 from paretrain.output import show_plan
-from paretrain.planner.plan.approval import check_approval, needs_approval
 from paretrain.planner.errors import ApprovalRequired
-from paretrain.planner.plan.plan import plan_from_json
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.plan.approval import check_approval, needs_approval
+from paretrain.planner.plan.plan import plan_from_json
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.tracking.plan_log import log_plan
 from paretrain.runtime.tracking.session import open_session, parent_run
@@ -29,6 +29,7 @@ def plan():
 
 
 # -- approval ----------------------------------------------------------------------------------
+
 
 def test_approval_is_needed_only_above_the_threshold_and_names_amount_and_flag(plan):
     cand = plan.candidate("cheapest")
@@ -50,6 +51,7 @@ def test_approval_reads_a_spec_a_budget_a_plan_spec_or_a_number(plan):
 
 
 # -- tracking ----------------------------------------------------------------------------------
+
 
 class FakeTracker:
     def __init__(self) -> None:
@@ -74,12 +76,16 @@ def test_log_plan_logs_one_child_per_candidate_with_predictions_and_the_artifact
     assert [s[2] for s in starts] == ["parent"] * len(plan.candidates)
     assert {s[3]["paretrain.candidate"] for s in starts} == {c.id for c in plan.candidates}
     metrics = [c for c in tr.calls if c[0] == "log_metrics"]
-    intervals = {f"predicted_{n}_p{q}" for n in ("cost_usd", "wall_s") for q in (10, 50, 90)} | {"predicted_p_reach"}
-    assert all(set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} | intervals
-               for m in metrics)
+    intervals = {f"predicted_{n}_p{q}" for n in ("cost_usd", "wall_s") for q in (10, 50, 90)} | {
+        "predicted_p_reach"
+    }
+    assert all(
+        set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} | intervals
+        for m in metrics
+    )
     assert all(m[2]["predicted_cost_usd_p10"] <= m[2]["predicted_cost_usd_p90"] for m in metrics)
     assert [c[2] for c in tr.calls if c[0] == "log_artifact"] == ["spec.yaml", "plan.json", "pareto.png"]
-    params = [c for c in tr.calls if c[0] == "log_params" and c[1] == "parent"][0][2]
+    params = next(c for c in tr.calls if c[0] == "log_params" and c[1] == "parent")[2]
     assert params["fingerprint"] == plan.fingerprint
     assert log_plan(None, None, spec, plan) == []
 
@@ -110,6 +116,7 @@ def test_a_session_ends_its_parent_failed_when_the_command_fails(tmp_path, monke
 
 # -- terminal output ---------------------------------------------------------------------------
 
+
 def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(plan):
     out = io.StringIO()
     with Output("table", out=out) as ui:
@@ -117,8 +124,18 @@ def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(
     text = out.getvalue()
     assert "\x1b[" not in text
     lines = text.splitlines()
-    assert lines[0].split() == ["id", "config", "accuracy", "cost_usd", "cost", "P10-P90", "wall_s", "wall",
-                                "P10-P90", "stages"]
+    assert lines[0].split() == [
+        "id",
+        "config",
+        "accuracy",
+        "cost_usd",
+        "cost",
+        "P10-P90",
+        "wall_s",
+        "wall",
+        "P10-P90",
+        "stages",
+    ]
     assert all(ln == ln.rstrip() for ln in lines)
     rows = [ln for ln in lines if ln.split() and ln.split()[0] in {c.id for c in plan.candidates}]
     assert len(rows) == len(plan.candidates)
@@ -128,9 +145,20 @@ def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(
 def test_json_format_puts_one_document_on_stdout(tmp_path):
     ledger = tmp_path / ".paretrain" / "ledger"
     ledger.mkdir(parents=True)
-    (ledger / "run-a.jsonl").write_text(json.dumps({"t": 1.0, "run_id": "run-a", "stage": "stage0",
-                                                    "kind": "compute", "hardware": "local/cpu-1",
-                                                    "usd": 0.25, "seconds": 2.0}) + "\n")
+    (ledger / "run-a.jsonl").write_text(
+        json.dumps(
+            {
+                "t": 1.0,
+                "run_id": "run-a",
+                "stage": "stage0",
+                "kind": "compute",
+                "hardware": "local/cpu-1",
+                "usd": 0.25,
+                "seconds": 2.0,
+            }
+        )
+        + "\n"
+    )
     r = CliRunner().invoke(cli, ["--workdir", str(tmp_path), "ledger", "--format", "json"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

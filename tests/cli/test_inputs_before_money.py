@@ -13,8 +13,8 @@ import yaml
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from paretrain.run_inputs import choose_resume
 from paretrain.planner.plan.plan import plan_from_json, plan_to_json
+from paretrain.run_inputs import choose_resume
 from paretrain.runtime.run.runs import find_resumable, last_run
 from tests.conftest import small_spec
 from tests.planner.test_plan import plan_text
@@ -40,8 +40,11 @@ def planned(tmp_path, monkeypatch):
 def write_status(root: Path, run_id: str, plan, candidate: str, status: str) -> None:
     folder = root / ".paretrain" / "runs" / run_id
     folder.mkdir(parents=True)
-    (folder / "status.json").write_text(json.dumps({"run_id": run_id, "fingerprint": plan.fingerprint,
-                                                    "candidate": candidate, "status": status}))
+    (folder / "status.json").write_text(
+        json.dumps(
+            {"run_id": run_id, "fingerprint": plan.fingerprint, "candidate": candidate, "status": status}
+        )
+    )
 
 
 @pytest.mark.parametrize("command", ["profile", "plan"])
@@ -70,8 +73,9 @@ def test_spec_without_a_workload_section_exits_2_instead_of_training_mnist1d(tmp
 
 def test_python_workload_is_imported_before_the_search_spends(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec(workload={"name": "python:json:make_it"},
-                                                                  search={"trials": 2})))
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(small_spec(workload={"name": "python:json:make_it"}, search={"trials": 2}))
+    )
     result = CliRunner().invoke(cli, ["search", "spec.yaml", "--storage", "sqlite:///optuna.db"])
     assert result.exit_code == 2, result.output
     assert "workload.python' must name a function of json" in one_error_line(result)
@@ -113,8 +117,9 @@ def test_resume_of_a_finished_run_says_so_and_exits_0_charging_nothing(planned):
     for _ in range(2):  # a crash-restart loop runs the same command again and again
         result = CliRunner().invoke(cli, ["run", "plan.json", "--candidate", "cheapest", "--resume"])
         assert result.exit_code == 0, result.output
-        assert result.stdout.strip() == (f"run run-old of candidate {cand.id} already finished (reached its "
-                                         "target); nothing to resume")
+        assert result.stdout.strip() == (
+            f"run run-old of candidate {cand.id} already finished (reached its target); nothing to resume"
+        )
         assert files(tmp_path) == before
 
 
@@ -124,8 +129,12 @@ def test_resume_of_a_finished_run_in_json_prints_one_document(planned):
     write_status(tmp_path, "run-old", plan, cand.id, "target")
     result = CliRunner().invoke(cli, ["run", "plan.json", "--resume", "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["run"] == {"run_id": "run-old", "candidate": cand.id, "status": "target",
-                                                "already_finished": True}
+    assert json.loads(result.stdout)["run"] == {
+        "run_id": "run-old",
+        "candidate": cand.id,
+        "status": "target",
+        "already_finished": True,
+    }
 
 
 def test_resume_chooses_the_newest_run_of_the_candidate(planned):

@@ -11,15 +11,21 @@ from pathlib import Path
 from paretrain.runtime.money.ledger import read_charges
 from tests.conftest import ROOT
 
-__all__ = ["paretrain", "ledger_total"]
+__all__ = ["ledger_total", "paretrain"]
 
 
 def paretrain(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """``paretrain ARGS`` in ``cwd``, in a fresh process, with MLflow at its default store there."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def ledger_total(cwd: Path, prefix: str) -> float:

@@ -20,15 +20,18 @@ EXAMPLE = ROOT / "examples" / "custom_workload"
 EXPERIMENT = "digits-custom"  # the example spec's name
 
 
-
-
 def example_workload(seed: int = 0):
     return user_factory(f"file:{EXAMPLE / 'digits_workload.py'}:make_workload")(seed=seed, val_fraction=0.2)
 
 
-@pytest.mark.parametrize("config", [Config("mlp-32x2", "mlp", (("width", 32), ("depth", 2)), lr=0.003),
-                                    Config("cnn-8", "cnn", (("channels", 8),), lr=0.003)],
-                         ids=lambda c: c.family)
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config("mlp-32x2", "mlp", (("width", 32), ("depth", 2)), lr=0.003),
+        Config("cnn-8", "cnn", (("channels", 8),), lr=0.003),
+    ],
+    ids=lambda c: c.family,
+)
 def test_example_workload_trains_the_same_under_the_same_seed(config):
     def first_losses(seed: int, loader_workers: int = 0) -> list[float]:
         t = Trainer(example_workload(), config, batch_size=32, seed=seed, loader_workers=loader_workers)
@@ -96,7 +99,7 @@ def test_example_plans_runs_and_compares_from_a_fresh_directory(planned):
     assert [row["candidate"] for row in rows] == [plan["cheapest"]]
     row = rows[0]
     assert row["status"] == "target" and row["metric"] == "val_accuracy" and row["direction"] == "maximize"
-    cheapest = [cand for cand in plan["pareto"] if cand["id"] == plan["cheapest"]][0]
+    cheapest = next(cand for cand in plan["pareto"] if cand["id"] == plan["cheapest"])
     assert row["val_accuracy"] >= cheapest["predicted"]["accuracy"]
     assert row["cost_usd"] == pytest.approx(spent, rel=1e-9)
 

@@ -26,8 +26,13 @@ def _spec() -> dict:
         target={"goal": 0.7, "levels": [0.7, 0.8], "max_samples": 150000},
         budget={"total_usd": 0.02, "envelopes": {"profile": 0.008, "search": 0.001, "train": 0.006}},
         hardware={"allow": ["local/cpu-1"]},
-        planner={"stages": 2, "batch_sizes": [32, 64, 128], "convergence_batch_sizes": [32, 64, 128],
-                 "noise": False, "profile_steps": 10},
+        planner={
+            "stages": 2,
+            "batch_sizes": [32, 64, 128],
+            "convergence_batch_sizes": [32, 64, 128],
+            "noise": False,
+            "profile_steps": 10,
+        },
         runtime={"eval_every_samples": 2500, "checkpoint_every_s": 5},
     )
 
@@ -45,7 +50,7 @@ def test_a_short_run_falls_inside_its_predicted_interval_in_4_of_5_repeats(tmp_p
         assert r.returncode == 0, r.stderr
         run = json.loads(r.stdout)["run"]
         assert run["status"] == "target"
-        lo, mid, hi = run["predicted_wall_interval"]
+        lo, _mid, hi = run["predicted_wall_interval"]
         results.append((run["wall_s"], lo, hi))
     inside = [lo <= wall <= hi for wall, lo, hi in results]
     shown = "; ".join(f"{w:.2f} s in [{lo:.2f}, {hi:.2f}]" for w, lo, hi in results)

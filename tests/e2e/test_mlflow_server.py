@@ -23,7 +23,9 @@ def cli(cwd: Path, uri: str, *args: str, wait: bool = True):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": uri}
     cmd = [sys.executable, "-m", "paretrain.cli", *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -79,7 +81,7 @@ def test_a_server_killed_mid_run_loses_nothing_and_sync_replays_each_metric_once
             time.sleep(0.1)
         server.stop()
         t0 = time.monotonic()
-        out, err = run.communicate(timeout=300)
+        _out, err = run.communicate(timeout=300)
         assert run.returncode == 3, err  # stops at max_samples (an unreachable level), as planned
         assert time.monotonic() - t0 < 120  # finished without hanging on the dead server
         spool = tmp_path / ".paretrain" / "spool" / "tracking.jsonl"
@@ -95,7 +97,9 @@ def test_a_server_killed_mid_run_loses_nothing_and_sync_replays_each_metric_once
         exp = client.get_experiment_by_name("mnist1d-test")
         runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'run'")
         assert len(runs) == 1
-        evals = [c for c in (json.loads(x) for x in files[0].read_text().splitlines()) if c.get("what") == "eval"]
+        evals = [
+            c for c in (json.loads(x) for x in files[0].read_text().splitlines()) if c.get("what") == "eval"
+        ]
         history = client.get_metric_history(runs[0].info.run_id, "val_accuracy")
         # every evaluation exactly once, and the run's final record
         assert len(history) == len(evals) + 1

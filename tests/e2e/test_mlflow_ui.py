@@ -20,22 +20,41 @@ from tests.e2e.servers import mlflow_server
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (installs Debian's chromium) "
-                    "or `apt-get install chromium`", pytrace=False)
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `make system-deps` (installs Debian's chromium) "
+            "or `apt-get install chromium`",
+            pytrace=False,
+        )
     from playwright.sync_api import sync_playwright
 
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
     with mlflow_server(tmp_path / "server") as server:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": server.url}
-        for args in (["plan", "spec.yaml", "-o", "plan.json"], ["run", "plan.json", "--candidate", "fastest"]):
-            r = subprocess.run([sys.executable, "-m", "paretrain.cli", *args], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=600)
+        for args in (
+            ["plan", "spec.yaml", "-o", "plan.json"],
+            ["run", "plan.json", "--candidate", "fastest"],
+        ):
+            r = subprocess.run(
+                [sys.executable, "-m", "paretrain.cli", *args],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
             assert r.returncode == 0, r.stderr
         from mlflow.tracking import MlflowClient
 
@@ -45,8 +64,9 @@ def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
         assert candidates
         name = candidates[0].info.run_name
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS,
-                                         env={**os.environ, "HOME": str(tmp_path)})
+            browser = pw.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=ARGS, env={**os.environ, "HOME": str(tmp_path)}
+            )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{server.url}/#/experiments/{exp.experiment_id}/runs", wait_until="domcontentloaded")
             page.get_by_text("plan-", exact=False).first.wait_for(timeout=60000)
@@ -58,8 +78,10 @@ def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
                 assert page.get_by_text(c.info.run_name, exact=True).count() >= 1
             shot = ROOT / "benchmarks" / "results" / "mlflow_ui.png"
             page.screenshot(path=str(shot), full_page=True)
-            page.goto(f"{server.url}/#/experiments/{exp.experiment_id}/runs/{candidates[0].info.run_id}",
-                      wait_until="domcontentloaded")  # the run page keeps polling: no network idle
+            page.goto(
+                f"{server.url}/#/experiments/{exp.experiment_id}/runs/{candidates[0].info.run_id}",
+                wait_until="domcontentloaded",
+            )  # the run page keeps polling: no network idle
             page.get_by_text("predicted_cost_usd", exact=False).first.wait_for(timeout=60000)
             assert page.get_by_text("predicted_cost_usd", exact=False).count() >= 1
             page.screenshot(path=str(ROOT / "benchmarks" / "results" / "mlflow_ui_run.png"), full_page=True)

@@ -22,16 +22,38 @@ pytestmark = pytest.mark.slow
 
 def test_mlproject_entry_points_plan_and_run(tmp_path):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     mlflow = [sys.executable, "-m", "mlflow", "run", str(ROOT / "mlflow"), "--env-manager", "local"]
-    p = subprocess.run([*mlflow, "-e", "plan", "-P", f"spec={tmp_path / 'spec.yaml'}",
-                        "-P", f"output={tmp_path / 'plan.json'}"], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=600)
+    p = subprocess.run(
+        [
+            *mlflow,
+            "-e",
+            "plan",
+            "-P",
+            f"spec={tmp_path / 'spec.yaml'}",
+            "-P",
+            f"output={tmp_path / 'plan.json'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     plan = json.loads((tmp_path / "plan.json").read_text())
-    r = subprocess.run([*mlflow, "-e", "run", "-P", f"plan={tmp_path / 'plan.json'}", "-P", "candidate=fastest"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [*mlflow, "-e", "run", "-P", f"plan={tmp_path / 'plan.json'}", "-P", "candidate=fastest"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     from mlflow.tracking import MlflowClient
 
@@ -44,10 +66,20 @@ def test_mlproject_entry_points_plan_and_run(tmp_path):
 
 def test_server_script_binds_loopback_and_answers_health(tmp_path):
     port = free_port()
-    env = {**os.environ, "PORT": str(port), "STORE": f"sqlite:///{tmp_path / 'm.db'}",
-           "ARTIFACTS": str(tmp_path / "art")}
-    proc = subprocess.Popen(["bash", str(ROOT / "mlflow" / "server.sh")], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "STORE": f"sqlite:///{tmp_path / 'm.db'}",
+        "ARTIFACTS": str(tmp_path / "art"),
+    }
+    proc = subprocess.Popen(
+        ["bash", str(ROOT / "mlflow" / "server.sh")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         ok = False

@@ -8,13 +8,10 @@ import pytest
 import yaml
 
 from paretrain.planner.plan.plan import PLAN_SCHEMA
-
 from tests.conftest import small_spec
 from tests.e2e.cli import ledger_total, paretrain
 
 pytestmark = pytest.mark.slow
-
-
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +58,7 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     assert exp is not None
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     kinds = [r.data.tags.get("paretrain.kind") for r in runs]
-    parent = [r for r in runs if r.data.tags.get("paretrain.kind") == "plan"][0]
+    parent = next(r for r in runs if r.data.tags.get("paretrain.kind") == "plan")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == len(plan["pareto"]) == kinds.count("candidate")
     for child in children:
@@ -72,8 +69,10 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     assert ex.data.tags["paretrain.plan_fingerprint"] == plan["fingerprint"]
     assert ex.data.tags["paretrain.candidate"] == plan["cheapest"]
     assert ex.data.metrics["cost_usd"] == pytest.approx(ledger_total(cwd, "run-"), rel=1e-9)
-    assert ex.data.metrics["val_accuracy"] >= [c for c in plan["pareto"] if c["id"] == plan["cheapest"]][0][
-        "predicted"]["accuracy"]
+    assert (
+        ex.data.metrics["val_accuracy"]
+        >= next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])["predicted"]["accuracy"]
+    )
     assert len(client.get_metric_history(ex.info.run_id, "val_accuracy")) >= 2
 
     c = paretrain(cwd, "compare", "--experiment", "mnist1d-test", "--format", "json")
@@ -86,10 +85,12 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
 def test_run_stops_at_its_budget_with_exit_3_and_never_overspends(tmp_path):
     # The spec claims the MLP converges in 50 samples, so the plan is cheap; the real MLP
     # needs far more, and the tiny training envelope runs out first.
-    data = small_spec(convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "accuracy": 0.9}},
-                      configs=[{"id": "mlp-64x2", "family": "mlp", "width": 64, "depth": 2}],
-                      target={"goal": 0.9, "max_samples": 10**6},
-                      budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "train": 0.00001}})
+    data = small_spec(
+        convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "accuracy": 0.9}},
+        configs=[{"id": "mlp-64x2", "family": "mlp", "width": 64, "depth": 2}],
+        target={"goal": 0.9, "max_samples": 10**6},
+        budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "train": 0.00001}},
+    )
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
     p = paretrain(tmp_path, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
     assert p.returncode == 0, p.stderr

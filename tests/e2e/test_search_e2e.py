@@ -25,9 +25,17 @@ def search_spec(**over):
         name="search-test",
         workload={"name": "mnist1d", "samples": 1200, "val_fraction": 0.2, "seed": 0},
         configs=[],
-        search={"trials": 3, "trial_samples": 3000, "seed": 5, "front": 1,
-                "space": {"families": ["mlp", "cnn"], "mlp": {"width": [16, 64], "depth": [1, 2]},
-                          "cnn": {"channels": [4, 16], "depth": [1, 2]}}},
+        search={
+            "trials": 3,
+            "trial_samples": 3000,
+            "seed": 5,
+            "front": 1,
+            "space": {
+                "families": ["mlp", "cnn"],
+                "mlp": {"width": [16, 64], "depth": [1, 2]},
+                "cnn": {"channels": [4, 16], "depth": [1, 2]},
+            },
+        },
         budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "search": 0.003, "train": 0.003}},
         target={"goal": 0.3, "levels": [0.3], "max_samples": 6000},
         runtime={"eval_every_samples": 500},
@@ -41,22 +49,30 @@ def paretrain(cwd: Path, *args: str, wait: bool = True):
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "paretrain.cli", *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_two_workers_share_one_journal_study_without_losing_or_repeating_a_trial(tmp_path):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(search_spec()))
     storage = f"journal:{tmp_path / 'study.log'}"
-    workers = [paretrain(tmp_path, "search", "spec.yaml", "--storage", storage, "--trials", "6", "--no-track",
-                         wait=False) for _ in range(2)]
+    workers = [
+        paretrain(
+            tmp_path, "search", "spec.yaml", "--storage", storage, "--trials", "6", "--no-track", wait=False
+        )
+        for _ in range(2)
+    ]
     for w in workers:
-        out, err = w.communicate(timeout=600)
+        _out, err = w.communicate(timeout=600)
         assert w.returncode == 0, err
     from optuna.storages.journal import JournalFileBackend
 
-    study = optuna.load_study(study_name="search-test", storage=optuna.storages.JournalStorage(
-        JournalFileBackend(str(tmp_path / "study.log"))))
+    study = optuna.load_study(
+        study_name="search-test",
+        storage=optuna.storages.JournalStorage(JournalFileBackend(str(tmp_path / "study.log"))),
+    )
     states = [t.state for t in study.trials]
     assert all(s == optuna.trial.TrialState.COMPLETE for s in states), states
     assert 6 <= len(study.trials) <= 7  # two workers may both start the last trial
@@ -78,7 +94,7 @@ def test_search_logs_a_nested_mlflow_run_per_trial(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("search-test")
     runs = client.search_runs([exp.experiment_id])
-    parent = [x for x in runs if x.data.tags.get("paretrain.kind") == "search"][0]
+    parent = next(x for x in runs if x.data.tags.get("paretrain.kind") == "search")
     trials = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(trials) == 3
     for t in trials:

@@ -31,14 +31,17 @@ def paretrain(cwd: Path, *args: str, lease_s: int = 60, wait: bool = True):
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "paretrain.cli", *args]
     if not wait:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
 def write_spec(folder: Path, envelope: float, trial_samples: int = 3000, eval_every: int = 500) -> None:
-    data = search_spec(budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "search": envelope,
-                                                                 "train": 0.003}},
-                       runtime={"eval_every_samples": eval_every})
+    data = search_spec(
+        budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "search": envelope, "train": 0.003}},
+        runtime={"eval_every_samples": eval_every},
+    )
     data["search"]["trial_samples"] = trial_samples
     (folder / "spec.yaml").write_text(yaml.safe_dump(data))
 
@@ -54,10 +57,14 @@ def test_four_workers_racing_on_postgres_never_pass_a_tiny_envelope(tmp_path, po
     assert "stopped at its envelope" in r.stdout
     spent = ledger_total(tmp_path, f"search-{STUDY}-")
     assert 0 < spent <= envelope
-    assert len(list((tmp_path / ".paretrain" / "ledger").glob(f"search-{STUDY}-*.jsonl"))) == 4  # one per worker
+    assert (
+        len(list((tmp_path / ".paretrain" / "ledger").glob(f"search-{STUDY}-*.jsonl"))) == 4
+    )  # one per worker
     state = open_envelope(url, STUDY, envelope).state()
     assert state.held_usd == 0 and state.spent_usd <= envelope
-    assert state.spent_usd == pytest.approx(spent, rel=1e-9)  # what the workers settled is what their ledgers say
+    assert state.spent_usd == pytest.approx(
+        spent, rel=1e-9
+    )  # what the workers settled is what their ledgers say
 
     study = optuna.load_study(study_name=STUDY, storage=url)
     numbers = [t.number for t in study.trials]
@@ -85,11 +92,23 @@ def test_a_worker_killed_mid_trial_gives_its_reservation_back_and_the_study_goes
     envelope, lease = 0.003, 4
     # trials of 60k samples: seconds long even on an idle machine, so the kill lands mid-trial
     write_spec(tmp_path, envelope, trial_samples=60000, eval_every=5000)
-    worker = paretrain(tmp_path, "search", "spec.yaml", "--storage", url, "--trials", "3", "--no-track",
-                       lease_s=lease, wait=False)
+    worker = paretrain(
+        tmp_path,
+        "search",
+        "spec.yaml",
+        "--storage",
+        url,
+        "--trials",
+        "3",
+        "--no-track",
+        lease_s=lease,
+        wait=False,
+    )
     deadline = time.monotonic() + 120
     while _held(url, envelope) == 0:  # wait until its first trial holds money and trains
-        assert worker.poll() is None and time.monotonic() < deadline, worker.stderr.read() if worker.stderr else ""
+        assert worker.poll() is None and time.monotonic() < deadline, (
+            worker.stderr.read() if worker.stderr else ""
+        )
         time.sleep(0.2)
     time.sleep(0.5)
     os.kill(worker.pid, signal.SIGKILL)
@@ -100,8 +119,9 @@ def test_a_worker_killed_mid_trial_gives_its_reservation_back_and_the_study_goes
     assert state.lost == (0,) and state.held_usd == 0
     assert state.spent_usd == pytest.approx(held)  # counted as spent in full: it may have spent it all
 
-    again = paretrain(tmp_path, "search", "spec.yaml", "--storage", url, "--trials", "3", "--no-track",
-                      lease_s=lease)
+    again = paretrain(
+        tmp_path, "search", "spec.yaml", "--storage", url, "--trials", "3", "--no-track", lease_s=lease
+    )
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name=STUDY, storage=url)
     states = {t.number: t.state for t in study.trials}

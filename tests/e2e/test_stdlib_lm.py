@@ -24,8 +24,6 @@ pytestmark = pytest.mark.slow
 LEVELS = [3.6, 3.4]  # bits per byte; lower is better, so the goal is the highest level
 
 
-
-
 def paretrain(cwd: Path, *args: str):
     return _paretrain(cwd, *args, timeout=900)
 

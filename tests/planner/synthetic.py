@@ -11,15 +11,24 @@ from paretrain.planner.program.pareto import non_dominated
 from paretrain.planner.program.problem import Choice, Option, Problem, Schedule
 
 
-def random_problem(seed: int, *, choices: int = 3, stages: int = 2, hardware: int = 2,
-                   batches: int = 3, switch: bool = True, absent: float = 0.1,
-                   budget: float = math.inf, deadline: float = math.inf) -> Problem:
+def random_problem(
+    seed: int,
+    *,
+    choices: int = 3,
+    stages: int = 2,
+    hardware: int = 2,
+    batches: int = 3,
+    switch: bool = True,
+    absent: float = 0.1,
+    budget: float = math.inf,
+    deadline: float = math.inf,
+) -> Problem:
     """A small random instance with closed-form curves: larger batches run faster per sample
     but need more samples (E = E_min (1 + B / B_noise)); faster hardware costs more."""
     rng = np.random.default_rng(seed)
     accs = np.round(rng.uniform(0.6, 0.95, size=choices), 2)
     chs = tuple(Choice(f"c{m}", float(accs[m])) for m in range(choices))
-    bs = [16 * 2 ** i for i in range(batches)]
+    bs = [16 * 2**i for i in range(batches)]
     opts = tuple(Option(f"hw{h}", "fp32", b) for h in range(hardware) for b in bs)
     speed = rng.uniform(0.5, 3.0, size=hardware)
     price = speed * rng.uniform(0.6, 1.6, size=hardware) / 3600
@@ -43,9 +52,21 @@ def random_problem(seed: int, *, choices: int = 3, stages: int = 2, hardware: in
     sw_t = rng.uniform(1, 20, size=hardware) if switch else np.zeros(hardware)
     sw_c = sw_t * price if switch else np.zeros(hardware)
     out_c = rng.uniform(0, 2e-3, size=hardware) * price * 3600 if switch else np.zeros(hardware)
-    return Problem(chs, opts, tuple(f"hw{h}" for h in range(hardware)), time, cost, samples,
-                   hw_of, sw_t, sw_c, out_c, budget_usd=budget, deadline_s=deadline,
-                   accuracy_floor=float(accs.min()))
+    return Problem(
+        chs,
+        opts,
+        tuple(f"hw{h}" for h in range(hardware)),
+        time,
+        cost,
+        samples,
+        hw_of,
+        sw_t,
+        sw_c,
+        out_c,
+        budget_usd=budget,
+        deadline_s=deadline,
+        accuracy_floor=float(accs.min()),
+    )
 
 
 def brute_force_front(p: Problem) -> list[Schedule]:

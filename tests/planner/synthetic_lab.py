@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
+from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.lab import LocalDevice
 from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
-from paretrain.planner.inputs.space import Config
 
 
 class SyntheticLab:
     """Step time ``alpha/threads + beta*b/threads``; samples to a level ``E_min (1 + B/B_noise)``
     with E_min growing with the level; B_noise growing with progress."""
 
-    def __init__(self, e_min: dict[str, float] | None = None, b_noise: float = 200.0,
-                 best: dict[str, float] | None = None, noise_slope: float = 0.75) -> None:
+    def __init__(
+        self,
+        e_min: dict[str, float] | None = None,
+        b_noise: float = 200.0,
+        best: dict[str, float] | None = None,
+        noise_slope: float = 0.75,
+    ) -> None:
         self.noise_slope = noise_slope
         self.e_min = e_min or {}
         self.b_noise = b_noise
@@ -32,13 +37,23 @@ class SyntheticLab:
         size = float(config.param("width", config.param("channels", 32)))
         return 1e-3, size * 1e-7 / (0.6 * threads)
 
-    def measure_steps(self, config: Config, device: str, precision: str,
-                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+    def measure_steps(
+        self, config: Config, device: str, precision: str, batch_sizes: Sequence[int], steps: int
+    ) -> StepProfile:
         self.calls.append(f"steps {config.id} {device}")
         a, b = self._alpha_beta(config, device)
         samples = tuple(StepSample(bs, 1, a + b * bs, bs / (a + b * bs), 1000 * bs) for bs in batch_sizes)
-        return StepProfile(device, config.id, precision, samples, eval_s=0.002, source="measured",
-                           measured_on="synthetic", param_count=10_000, ckpt_s=0.01)
+        return StepProfile(
+            device,
+            config.id,
+            precision,
+            samples,
+            eval_s=0.002,
+            source="measured",
+            measured_on="synthetic",
+            param_count=10_000,
+            ckpt_s=0.01,
+        )
 
     def measure_peak(self, device: str) -> float:
         return 10.0 * int(device.rsplit("-", 1)[1])
@@ -46,8 +61,15 @@ class SyntheticLab:
     def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
         return 1e-4 * (workers - 1) + 2 * (workers - 1) / workers * nbytes / 1e9, 0.0, 1.0
 
-    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+    def measure_convergence(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        max_samples: int,
+        eval_every: int,
+        device: str | None = None,
+    ) -> ConvergenceRun:
         self.calls.append(f"convergence {config.id} {batch_size}")
         base = self.e_min.get(config.id, 20000.0)
         best = self.best.get(config.id, 0.95)
@@ -57,8 +79,9 @@ class SyntheticLab:
             reached.append((lv, int(e) if lv <= best and e <= max_samples else None))
         return ConvergenceRun(config.id, batch_size, tuple(reached), best, (), eval_every)
 
-    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
-                      big: int) -> Sequence[NoiseSample]:
+    def measure_noise(
+        self, config: Config, progress_samples: Sequence[int], small: int, big: int
+    ) -> Sequence[NoiseSample]:
         """B_simple grows along training (as McCandlish et al. observe): x8 over the run."""
         top = max(progress_samples)
         out = []
@@ -111,6 +134,14 @@ class SyntheticTrialLab:
         if not curve:
             curve = [(0, 0.1)]
         size = config.param("width", config.param("channels", config.param("hidden", 32)))
-        return TrialRun(tuple(curve), cost_best, self.usd_per_eval / eval_every, self.spent - start,
-                        latency_ms=0.01 * size, params=int(size) * 100, peak_mem_bytes=int(size) * 1000,
-                        stopped=stopped, budget_hit=budget_hit)
+        return TrialRun(
+            tuple(curve),
+            cost_best,
+            self.usd_per_eval / eval_every,
+            self.spent - start,
+            latency_ms=0.01 * size,
+            params=int(size) * 100,
+            peak_mem_bytes=int(size) * 1000,
+            stopped=stopped,
+            budget_hit=budget_hit,
+        )

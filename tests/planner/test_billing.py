@@ -8,15 +8,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.errors import InfeasiblePlan
-from paretrain.planner.program.milp import pareto_front
-from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
-from paretrain.planner.program.problem import Choice, Option, Problem
-from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.replan import ReplanRequest, replan
+from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.plan.replan import ReplanRequest, replan
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.program.problem import Choice, Option, Problem
 from paretrain.planner.program.stagecost import Held, bill_front, billing_usd
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
@@ -32,9 +32,16 @@ def _plan(allow, *, change=lambda o: o, stages=2, train_usd=0.5):
         configs=[{"id": "mlp-16", "family": "mlp", "width": 16, "depth": 1, "lr": 0.01}],
         target={"goal": 0.3, "levels": [0.3], "max_samples": 8000},
         budget={"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": train_usd}},
-        deadline_s=100000, hardware={"allow": list(allow), "catalog": "builtin", "spot": True},
-        planner={"stages": stages, "batch_sizes": [32, 64], "convergence_batch_sizes": [16, 64, 256],
-                 "profile_steps": 5, "noise": False})
+        deadline_s=100000,
+        hardware={"allow": list(allow), "catalog": "builtin", "spot": True},
+        planner={
+            "stages": stages,
+            "batch_sizes": [32, 64],
+            "convergence_batch_sizes": [16, 64, 256],
+            "profile_steps": 5,
+            "noise": False,
+        },
+    )
     spec = parse_spec(data, "spec.yaml", WORKLOADS)
     lab = SyntheticLab(e_min={"mlp-16": 3000.0}, best={"mlp-16": 1.0})
     configs = list(spec.configs)
@@ -42,13 +49,22 @@ def _plan(allow, *, change=lambda o: o, stages=2, train_usd=0.5):
     offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in allow]
     offers = [change(o) for o in offers + [CATALOG[i] for i in allow if i in CATALOG]]
     problem, ctx = build_problem(spec, offers, profile, configs)
-    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key="k", problem=problem,
-                     ctx=ctx, front=pareto_front(problem), configs=configs, offers=offers, solver="highs")
+    plan = make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key="k",
+        problem=problem,
+        ctx=ctx,
+        front=pareto_front(problem),
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    )
     return plan_from_json(plan_to_json(plan), "plan.json"), problem
 
 
 def test_a_one_second_job_on_g4dn_costs_its_minute_and_takes_its_provisioning():
-    plan, problem = _plan([G4DN])
+    plan, _problem = _plan([G4DN])
     offer = plan.offer(G4DN)
     assert offer.switch_s >= 60 and offer.billing_minimum_s == 60 and offer.billing_increment_s == 1
     for cand in plan.candidates:
@@ -63,7 +79,7 @@ def test_a_one_second_job_on_g4dn_costs_its_minute_and_takes_its_provisioning():
 
 def test_a_hold_shorter_than_the_minimum_is_billed_the_minimum():
     quick = replace(CATALOG[G4DN], switch_s=2.0)  # provisioned in 2 s: held far below a minute
-    plan, problem = _plan([G4DN], change=lambda o: quick if o.id == G4DN else o)
+    plan, _problem = _plan([G4DN], change=lambda o: quick if o.id == G4DN else o)
     minute_usd = 60.0 * quick.price_usd_per_h / 3600.0
     for cand in plan.candidates:
         assert 2.0 < cand.wall_s < 10.0
@@ -76,12 +92,15 @@ def test_local_offers_are_neither_provisioned_nor_rounded():
     plan, problem = _plan(["local/cpu-1", "local/cpu-2"], stages=3)
     for cand in plan.candidates:
         m = problem.choices.index(Choice(cand.config_id, cand.accuracy))
-        opts = [problem.options.index(Option(s.hardware, s.precision, s.batch_size, s.workers)) for s in cand.stages]
+        opts = [
+            problem.options.index(Option(s.hardware, s.precision, s.batch_size, s.workers))
+            for s in cand.stages
+        ]
         linear = problem.evaluate(m, opts)
         assert cand.cost_usd == pytest.approx(linear.cost_usd, rel=1e-11)
         assert cand.wall_s == pytest.approx(linear.wall_s, rel=1e-11)
         assert cand.wall_s < 5.0
-        for k, (s, o) in enumerate(zip(cand.stages, opts)):
+        for k, (s, o) in enumerate(zip(cand.stages, opts, strict=False)):
             assert s.cost_usd == pytest.approx(problem.cost_usd[m, k, o], rel=1e-11)
 
 
@@ -96,18 +115,31 @@ def test_each_hold_rounds_up_to_its_increment_and_minimum():
     # a hold that goes on from 55 s already held: 5 s more are billed up to the next second only
     assert billing_usd([Held(aws, 5.5)], held_before_s=55.0) == pytest.approx([0.5 * per_s[0]])
     # several instances and the price of the moment
-    assert billing_usd([Held(aws, 30.0, instances=2, price_usd_per_h=7.2)]) == pytest.approx([30.0 * 2 * 7.2 / 3600])
+    assert billing_usd([Held(aws, 30.0, instances=2, price_usd_per_h=7.2)]) == pytest.approx(
+        [30.0 * 2 * 7.2 / 3600]
+    )
 
 
 def _two_offer_problem(budget: float) -> tuple[Problem, dict[str, Offer]]:
     """One stage, two options: a minute-billed cloud offer (cheap for its 2 s) and a local one."""
-    offers = {"aws/x": Offer("aws/x", "aws", "gpu", 3.6, 16.0, billing_increment_s=1.0, billing_minimum_s=60.0),
-              "local/y": Offer("local/y", "local", "cpu", 7.2, 8.0, local=True, billing_increment_s=1.0)}
+    offers = {
+        "aws/x": Offer("aws/x", "aws", "gpu", 3.6, 16.0, billing_increment_s=1.0, billing_minimum_s=60.0),
+        "local/y": Offer("local/y", "local", "cpu", 7.2, 8.0, local=True, billing_increment_s=1.0),
+    }
     time = np.array([[[2.0, 1.0]]])
     cost = np.array([[[0.002, 0.0021]]])  # 2 s at $3.6/h; 1 s at $7.2/h and a little storage
-    problem = Problem((Choice("c", 0.9),), (Option("aws/x", "fp32", 32), Option("local/y", "fp32", 32)),
-                      ("aws/x", "local/y"), time, cost, np.ones_like(time), np.array([0, 1]), np.zeros(2), np.zeros(2),
-                      budget_usd=budget)
+    problem = Problem(
+        (Choice("c", 0.9),),
+        (Option("aws/x", "fp32", 32), Option("local/y", "fp32", 32)),
+        ("aws/x", "local/y"),
+        time,
+        cost,
+        np.ones_like(time),
+        np.array([0, 1]),
+        np.zeros(2),
+        np.zeros(2),
+        budget_usd=budget,
+    )
     return problem, offers
 
 
@@ -141,14 +173,28 @@ def test_a_replan_bills_the_hold_it_continues_as_the_plan_did():
     progress = problem.samples[m, 0, o0] / (1 + k0.batch_size * k0.workers / k0.b_noise)
 
     def at_boundary_1(held_s: float):
-        return replan(plan, cand, ReplanRequest(
-            current_hardware=G4DN, stage_index=1, stages_left=1, progress_done=progress, convergence_factor=1.0,
-            step_factor={}, prices_usd_per_h={}, budget_left_usd=1.0, time_left_s=cand.wall_s - k0.wall_s,
-            held_s=held_s))
+        return replan(
+            plan,
+            cand,
+            ReplanRequest(
+                current_hardware=G4DN,
+                stage_index=1,
+                stages_left=1,
+                progress_done=progress,
+                convergence_factor=1.0,
+                step_factor={},
+                prices_usd_per_h={},
+                budget_left_usd=1.0,
+                time_left_s=cand.wall_s - k0.wall_s,
+                held_s=held_s,
+            ),
+        )
 
     same = at_boundary_1(held_s=k0.wall_s)  # the run has held the offer since it began
     assert same.cost_usd == pytest.approx(cand.cost_usd - k0.cost_usd, rel=1e-9)
     assert same.stages[0].cost_usd == pytest.approx(cand.stages[1].cost_usd, rel=1e-9)
     # as if the hold began now: the whole minute is billed again, the seconds held before too
     fresh = at_boundary_1(held_s=0.0)
-    assert fresh.cost_usd == pytest.approx(same.cost_usd + k0.wall_s * quick.price_usd_per_h / 3600.0, rel=1e-9)
+    assert fresh.cost_usd == pytest.approx(
+        same.cost_usd + k0.wall_s * quick.price_usd_per_h / 3600.0, rel=1e-9
+    )

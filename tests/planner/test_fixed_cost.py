@@ -7,16 +7,28 @@ import pytest
 
 from paretrain.planner.inputs.catalog import Offer
 from paretrain.planner.measure.fits import StepTimeModel
+from paretrain.planner.measure.throughput import StepModel, SyncModel
 from paretrain.planner.program.problem import Option
 from paretrain.planner.program.stagecost import stage_cost
-from paretrain.planner.measure.throughput import StepModel, SyncModel
 
 
 def cost(first: bool, fixed_s: float):
-    step = StepModel(StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, 0.0, False, {}, 0.0, 0.0, fixed_s)
+    step = StepModel(
+        StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, 0.0, False, {}, 0.0, 0.0, fixed_s
+    )
     offer = Offer("local/cpu-1", "local", "cpu", 3.6, memory_gib=1.0, local=True)
-    return stage_cost(work=1000.0, b_noise=1e9, option=Option("local/cpu-1", "fp32", 100), step=step, offer=offer,
-                      instances=1, storage_bytes=0.0, first=first, eval_every=10**9, ckpt_every=1e9)
+    return stage_cost(
+        work=1000.0,
+        b_noise=1e9,
+        option=Option("local/cpu-1", "fp32", 100),
+        step=step,
+        offer=offer,
+        instances=1,
+        storage_bytes=0.0,
+        first=first,
+        eval_every=10**9,
+        ckpt_every=1e9,
+    )
 
 
 def test_the_warm_up_is_paid_by_the_first_stage_only_in_time_and_money():

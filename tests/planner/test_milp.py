@@ -22,9 +22,18 @@ def hand_problem(**kw) -> Problem:
     """One config, 2 stages, 2 options: slow-cheap (10 s, $1) and fast-dear (4 s, $3) a stage."""
     time = np.array([[[10.0, 4.0], [10.0, 4.0]]])
     cost = np.array([[[1.0, 3.0], [1.0, 3.0]]])
-    return Problem((Choice("a", 0.8),), (Option("slow", "fp32", 32), Option("fast", "fp32", 32)),
-                   ("slow", "fast"), time, cost, np.ones_like(time), np.array([0, 1]),
-                   kw.pop("switch_s", np.zeros(2)), kw.pop("switch_usd", np.zeros(2)), **kw)
+    return Problem(
+        (Choice("a", 0.8),),
+        (Option("slow", "fp32", 32), Option("fast", "fp32", 32)),
+        ("slow", "fast"),
+        time,
+        cost,
+        np.ones_like(time),
+        np.array([0, 1]),
+        kw.pop("switch_s", np.zeros(2)),
+        kw.pop("switch_usd", np.zeros(2)),
+        **kw,
+    )
 
 
 def test_hand_checked_front_without_switch_costs():
@@ -73,9 +82,14 @@ def test_infeasible_budget_only():
 @pytest.mark.parametrize("seed", range(50))
 def test_exact_front_equals_brute_force(seed, method):
     rng = np.random.default_rng(1000 + seed)
-    p = random_problem(seed, choices=int(rng.integers(1, 4)), stages=int(rng.integers(1, 4)),
-                       hardware=int(rng.integers(1, 3)), batches=int(rng.integers(1, 3)),
-                       switch=bool(seed % 2))
+    p = random_problem(
+        seed,
+        choices=int(rng.integers(1, 4)),
+        stages=int(rng.integers(1, 4)),
+        hardware=int(rng.integers(1, 3)),
+        batches=int(rng.integers(1, 3)),
+        switch=bool(seed % 2),
+    )
     expected = brute_force_front(p)
     if not expected:  # every option of every choice was drawn absent
         with pytest.raises(InfeasiblePlan):
@@ -89,8 +103,9 @@ def test_exact_front_equals_brute_force(seed, method):
 @pytest.mark.parametrize("seed", range(6))
 def test_cbc_gives_the_same_front_as_highs(seed):
     p = random_problem(200 + seed, choices=2, stages=2, hardware=2, batches=2)
-    assert (_key(pareto_front(p, solver="cbc", method="milp").schedules)
-            == _key(pareto_front(p, solver="highs", method="milp").schedules))
+    assert _key(pareto_front(p, solver="cbc", method="milp").schedules) == _key(
+        pareto_front(p, solver="highs", method="milp").schedules
+    )
 
 
 def test_budget_and_deadline_respected_against_brute_force():

@@ -56,7 +56,7 @@ def test_hypervolume_only_grows_when_a_point_is_added():
     rng = random.Random(5)
     pts = [(rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0, 1)) for _ in range(8)]
     for k in range(1, len(pts)):
-        assert hypervolume(pts[:k + 1], (1, 1, 0)) >= hypervolume(pts[:k], (1, 1, 0)) - 1e-12
+        assert hypervolume(pts[: k + 1], (1, 1, 0)) >= hypervolume(pts[:k], (1, 1, 0)) - 1e-12
 
 
 def test_knee_is_the_balanced_point():

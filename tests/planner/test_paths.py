@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 import paretrain.planner.program.paths as paths
+from benchmarks._instances import instance
 from paretrain.planner.errors import InfeasiblePlan
 from paretrain.planner.program.milp import pareto_front
 from paretrain.planner.program.pareto import exact_front
 from paretrain.planner.program.problem import Choice, Option, Problem, prune_dominated
-from benchmarks._instances import instance
 from tests.planner.synthetic import brute_force_front, random_problem
 
 
@@ -27,12 +27,27 @@ def _capped(seed: int, rich: bool = False) -> Problem:
     dozens of points), pruned so that the MILP sweep stays quick."""
     rng = np.random.default_rng(seed)
     if rich:
-        p = prune_dominated(instance(seed, configs=2, offers=3, batches=2, precisions=2, workers=2,
-                                     stages=int(rng.integers(2, 5)), levels=2))[0]
+        p = prune_dominated(
+            instance(
+                seed,
+                configs=2,
+                offers=3,
+                batches=2,
+                precisions=2,
+                workers=2,
+                stages=int(rng.integers(2, 5)),
+                levels=2,
+            )
+        )[0]
     else:
-        p = random_problem(seed, choices=int(rng.integers(2, 5)), stages=int(rng.integers(2, 5)),
-                           hardware=int(rng.integers(2, 4)), batches=int(rng.integers(2, 4)),
-                           switch=seed % 4 != 0)
+        p = random_problem(
+            seed,
+            choices=int(rng.integers(2, 5)),
+            stages=int(rng.integers(2, 5)),
+            hardware=int(rng.integers(2, 4)),
+            batches=int(rng.integers(2, 4)),
+            switch=seed % 4 != 0,
+        )
     p = dataclasses.replace(p, accuracy_floor=float(np.median(p.accuracy)) if seed % 2 else 0.0)
     full = pareto_front(p, method="paths").schedules
     caps = {}
@@ -63,7 +78,9 @@ def test_label_dp_equals_the_milp_sweep_with_moves_caps_and_floors(seed):
 def test_label_dp_equals_brute_force_with_caps(seed):
     p = _capped(100 + seed)
     if len(p.options) ** p.stages * len(p.choices) > 20000:  # keep brute force short: two stages
-        p = dataclasses.replace(p, time_s=p.time_s[:, :2], cost_usd=p.cost_usd[:, :2], samples=p.samples[:, :2])
+        p = dataclasses.replace(
+            p, time_s=p.time_s[:, :2], cost_usd=p.cost_usd[:, :2], samples=p.samples[:, :2]
+        )
     expected = brute_force_front(p)
     if not expected:
         with pytest.raises(InfeasiblePlan):
@@ -90,17 +107,28 @@ def _two_hw(switch_s, switch_usd, leave_usd) -> Problem:
     """One config, 3 stages; hardware "a" is slow and cheap (10 s, $1), "b" fast and dear (4 s, $3)."""
     time = np.tile([10.0, 4.0], (1, 3, 1))
     cost = np.tile([1.0, 3.0], (1, 3, 1))
-    return Problem((Choice("x", 0.9),), (Option("a", "fp32", 32), Option("b", "fp32", 32)), ("a", "b"),
-                   time, cost, np.ones_like(time), np.array([0, 1]), np.array(switch_s, dtype=float),
-                   np.array(switch_usd, dtype=float), np.array(leave_usd, dtype=float))
+    return Problem(
+        (Choice("x", 0.9),),
+        (Option("a", "fp32", 32), Option("b", "fp32", 32)),
+        ("a", "b"),
+        time,
+        cost,
+        np.ones_like(time),
+        np.array([0, 1]),
+        np.array(switch_s, dtype=float),
+        np.array(switch_usd, dtype=float),
+        np.array(leave_usd, dtype=float),
+    )
 
 
 def test_moves_are_charged_like_evaluate_and_the_first_stage_pays_none():
     p = _two_hw([5.0, 1.0], [0.5, 0.25], [0.125, 0.0])
     front = pareto_front(p, method="paths").schedules
     for s in front:
-        assert (s.cost_usd, s.wall_s) == (p.evaluate(s.choice, s.options).cost_usd,
-                                          p.evaluate(s.choice, s.options).wall_s)
+        assert (s.cost_usd, s.wall_s) == (
+            p.evaluate(s.choice, s.options).cost_usd,
+            p.evaluate(s.choice, s.options).wall_s,
+        )
     # all-a ($3, 30 s) and all-b ($9, 12 s) pay no move; a,a,b pays egress 0.125 + 0.25 and 1 s
     assert (3.0, 30.0) in [(s.cost_usd, s.wall_s) for s in front]
     assert (9.0, 12.0) in [(s.cost_usd, s.wall_s) for s in front]

@@ -7,13 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.errors import InputError
-from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.inputs.catalog import local_offers
+from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
 from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
 from paretrain.planner.program.build import build_problem
-from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
@@ -38,8 +38,17 @@ def plan_text(spec_data: dict, lab: SyntheticLab | None = None) -> str:
     offers = local_offers(lab.devices(), spec.hardware)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
-    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=key, problem=problem,
-                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs")
+    plan = make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key=key,
+        problem=problem,
+        ctx=ctx,
+        front=front,
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    )
     return plan_to_json(plan)
 
 
@@ -75,9 +84,18 @@ def test_a_plan_file_of_the_old_schema_is_refused_in_one_line():
 
 
 def test_plan_models_are_typed_with_lookups():
-    data = small_spec(planner={"stages": 2, "batch_sizes": [32, 128], "convergence_batch_sizes": [16, 64, 256],
-                               "profile_steps": 10, "max_workers": 2})
-    plan = plan_from_json(plan_text(data, _CurvedLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})), "plan.json")
+    data = small_spec(
+        planner={
+            "stages": 2,
+            "batch_sizes": [32, 128],
+            "convergence_batch_sizes": [16, 64, 256],
+            "profile_steps": 10,
+            "max_workers": 2,
+        }
+    )
+    plan = plan_from_json(
+        plan_text(data, _CurvedLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})), "plan.json"
+    )
     cand = plan.candidate("knee")
     for st in cand.stages:
         rec = plan.step_model(st.hardware, cand.config_id, st.precision, st.workers)
@@ -89,7 +107,9 @@ def test_plan_models_are_typed_with_lookups():
     assert conv.e_min > 0 and conv.max_batch >= max(s.batch_size * s.workers for s in cand.stages)
     noise = plan.stage_noise(cand.config_id, cand.accuracy)
     K = len(cand.stages)
-    assert [round(noise.at(conv.e_min * (k + 0.5) / K), 3) for k in range(K)] == [s.b_noise for s in cand.stages]
+    assert [round(noise.at(conv.e_min * (k + 0.5) / K), 3) for k in range(K)] == [
+        s.b_noise for s in cand.stages
+    ]
     assert plan.curves(cand.config_id) == {b: [(1000, 0.25), (2000, 0.5)] for b in (16, 64, 256)}
     with pytest.raises(KeyError):
         plan.step_model("nowhere", cand.config_id, "fp32", 1)
@@ -122,8 +142,10 @@ def test_candidates_meet_the_goal_budget_and_deadline():
 
 
 def test_example_like_spec_gives_at_least_five_candidates():
-    data = small_spec(target={"goal": 0.7, "levels": [0.7, 0.8, 0.9], "max_samples": 10**6},
-                      planner={"stages": 3, "batch_sizes": [16, 32, 64, 128, 256]})
+    data = small_spec(
+        target={"goal": 0.7, "levels": [0.7, 0.8, 0.9], "max_samples": 10**6},
+        planner={"stages": 3, "batch_sizes": [16, 32, 64, 128, 256]},
+    )
     plan = plan_from_json(plan_text(data), "plan.json")
     assert len(plan.candidates) >= 5
 
@@ -142,6 +164,9 @@ def test_min_workers_makes_every_stage_data_parallel_and_must_not_pass_max_worke
     data["hardware"] = {"allow": ["local/cpu-1"]}
     plan = plan_from_json(plan_text(data), "plan.json")
     assert plan.candidates and all(s.workers == 2 for c in plan.candidates for s in c.stages)
-    with pytest.raises(SpecError, match="planner.min_workers"):
-        parse_spec(small_spec(planner={**small_spec()["planner"], "max_workers": 2, "min_workers": 4}),
-                   "spec.yaml", WORKLOADS)
+    with pytest.raises(SpecError, match=r"planner\.min_workers"):
+        parse_spec(
+            small_spec(planner={**small_spec()["planner"], "max_workers": 2, "min_workers": 4}),
+            "spec.yaml",
+            WORKLOADS,
+        )

@@ -8,15 +8,15 @@ import numpy as np
 import pulp
 import pytest
 
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.errors import SolverError, SolverTimeout
-from paretrain.planner.program.milp import pareto_front, solve_outcome
-from paretrain.planner.measure.fits import fit_noise_curve, stage_b_noise
-from paretrain.planner.plan.plan import make_plan
-from paretrain.planner.program.problem import prune_dominated
-from paretrain.planner.measure.profile import build_profile, merge_profiles
+from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.fits import fit_noise_curve, stage_b_noise
+from paretrain.planner.measure.profile import build_profile, merge_profiles
+from paretrain.planner.plan.plan import make_plan
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front, solve_outcome
+from paretrain.planner.program.problem import prune_dominated
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic import brute_force_front, random_problem
@@ -55,7 +55,9 @@ def test_a_noise_trend_the_points_do_not_support_is_not_planned_on():
     rng = np.random.default_rng(0)
     steady = [(p, 300.0 * float(np.exp(rng.normal(0, 0.3)))) for p in (1000, 2000, 4000, 8000, 16000, 32000)]
     assert fit_noise_curve(steady) is None
-    growing = [(p, 0.5 * p ** 0.6 * float(np.exp(rng.normal(0, 0.3)))) for p in (1000, 2000, 4000, 8000, 16000, 32000)]
+    growing = [
+        (p, 0.5 * p**0.6 * float(np.exp(rng.normal(0, 0.3)))) for p in (1000, 2000, 4000, 8000, 16000, 32000)
+    ]
     curve = fit_noise_curve(growing)
     assert curve is not None and 0.3 < curve.slope < 0.9
 
@@ -67,26 +69,47 @@ def _plan(lab, **over):
     offers = local_offers(lab.devices(), spec.hardware)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
-    return make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key="k", problem=problem,
-                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs"), problem
+    return make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key="k",
+        problem=problem,
+        ctx=ctx,
+        front=front,
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    ), problem
 
 
 def test_growing_noise_scale_makes_batches_grow_across_stages():
     lab = SyntheticLab(b_noise=120.0, noise_slope=1.5)
-    plan, _ = _plan(lab, planner={"stages": 4, "batch_sizes": [16, 32, 64, 128, 256, 512],
-                                  "convergence_batch_sizes": [16, 64, 256, 512]},
-                    target={"goal": 0.4, "levels": [0.4], "max_samples": 10**7})
-    growing = [c for c in plan.candidates
-               if [s.batch_size for s in c.stages] == sorted(s.batch_size for s in c.stages)
-               and c.stages[0].batch_size < c.stages[-1].batch_size]
+    plan, _ = _plan(
+        lab,
+        planner={
+            "stages": 4,
+            "batch_sizes": [16, 32, 64, 128, 256, 512],
+            "convergence_batch_sizes": [16, 64, 256, 512],
+        },
+        target={"goal": 0.4, "levels": [0.4], "max_samples": 10**7},
+    )
+    growing = [
+        c
+        for c in plan.candidates
+        if [s.batch_size for s in c.stages] == sorted(s.batch_size for s in c.stages)
+        and c.stages[0].batch_size < c.stages[-1].batch_size
+    ]
     assert growing, [[s.batch_size for s in c.stages] for c in plan.candidates]
     assert all(c.stages[0].b_noise < c.stages[-1].b_noise for c in plan.candidates)
 
 
 def test_flat_noise_scale_gives_constant_batches_per_hardware():
     lab = SyntheticLab(b_noise=120.0, noise_slope=0.0)
-    plan, _ = _plan(lab, planner={"stages": 3, "batch_sizes": [16, 64, 256]},
-                    target={"goal": 0.4, "levels": [0.4], "max_samples": 10**7})
+    plan, _ = _plan(
+        lab,
+        planner={"stages": 3, "batch_sizes": [16, 64, 256]},
+        target={"goal": 0.4, "levels": [0.4], "max_samples": 10**7},
+    )
     cheapest = plan.candidate("cheapest")
     assert len({(s.hardware, s.batch_size) for s in cheapest.stages}) == 1
 
@@ -96,8 +119,19 @@ def test_an_option_that_does_not_fit_memory_is_never_chosen():
     spec = parse_spec(small_spec(planner={"stages": 2, "batch_sizes": [32, 128]}), "s", WORKLOADS)
     profile = build_profile(spec, lab, list(spec.configs))
     # SyntheticLab reports 1000 bytes per sample: 64 KiB of device memory fits batch 32 only
-    tiny = [Offer(d.id, "local", "cpu", d.threads * 0.0425, memory_gib=64 * 1024 / 2**30, vcpus=d.threads,
-                  local=True, threads=d.threads) for d in lab.devices()]
+    tiny = [
+        Offer(
+            d.id,
+            "local",
+            "cpu",
+            d.threads * 0.0425,
+            memory_gib=64 * 1024 / 2**30,
+            vcpus=d.threads,
+            local=True,
+            threads=d.threads,
+        )
+        for d in lab.devices()
+    ]
     problem, _ = build_problem(spec, tiny, profile, list(spec.configs))
     for s in pareto_front(problem).schedules:
         assert all(problem.options[o].batch_size == 32 for o in s.options)
@@ -110,16 +144,27 @@ def test_catalog_offers_are_modeled_and_a_measured_profile_wins():
     configs = list(spec.configs)
     profile = build_profile(spec, lab, configs)
     catalog = {o.id: o for o in parse_catalog(builtin_catalog_text())}
-    offers = local_offers(lab.devices()[:1], spec.hardware) + [catalog["aws/g4dn.xlarge"]]
-    problem, ctx = build_problem(spec, offers, profile, configs)
+    offers = [*local_offers(lab.devices()[:1], spec.hardware), catalog["aws/g4dn.xlarge"]]
+    _problem, ctx = build_problem(spec, offers, profile, configs)
     key = ("aws/g4dn.xlarge", configs[0].id, "fp32", 1)
     assert ctx.step_models[key].modeled
     # a profile measured on that offer elsewhere replaces the model
     from paretrain.planner.measure.profile import Profile, StepProfile, StepSample
 
-    elsewhere = Profile("x", "t4-box", steps=(StepProfile(
-        "aws/g4dn.xlarge", configs[0].id, "fp32", (StepSample(32, 1, 0.5, 64, 10), StepSample(128, 1, 0.6, 213, 10)),
-        eval_s=0.01, param_count=1000),))
+    elsewhere = Profile(
+        "x",
+        "t4-box",
+        steps=(
+            StepProfile(
+                "aws/g4dn.xlarge",
+                configs[0].id,
+                "fp32",
+                (StepSample(32, 1, 0.5, 64, 10), StepSample(128, 1, 0.6, 213, 10)),
+                eval_s=0.01,
+                param_count=1000,
+            ),
+        ),
+    )
     merged = merge_profiles(profile, [elsewhere])
     _, ctx2 = build_problem(spec, offers, merged, configs)
     model = ctx2.step_models[key]
@@ -170,7 +215,9 @@ def test_convergence_runs_train_on_the_cpu_measured_fastest_for_the_config():
     from paretrain.planner.measure.profile import fastest_cpu
 
     def prof(hw, step_s):
-        return StepProfile(hw, "gru", "fp32", tuple(StepSample(b, 1, step_s * b / 64, 1.0, 0) for b in (64, 256)))
+        return StepProfile(
+            hw, "gru", "fp32", tuple(StepSample(b, 1, step_s * b / 64, 1.0, 0) for b in (64, 256))
+        )
 
     # a GRU whose steps are slower on two (contended) threads than on one
     steps = [prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.030)]

@@ -5,17 +5,18 @@ notes name each (device, precision) left out."""
 from __future__ import annotations
 
 import json
+from typing import ClassVar
 
 import pytest
 
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.errors import SpecError
-from paretrain.planner.measure.lab import LocalDevice
-from paretrain.planner.program.milp import pareto_front
-from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
-from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.lab import LocalDevice
+from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
@@ -27,21 +28,33 @@ class _MixedLab(SyntheticLab):
     """cpu-1 trains in fp32 only, cpu-2 in all three; fp16 steps are faster, bf16 ones faster
     still, so that a planner that may use them does."""
 
-    SPEEDUP = {"fp32": 1.0, "fp16": 1.5, "bf16": 2.0}
+    SPEEDUP: ClassVar[dict[str, float]] = {"fp32": 1.0, "fp16": 1.5, "bf16": 2.0}
 
     def devices(self):
-        return [LocalDevice("local/cpu-1", "cpu", 1, 1, 16.0, precisions=("fp32",)),
-                LocalDevice("local/cpu-2", "cpu", 2, 2, 16.0, precisions=("fp32", "bf16", "fp16"))]
+        return [
+            LocalDevice("local/cpu-1", "cpu", 1, 1, 16.0, precisions=("fp32",)),
+            LocalDevice("local/cpu-2", "cpu", 2, 2, 16.0, precisions=("fp32", "bf16", "fp16")),
+        ]
 
     def measure_steps(self, config, device, precision, batch_sizes, steps):
         prof = super().measure_steps(config, device, precision, batch_sizes, steps)
         self.calls[-1] += f" {precision}"
         f = self.SPEEDUP[precision]
-        samples = tuple(type(s)(s.batch_size, s.workers, s.step_s / f, s.samples_per_s * f, s.peak_mem_bytes)
-                        for s in prof.samples)
-        return type(prof)(prof.hardware, prof.config_id, prof.precision, samples, eval_s=prof.eval_s,
-                          source=prof.source, measured_on=prof.measured_on, param_count=prof.param_count,
-                          ckpt_s=prof.ckpt_s)
+        samples = tuple(
+            type(s)(s.batch_size, s.workers, s.step_s / f, s.samples_per_s * f, s.peak_mem_bytes)
+            for s in prof.samples
+        )
+        return type(prof)(
+            prof.hardware,
+            prof.config_id,
+            prof.precision,
+            samples,
+            eval_s=prof.eval_s,
+            source=prof.source,
+            measured_on=prof.measured_on,
+            param_count=prof.param_count,
+            ckpt_s=prof.ckpt_s,
+        )
 
 
 def _spec(precisions=ALL):
@@ -68,8 +81,12 @@ def test_each_precision_is_measured_only_on_the_devices_that_train_in_it():
     lab = _MixedLab()
     profile, _ = _profile(spec, lab)
     measured = {(s.hardware, s.precision) for s in profile.steps}
-    assert measured == {("local/cpu-1", "fp32"), ("local/cpu-2", "fp32"), ("local/cpu-2", "bf16"),
-                        ("local/cpu-2", "fp16")}
+    assert measured == {
+        ("local/cpu-1", "fp32"),
+        ("local/cpu-2", "fp32"),
+        ("local/cpu-2", "bf16"),
+        ("local/cpu-2", "fp16"),
+    }
     assert not [c for c in lab.calls if c.startswith("steps") and "cpu-1" in c and not c.endswith("fp32")]
     assert profile.unsupported == (("local/cpu-1", "bf16"), ("local/cpu-1", "fp16"))
 
@@ -85,23 +102,38 @@ def test_the_profile_file_keeps_what_was_left_out_and_old_files_still_read():
 
 
 def test_an_unsupported_precision_is_not_planned_and_each_one_gets_a_note():
-    data, spec = _spec()
+    _data, spec = _spec()
     lab = _MixedLab()
     profile, key = _profile(spec, lab)
     offers = local_offers(lab.devices(), spec.hardware)
     configs = list(spec.configs)
     problem, ctx = build_problem(spec, offers, profile, configs, prune=False)
     planned = {(o.hardware, o.precision) for o in problem.options}
-    assert planned == {("local/cpu-1", "fp32"), ("local/cpu-2", "fp32"), ("local/cpu-2", "bf16"),
-                       ("local/cpu-2", "fp16")}
+    assert planned == {
+        ("local/cpu-1", "fp32"),
+        ("local/cpu-2", "fp32"),
+        ("local/cpu-2", "bf16"),
+        ("local/cpu-2", "fp16"),
+    }
     left_out = [n for n in ctx.notes if "not supported by this device" in n]
-    assert left_out == ["local/cpu-1: precision bf16 is not supported by this device (torch cannot train "
-                        "in bf16 there); not planned for it",
-                        "local/cpu-1: precision fp16 is not supported by this device (torch cannot train "
-                        "in fp16 there); not planned for it"]
+    assert left_out == [
+        "local/cpu-1: precision bf16 is not supported by this device (torch cannot train "
+        "in bf16 there); not planned for it",
+        "local/cpu-1: precision fp16 is not supported by this device (torch cannot train "
+        "in fp16 there); not planned for it",
+    ]
     front = pareto_front(problem)
-    plan = make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key=key, problem=problem,
-                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs")
+    plan = make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key=key,
+        problem=problem,
+        ctx=ctx,
+        front=front,
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    )
     plan = plan_from_json(plan_to_json(plan), "plan.json")
     assert [n for n in plan.notes if "not supported" in n] == left_out
     stages = [(st.hardware, st.precision) for c in plan.candidates for st in c.stages]
@@ -122,11 +154,14 @@ def test_precisions_the_spec_does_not_ask_for_give_no_note():
 def test_a_device_that_trains_in_everything_gets_every_precision_planned():
     _, spec = _spec()
     lab = SyntheticLab()
-    lab.devices = lambda: [LocalDevice(d.id, d.kind, d.threads, d.vcpus, d.memory_gib, precisions=tuple(ALL))
-                           for d in SyntheticLab().devices()]
+    lab.devices = lambda: [
+        LocalDevice(d.id, d.kind, d.threads, d.vcpus, d.memory_gib, precisions=tuple(ALL))
+        for d in SyntheticLab().devices()
+    ]
     profile, _ = _profile(spec, lab)
     assert profile.unsupported == ()
-    problem, ctx = build_problem(spec, local_offers(lab.devices(), spec.hardware), profile,
-                                 list(spec.configs), prune=False)
+    problem, ctx = build_problem(
+        spec, local_offers(lab.devices(), spec.hardware), profile, list(spec.configs), prune=False
+    )
     assert {o.precision for o in problem.options} == set(ALL)
     assert not [n for n in ctx.notes if "not supported" in n]

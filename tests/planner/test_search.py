@@ -6,8 +6,8 @@ import optuna
 import pytest
 
 from paretrain.planner.errors import SpecError
-from paretrain.planner.search.search import front_configs, open_study, run_search, search_space
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.search.search import front_configs, open_study, run_search, search_space
 from paretrain.runtime.train.workloads import WORKLOADS
 from paretrain.runtime.train.workloads.info import MNIST1D_INFO
 from tests.conftest import small_spec
@@ -16,8 +16,15 @@ from tests.planner.synthetic_lab import SyntheticTrialLab
 
 def spec(**search):
     s = {"trials": 12, "trial_samples": 10000, "seed": 3, **search}
-    return parse_spec(small_spec(search=s, budget={"total_usd": 1.0, "envelopes": {"search": 0.05}},
-                                 runtime={"eval_every_samples": 1000}), "spec.yaml", WORKLOADS)
+    return parse_spec(
+        small_spec(
+            search=s,
+            budget={"total_usd": 1.0, "envelopes": {"search": 0.05}},
+            runtime={"eval_every_samples": 1000},
+        ),
+        "spec.yaml",
+        WORKLOADS,
+    )
 
 
 def study(name="s", storage=None, sampler="nsga2", seed=3):
@@ -27,19 +34,24 @@ def study(name="s", storage=None, sampler="nsga2", seed=3):
 def test_space_is_the_workloads_and_the_spec_narrows_it():
     full = search_space(MNIST1D_INFO, {})
     assert [f.name for f in full.families] == ["mlp", "cnn", "gru"]
-    narrow = search_space(MNIST1D_INFO, {"families": ["cnn"], "cnn": {"channels": [8, 16]}, "lr": [1e-3, 1e-2],
-                                         "optimizer": ["adam"]})
+    narrow = search_space(
+        MNIST1D_INFO,
+        {"families": ["cnn"], "cnn": {"channels": [8, 16]}, "lr": [1e-3, 1e-2], "optimizer": ["adam"]},
+    )
     assert [f.name for f in narrow.families] == ["cnn"]
     assert narrow.families[0].param("channels").high == 16 and narrow.optimizers == ("adam",)
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"families": ["transformer"]}, "search.space.families"),
-    ({"cnn": {"width": [1, 2]}}, "search.space.cnn.width"),
-    ({"lr": [0, 1]}, "search.space.lr"),
-    ({"lr": [0.1, 0.01]}, "search.space.lr"),
-    ({"colour": 1}, "search.space.colour"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"families": ["transformer"]}, "search.space.families"),
+        ({"cnn": {"width": [1, 2]}}, "search.space.cnn.width"),
+        ({"lr": [0, 1]}, "search.space.lr"),
+        ({"lr": [0.1, 0.01]}, "search.space.lr"),
+        ({"colour": 1}, "search.space.colour"),
+    ],
+)
 def test_bad_space_narrowing_is_a_spec_error(bad, field):
     with pytest.raises(SpecError) as info:
         search_space(MNIST1D_INFO, bad)
@@ -99,7 +111,7 @@ def test_constraints_keep_violating_configs_off_the_front():
     run_search(s, SyntheticTrialLab(), st, MNIST1D_INFO)
     front = front_configs(st)
     assert front
-    for cfg, info in front:
+    for _cfg, info in front:
         assert info["params"] <= 3200
     violators = [t for t in st.trials if t.user_attrs["params"] > 3200]
     assert violators and all(t.constraints["params"] > 0 for t in violators)

@@ -29,8 +29,9 @@ def test_example_spec_loads_into_frozen_dataclasses():
 
 
 def test_example_in_package_and_examples_folder_are_the_same_file():
-    assert (ROOT / "examples" / "mnist1d.yaml").read_text() == \
-        (ROOT / "paretrain" / "examples" / "mnist1d.yaml").read_text()
+    assert (ROOT / "examples" / "mnist1d.yaml").read_text() == (
+        ROOT / "paretrain" / "examples" / "mnist1d.yaml"
+    ).read_text()
 
 
 def test_defaults_fill_missing_sections():
@@ -48,28 +49,34 @@ def test_digest_ignores_comments_and_layout():
     assert c.digest != a.digest
 
 
-@pytest.mark.parametrize("mutate, field, rule", [
-    (lambda s: s.update(colour="red"), "colour", "is not a known key"),
-    (lambda s: s["budget"].update(total_usd=-1), "budget.total_usd", ">= 0"),
-    (lambda s: s["budget"].update(total_usd=math.nan), "budget.total_usd", "finite"),
-    (lambda s: s["budget"].update(total_usd="ten"), "budget.total_usd", "must be a number"),
-    (lambda s: s["hardware"].update(allow=[]), "hardware.allow", "must not be empty"),
-    (lambda s: s["workload"].update(name="cifar100"), "workload.name", "is not a known workload"),
-    (lambda s: s.update(deadline_s=0), "deadline_s", "> 0"),
-    (lambda s: s["target"].update(goal=1.5), "target.goal", "(0, 1]"),
-    (lambda s: s["planner"].update(solver="gurobi"), "planner.solver", "one of"),
-    (lambda s: s["planner"].update(batch_sizes=[32, "big"]), "planner.batch_sizes[1]", "integer"),
-    (lambda s: s["configs"][0].update(width=5000), "configs[0].width", "in [16, 1024]"),
-    (lambda s: s["configs"][0].update(kernel=3), "configs[0].kernel", "not a parameter of family mlp"),
-    (lambda s: s["configs"][1].update(family="transformer"), "configs[1].family", "not a family"),
-    (lambda s: s["configs"].append(dict(s["configs"][0])), "configs[2].id", "unique"),
-    (lambda s: s["budget"].update(envelopes={"train": 1.0}), "budget.envelopes", "sum to at most"),
-    (lambda s: s["hardware"].update(allow=["cpu"]), "hardware.allow[0]", "provider/name"),
-    (lambda s: s.pop("target"), "target", "is required"),
-    (lambda s: s.update(configs=[]), "configs", "must not be empty"),
-    (lambda s: s["planner"].update(convergence_batch_sizes=[16, 64]), "planner.convergence_batch_sizes",
-     "at least 3"),
-])
+@pytest.mark.parametrize(
+    "mutate, field, rule",
+    [
+        (lambda s: s.update(colour="red"), "colour", "is not a known key"),
+        (lambda s: s["budget"].update(total_usd=-1), "budget.total_usd", ">= 0"),
+        (lambda s: s["budget"].update(total_usd=math.nan), "budget.total_usd", "finite"),
+        (lambda s: s["budget"].update(total_usd="ten"), "budget.total_usd", "must be a number"),
+        (lambda s: s["hardware"].update(allow=[]), "hardware.allow", "must not be empty"),
+        (lambda s: s["workload"].update(name="cifar100"), "workload.name", "is not a known workload"),
+        (lambda s: s.update(deadline_s=0), "deadline_s", "> 0"),
+        (lambda s: s["target"].update(goal=1.5), "target.goal", "(0, 1]"),
+        (lambda s: s["planner"].update(solver="gurobi"), "planner.solver", "one of"),
+        (lambda s: s["planner"].update(batch_sizes=[32, "big"]), "planner.batch_sizes[1]", "integer"),
+        (lambda s: s["configs"][0].update(width=5000), "configs[0].width", "in [16, 1024]"),
+        (lambda s: s["configs"][0].update(kernel=3), "configs[0].kernel", "not a parameter of family mlp"),
+        (lambda s: s["configs"][1].update(family="transformer"), "configs[1].family", "not a family"),
+        (lambda s: s["configs"].append(dict(s["configs"][0])), "configs[2].id", "unique"),
+        (lambda s: s["budget"].update(envelopes={"train": 1.0}), "budget.envelopes", "sum to at most"),
+        (lambda s: s["hardware"].update(allow=["cpu"]), "hardware.allow[0]", "provider/name"),
+        (lambda s: s.pop("target"), "target", "is required"),
+        (lambda s: s.update(configs=[]), "configs", "must not be empty"),
+        (
+            lambda s: s["planner"].update(convergence_batch_sizes=[16, 64]),
+            "planner.convergence_batch_sizes",
+            "at least 3",
+        ),
+    ],
+)
 def test_bad_field_names_field_rule_value_and_fix(mutate, field, rule):
     data = small_spec()
     mutate(data)
@@ -100,17 +107,33 @@ def test_empty_file_is_rejected():
 
 
 def test_python_workload_reference_must_name_module_and_factory():
-    with pytest.raises(SpecError, match="python:pkg.module:factory"):
+    with pytest.raises(SpecError, match=r"python:pkg\.module:factory"):
         parse(small_spec(workload={"name": "python:nofactory"}))
-    spec = parse(small_spec(workload={"name": "python:mypkg.work:make"}, configs=[
-        {"id": "a", "family": "anything", "width": 1}]))
+    spec = parse(
+        small_spec(
+            workload={"name": "python:mypkg.work:make"},
+            configs=[{"id": "a", "family": "anything", "width": 1}],
+        )
+    )
     assert spec.workload.name == "python:mypkg.work:make"
 
 
 def test_json_schema_lists_every_section_and_forbids_unknown_keys():
     schema = spec_json_schema()
-    for key in ("workload", "configs", "target", "budget", "deadline_s", "hardware", "planner",
-                "runtime", "tracking", "search", "profiles", "convergence"):
+    for key in (
+        "workload",
+        "configs",
+        "target",
+        "budget",
+        "deadline_s",
+        "hardware",
+        "planner",
+        "runtime",
+        "tracking",
+        "search",
+        "profiles",
+        "convergence",
+    ):
         assert key in schema["properties"]
     assert schema["additionalProperties"] is False
     assert schema["properties"]["budget"]["properties"]["total_usd"]["minimum"] == 0

@@ -10,9 +10,9 @@ import pytest
 
 from paretrain.planner.inputs.catalog import Offer
 from paretrain.planner.measure.measurements import ConvergenceRun, StepProfile, StepSample
-from paretrain.planner.plan.fitted import StepModelRecord
 from paretrain.planner.measure.profile import Profile
 from paretrain.planner.measure.throughput import speed_factors, step_models
+from paretrain.planner.plan.fitted import StepModelRecord
 
 CPU1 = Offer("local/cpu-1", "local", "cpu", 0.0425, memory_gib=8.0, local=True, vcpus=1, threads=1)
 CPU2 = Offer("local/cpu-2", "local", "cpu", 0.085, memory_gib=8.0, local=True, vcpus=2, threads=2)
@@ -20,8 +20,15 @@ GPU = Offer("local/cuda:0", "local", "gpu", 1.0, memory_gib=8.0, local=True)
 
 
 def _steps(hw: str, per_sample_s: float) -> StepProfile:
-    return StepProfile(hw, "m", "fp32", tuple(StepSample(b, 1, 1e-3 + per_sample_s * b, b / (1e-3 + per_sample_s * b), 1)
-                                              for b in (32, 64, 128)), eval_s=0.02)
+    return StepProfile(
+        hw,
+        "m",
+        "fp32",
+        tuple(
+            StepSample(b, 1, 1e-3 + per_sample_s * b, b / (1e-3 + per_sample_s * b), 1) for b in (32, 64, 128)
+        ),
+        eval_s=0.02,
+    )
 
 
 def _run(hw: str, b: int, step_s: float, steps: int) -> ConvergenceRun:
@@ -29,8 +36,12 @@ def _run(hw: str, b: int, step_s: float, steps: int) -> ConvergenceRun:
 
 
 def _profile(*runs: ConvergenceRun) -> Profile:
-    return Profile("k", "here", steps=(_steps("local/cpu-1", 2e-5), _steps("local/cpu-2", 1e-5),
-                                       _steps("local/cuda:0", 1e-7)), convergence=runs)
+    return Profile(
+        "k",
+        "here",
+        steps=(_steps("local/cpu-1", 2e-5), _steps("local/cpu-2", 1e-5), _steps("local/cuda:0", 1e-7)),
+        convergence=runs,
+    )
 
 
 def test_each_device_takes_its_runs_speed_and_the_others_cpus_take_the_machines():
@@ -54,8 +65,10 @@ def test_each_device_takes_its_runs_speed_and_the_others_cpus_take_the_machines(
 
 def test_a_device_with_runs_of_its_own_is_not_given_anothers():
     b = 64
-    profile = _profile(_run("local/cpu-1", b, (1e-3 + 2e-5 * b) * 1.3, 100),
-                       _run("local/cpu-2", b, (1e-3 + 1e-5 * b) * 0.8, 100))
+    profile = _profile(
+        _run("local/cpu-1", b, (1e-3 + 2e-5 * b) * 1.3, 100),
+        _run("local/cpu-2", b, (1e-3 + 1e-5 * b) * 0.8, 100),
+    )
     f = speed_factors(profile)
     assert f["local/cpu-1"] == pytest.approx(1.3) and f["local/cpu-2"] == pytest.approx(0.8)
     models = step_models(profile, [CPU1, CPU2], ["m"], ["fp32"], [1])

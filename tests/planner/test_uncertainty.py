@@ -6,13 +6,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import pytest
 
+from paretrain.planner.measure.uncertainty import (
+    FIT_FLOOR,
+    SPEED_FLOOR,
+    Interval,
+    StageDraw,
+    candidate_intervals,
+    convergence_spread,
+)
 from paretrain.planner.plan.choices import filter_by_confidence, merge_overlapping, renumber
 from paretrain.planner.plan.plan import Candidate, StagePlan, plan_from_json, plan_to_json
-from paretrain.planner.measure.uncertainty import (FIT_FLOOR, SPEED_FLOOR, Interval, StageDraw, candidate_intervals,
-                                 convergence_spread)
 
 ST = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 640, 10, 1e-3, 0.0, 1.0, 100.0)
 
@@ -26,7 +31,7 @@ def test_convergence_spread_is_the_floor_on_a_perfect_fit_and_grows_with_residua
     exact = [(b, round(e_min * (1 + b / b_noise))) for b in (16, 64, 256, 512)]
     tight = convergence_spread(exact, e_min, b_noise)
     assert tight.e_min == pytest.approx(FIT_FLOOR)
-    noisy = [(b, int(n * f)) for (b, n), f in zip(exact, (1.3, 0.8, 1.25, 0.85))]
+    noisy = [(b, int(n * f)) for (b, n), f in zip(exact, (1.3, 0.8, 1.25, 0.85), strict=False)]
     loose = convergence_spread(noisy, e_min, b_noise)
     assert loose.e_min > 0.15 and loose.b_noise > tight.b_noise
 
@@ -37,7 +42,7 @@ def test_intervals_bracket_the_point_prediction_and_widen_with_the_spread():
     assert cost.p10 < 2.0 < cost.p90 and wall.p10 < 20.0 < wall.p90
     assert 0.2 < p_reach < 0.8  # the point prediction is the middle, not a sure thing
     assert needed.p10 < 20_000 < needed.p90
-    wide_cost, wide_wall, _, _ = candidate_intervals([draw(0.5), draw(0.5)], unc)
+    _wide_cost, wide_wall, _, _ = candidate_intervals([draw(0.5), draw(0.5)], unc)
     assert (wide_wall.p90 - wide_wall.p10) > 2 * (wall.p90 - wall.p10)
 
 
@@ -59,13 +64,28 @@ def test_interval_quantiles_are_monotone_and_pass_through_the_points():
 
 
 def cand(i, cost, wall, acc=0.9, config="m"):
-    return Candidate(f"x{i}", config, acc, cost, wall, (ST,), cost_interval=Interval(cost * 0.8, cost, cost * 1.2),
-                     wall_interval=Interval(wall * 0.8, wall, wall * 1.2))
+    return Candidate(
+        f"x{i}",
+        config,
+        acc,
+        cost,
+        wall,
+        (ST,),
+        cost_interval=Interval(cost * 0.8, cost, cost * 1.2),
+        wall_interval=Interval(wall * 0.8, wall, wall * 1.2),
+    )
 
 
 def test_candidates_within_each_others_spread_merge_into_the_cheapest():
-    kept, notes = merge_overlapping([cand(1, 1.0, 10), cand(2, 1.05, 9.5), cand(3, 2.0, 5), cand(4, 1.0, 10, 0.95),
-                                     cand(5, 1.02, 9.8, config="other")])
+    kept, notes = merge_overlapping(
+        [
+            cand(1, 1.0, 10),
+            cand(2, 1.05, 9.5),
+            cand(3, 2.0, 5),
+            cand(4, 1.0, 10, 0.95),
+            cand(5, 1.02, 9.8, config="other"),
+        ]
+    )
     assert [k.id for k in kept] == ["x1", "x4", "x5", "x3"]
     assert len(notes) == 1 and "1 candidate of m to 0.9" in notes[0]
     assert [c.id for c in renumber(kept)] == ["p01", "p02", "p03", "p04"]
@@ -86,7 +106,9 @@ def test_a_real_plan_carries_intervals_through_its_file(tmp_path):
     plan = make_test_plan()
     again = plan_from_json(plan_to_json(plan), "plan.json")
     for c in again.candidates:
-        assert c.cost_interval is not None and c.cost_interval.p10 <= c.cost_interval.p50 <= c.cost_interval.p90
+        assert (
+            c.cost_interval is not None and c.cost_interval.p10 <= c.cost_interval.p50 <= c.cost_interval.p90
+        )
         assert c.wall_interval is not None and 0.0 <= (c.p_reach or 0.0) <= 1.0
     assert plan_to_json(again) == plan_to_json(plan)
 
@@ -101,7 +123,7 @@ def test_crossing_spread_grows_with_evaluation_noise_and_shrinks_with_a_steep_cu
     noise = rng.normal(0.0, 0.01, len(samples))
 
     def spread(curve: np.ndarray, level: float, eval_every: int = 1000) -> float:
-        pts = [(int(s), float(v)) for s, v in zip(samples, curve)]
+        pts = [(int(s), float(v)) for s, v in zip(samples, curve, strict=False)]
         reached = next(s for s, v in pts if v >= level)
         return crossing_spread(pts, level, reached, eval_every)
 
@@ -127,7 +149,7 @@ def test_the_fit_residuals_are_pooled_with_the_crossing_spread_by_degrees_of_fre
     exact = [(b, round(e_min * (1 + b / b_noise))) for b in (16, 64, 256)]
     # a lucky exact fit (one degree of freedom) is not taken for certainty: the curves' spread holds
     lucky = convergence_spread(exact, e_min, b_noise, crossing=0.06, crossing_dof=30).e_min
-    assert lucky == pytest.approx(math.sqrt(30 * 0.06 ** 2 / 31), rel=1e-6)
+    assert lucky == pytest.approx(math.sqrt(30 * 0.06**2 / 31), rel=1e-6)
     # an unlucky one (one residual of 25%) is steadied by 30 evaluation differences ...
     off = [(16, 1080 * 1.3), (64, 1320), (256, 2280)]
     alone = convergence_spread(off, e_min, b_noise).e_min

@@ -7,12 +7,12 @@ import copy
 from dataclasses import replace
 from typing import Any
 
-from paretrain.planner.program.build import build_problem
 from paretrain.planner.inputs.catalog import builtin_catalog_text, local_offers, parse_catalog
-from paretrain.planner.program.milp import pareto_front
-from paretrain.planner.plan.plan import Plan, make_plan
-from paretrain.planner.measure.profile import build_profile
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import small_spec
 from tests.planner.synthetic_lab import SyntheticLab
@@ -28,8 +28,13 @@ def tiny_spec(**over: Any) -> dict:
         budget={"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": 0.5}},
         deadline_s=100000,
         hardware={"allow": ["local/cpu-1", *EMULATED], "catalog": "builtin", "spot": True},
-        planner={"stages": 2, "batch_sizes": [32, 64], "convergence_batch_sizes": [16, 64, 256],
-                 "profile_steps": 5, "noise": False},
+        planner={
+            "stages": 2,
+            "batch_sizes": [32, 64],
+            "convergence_batch_sizes": [16, 64, 256],
+            "profile_steps": 5,
+            "noise": False,
+        },
         runtime={"eval_every_samples": 400, "checkpoint_every_s": 0.2, "keep_checkpoints": 2},
     )
     for key, value in over.items():
@@ -45,12 +50,22 @@ def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
     # the emulated offers stand for machines provisioned in 10 ms (the catalog's minutes would
     # keep them off these seconds-long fronts); they bill as their providers do
     catalog = {o.id: replace(o, switch_s=0.01) for o in parse_catalog(builtin_catalog_text())}
-    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow] + \
-        [catalog[i] for i in spec.hardware.allow if i in catalog]
+    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow] + [
+        catalog[i] for i in spec.hardware.allow if i in catalog
+    ]
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
-    return make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key="test", problem=problem,
-                     ctx=ctx, front=front, configs=configs, offers=offers, solver="highs")
+    return make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key="test",
+        problem=problem,
+        ctx=ctx,
+        front=front,
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    )
 
 
 def with_spec(plan: Plan, **changes: Any) -> Plan:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.runtime.run.executor import Executor
-from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.adapt.policy import Action, Decision
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.run.executor import Executor
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 pytestmark = pytest.mark.slow  # every test trains through a real executor
@@ -25,10 +25,20 @@ def adapt_spec(**over):
         configs=[{"id": "mlp-32", "family": "mlp", "width": 32, "depth": 1, "lr": 0.01}],
         target={"goal": 0.42, "levels": [0.42], "max_samples": 40000},
         hardware={"allow": ["local/cpu-1", T4, L4], "catalog": "builtin"},
-        planner={"stages": 3, "batch_sizes": [32, 64], "convergence_batch_sizes": [16, 64, 256],
-                 "profile_steps": 5, "noise": False},
-        runtime={"eval_every_samples": 500, "checkpoint_every_s": 0.5, "keep_checkpoints": 2,
-                 "window": 5, "cooldown_s": 0.05},
+        planner={
+            "stages": 3,
+            "batch_sizes": [32, 64],
+            "convergence_batch_sizes": [16, 64, 256],
+            "profile_steps": 5,
+            "noise": False,
+        },
+        runtime={
+            "eval_every_samples": 500,
+            "checkpoint_every_s": 0.5,
+            "keep_checkpoints": 2,
+            "window": 5,
+            "cooldown_s": 0.05,
+        },
     )
     data.update(over)
     return data
@@ -61,10 +71,16 @@ def test_a_price_spike_causes_a_replan_and_the_target_is_still_reached_within_bu
     cand = on(plan, T4)
     budget = cand.cost_usd * 40
     at = cand.wall_s * 0.5  # after the start checkpoint and a few evaluations
-    spiked = with_spec(plan, budget={"total_usd": 1.0, "envelopes": {"train": budget}},
-                       runtime={**plan.spec["runtime"], "pause_threshold": 1000.0,
-                                "events": [{"at_s": at, "kind": "price", "factor": 200.0, "hardware": T4}]})
-    ex, result, lines = run(spiked, cand, tmp_path)
+    spiked = with_spec(
+        plan,
+        budget={"total_usd": 1.0, "envelopes": {"train": budget}},
+        runtime={
+            **plan.spec["runtime"],
+            "pause_threshold": 1000.0,
+            "events": [{"at_s": at, "kind": "price", "factor": 200.0, "hardware": T4}],
+        },
+    )
+    _ex, result, lines = run(spiked, cand, tmp_path)
     replans = events(result, "replan")
     assert replans, [e["event"] for e in result.events]
     # the projection integrates the known price trace, so it may see the spike coming
@@ -84,9 +100,14 @@ def test_a_slowdown_is_detected_within_the_pinned_delay(plan, tmp_path):
     evals = [c["t_run"] for c in dry if c.get("what") == "eval"]
     at = evals[7]  # the detectors' baseline (window 5) is set by then
     interval = evals[8] - evals[7]
-    slowed = with_spec(plan, runtime={**plan.spec["runtime"],
-                                      "events": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}]})
-    ex, result, _ = run(slowed, cand, tmp_path / "slow")
+    slowed = with_spec(
+        plan,
+        runtime={
+            **plan.spec["runtime"],
+            "events": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}],
+        },
+    )
+    _ex, result, _ = run(slowed, cand, tmp_path / "slow")
     replans = [e for e in events(result, "replan") if "throughput" in e["reason"]]
     assert replans, [(e["event"], e.get("reason")) for e in result.events]
     delay = replans[0]["t_run"] - at
@@ -94,7 +115,7 @@ def test_a_slowdown_is_detected_within_the_pinned_delay(plan, tmp_path):
 
 
 def test_a_steady_run_does_not_replan(plan, tmp_path):
-    ex, result, _ = run(plan, on(plan, T4), tmp_path)
+    _ex, result, _ = run(plan, on(plan, T4), tmp_path)
     assert result.status == "target"
     assert not events(result, "replan")
 
@@ -102,19 +123,28 @@ def test_a_steady_run_does_not_replan(plan, tmp_path):
 def test_a_price_peak_with_slack_pauses_and_charges_no_compute_meanwhile(plan, tmp_path):
     cand = on(plan, T4)
     at, length = cand.wall_s * 0.3, 50.0
-    peaked = with_spec(plan, deadline_s=10_000,
-                       runtime={**plan.spec["runtime"],
-                                "events": [{"at_s": at, "kind": "price", "factor": 4.0, "duration_s": length,
-                                            "hardware": T4}]})
-    ex, result, lines = run(peaked, cand, tmp_path)
+    peaked = with_spec(
+        plan,
+        deadline_s=10_000,
+        runtime={
+            **plan.spec["runtime"],
+            "events": [{"at_s": at, "kind": "price", "factor": 4.0, "duration_s": length, "hardware": T4}],
+        },
+    )
+    _ex, result, lines = run(peaked, cand, tmp_path)
     pauses = events(result, "pause")
     assert pauses, [e["event"] for e in result.events]
     start = next(c for c in lines if c.get("event") == "pause")["t_run"]
     until = pauses[0]["until"]
     assert until == pytest.approx(at + length)
     # the machine is let go at the pause: its billing increment (for the time held before) is settled then
-    during = [c for c in lines if start <= c["t_run"] < until - 1e-9 and c["kind"] not in ("storage", "event")
-              and c.get("what") != "billing increment"]
+    during = [
+        c
+        for c in lines
+        if start <= c["t_run"] < until - 1e-9
+        and c["kind"] not in ("storage", "event")
+        and c.get("what") != "billing increment"
+    ]
     assert not during, during[:3]
     assert any(c["kind"] == "storage" and c["t_run"] >= until - 1e-9 for c in lines)
     assert result.status == "target"
@@ -127,7 +157,11 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
     for _ in range(40):
         ex._train()
     before = {k: v.clone() for k, v in ex.trainer.model.state_dict().items()}
-    batch_before, stage_before, samples_before = ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen
+    batch_before, stage_before, samples_before = (
+        ex.trainer.batch_size,
+        ex.state.stage_i,
+        ex.trainer.samples_seen,
+    )
     ex.adaptation.bad.add((T4, batch_before))  # so the replan must change something
     ex.state.val_loss = 1.0
     assert ex.apply(Decision(Action.REPLAN, "test")) is None
@@ -139,7 +173,11 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
     ex._rollback("test")
     after = ex.trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert (ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen) == (batch_before, stage_before, samples_before)
+    assert (ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen) == (
+        batch_before,
+        stage_before,
+        samples_before,
+    )
     assert changed in ex.adaptation.bad
     ex.meter.ledger.close()
 
@@ -152,14 +190,20 @@ def test_a_replan_keeps_a_slowed_offers_observed_speed_after_the_run_leaves_it(p
     _, _, dry = run(plan, cand, tmp_path / "dry", run_id="dry")
     at = [c["t_run"] for c in dry if c.get("what") == "eval"][7]
     slow = [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}]
-    _, result, _ = run(with_spec(plan, runtime={**plan.spec["runtime"], "events": slow}), cand, tmp_path / "slow")
+    _, result, _ = run(
+        with_spec(plan, runtime={**plan.spec["runtime"], "events": slow}), cand, tmp_path / "slow"
+    )
     first = next(e for e in events(result, "replan") if "throughput" in e["reason"])
     assert first["action"] == "switch" and 1.3 <= first["step_factor"][T4] <= 1.7, first
     moved_to = events(result, "switch")[0]["hardware"]
     # the same run (the virtual clock is deterministic), with the new offer's price doubling later
-    later = slow + [{"at_s": first["t_run"], "kind": "price", "factor": 2.0, "hardware": moved_to}]
-    _, result, _ = run(with_spec(plan, runtime={**plan.spec["runtime"], "events": later}), cand, tmp_path / "price",
-                       run_id="p")
+    later = [*slow, {"at_s": first["t_run"], "kind": "price", "factor": 2.0, "hardware": moved_to}]
+    _, result, _ = run(
+        with_spec(plan, runtime={**plan.spec["runtime"], "events": later}),
+        cand,
+        tmp_path / "price",
+        run_id="p",
+    )
     price = [e for e in events(result, "replan") if "price" in e["reason"]]
     assert price, [(e["event"], e.get("reason")) for e in result.events]
     assert all(e["step_factor"].get(T4, 1.0) >= 1.3 for e in price), price

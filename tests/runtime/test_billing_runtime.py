@@ -8,13 +8,13 @@ from dataclasses import replace
 
 import pytest
 
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.program.milp import pareto_front
-from paretrain.planner.plan.plan import Plan, make_plan
-from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
 from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -35,13 +35,25 @@ def _plan(switch_s: float | None = None) -> Plan:
     if switch_s is not None:
         offers = [replace(o, switch_s=switch_s) for o in offers]
     problem, ctx = build_problem(spec, offers, profile, configs)
-    return make_plan(spec_data=dict(spec.data), spec_digest=spec.digest, profile_key="test", problem=problem,
-                     ctx=ctx, front=pareto_front(problem), configs=configs, offers=offers, solver="highs")
+    return make_plan(
+        spec_data=dict(spec.data),
+        spec_digest=spec.digest,
+        profile_key="test",
+        problem=problem,
+        ctx=ctx,
+        front=pareto_front(problem),
+        configs=configs,
+        offers=offers,
+        solver="highs",
+    )
 
 
 def _run(plan: Plan, tmp_path, run_id: str, budget: float, **runtime):
-    plan = with_spec(plan, budget={"total_usd": 10.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": budget}},
-                     runtime={**plan.spec["runtime"], **runtime})
+    plan = with_spec(
+        plan,
+        budget={"total_usd": 10.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": budget}},
+        runtime={**plan.spec["runtime"], **runtime},
+    )
     cand = plan.candidate("cheapest")
     try:
         result = Executor(plan, cand, workdir=tmp_path, run_id=run_id).run()
@@ -101,8 +113,14 @@ def test_a_run_stopped_by_its_budget_on_g4dn_settles_its_hold_without_passing_it
     slow = 200.0  # every step 200 times slower than planned: the training takes seconds of the offer's time
     train_s = slow * (cand.wall_s - offer.switch_s)
     budget = (offer.switch_s + 0.5 * train_s) * offer.price_usd_per_h / 3600.0  # about half the training
-    result, lines = _run(plan, tmp_path, "half", budget, adapt=False,
-                         events=[{"at_s": 0.0, "kind": "slowdown", "factor": slow}])
+    result, lines = _run(
+        plan,
+        tmp_path,
+        "half",
+        budget,
+        adapt=False,
+        events=[{"at_s": 0.0, "kind": "slowdown", "factor": slow}],
+    )
     assert result.status == "budget" and 0 < result.samples < cand.samples
     total = math.fsum(c["usd"] for c in lines)
     assert total <= budget
@@ -124,7 +142,9 @@ def test_local_offers_have_no_provisioning_and_no_billing_hold(tmp_path):
     cand = plan.candidates[0]
     setup = run_setup(plan, cand, tmp_path, run_id="local")
     setup.run_dir.mkdir(parents=True, exist_ok=True)
-    meter = Meter(Ledger(setup.ledger_path, "local"), StaticPrices({o.id: o.price_usd_per_h for o in plan.offers}))
+    meter = Meter(
+        Ledger(setup.ledger_path, "local"), StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
+    )
     account = Account(setup, meter)
     state = RunState(stages=list(cand.stages), hw="local/cpu-1")
     account.open_hold(state)
@@ -135,8 +155,11 @@ def test_local_offers_have_no_provisioning_and_no_billing_hold(tmp_path):
 
 # -- which catalog offers a spec allows ---------------------------------------------------------
 
+
 def _spec(allow, spot=False, catalog="builtin"):
-    return parse_spec(tiny_spec(hardware={"allow": allow, "catalog": catalog, "spot": spot}), "spec.yaml", WORKLOADS)
+    return parse_spec(
+        tiny_spec(hardware={"allow": allow, "catalog": catalog, "spot": spot}), "spec.yaml", WORKLOADS
+    )
 
 
 def test_the_builtin_catalog_with_the_default_allow_list_says_it_adds_no_offer():
@@ -145,7 +168,9 @@ def test_the_builtin_catalog_with_the_default_allow_list_says_it_adds_no_offer()
     offers, notes = allowed_offers(_spec(["local/cpu-1"]))
     assert [o.id for o in offers] == ["local/cpu-1"]
     n = len(parse_catalog(builtin_catalog_text()))
-    assert any(f"{n} of {n} catalog offers left out, not named or matched by hardware.allow" in x for x in notes)
+    assert any(
+        f"{n} of {n} catalog offers left out, not named or matched by hardware.allow" in x for x in notes
+    )
 
 
 def test_allow_patterns_match_catalog_offers_and_name_those_left_out():
@@ -177,8 +202,9 @@ def test_a_pattern_that_matches_nothing_is_one_line_and_exit_2(tmp_path, monkeyp
     with pytest.raises(SpecError):
         _spec(["aws/g4dn xlarge"])  # neither a name nor a pattern
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(
-        tiny_spec(hardware={"allow": ["local/cpu-1", "azure/*"], "catalog": "builtin"})))
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(tiny_spec(hardware={"allow": ["local/cpu-1", "azure/*"], "catalog": "builtin"}))
+    )
     r = CliRunner().invoke(cli, ["plan", "spec.yaml", "--no-track"])
     assert r.exit_code == 2
     assert r.stderr.count("\n") == 1 and "hardware.allow[1]" in r.stderr and "azure/*" in r.stderr
@@ -210,10 +236,25 @@ def test_a_replan_on_a_held_offer_counts_the_seconds_already_held(tmp_path):
     assert account.held_s() == pytest.approx(20.0)
 
     adaptation = Adaptation(plan, cand, setup.spec, prices, meter.cost_ahead)
-    snap = Snapshot(now=20.0, spent=meter.spent, budget=1.0, reserve_usd=0.0, hw=G4DN, stage_i=0,
-                    stages=tuple(cand.stages), stage_done=0, progress=0.0, beyond=False, samples=0,
-                    batch_size=cand.stages[0].batch_size, busy_s=0.0, busy_usd=0.0, val_loss=1.0, accuracy=0.0,
-                    held_s=account.held_s())
+    snap = Snapshot(
+        now=20.0,
+        spent=meter.spent,
+        budget=1.0,
+        reserve_usd=0.0,
+        hw=G4DN,
+        stage_i=0,
+        stages=tuple(cand.stages),
+        stage_done=0,
+        progress=0.0,
+        beyond=False,
+        samples=0,
+        batch_size=cand.stages[0].batch_size,
+        busy_s=0.0,
+        busy_usd=0.0,
+        val_loss=1.0,
+        accuracy=0.0,
+        held_s=account.held_s(),
+    )
     req = adaptation._request(snap, "cost")
     assert req.held_s == pytest.approx(20.0)
     held = replan(plan, cand, req)

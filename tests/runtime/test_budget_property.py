@@ -13,8 +13,8 @@ import random
 import pytest
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.run.executor import Executor
 from tests.runtime.plans import make_test_plan, with_spec
 
 pytestmark = pytest.mark.slow
@@ -38,9 +38,12 @@ def scenario(seed: int):
     events = []
     for _ in range(rng.randint(0, 4)):
         kind = rng.choice(["price", "slowdown", "preempt", "preempt"])
-        ev = {"at_s": rng.uniform(0, horizon), "kind": kind,
-              "factor": rng.uniform(1.5, 30.0) if kind == "price" else rng.uniform(1.2, 5.0),
-              "duration_s": rng.choice([None, rng.uniform(0.01, horizon)])}
+        ev = {
+            "at_s": rng.uniform(0, horizon),
+            "kind": kind,
+            "factor": rng.uniform(1.5, 30.0) if kind == "price" else rng.uniform(1.2, 5.0),
+            "duration_s": rng.choice([None, rng.uniform(0.01, horizon)]),
+        }
         if kind == "preempt":
             ev["factor"] = 1.0
             ev["duration_s"] = rng.uniform(0.01, horizon)

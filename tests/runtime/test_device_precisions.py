@@ -38,7 +38,9 @@ def test_this_cpu_trains_in_bf16_and_fp16_when_autocast_computes_in_them():
 def test_an_autocast_that_disables_itself_means_not_supported(monkeypatch):
     @contextlib.contextmanager
     def refusing(device_type, dtype):
-        warnings.warn("In CPU autocast, but the target dtype is not supported. Disabling autocast.")
+        warnings.warn(
+            "In CPU autocast, but the target dtype is not supported. Disabling autocast.", stacklevel=2
+        )
         yield
 
     monkeypatch.setattr(devices.torch, "autocast", refusing)

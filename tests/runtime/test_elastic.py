@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.plan.plan import plan_to_json
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import WorkloadSpec
+from paretrain.planner.plan.plan import plan_to_json
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.train.elastic import Rendezvous, Settings, split
@@ -46,11 +46,33 @@ def test_two_launcher_nodes_train_like_one_process(tmp_path):
     work = Mnist1D(samples=1000, seed=0)
     one = Trainer(work, CFG, batch_size=48, seed=3)
     rdzv = Rendezvous(Settings(nnodes=2, timeout_s=120.0), run_id="two-nodes")
-    three = ParallelTrainer(work, CFG, workers=3, threads=1, batch_size=48, seed=3, rendezvous=rdzv,
-                            source=WorkloadSpec(name="mnist1d", samples=1000, seed=0))
+    three = ParallelTrainer(
+        work,
+        CFG,
+        workers=3,
+        threads=1,
+        batch_size=48,
+        seed=3,
+        rendezvous=rdzv,
+        source=WorkloadSpec(name="mnist1d", samples=1000, seed=0),
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    node = subprocess.Popen([sys.executable, "-m", "paretrain.cli", "worker", "--rdzv-endpoint", rdzv.endpoint,
-                             "--local-addr", "127.0.0.1", "--timeout", "120"], cwd=tmp_path, env=env)
+    node = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paretrain.cli",
+            "worker",
+            "--rdzv-endpoint",
+            rdzv.endpoint,
+            "--local-addr",
+            "127.0.0.1",
+            "--timeout",
+            "120",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     again = None
     try:
         for _ in range(4):
@@ -60,8 +82,16 @@ def test_two_launcher_nodes_train_like_one_process(tmp_path):
         # a later stage on the same machines: the worker node serves the run's next session too
         state = three.state_dict()
         three.close()
-        again = ParallelTrainer(work, CFG, workers=3, threads=1, batch_size=48, seed=3, rendezvous=rdzv,
-                                source=WorkloadSpec(name="mnist1d", samples=1000, seed=0))
+        again = ParallelTrainer(
+            work,
+            CFG,
+            workers=3,
+            threads=1,
+            batch_size=48,
+            seed=3,
+            rendezvous=rdzv,
+            source=WorkloadSpec(name="mnist1d", samples=1000, seed=0),
+        )
         again.load_state_dict(state)
         for _ in range(2):
             assert one.step() == pytest.approx(again.step(), rel=1e-5)
@@ -80,14 +110,30 @@ def test_two_launcher_nodes_train_like_one_process(tmp_path):
 
 
 def _two_worker_plan(stage_steps: int, **runtime: object):
-    plan = with_spec(make_test_plan(tiny_spec(hardware={"allow": ["local/cpu-1"], "catalog": "none"})),
-                     runtime={"eval_every_samples": 400, "checkpoint_every_s": 0.2, "keep_checkpoints": 2,
-                              "adapt": False, **runtime})
+    plan = with_spec(
+        make_test_plan(tiny_spec(hardware={"allow": ["local/cpu-1"], "catalog": "none"})),
+        runtime={
+            "eval_every_samples": 400,
+            "checkpoint_every_s": 0.2,
+            "keep_checkpoints": 2,
+            "adapt": False,
+            **runtime,
+        },
+    )
     cand = plan.candidate("cheapest")
     first = cand.stages[0]
-    stages = (replace(first, hardware="local/cpu-1", workers=2, instances=2, batch_size=32,
-                      samples=stage_steps * 64, steps=stage_steps),  # a local worker is an instance
-              *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]))
+    stages = (
+        replace(
+            first,
+            hardware="local/cpu-1",
+            workers=2,
+            instances=2,
+            batch_size=32,
+            samples=stage_steps * 64,
+            steps=stage_steps,
+        ),  # a local worker is an instance
+        *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]),
+    )
     cand = replace(cand, stages=stages)
     return replace(plan, candidates=tuple(cand if c.id == cand.id else c for c in plan.candidates)), cand
 
@@ -97,8 +143,12 @@ def _kill_helper_after(ex: Executor, steps: int, killed: list[int]) -> None:
     while time.time() < deadline:
         rdzv = getattr(getattr(ex, "group", None), "rendezvous", None)
         trainer = getattr(getattr(ex, "group", None), "trainer", None)
-        if rdzv is not None and trainer is not None and getattr(trainer, "steps", 0) >= steps \
-                and rdzv.store.check(["paretrain/arrival/1"]):
+        if (
+            rdzv is not None
+            and trainer is not None
+            and getattr(trainer, "steps", 0) >= steps
+            and rdzv.store.check(["paretrain/arrival/1"])
+        ):
             pid = int(json.loads(rdzv.store.get("paretrain/arrival/1"))["pid"])
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
@@ -139,8 +189,13 @@ def test_a_plans_two_worker_stage_runs_through_paretrain_run(tmp_path):
     (tmp_path / "plan.json").write_text(plan_to_json(plan))
     out = paretrain(tmp_path, "run", "plan.json", "--candidate", cand.id, "--no-track", "--format", "json")
     assert out.returncode == 0, out.stderr
-    events = [json.loads(line) for line in next((tmp_path / ".paretrain" / "runs").iterdir())
-              .joinpath("events.jsonl").read_text().splitlines()]
+    events = [
+        json.loads(line)
+        for line in next((tmp_path / ".paretrain" / "runs").iterdir())
+        .joinpath("events.jsonl")
+        .read_text()
+        .splitlines()
+    ]
     assert [e["workers"] for e in events if e["event"] == "workers"][:2] == [2, 1]
 
 
@@ -152,8 +207,10 @@ def test_a_machine_that_never_joins_stops_the_run_with_exit_3(tmp_path, monkeypa
     monkeypatch.setenv("PARETRAIN_RDZV_TIMEOUT_S", "3")
     out = paretrain(tmp_path, "run", "plan.json", "--candidate", cand.id, "--no-track")
     assert out.returncode == 3, out.stderr
-    assert "never joined" in out.stderr and "missing 1 machine(s) running 'paretrain worker --rdzv-endpoint" \
-        in out.stderr, out.stderr
+    assert (
+        "never joined" in out.stderr
+        and "missing 1 machine(s) running 'paretrain worker --rdzv-endpoint" in out.stderr
+    ), out.stderr
     ledger = next((tmp_path / ".paretrain" / "ledger").glob("*.jsonl"))
     charges = list(read_charges(ledger))
     wait = next(c for c in charges if c.get("what") == "rendezvous")

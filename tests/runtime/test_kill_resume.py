@@ -7,6 +7,7 @@ The offer is emulated (virtual clock), so the uninterrupted run charges the very
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -34,9 +35,24 @@ def start(cwd: Path, *extra: str, kill_at: int = 0) -> subprocess.Popen:
     env.pop(KILL_AT_LINE_ENV, None)
     if kill_at:
         env[KILL_AT_LINE_ENV] = str(kill_at)
-    return subprocess.Popen([sys.executable, "-m", "paretrain.cli", "run", "plan.json", "--candidate", "cheapest",
-                             "--no-track", *extra], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "paretrain.cli",
+            "run",
+            "plan.json",
+            "--candidate",
+            "cheapest",
+            "--no-track",
+            *extra,
+        ],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def ledger_lines(cwd: Path) -> list[dict]:
@@ -45,9 +61,11 @@ def ledger_lines(cwd: Path) -> list[dict]:
 
 
 def kill_spec_plan():
-    data = tiny_spec(target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
-                     runtime={"eval_every_samples": 2000, "checkpoint_every_s": CKPT_EVERY, "keep_checkpoints": 2},
-                     hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False})
+    data = tiny_spec(
+        target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
+        runtime={"eval_every_samples": 2000, "checkpoint_every_s": CKPT_EVERY, "keep_checkpoints": 2},
+        hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False},
+    )
     return make_test_plan(data, e_min=20000)
 
 
@@ -87,12 +105,15 @@ def lost_lines(lines: list[dict]) -> set[int]:
 
 def work(lines: list[dict]) -> list[tuple]:
     """The training and evaluation compute charges: (what, step, usd, seconds)."""
-    return [(c["what"], c.get("step"), c["usd"], c["seconds"]) for c in lines
-            if c["kind"] == "compute" and c["what"] in ("train", "eval")]
+    return [
+        (c["what"], c.get("step"), c["usd"], c["seconds"])
+        for c in lines
+        if c["kind"] == "compute" and c["what"] in ("train", "eval")
+    ]
 
 
 def test_the_run_finishes_after_the_kills(killed_and_resumed):
-    cwd, plan, killed, code, out, err = killed_and_resumed
+    cwd, _plan, killed, code, _out, err = killed_and_resumed
     assert killed == [-signal.SIGKILL] * len(KILL_AT)  # each run died at its ledger offset
     assert code == 3, err  # an unreachable level: it stops at max_samples, having resumed each time
     assert "target.max_samples" in err
@@ -114,7 +135,7 @@ def test_no_charge_id_appears_twice_and_none_is_missing(killed_and_resumed):
 
 def test_run_time_is_continuous_so_no_work_is_uncharged_or_charged_twice(killed_and_resumed):
     lines = [c for c in ledger_lines(killed_and_resumed[0]) if c["kind"] != "event"]
-    for a, b in zip(lines, lines[1:]):
+    for a, b in itertools.pairwise(lines):
         assert b["t_run"] == pytest.approx(a["t_run"] + a["seconds"], abs=2e-6)
 
 
@@ -126,14 +147,16 @@ def test_each_step_is_charged_once_besides_the_lost_work(killed_and_resumed, uni
     kept = [c for j, c in enumerate(lines) if j not in lost]
     steps = [step for what, step, _, _ in work(kept) if what == "train"]
     assert steps == list(range(1, len(steps) + 1))
-    assert [(what, step, seconds) for what, step, _, seconds in work(kept)] == \
-        [(what, step, seconds) for what, step, _, seconds in work(uninterrupted)]
+    assert [(what, step, seconds) for what, step, _, seconds in work(kept)] == [
+        (what, step, seconds) for what, step, _, seconds in work(uninterrupted)
+    ]
     # the same price; the amounts differ in the last bits (integrated from another start time)
-    assert [usd for _, _, usd, _ in work(kept)] == pytest.approx([usd for _, _, usd, _ in work(uninterrupted)],
-                                                                 rel=1e-9)
+    assert [usd for _, _, usd, _ in work(kept)] == pytest.approx(
+        [usd for _, _, usd, _ in work(uninterrupted)], rel=1e-9
+    )
     # and each kill lost training steps, which the resumed run did again
     for i, ev in resumes(lines):
-        redone = [c["step"] for c in lines[ev["from_line"]:i] if c.get("what") == "train"]
+        redone = [c["step"] for c in lines[ev["from_line"] : i] if c.get("what") == "train"]
         assert redone and set(redone) <= set(steps)
 
 
@@ -149,7 +172,7 @@ def test_lost_work_is_recorded_once_and_at_most_one_checkpoint_interval(killed_a
     for i, ev in resumes(lines):
         assert previous <= ev["from_line"] < i  # the lost ranges do not overlap
         previous = i
-        lost = lines[ev["from_line"]:i]
+        lost = lines[ev["from_line"] : i]
         assert ev["usd"] == 0.0
         assert ev["lost_usd"] == pytest.approx(math.fsum(c["usd"] for c in lost), rel=1e-9, abs=1e-15)
         assert ev["lost_s"] == pytest.approx(math.fsum(c["seconds"] for c in lost), abs=1e-5)
@@ -165,7 +188,9 @@ def test_lost_work_is_recorded_once_and_at_most_one_checkpoint_interval(killed_a
     total = math.fsum(c["usd"] for c in lines)
     restores = math.fsum(c["usd"] for c in kept if c.get("what") in fixed)
     overhead = math.fsum(c["usd"] for c in kept if c["kind"] in ("checkpoint", "storage"))
-    training = math.fsum(c["usd"] for c in uninterrupted if c["kind"] == "compute" and c["what"] in ("train", "eval"))
+    training = math.fsum(
+        c["usd"] for c in uninterrupted if c["kind"] == "compute" and c["what"] in ("train", "eval")
+    )
     recorded_lost = math.fsum(ev["lost_usd"] for _, ev in resumes(lines))
     assert total == pytest.approx(training + recorded_lost + restores + overhead, rel=1e-12)
 
@@ -177,9 +202,11 @@ def test_only_the_last_checkpoints_are_kept(killed_and_resumed):
 
 
 def test_a_truncated_checkpoint_is_survived_on_resume(tmp_path):
-    data = tiny_spec(target={"goal": 0.99, "levels": [0.99], "max_samples": 4000},
-                     runtime={"eval_every_samples": 1000, "checkpoint_every_s": 0.05, "keep_checkpoints": 3},
-                     hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False})
+    data = tiny_spec(
+        target={"goal": 0.99, "levels": [0.99], "max_samples": 4000},
+        runtime={"eval_every_samples": 1000, "checkpoint_every_s": 0.05, "keep_checkpoints": 3},
+        hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False},
+    )
     plan = make_test_plan(data, e_min=1500)
     (tmp_path / "plan.json").write_text(plan_to_json(plan))
     first = start(tmp_path)
@@ -188,7 +215,7 @@ def test_a_truncated_checkpoint_is_survived_on_resume(tmp_path):
     newest = checkpoint_paths(run_dir)[-1]
     newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 3])
     again = start(tmp_path, "--resume")
-    out, err = again.communicate(timeout=300)
+    _out, err = again.communicate(timeout=300)
     assert again.returncode == 3, err
     assert "resume: back to" in err
     assert newest.with_suffix(".damaged").exists()

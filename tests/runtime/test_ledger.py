@@ -68,8 +68,11 @@ def test_report_groups_by_run_stage_kind(tmp_path):
         led.charge("profile", 0.4, stage="profile")
     rows, total = ledger_report(tmp_path, "all")
     assert total == pytest.approx(0.75)
-    assert [r[:3] for r in rows] == [["a", "stage0", "compute"], ["a", "stage1", "checkpoint"],
-                                     ["b", "profile", "profile"]]
+    assert [r[:3] for r in rows] == [
+        ["a", "stage0", "compute"],
+        ["a", "stage1", "checkpoint"],
+        ["b", "profile", "profile"],
+    ]
     assert project_spend(tmp_path, "month") == pytest.approx(0.75)
     assert spend_by(read_charges(tmp_path / "a.jsonl"), ("kind",))[("compute",)] == pytest.approx(0.3)
 

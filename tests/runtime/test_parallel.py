@@ -69,17 +69,21 @@ def test_two_workers_train_like_one_process_on_the_whole_batch():
 
 @pytest.mark.slow
 def test_a_plans_two_worker_stage_runs_on_two_processes(tmp_path):
-    plan = with_spec(make_test_plan(tiny_spec(hardware={"allow": ["local/cpu-1"], "catalog": "none"})),
-                     runtime={"eval_every_samples": 400, "checkpoint_every_s": 0.2, "keep_checkpoints": 2,
-                              "adapt": False})
+    plan = with_spec(
+        make_test_plan(tiny_spec(hardware={"allow": ["local/cpu-1"], "catalog": "none"})),
+        runtime={"eval_every_samples": 400, "checkpoint_every_s": 0.2, "keep_checkpoints": 2, "adapt": False},
+    )
     cand = plan.candidate("cheapest")
     assert len(cand.stages) == 2
     first = cand.stages[0]
     # 5 steps of 2 x 32: the first stage ends before the first evaluation (400 samples), the only
     # place the run can stop at its target, so the run always goes on to the one-worker stage
-    stages = (replace(first, hardware="local/cpu-1", workers=2, instances=2, batch_size=32, samples=5 * 64,
-                      steps=5),
-              *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]))
+    stages = (
+        replace(
+            first, hardware="local/cpu-1", workers=2, instances=2, batch_size=32, samples=5 * 64, steps=5
+        ),
+        *(replace(s, hardware="local/cpu-1", workers=1, batch_size=64) for s in cand.stages[1:]),
+    )
     cand = replace(cand, stages=stages)
     result = Executor(plan, cand, workdir=tmp_path, run_id="dp").run()
     assert result.status == "target"
@@ -111,7 +115,9 @@ def test_helpers_do_not_outlive_a_killed_run(tmp_path):
         while not (pids.exists() and pids.read_text()) and time.time() < deadline and proc.poll() is None:
             time.sleep(0.2)
         if not (pids.exists() and pids.read_text()):
-            why = f"exited with code {proc.returncode}" if proc.poll() is not None else "timed out after 120 s"
+            why = (
+                f"exited with code {proc.returncode}" if proc.poll() is not None else "timed out after 120 s"
+            )
             pytest.fail(f"the run never wrote its helpers' pids: it {why}", pytrace=False)
         helpers = [int(p) for p in pids.read_text().split()]  # the elastic agent and its helper
         assert len(helpers) == 2 and all(_alive(p) for p in helpers)

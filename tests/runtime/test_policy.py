@@ -12,9 +12,21 @@ from paretrain.runtime.adapt.policy import Action, Observation, Policy
 
 
 def obs(**kw) -> Observation:
-    base = dict(t_s=100.0, spent_usd=1.0, budget_usd=10.0, deadline_s=1000.0, spend_rate_ratio=1.0,
-                throughput_ratio=1.0, convergence_ratio=1.0, projected_cost_usd=5.0, projected_end_s=500.0,
-                price_ratio=1.0, pause_until_s=None, remaining_s=400.0, val_loss=1.0)
+    base = dict(
+        t_s=100.0,
+        spent_usd=1.0,
+        budget_usd=10.0,
+        deadline_s=1000.0,
+        spend_rate_ratio=1.0,
+        throughput_ratio=1.0,
+        convergence_ratio=1.0,
+        projected_cost_usd=5.0,
+        projected_end_s=500.0,
+        price_ratio=1.0,
+        pause_until_s=None,
+        remaining_s=400.0,
+        val_loss=1.0,
+    )
     base.update(kw)
     return Observation(**base)
 
@@ -63,7 +75,9 @@ def test_a_price_move_since_the_schedule_replans_at_once_either_way_after_cooldo
 def test_a_replan_that_changes_nothing_keeps_the_other_baselines_and_starts_no_cooldown():
     p = Policy(window=4, cooldown_s=1e9)
     for i in range(6):
-        p.decide(obs(t_s=100.0 + i, throughput_ratio=1.0 + 0.01 * (i % 2), convergence_ratio=1.0 + 0.01 * (i % 2)))
+        p.decide(
+            obs(t_s=100.0 + i, throughput_ratio=1.0 + 0.01 * (i % 2), convergence_ratio=1.0 + 0.01 * (i % 2))
+        )
     d = p.decide(obs(t_s=106.0, convergence_ratio=1.6))
     assert d.action == Action.REPLAN and "convergence" in d.reason
     p.acknowledge(d)  # the replan kept the schedule
@@ -96,11 +110,13 @@ def test_slack_buys_speed_only_when_the_spec_prefers_time():
 
 
 def test_rollback_when_loss_worsens_after_an_adaptation():
-    d = Policy(rollback_threshold=0.1).decide(obs(val_loss=1.2, loss_before_adaptation=1.0,
-                                                  evals_since_adaptation=1))
+    d = Policy(rollback_threshold=0.1).decide(
+        obs(val_loss=1.2, loss_before_adaptation=1.0, evals_since_adaptation=1)
+    )
     assert d.action == Action.REPLAN and d.rollback
-    d = Policy(rollback_threshold=0.1).decide(obs(val_loss=1.05, loss_before_adaptation=1.0,
-                                                  evals_since_adaptation=1))
+    d = Policy(rollback_threshold=0.1).decide(
+        obs(val_loss=1.05, loss_before_adaptation=1.0, evals_since_adaptation=1)
+    )
     assert d.action == Action.CONTINUE
 
 

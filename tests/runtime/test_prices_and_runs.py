@@ -10,10 +10,17 @@ from click.testing import CliRunner
 from paretrain.cli import cli
 from paretrain.planner.errors import BudgetExhausted, SpecError
 from paretrain.planner.plan.plan import plan_to_json
-from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.money.ledger import read_charges
-from paretrain.runtime.money.prices import (Event, ScriptedEvents, StaticPrices, TracePrices, cost, next_available,
-                            parse_trace)
+from paretrain.runtime.money.prices import (
+    Event,
+    ScriptedEvents,
+    StaticPrices,
+    TracePrices,
+    cost,
+    next_available,
+    parse_trace,
+)
+from paretrain.runtime.run.executor import Executor
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 HW = "aws/g4dn.xlarge"
@@ -21,28 +28,38 @@ HW = "aws/g4dn.xlarge"
 
 def test_cost_integrates_across_every_price_change():
     base = StaticPrices({HW: 3600.0})  # $1 per second
-    src = ScriptedEvents(TracePrices([(10.0, HW, 7200.0, True)], {HW: 3600.0}),
-                         [Event(at_s=5.0, kind="price", factor=3.0, duration_s=2.0)])
+    src = ScriptedEvents(
+        TracePrices([(10.0, HW, 7200.0, True)], {HW: 3600.0}),
+        [Event(at_s=5.0, kind="price", factor=3.0, duration_s=2.0)],
+    )
     assert cost(base, HW, 0.0, 4.0) == pytest.approx(4.0)
     # [0,5) $1/s, [5,7) $3/s, [7,10) $1/s, [10,12) $2/s
     assert cost(src, HW, 0.0, 12.0) == pytest.approx(5 + 6 + 3 + 4)
 
 
 def test_preemption_events_and_availability():
-    src = ScriptedEvents(StaticPrices({HW: 1.0}), [Event(at_s=3.0, kind="preempt", duration_s=4.0, hardware=HW)])
+    src = ScriptedEvents(
+        StaticPrices({HW: 1.0}), [Event(at_s=3.0, kind="preempt", duration_s=4.0, hardware=HW)]
+    )
     assert src.available(HW, 2.9) and not src.available(HW, 3.0) and src.available(HW, 7.0)
     assert next_available(src, HW, 3.5, horizon=10.0) == pytest.approx(7.0)
     assert next_available(src, HW, 3.5, horizon=2.0) is None
 
 
-@pytest.mark.parametrize("text, field", [
-    ("t,hardware,price_usd_per_h,available\n0,x,1,1\n", "header"),
-    ("t_s,hardware,price_usd_per_h,available\n5,aws/g4dn.xlarge,1,1\n2,aws/g4dn.xlarge,1,1\n", "line 3.t_s"),
-    ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,-1,1\n", "line 2.price_usd_per_h"),
-    ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,nan,1\n", "line 2.price_usd_per_h"),
-    ("t_s,hardware,price_usd_per_h,available\n0,aws/p9.huge,1,1\n", "line 2.hardware"),
-    ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,1,yes\n", "line 2.available"),
-])
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("t,hardware,price_usd_per_h,available\n0,x,1,1\n", "header"),
+        (
+            "t_s,hardware,price_usd_per_h,available\n5,aws/g4dn.xlarge,1,1\n2,aws/g4dn.xlarge,1,1\n",
+            "line 3.t_s",
+        ),
+        ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,-1,1\n", "line 2.price_usd_per_h"),
+        ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,nan,1\n", "line 2.price_usd_per_h"),
+        ("t_s,hardware,price_usd_per_h,available\n0,aws/p9.huge,1,1\n", "line 2.hardware"),
+        ("t_s,hardware,price_usd_per_h,available\n0,aws/g4dn.xlarge,1,yes\n", "line 2.available"),
+    ],
+)
 def test_a_bad_trace_names_the_line_and_field(text, field):
     with pytest.raises(SpecError) as info:
         parse_trace(text, "trace.csv", [HW])
@@ -53,7 +70,9 @@ def test_bad_trace_on_the_command_line_exits_2_before_anything_runs(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     plan = make_test_plan()
     (tmp_path / "plan.json").write_text(plan_to_json(plan))
-    (tmp_path / "t.csv").write_text("t_s,hardware,price_usd_per_h,available\n9,aws/g4dn.xlarge,1,1\n1,aws/g4dn.xlarge,1,1\n")
+    (tmp_path / "t.csv").write_text(
+        "t_s,hardware,price_usd_per_h,available\n9,aws/g4dn.xlarge,1,1\n1,aws/g4dn.xlarge,1,1\n"
+    )
     r = CliRunner().invoke(cli, ["run", "plan.json", "--prices", "t.csv", "--no-track"])
     assert r.exit_code == 2
     assert "t.csv: field 'line 3.t_s' must not go back in time" in r.stderr
@@ -74,11 +93,14 @@ def _run(plan, tmp_path, run_id, **kw):
 
 @pytest.mark.slow  # trains through a real executor
 def test_a_trace_preemption_loses_work_waits_and_charges_storage_only_while_waiting(tmp_path):
-    data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin", "spot": True},
-                     target={"goal": 0.3, "levels": [0.3], "max_samples": 6000})
+    data = tiny_spec(
+        hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin", "spot": True},
+        target={"goal": 0.3, "levels": [0.3], "max_samples": 6000},
+    )
     plan = make_test_plan(data)
-    trace = TracePrices([(0.05, HW, 0.526, False), (30.0, HW, 0.526, True)], {o.id: o.price_usd_per_h
-                                                                             for o in plan.offers})
+    trace = TracePrices(
+        [(0.05, HW, 0.526, False), (30.0, HW, 0.526, True)], {o.id: o.price_usd_per_h for o in plan.offers}
+    )
     result = _run(plan, tmp_path, "pre", prices=trace)
     names = [e["event"] for e in result.events]
     assert "preemption" in names and "preempted" in names
@@ -108,8 +130,9 @@ def test_the_project_ceiling_caps_a_run_by_what_other_runs_spent(tmp_path):
     capped = with_spec(plan, budget={**plan.spec["budget"], "project_ceiling_usd": ceiling})
     second = _run(capped, tmp_path, "second")
     assert second.budget_usd == pytest.approx(ceiling - first.cost_usd)
-    total = math.fsum(c["usd"] for f in (tmp_path / ".paretrain" / "ledger").glob("*.jsonl")
-                      for c in read_charges(f))
+    total = math.fsum(
+        c["usd"] for f in (tmp_path / ".paretrain" / "ledger").glob("*.jsonl") for c in read_charges(f)
+    )
     assert total <= ceiling
 
 
@@ -134,8 +157,11 @@ def test_a_stage_renting_several_instances_pays_for_each(tmp_path):
     doubled = replace(cand, stages=tuple(replace(s, instances=2) for s in cand.stages))
     plan2 = replace(plan, candidates=tuple(doubled if c.id == cand.id else c for c in plan.candidates))
     _run(plan2, tmp_path, "two")
-    lines = [c for c in read_charges(tmp_path / ".paretrain" / "ledger" / "two.jsonl")
-             if c["kind"] == "compute" and c["seconds"] > 0]
+    lines = [
+        c
+        for c in read_charges(tmp_path / ".paretrain" / "ledger" / "two.jsonl")
+        if c["kind"] == "compute" and c["seconds"] > 0
+    ]
     price = next(o.price_usd_per_h for o in plan.offers if o.id == HW)
     assert lines and all(c["usd"] == pytest.approx(2 * price / 3600 * c["seconds"], rel=1e-9) for c in lines)
 

@@ -13,17 +13,20 @@ from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.money.prices import Event, ScriptedEvents, StaticPrices
 from paretrain.runtime.run.account import SECONDS_PER_MONTH, Account, EventLog
 from paretrain.runtime.run.guard import BudgetGuard, run_cap
+from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.recovery import Recovery
 from paretrain.runtime.run.state import RunState
-from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.train.workloads import load_workload
 from tests.runtime.plans import make_test_plan
 
 PARAMS = 10_000
 PLAN = make_test_plan()
 #: an emulated offer that one candidate runs on throughout (real math here, virtual clock)
-T4 = next(c.stages[0].hardware for c in PLAN.candidates
-          if len({s.hardware for s in c.stages}) == 1 and not PLAN.offer(c.stages[0].hardware).local)
+T4 = next(
+    c.stages[0].hardware
+    for c in PLAN.candidates
+    if len({s.hardware for s in c.stages}) == 1 and not PLAN.offer(c.stages[0].hardware).local
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +48,17 @@ def parts(plan, tmp_path, hardware=T4, budget=1.0, prices=None):
     meter = Meter(Ledger(setup.ledger_path, setup.run_id), prices)
     account = Account(setup, meter)
     guard = BudgetGuard(setup, account, prices, budget, PARAMS)
-    state = RunState(stages=list(cand.stages), hw=cand.stages[0].hardware, batch_size=cand.stages[0].batch_size,
-                     next_eval=10**9)
+    state = RunState(
+        stages=list(cand.stages),
+        hw=cand.stages[0].hardware,
+        batch_size=cand.stages[0].batch_size,
+        next_eval=10**9,
+    )
     return setup, meter, account, guard, state
 
 
 # -- meter ---------------------------------------------------------------------------------------
+
 
 def test_meter_charges_virtual_seconds_at_the_price_and_advances_its_clock(tmp_path):
     meter = Meter(Ledger(tmp_path / "l.jsonl", "m"), StaticPrices({"x": 36.0}))
@@ -79,6 +87,7 @@ def test_meter_step_charger_writes_the_same_money_as_a_charge(tmp_path):
 
 # -- account -----------------------------------------------------------------------------------
 
+
 def test_account_charges_storage_of_the_kept_checkpoints_since_the_last_charge(plan, tmp_path):
     setup, meter, account, _, state = parts(plan, tmp_path)
     state.kept_bytes = [2 * 10**9, 10**9]
@@ -106,6 +115,7 @@ def test_event_log_writes_events_jsonl_and_zero_dollar_ledger_lines(plan, tmp_pa
 
 # -- guard ---------------------------------------------------------------------------------------
 
+
 def test_guard_stops_exactly_where_a_step_and_a_final_checkpoint_pass_the_budget(plan, tmp_path):
     setup, meter, account, guard, state = parts(plan, tmp_path)
     account.charge(state, "compute", "train", seconds=10.0)
@@ -118,7 +128,7 @@ def test_guard_stops_exactly_where_a_step_and_a_final_checkpoint_pass_the_budget
 
 
 def test_guard_reserves_a_due_evaluation(plan, tmp_path):
-    setup, meter, _, guard, state = parts(plan, tmp_path)
+    setup, _meter, _, guard, state = parts(plan, tmp_path)
     price_s = setup.offer(T4).price_usd_per_h / 3600.0
     need = price_s * (state.stage.step_s + virtual_checkpoint_s(PARAMS))
     guard.budget = need * 1.0001
@@ -129,7 +139,9 @@ def test_guard_reserves_a_due_evaluation(plan, tmp_path):
 
 def test_guard_window_ends_a_reserve_before_the_next_price_change(plan, tmp_path):
     base = StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
-    prices = ScriptedEvents(base, [Event(at_s=0.5, kind="price", factor=2.0, duration_s=math.inf, hardware=T4)])
+    prices = ScriptedEvents(
+        base, [Event(at_s=0.5, kind="price", factor=2.0, duration_s=math.inf, hardware=T4)]
+    )
     _, meter, _, guard, state = parts(plan, tmp_path, prices=prices)
     w = guard.window(state, meter.t)
     assert w is not None
@@ -145,7 +157,7 @@ def test_guard_window_ends_a_reserve_before_the_next_price_change(plan, tmp_path
 
 def test_guard_counts_egress_and_the_switch_when_a_change_moves_offers(plan, tmp_path):
     other = next(o.id for o in plan.offers if o.id != T4 and not o.local)
-    _, meter, _, guard, state = parts(plan, tmp_path)
+    _, _meter, _, guard, state = parts(plan, tmp_path)
     state.kept_bytes = [10**9]
     same = guard.budget = 10.0
     assert not guard.change_over_budget(state, T4)
@@ -164,8 +176,9 @@ def test_guard_counts_egress_and_the_switch_when_a_change_moves_offers(plan, tmp
 
 
 def test_run_cap_leaves_the_project_ceiling_minus_other_runs_spend(plan, tmp_path):
-    from paretrain.runtime.run.executor import run_setup
     from dataclasses import replace
+
+    from paretrain.runtime.run.executor import run_setup
 
     setup = run_setup(plan, on(plan, T4), tmp_path, run_id="cap")
     other = Ledger(tmp_path / ".paretrain" / "ledger" / "other.jsonl", "other")
@@ -173,22 +186,39 @@ def test_run_cap_leaves_the_project_ceiling_minus_other_runs_spend(plan, tmp_pat
     other.close()
     budget = replace(setup.spec.budget, project_ceiling_usd=0.5)
     spec = replace(setup.spec, budget=budget)
-    assert run_cap(spec, tmp_path / ".paretrain" / "ledger", 0.0) == pytest.approx(min(0.2, spec.budget.train_usd))
+    assert run_cap(spec, tmp_path / ".paretrain" / "ledger", 0.0) == pytest.approx(
+        min(0.2, spec.budget.train_usd)
+    )
     assert run_cap(setup.spec, tmp_path / ".paretrain" / "ledger", 0.0) == spec.budget.train_usd
 
 
 # -- recovery ------------------------------------------------------------------------------------
 
+
 def recovery_parts(plan, tmp_path, budget=1.0, prices=None):
     setup, meter, account, guard, state = parts(plan, tmp_path, budget=budget, prices=prices)
-    group = TrainerGroup(setup, load_workload(setup.spec.workload, tmp_path / "cache"),
-                         plan.config(setup.cand.config_id))
+    group = TrainerGroup(
+        setup, load_workload(setup.spec.workload, tmp_path / "cache"), plan.config(setup.cand.config_id)
+    )
     trainer = group.start(state.stage)
     guard.param_count = trainer.parameter_count()
     events = EventLog(setup, meter)
-    return setup, meter, account, guard, state, group, Recovery(account, guard, group, events, prices or
-                                                               StaticPrices({o.id: o.price_usd_per_h for o in plan.offers}),
-                                                               lambda m: None)
+    return (
+        setup,
+        meter,
+        account,
+        guard,
+        state,
+        group,
+        Recovery(
+            account,
+            guard,
+            group,
+            events,
+            prices or StaticPrices({o.id: o.price_usd_per_h for o in plan.offers}),
+            lambda m: None,
+        ),
+    )
 
 
 def test_recovery_restores_the_trainer_and_position_and_records_the_work_lost(plan, tmp_path):
@@ -222,7 +252,9 @@ def test_recovery_restores_the_trainer_and_position_and_records_the_work_lost(pl
 
 def test_recovery_preemption_past_the_deadline_stops_and_charges_storage_only(plan, tmp_path):
     base = StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
-    gone = ScriptedEvents(base, [Event(at_s=0.0, kind="preempt", factor=1.0, duration_s=math.inf, hardware=T4)])
+    gone = ScriptedEvents(
+        base, [Event(at_s=0.0, kind="preempt", factor=1.0, duration_s=math.inf, hardware=T4)]
+    )
     setup, meter, _, _, state, group, rec = recovery_parts(plan, tmp_path, prices=gone)
     rec.checkpoint(state, "start")
     lines = meter.ledger.lines
@@ -237,7 +269,7 @@ def test_recovery_preemption_past_the_deadline_stops_and_charges_storage_only(pl
 def test_recovery_preemption_that_cannot_afford_the_restart_stops_at_the_budget(plan, tmp_path):
     base = StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
     gap = ScriptedEvents(base, [Event(at_s=0.0, kind="preempt", factor=1.0, duration_s=5.0, hardware=T4)])
-    setup, meter, _, guard, state, group, rec = recovery_parts(plan, tmp_path, prices=gap)
+    _setup, meter, _, guard, state, group, rec = recovery_parts(plan, tmp_path, prices=gap)
     rec.checkpoint(state, "start")
     guard.budget = meter.spent  # not a cent left for the restart
     assert rec.preempted(state) == "budget"

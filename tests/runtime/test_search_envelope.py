@@ -80,7 +80,9 @@ def _race(storage: str, unlocked: bool = False) -> tuple[dict[int, float], dict[
 
 
 def test_eight_processes_racing_never_reserve_more_than_the_envelope(storage):
-    open_envelope(storage, "race", BUDGET).close()  # tables made before the race, as a worker's first call does
+    open_envelope(
+        storage, "race", BUDGET
+    ).close()  # tables made before the race, as a worker's first call does
     granted, spent = _race(storage)
     state = open_envelope(storage, "race", BUDGET).state()
     still_held = math.fsum(g for t, g in granted.items() if t not in spent)

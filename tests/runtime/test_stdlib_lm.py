@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import math
 
 import numpy as np
@@ -14,8 +15,13 @@ from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.trainer import Trainer
 from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw, warmup_cosine, warmup_cosine_schedule
 from paretrain.runtime.train.workloads.info import STDLIB_LM_INFO
-from paretrain.runtime.train.workloads.stdlib_corpus import (TrainWindows, ValWindows, corpus_files, is_validation,
-                                                   load_corpus)
+from paretrain.runtime.train.workloads.stdlib_corpus import (
+    TrainWindows,
+    ValWindows,
+    corpus_files,
+    is_validation,
+    load_corpus,
+)
 from paretrain.runtime.train.workloads.stdlib_lm import StdlibLM, bits_per_byte, evaluate, gpt_config, lm_loss
 
 CAP = 300_000  # bytes: a dozen files, one of them in validation
@@ -54,8 +60,8 @@ def test_no_file_is_in_both_splits_and_about_one_in_ten_validates(full):
 
 def test_a_capped_corpus_is_a_prefix_of_the_full_one(full, small):
     assert small.nbytes <= CAP and small.fingerprint != full.fingerprint
-    assert np.array_equal(full.train[:small.train.size], small.train)
-    assert np.array_equal(full.val[:small.val.size], small.val)
+    assert np.array_equal(full.train[: small.train.size], small.train)
+    assert np.array_equal(full.val[: small.val.size], small.val)
 
 
 def test_training_windows_are_shifted_pairs_fixed_by_the_seed(small):
@@ -101,7 +107,7 @@ def test_declared_family_builds_with_its_defaults():
 
 def test_logits_shape_and_loss_at_init_is_about_eight_bits_per_byte(small):
     torch.manual_seed(0)
-    x, y = (torch.stack(t) for t in zip(*(TrainWindows(small.train, 64)[i] for i in range(16))))
+    x, y = (torch.stack(t) for t in zip(*(TrainWindows(small.train, 64)[i] for i in range(16)), strict=False))
     for tied in (True, False):
         model = GPT(GPTConfig(layers=2, width=64, heads=2, context=64, tied=tied))
         logits = model(x)
@@ -128,7 +134,7 @@ def test_a_window_longer_than_the_context_is_read_as_independent_pieces():
     model = GPT(GPTConfig(layers=1, width=32, heads=2, context=16)).eval()
     x = torch.randint(0, 256, (3, 48))
     whole = model(x)
-    pieces = torch.cat([model(x[:, i:i + 16]) for i in (0, 16, 32)], dim=2)
+    pieces = torch.cat([model(x[:, i : i + 16]) for i in (0, 16, 32)], dim=2)
     assert torch.allclose(whole, pieces, atol=1e-6)
     with pytest.raises(ValueError, match="multiple"):
         model(torch.zeros(1, 40, dtype=torch.long))
@@ -137,7 +143,7 @@ def test_a_window_longer_than_the_context_is_read_as_independent_pieces():
 def test_warmup_then_cosine_decay():
     values = [warmup_cosine(s, 100, 10) for s in range(120)]
     assert values[0] < values[5] < values[9] < values[10] == 1.0
-    assert all(a >= b for a, b in zip(values[10:100], values[11:101]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     assert values[100] == pytest.approx(0.1) and values[119] == pytest.approx(0.1)
 
 
@@ -150,8 +156,13 @@ def test_a_few_hundred_steps_lower_bits_per_byte_clearly():
     opt = adamw(model, TINY.lr)
     schedule = warmup_cosine_schedule(opt, steps, warmup_steps=15)
     train = wl.train_dataset()
-    loader = DataLoader(train, batch_size=16, sampler=RandomSampler(
-        train, replacement=True, num_samples=16 * steps, generator=torch.Generator().manual_seed(0)))
+    loader = DataLoader(
+        train,
+        batch_size=16,
+        sampler=RandomSampler(
+            train, replacement=True, num_samples=16 * steps, generator=torch.Generator().manual_seed(0)
+        ),
+    )
     val = DataLoader(wl.val_dataset(), batch_size=64)
     before = wl.evaluate(model, val)
     for batch in loader:

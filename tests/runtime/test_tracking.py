@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 from paretrain.runtime.tracking.client import Tracker, sync_spool
 
 

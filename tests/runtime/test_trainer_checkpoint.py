@@ -24,10 +24,12 @@ def test_data_is_seeded_and_cached(tmp_path):
 
 def test_every_family_trains_one_step(tmp_path):
     w = workload(tmp_path)
-    for cfg in (Config("m", "mlp", (("width", 32), ("depth", 2))),
-                Config("c", "cnn", (("channels", 8), ("depth", 3), ("kernel", 5))),
-                Config("g", "gru", (("hidden", 16), ("depth", 1))),
-                Config("s", "mlp", optimizer="sgd", lr=0.05)):
+    for cfg in (
+        Config("m", "mlp", (("width", 32), ("depth", 2))),
+        Config("c", "cnn", (("channels", 8), ("depth", 3), ("kernel", 5))),
+        Config("g", "gru", (("hidden", 16), ("depth", 1))),
+        Config("s", "mlp", optimizer="sgd", lr=0.05),
+    ):
         t = Trainer(w, cfg, batch_size=16)
         loss = t.step()
         assert loss > 0 and t.samples_seen == 16
@@ -35,8 +37,9 @@ def test_every_family_trains_one_step(tmp_path):
 
 
 def test_evaluation_in_chunks_gives_the_same_loss_and_accuracy_as_one_pass(tmp_path):
-    t = Trainer(workload(tmp_path), Config("c", "cnn", (("channels", 8), ("depth", 2), ("kernel", 5))),
-                batch_size=32)
+    t = Trainer(
+        workload(tmp_path), Config("c", "cnn", (("channels", 8), ("depth", 2), ("kernel", 5))), batch_size=32
+    )
     for _ in range(5):
         t.step()
     whole, chunked = t.evaluate(chunk=4096), t.evaluate(chunk=64)  # 240 samples: one pass, four chunks
@@ -56,10 +59,13 @@ def test_a_batch_change_rescales_adams_second_moments_and_leaves_sgd_alone(tmp_p
     adam.set_batch_size(128)
     sgd.set_batch_size(128)
     after = [s["exp_avg_sq"] for s in adam.optimizer.state.values()]
-    assert before and all(torch.allclose(a, b * 0.25) for a, b in zip(after, before))
-    assert all(torch.equal(a, s["momentum_buffer"]) for a, s in zip(momenta, sgd.optimizer.state.values()))
+    assert before and all(torch.allclose(a, b * 0.25) for a, b in zip(after, before, strict=False))
+    assert all(
+        torch.equal(a, s["momentum_buffer"])
+        for a, s in zip(momenta, sgd.optimizer.state.values(), strict=False)
+    )
     adam.set_batch_size(128)  # no change, no rescale
-    assert all(torch.allclose(a, b * 0.25) for a, b in zip(after, before))
+    assert all(torch.allclose(a, b * 0.25) for a, b in zip(after, before, strict=False))
 
 
 def test_resume_from_checkpoint_continues_identically(tmp_path):
@@ -97,7 +103,7 @@ def test_truncated_checkpoint_is_skipped_for_the_previous_one(tmp_path):
         save_checkpoint(folder, {"trainer": {"i": torch.tensor([i])}, "run": {"stage": i}}, keep=3)
     newest = checkpoint_paths(folder)[-1]
     newest.write_bytes(newest.read_bytes()[:50])
-    state, path = load_latest(folder)
+    state, _path = load_latest(folder)
     assert state["run"]["stage"] == 1
     assert not newest.exists() and newest.with_suffix(".damaged").exists()
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -55,8 +56,13 @@ def _digits(seed: int, cache_dir: Path) -> Any:
 FACTORIES = [
     pytest.param(_mnist1d, id="mnist1d"),
     pytest.param(_stdlib_lm, id="stdlib_lm"),
-    pytest.param(_digits, id="digits-example", marks=pytest.mark.skipif(
-        not EXAMPLE.is_file(), reason=f"the user example {EXAMPLE.name} is not in this checkout yet")),
+    pytest.param(
+        _digits,
+        id="digits-example",
+        marks=pytest.mark.skipif(
+            not EXAMPLE.is_file(), reason=f"the user example {EXAMPLE.name} is not in this checkout yet"
+        ),
+    ),
 ]
 
 
@@ -84,10 +90,15 @@ def make(request: pytest.FixtureRequest, cache_dir: Path) -> Callable[..., Any]:
 def default_configs(workload: Any) -> list[Config]:
     """One config per declared family, every parameter at its declared default."""
     info = workload.info
-    return [Config(f"{f.name}-default", f.name,
-                   tuple((p.name, p.default) for p in f.params if p.default is not None),
-                   lr=info.lr.default if info.lr.default is not None else 1e-3)
-            for f in info.families]
+    return [
+        Config(
+            f"{f.name}-default",
+            f.name,
+            tuple((p.name, p.default) for p in f.params if p.default is not None),
+            lr=info.lr.default if info.lr.default is not None else 1e-3,
+        )
+        for f in info.families
+    ]
 
 
 def first_items(dataset: Any, n: int) -> list[Any]:
@@ -102,7 +113,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor):
         return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
     if isinstance(a, (list, tuple)):
-        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=False))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     return a == b

@@ -21,17 +21,26 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 from paretrain.planner.errors import SpecError
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import HardwareSpec
 
-__all__ = ["LocalDevice", "Offer", "local_offers", "parse_catalog", "builtin_catalog_text", "CATALOG_COLUMNS",
-           "LOCAL_PRICE_SOURCE"]
+__all__ = [
+    "CATALOG_COLUMNS",
+    "LOCAL_PRICE_SOURCE",
+    "LocalDevice",
+    "Offer",
+    "builtin_catalog_text",
+    "local_offers",
+    "parse_catalog",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class LocalDevice:
@@ -48,16 +57,30 @@ class LocalDevice:
     precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
-
 CATALOG_COLUMNS = (
-    "provider", "instance_type", "accelerator", "accelerator_count", "vcpus", "memory_gib",
-    "price_usd_per_h", "spot_price_usd_per_h", "peak_tflops_fp32", "peak_tflops_bf16",
-    "mem_bw_gbps", "spot_interruption_per_h", "billing_increment_s", "billing_minimum_s", "source", "as_of",
+    "provider",
+    "instance_type",
+    "accelerator",
+    "accelerator_count",
+    "vcpus",
+    "memory_gib",
+    "price_usd_per_h",
+    "spot_price_usd_per_h",
+    "peak_tflops_fp32",
+    "peak_tflops_bf16",
+    "mem_bw_gbps",
+    "spot_interruption_per_h",
+    "billing_increment_s",
+    "billing_minimum_s",
+    "source",
+    "as_of",
 )
 
-LOCAL_PRICE_SOURCE = ("spec hardware.prices (default: AWS EC2 c6i.large on-demand, us-east-1, "
-                      "$0.085/h for 2 vCPU = $0.0425 per vCPU-hour, aws.amazon.com/ec2/pricing/on-demand, "
-                      "read 2026-11-28)")
+LOCAL_PRICE_SOURCE = (
+    "spec hardware.prices (default: AWS EC2 c6i.large on-demand, us-east-1, "
+    "$0.085/h for 2 vCPU = $0.0425 per vCPU-hour, aws.amazon.com/ec2/pricing/on-demand, "
+    "read 2026-11-28)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +142,7 @@ class Offer:
         return self.price_usd_per_h / 3600.0
 
 
-def local_offers(devices: Sequence[LocalDevice], hw: "HardwareSpec") -> list[Offer]:
+def local_offers(devices: Sequence[LocalDevice], hw: HardwareSpec) -> list[Offer]:
     """Offers for the local devices, priced per vCPU-hour (CPU) or GPU-hour from the spec."""
     if hw.local == "none":
         return []
@@ -129,17 +152,32 @@ def local_offers(devices: Sequence[LocalDevice], hw: "HardwareSpec") -> list[Off
             price = d.vcpus * hw.cpu_vcpu_usd_per_h
         else:
             price = hw.gpu_usd_per_h
-        out.append(Offer(id=d.id, provider="local", kind=d.kind, price_usd_per_h=price,
-                         memory_gib=d.memory_gib, vcpus=d.vcpus, accelerator=d.accelerator,
-                         accelerator_count=1 if d.kind == "gpu" else 0, local=True,
-                         threads=d.threads, device="cpu" if d.kind == "cpu" else d.id.split("/", 1)[1],
-                         source=LOCAL_PRICE_SOURCE, as_of="2026-11-28", billing_increment_s=1.0))
+        out.append(
+            Offer(
+                id=d.id,
+                provider="local",
+                kind=d.kind,
+                price_usd_per_h=price,
+                memory_gib=d.memory_gib,
+                vcpus=d.vcpus,
+                accelerator=d.accelerator,
+                accelerator_count=1 if d.kind == "gpu" else 0,
+                local=True,
+                threads=d.threads,
+                device="cpu" if d.kind == "cpu" else d.id.split("/", 1)[1],
+                source=LOCAL_PRICE_SOURCE,
+                as_of="2026-11-28",
+                billing_increment_s=1.0,
+            )
+        )
     return out
 
 
 def builtin_catalog_text() -> str:
     """The shipped catalog CSV (``paretrain/planner/inputs/data/catalog.csv``)."""
-    return resources.files("paretrain.planner.inputs.data").joinpath("catalog.csv").read_text(encoding="utf-8")
+    return (
+        resources.files("paretrain.planner.inputs.data").joinpath("catalog.csv").read_text(encoding="utf-8")
+    )
 
 
 def parse_catalog(text: str, where: str = "catalog.csv") -> list[Offer]:
@@ -147,36 +185,65 @@ def parse_catalog(text: str, where: str = "catalog.csv") -> list[Offer]:
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in CATALOG_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
-        raise SpecError(where, "header", "must name every catalog column", missing,
-                        f"add the columns {', '.join(missing)}")
+        raise SpecError(
+            where,
+            "header",
+            "must name every catalog column",
+            missing,
+            f"add the columns {', '.join(missing)}",
+        )
     offers: list[Offer] = []
     for line, row in enumerate(reader, start=2):
+
         def num(col: str, row: dict[str, str] = row, line: int = line) -> float:
             try:
                 value = float(row[col]) if row[col] not in ("", None) else 0.0
             except ValueError:
-                raise SpecError(where, f"line {line}.{col}", "must be a number", row[col],
-                                "write a plain number") from None
+                raise SpecError(
+                    where, f"line {line}.{col}", "must be a number", row[col], "write a plain number"
+                ) from None
             if not math.isfinite(value) or value < 0:
-                raise SpecError(where, f"line {line}.{col}", "must be a finite number >= 0", row[col],
-                                "write a non-negative number")
+                raise SpecError(
+                    where,
+                    f"line {line}.{col}",
+                    "must be a finite number >= 0",
+                    row[col],
+                    "write a non-negative number",
+                )
             return value
 
         count = int(num("accelerator_count"))
         kind = "gpu" if count > 0 else "cpu"
         mem = num("memory_gib")
-        base = dict(provider=row["provider"], kind=kind, memory_gib=mem, vcpus=int(num("vcpus")),
-                    accelerator=row["accelerator"], accelerator_count=count,
-                    peak_tflops_fp32=num("peak_tflops_fp32"), peak_tflops_bf16=num("peak_tflops_bf16"),
-                    mem_bw_gbps=num("mem_bw_gbps"), source=row["source"], as_of=row["as_of"],
-                    storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
-                    egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
-                    switch_s=float(row.get("switch_s") or 0.0),
-                    billing_increment_s=num("billing_increment_s"), billing_minimum_s=num("billing_minimum_s"))
+        base = dict(
+            provider=row["provider"],
+            kind=kind,
+            memory_gib=mem,
+            vcpus=int(num("vcpus")),
+            accelerator=row["accelerator"],
+            accelerator_count=count,
+            peak_tflops_fp32=num("peak_tflops_fp32"),
+            peak_tflops_bf16=num("peak_tflops_bf16"),
+            mem_bw_gbps=num("mem_bw_gbps"),
+            source=row["source"],
+            as_of=row["as_of"],
+            storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
+            egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
+            switch_s=float(row.get("switch_s") or 0.0),
+            billing_increment_s=num("billing_increment_s"),
+            billing_minimum_s=num("billing_minimum_s"),
+        )
         oid = f"{row['provider']}/{row['instance_type']}"
         offers.append(Offer(id=oid, price_usd_per_h=num("price_usd_per_h"), **base))
         spot = num("spot_price_usd_per_h")
         if spot > 0:
-            offers.append(Offer(id=f"{oid}:spot", price_usd_per_h=spot, spot=True,
-                                interruption_per_h=num("spot_interruption_per_h"), **base))
+            offers.append(
+                Offer(
+                    id=f"{oid}:spot",
+                    price_usd_per_h=spot,
+                    spot=True,
+                    interruption_per_h=num("spot_interruption_per_h"),
+                    **base,
+                )
+            )
     return offers

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Metric", "DIRECTIONS", "ACCURACY"]
+__all__ = ["ACCURACY", "DIRECTIONS", "Metric"]
 
 DIRECTIONS = ("maximize", "minimize")
 

@@ -13,12 +13,13 @@ tree of fields and returns plain Python values with defaults filled in, or raise
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from paretrain.planner.errors import SpecError
 
-__all__ = ["Field", "REQUIRED", "check", "to_json_schema"]
+__all__ = ["REQUIRED", "Field", "check", "to_json_schema"]
 
 
 class _Required:
@@ -29,8 +30,15 @@ class _Required:
 REQUIRED: Any = _Required()
 
 _KINDS = ("str", "int", "number", "bool", "list", "section", "map", "any")
-_JSON_TYPE = {"str": "string", "int": "integer", "number": "number", "bool": "boolean",
-              "list": "array", "section": "object", "map": "object"}
+_JSON_TYPE = {
+    "str": "string",
+    "int": "integer",
+    "number": "number",
+    "bool": "boolean",
+    "list": "array",
+    "section": "object",
+    "map": "object",
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,8 @@ class Field:
     maximum: float | None = None
     exclusive_minimum: bool = False
     choices: tuple[Any, ...] | None = None
-    items: "Field | None" = None
-    fields: Mapping[str, "Field"] | None = None
+    items: Field | None = None
+    fields: Mapping[str, Field] | None = None
     nonempty: bool = False
     nullable: bool = False
     help: str = ""
@@ -127,14 +135,17 @@ def _check_section(value: Any, spec: Field, where: str, path: str) -> dict[str, 
     for key in value:
         if key not in fields:
             dotted = f"{path}.{key}" if path else str(key)
-            raise SpecError(where, dotted, "is not a known key", key,
-                            f"remove it or use one of: {', '.join(fields)}")
+            raise SpecError(
+                where, dotted, "is not a known key", key, f"remove it or use one of: {', '.join(fields)}"
+            )
     for key, sub in fields.items():
         dotted = f"{path}.{key}" if path else key
         if key in value:
             out[key] = check(value[key], sub, where, dotted)
         elif sub.default is REQUIRED:
-            raise _fail(where, dotted, "is required", None, sub, sub.fix or f"add '{dotted}' {sub.help}".rstrip())
+            raise _fail(
+                where, dotted, "is required", None, sub, sub.fix or f"add '{dotted}' {sub.help}".rstrip()
+            )
         elif sub.kind == "section" and isinstance(sub.default, dict):
             out[key] = check(sub.default, sub, where, dotted)
         else:

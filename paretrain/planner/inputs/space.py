@@ -11,10 +11,11 @@ data; the spec validates configurations against it and the search samples from i
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["Param", "Family", "WorkloadInfo", "Config", "OPTIMIZERS"]
+__all__ = ["OPTIMIZERS", "Config", "Family", "Param", "WorkloadInfo"]
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -95,11 +96,14 @@ class WorkloadInfo:
         names = [m for m, _ in self.metrics]
         for name, direction in self.metrics:
             if direction not in ("maximize", "minimize"):
-                raise ValueError(f"workload {self.name}: metric {name} direction must be maximize or "
-                                 f"minimize, but got {direction!r}")
+                raise ValueError(
+                    f"workload {self.name}: metric {name} direction must be maximize or "
+                    f"minimize, but got {direction!r}"
+                )
         if self.target not in names:
-            raise ValueError(f"workload {self.name}: `target` must be one of its metrics {names}, but "
-                             f"got {self.target!r}")
+            raise ValueError(
+                f"workload {self.name}: `target` must be one of its metrics {names}, but got {self.target!r}"
+            )
         if not self.families:
             raise ValueError(f"workload {self.name}: `families` must not be empty")
 
@@ -159,15 +163,26 @@ class Config:
         return self.lr * (ratio if self.optimizer == "sgd" else math.sqrt(ratio))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "family": self.family, **dict(self.params),
-                "optimizer": self.optimizer, "lr": self.lr, "weight_decay": self.weight_decay,
-                "base_batch": self.base_batch}
+        return {
+            "id": self.id,
+            "family": self.family,
+            **dict(self.params),
+            "optimizer": self.optimizer,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "base_batch": self.base_batch,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         fixed = {"id", "family", "optimizer", "lr", "weight_decay", "base_batch"}
         params = tuple((k, v) for k, v in data.items() if k not in fixed)
-        return cls(id=data["id"], family=data["family"], params=params,
-                   optimizer=data.get("optimizer", "adam"), lr=float(data.get("lr", 1e-3)),
-                   weight_decay=float(data.get("weight_decay", 0.0)),
-                   base_batch=int(data.get("base_batch", 32)))
+        return cls(
+            id=data["id"],
+            family=data["family"],
+            params=params,
+            optimizer=data.get("optimizer", "adam"),
+            lr=float(data.get("lr", 1e-3)),
+            weight_decay=float(data.get("weight_decay", 0.0)),
+            base_batch=int(data.get("base_batch", 32)),
+        )

@@ -15,25 +15,43 @@ import fnmatch
 import hashlib
 import json
 import math
-import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 from paretrain.planner.errors import InputError, SpecError
-from paretrain.planner.inputs.schema import Field, check, to_json_schema
-from paretrain.planner.inputs.spec_workload import check_workload_name, workload_section
-from paretrain.planner.inputs.spec_fields import DEFAULT_CPU_PRICE, DEFAULT_GPU_PRICE, SPEC_FIELDS, SPEC_SCHEMA
 from paretrain.planner.inputs.metric import Metric
+from paretrain.planner.inputs.schema import Field, check, to_json_schema
 from paretrain.planner.inputs.space import OPTIMIZERS, Config, WorkloadInfo
+from paretrain.planner.inputs.spec_fields import (
+    DEFAULT_CPU_PRICE,
+    DEFAULT_GPU_PRICE,
+    SPEC_FIELDS,
+    SPEC_SCHEMA,
+)
+from paretrain.planner.inputs.spec_workload import check_workload_name, workload_section
 
 __all__ = [
-    "Spec", "WorkloadSpec", "TargetSpec", "BudgetSpec", "HardwareSpec", "SearchSpec",
-    "PlannerSpec", "RuntimeSpec", "TrackingSpec", "ConvergenceHint",
-    "parse_spec_text", "parse_spec", "spec_json_schema", "SPEC_FIELDS", "SPEC_SCHEMA", "DEFAULT_CPU_PRICE",
+    "DEFAULT_CPU_PRICE",
     "DEFAULT_GPU_PRICE",
+    "SPEC_FIELDS",
+    "SPEC_SCHEMA",
+    "BudgetSpec",
+    "ConvergenceHint",
+    "HardwareSpec",
+    "PlannerSpec",
+    "RuntimeSpec",
+    "SearchSpec",
+    "Spec",
+    "TargetSpec",
+    "TrackingSpec",
+    "WorkloadSpec",
+    "parse_spec",
+    "parse_spec_text",
+    "spec_json_schema",
 ]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
@@ -77,8 +95,10 @@ class TargetSpec:
         worse = [lv for lv in levels if m.better(self.goal, lv)]
         if worse:
             side = ">=" if m.maximize else "<="
-            raise ValueError(f"target.levels must all be {side} target.goal ({self.goal}) for a metric to "
-                             f"{self.direction}; got {worse[0]}")
+            raise ValueError(
+                f"target.levels must all be {side} target.goal ({self.goal}) for a metric to "
+                f"{self.direction}; got {worse[0]}"
+            )
         object.__setattr__(self, "levels", levels)
 
     @property
@@ -116,8 +136,10 @@ class HardwareSpec:
 
     def allows(self, offer_id: str) -> bool:
         """Whether ``allow`` names ``offer_id`` or has an fnmatch pattern that matches it."""
-        return any(fnmatch.fnmatchcase(offer_id, a) if any(c in a for c in "*?[") else offer_id == a
-                   for a in self.allow)
+        return any(
+            fnmatch.fnmatchcase(offer_id, a) if any(c in a for c in "*?[") else offer_id == a
+            for a in self.allow
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +235,9 @@ def spec_json_schema() -> dict[str, Any]:
     return to_json_schema(SPEC_FIELDS, title="paretrain spec")
 
 
-def parse_spec_text(text: str, where: str = "<spec>",
-                    workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
+def parse_spec_text(
+    text: str, where: str = "<spec>", workloads: Mapping[str, WorkloadInfo] | None = None
+) -> Spec:
     """Parse and validate a spec's YAML text; raise ``InputError``/``SpecError`` on bad input."""
     try:
         data = yaml.safe_load(text)
@@ -222,17 +245,22 @@ def parse_spec_text(text: str, where: str = "<spec>",
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise InputError(f"{where}: the spec is not valid YAML{at}: {problem}. "
-                         "To fix: correct the YAML syntax there") from None
+        raise InputError(
+            f"{where}: the spec is not valid YAML{at}: {problem}. To fix: correct the YAML syntax there"
+        ) from None
     return parse_spec(data, where, workloads)
 
 
-def parse_spec(data: Any, where: str = "<spec>",
-               workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
+def parse_spec(data: Any, where: str = "<spec>", workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
     """Validate a parsed spec mapping into a ``Spec``."""
     if data is None:
-        raise SpecError(where, "(top level)", "must be a mapping of keys to values", "an empty file",
-                        "start from 'paretrain init'")
+        raise SpecError(
+            where,
+            "(top level)",
+            "must be a mapping of keys to values",
+            "an empty file",
+            "start from 'paretrain init'",
+        )
     v = check(data, SPEC_FIELDS, where, "")
     w = v["workload"] = workload_section(v["workload"], where)
     check_workload_name(w["name"], where, workloads)
@@ -240,8 +268,13 @@ def parse_spec(data: Any, where: str = "<spec>",
     configs = tuple(_parse_config(c, i, where, info) for i, c in enumerate(v["configs"]))
     _unique([c.id for c in configs], where, "configs", "id")
     if not configs and v["search"]["trials"] == 0 and not v["convergence"]:
-        raise SpecError(where, "configs", "must not be empty when search.trials is 0", [],
-                        "list at least one model configuration, or set search.trials > 0")
+        raise SpecError(
+            where,
+            "configs",
+            "must not be empty when search.trials is 0",
+            [],
+            "list at least one model configuration, or set search.trials > 0",
+        )
     t = v["target"]
     target = _target(t, info, where)
     # the metric and direction resolved from the workload's declaration travel with the spec
@@ -252,43 +285,82 @@ def parse_spec(data: Any, where: str = "<spec>",
     h = v["hardware"]
     for i, offer in enumerate(h["allow"]):
         if not (_OFFER.match(offer) or _OFFER_PATTERN.match(offer)):
-            raise SpecError(where, f"hardware.allow[{i}]", "must look like provider/name or be a pattern",
-                            offer, "use e.g. local/cpu-1, local/cuda:0, aws/g5.xlarge, or a pattern: aws/*, "
-                            "lambda/*, *:spot, *")
+            raise SpecError(
+                where,
+                f"hardware.allow[{i}]",
+                "must look like provider/name or be a pattern",
+                offer,
+                "use e.g. local/cpu-1, local/cuda:0, aws/g5.xlarge, or a pattern: aws/*, lambda/*, *:spot, *",
+            )
     _unique(h["allow"], where, "hardware", "allow")
-    hardware = HardwareSpec(allow=tuple(h["allow"]), local=h["local"], catalog=h["catalog"],
-                            cpu_vcpu_usd_per_h=h["prices"]["cpu_vcpu_usd_per_h"],
-                            gpu_usd_per_h=h["prices"]["gpu_usd_per_h"], spot=h["spot"])
+    hardware = HardwareSpec(
+        allow=tuple(h["allow"]),
+        local=h["local"],
+        catalog=h["catalog"],
+        cpu_vcpu_usd_per_h=h["prices"]["cpu_vcpu_usd_per_h"],
+        gpu_usd_per_h=h["prices"]["gpu_usd_per_h"],
+        spot=h["spot"],
+    )
     if hardware.local == "none" and all(a.startswith("local/") for a in hardware.allow):
-        raise SpecError(where, "hardware.local", "excludes every allowed offer", "none",
-                        "set hardware.local: auto or allow catalog offers")
+        raise SpecError(
+            where,
+            "hardware.local",
+            "excludes every allowed offer",
+            "none",
+            "set hardware.local: auto or allow catalog offers",
+        )
     conv = None
     if v["convergence"]:
         conv = {k: ConvergenceHint(**c) for k, c in v["convergence"].items()}
     p = v["planner"]
     if p["stages"] > 1 and p["stages"] > t["max_samples"]:
-        raise SpecError(where, "planner.stages", "must not exceed target.max_samples", p["stages"],
-                        "use fewer stages")
+        raise SpecError(
+            where, "planner.stages", "must not exceed target.max_samples", p["stages"], "use fewer stages"
+        )
     if p["min_workers"] > p["max_workers"]:
-        raise SpecError(where, "planner.min_workers", "must not exceed planner.max_workers", p["min_workers"],
-                        f"set it to at most {p['max_workers']}, or raise planner.max_workers")
+        raise SpecError(
+            where,
+            "planner.min_workers",
+            "must not exceed planner.max_workers",
+            p["min_workers"],
+            f"set it to at most {p['max_workers']}, or raise planner.max_workers",
+        )
     if len(p["convergence_batch_sizes"]) < 3:
-        raise SpecError(where, "planner.convergence_batch_sizes", "needs at least 3 batch sizes to fit "
-                        "E(B) = E_min (1 + B / B_noise)", p["convergence_batch_sizes"],
-                        "list 3 or more batch sizes, e.g. [16, 64, 256]")
-    planner = PlannerSpec(**{**p, "batch_sizes": tuple(sorted(set(p["batch_sizes"]))),
-                             "precisions": tuple(dict.fromkeys(p["precisions"])),
-                             "convergence_batch_sizes": tuple(sorted(set(p["convergence_batch_sizes"])))})
+        raise SpecError(
+            where,
+            "planner.convergence_batch_sizes",
+            "needs at least 3 batch sizes to fit E(B) = E_min (1 + B / B_noise)",
+            p["convergence_batch_sizes"],
+            "list 3 or more batch sizes, e.g. [16, 64, 256]",
+        )
+    planner = PlannerSpec(
+        **{
+            **p,
+            "batch_sizes": tuple(sorted(set(p["batch_sizes"]))),
+            "precisions": tuple(dict.fromkeys(p["precisions"])),
+            "convergence_batch_sizes": tuple(sorted(set(p["convergence_batch_sizes"]))),
+        }
+    )
     s = v["search"]
     search = SearchSpec(**s)
     canonical = json.dumps(v, sort_keys=True, separators=(",", ":"))
     return Spec(
-        path=where, name=v["name"], workload=WorkloadSpec(**{**w, "args": dict(w["args"])}), configs=configs,
+        path=where,
+        name=v["name"],
+        workload=WorkloadSpec(**{**w, "args": dict(w["args"])}),
+        configs=configs,
         target=target,
-        budget=budget, deadline_s=v["deadline_s"], hardware=hardware, profiles=tuple(v["profiles"]),
-        convergence=conv, search=search, planner=planner, runtime=RuntimeSpec(**{**v["runtime"], "events": tuple(v["runtime"]["events"])}),
+        budget=budget,
+        deadline_s=v["deadline_s"],
+        hardware=hardware,
+        profiles=tuple(v["profiles"]),
+        convergence=conv,
+        search=search,
+        planner=planner,
+        runtime=RuntimeSpec(**{**v["runtime"], "events": tuple(v["runtime"]["events"])}),
         tracking=TrackingSpec(**v["tracking"]),
-        digest=hashlib.sha256(canonical.encode()).hexdigest(), data=v,
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        data=v,
     )
 
 
@@ -297,17 +369,28 @@ def _budget(b: Mapping[str, Any], env: Mapping[str, Any], where: str) -> BudgetS
     given = {k: env[k] for k in ("profile", "search", "train") if env[k] is not None}
     rest = total - sum(given.values())
     if rest < -1e-12:
-        raise SpecError(where, "budget.envelopes", f"must sum to at most total_usd ({total:g})",
-                        sum(given.values()), "lower the envelopes or raise budget.total_usd")
+        raise SpecError(
+            where,
+            "budget.envelopes",
+            f"must sum to at most total_usd ({total:g})",
+            sum(given.values()),
+            "lower the envelopes or raise budget.total_usd",
+        )
     # Unset envelopes share what is left: profiling and search get a fifth each, training the rest.
     missing = [k for k in ("profile", "search", "train") if k not in given]
     shares = {"profile": 0.2, "search": 0.2, "train": 0.6}
     weight = sum(shares[k] for k in missing)
     for k in missing:
         given[k] = max(rest, 0.0) * shares[k] / weight
-    return BudgetSpec(total_usd=total, profile_usd=given["profile"], search_usd=given["search"],
-                      train_usd=given["train"], approval_above_usd=b["approval_above_usd"],
-                      project_ceiling_usd=b["project_ceiling_usd"], period=b["period"])
+    return BudgetSpec(
+        total_usd=total,
+        profile_usd=given["profile"],
+        search_usd=given["search"],
+        train_usd=given["train"],
+        approval_above_usd=b["approval_above_usd"],
+        project_ceiling_usd=b["project_ceiling_usd"],
+        period=b["period"],
+    )
 
 
 def _target(t: Mapping[str, Any], info: WorkloadInfo | None, where: str) -> TargetSpec:
@@ -315,68 +398,128 @@ def _target(t: Mapping[str, Any], info: WorkloadInfo | None, where: str) -> Targ
     metric = t["metric"] or (info.target if info is not None else "val_accuracy")
     declared = info.direction(metric) if info is not None else None
     if info is not None and declared is None:
-        raise SpecError(where, "target.metric", "is not a metric this workload reports", metric,
-                        f"use one of: {', '.join(m for m, _ in info.metrics)}")
+        raise SpecError(
+            where,
+            "target.metric",
+            "is not a metric this workload reports",
+            metric,
+            f"use one of: {', '.join(m for m, _ in info.metrics)}",
+        )
     direction = t["direction"] or declared or "maximize"
     if declared is not None and direction != declared:
-        raise SpecError(where, "target.direction", f"must match the workload's declaration for {metric}",
-                        direction, f"use {declared}, or leave target.direction out")
+        raise SpecError(
+            where,
+            "target.direction",
+            f"must match the workload's declaration for {metric}",
+            direction,
+            f"use {declared}, or leave target.direction out",
+        )
     if "accuracy" in metric:
         for name, value in [("goal", t["goal"])] + [(f"levels[{i}]", x) for i, x in enumerate(t["levels"])]:
             if not 0 < value <= 1:
-                raise SpecError(where, f"target.{name}", "must be an accuracy in (0, 1]", value,
-                                "give a validation accuracy such as 0.8")
+                raise SpecError(
+                    where,
+                    f"target.{name}",
+                    "must be an accuracy in (0, 1]",
+                    value,
+                    "give a validation accuracy such as 0.8",
+                )
     for name, value in [("goal", t["goal"])] + [(f"levels[{i}]", x) for i, x in enumerate(t["levels"])]:
         if not math.isfinite(value):
             raise SpecError(where, f"target.{name}", "must be a finite number", value, "give a number")
     try:
-        return TargetSpec(goal=t["goal"], max_samples=t["max_samples"], levels=tuple(t["levels"]),
-                          metric=metric, direction=direction)
+        return TargetSpec(
+            goal=t["goal"],
+            max_samples=t["max_samples"],
+            levels=tuple(t["levels"]),
+            metric=metric,
+            direction=direction,
+        )
     except ValueError as err:
         side = ">=" if direction == "maximize" else "<="
-        raise SpecError(where, "target.levels", f"must all be {side} target.goal", t["levels"], str(err)) from None
+        raise SpecError(
+            where, "target.levels", f"must all be {side} target.goal", t["levels"], str(err)
+        ) from None
 
 
 def _parse_config(raw: Mapping[str, Any], i: int, where: str, info: WorkloadInfo | None) -> Config:
     path = f"configs[{i}]"
     cid = raw.get("id")
     if not isinstance(cid, str) or not _ID.match(cid):
-        raise SpecError(where, f"{path}.id", "must be a name of letters, digits, '-', '_', '.' or ':'",
-                        cid, "give each config an id such as mlp-256x2")
+        raise SpecError(
+            where,
+            f"{path}.id",
+            "must be a name of letters, digits, '-', '_', '.' or ':'",
+            cid,
+            "give each config an id such as mlp-256x2",
+        )
     family = raw.get("family")
     if not isinstance(family, str):
-        raise SpecError(where, f"{path}.family", "must be a model family name", family,
-                        f"use one of: {', '.join(info.family_names) if info else 'mlp, cnn, gru'}")
+        raise SpecError(
+            where,
+            f"{path}.family",
+            "must be a model family name",
+            family,
+            f"use one of: {', '.join(info.family_names) if info else 'mlp, cnn, gru'}",
+        )
     fixed = {"id", "family", "optimizer", "lr", "weight_decay", "base_batch"}
     params = {k: v for k, v in raw.items() if k not in fixed}
     if info is not None:
         if family not in info.family_names:
-            raise SpecError(where, f"{path}.family", "is not a family of this workload", family,
-                            f"use one of: {', '.join(info.family_names)}")
+            raise SpecError(
+                where,
+                f"{path}.family",
+                "is not a family of this workload",
+                family,
+                f"use one of: {', '.join(info.family_names)}",
+            )
         fam = info.family(family)
         for key, value in params.items():
             if key not in fam.names:
-                raise SpecError(where, f"{path}.{key}", f"is not a parameter of family {family}", key,
-                                f"use only: {', '.join(fam.names + tuple(sorted(fixed - {'id', 'family'})))}")
+                raise SpecError(
+                    where,
+                    f"{path}.{key}",
+                    f"is not a parameter of family {family}",
+                    key,
+                    f"use only: {', '.join(fam.names + tuple(sorted(fixed - {'id', 'family'})))}",
+                )
             if not fam.param(key).admits(value):
-                raise SpecError(where, f"{path}.{key}", f"must be {fam.param(key).describe()}", value,
-                                "choose a value in that range")
+                raise SpecError(
+                    where,
+                    f"{path}.{key}",
+                    f"must be {fam.param(key).describe()}",
+                    value,
+                    "choose a value in that range",
+                )
         params = {p.name: params.get(p.name, p.default) for p in fam.params}
     opt = raw.get("optimizer", "adam")
     if opt not in OPTIMIZERS:
-        raise SpecError(where, f"{path}.optimizer", f"must be one of {', '.join(OPTIMIZERS)}", opt,
-                        "choose adam or sgd")
+        raise SpecError(
+            where, f"{path}.optimizer", f"must be one of {', '.join(OPTIMIZERS)}", opt, "choose adam or sgd"
+        )
     lr = check(raw.get("lr", 1e-3), Field("number", minimum=0, exclusive_minimum=True), where, f"{path}.lr")
     wd = check(raw.get("weight_decay", 0.0), Field("number", minimum=0), where, f"{path}.weight_decay")
     bb = check(raw.get("base_batch", 32), Field("int", minimum=1), where, f"{path}.base_batch")
-    return Config(id=cid, family=family, params=tuple(params.items()), optimizer=opt, lr=lr,
-                  weight_decay=wd, base_batch=bb)
+    return Config(
+        id=cid,
+        family=family,
+        params=tuple(params.items()),
+        optimizer=opt,
+        lr=lr,
+        weight_decay=wd,
+        base_batch=bb,
+    )
 
 
 def _unique(values: list[str] | tuple[str, ...], where: str, path: str, key: str) -> None:
     seen: set[str] = set()
     for i, value in enumerate(values):
         if value in seen:
-            raise SpecError(where, f"{path}[{i}].{key}" if key != "allow" else f"{path}.allow[{i}]",
-                            "must be unique", value, "remove or rename the duplicate")
+            raise SpecError(
+                where,
+                f"{path}[{i}].{key}" if key != "allow" else f"{path}.allow[{i}]",
+                "must be unique",
+                value,
+                "remove or rename the duplicate",
+            )
         seen.add(value)

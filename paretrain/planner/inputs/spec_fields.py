@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from paretrain.planner.inputs.schema import Field
 
-__all__ = ["SPEC_FIELDS", "SPEC_SCHEMA", "DEFAULT_CPU_PRICE", "DEFAULT_GPU_PRICE"]
+__all__ = ["DEFAULT_CPU_PRICE", "DEFAULT_GPU_PRICE", "SPEC_FIELDS", "SPEC_SCHEMA"]
 
 SPEC_SCHEMA = "paretrain.spec/1"
 
@@ -23,148 +23,339 @@ _num = lambda **kw: Field("number", **kw)  # noqa: E731 - table shorthand
 _int = lambda **kw: Field("int", **kw)  # noqa: E731
 
 
-_CONFIG_FIELD = Field("map", items=Field("any"), help="a model configuration",
-                      fix="give id, family and that family's parameters")
+_CONFIG_FIELD = Field(
+    "map",
+    items=Field("any"),
+    help="a model configuration",
+    fix="give id, family and that family's parameters",
+)
 
-SPEC_FIELDS = Field("section", fields={
-    "schema": Field("str", default=SPEC_SCHEMA, choices=(SPEC_SCHEMA,), help="the spec format version"),
-    "name": Field("str", nonempty=True, help="a name for this spec (also the MLflow experiment)",
-                  fix="add a line 'name: my-experiment'"),
-    "workload": Field("section", fields={
-        "name": Field("str", default=None, nullable=True,
-                      help="a built-in workload (mnist1d, stdlib_lm) or python:pkg.module:factory",
-                      fix="name the workload, e.g. 'workload: {name: mnist1d}', "
-                          "'workload: {python: my_pkg.train:make_workload}' or "
-                          "'workload: {file: ./my_workload.py, factory: make_workload}'"),
-        "python": Field("str", default=None, nullable=True,
-                        help="your workload's factory as pkg.module:function (importable from here)"),
-        "file": Field("str", default=None, nullable=True,
-                      help="a Python file holding your workload's factory (relative to the spec)"),
-        "factory": Field("str", default="make_workload", help="the factory's name in 'file'"),
-        "args": Field("map", default={}, items=Field("any"),
-                      help="keyword arguments for your workload's factory"),
-        "samples": _int(default=10000, minimum=200, maximum=10_000_000, help="dataset size (built-ins)"),
-        "val_fraction": _num(default=0.1, minimum=0.01, maximum=0.5, help="share held out for validation"),
-        "seed": _int(default=0, minimum=0, help="data and model seed"),
-    }, help="the workload to train; there is no default", fix="add a section naming the workload, e.g. "
-       "'workload: {name: mnist1d}' (built-in) or 'workload: {python: my_pkg.train:make_workload}'"),
-    "configs": Field("list", default=[], items=_CONFIG_FIELD,
-                     help="model configurations to plan over (the search adds its own)"),
-    "target": Field("section", fields={
-        "metric": Field("str", default=None, nullable=True,
-                        help="the validation metric to reach (default: the workload's target metric)"),
-        "direction": Field("str", default=None, nullable=True, choices=("maximize", "minimize"),
-                           help="whether higher or lower is better (default: the workload's declaration)"),
-        "goal": _num(help="the metric value to reach, e.g. 0.8 for val_accuracy or 2.5 for val_bpb",
-                     fix="give the validation metric value to reach, e.g. 'goal: 0.8'"),
-        "levels": Field("list", default=[], items=_num(),
-                        help="levels the planner may aim for (at or beyond goal); empty: goal only"),
-        "max_samples": _int(minimum=1, help="the most training samples any run may use"),
-    }),
-    "budget": Field("section", fields={
-        "total_usd": _num(minimum=0, help="the most money the whole job may spend, in USD",
-                          fix="give a finite budget >= 0 in USD, e.g. 'total_usd: 0.05'"),
-        "envelopes": Field("section", default={}, fields={
-            "profile": _num(default=None, nullable=True, minimum=0),
-            "search": _num(default=None, nullable=True, minimum=0),
-            "train": _num(default=None, nullable=True, minimum=0),
-        }, help="budget per pipeline stage; unset shares split the rest"),
-        "approval_above_usd": _num(default=None, nullable=True, minimum=0,
-                                   help="a run predicted above this needs --approve"),
-        "project_ceiling_usd": _num(default=None, nullable=True, minimum=0,
-                                    help="the most all runs of the project may spend per period"),
-        "period": Field("str", default="month", choices=("day", "week", "month")),
-    }),
-    "deadline_s": _num(minimum=0, exclusive_minimum=True, help="wall-clock deadline of training, seconds",
-                       fix="give a deadline in seconds, e.g. 'deadline_s: 900'"),
-    "hardware": Field("section", default={}, fields={
-        "local": Field("str", default="auto", choices=("auto", "none")),
-        "catalog": Field("str", default="none", nonempty=True,
-                         help="builtin, none, or a path to a catalog CSV"),
-        "allow": Field("list", default=["local/cpu-1", "local/cpu-2"], nonempty=True,
-                       items=Field("str", nonempty=True),
-                       help="the offers the planner may use, by name (local/cpu-1, aws/g5.xlarge) or "
-                            "fnmatch pattern (aws/*, *:spot, *)",
-                       fix="list at least one offer, e.g. 'allow: [local/cpu-1]'"),
-        "prices": Field("section", default={}, fields={
-            "cpu_vcpu_usd_per_h": _num(default=DEFAULT_CPU_PRICE, minimum=0),
-            "gpu_usd_per_h": _num(default=DEFAULT_GPU_PRICE, minimum=0),
-        }),
-        "spot": Field("bool", default=False, help="whether spot offers may be chosen"),
-    }),
-    "profiles": Field("list", default=[], items=Field("str", nonempty=True),
-                      help="profile files measured elsewhere; they win over models"),
-    "convergence": Field("map", default=None, nullable=True, items=Field("section", fields={
-        "e_min": _num(minimum=0, exclusive_minimum=True),
-        "b_noise": _num(minimum=0, exclusive_minimum=True),
-        "accuracy": _num(minimum=0, exclusive_minimum=True, maximum=1),
-    }), help="per config id: known E_min, B_noise and accuracy (skips measuring)"),
-    "search": Field("section", default={}, fields={
-        "trials": _int(default=0, minimum=0, help="Optuna trials (0: no search)"),
-        "sampler": Field("str", default="nsga2", choices=("nsga2", "tpe", "gp")),
-        "storage": Field("str", default="sqlite:///paretrain-optuna.db", nonempty=True),
-        "seed": _int(default=0, minimum=0),
-        "space": Field("map", default={}, items=Field("any"), help="narrows the workload's space"),
-        "max_params": _int(default=None, nullable=True, minimum=1),
-        "max_memory_mb": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
-        "max_latency_ms": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
-        "trial_samples": _int(default=None, nullable=True, minimum=1,
-                              help="samples each trial may train (default: target.max_samples)"),
-        "study": Field("str", default=None, nullable=True, help="Optuna study name (default: the spec's name)"),
-        "front": _int(default=3, minimum=1, help="how many search configs (best accuracy first) feed the planner"),
-    }),
-    "planner": Field("section", default={}, fields={
-        "stages": _int(default=3, minimum=1, maximum=16),
-        "batch_sizes": Field("list", default=[16, 32, 64, 128, 256], nonempty=True,
-                             items=_int(minimum=1, maximum=1_000_000)),
-        "precisions": Field("list", default=["fp32"], nonempty=True,
-                            items=Field("str", choices=("fp32", "bf16", "fp16")),
-                            help="training precisions to plan (each profiled on the local devices "
-                                 "that train in it; fp16 scales the loss)"),
-        "max_workers": _int(default=1, minimum=1, maximum=1024,
-                            help="data-parallel workers per stage: 1, 2, 4, ... up to this"),
-        "min_workers": _int(default=1, minimum=1, maximum=1024,
-                            help="the fewest workers a stage may use (e.g. 2 with max_workers 2: "
-                                 "every stage data parallel)"),
-        "solver": Field("str", default="highs", choices=("highs", "cbc")),
-        "pareto_points": _int(default=None, nullable=True, minimum=2, maximum=1000,
-                              help="cap on the Pareto set's size (unset: the exact front)"),
-        "time_limit_s": _num(default=60.0, minimum=0, exclusive_minimum=True),
-        "confidence": _num(default=0.9, minimum=0.5, maximum=0.99,
-                           help="the quantile of cost and wall time the budget and deadline apply to"),
-        "exact_front": Field("bool", default=False,
-                             help="list every point of the exact front, also those within the prediction's spread"),
-        "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
-        "profile_steps": _int(default=50, minimum=5, maximum=10_000),
-        "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
-    }),
-    "runtime": Field("section", default={}, fields={
-        "drift_threshold": _num(default=6.0, minimum=0, exclusive_minimum=True,
-                                help="CUSUM alarm threshold (standard deviations)"),
-        "window": _int(default=10, minimum=2, help="observations that set a drift detector's baseline"),
-        "cooldown_s": _num(default=10.0, minimum=0),
-        "loader_workers": _int(default=0, minimum=0, maximum=64,
-                               help="DataLoader worker processes for datasets that are not in-memory tensors"),
-        "checkpoint_every_s": _num(default=30.0, minimum=0, exclusive_minimum=True),
-        "keep_checkpoints": _int(default=3, minimum=1),
-        "eval_every_samples": _int(default=2000, minimum=1),
-        "prefer": Field("str", default="cost", choices=("cost", "time")),
-        "adapt": Field("bool", default=True, help="replan on drift, pause through price peaks, roll back"),
-        "pause_threshold": _num(default=0.5, minimum=0, help="pause when the price is this much above the plan's"),
-        "rollback_threshold": _num(default=0.1, minimum=0,
-                                   help="roll back when validation loss worsens this much after a change"),
-        "events": Field("list", default=[], items=Field("section", fields={
-            "at_s": _num(minimum=0, help="run time (s) at which the event starts"),
-            "kind": Field("str", choices=("price", "slowdown", "preempt")),
-            "factor": _num(default=1.0, minimum=0, exclusive_minimum=True),
-            "duration_s": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
-            "hardware": Field("str", default=None, nullable=True),
-        }), help="scripted events: price x factor, step slowdown x factor, preemption"),
-        "emulate_on": Field("str", default=None, nullable=True,
-                            help="local device that runs the math of emulated offers (default: fastest CPU)"),
-    }),
-    "tracking": Field("section", default={}, fields={
-        "uri": Field("str", default=None, nullable=True, help="MLflow tracking URI"),
-        "experiment": Field("str", default=None, nullable=True, help="MLflow experiment (default: name)"),
-    }),
-})
+SPEC_FIELDS = Field(
+    "section",
+    fields={
+        "schema": Field("str", default=SPEC_SCHEMA, choices=(SPEC_SCHEMA,), help="the spec format version"),
+        "name": Field(
+            "str",
+            nonempty=True,
+            help="a name for this spec (also the MLflow experiment)",
+            fix="add a line 'name: my-experiment'",
+        ),
+        "workload": Field(
+            "section",
+            fields={
+                "name": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    help="a built-in workload (mnist1d, stdlib_lm) or python:pkg.module:factory",
+                    fix="name the workload, e.g. 'workload: {name: mnist1d}', "
+                    "'workload: {python: my_pkg.train:make_workload}' or "
+                    "'workload: {file: ./my_workload.py, factory: make_workload}'",
+                ),
+                "python": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    help="your workload's factory as pkg.module:function (importable from here)",
+                ),
+                "file": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    help="a Python file holding your workload's factory (relative to the spec)",
+                ),
+                "factory": Field("str", default="make_workload", help="the factory's name in 'file'"),
+                "args": Field(
+                    "map",
+                    default={},
+                    items=Field("any"),
+                    help="keyword arguments for your workload's factory",
+                ),
+                "samples": _int(
+                    default=10000, minimum=200, maximum=10_000_000, help="dataset size (built-ins)"
+                ),
+                "val_fraction": _num(
+                    default=0.1, minimum=0.01, maximum=0.5, help="share held out for validation"
+                ),
+                "seed": _int(default=0, minimum=0, help="data and model seed"),
+            },
+            help="the workload to train; there is no default",
+            fix="add a section naming the workload, e.g. "
+            "'workload: {name: mnist1d}' (built-in) or 'workload: {python: my_pkg.train:make_workload}'",
+        ),
+        "configs": Field(
+            "list",
+            default=[],
+            items=_CONFIG_FIELD,
+            help="model configurations to plan over (the search adds its own)",
+        ),
+        "target": Field(
+            "section",
+            fields={
+                "metric": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    help="the validation metric to reach (default: the workload's target metric)",
+                ),
+                "direction": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    choices=("maximize", "minimize"),
+                    help="whether higher or lower is better (default: the workload's declaration)",
+                ),
+                "goal": _num(
+                    help="the metric value to reach, e.g. 0.8 for val_accuracy or 2.5 for val_bpb",
+                    fix="give the validation metric value to reach, e.g. 'goal: 0.8'",
+                ),
+                "levels": Field(
+                    "list",
+                    default=[],
+                    items=_num(),
+                    help="levels the planner may aim for (at or beyond goal); empty: goal only",
+                ),
+                "max_samples": _int(minimum=1, help="the most training samples any run may use"),
+            },
+        ),
+        "budget": Field(
+            "section",
+            fields={
+                "total_usd": _num(
+                    minimum=0,
+                    help="the most money the whole job may spend, in USD",
+                    fix="give a finite budget >= 0 in USD, e.g. 'total_usd: 0.05'",
+                ),
+                "envelopes": Field(
+                    "section",
+                    default={},
+                    fields={
+                        "profile": _num(default=None, nullable=True, minimum=0),
+                        "search": _num(default=None, nullable=True, minimum=0),
+                        "train": _num(default=None, nullable=True, minimum=0),
+                    },
+                    help="budget per pipeline stage; unset shares split the rest",
+                ),
+                "approval_above_usd": _num(
+                    default=None, nullable=True, minimum=0, help="a run predicted above this needs --approve"
+                ),
+                "project_ceiling_usd": _num(
+                    default=None,
+                    nullable=True,
+                    minimum=0,
+                    help="the most all runs of the project may spend per period",
+                ),
+                "period": Field("str", default="month", choices=("day", "week", "month")),
+            },
+        ),
+        "deadline_s": _num(
+            minimum=0,
+            exclusive_minimum=True,
+            help="wall-clock deadline of training, seconds",
+            fix="give a deadline in seconds, e.g. 'deadline_s: 900'",
+        ),
+        "hardware": Field(
+            "section",
+            default={},
+            fields={
+                "local": Field("str", default="auto", choices=("auto", "none")),
+                "catalog": Field(
+                    "str", default="none", nonempty=True, help="builtin, none, or a path to a catalog CSV"
+                ),
+                "allow": Field(
+                    "list",
+                    default=["local/cpu-1", "local/cpu-2"],
+                    nonempty=True,
+                    items=Field("str", nonempty=True),
+                    help="the offers the planner may use, by name (local/cpu-1, aws/g5.xlarge) or "
+                    "fnmatch pattern (aws/*, *:spot, *)",
+                    fix="list at least one offer, e.g. 'allow: [local/cpu-1]'",
+                ),
+                "prices": Field(
+                    "section",
+                    default={},
+                    fields={
+                        "cpu_vcpu_usd_per_h": _num(default=DEFAULT_CPU_PRICE, minimum=0),
+                        "gpu_usd_per_h": _num(default=DEFAULT_GPU_PRICE, minimum=0),
+                    },
+                ),
+                "spot": Field("bool", default=False, help="whether spot offers may be chosen"),
+            },
+        ),
+        "profiles": Field(
+            "list",
+            default=[],
+            items=Field("str", nonempty=True),
+            help="profile files measured elsewhere; they win over models",
+        ),
+        "convergence": Field(
+            "map",
+            default=None,
+            nullable=True,
+            items=Field(
+                "section",
+                fields={
+                    "e_min": _num(minimum=0, exclusive_minimum=True),
+                    "b_noise": _num(minimum=0, exclusive_minimum=True),
+                    "accuracy": _num(minimum=0, exclusive_minimum=True, maximum=1),
+                },
+            ),
+            help="per config id: known E_min, B_noise and accuracy (skips measuring)",
+        ),
+        "search": Field(
+            "section",
+            default={},
+            fields={
+                "trials": _int(default=0, minimum=0, help="Optuna trials (0: no search)"),
+                "sampler": Field("str", default="nsga2", choices=("nsga2", "tpe", "gp")),
+                "storage": Field("str", default="sqlite:///paretrain-optuna.db", nonempty=True),
+                "seed": _int(default=0, minimum=0),
+                "space": Field("map", default={}, items=Field("any"), help="narrows the workload's space"),
+                "max_params": _int(default=None, nullable=True, minimum=1),
+                "max_memory_mb": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+                "max_latency_ms": _num(default=None, nullable=True, minimum=0, exclusive_minimum=True),
+                "trial_samples": _int(
+                    default=None,
+                    nullable=True,
+                    minimum=1,
+                    help="samples each trial may train (default: target.max_samples)",
+                ),
+                "study": Field(
+                    "str", default=None, nullable=True, help="Optuna study name (default: the spec's name)"
+                ),
+                "front": _int(
+                    default=3,
+                    minimum=1,
+                    help="how many search configs (best accuracy first) feed the planner",
+                ),
+            },
+        ),
+        "planner": Field(
+            "section",
+            default={},
+            fields={
+                "stages": _int(default=3, minimum=1, maximum=16),
+                "batch_sizes": Field(
+                    "list",
+                    default=[16, 32, 64, 128, 256],
+                    nonempty=True,
+                    items=_int(minimum=1, maximum=1_000_000),
+                ),
+                "precisions": Field(
+                    "list",
+                    default=["fp32"],
+                    nonempty=True,
+                    items=Field("str", choices=("fp32", "bf16", "fp16")),
+                    help="training precisions to plan (each profiled on the local devices "
+                    "that train in it; fp16 scales the loss)",
+                ),
+                "max_workers": _int(
+                    default=1,
+                    minimum=1,
+                    maximum=1024,
+                    help="data-parallel workers per stage: 1, 2, 4, ... up to this",
+                ),
+                "min_workers": _int(
+                    default=1,
+                    minimum=1,
+                    maximum=1024,
+                    help="the fewest workers a stage may use (e.g. 2 with max_workers 2: "
+                    "every stage data parallel)",
+                ),
+                "solver": Field("str", default="highs", choices=("highs", "cbc")),
+                "pareto_points": _int(
+                    default=None,
+                    nullable=True,
+                    minimum=2,
+                    maximum=1000,
+                    help="cap on the Pareto set's size (unset: the exact front)",
+                ),
+                "time_limit_s": _num(default=60.0, minimum=0, exclusive_minimum=True),
+                "confidence": _num(
+                    default=0.9,
+                    minimum=0.5,
+                    maximum=0.99,
+                    help="the quantile of cost and wall time the budget and deadline apply to",
+                ),
+                "exact_front": Field(
+                    "bool",
+                    default=False,
+                    help="list every point of the exact front, also those within the prediction's spread",
+                ),
+                "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
+                "profile_steps": _int(default=50, minimum=5, maximum=10_000),
+                "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
+            },
+        ),
+        "runtime": Field(
+            "section",
+            default={},
+            fields={
+                "drift_threshold": _num(
+                    default=6.0,
+                    minimum=0,
+                    exclusive_minimum=True,
+                    help="CUSUM alarm threshold (standard deviations)",
+                ),
+                "window": _int(
+                    default=10, minimum=2, help="observations that set a drift detector's baseline"
+                ),
+                "cooldown_s": _num(default=10.0, minimum=0),
+                "loader_workers": _int(
+                    default=0,
+                    minimum=0,
+                    maximum=64,
+                    help="DataLoader worker processes for datasets that are not in-memory tensors",
+                ),
+                "checkpoint_every_s": _num(default=30.0, minimum=0, exclusive_minimum=True),
+                "keep_checkpoints": _int(default=3, minimum=1),
+                "eval_every_samples": _int(default=2000, minimum=1),
+                "prefer": Field("str", default="cost", choices=("cost", "time")),
+                "adapt": Field(
+                    "bool", default=True, help="replan on drift, pause through price peaks, roll back"
+                ),
+                "pause_threshold": _num(
+                    default=0.5, minimum=0, help="pause when the price is this much above the plan's"
+                ),
+                "rollback_threshold": _num(
+                    default=0.1,
+                    minimum=0,
+                    help="roll back when validation loss worsens this much after a change",
+                ),
+                "events": Field(
+                    "list",
+                    default=[],
+                    items=Field(
+                        "section",
+                        fields={
+                            "at_s": _num(minimum=0, help="run time (s) at which the event starts"),
+                            "kind": Field("str", choices=("price", "slowdown", "preempt")),
+                            "factor": _num(default=1.0, minimum=0, exclusive_minimum=True),
+                            "duration_s": _num(
+                                default=None, nullable=True, minimum=0, exclusive_minimum=True
+                            ),
+                            "hardware": Field("str", default=None, nullable=True),
+                        },
+                    ),
+                    help="scripted events: price x factor, step slowdown x factor, preemption",
+                ),
+                "emulate_on": Field(
+                    "str",
+                    default=None,
+                    nullable=True,
+                    help="local device that runs the math of emulated offers (default: fastest CPU)",
+                ),
+            },
+        ),
+        "tracking": Field(
+            "section",
+            default={},
+            fields={
+                "uri": Field("str", default=None, nullable=True, help="MLflow tracking URI"),
+                "experiment": Field(
+                    "str", default=None, nullable=True, help="MLflow experiment (default: name)"
+                ),
+            },
+        ),
+    },
+)

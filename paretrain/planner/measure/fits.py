@@ -19,15 +19,26 @@ Convergence (McCandlish et al. 2018): samples to reach an accuracy level at glob
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy.optimize import least_squares, nnls
 
-__all__ = ["StepTimeModel", "ConvergenceFit", "NoiseCurve", "LearningCurve", "fit_step_time",
-           "fit_convergence", "fit_noise_curve", "fit_learning_curve", "StageNoise", "stage_noise",
-           "stage_b_noise", "B_NOISE_CAP"]
+__all__ = [
+    "B_NOISE_CAP",
+    "ConvergenceFit",
+    "LearningCurve",
+    "NoiseCurve",
+    "StageNoise",
+    "StepTimeModel",
+    "fit_convergence",
+    "fit_learning_curve",
+    "fit_noise_curve",
+    "fit_step_time",
+    "stage_b_noise",
+    "stage_noise",
+]
 
 #: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
 B_NOISE_CAP = 1e9
@@ -66,8 +77,13 @@ def fit_step_time(points: Sequence[tuple[int, float]]) -> StepTimeModel:
     if np.any(t <= 0) or np.any(b <= 0):
         raise ValueError(f"step times and batch sizes must be > 0, but got {points}")
     if len(points) == 1:
-        return StepTimeModel(float(t[0]) * 0.5, float(t[0]) * 0.5 / float(b[0]), int(b[0]), int(b[0]),
-                             ((int(b[0]), float(t[0])),))
+        return StepTimeModel(
+            float(t[0]) * 0.5,
+            float(t[0]) * 0.5 / float(b[0]),
+            int(b[0]),
+            int(b[0]),
+            ((int(b[0]), float(t[0])),),
+        )
     slope, intercept = np.polyfit(b, t, 1)
     x0 = np.array([max(intercept, 1e-3 * t.min()), max(slope, 1e-9 * t.max())])
 
@@ -77,8 +93,9 @@ def fit_step_time(points: Sequence[tuple[int, float]]) -> StepTimeModel:
     scale = np.array([t.max(), t.max() / b.max()])
     res = least_squares(residual, x0, bounds=([1e-12, 0.0], [np.inf, np.inf]), x_scale=scale)
     alpha, beta = (float(v) for v in res.x)
-    return StepTimeModel(alpha, beta, int(b.min()), int(b.max()),
-                         tuple(sorted((int(x), float(y)) for x, y in points)))
+    return StepTimeModel(
+        alpha, beta, int(b.min()), int(b.max()), tuple(sorted((int(x), float(y)) for x, y in points))
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +106,9 @@ class ConvergenceFit:
     b_noise: float
     points: tuple[tuple[int, int], ...] = ()
     max_batch: int = 0  # the largest measured batch size that reached the level
-    crossing: float = 0.0  # log-scale spread of the measured runs' crossings (paretrain.planner.measure.uncertainty)
+    crossing: float = (
+        0.0  # log-scale spread of the measured runs' crossings (paretrain.planner.measure.uncertainty)
+    )
     crossing_dof: int = 0  # its degrees of freedom (evaluation differences)
 
     def samples(self, batch_size: float) -> float:
@@ -166,7 +185,7 @@ def slope_stderr(x: np.ndarray, y: np.ndarray, slope: float, intercept: float) -
     """Standard error of a least-squares slope (needs three or more points)."""
     resid = y - (intercept + slope * x)
     sxx = float(np.sum((x - x.mean()) ** 2))
-    return math.sqrt(float(np.sum(resid ** 2)) / (len(x) - 2) / sxx) if sxx > 0 else math.inf
+    return math.sqrt(float(np.sum(resid**2)) / (len(x) - 2) / sxx) if sxx > 0 else math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,15 +251,16 @@ def fit_learning_curve(points: Sequence[tuple[int, float]]) -> LearningCurve | N
     cap = min(1.0, best + 0.5 * (1.0 - best))
 
     def f(s: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-        return a - b * s ** -c
+        return a - b * s**-c
 
     import warnings
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # an unestimable covariance is fine: we want the curve
-            (a, b, c), _ = curve_fit(f, x, y, p0=(best, best, 0.5), bounds=([0.0, 0.0, 0.01], [cap, 1e6, 3.0]),
-                                     maxfev=5000)
+            (a, b, c), _ = curve_fit(
+                f, x, y, p0=(best, best, 0.5), bounds=([0.0, 0.0, 0.01], [cap, 1e6, 3.0]), maxfev=5000
+            )
     except (RuntimeError, ValueError):
         return None
     return LearningCurve(float(a), float(b), float(c))

@@ -6,11 +6,12 @@ closed-form curves, which makes the planner a pure function a test can check by 
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from paretrain.planner.inputs.catalog import LocalDevice
-from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 from paretrain.planner.inputs.space import Config
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
 __all__ = ["Lab", "LocalDevice"]
 
@@ -26,13 +27,21 @@ class Lab(Protocol):
         """Identifies the machine and the code doing the measuring (profile cache key)."""
         ...
 
-    def measure_steps(self, config: Config, device: str, precision: str,
-                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+    def measure_steps(
+        self, config: Config, device: str, precision: str, batch_sizes: Sequence[int], steps: int
+    ) -> StepProfile:
         """Time ``steps`` training steps at each batch size; peak memory; evaluation time."""
         ...
 
-    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+    def measure_convergence(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        max_samples: int,
+        eval_every: int,
+        device: str | None = None,
+    ) -> ConvergenceRun:
         """Train at ``batch_size`` until the top level or ``max_samples``; when each level is
         reached. ``device``: where to train (None: the lab's convergence device)."""
         ...
@@ -46,7 +55,8 @@ class Lab(Protocol):
         from launching them to their formed group, how much slower each computes while all do)."""
         ...
 
-    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
-                      big: int) -> Sequence[NoiseSample]:
+    def measure_noise(
+        self, config: Config, progress_samples: Sequence[int], small: int, big: int
+    ) -> Sequence[NoiseSample]:
         """Gradient noise scale (two-batch estimator) at points of training progress."""
         ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "SyncSample"]
+__all__ = ["ConvergenceRun", "NoiseSample", "StepProfile", "StepSample", "SyncSample"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,9 @@ class StepProfile:
     def __post_init__(self) -> None:
         if self.source not in ("measured", "modeled"):
             raise ValueError(f"`source` must be measured or modeled, but got {self.source!r}")
-        object.__setattr__(self, "samples", tuple(sorted(self.samples, key=lambda s: (s.workers, s.batch_size))))
+        object.__setattr__(
+            self, "samples", tuple(sorted(self.samples, key=lambda s: (s.workers, s.batch_size)))
+        )
 
 
 @dataclass(frozen=True, slots=True)

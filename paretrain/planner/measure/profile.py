@@ -14,22 +14,39 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import InputError
+
 # re-exported: these records lived here before paretrain.planner.measure.measurements
-from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile, StepSample, SyncSample
+from paretrain.planner.measure.measurements import (
+    ConvergenceRun,
+    NoiseSample,
+    StepProfile,
+    StepSample,
+    SyncSample,
+)
 
 if TYPE_CHECKING:
-    from paretrain.planner.measure.lab import Lab
     from paretrain.planner.inputs.space import Config
     from paretrain.planner.inputs.spec import Spec
+    from paretrain.planner.measure.lab import Lab
 
 __all__ = [
-    "StepSample", "StepProfile", "ConvergenceRun", "NoiseSample", "SyncSample", "Profile",
-    "profile_key", "build_profile", "profile_to_json", "profile_from_json", "merge_profiles",
     "PROFILE_SCHEMA",
+    "ConvergenceRun",
+    "NoiseSample",
+    "Profile",
+    "StepProfile",
+    "StepSample",
+    "SyncSample",
+    "build_profile",
+    "merge_profiles",
+    "profile_from_json",
+    "profile_key",
+    "profile_to_json",
 ]
 
 PROFILE_SCHEMA = "paretrain.profile/1"
@@ -62,11 +79,12 @@ class Profile:
         return tuple(r for r in self.convergence if r.config_id == config_id)
 
     def noise_for(self, config_id: str) -> tuple[NoiseSample, ...]:
-        return tuple(sorted((n for n in self.noise if n.config_id == config_id),
-                            key=lambda n: n.progress_samples))
+        return tuple(
+            sorted((n for n in self.noise if n.config_id == config_id), key=lambda n: n.progress_samples)
+        )
 
 
-def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"]) -> str:
+def profile_key(spec: Spec, lab_fingerprint: str, configs: Sequence[Config]) -> str:
     """The cache key: the spec content profiling depends on, the configs, the code and device."""
     relevant = {
         "workload": spec.data.get("workload"),
@@ -86,8 +104,15 @@ def profile_key(spec: "Spec", lab_fingerprint: str, configs: Sequence["Config"])
     return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
-                  progress: Progress | None = None, key: str = "", measured_at: str = "") -> Profile:
+def build_profile(
+    spec: Spec,
+    lab: Lab,
+    configs: Sequence[Config],
+    *,
+    progress: Progress | None = None,
+    key: str = "",
+    measured_at: str = "",
+) -> Profile:
     """Measure every allowed local (device, config, precision), each device's matrix-multiply
     rate, all-reduce times when several workers are allowed, and per config its convergence at
     several batch sizes and its gradient noise along training."""
@@ -105,24 +130,44 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
             for precision in spec.planner.precisions:
                 if precision not in dev.precisions:
                     continue
-                tasks.append((f"steps {cfg.id} on {dev.id} {precision}",
-                              lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
-                                  c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps)))
+                tasks.append(
+                    (
+                        f"steps {cfg.id} on {dev.id} {precision}",
+                        lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
+                            c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps
+                        ),
+                    )
+                )
     cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
     if spec.planner.max_workers > 1 and any(d.kind == "cpu" for d in local) and cores > 1:
         for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores}):
             for nbytes in (1 << 16, 1 << 20, 1 << 22):
-                tasks.append((f"all-reduce of {nbytes >> 10} KiB among {n}",
-                              lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, *lab.measure_sync(n, nb)))))
+                tasks.append(
+                    (
+                        f"all-reduce of {nbytes >> 10} KiB among {n}",
+                        lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, *lab.measure_sync(n, nb))),
+                    )
+                )
     for cfg in configs:
         if cfg.id in hints:
             continue
         for b in spec.planner.convergence_batch_sizes:
-            tasks.append((f"convergence {cfg.id} at batch {b}",
-                          lambda c=cfg, bb=b: lab.measure_convergence(
-                              c, bb, spec.target.levels, spec.target.max_samples,
-                              spec.runtime.eval_every_samples, device=fastest_cpu(steps, c.id, bb))))
-    unsupported = tuple((dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions)
+            tasks.append(
+                (
+                    f"convergence {cfg.id} at batch {b}",
+                    lambda c=cfg, bb=b: lab.measure_convergence(
+                        c,
+                        bb,
+                        spec.target.levels,
+                        spec.target.max_samples,
+                        spec.runtime.eval_every_samples,
+                        device=fastest_cpu(steps, c.id, bb),
+                    ),
+                )
+            )
+    unsupported = tuple(
+        (dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions
+    )
     noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
     total = len(tasks) + len(noise_cfgs)
     steps: list[StepProfile] = []
@@ -152,9 +197,18 @@ def build_profile(spec: "Spec", lab: "Lab", configs: Sequence["Config"], *,
         noise.extend(lab.measure_noise(cfg, noise_points(top), NOISE_SMALL_BATCH, NOISE_BIG_BATCH))
     if progress:
         progress("done", total, total)
-    return Profile(key=key, device=lab.fingerprint(), steps=tuple(steps), convergence=tuple(runs),
-                   noise=tuple(noise), measured_at=measured_at, peaks=peaks, sync=tuple(syncs),
-                   notes={"cores": cores}, unsupported=unsupported)
+    return Profile(
+        key=key,
+        device=lab.fingerprint(),
+        steps=tuple(steps),
+        convergence=tuple(runs),
+        noise=tuple(noise),
+        measured_at=measured_at,
+        peaks=peaks,
+        sync=tuple(syncs),
+        notes={"cores": cores},
+        unsupported=unsupported,
+    )
 
 
 #: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).
@@ -171,8 +225,11 @@ def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -
     for sp in steps:
         if sp.config_id != config_id or sp.precision != "fp32" or not sp.hardware.startswith("local/cpu"):
             continue
-        near = min((s for s in sp.samples if s.workers == 1), key=lambda s: abs(s.batch_size - batch_size),
-                   default=None)
+        near = min(
+            (s for s in sp.samples if s.workers == 1),
+            key=lambda s: abs(s.batch_size - batch_size),
+            default=None,
+        )
         if near is not None and (best is None or near.step_s / near.batch_size < best[0]):
             best = (near.step_s / near.batch_size, sp.hardware)
     return best[1] if best else None
@@ -181,7 +238,7 @@ def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -
 def noise_points(top: int, n: int = 6) -> list[int]:
     """Progress points (samples) for noise measurements: geometric from top/16 up to top."""
     lo = max(1, top // 16)
-    return sorted({int(round(lo * (top / lo) ** (i / (n - 1)))) for i in range(n)})
+    return sorted({round(lo * (top / lo) ** (i / (n - 1))) for i in range(n)})
 
 
 def worker_counts(max_workers: int) -> list[int]:
@@ -208,6 +265,7 @@ def merge_profiles(base: Profile, others: Iterable[Profile]) -> Profile:
 
 # -- the file format ---------------------------------------------------------------------------
 
+
 def profile_to_json(profile: Profile) -> str:
     """The profile as the text of a ``paretrain.profile/1`` file."""
     d = asdict(profile)
@@ -221,26 +279,42 @@ def profile_from_json(text: str, where: str) -> Profile:
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise InputError(f"{where}: not a readable profile ({err}). To fix: rewrite it with "
-                         "'paretrain profile'") from None
+        raise InputError(
+            f"{where}: not a readable profile ({err}). To fix: rewrite it with 'paretrain profile'"
+        ) from None
     if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InputError(f"{where}: field 'schema' must be {PROFILE_SCHEMA}; got {got!r}. To fix: "
-                         "rewrite it with 'paretrain profile'")
+        raise InputError(
+            f"{where}: field 'schema' must be {PROFILE_SCHEMA}; got {got!r}. To fix: "
+            "rewrite it with 'paretrain profile'"
+        )
     try:
         return Profile(
-            key=data["key"], device=data["device"],
-            steps=tuple(StepProfile(**{**s, "samples": tuple(StepSample(**x) for x in s["samples"])})
-                        for s in data["steps"]),
-            convergence=tuple(ConvergenceRun(**{
-                **r, "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
-                "curve": tuple((int(n), float(a)) for n, a in r["curve"])}) for r in data["convergence"]),
+            key=data["key"],
+            device=data["device"],
+            steps=tuple(
+                StepProfile(**{**s, "samples": tuple(StepSample(**x) for x in s["samples"])})
+                for s in data["steps"]
+            ),
+            convergence=tuple(
+                ConvergenceRun(
+                    **{
+                        **r,
+                        "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
+                        "curve": tuple((int(n), float(a)) for n, a in r["curve"]),
+                    }
+                )
+                for r in data["convergence"]
+            ),
             noise=tuple(NoiseSample(**n) for n in data.get("noise", [])),
-            measured_at=data.get("measured_at", ""), spend_usd=float(data.get("spend_usd", 0.0)),
-            notes=data.get("notes", {}), peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
+            measured_at=data.get("measured_at", ""),
+            spend_usd=float(data.get("spend_usd", 0.0)),
+            notes=data.get("notes", {}),
+            peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
             sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
             unsupported=tuple((str(d), str(q)) for d, q in data.get("unsupported", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise InputError(f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with "
-                         "'paretrain profile'") from None
+        raise InputError(
+            f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with 'paretrain profile'"
+        ) from None

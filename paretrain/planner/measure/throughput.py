@@ -29,8 +29,9 @@ new runs planned with it missed by 9.3%.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,8 +41,16 @@ if TYPE_CHECKING:
     from paretrain.planner.inputs.catalog import Offer
     from paretrain.planner.measure.profile import Profile, StepProfile, SyncSample
 
-__all__ = ["SyncModel", "StepModel", "step_models", "fit_sync", "modeled_sync", "instances_for",
-           "virtual_checkpoint_s", "speed_factors"]
+__all__ = [
+    "StepModel",
+    "SyncModel",
+    "fit_sync",
+    "instances_for",
+    "modeled_sync",
+    "speed_factors",
+    "step_models",
+    "virtual_checkpoint_s",
+]
 
 
 def virtual_checkpoint_s(params: int) -> float:
@@ -49,6 +58,7 @@ def virtual_checkpoint_s(params: int) -> float:
     SSD) plus weights and two optimizer slots (and 64 KiB) at 200 MB/s. The runtime's virtual
     clock charges exactly this."""
     return 0.01 + (12.0 * params + 65536) / 2e8
+
 
 #: Interconnect bandwidths (bytes/s) for modeled all-reduce, and the per-hop latency.
 NVLINK_BPS = 150e9
@@ -74,7 +84,9 @@ class SyncModel:
     def predict(self, workers: int, grad_bytes: float) -> float:
         if workers <= 1:
             return 0.0
-        return self.latency_s * (workers - 1) + 2.0 * (workers - 1) / workers * grad_bytes / self.bandwidth_bps
+        return (
+            self.latency_s * (workers - 1) + 2.0 * (workers - 1) / workers * grad_bytes / self.bandwidth_bps
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +100,13 @@ class StepModel:
     modeled: bool
     memory: Mapping[int, int]
     ckpt_s: float = 0.0
-    spread: float = 0.0  # relative pass-to-pass spread of the measured step times (paretrain.planner.measure.uncertainty)
+    spread: float = (
+        0.0  # relative pass-to-pass spread of the measured step times (paretrain.planner.measure.uncertainty)
+    )
     fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps
-    speed_factor: float = 1.0  # the convergence runs' speed over the timed passes', in ``single`` and ``eval_s``
+    speed_factor: float = (
+        1.0  # the convergence runs' speed over the timed passes', in ``single`` and ``eval_s``
+    )
 
     def predict(self, batch_size: int, workers: int = 1) -> float:
         """One step of ``workers`` data-parallel workers at per-worker ``batch_size``: the compute
@@ -99,8 +115,11 @@ class StepModel:
         if workers <= 1:
             return self.single.predict(batch_size)
         command = self.sync.latency_s * (workers - 1)
-        return (self.single.predict(batch_size) * self.sync.contention + self.sync.predict(workers, self.grad_bytes)
-                + command)
+        return (
+            self.single.predict(batch_size) * self.sync.contention
+            + self.sync.predict(workers, self.grad_bytes)
+            + command
+        )
 
     def extrapolated(self, batch_size: int, workers: int) -> bool:
         return self.single.extrapolated(batch_size) or workers > self.sync.max_workers_measured
@@ -116,7 +135,7 @@ class StepModel:
         return int(v0 + (v1 - v0) * (batch_size - b0) / (b1 - b0))
 
 
-def fit_sync(samples: Sequence["SyncSample"]) -> SyncModel | None:
+def fit_sync(samples: Sequence[SyncSample]) -> SyncModel | None:
     """Fit latency and bandwidth to measured all-reduces (least squares, both >= 0)."""
     pts = [s for s in samples if s.workers > 1 and s.seconds > 0]
     if not pts:
@@ -130,11 +149,17 @@ def fit_sync(samples: Sequence["SyncSample"]) -> SyncModel | None:
     starts = sorted(getattr(s, "start_s", 0.0) for s in pts)
     most = max(s.workers for s in pts)
     slow = sorted(getattr(s, "contention", 1.0) for s in pts if s.workers == most)
-    return SyncModel(float(lat), float(bw), most, modeled=False, rendezvous_s=float(starts[len(starts) // 2]),
-                     contention=float(slow[len(slow) // 2]))
+    return SyncModel(
+        float(lat),
+        float(bw),
+        most,
+        modeled=False,
+        rendezvous_s=float(starts[len(starts) // 2]),
+        contention=float(slow[len(slow) // 2]),
+    )
 
 
-def modeled_sync(offer: "Offer", workers: int) -> SyncModel:
+def modeled_sync(offer: Offer, workers: int) -> SyncModel:
     """The interconnect model for an offer nobody measured."""
     per_instance = max(1, offer.accelerator_count)
     if workers > per_instance:
@@ -146,19 +171,25 @@ def modeled_sync(offer: "Offer", workers: int) -> SyncModel:
     return SyncModel(HOP_LATENCY_S, bw, 1, modeled=True, rendezvous_s=offer.rendezvous_s)
 
 
-def instances_for(offer: "Offer", workers: int) -> int:
+def instances_for(offer: Offer, workers: int) -> int:
     """How many instances of ``offer`` ``workers`` workers need (GPU offers: one per GPU)."""
     if offer.kind == "gpu":
         return -(-workers // max(1, offer.accelerator_count))
     return workers  # a local CPU worker is one more process with the offer's threads
 
 
-def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Sequence[str],
-                precisions: Sequence[str], worker_counts: Sequence[int]) -> dict[tuple[str, str, str, int], StepModel]:
+def step_models(
+    profile: Profile,
+    offers: Sequence[Offer],
+    config_ids: Sequence[str],
+    precisions: Sequence[str],
+    worker_counts: Sequence[int],
+) -> dict[tuple[str, str, str, int], StepModel]:
     """A step model per (offer, config, precision, workers) that can be measured or modeled."""
     out: dict[tuple[str, str, str, int], StepModel] = {}
-    measured: dict[tuple[str, str, str], "StepProfile"] = {
-        (s.hardware, s.config_id, s.precision): s for s in profile.steps if s.source == "measured"}
+    measured: dict[tuple[str, str, str], StepProfile] = {
+        (s.hardware, s.config_id, s.precision): s for s in profile.steps if s.source == "measured"
+    }
     local_sync = fit_sync(profile.sync)
     factors = speed_factors(profile)
     for cid in config_ids:
@@ -170,7 +201,11 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                     f = factors.get(offer.id, factors.get("*", 1.0) if offer.kind == "cpu" else 1.0)
                     pts = [(s.batch_size, s.step_s * f) for s in sp.samples if s.workers == 1]
                     single, modeled = fit_step_time(pts), False
-                    eval_s, memory, params = sp.eval_s * f, {s.batch_size: s.peak_mem_bytes for s in sp.samples}, sp.param_count
+                    eval_s, memory, params = (
+                        sp.eval_s * f,
+                        {s.batch_size: s.peak_mem_bytes for s in sp.samples},
+                        sp.param_count,
+                    )
                     ckpt = sp.ckpt_s
                     spread = sum(s.spread for s in sp.samples) / max(len(sp.samples), 1)
                     fixed = sp.fixed_s
@@ -191,13 +226,22 @@ def step_models(profile: "Profile", offers: Sequence["Offer"], config_ids: Seque
                         sync = local_sync or SyncModel(0.0, 1e15, 1, False)
                     else:
                         sync = modeled_sync(offer, n)
-                    out[(offer.id, cid, q, n)] = StepModel(single, sync, 4.0 * params, eval_s,
-                                                           modeled or (n > 1 and sync.modeled), memory, ckpt,
-                                                           spread, fixed, f)
+                    out[(offer.id, cid, q, n)] = StepModel(
+                        single,
+                        sync,
+                        4.0 * params,
+                        eval_s,
+                        modeled or (n > 1 and sync.modeled),
+                        memory,
+                        ckpt,
+                        spread,
+                        fixed,
+                        f,
+                    )
     return out
 
 
-def speed_factors(profile: "Profile") -> dict[str, float]:
+def speed_factors(profile: Profile) -> dict[str, float]:
     """Per local device (and ``"*"``: all together), how its convergence runs stepped against its
     timed passes at the same batch size (the module docstring); no entry where no run compares."""
     fits: dict[tuple[str, str, str], StepTimeModel] = {}
@@ -218,16 +262,17 @@ def speed_factors(profile: "Profile") -> dict[str, float]:
     return {k: float(np.exp(a / w)) for k, (a, w) in sums.items() if w > 0}
 
 
-def _cores(profile: "Profile") -> int:
+def _cores(profile: Profile) -> int:
     return int(profile.notes.get("cores", 1)) if profile.notes else 1
 
 
-def _peak(offer: "Offer", precision: str) -> float:
+def _peak(offer: Offer, precision: str) -> float:
     return offer.peak_tflops_bf16 if precision == "bf16" else offer.peak_tflops_fp32
 
 
-def _reference(profile: "Profile", measured: Mapping[tuple[str, str, str], "StepProfile"], cid: str,
-               q: str) -> tuple["StepProfile", StepTimeModel, float] | None:
+def _reference(
+    profile: Profile, measured: Mapping[tuple[str, str, str], StepProfile], cid: str, q: str
+) -> tuple[StepProfile, StepTimeModel, float] | None:
     """The measured local device with the best throughput for (config, precision), its fitted
     model and its measured fp32 matrix-multiply rate in FLOP/s."""
     best = None

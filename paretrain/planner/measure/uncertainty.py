@@ -42,14 +42,26 @@ cost and time intervals count that too).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-__all__ = ["Interval", "StageDraw", "Uncertainty", "convergence_spread", "crossing_spread", "crossing_dof",
-           "candidate_intervals",
-           "SPEED_FLOOR", "MODELED_SPREAD", "FIT_FLOOR", "DEFAULT_FIT_SPREAD", "NOISE_CAP", "DRAWS"]
+__all__ = [
+    "DEFAULT_FIT_SPREAD",
+    "DRAWS",
+    "FIT_FLOOR",
+    "MODELED_SPREAD",
+    "NOISE_CAP",
+    "SPEED_FLOOR",
+    "Interval",
+    "StageDraw",
+    "Uncertainty",
+    "candidate_intervals",
+    "convergence_spread",
+    "crossing_dof",
+    "crossing_spread",
+]
 
 SPEED_FLOOR = 0.08
 MODELED_SPREAD = 0.25
@@ -87,23 +99,44 @@ def _z(q: float) -> float:
     """The standard normal quantile (Acklam's rational approximation, |error| < 1.2e-9)."""
     if not 0 < q < 1:
         raise ValueError(f"`0 < q < 1` must hold, but got {q}")
-    a = (-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02, 1.383577518672690e+02,
-         -3.066479806614716e+01, 2.506628277459239e+00)
-    b = (-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02, 6.680131188771972e+01,
-         -1.328068155288572e+01)
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00, -2.549732539343734e+00,
-         4.374664141464968e+00, 2.938163982698783e+00)
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00, 3.754408661907416e+00)
+    a = (
+        -3.969683028665376e01,
+        2.209460984245205e02,
+        -2.759285104469687e02,
+        1.383577518672690e02,
+        -3.066479806614716e01,
+        2.506628277459239e00,
+    )
+    b = (
+        -5.447609879822406e01,
+        1.615858368580409e02,
+        -1.556989798598866e02,
+        6.680131188771972e01,
+        -1.328068155288572e01,
+    )
+    c = (
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e00,
+        -2.549732539343734e00,
+        4.374664141464968e00,
+        2.938163982698783e00,
+    )
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
     if q < 0.02425:
         r = math.sqrt(-2 * math.log(q))
-        return (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / \
-            ((((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1)
+        return (((((c[0] * r + c[1]) * r + c[2]) * r + c[3]) * r + c[4]) * r + c[5]) / (
+            (((d[0] * r + d[1]) * r + d[2]) * r + d[3]) * r + 1
+        )
     if q > 1 - 0.02425:
         return -_z(1 - q)
     r = q - 0.5
     t = r * r
-    return (((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5]) * r / \
-        (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1)
+    return (
+        (((((a[0] * t + a[1]) * t + a[2]) * t + a[3]) * t + a[4]) * t + a[5])
+        * r
+        / (((((b[0] * t + b[1]) * t + b[2]) * t + b[3]) * t + b[4]) * t + 1)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +174,7 @@ def crossing_spread(curve: Sequence[tuple[int, float]], level: float, reached: i
     if reached <= 0 or len(curve) < 3:
         return 0.0
     quant = (eval_every / reached) / math.sqrt(6.0) if eval_every > 0 else 0.0
-    tail = [v for _, v in curve[len(curve) // 2:]]
+    tail = [v for _, v in curve[len(curve) // 2 :]]
     diffs = np.diff(np.array(tail, dtype=float))
     noise = float(np.std(diffs) / math.sqrt(2.0)) if len(diffs) >= 2 else 0.0
     near = [(math.log(s), v) for s, v in curve if s > 0 and reached / 2.5 <= s <= reached * 2.5]
@@ -152,7 +185,7 @@ def crossing_spread(curve: Sequence[tuple[int, float]], level: float, reached: i
         cross = noise / slope if slope > 0 else NOISE_CAP
     else:
         cross = 0.0
-    return float(min(math.sqrt(cross ** 2 + quant ** 2), NOISE_CAP))
+    return float(min(math.sqrt(cross**2 + quant**2), NOISE_CAP))
 
 
 def crossing_dof(curve: Sequence[tuple[int, float]]) -> int:
@@ -161,8 +194,13 @@ def crossing_dof(curve: Sequence[tuple[int, float]]) -> int:
     return max(len(curve) - len(curve) // 2 - 1, 0) if len(curve) >= 3 else 0
 
 
-def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise: float,
-                       crossing: float = 0.0, crossing_dof: int = 0) -> Uncertainty:
+def convergence_spread(
+    points: Sequence[tuple[int, int]],
+    e_min: float,
+    b_noise: float,
+    crossing: float = 0.0,
+    crossing_dof: int = 0,
+) -> Uncertainty:
     """The spread of a fit E(B) = e_min (1 + B / b_noise) to its measured points, pooled with the
     level's crossing spread ``crossing`` on ``crossing_dof`` degrees of freedom (the module
     docstring); with ``crossing_dof`` 0, never below ``crossing``."""
@@ -176,25 +214,26 @@ def convergence_spread(points: Sequence[tuple[int, int]], e_min: float, b_noise:
     if dof <= 0:
         s = max(DEFAULT_FIT_SPREAD, crossing)
     elif crossing > 0 and crossing_dof > 0:
-        s = math.sqrt((float(np.sum(resid ** 2)) + crossing_dof * crossing ** 2) / (dof + crossing_dof))
+        s = math.sqrt((float(np.sum(resid**2)) + crossing_dof * crossing**2) / (dof + crossing_dof))
     else:
-        s = max(float(np.sqrt(np.sum(resid ** 2) / dof)), crossing)
+        s = max(float(np.sqrt(np.sum(resid**2) / dof)), crossing)
     s = max(s, FIT_FLOOR)
     # delta method on the (relative) weighted least squares E = p + q B: cov = s^2 (A^T A)^-1
     A = np.stack([np.ones_like(b), b], axis=1) / e[:, None]
     try:
-        cov = (s ** 2) * np.linalg.inv(A.T @ A)
+        cov = (s**2) * np.linalg.inv(A.T @ A)
     except np.linalg.LinAlgError:
         return Uncertainty(s, NOISE_CAP)
     p, q = e_min, e_min / b_noise if b_noise < 1e12 else 0.0
     if q <= 0:
         return Uncertainty(s, NOISE_CAP)
-    rel = math.sqrt(max(cov[0, 0] / p ** 2 + cov[1, 1] / q ** 2 - 2 * cov[0, 1] / (p * q), 0.0))
+    rel = math.sqrt(max(cov[0, 0] / p**2 + cov[1, 1] / q**2 - 2 * cov[0, 1] / (p * q), 0.0))
     return Uncertainty(s, min(rel, NOISE_CAP))
 
 
-def candidate_intervals(stages: Sequence[StageDraw], unc: Uncertainty, fixed_s: float = 0.0,
-                        fixed_usd: float = 0.0, seed: int = 0) -> tuple[Interval, Interval, float, Interval]:
+def candidate_intervals(
+    stages: Sequence[StageDraw], unc: Uncertainty, fixed_s: float = 0.0, fixed_usd: float = 0.0, seed: int = 0
+) -> tuple[Interval, Interval, float, Interval]:
     """(cost, wall time, p_reach, samples needed) of a schedule: see the module docstring.
     ``fixed_s``/``fixed_usd`` are the schedule's parts no factor scales (moves between offers)."""
     rng = np.random.default_rng(seed)

@@ -22,8 +22,10 @@ __all__ = ["APPROVE_FLAG", "approval_threshold", "check_approval", "needs_approv
 #: The command-line flag that gives approval.
 APPROVE_FLAG = "--approve"
 
-_MESSAGE = ("candidate {candidate} is predicted to cost ${amount:.6g}, above budget.approval_above_usd "
-            "${threshold:.6g}. To fix: pass {flag} to run it")
+_MESSAGE = (
+    "candidate {candidate} is predicted to cost ${amount:.6g}, above budget.approval_above_usd "
+    "${threshold:.6g}. To fix: pass {flag} to run it"
+)
 
 
 def approval_threshold(budget: Any) -> float | None:
@@ -47,8 +49,9 @@ def needs_approval(budget: Any, predicted_usd: float) -> bool:
     return threshold is not None and predicted_usd > threshold
 
 
-def check_approval(budget: Any, candidate: Any, approved: bool = False, *,
-                   predicted_usd: float | None = None) -> None:
+def check_approval(
+    budget: Any, candidate: Any, approved: bool = False, *, predicted_usd: float | None = None
+) -> None:
     """Raise ``ApprovalRequired`` (naming the amount and the flag) when the candidate needs an
     approval it was not given. ``candidate`` is a plan ``Candidate`` (its id and predicted
     ``cost_usd`` are used) or just its id with ``predicted_usd``."""
@@ -57,5 +60,9 @@ def check_approval(budget: Any, candidate: Any, approved: bool = False, *,
     if approved or not needs_approval(budget, amount):
         return
     threshold = approval_threshold(budget)
-    raise ApprovalRequired(_MESSAGE.format(candidate=name, amount=amount, threshold=threshold, flag=APPROVE_FLAG),
-                           amount_usd=amount, threshold_usd=threshold, flag=APPROVE_FLAG)
+    raise ApprovalRequired(
+        _MESSAGE.format(candidate=name, amount=amount, threshold=threshold, flag=APPROVE_FLAG),
+        amount_usd=amount,
+        threshold_usd=threshold,
+        flag=APPROVE_FLAG,
+    )

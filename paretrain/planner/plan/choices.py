@@ -16,16 +16,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, Sequence
+from typing import Any
 
 Candidate = Any  # paretrain.planner.plan.plan.Candidate (not imported: paretrain.planner.plan.plan imports this module)
 
 __all__ = ["filter_by_confidence", "merge_overlapping", "renumber"]
 
 
-def filter_by_confidence(cands: Sequence[Candidate], confidence: float, budget_usd: float,
-                         deadline_s: float) -> tuple[list[Candidate], list[str]]:
+def filter_by_confidence(
+    cands: Sequence[Candidate], confidence: float, budget_usd: float, deadline_s: float
+) -> tuple[list[Candidate], list[str]]:
     """The candidates whose ``confidence`` quantile of cost and of time fit the budget and
     deadline, and a note for each one left out."""
     kept, notes = [], []
@@ -35,11 +37,15 @@ def filter_by_confidence(cands: Sequence[Candidate], confidence: float, budget_u
             continue
         cost_q, wall_q = c.cost_interval.quantile(confidence), c.wall_interval.quantile(confidence)
         if cost_q > budget_usd * (1 + 1e-9) or wall_q > deadline_s * (1 + 1e-9):
-            what = (f"cost P{confidence * 100:.0f} ${cost_q:.6g} > budget ${budget_usd:.6g}"
-                    if cost_q > budget_usd * (1 + 1e-9)
-                    else f"wall P{confidence * 100:.0f} {wall_q:.1f} s > deadline {deadline_s:g} s")
-            notes.append(f"{c.config_id} {' | '.join(f'{s.hardware} b{s.batch_size}' for s in c.stages)}: "
-                         f"not offered, {what} (planner.confidence {confidence:g})")
+            what = (
+                f"cost P{confidence * 100:.0f} ${cost_q:.6g} > budget ${budget_usd:.6g}"
+                if cost_q > budget_usd * (1 + 1e-9)
+                else f"wall P{confidence * 100:.0f} {wall_q:.1f} s > deadline {deadline_s:g} s"
+            )
+            notes.append(
+                f"{c.config_id} {' | '.join(f'{s.hardware} b{s.batch_size}' for s in c.stages)}: "
+                f"not offered, {what} (planner.confidence {confidence:g})"
+            )
             continue
         kept.append(c)
     return kept, notes
@@ -69,9 +75,11 @@ def merge_overlapping(cands: Sequence[Candidate]) -> tuple[list[Candidate], list
     for i, n in sorted(merged.items()):
         k = kept[i]
         stages = " | ".join(f"{s.hardware} b{s.batch_size}" for s in k.stages)
-        notes.append(f"{n} candidate{'s' if n > 1 else ''} of {k.config_id} to {k.accuracy:g} within the "
-                     f"prediction's spread of {stages} (cost and wall intervals overlap) merged into it; "
-                     "planner.exact_front: true lists them")
+        notes.append(
+            f"{n} candidate{'s' if n > 1 else ''} of {k.config_id} to {k.accuracy:g} within the "
+            f"prediction's spread of {stages} (cost and wall intervals overlap) merged into it; "
+            "planner.exact_front: true lists them"
+        )
     kept.sort(key=lambda c: (c.cost_usd, c.wall_s, c.id))
     return kept, notes
 

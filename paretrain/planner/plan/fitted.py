@@ -10,14 +10,21 @@ changed computes the plan's own numbers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from paretrain.planner.measure.fits import ConvergenceFit, NoiseCurve, StageNoise, StepTimeModel
 from paretrain.planner.measure.throughput import StepModel, SyncModel
 
-__all__ = ["StepModelRecord", "ConvergenceRecord", "NoiseCurveRecord", "LearningCurveRecord", "PlanModels",
-           "Curves"]
+__all__ = [
+    "ConvergenceRecord",
+    "Curves",
+    "LearningCurveRecord",
+    "NoiseCurveRecord",
+    "PlanModels",
+    "StepModelRecord",
+]
 
 #: batch size -> [(samples, accuracy)] measured while profiling convergence
 Curves = dict[int, list[tuple[int, float]]]
@@ -51,16 +58,22 @@ class StepModelRecord:
     memory: tuple[tuple[int, int], ...]  # (batch size, peak bytes)
     instances: int  # instances of the offer the workers rent
     storage_bytes: float  # checkpoints and data kept while the stage runs
-    spread: float = 0.0  # pass-to-pass spread of the measured step times (paretrain.planner.measure.uncertainty)
+    spread: float = (
+        0.0  # pass-to-pass spread of the measured step times (paretrain.planner.measure.uncertainty)
+    )
     fixed_s: float = 0.0  # a fresh run's warm-up beyond its steady steps (the first stage pays it)
     rendezvous_s: float = 0.0  # forming the group of a stage with several workers
     contention: float = 1.0  # each worker's compute slowdown while all compute (local processes)
-    speed_factor: float = 1.0  # ``measured`` and ``eval_s`` are the profile's times this (paretrain.planner.measure.throughput)
+    speed_factor: float = (
+        1.0  # ``measured`` and ``eval_s`` are the profile's times this (paretrain.planner.measure.throughput)
+    )
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.instances < 1:
-            raise ValueError(f"step model {self.key}: `workers >= 1 and instances >= 1` must hold, "
-                             f"got workers={self.workers}, instances={self.instances}")
+            raise ValueError(
+                f"step model {self.key}: `workers >= 1 and instances >= 1` must hold, "
+                f"got workers={self.workers}, instances={self.instances}"
+            )
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -69,27 +82,67 @@ class StepModelRecord:
     def model(self) -> StepModel:
         """The ``paretrain.planner.measure.throughput.StepModel`` this record was written from."""
         single = StepTimeModel(self.alpha_s, self.beta_s, self.b_range[0], self.b_range[1], self.measured)
-        sync = SyncModel(self.sync_latency_s, self.sync_bandwidth_bps, self.sync_max_workers,
-                         rendezvous_s=self.rendezvous_s, contention=self.contention)
-        return StepModel(single, sync, self.grad_bytes, self.eval_s, self.modeled, dict(self.memory), self.ckpt_s,
-                         self.spread, self.fixed_s, self.speed_factor)
+        sync = SyncModel(
+            self.sync_latency_s,
+            self.sync_bandwidth_bps,
+            self.sync_max_workers,
+            rendezvous_s=self.rendezvous_s,
+            contention=self.contention,
+        )
+        return StepModel(
+            single,
+            sync,
+            self.grad_bytes,
+            self.eval_s,
+            self.modeled,
+            dict(self.memory),
+            self.ckpt_s,
+            self.spread,
+            self.fixed_s,
+            self.speed_factor,
+        )
 
     @classmethod
-    def of(cls, key: tuple[str, str, str, int], m: StepModel, instances: int,
-           storage_bytes: float) -> "StepModelRecord":
+    def of(
+        cls, key: tuple[str, str, str, int], m: StepModel, instances: int, storage_bytes: float
+    ) -> StepModelRecord:
         h, cid, q, n = key
-        return cls(h, cid, q, int(n), float(m.single.alpha), float(m.single.beta),
-                   (int(m.single.b_min), int(m.single.b_max)), _pairs(m.single.measured, int, float),
-                   float(m.sync.latency_s), float(m.sync.bandwidth_bps), int(m.sync.max_workers_measured),
-                   float(m.grad_bytes), float(m.eval_s), float(m.ckpt_s), bool(m.modeled),
-                   _pairs(sorted(m.memory.items()), int, int), int(instances), float(storage_bytes),
-                   float(m.spread), float(m.fixed_s), float(m.sync.rendezvous_s if n > 1 else 0.0),
-                   float(m.sync.contention if n > 1 else 1.0), float(m.speed_factor))
+        return cls(
+            h,
+            cid,
+            q,
+            int(n),
+            float(m.single.alpha),
+            float(m.single.beta),
+            (int(m.single.b_min), int(m.single.b_max)),
+            _pairs(m.single.measured, int, float),
+            float(m.sync.latency_s),
+            float(m.sync.bandwidth_bps),
+            int(m.sync.max_workers_measured),
+            float(m.grad_bytes),
+            float(m.eval_s),
+            float(m.ckpt_s),
+            bool(m.modeled),
+            _pairs(sorted(m.memory.items()), int, int),
+            int(instances),
+            float(storage_bytes),
+            float(m.spread),
+            float(m.fixed_s),
+            float(m.sync.rendezvous_s if n > 1 else 0.0),
+            float(m.sync.contention if n > 1 else 1.0),
+            float(m.speed_factor),
+        )
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "StepModelRecord":
-        return cls(**{**d, "b_range": (int(d["b_range"][0]), int(d["b_range"][1])),
-                      "measured": _pairs(d["measured"], int, float), "memory": _pairs(d["memory"], int, int)})
+    def from_dict(cls, d: Mapping[str, Any]) -> StepModelRecord:
+        return cls(
+            **{
+                **d,
+                "b_range": (int(d["b_range"][0]), int(d["b_range"][1])),
+                "measured": _pairs(d["measured"], int, float),
+                "memory": _pairs(d["memory"], int, int),
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +162,7 @@ class ConvergenceRecord:
         return ConvergenceFit(self.e_min, self.b_noise, self.points, self.max_batch)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "ConvergenceRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> ConvergenceRecord:
         return cls(**{**d, "points": _pairs(d["points"], int, int)})
 
 
@@ -136,7 +189,7 @@ class LearningCurveRecord:
     points: tuple[tuple[int, float], ...]  # (samples, accuracy)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "LearningCurveRecord":
+    def from_dict(cls, d: Mapping[str, Any]) -> LearningCurveRecord:
         return cls(**{**d, "points": _pairs(d["points"], int, float)})
 
 
@@ -181,17 +234,25 @@ class PlanModels:
         return {r.batch_size: list(r.points) for r in self.curves if r.config_id == config_id}
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: ([_plain(asdict(r)) for r in getattr(self, f.name)]
-                         if isinstance(getattr(self, f.name), tuple) else getattr(self, f.name))
-                for f in fields(self)}
+        return {
+            f.name: (
+                [_plain(asdict(r)) for r in getattr(self, f.name)]
+                if isinstance(getattr(self, f.name), tuple)
+                else getattr(self, f.name)
+            )
+            for f in fields(self)
+        }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "PlanModels":
-        return cls(step_time=tuple(StepModelRecord.from_dict(r) for r in d["step_time"]),
-                   convergence=tuple(ConvergenceRecord.from_dict(r) for r in d["convergence"]),
-                   noise=tuple(NoiseCurveRecord(**r) for r in d["noise"]),
-                   curves=tuple(LearningCurveRecord.from_dict(r) for r in d["curves"]),
-                   egress_bytes=float(d["egress_bytes"]), pruned_options=int(d["pruned_options"]))
+    def from_dict(cls, d: Mapping[str, Any]) -> PlanModels:
+        return cls(
+            step_time=tuple(StepModelRecord.from_dict(r) for r in d["step_time"]),
+            convergence=tuple(ConvergenceRecord.from_dict(r) for r in d["convergence"]),
+            noise=tuple(NoiseCurveRecord(**r) for r in d["noise"]),
+            curves=tuple(LearningCurveRecord.from_dict(r) for r in d["curves"]),
+            egress_bytes=float(d["egress_bytes"]),
+            pruned_options=int(d["pruned_options"]),
+        )
 
 
 def _plain(v: Any) -> Any:

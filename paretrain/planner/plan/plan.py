@@ -12,29 +12,50 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import InputError
-from paretrain.planner.program.pareto import knee_index
 from paretrain.planner.inputs.catalog import Offer
-from paretrain.planner.measure.fits import StageNoise
-from paretrain.planner.plan.fitted import (ConvergenceRecord, Curves, LearningCurveRecord, NoiseCurveRecord, PlanModels,
-                                StepModelRecord)
 from paretrain.planner.inputs.metric import ACCURACY, Metric
-from paretrain.planner.plan.choices import filter_by_confidence, merge_overlapping, renumber
-from paretrain.planner.measure.uncertainty import MODELED_SPREAD, Interval, StageDraw, candidate_intervals, convergence_spread
 from paretrain.planner.inputs.space import Config
+from paretrain.planner.measure.fits import StageNoise
+from paretrain.planner.measure.uncertainty import (
+    MODELED_SPREAD,
+    Interval,
+    StageDraw,
+    candidate_intervals,
+    convergence_spread,
+)
+from paretrain.planner.plan.choices import filter_by_confidence, merge_overlapping, renumber
+from paretrain.planner.plan.fitted import (
+    ConvergenceRecord,
+    Curves,
+    LearningCurveRecord,
+    NoiseCurveRecord,
+    PlanModels,
+    StepModelRecord,
+)
+from paretrain.planner.program.pareto import knee_index
 from paretrain.planner.program.stagecost import bill_front
 
 if TYPE_CHECKING:
-    from paretrain.planner.program.milp import Front
     from paretrain.planner.measure.fits import ConvergenceFit, NoiseCurve
-    from paretrain.planner.program.problem import Option, Problem, ProblemContext
     from paretrain.planner.measure.throughput import StepModel
+    from paretrain.planner.program.milp import Front
+    from paretrain.planner.program.problem import Option, Problem, ProblemContext
 
-__all__ = ["StagePlan", "Candidate", "Plan", "make_plan", "stage_plan", "plan_to_json", "plan_from_json",
-           "PLAN_SCHEMA"]
+__all__ = [
+    "PLAN_SCHEMA",
+    "Candidate",
+    "Plan",
+    "StagePlan",
+    "make_plan",
+    "plan_from_json",
+    "plan_to_json",
+    "stage_plan",
+]
 
 PLAN_SCHEMA = "paretrain.plan/2"
 
@@ -115,14 +136,21 @@ class Plan:
     def candidate(self, which: str) -> Candidate:
         """``knee`` (the chosen one), ``cheapest``, ``fastest``, ``accurate`` (the highest level,
         the cheapest of those) or a candidate id."""
-        ident = {"knee": self.chosen, "chosen": self.chosen, "cheapest": self.cheapest,
-                 "fastest": self.fastest, "accurate": self.most_accurate}.get(which, which)
+        ident = {
+            "knee": self.chosen,
+            "chosen": self.chosen,
+            "cheapest": self.cheapest,
+            "fastest": self.fastest,
+            "accurate": self.most_accurate,
+        }.get(which, which)
         for c in self.candidates:
             if c.id == ident:
                 return c
         ids = ", ".join(c.id for c in self.candidates)
-        raise InputError(f"--candidate {which!r} is not in the plan. To fix: use knee, cheapest, "
-                         f"fastest, accurate or one of {ids}")
+        raise InputError(
+            f"--candidate {which!r} is not in the plan. To fix: use knee, cheapest, "
+            f"fastest, accurate or one of {ids}"
+        )
 
     @property
     def most_accurate(self) -> str:
@@ -154,7 +182,7 @@ class Plan:
     def convergence(self, config_id: str, level: float) -> ConvergenceRecord:
         return self.models.convergence_of(config_id, level)
 
-    def noise_curve(self, config_id: str) -> "NoiseCurve | None":
+    def noise_curve(self, config_id: str) -> NoiseCurve | None:
         return self.models.noise_curve(config_id)
 
     def stage_noise(self, config_id: str, level: float) -> StageNoise:
@@ -169,9 +197,18 @@ class Plan:
         return hashlib.sha256(_canonical(_body(self)).encode()).hexdigest()[:16]
 
 
-def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: str,
-              problem: "Problem", ctx: "ProblemContext", front: "Front",
-              configs: Sequence[Config], offers: Sequence[Offer], solver: str) -> Plan:
+def make_plan(
+    *,
+    spec_data: Mapping[str, Any],
+    spec_digest: str,
+    profile_key: str,
+    problem: Problem,
+    ctx: ProblemContext,
+    front: Front,
+    configs: Sequence[Config],
+    offers: Sequence[Offer],
+    solver: str,
+) -> Plan:
     """Turn the solver's Pareto schedules into candidates, ids ordered by cost. Each schedule is
     first re-costed as its providers bill (``paretrain.planner.program.stagecost.bill_front``: increments and
     minimums, applied after the linear solve); a stage's cost includes the billing of the hold
@@ -191,23 +228,42 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
         for k, o in enumerate(s.options):
             opt = problem.options[o]
             model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
-            st = stage_plan(k, opt, model, fit, cfg[ch.config_id], samples=problem.samples[s.choice, k, o],
-                            time_s=problem.time_s[s.choice, k, o],
-                            cost_usd=problem.cost_usd[s.choice, k, o] + billing[(s.choice, s.options)][k],
-                            b_noise=ctx.b_noise_stage[(s.choice, k)],
-                            instances=ctx.instances[(opt.hardware, opt.workers)],
-                            step_s=model.predict(opt.batch_size, opt.workers), eval_s=model.eval_s)
+            st = stage_plan(
+                k,
+                opt,
+                model,
+                fit,
+                cfg[ch.config_id],
+                samples=problem.samples[s.choice, k, o],
+                time_s=problem.time_s[s.choice, k, o],
+                cost_usd=problem.cost_usd[s.choice, k, o] + billing[(s.choice, s.options)][k],
+                b_noise=ctx.b_noise_stage[(s.choice, k)],
+                instances=ctx.instances[(opt.hardware, opt.workers)],
+                step_s=model.predict(opt.batch_size, opt.workers),
+                eval_s=model.eval_s,
+            )
             if st.extrapolated:
-                notes.append(f"stage {k}: batch {opt.batch_size} x {opt.workers} workers is outside the "
-                             "measured range (extrapolated)")
+                notes.append(
+                    f"stage {k}: batch {opt.batch_size} x {opt.workers} workers is outside the "
+                    "measured range (extrapolated)"
+                )
             if st.modeled:
                 notes.append(f"stage {k}: {opt.hardware} step time is modeled, not measured")
             stages.append(st)
             if k and problem.option_hw[o] != problem.option_hw[s.options[k - 1]]:
                 notes.append(f"stage {k}: moves to {opt.hardware}")
-        cands.append(Candidate(id=f"p{i + 1:0{width}d}", config_id=ch.config_id, accuracy=metric.level(ch.accuracy),
-                               cost_usd=_fig(s.cost_usd), wall_s=_fig(s.wall_s), stages=tuple(stages),
-                               notes=tuple(notes), **_intervals_of(s, problem, ctx, fit)))
+        cands.append(
+            Candidate(
+                id=f"p{i + 1:0{width}d}",
+                config_id=ch.config_id,
+                accuracy=metric.level(ch.accuracy),
+                cost_usd=_fig(s.cost_usd),
+                wall_s=_fig(s.wall_s),
+                stages=tuple(stages),
+                notes=tuple(notes),
+                **_intervals_of(s, problem, ctx, fit),
+            )
+        )
     cands, offered_notes = _offered(cands, spec_data, problem)
     points = [(c.cost_usd, c.wall_s, metric.score(c.accuracy)) for c in cands]
     knee = cands[knee_index(points)].id
@@ -217,37 +273,58 @@ def make_plan(*, spec_data: Mapping[str, Any], spec_digest: str, profile_key: st
     models = _plan_models(ctx, used, metric)
     status = "optimal" if front.proven_optimal else "not proven optimal (a solve hit its time limit)"
     return Plan(
-        spec_digest=spec_digest, profile_key=profile_key, spec=spec_data,
+        spec_digest=spec_digest,
+        profile_key=profile_key,
+        spec=spec_data,
         configs=tuple(cfg[c] for c in sorted(used)),
-        offers=tuple(offers), candidates=tuple(cands),
-        chosen=knee, cheapest=cheapest, fastest=fastest,
-        solver={"name": solver if front.method == "milp" else "paths", "status": status, "solves": front.solves,
-                "method": front.method},
-        models=models, notes=tuple(ctx.notes) + tuple(front.notes) + tuple(bill_notes) + tuple(offered_notes),
+        offers=tuple(offers),
+        candidates=tuple(cands),
+        chosen=knee,
+        cheapest=cheapest,
+        fastest=fastest,
+        solver={
+            "name": solver if front.method == "milp" else "paths",
+            "status": status,
+            "solves": front.solves,
+            "method": front.method,
+        },
+        models=models,
+        notes=tuple(ctx.notes) + tuple(front.notes) + tuple(bill_notes) + tuple(offered_notes),
     )
 
 
-def _intervals_of(s: Any, problem: "Problem", ctx: "ProblemContext", fit: "ConvergenceFit") -> dict[str, Any]:
+def _intervals_of(s: Any, problem: Problem, ctx: ProblemContext, fit: ConvergenceFit) -> dict[str, Any]:
     """A schedule's prediction intervals (``paretrain.planner.measure.uncertainty``)."""
     ch = problem.choices[s.choice]
     draws = []
     for k, o in enumerate(s.options):
         opt = problem.options[o]
         model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
-        draws.append(StageDraw(opt.hardware, opt.global_batch, float(problem.samples[s.choice, k, o]),
-                               float(problem.time_s[s.choice, k, o]), float(problem.cost_usd[s.choice, k, o]),
-                               ctx.b_noise_stage[(s.choice, k)],
-                               MODELED_SPREAD if model.modeled else getattr(model, "spread", 0.0)))
+        draws.append(
+            StageDraw(
+                opt.hardware,
+                opt.global_batch,
+                float(problem.samples[s.choice, k, o]),
+                float(problem.time_s[s.choice, k, o]),
+                float(problem.cost_usd[s.choice, k, o]),
+                ctx.b_noise_stage[(s.choice, k)],
+                MODELED_SPREAD if model.modeled else getattr(model, "spread", 0.0),
+            )
+        )
     fixed_s = s.wall_s - sum(d.time_s for d in draws)
     fixed_usd = s.cost_usd - sum(d.cost_usd for d in draws)
     cost, wall, p_reach, needed = candidate_intervals(
-        draws, convergence_spread(fit.points, fit.e_min, fit.b_noise, fit.crossing, fit.crossing_dof),
-        max(fixed_s, 0.0), max(fixed_usd, 0.0))
+        draws,
+        convergence_spread(fit.points, fit.e_min, fit.b_noise, fit.crossing, fit.crossing_dof),
+        max(fixed_s, 0.0),
+        max(fixed_usd, 0.0),
+    )
     return {"cost_interval": cost, "wall_interval": wall, "samples_interval": needed, "p_reach": p_reach}
 
 
-def _offered(cands: list[Candidate], spec_data: Mapping[str, Any],
-             problem: "Problem") -> tuple[list[Candidate], list[str]]:
+def _offered(
+    cands: list[Candidate], spec_data: Mapping[str, Any], problem: Problem
+) -> tuple[list[Candidate], list[str]]:
     """The candidates a user is offered: within budget and deadline at ``planner.confidence``,
     one of each group within the prediction's spread unless ``planner.exact_front``
     (``paretrain.planner.plan.choices``); ids renumbered by cost."""
@@ -255,8 +332,10 @@ def _offered(cands: list[Candidate], spec_data: Mapping[str, Any],
     confidence = float(planner.get("confidence", 0.9) or 0.9)
     kept, notes = filter_by_confidence(cands, confidence, problem.budget_usd, problem.deadline_s)
     if not kept:  # nothing fits at the quantile: offer the front as it is, and say so
-        notes.append(f"no candidate fits the budget and deadline at planner.confidence {confidence:g}; "
-                     "all are listed at their point prediction")
+        notes.append(
+            f"no candidate fits the budget and deadline at planner.confidence {confidence:g}; "
+            "all are listed at their point prediction"
+        )
         kept = list(cands)
     if not planner.get("exact_front", False):
         kept, merged = merge_overlapping(kept)
@@ -264,46 +343,93 @@ def _offered(cands: list[Candidate], spec_data: Mapping[str, Any],
     return renumber(kept), notes
 
 
-def stage_plan(index: int, option: "Option", step: "StepModel", fit: "ConvergenceFit", config: Config, *,
-               samples: float, time_s: float, cost_usd: float, b_noise: float, instances: int, step_s: float,
-               eval_s: float) -> StagePlan:
+def stage_plan(
+    index: int,
+    option: Option,
+    step: StepModel,
+    fit: ConvergenceFit,
+    config: Config,
+    *,
+    samples: float,
+    time_s: float,
+    cost_usd: float,
+    b_noise: float,
+    instances: int,
+    step_s: float,
+    eval_s: float,
+) -> StagePlan:
     """One stage as the plan and every replan write it: whole steps, the LR for its global
     batch, the predictions of ``paretrain.planner.program.stagecost`` and where the models extrapolate."""
     per_step = option.global_batch
     steps = max(1, math.ceil(float(samples) / per_step - 1e-9))
     extrap = step.extrapolated(option.batch_size, option.workers) or (
-        bool(fit.points) and per_step < min(b for b, _ in fit.points))
+        bool(fit.points) and per_step < min(b for b, _ in fit.points)
+    )
     return StagePlan(
-        index=index, hardware=option.hardware, precision=option.precision, batch_size=option.batch_size,
-        workers=option.workers, samples=steps * per_step, steps=steps, lr=float(f"{config.lr_at(per_step):.6g}"),
-        cost_usd=_fig(cost_usd), wall_s=_fig(time_s), b_noise=round(float(b_noise), 3),
-        modeled=bool(step.modeled), extrapolated=extrap, spot=option.hardware.endswith(":spot"),
-        instances=int(instances), step_s=float(f"{step_s:.6g}"), eval_s=float(f"{eval_s:.6g}"))
+        index=index,
+        hardware=option.hardware,
+        precision=option.precision,
+        batch_size=option.batch_size,
+        workers=option.workers,
+        samples=steps * per_step,
+        steps=steps,
+        lr=float(f"{config.lr_at(per_step):.6g}"),
+        cost_usd=_fig(cost_usd),
+        wall_s=_fig(time_s),
+        b_noise=round(float(b_noise), 3),
+        modeled=bool(step.modeled),
+        extrapolated=extrap,
+        spot=option.hardware.endswith(":spot"),
+        instances=int(instances),
+        step_s=float(f"{step_s:.6g}"),
+        eval_s=float(f"{eval_s:.6g}"),
+    )
 
 
-def _plan_models(ctx: "ProblemContext", used: set[str], metric: Metric = ACCURACY) -> PlanModels:
+def _plan_models(ctx: ProblemContext, used: set[str], metric: Metric = ACCURACY) -> PlanModels:
     """The models of the configs the candidates use, every option of theirs included."""
-    steps = tuple(StepModelRecord.of(key, m, ctx.instances[(key[0], key[3])], ctx.storage_bytes[key])
-                  for key, m in sorted(ctx.step_models.items()) if key[1] in used)
+    steps = tuple(
+        StepModelRecord.of(key, m, ctx.instances[(key[0], key[3])], ctx.storage_bytes[key])
+        for key, m in sorted(ctx.step_models.items())
+        if key[1] in used
+    )
     conv = []
     for (cid, level), fit in sorted(ctx.convergence.items()):
         if cid in used:
             noise = ctx.stage_noise.get((cid, level))
             scale = noise.scale if noise is not None and noise.curve is not None else None
-            conv.append(ConvergenceRecord(cid, float(metric.level(level)), float(fit.e_min), float(fit.b_noise),
-                                          tuple((int(b), int(n)) for b, n in fit.points), int(fit.max_batch),
-                                          None if scale is None else float(scale)))
-    noise_curves = tuple(NoiseCurveRecord(cid, float(c.a), float(c.slope), int(c.p_min), int(c.p_max))
-                         for cid, c in sorted(ctx.noise_curves.items()) if cid in used)
-    curves = tuple(LearningCurveRecord(cid, int(b), tuple((int(n), float(a)) for n, a in curve))
-                   for cid in sorted(used) for b, curve in sorted(ctx.curves.get(cid, {}).items()))
+            conv.append(
+                ConvergenceRecord(
+                    cid,
+                    float(metric.level(level)),
+                    float(fit.e_min),
+                    float(fit.b_noise),
+                    tuple((int(b), int(n)) for b, n in fit.points),
+                    int(fit.max_batch),
+                    None if scale is None else float(scale),
+                )
+            )
+    noise_curves = tuple(
+        NoiseCurveRecord(cid, float(c.a), float(c.slope), int(c.p_min), int(c.p_max))
+        for cid, c in sorted(ctx.noise_curves.items())
+        if cid in used
+    )
+    curves = tuple(
+        LearningCurveRecord(cid, int(b), tuple((int(n), float(a)) for n, a in curve))
+        for cid in sorted(used)
+        for b, curve in sorted(ctx.curves.get(cid, {}).items())
+    )
     return PlanModels(steps, tuple(conv), noise_curves, curves, float(ctx.egress_bytes), int(ctx.pruned))
 
 
 def _intervals_dict(c: Candidate) -> dict[str, Any]:
     """The candidate's intervals as plan-file fields (rounded like the point predictions)."""
     out: dict[str, Any] = {}
-    for name, iv in (("cost_usd", c.cost_interval), ("wall_s", c.wall_interval), ("samples", c.samples_interval)):
+    for name, iv in (
+        ("cost_usd", c.cost_interval),
+        ("wall_s", c.wall_interval),
+        ("samples", c.samples_interval),
+    ):
         if iv is not None:
             out[f"{name}_interval"] = {k: _fig(v) for k, v in iv.to_dict().items()}
     if c.p_reach is not None:
@@ -313,7 +439,11 @@ def _intervals_dict(c: Candidate) -> dict[str, Any]:
 
 def _intervals_from(predicted: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, field_ in (("cost_usd", "cost_interval"), ("wall_s", "wall_interval"), ("samples", "samples_interval")):
+    for name, field_ in (
+        ("cost_usd", "cost_interval"),
+        ("wall_s", "wall_interval"),
+        ("samples", "samples_interval"),
+    ):
         iv = predicted.get(f"{name}_interval")
         if iv is not None:
             out[field_] = Interval(float(iv["p10"]), float(iv["p50"]), float(iv["p90"]))
@@ -342,13 +472,21 @@ def _body(plan: Plan) -> dict[str, Any]:
         "fastest": plan.fastest,
         "solver": dict(plan.solver),
         "notes": list(plan.notes),
-        "pareto": [{
-            "id": c.id, "config": c.config_id,
-            "predicted": {"cost_usd": c.cost_usd, "wall_s": c.wall_s, "accuracy": c.accuracy,
-                          **_intervals_dict(c)},
-            "stages": [{k: v for k, v in asdict(s).items()} for s in c.stages],
-            "notes": list(c.notes),
-        } for c in plan.candidates],
+        "pareto": [
+            {
+                "id": c.id,
+                "config": c.config_id,
+                "predicted": {
+                    "cost_usd": c.cost_usd,
+                    "wall_s": c.wall_s,
+                    "accuracy": c.accuracy,
+                    **_intervals_dict(c),
+                },
+                "stages": [{k: v for k, v in asdict(s).items()} for s in c.stages],
+                "notes": list(c.notes),
+            }
+            for c in plan.candidates
+        ],
         "configs": [c.to_dict() for c in plan.configs],
         "offers": [_offer_dict(o) for o in plan.offers],
         "models": plan.models.to_dict(),
@@ -377,21 +515,39 @@ def plan_from_json(text: str, where: str) -> Plan:
         got = d.get("schema") if isinstance(d, dict) else type(d).__name__
         raise InputError(f"{where}: field 'schema' must be {PLAN_SCHEMA}; got {got!r}. To fix: {fix}")
     try:
-        cands = tuple(Candidate(
-            id=c["id"], config_id=c["config"], accuracy=float(c["predicted"]["accuracy"]),
-            cost_usd=float(c["predicted"]["cost_usd"]), wall_s=float(c["predicted"]["wall_s"]),
-            stages=tuple(StagePlan(**s) for s in c["stages"]), notes=tuple(c.get("notes", ())),
-            **_intervals_from(c["predicted"]))
-            for c in d["pareto"])
-        plan = Plan(spec_digest=d["spec_digest"], profile_key=d["profile_key"], spec=d["spec"],
-                    configs=tuple(Config.from_dict(c) for c in d["configs"]),
-                    offers=tuple(Offer(**o) for o in d["offers"]), candidates=cands, chosen=d["chosen"],
-                    cheapest=d["cheapest"], fastest=d["fastest"], solver=d.get("solver", {}),
-                    models=PlanModels.from_dict(d["models"]), notes=tuple(d.get("notes", ())))
+        cands = tuple(
+            Candidate(
+                id=c["id"],
+                config_id=c["config"],
+                accuracy=float(c["predicted"]["accuracy"]),
+                cost_usd=float(c["predicted"]["cost_usd"]),
+                wall_s=float(c["predicted"]["wall_s"]),
+                stages=tuple(StagePlan(**s) for s in c["stages"]),
+                notes=tuple(c.get("notes", ())),
+                **_intervals_from(c["predicted"]),
+            )
+            for c in d["pareto"]
+        )
+        plan = Plan(
+            spec_digest=d["spec_digest"],
+            profile_key=d["profile_key"],
+            spec=d["spec"],
+            configs=tuple(Config.from_dict(c) for c in d["configs"]),
+            offers=tuple(Offer(**o) for o in d["offers"]),
+            candidates=cands,
+            chosen=d["chosen"],
+            cheapest=d["cheapest"],
+            fastest=d["fastest"],
+            solver=d.get("solver", {}),
+            models=PlanModels.from_dict(d["models"]),
+            notes=tuple(d.get("notes", ())),
+        )
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: a plan field is missing or malformed ({err!r}). To fix: {fix}") from None
     if d.get("fingerprint") != plan.fingerprint:
-        raise InputError(f"{where}: field 'fingerprint' does not match the plan's content "
-                         f"(got {d.get('fingerprint')!r}, content gives {plan.fingerprint!r}); the file "
-                         f"was edited or damaged. To fix: {fix}")
+        raise InputError(
+            f"{where}: field 'fingerprint' does not match the plan's content "
+            f"(got {d.get('fingerprint')!r}, content gives {plan.fingerprint!r}); the file "
+            f"was edited or damaged. To fix: {fix}"
+        )
     return plan

@@ -18,16 +18,25 @@ returns the plan's own remaining schedule: at boundary 0, the plan less that pro
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from paretrain.planner.inputs.catalog import Offer
-from paretrain.planner.program.milp import Formulation
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan, stage_plan
+from paretrain.planner.program.milp import Formulation
 from paretrain.planner.program.problem import Choice, Option, Problem, Schedule, prune_dominated
-from paretrain.planner.program.stagecost import Held, StageCost, billing_usd, entry_cost, exit_usd, option_fits, stage_cost
+from paretrain.planner.program.stagecost import (
+    Held,
+    StageCost,
+    billing_usd,
+    entry_cost,
+    exit_usd,
+    option_fits,
+    stage_cost,
+)
 
 __all__ = ["ReplanRequest", "Replanned", "replan", "stage_ideal_samples"]
 
@@ -81,8 +90,9 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
     for key in _option_order(plan, records):  # the order paretrain.planner.program.build gives them
         for b in spec["planner"]["batch_sizes"]:
             opt = Option(key[0], key[1], int(b), key[2])
-            if (opt.hardware, opt.global_batch) not in req.bad and \
-                    option_fits(opt, models[key], offers[opt.hardware], conv.max_batch):
+            if (opt.hardware, opt.global_batch) not in req.bad and option_fits(
+                opt, models[key], offers[opt.hardware], conv.max_batch
+            ):
                 opts.append(opt)
     if not opts:
         return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
@@ -94,10 +104,19 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         key = (opt.hardware, opt.precision, opt.workers)
         for j in range(K):
             costs[(j, o)] = stage_cost(
-                work=work / K, b_noise=b_noise[j], option=opt, step=models[key], offer=offers[opt.hardware],
-                instances=records[key].instances, storage_bytes=records[key].storage_bytes,
-                first=req.stage_index + j == 0, eval_every=eval_every, ckpt_every=ckpt_every,
-                price_usd_per_h=_price(req, offers[opt.hardware]), step_factor=req.step_factor.get(opt.hardware, 1.0))
+                work=work / K,
+                b_noise=b_noise[j],
+                option=opt,
+                step=models[key],
+                offer=offers[opt.hardware],
+                instances=records[key].instances,
+                storage_bytes=records[key].storage_bytes,
+                first=req.stage_index + j == 0,
+                eval_every=eval_every,
+                ckpt_every=ckpt_every,
+                price_usd_per_h=_price(req, offers[opt.hardware]),
+                step_factor=req.step_factor.get(opt.hardware, 1.0),
+            )
     problem = _problem(plan, cand, req, opts, hardware, costs, K)
     sched, feasible, reason = _solve(problem, req, solver)
     if sched is None:
@@ -109,17 +128,37 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
     for j, o in enumerate(sched.options):
         opt, c = opts[o], costs[(j, o)]
         key = (opt.hardware, opt.precision, opt.workers)
-        stages.append(stage_plan(req.stage_index + j, opt, models[key], fit, cfg, samples=c.samples,
-                                 time_s=c.time_s, cost_usd=c.cost_usd + billing[j], b_noise=b_noise[j],
-                                 instances=records[key].instances, step_s=c.step_s, eval_s=c.eval_s))
+        stages.append(
+            stage_plan(
+                req.stage_index + j,
+                opt,
+                models[key],
+                fit,
+                cfg,
+                samples=c.samples,
+                time_s=c.time_s,
+                cost_usd=c.cost_usd + billing[j],
+                b_noise=b_noise[j],
+                instances=records[key].instances,
+                step_s=c.step_s,
+                eval_s=c.eval_s,
+            )
+        )
     cost = sched.cost_usd + sum(billing)
-    feasible = feasible and cost <= req.budget_left_usd * (1 + _TOL) \
-        and sched.wall_s <= req.time_left_s * (1 + _TOL)
+    feasible = (
+        feasible and cost <= req.budget_left_usd * (1 + _TOL) and sched.wall_s <= req.time_left_s * (1 + _TOL)
+    )
     return Replanned(tuple(stages), cost, sched.wall_s, feasible, reason)
 
 
-def _billing(problem: Problem, sched: Schedule, req: ReplanRequest, offers: Mapping[str, Offer],
-             records: Mapping[tuple[str, str, int], Any], costs: Mapping[tuple[int, int], StageCost]) -> list[float]:
+def _billing(
+    problem: Problem,
+    sched: Schedule,
+    req: ReplanRequest,
+    offers: Mapping[str, Offer],
+    records: Mapping[tuple[str, str, int], Any],
+    costs: Mapping[tuple[int, int], StageCost],
+) -> list[float]:
     """Per new stage, the dollars billing adds (``stagecost.billing_usd``): the hold the run is
     in goes on from ``held_s`` when the first new stage stays on its offer."""
     held = []
@@ -141,12 +180,23 @@ def _price(req: ReplanRequest, offer: Offer) -> float:
 def _option_order(plan: Plan, records: Mapping[tuple[str, str, int], Any]) -> list[tuple[str, str, int]]:
     """(offer, precision, workers) in the plan's offer order, then precision and workers as
     ``paretrain.planner.program.build`` enumerates them: equal options are then pruned the same way."""
-    return [key for o in plan.offers for q in plan.spec["planner"]["precisions"]
-            for key in sorted((k for k in records if k[0] == o.id and k[1] == q), key=lambda k: k[2])]
+    return [
+        key
+        for o in plan.offers
+        for q in plan.spec["planner"]["precisions"]
+        for key in sorted((k for k in records if k[0] == o.id and k[1] == q), key=lambda k: k[2])
+    ]
 
 
-def _problem(plan: Plan, cand: Candidate, req: ReplanRequest, opts: list[Option], hardware: tuple[str, ...],
-             costs: Mapping[tuple[int, int], StageCost], K: int) -> Problem:
+def _problem(
+    plan: Plan,
+    cand: Candidate,
+    req: ReplanRequest,
+    opts: list[Option],
+    hardware: tuple[str, ...],
+    costs: Mapping[tuple[int, int], StageCost],
+    K: int,
+) -> Problem:
     """The single-choice ``Problem`` of the remaining stages. Its first stage starts with a move
     when it is on another offer than the run's now: onto the new offer and off the current one."""
     offers = {o.id: o for o in plan.offers}
@@ -165,12 +215,21 @@ def _problem(plan: Plan, cand: Candidate, req: ReplanRequest, opts: list[Option]
     entry = [entry_cost(offers[h], _price(req, offers[h])) for h in hardware]
     hw_index = {h: i for i, h in enumerate(hardware)}
     score = plan.metric.score(cand.accuracy)  # the program's accuracy axis: higher is better
-    problem = Problem((Choice(cand.config_id, score),), tuple(opts), hardware, time, cost, samples,
-                      np.array([hw_index[o.hardware] for o in opts], dtype=int),
-                      np.array([e[0] for e in entry]), np.array([e[1] for e in entry]),
-                      np.array([exit_usd(offers[h], plan.models.egress_bytes) for h in hardware]),
-                      budget_usd=max(req.budget_left_usd, 0.0), deadline_s=max(req.time_left_s, 0.0),
-                      accuracy_floor=score)
+    problem = Problem(
+        (Choice(cand.config_id, score),),
+        tuple(opts),
+        hardware,
+        time,
+        cost,
+        samples,
+        np.array([hw_index[o.hardware] for o in opts], dtype=int),
+        np.array([e[0] for e in entry]),
+        np.array([e[1] for e in entry]),
+        np.array([exit_usd(offers[h], plan.models.egress_bytes) for h in hardware]),
+        budget_usd=max(req.budget_left_usd, 0.0),
+        deadline_s=max(req.time_left_s, 0.0),
+        accuracy_floor=score,
+    )
     return prune_dominated(problem)[0]
 
 

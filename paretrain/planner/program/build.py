@@ -18,28 +18,37 @@ on the same hardware are then pruned (exactly; ``paretrain.planner.program.probl
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paretrain.planner.measure.fits import ConvergenceFit, NoiseCurve, fit_convergence, fit_noise_curve, stage_noise
-from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
+from paretrain.planner.measure.fits import (
+    ConvergenceFit,
+    NoiseCurve,
+    fit_convergence,
+    fit_noise_curve,
+    stage_noise,
+)
 from paretrain.planner.measure.profile import worker_counts
-from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
 from paretrain.planner.measure.uncertainty import crossing_dof, crossing_spread
+from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
+from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.catalog import Offer
-    from paretrain.planner.measure.profile import Profile
     from paretrain.planner.inputs.space import Config
     from paretrain.planner.inputs.spec import Spec
+    from paretrain.planner.measure.profile import Profile
 
 __all__ = ["build_problem", "fit_all_convergence"]
 
-def fit_all_convergence(spec: "Spec", profile: "Profile",
-                        configs: Sequence["Config"]) -> tuple[dict[tuple[str, float], ConvergenceFit], list[str]]:
+
+def fit_all_convergence(
+    spec: Spec, profile: Profile, configs: Sequence[Config]
+) -> tuple[dict[tuple[str, float], ConvergenceFit], list[str]]:
     """Fit E(B) per (config, level) from the profile's runs (or take the spec's hints). Keys
     are (config, *score* of the level): higher is better whatever the metric's direction
     (``paretrain.planner.inputs.metric``), which is what the program's accuracy axis maximizes."""
@@ -54,11 +63,17 @@ def fit_all_convergence(spec: "Spec", profile: "Profile",
             continue
         runs = profile.runs_for(cfg.id)
         for level in spec.target.levels:
-            pts = [(r.batch_size, n) for r in runs for a, n in r.reached
-                   if abs(a - level) < 1e-9 and n is not None]
+            pts = [
+                (r.batch_size, n)
+                for r in runs
+                for a, n in r.reached
+                if abs(a - level) < 1e-9 and n is not None
+            ]
             if len(pts) < 2:
-                notes.append(f"{cfg.id}: {metric.name} {level:g} reached at {len(pts)} of {len(runs)} "
-                             "measured batch sizes; not planned")
+                notes.append(
+                    f"{cfg.id}: {metric.name} {level:g} reached at {len(pts)} of {len(runs)} "
+                    "measured batch sizes; not planned"
+                )
                 continue
             fit = fit_convergence(pts)
             spread, dof = _crossing(runs, level, metric)
@@ -70,43 +85,65 @@ def _crossing(runs: Sequence[Any], level: float, metric: Any) -> tuple[float, in
     """Root mean square of the crossing spreads of the runs that reached ``level``, and the
     degrees of freedom of their evaluation noise together."""
     hit = [(r, n) for r in runs for a, n in r.reached if abs(a - level) < 1e-9 and n]
-    spreads = [crossing_spread([(s, metric.score(v)) for s, v in r.curve], metric.score(level), n, r.eval_every)
-               for r, n in hit]
+    spreads = [
+        crossing_spread([(s, metric.score(v)) for s, v in r.curve], metric.score(level), n, r.eval_every)
+        for r, n in hit
+    ]
     if not spreads:
         return 0.0, 0
     return math.sqrt(sum(x * x for x in spreads) / len(spreads)), sum(crossing_dof(r.curve) for r, _ in hit)
 
 
-def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
-                  configs: Sequence["Config"], *, budget_usd: float | None = None,
-                  deadline_s: float | None = None, prune: bool = True) -> tuple[Problem, ProblemContext]:
+def build_problem(
+    spec: Spec,
+    offers: Sequence[Offer],
+    profile: Profile,
+    configs: Sequence[Config],
+    *,
+    budget_usd: float | None = None,
+    deadline_s: float | None = None,
+    prune: bool = True,
+) -> tuple[Problem, ProblemContext]:
     """The ``Problem`` of the module docstring, with its context for the plan file."""
     K = spec.planner.stages
     fits, notes = fit_all_convergence(spec, profile, configs)
     choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
     workers = [n for n in worker_counts(spec.planner.max_workers) if n >= spec.planner.min_workers]
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
-    notes.extend(f"{dev}: steps and evaluations predicted at x{f:.3f} the profile's timed passes (its "
-                 "convergence runs' speed)" for dev, f in sorted(speed_factors(profile).items()) if dev != "*")
+    notes.extend(
+        f"{dev}: steps and evaluations predicted at x{f:.3f} the profile's timed passes (its "
+        "convergence runs' speed)"
+        for dev, f in sorted(speed_factors(profile).items())
+        if dev != "*"
+    )
     left_out = _unsupported_precisions(spec, offers, profile, notes)
-    options = tuple(Option(o.id, q, b, n) for o in offers for q in spec.planner.precisions
-                    if (o.id, q) not in left_out
-                    for n in workers for b in spec.planner.batch_sizes
-                    if any((o.id, c.id, q, n) in models for c in configs))
+    options = tuple(
+        Option(o.id, q, b, n)
+        for o in offers
+        for q in spec.planner.precisions
+        if (o.id, q) not in left_out
+        for n in workers
+        for b in spec.planner.batch_sizes
+        if any((o.id, c.id, q, n) in models for c in configs)
+    )
     hardware = tuple(o.id for o in offers)
     offer_of = {o.id: o for o in offers}
     hw_index = {h: i for i, h in enumerate(hardware)}
     curves = _noise_curves(profile, configs, notes)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
-    storage = {key: _checkpoint_bytes(m.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
-               for key, m in models.items()}
+    storage = {
+        key: _checkpoint_bytes(m.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
+        for key, m in models.items()
+    }
     noise = {key: stage_noise(fit.b_noise, curves.get(key[0]), fit.e_min, K) for key, fit in fits.items()}
     b_noise_stage: dict[tuple[int, int], float] = {}
     for m, ch in enumerate(choices):  # at each stage's midpoint of ideal progress
         key = (ch.config_id, ch.accuracy)
         for k in range(K):
             b_noise_stage[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / K)
-    time, cost, samples = _fill(spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage)
+    time, cost, samples = _fill(
+        spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage
+    )
     notes.extend(_offers_left_out(spec, offers, options, time, models))
     entry = [entry_cost(offer_of[h]) for h in hardware]
     switch_in_s = np.array([e[0] for e in entry])
@@ -115,36 +152,62 @@ def build_problem(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
     switch_out_usd = np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware])
     train_budget = spec.budget.train_usd if budget_usd is None else budget_usd
     problem = Problem(
-        choices=choices, options=options, hardware=hardware, time_s=time, cost_usd=cost,
-        samples=samples, option_hw=np.array([hw_index[o.hardware] for o in options], dtype=int),
-        switch_s=switch_in_s, switch_usd=switch_in_usd, switch_out_usd=switch_out_usd,
-        budget_usd=train_budget, deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
+        choices=choices,
+        options=options,
+        hardware=hardware,
+        time_s=time,
+        cost_usd=cost,
+        samples=samples,
+        option_hw=np.array([hw_index[o.hardware] for o in options], dtype=int),
+        switch_s=switch_in_s,
+        switch_usd=switch_in_usd,
+        switch_out_usd=switch_out_usd,
+        budget_usd=train_budget,
+        deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
         accuracy_floor=spec.target.metric_obj.score(spec.target.goal),
     )
     pruned = 0
     if prune:
         problem, pruned = prune_dominated(problem)
     runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
-    ctx = ProblemContext(step_models=models, convergence=fits, b_noise_stage=b_noise_stage,
-                         stage_noise=noise, noise_curves=curves, instances=instances, storage_bytes=storage,
-                         egress_bytes=egress_bytes, notes=tuple(notes), pruned=pruned, curves=runs)
+    ctx = ProblemContext(
+        step_models=models,
+        convergence=fits,
+        b_noise_stage=b_noise_stage,
+        stage_noise=noise,
+        noise_curves=curves,
+        instances=instances,
+        storage_bytes=storage,
+        egress_bytes=egress_bytes,
+        notes=tuple(notes),
+        pruned=pruned,
+        curves=runs,
+    )
     return problem, ctx
 
 
-def _unsupported_precisions(spec: "Spec", offers: Sequence["Offer"], profile: "Profile",
-                            notes: list[str]) -> set[tuple[str, str]]:
+def _unsupported_precisions(
+    spec: Spec, offers: Sequence[Offer], profile: Profile, notes: list[str]
+) -> set[tuple[str, str]]:
     """The (local offer, precision) pairs of the spec that the device does not train in (the
     profile measured none of them); one note each."""
     local = {o.id for o in offers if o.local}
     out = {(h, q) for h, q in profile.unsupported if h in local and q in spec.planner.precisions}
     for h, q in sorted(out):
-        notes.append(f"{h}: precision {q} is not supported by this device (torch cannot train in "
-                     f"{q} there); not planned for it")
+        notes.append(
+            f"{h}: precision {q} is not supported by this device (torch cannot train in "
+            f"{q} there); not planned for it"
+        )
     return out
 
 
-def _offers_left_out(spec: "Spec", offers: Sequence["Offer"], options: Sequence[Option], time: np.ndarray,
-                     models: Mapping[tuple[str, str, str, int], StepModel]) -> list[str]:
+def _offers_left_out(
+    spec: Spec,
+    offers: Sequence[Offer],
+    options: Sequence[Option],
+    time: np.ndarray,
+    models: Mapping[tuple[str, str, str, int], StepModel],
+) -> list[str]:
     """A note for each allowed offer that no stage of any choice can use, and why."""
     notes = []
     smallest = min(spec.planner.batch_sizes)
@@ -163,7 +226,7 @@ def _offers_left_out(spec: "Spec", offers: Sequence["Offer"], options: Sequence[
     return notes
 
 
-def _noise_curves(profile: "Profile", configs: Sequence["Config"], notes: list[str]) -> dict[str, NoiseCurve]:
+def _noise_curves(profile: Profile, configs: Sequence[Config], notes: list[str]) -> dict[str, NoiseCurve]:
     """The gradient-noise curve of each config whose measurements show a trend."""
     curves: dict[str, NoiseCurve] = {}
     for cfg in configs:
@@ -172,15 +235,24 @@ def _noise_curves(profile: "Profile", configs: Sequence["Config"], notes: list[s
         if curve is not None:
             curves[cfg.id] = curve
         elif len(points) >= 3:
-            notes.append(f"{cfg.id}: the measured gradient noise shows no significant trend along "
-                         "training; one B_noise for all stages")
+            notes.append(
+                f"{cfg.id}: the measured gradient noise shows no significant trend along "
+                "training; one B_noise for all stages"
+            )
     return curves
 
 
-def _fill(spec: "Spec", choices: Sequence[Choice], options: Sequence[Option], offer_of: Mapping[str, "Offer"],
-          fits: Mapping[tuple[str, float], ConvergenceFit], models: Mapping[tuple[str, str, str, int], StepModel],
-          b_noise_stage: Mapping[tuple[int, int], float], instances: Mapping[tuple[str, int], int],
-          storage: Mapping[tuple[str, str, str, int], float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fill(
+    spec: Spec,
+    choices: Sequence[Choice],
+    options: Sequence[Option],
+    offer_of: Mapping[str, Offer],
+    fits: Mapping[tuple[str, float], ConvergenceFit],
+    models: Mapping[tuple[str, str, str, int], StepModel],
+    b_noise_stage: Mapping[tuple[int, int], float],
+    instances: Mapping[tuple[str, int], int],
+    storage: Mapping[tuple[str, str, str, int], float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost``."""
     K = spec.planner.stages
     M, O = len(choices), len(options)
@@ -195,11 +267,19 @@ def _fill(spec: "Spec", choices: Sequence[Choice], options: Sequence[Option], of
             if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch):
                 continue
             for k in range(K):
-                c = stage_cost(work=fit.e_min / K, b_noise=b_noise_stage[(m, k)], option=opt, step=model,
-                               offer=offer_of[opt.hardware], instances=instances[(opt.hardware, opt.workers)],
-                               storage_bytes=storage[key], first=k == 0, entry=k == 0,
-                               eval_every=spec.runtime.eval_every_samples,
-                               ckpt_every=spec.runtime.checkpoint_every_s)
+                c = stage_cost(
+                    work=fit.e_min / K,
+                    b_noise=b_noise_stage[(m, k)],
+                    option=opt,
+                    step=model,
+                    offer=offer_of[opt.hardware],
+                    instances=instances[(opt.hardware, opt.workers)],
+                    storage_bytes=storage[key],
+                    first=k == 0,
+                    entry=k == 0,
+                    eval_every=spec.runtime.eval_every_samples,
+                    ckpt_every=spec.runtime.checkpoint_every_s,
+                )
                 samples[m, k, o], time[m, k, o], cost[m, k, o] = c.samples, c.time_s, c.cost_usd
     return time, cost, samples
 
@@ -209,8 +289,7 @@ def _checkpoint_bytes(grad_bytes: float, keep: int) -> float:
     return 3.0 * grad_bytes * keep
 
 
-def _data_bytes(spec: "Spec") -> float:
+def _data_bytes(spec: Spec) -> float:
     if spec.workload.name == "mnist1d":
         return spec.workload.samples * (40 * 4 + 8)
     return 0.0
-

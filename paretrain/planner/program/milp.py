@@ -53,8 +53,8 @@ exactly from the chosen options (``Problem.evaluate``), never read from the solv
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import pulp
@@ -65,7 +65,15 @@ from paretrain.planner.program.paths import LabelLimit, path_front
 from paretrain.planner.program.problem import Problem, Schedule
 from paretrain.planner.program.solvers import SOLVERS, make_solver, quiet_highs_banner, solve_outcome
 
-__all__ = ["Formulation", "Front", "pareto_front", "explain_infeasible", "solve_outcome", "SOLVERS", "METHODS"]
+__all__ = [
+    "METHODS",
+    "SOLVERS",
+    "Formulation",
+    "Front",
+    "explain_infeasible",
+    "pareto_front",
+    "solve_outcome",
+]
 
 #: How ``pareto_front`` finds the front: the label DP with the MILP as fallback, or one of them.
 METHODS = ("auto", "paths", "milp")
@@ -104,7 +112,7 @@ class Formulation:
         self.time_limit_s = time_limit_s
         self.solves = 0
         self.proven_optimal = True
-        M, K, O = problem.time_s.shape
+        M, K, _O = problem.time_s.shape
         finite = np.isfinite(problem.time_s) & np.isfinite(problem.cost_usd)
         self.t_scale = _scale(problem.time_s, finite)
         self.c_scale = _scale(problem.cost_usd, finite)
@@ -112,18 +120,27 @@ class Formulation:
         self.z = [pulp.LpVariable(f"z_{m}", cat="Binary") for m in range(M)]
         self.idx = np.argwhere(finite)  # rows (m, k, o) that get an x variable
         self.x = [pulp.LpVariable(f"x_{m}_{k}_{o}", cat="Binary") for m, k, o in self.idx]
-        t_terms = [(v, problem.time_s[m, k, o] / self.t_scale) for v, (m, k, o) in zip(self.x, self.idx)]
-        c_terms = [(v, problem.cost_usd[m, k, o] / self.c_scale) for v, (m, k, o) in zip(self.x, self.idx)]
+        t_terms = [
+            (v, problem.time_s[m, k, o] / self.t_scale)
+            for v, (m, k, o) in zip(self.x, self.idx, strict=False)
+        ]
+        c_terms = [
+            (v, problem.cost_usd[m, k, o] / self.c_scale)
+            for v, (m, k, o) in zip(self.x, self.idx, strict=False)
+        ]
         # assign: sum_o x[m,k,o] - z[m] = 0
         by_mk: dict[tuple[int, int], list[pulp.LpVariable]] = {}
-        for v, (m, k, _o) in zip(self.x, self.idx):
+        for v, (m, k, _o) in zip(self.x, self.idx, strict=False):
             by_mk.setdefault((int(m), int(k)), []).append(v)
         for m in range(M):
             for k in range(K):
                 terms = [(v, 1.0) for v in by_mk.get((m, k), [])] + [(self.z[m], -1.0)]
-                lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, f"assign_{m}_{k}", 0.0)
-        lp += pulp.LpConstraint(pulp.LpAffineExpression([(v, 1.0) for v in self.z]),
-                                pulp.LpConstraintEQ, "one", 1.0)
+                lp += pulp.LpConstraint(
+                    pulp.LpAffineExpression(terms), pulp.LpConstraintEQ, f"assign_{m}_{k}", 0.0
+                )
+        lp += pulp.LpConstraint(
+            pulp.LpAffineExpression([(v, 1.0) for v in self.z]), pulp.LpConstraintEQ, "one", 1.0
+        )
         self._add_switches(lp, t_terms, c_terms)
         self.TIME = pulp.LpAffineExpression(t_terms)
         self.COST = pulp.LpAffineExpression(c_terms)
@@ -144,7 +161,7 @@ class Formulation:
         leave = p.leave_usd
         if K > 1:
             by_kh: dict[tuple[int, int], list[pulp.LpVariable]] = {}
-            for v, (_m, k, o) in zip(self.x, self.idx):
+            for v, (_m, k, o) in zip(self.x, self.idx, strict=False):
                 by_kh.setdefault((int(k), int(p.option_hw[o])), []).append(v)
             for k in range(1, K):
                 for h in range(len(p.hardware)):
@@ -154,24 +171,27 @@ class Formulation:
                         w = pulp.LpVariable(f"w_{k}_{h}", lowBound=0, upBound=1)
                         self.w[(k, h)] = w
                         terms = [(w, 1.0)] + [(x, -1.0) for x in y_now] + [(x, 1.0) for x in y_before]
-                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
-                                                f"switch_in_{k}_{h}", 0.0)
+                        lp += pulp.LpConstraint(
+                            pulp.LpAffineExpression(terms), pulp.LpConstraintGE, f"switch_in_{k}_{h}", 0.0
+                        )
                         t_terms.append((w, p.switch_s[h] / self.t_scale))
                         c_terms.append((w, p.switch_usd[h] / self.c_scale))
                     if leave[h] > 0:
                         u = pulp.LpVariable(f"v_{k}_{h}", lowBound=0, upBound=1)
                         self.v[(k, h)] = u
                         terms = [(u, 1.0)] + [(x, -1.0) for x in y_before] + [(x, 1.0) for x in y_now]
-                        lp += pulp.LpConstraint(pulp.LpAffineExpression(terms), pulp.LpConstraintGE,
-                                                f"switch_out_{k}_{h}", 0.0)
+                        lp += pulp.LpConstraint(
+                            pulp.LpAffineExpression(terms), pulp.LpConstraintGE, f"switch_out_{k}_{h}", 0.0
+                        )
                         c_terms.append((u, leave[h] / self.c_scale))
 
     # -- solving ------------------------------------------------------------------------
     def _solver(self) -> pulp.LpSolver:
         return make_solver(self.solver_name, self.time_limit_s)
 
-    def _run(self, objective: pulp.LpAffineExpression, time_cap: float, cost_cap: float,
-             floor: float) -> Schedule | None:
+    def _run(
+        self, objective: pulp.LpAffineExpression, time_cap: float, cost_cap: float, floor: float
+    ) -> Schedule | None:
         p = self.p
         t = min(time_cap, self.deadline_s)
         c = min(cost_cap, self.budget_usd)
@@ -201,7 +221,7 @@ class Formulation:
         K = p.stages
         best = np.full(K, -1)
         best_val = np.zeros(K)
-        for v, (mm, k, o) in zip(self.x, self.idx):
+        for v, (mm, k, o) in zip(self.x, self.idx, strict=False):
             if mm != m:
                 continue
             val = v.varValue or 0.0
@@ -211,27 +231,45 @@ class Formulation:
             raise SolverError("the solver returned a schedule with an empty stage; this is a paretrain bug")
         return p.evaluate(m, [int(o) for o in best])
 
-    def min_cost(self, time_cap: float = math.inf, cost_cap: float = math.inf,
-                 floor: float | None = None, lexicographic: bool = True,
-                 augment: bool = False) -> Schedule | None:
+    def min_cost(
+        self,
+        time_cap: float = math.inf,
+        cost_cap: float = math.inf,
+        floor: float | None = None,
+        lexicographic: bool = True,
+        augment: bool = False,
+    ) -> Schedule | None:
         """The cheapest schedule within the caps (then the fastest among the cheapest)."""
         fl = self.p.accuracy_floor if floor is None else floor
         s = self._run(self.COST + _AUGMENT * self.TIME if augment else self.COST, time_cap, cost_cap, fl)
         if s is None or not lexicographic:
             return s
-        s2 = self._run(self.TIME, min(time_cap, s.wall_s * (1 + _STEP) + 1e-12),
-                       s.cost_usd + self._cost_tol(s.cost_usd), fl)
+        s2 = self._run(
+            self.TIME,
+            min(time_cap, s.wall_s * (1 + _STEP) + 1e-12),
+            s.cost_usd + self._cost_tol(s.cost_usd),
+            fl,
+        )
         return _better(s, s2)
 
-    def min_time(self, time_cap: float = math.inf, cost_cap: float = math.inf,
-                 floor: float | None = None, lexicographic: bool = True) -> Schedule | None:
+    def min_time(
+        self,
+        time_cap: float = math.inf,
+        cost_cap: float = math.inf,
+        floor: float | None = None,
+        lexicographic: bool = True,
+    ) -> Schedule | None:
         """The fastest schedule within the caps (then the cheapest among the fastest)."""
         fl = self.p.accuracy_floor if floor is None else floor
         s = self._run(self.TIME, time_cap, cost_cap, fl)
         if s is None or not lexicographic:
             return s
-        s2 = self._run(self.COST, s.wall_s + self._time_tol(s.wall_s),
-                       min(cost_cap, s.cost_usd * (1 + _STEP) + 1e-15), fl)
+        s2 = self._run(
+            self.COST,
+            s.wall_s + self._time_tol(s.wall_s),
+            min(cost_cap, s.cost_usd * (1 + _STEP) + 1e-15),
+            fl,
+        )
         return _better(s, s2, by_time=True)
 
     def _time_tol(self, t: float) -> float:
@@ -259,9 +297,14 @@ def _scale(values: np.ndarray, finite: np.ndarray) -> float:
     return s if s > 0 else 1.0
 
 
-def pareto_front(problem: Problem, solver: str = "highs", time_limit_s: float = 60.0,
-                 points: int | None = None, formulation: Formulation | None = None,
-                 method: str = "auto") -> Front:
+def pareto_front(
+    problem: Problem,
+    solver: str = "highs",
+    time_limit_s: float = 60.0,
+    points: int | None = None,
+    formulation: Formulation | None = None,
+    method: str = "auto",
+) -> Front:
     """The (cost, wall time, accuracy) Pareto set of ``problem`` (see the module docstring).
 
     Raises ``InfeasiblePlan`` (with the smallest feasible budget and deadline) when no schedule
@@ -363,18 +406,25 @@ def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
     finally:
         f.budget_usd, f.deadline_s = problem.budget_usd, problem.deadline_s
     budget, deadline = problem.budget_usd, problem.deadline_s
-    head = (f"no schedule reaches val_accuracy >= {floor:g} within the training budget "
-            f"${budget:.6g} and the deadline {deadline:.6g} s")
+    head = (
+        f"no schedule reaches val_accuracy >= {floor:g} within the training budget "
+        f"${budget:.6g} and the deadline {deadline:.6g} s"
+    )
     if cheapest_any is None:
-        return InfeasiblePlan(f"{head}: no measured configuration reaches that accuracy at any "
-                              "allowed batch size. To fix: lower target.goal, allow more batch sizes "
-                              "or raise target.max_samples", binding="accuracy")
+        return InfeasiblePlan(
+            f"{head}: no measured configuration reaches that accuracy at any "
+            "allowed batch size. To fix: lower target.goal, allow more batch sizes "
+            "or raise target.max_samples",
+            binding="accuracy",
+        )
     min_budget = cheapest_in_time.cost_usd if cheapest_in_time else None
     min_deadline = fastest_in_budget.wall_s if fastest_in_budget else None
     if min_budget is not None and min_deadline is not None:
         binding = "budget and deadline (either one alone)"
-        fix = (f"raise budget.train_usd to at least ${min_budget:.6g} (keeping the deadline), or "
-               f"deadline_s to at least {math.ceil(min_deadline)} s (keeping the budget)")
+        fix = (
+            f"raise budget.train_usd to at least ${min_budget:.6g} (keeping the deadline), or "
+            f"deadline_s to at least {math.ceil(min_deadline)} s (keeping the budget)"
+        )
     elif min_budget is not None:
         binding = "budget"
         fix = f"raise budget.train_usd to at least ${min_budget:.6g} (the deadline can stay)"
@@ -385,8 +435,14 @@ def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
         binding = "budget and deadline (both)"
         assert fastest_any is not None
         min_budget, min_deadline = cheapest_any.cost_usd, fastest_any.wall_s
-        fix = (f"raise both: the cheapest schedule costs ${cheapest_any.cost_usd:.6g} and takes "
-               f"{math.ceil(cheapest_any.wall_s)} s; the fastest takes {math.ceil(fastest_any.wall_s)} s "
-               f"and costs ${fastest_any.cost_usd:.6g}")
-    return InfeasiblePlan(f"{head}. Binding: {binding}. To fix: {fix}", binding=binding,
-                          min_budget_usd=min_budget, min_deadline_s=min_deadline)
+        fix = (
+            f"raise both: the cheapest schedule costs ${cheapest_any.cost_usd:.6g} and takes "
+            f"{math.ceil(cheapest_any.wall_s)} s; the fastest takes {math.ceil(fastest_any.wall_s)} s "
+            f"and costs ${fastest_any.cost_usd:.6g}"
+        )
+    return InfeasiblePlan(
+        f"{head}. Binding: {binding}. To fix: {fix}",
+        binding=binding,
+        min_budget_usd=min_budget,
+        min_deadline_s=min_deadline,
+    )

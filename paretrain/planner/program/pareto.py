@@ -10,12 +10,22 @@ maximized. Internally points are turned into all-minimized vectors (cost, time, 
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["dominates", "non_dominated", "front2d", "exact_front", "sorted_non_dominated", "hypervolume", "knee_index", "Point"]
+__all__ = [
+    "Point",
+    "dominates",
+    "exact_front",
+    "front2d",
+    "hypervolume",
+    "knee_index",
+    "non_dominated",
+    "sorted_non_dominated",
+]
 
 Point = tuple[float, float, float]  # (cost_usd, wall_s, accuracy)
 
@@ -38,11 +48,13 @@ def _lt(a: float, b: float) -> bool:
 def dominates(a: Point, b: Point) -> bool:
     """``a`` is no worse than ``b`` in every objective and strictly better in one."""
     ka, kb = _key(a), _key(b)
-    return all(_le(x, y) for x, y in zip(ka, kb)) and any(_lt(x, y) for x, y in zip(ka, kb))
+    return all(_le(x, y) for x, y in zip(ka, kb, strict=False)) and any(
+        _lt(x, y) for x, y in zip(ka, kb, strict=False)
+    )
 
 
 def same(a: Point, b: Point) -> bool:
-    return all(_le(x, y) and _le(y, x) for x, y in zip(_key(a), _key(b)))
+    return all(_le(x, y) and _le(y, x) for x, y in zip(_key(a), _key(b), strict=False))
 
 
 def non_dominated(points: Sequence[Point]) -> list[int]:
@@ -57,8 +69,8 @@ def non_dominated(points: Sequence[Point]) -> list[int]:
     with np.errstate(invalid="ignore"):
         for i in range(len(K)):
             tol = REL_TOL * np.maximum(np.maximum(1.0, A), A[i])
-            le = K <= K[i] + tol  # _le(q, p) for every q
-            lt = K < K[i] - tol  # _lt(q, p)
+            le = K[i] + tol >= K  # _le(q, p) for every q
+            lt = K[i] - tol > K  # _lt(q, p)
             dominated = le.all(axis=1) & lt.any(axis=1)
             if dominated.any():
                 continue
@@ -145,7 +157,7 @@ def sorted_non_dominated(points: Sequence[Point]) -> list[int]:
             lt_qp = (K[q_all] < K[p_all] - tol).any(axis=1)
             le_pq = (K[p_all] <= K[q_all] + tol).all(axis=1)
         np.logical_or.at(dominated, p_all[le_qp & lt_qp], True)
-        for p, q in zip(p_all[le_qp & le_pq].tolist(), q_all[le_qp & le_pq].tolist()):
+        for p, q in zip(p_all[le_qp & le_pq].tolist(), q_all[le_qp & le_pq].tolist(), strict=False):
             partners.setdefault(p, []).append(q)
     keep: list[int] = []
     kept = np.zeros(n, dtype=bool)
@@ -162,12 +174,12 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
     after negating accuracy), by slicing along the cost axis."""
     ref = np.array(_key(reference), dtype=float)
     P = np.array([_key(p) for p in points], dtype=float).reshape(-1, 3)
-    P = P[np.all(P < ref, axis=1)]
+    P = P[np.all(ref > P, axis=1)]
     if len(P) == 0:
         return 0.0
     xs = np.unique(np.concatenate([P[:, 0], [ref[0]]]))
     total = 0.0
-    for x0, x1 in zip(xs[:-1], xs[1:]):
+    for x0, x1 in itertools.pairwise(xs):
         active = P[P[:, 0] <= x0][:, 1:]
         total += (x1 - x0) * _area_2d(active, ref[1:])
     return float(total)
@@ -179,7 +191,7 @@ def _area_2d(P: np.ndarray, ref: np.ndarray) -> float:
         return 0.0
     xs = np.unique(np.concatenate([P[:, 0], [ref[0]]]))
     area = 0.0
-    for a, b in zip(xs[:-1], xs[1:]):
+    for a, b in itertools.pairwise(xs):
         ymin = P[P[:, 0] <= a][:, 1].min()
         area += (b - a) * max(ref[1] - ymin, 0.0)
     return float(area)
@@ -196,7 +208,7 @@ def knee_index(points: Sequence[Point]) -> int:
     lo, hi = K.min(axis=0), K.max(axis=0)
     span = np.where(hi - lo > 0, hi - lo, 1.0)
     N = (K - lo) / span
-    d = np.sqrt((N ** 2).sum(axis=1))
+    d = np.sqrt((N**2).sum(axis=1))
     order = sorted(range(len(points)), key=lambda i: (round(float(d[i]), 12), K[i, 0], K[i, 1], K[i, 2]))
     return order[0]
 

@@ -34,7 +34,7 @@ import numpy as np
 from paretrain.planner.program.pareto import front2d
 from paretrain.planner.program.problem import Problem, Schedule
 
-__all__ = ["path_front", "LabelLimit"]
+__all__ = ["LabelLimit", "path_front"]
 
 #: Labels of one stage past which ``path_front`` gives up (``paretrain.planner.program.milp`` then sweeps with the
 #: MILP); at that size the front holds thousands of points and memory is the limit.
@@ -49,7 +49,7 @@ class LabelLimit(Exception):
 class _Stage:
     """The labels of one stage: totals, last hardware, parent label and option."""
 
-    __slots__ = ("c", "t", "hw", "parent", "opt")
+    __slots__ = ("c", "hw", "opt", "parent", "t")
 
     def __init__(self, c: np.ndarray, t: np.ndarray, hw: np.ndarray, parent: np.ndarray, opt: np.ndarray):
         self.c, self.t, self.hw, self.parent, self.opt = c, t, hw, parent, opt
@@ -121,7 +121,9 @@ def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: i
                 keep = front2d(bc, bt)
                 bc, bt, bp = bc[keep], bt[keep], bp[keep]
             if bc.size * cols.size > 8 * max_labels:
-                raise LabelLimit(f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options")
+                raise LabelLimit(
+                    f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options"
+                )
             cc = (bc[:, None] + oc[None, :]).ravel()
             tt = (bt[:, None] + ot[None, :]).ravel()
             ok = (cc <= budget) & (tt <= deadline)
@@ -130,11 +132,12 @@ def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: i
             if idx.size == 0:
                 continue
             keep = idx[front2d(cc[idx], tt[idx])]
-            parts.append((cc[keep], tt[keep], np.full(keep.size, h), bp[keep // cols.size],
-                          cols[keep % cols.size]))
+            parts.append(
+                (cc[keep], tt[keep], np.full(keep.size, h), bp[keep // cols.size], cols[keep % cols.size])
+            )
         if not parts:
             return []
-        prev = _Stage(*(np.concatenate(a) for a in zip(*parts)))
+        prev = _Stage(*(np.concatenate(a) for a in zip(*parts, strict=False)))
         if prev.c.size > max_labels:
             raise LabelLimit(f"stage {k} of choice {m} keeps {prev.c.size} labels (limit {max_labels})")
         stages.append(prev)
@@ -161,8 +164,10 @@ def path_front(problem: Problem, max_labels: int | None = None, bound: bool = Tr
     ``MAX_LABELS``) labels."""
     limit = MAX_LABELS if max_labels is None else max_labels
     acc = problem.accuracy
-    order = sorted((m for m in range(len(problem.choices)) if acc[m] >= problem.accuracy_floor - 1e-12),
-                   key=lambda m: (-acc[m], m))
+    order = sorted(
+        (m for m in range(len(problem.choices)) if acc[m] >= problem.accuracy_floor - 1e-12),
+        key=lambda m: (-acc[m], m),
+    )
     incumbent = _Incumbent()
     found: list[Schedule] = []
     for m in order:

@@ -12,12 +12,13 @@ Moving the run onto hardware h between stages costs ``switch_in_s[h]`` seconds a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-__all__ = ["Choice", "Option", "Problem", "Schedule", "ProblemContext", "prune_dominated"]
+__all__ = ["Choice", "Option", "Problem", "ProblemContext", "Schedule", "prune_dominated"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,10 @@ class Problem:
     def __post_init__(self) -> None:
         M, K, O = len(self.choices), self.time_s.shape[1], len(self.options)
         if self.time_s.shape != (M, K, O) or self.cost_usd.shape != (M, K, O):
-            raise ValueError(f"time/cost arrays must have shape {(M, K, O)}, got "
-                             f"{self.time_s.shape} and {self.cost_usd.shape}")
+            raise ValueError(
+                f"time/cost arrays must have shape {(M, K, O)}, got "
+                f"{self.time_s.shape} and {self.cost_usd.shape}"
+            )
         if self.option_hw.shape != (O,):
             raise ValueError(f"option_hw must have shape {(O,)}, got {self.option_hw.shape}")
 
@@ -103,8 +106,12 @@ class Problem:
     def feasible(self, s: Schedule, *, budget: float | None = None, deadline: float | None = None) -> bool:
         b = self.budget_usd if budget is None else budget
         d = self.deadline_s if deadline is None else deadline
-        return (math.isfinite(s.cost_usd) and s.cost_usd <= b * (1 + 1e-9)
-                and s.wall_s <= d * (1 + 1e-9) and s.accuracy >= self.accuracy_floor - 1e-12)
+        return (
+            math.isfinite(s.cost_usd)
+            and s.cost_usd <= b * (1 + 1e-9)
+            and s.wall_s <= d * (1 + 1e-9)
+            and s.accuracy >= self.accuracy_floor - 1e-12
+        )
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,7 @@ def prune_dominated(problem: Problem) -> tuple[Problem, int]:
     the number of (choice, stage, option) entries dropped.
     """
     T, C = problem.time_s.copy(), problem.cost_usd.copy()
-    M, K, O = T.shape
+    M, K, _O = T.shape
     dropped = 0
     for h in range(len(problem.hardware)):
         cols = np.flatnonzero(problem.option_hw == h)
@@ -150,6 +157,18 @@ def prune_dominated(problem: Problem) -> tuple[Problem, int]:
                     else:  # some option no slower is at least as cheap
                         T[m, k, cols[i]] = C[m, k, cols[i]] = np.inf
                         dropped += 1
-    return Problem(problem.choices, problem.options, problem.hardware, T, C, problem.samples,
-                   problem.option_hw, problem.switch_s, problem.switch_usd, problem.switch_out_usd,
-                   problem.budget_usd, problem.deadline_s, problem.accuracy_floor), dropped
+    return Problem(
+        problem.choices,
+        problem.options,
+        problem.hardware,
+        T,
+        C,
+        problem.samples,
+        problem.option_hw,
+        problem.switch_s,
+        problem.switch_usd,
+        problem.switch_out_usd,
+        problem.budget_usd,
+        problem.deadline_s,
+        problem.accuracy_floor,
+    ), dropped

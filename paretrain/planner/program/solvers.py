@@ -18,11 +18,22 @@ SOLVERS = ("highs", "cbc")
 def make_solver(name: str, time_limit_s: float) -> pulp.LpSolver:
     """An exact solver (zero gap, tight tolerances) with a time limit."""
     if name == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=time_limit_s,
-                                 options=["primalTolerance 1e-9", "integerTolerance 1e-9"])
-    return pulp.HiGHS(msg=False, gapRel=0.0, gapAbs=1e-10, timeLimit=time_limit_s,
-                      mip_feasibility_tolerance=1e-9, primal_feasibility_tolerance=1e-9,
-                      presolve="off")
+        return pulp.PULP_CBC_CMD(
+            msg=False,
+            gapRel=0.0,
+            gapAbs=1e-10,
+            timeLimit=time_limit_s,
+            options=["primalTolerance 1e-9", "integerTolerance 1e-9"],
+        )
+    return pulp.HiGHS(
+        msg=False,
+        gapRel=0.0,
+        gapAbs=1e-10,
+        timeLimit=time_limit_s,
+        mip_feasibility_tolerance=1e-9,
+        primal_feasibility_tolerance=1e-9,
+        presolve="off",
+    )
 
 
 _BANNER_DONE = False
@@ -66,5 +77,7 @@ def solve_outcome(status: int, sol_status: int, solver: str, time_limit_s: float
         return "infeasible"
     if sol_status == pulp.LpSolutionUnbounded or status == pulp.LpStatusUnbounded:
         raise SolverError("the program is unbounded; this is a paretrain bug (all costs are >= 0)")
-    raise SolverTimeout(f"the {solver} solver found no schedule within its {time_limit_s:g} s time "
-                        "limit; raise planner.time_limit_s or set planner.pareto_points")
+    raise SolverTimeout(
+        f"the {solver} solver found no schedule within its {time_limit_s:g} s time "
+        "limit; raise planner.time_limit_s or set planner.pareto_points"
+    )

@@ -56,19 +56,30 @@ there the two fronts agree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from paretrain.planner.errors import InfeasiblePlan
 from paretrain.planner.program.pareto import non_dominated
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.catalog import Offer
-    from paretrain.planner.program.problem import Option, Problem, Schedule
     from paretrain.planner.measure.throughput import StepModel
+    from paretrain.planner.program.problem import Option, Problem, Schedule
 
-__all__ = ["StageCost", "stage_cost", "option_fits", "entry_cost", "exit_usd", "SECONDS_PER_MONTH", "Held",
-           "billing_usd", "schedule_billing", "bill_front"]
+__all__ = [
+    "SECONDS_PER_MONTH",
+    "Held",
+    "StageCost",
+    "bill_front",
+    "billing_usd",
+    "entry_cost",
+    "exit_usd",
+    "option_fits",
+    "schedule_billing",
+    "stage_cost",
+]
 
 SECONDS_PER_MONTH = 730.0 * 3600.0
 
@@ -84,9 +95,22 @@ class StageCost:
     eval_s: float  # seconds per evaluation, the factor applied
 
 
-def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepModel", offer: "Offer",
-               instances: int, storage_bytes: float, first: bool, eval_every: float, ckpt_every: float,
-               price_usd_per_h: float | None = None, step_factor: float = 1.0, entry: bool = False) -> StageCost:
+def stage_cost(
+    *,
+    work: float,
+    b_noise: float,
+    option: Option,
+    step: StepModel,
+    offer: Offer,
+    instances: int,
+    storage_bytes: float,
+    first: bool,
+    eval_every: float,
+    ckpt_every: float,
+    price_usd_per_h: float | None = None,
+    step_factor: float = 1.0,
+    entry: bool = False,
+) -> StageCost:
     """The module docstring's stage: ``work`` ideal samples at ``b_noise`` under ``option``;
     ``entry``: it starts the run, so a non-local offer's provisioning is paid first."""
     B = option.global_batch
@@ -110,7 +134,7 @@ def stage_cost(*, work: float, b_noise: float, option: "Option", step: "StepMode
     return StageCost(s, t, cost, t_step, t_eval)
 
 
-def option_fits(option: "Option", step: "StepModel", offer: "Offer", max_batch: int) -> bool:
+def option_fits(option: Option, step: StepModel, offer: Offer, max_batch: int) -> bool:
     """Whether an option may be planned: its global batch was measured to reach the level and
     its per-worker batch fits the offer's memory."""
     if option.global_batch > max_batch:
@@ -119,7 +143,7 @@ def option_fits(option: "Option", step: "StepModel", offer: "Offer", max_batch: 
     return mem is None or mem <= offer.memory_gib * 2**30
 
 
-def entry_cost(offer: "Offer", price_usd_per_h: float | None = None) -> tuple[float, float]:
+def entry_cost(offer: Offer, price_usd_per_h: float | None = None) -> tuple[float, float]:
     """Seconds and dollars to move a run onto ``offer`` between stages (provision and restore
     at its price); moving between local thread counts costs nothing."""
     if offer.local:
@@ -128,7 +152,7 @@ def entry_cost(offer: "Offer", price_usd_per_h: float | None = None) -> tuple[fl
     return offer.switch_s, offer.switch_s * (price_h / 3600.0)
 
 
-def exit_usd(offer: "Offer", egress_bytes: float) -> float:
+def exit_usd(offer: Offer, egress_bytes: float) -> float:
     """Dollars to move a run off ``offer``: its checkpoint's egress."""
     return offer.egress_usd_per_gb * (egress_bytes / 1e9)
 
@@ -138,7 +162,7 @@ class Held:
     """One stage as billing sees it: its offer, the seconds it holds the offer (its time, and
     the move onto it when it starts a hold after another offer), its instances and price."""
 
-    offer: "Offer"
+    offer: Offer
     seconds: float
     instances: int = 1
     price_usd_per_h: float | None = None  # None: the offer's
@@ -159,27 +183,40 @@ def billing_usd(stages: Sequence[Held], held_before_s: float = 0.0) -> list[floa
     for k, st in enumerate(stages):
         if k + 1 < len(stages) and stages[k + 1].offer.id == st.offer.id:
             continue
-        held = sum(x.seconds for x in stages[start:k + 1]) + (held_before_s if start == 0 else 0.0)
+        held = sum(x.seconds for x in stages[start : k + 1]) + (held_before_s if start == 0 else 0.0)
         price_h = st.offer.price_usd_per_h if st.price_usd_per_h is None else st.price_usd_per_h
         out[k] = max(st.offer.billed_s(held) - held, 0.0) * (price_h / 3600.0) * st.instances
         start = k + 1
     return out
 
 
-def schedule_billing(problem: "Problem", sched: "Schedule", offers: Mapping[str, "Offer"],
-                     instances: Mapping[tuple[str, int], int]) -> list[float]:
+def schedule_billing(
+    problem: Problem,
+    sched: Schedule,
+    offers: Mapping[str, Offer],
+    instances: Mapping[tuple[str, int], int],
+) -> list[float]:
     """``billing_usd`` of one schedule of ``problem`` (moves between stages from its arrays)."""
     held = []
     for k, o in enumerate(sched.options):
         opt, h = problem.options[o], problem.option_hw[o]
         move = float(problem.switch_s[h]) if k and h != problem.option_hw[sched.options[k - 1]] else 0.0
-        held.append(Held(offers[opt.hardware], float(problem.time_s[sched.choice, k, o]) + move,
-                         int(instances[(opt.hardware, opt.workers)])))
+        held.append(
+            Held(
+                offers[opt.hardware],
+                float(problem.time_s[sched.choice, k, o]) + move,
+                int(instances[(opt.hardware, opt.workers)]),
+            )
+        )
     return billing_usd(held)
 
 
-def bill_front(problem: "Problem", schedules: Sequence["Schedule"], offers: Mapping[str, "Offer"],
-               instances: Mapping[tuple[str, int], int]) -> tuple[list[tuple["Schedule", list[float]]], list[str]]:
+def bill_front(
+    problem: Problem,
+    schedules: Sequence[Schedule],
+    offers: Mapping[str, Offer],
+    instances: Mapping[tuple[str, int], int],
+) -> tuple[list[tuple[Schedule, list[float]]], list[str]]:
     """The linear front re-costed as providers bill (module docstring): each kept schedule with
     its billed ``cost_usd`` and its per-stage billing dollars, and the notes on what was dropped.
     Raises ``InfeasiblePlan`` when every schedule passes the budget once billed."""
@@ -190,16 +227,24 @@ def bill_front(problem: "Problem", schedules: Sequence["Schedule"], offers: Mapp
     fits = [b for b in billed if b[0].cost_usd <= problem.budget_usd * (1 + 1e-9)]
     notes = []
     if len(fits) < len(billed):
-        notes.append(f"billing increments: {len(billed) - len(fits)} schedule(s) of the front pass the budget "
-                     f"${problem.budget_usd:.6g} once billed; not offered")
+        notes.append(
+            f"billing increments: {len(billed) - len(fits)} schedule(s) of the front pass the budget "
+            f"${problem.budget_usd:.6g} once billed; not offered"
+        )
     if not fits:
         least = min(b[0].cost_usd for b in billed)
-        raise InfeasiblePlan(f"every schedule on the front passes the training budget ${problem.budget_usd:.6g} "
-                             f"once billed as its providers bill (increments, minimums, provisioning); the cheapest "
-                             f"is billed ${least:.6g}. To fix: raise budget.train_usd to at least ${least:.6g}, or "
-                             "allow offers billed by shorter increments", binding="budget", min_budget_usd=least)
+        raise InfeasiblePlan(
+            f"every schedule on the front passes the training budget ${problem.budget_usd:.6g} "
+            f"once billed as its providers bill (increments, minimums, provisioning); the cheapest "
+            f"is billed ${least:.6g}. To fix: raise budget.train_usd to at least ${least:.6g}, or "
+            "allow offers billed by shorter increments",
+            binding="budget",
+            min_budget_usd=least,
+        )
     keep = non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s, _ in fits])
     if len(keep) < len(fits):
-        notes.append(f"billing increments: {len(fits) - len(keep)} schedule(s) of the front are dominated once "
-                     "billed; not offered")
+        notes.append(
+            f"billing increments: {len(fits) - len(keep)} schedule(s) of the front are dominated once "
+            "billed; not offered"
+        )
     return [fits[i] for i in keep], notes

@@ -1,2 +1,1 @@
-"""The architecture and hyperparameter search: an Optuna study under one search envelope.
-"""
+"""The architecture and hyperparameter search: an Optuna study under one search envelope."""

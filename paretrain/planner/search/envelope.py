@@ -26,7 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["EnvelopeState", "SearchEnvelope", "LocalEnvelope", "first_hold", "more_hold", "CHUNK_SHARE"]
+__all__ = ["CHUNK_SHARE", "EnvelopeState", "LocalEnvelope", "SearchEnvelope", "first_hold", "more_hold"]
 
 #: a reservation grows in steps of at least this share of the envelope
 CHUNK_SHARE = 1.0 / 16.0

@@ -29,25 +29,37 @@ import math
 import statistics
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
-
 from optuna.storages._heartbeat import get_heartbeat_thread
 
-from paretrain.planner.search.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
 from paretrain.planner.errors import SpecError
-from paretrain.planner.measure.fits import fit_learning_curve
-from paretrain.planner.program.pareto import non_dominated
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import OPTIMIZERS, Config, Family, Param, WorkloadInfo
+from paretrain.planner.measure.fits import fit_learning_curve
+from paretrain.planner.program.pareto import non_dominated
+from paretrain.planner.search.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
 
-__all__ = ["SearchSpace", "TrialRun", "TrialLab", "SearchResult", "search_space", "suggest_config",
-           "make_sampler", "open_study", "run_search", "front_configs", "complete_trials", "DIRECTIONS"]
+__all__ = [
+    "DIRECTIONS",
+    "SearchResult",
+    "SearchSpace",
+    "TrialLab",
+    "TrialRun",
+    "complete_trials",
+    "front_configs",
+    "make_sampler",
+    "open_study",
+    "run_search",
+    "search_space",
+    "suggest_config",
+]
 
 DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
 MIN_EVALS_BEFORE_CUT = 3
@@ -79,15 +91,20 @@ class TrialRun:
 
 
 class TrialLab(Protocol):
-    def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
-                  should_stop: Callable[[int, float, int], bool],
-                  more: Callable[[float], float] | None = None) -> TrialRun:
+    def run_trial(
+        self,
+        config: Config,
+        max_samples: int,
+        eval_every: int,
+        cap_usd: float,
+        should_stop: Callable[[int, float, int], bool],
+        more: Callable[[float], float] | None = None,
+    ) -> TrialRun:
         """Train ``config`` up to ``max_samples``, evaluating every ``eval_every`` samples;
         ``should_stop(samples, accuracy, eval_index)`` may cut it short. The trial spends at
         most ``cap_usd`` plus what ``more(need_usd)`` grants (it returns the amount added; 0.0
         when the envelope has nothing more): then it stops with ``budget_hit``."""
         ...
-
 
 
 @dataclass
@@ -103,16 +120,31 @@ class SearchResult:
 def _param_from(raw: Any, base: Param, where: str, path: str) -> Param:
     if base.kind == "choice":
         if not isinstance(raw, list) or not raw or any(v not in base.choices for v in raw):
-            raise SpecError(where, path, f"must be a non-empty list of {', '.join(map(str, base.choices))}",
-                            raw, "list the allowed values")
+            raise SpecError(
+                where,
+                path,
+                f"must be a non-empty list of {', '.join(map(str, base.choices))}",
+                raw,
+                "list the allowed values",
+            )
         return Param(base.name, "choice", choices=tuple(raw), default=raw[0])
-    if (not isinstance(raw, list) or len(raw) != 2 or any(isinstance(v, bool) or not isinstance(v, (int, float))
-                                                          for v in raw) or not raw[0] <= raw[1]):
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw)
+        or not raw[0] <= raw[1]
+    ):
         raise SpecError(where, path, "must be [low, high] with low <= high", raw, "give two numbers")
     if base.log and raw[0] <= 0:
         raise SpecError(where, path, "is on a log scale: low must be > 0", raw, "give a positive low bound")
-    return Param(base.name, base.kind, float(raw[0]), float(raw[1]), log=base.log,
-                 default=min(max(base.default, raw[0]), raw[1]) if base.default is not None else raw[0])
+    return Param(
+        base.name,
+        base.kind,
+        float(raw[0]),
+        float(raw[1]),
+        log=base.log,
+        default=min(max(base.default, raw[0]), raw[1]) if base.default is not None else raw[0],
+    )
 
 
 def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "spec") -> SearchSpace:
@@ -122,34 +154,64 @@ def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "sp
     allowed = {"families", "optimizer", "lr", "weight_decay", *info.family_names}
     for key in narrow:
         if key not in allowed:
-            raise SpecError(where, f"search.space.{key}", "is not a known key", key,
-                            f"use one of: {', '.join(sorted(allowed))}")
+            raise SpecError(
+                where,
+                f"search.space.{key}",
+                "is not a known key",
+                key,
+                f"use one of: {', '.join(sorted(allowed))}",
+            )
     names = narrow.get("families", list(info.family_names))
     if not isinstance(names, list) or not names or any(n not in info.family_names for n in names):
-        raise SpecError(where, "search.space.families", f"must list families of {info.name}", names,
-                        f"use some of: {', '.join(info.family_names)}")
+        raise SpecError(
+            where,
+            "search.space.families",
+            f"must list families of {info.name}",
+            names,
+            f"use some of: {', '.join(info.family_names)}",
+        )
     fams = []
     for name in names:
         fam = info.family(name)
         sub = narrow.get(name, {}) or {}
         if not isinstance(sub, dict):
-            raise SpecError(where, f"search.space.{name}", "must map parameters to ranges", sub,
-                            "write e.g. {width: [32, 256]}")
+            raise SpecError(
+                where,
+                f"search.space.{name}",
+                "must map parameters to ranges",
+                sub,
+                "write e.g. {width: [32, 256]}",
+            )
         params = []
         for p in fam.params:
-            params.append(_param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p)
+            params.append(
+                _param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p
+            )
         for key in sub:
             if key not in fam.names:
-                raise SpecError(where, f"search.space.{name}.{key}", f"is not a parameter of {name}", key,
-                                f"use: {', '.join(fam.names)}")
+                raise SpecError(
+                    where,
+                    f"search.space.{name}.{key}",
+                    f"is not a parameter of {name}",
+                    key,
+                    f"use: {', '.join(fam.names)}",
+                )
         fams.append(Family(name, tuple(params)))
     opts = narrow.get("optimizer", list(OPTIMIZERS))
     if not isinstance(opts, list) or not opts or any(o not in OPTIMIZERS for o in opts):
-        raise SpecError(where, "search.space.optimizer", f"must list some of {', '.join(OPTIMIZERS)}", opts,
-                        "write e.g. [adam]")
+        raise SpecError(
+            where,
+            "search.space.optimizer",
+            f"must list some of {', '.join(OPTIMIZERS)}",
+            opts,
+            "write e.g. [adam]",
+        )
     lr = _param_from(narrow["lr"], info.lr, where, "search.space.lr") if "lr" in narrow else info.lr
-    wd = (_param_from(narrow["weight_decay"], info.weight_decay, where, "search.space.weight_decay")
-          if "weight_decay" in narrow else info.weight_decay)
+    wd = (
+        _param_from(narrow["weight_decay"], info.weight_decay, where, "search.space.weight_decay")
+        if "weight_decay" in narrow
+        else info.weight_decay
+    )
     return SearchSpace(tuple(fams), tuple(opts), lr, wd)
 
 
@@ -169,8 +231,14 @@ def suggest_config(trial: optuna.Trial, space: SearchSpace) -> Config:
     optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
     lr = _suggest(trial, "lr", space.lr)
     wd = _suggest(trial, "weight_decay", space.weight_decay)
-    return Config(id=f"s{trial.number}-{family}", family=family, params=params, optimizer=optimizer,
-                  lr=float(lr), weight_decay=float(wd))
+    return Config(
+        id=f"s{trial.number}-{family}",
+        family=family,
+        params=params,
+        optimizer=optimizer,
+        lr=float(lr),
+        weight_decay=float(wd),
+    )
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -185,8 +253,14 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
 
 
-def open_study(storage: str | optuna.storages.BaseStorage, name: str, sampler: str,
-               seed: int, *, heartbeat_s: int | None = None) -> optuna.Study:
+def open_study(
+    storage: str | optuna.storages.BaseStorage,
+    name: str,
+    sampler: str,
+    seed: int,
+    *,
+    heartbeat_s: int | None = None,
+) -> optuna.Study:
     """Create or continue the study ``name`` in ``storage``: ``journal:PATH`` for a journal
     file, else an RDB URL (``sqlite:///FILE``, ``postgresql://...``). With ``heartbeat_s`` an
     RDB storage records each running trial's heartbeat every ``heartbeat_s`` seconds and
@@ -195,21 +269,32 @@ def open_study(storage: str | optuna.storages.BaseStorage, name: str, sampler: s
     if isinstance(storage, str) and storage.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
-        storage = optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:"):]))
+        storage = optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:") :]))
     elif isinstance(storage, str):
         # several processes write one sqlite file: wait for its lock rather than fail at once
-        engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+        engine = (
+            {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
+        )
         beats = {"heartbeat_interval": heartbeat_s, "grace_period": 4 * heartbeat_s} if heartbeat_s else {}
-        with warnings.catch_warnings():  # heartbeat_interval is marked experimental; it is what fails dead trials
+        with (
+            warnings.catch_warnings()
+        ):  # heartbeat_interval is marked experimental; it is what fails dead trials
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
-    return optuna.create_study(study_name=name, storage=storage, directions=list(DIRECTIONS),
-                               sampler=make_sampler(sampler, seed), load_if_exists=True)
+    return optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=list(DIRECTIONS),
+        sampler=make_sampler(sampler, seed),
+        load_if_exists=True,
+    )
 
 
 def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
-    done = [t.user_attrs.get("curve", []) for t in study.get_trials(deepcopy=False,
-                                                                    states=(optuna.trial.TrialState.COMPLETE,))]
+    done = [
+        t.user_attrs.get("curve", [])
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    ]
 
     def should_stop(samples: int, acc: float, i: int) -> bool:
         if i + 1 < MIN_EVALS_BEFORE_CUT:
@@ -220,10 +305,17 @@ def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
     return should_stop
 
 
-def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadInfo, *,
-               trials: int | None = None, trial_samples: int | None = None,
-               on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
-               envelope: SearchEnvelope | None = None) -> SearchResult:
+def run_search(
+    spec: Spec,
+    lab: TrialLab,
+    study: optuna.Study,
+    info: WorkloadInfo,
+    *,
+    trials: int | None = None,
+    trial_samples: int | None = None,
+    on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
+    envelope: SearchEnvelope | None = None,
+) -> SearchResult:
     """Run trials until the study holds ``trials`` complete or running ones, or the envelope
     cannot fund the next (while other workers' trials hold money, it waits for what they give
     back rather than stop). Each trial trains only on money it holds in ``envelope`` (default:
@@ -267,12 +359,26 @@ def run_search(spec: "Spec", lab: TrialLab, study: optuna.Study, info: WorkloadI
             stopped_for_budget = True
             break
     complete = study.get_trials(deepcopy=False, states=(_COMPLETE,))
-    return SearchResult(study.study_name, len(complete), new, spent, stopped_for_budget,
-                        front_configs(study, spec.target.metric_obj))
+    return SearchResult(
+        study.study_name,
+        len(complete),
+        new,
+        spent,
+        stopped_for_budget,
+        front_configs(study, spec.target.metric_obj),
+    )
 
 
-def _train(spec: "Spec", lab: TrialLab, study: optuna.Study, trial: optuna.Trial, config: Config,
-           held: float, samples: int, envelope: SearchEnvelope) -> TrialRun:
+def _train(
+    spec: Spec,
+    lab: TrialLab,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: Config,
+    held: float,
+    samples: int,
+    envelope: SearchEnvelope,
+) -> TrialRun:
     """One trial on the money it holds, asking the envelope for more as it goes; settled with
     what it spent (all it held when it raised: what it spent is then unknown)."""
     budget = spec.budget.search_usd
@@ -282,8 +388,9 @@ def _train(spec: "Spec", lab: TrialLab, study: optuna.Study, trial: optuna.Trial
 
     try:
         with get_heartbeat_thread(trial._trial_id, study._storage):  # Optuna's own liveness signal
-            run = lab.run_trial(config, samples, spec.runtime.eval_every_samples, held, _median_rule(study),
-                                more=more)
+            run = lab.run_trial(
+                config, samples, spec.runtime.eval_every_samples, held, _median_rule(study), more=more
+            )
     except BaseException:
         envelope.settle(trial.number, None)
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
@@ -292,8 +399,9 @@ def _train(spec: "Spec", lab: TrialLab, study: optuna.Study, trial: optuna.Trial
     return run
 
 
-def _record(spec: "Spec", study: optuna.Study, trial: optuna.Trial, config: Config, run: TrialRun,
-            samples: int) -> optuna.trial.FrozenTrial | None:
+def _record(
+    spec: Spec, study: optuna.Study, trial: optuna.Trial, config: Config, run: TrialRun, samples: int
+) -> optuna.trial.FrozenTrial | None:
     """Tell the study what the trial measured; None when it was already failed as stale (its
     worker stalled past the lease)."""
     accuracy, cost, extrapolated = _score(run, samples)
@@ -327,8 +435,11 @@ def _fail_stale(study: optuna.Study, lost: tuple[int, ...]) -> None:
 
 def _dearest_full_trial(study: optuna.Study) -> float | None:
     """The most a finished trial spent running to its sample budget (None before any did)."""
-    full = [float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False, states=(_COMPLETE,))
-            if not t.user_attrs.get("cut_short")]
+    full = [
+        float(t.user_attrs.get("spend_usd", 0.0))
+        for t in study.get_trials(deepcopy=False, states=(_COMPLETE,))
+        if not t.user_attrs.get("cut_short")
+    ]
     return max(full) if full else None
 
 
@@ -354,7 +465,7 @@ def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
     return projected, run.cost_per_sample_usd * samples, True
 
 
-def _constraints(spec: "Spec", run: TrialRun) -> dict[str, float]:
+def _constraints(spec: Spec, run: TrialRun) -> dict[str, float]:
     s = spec.search
     out = {}
     if s.max_params is not None:
@@ -370,18 +481,32 @@ def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[
     """The feasible non-dominated trials' configs with their objective values, best first. The
     first objective is the target metric's score (``paretrain.planner.inputs.metric``: higher is better); each
     entry also gives ``value``, the metric in its own units."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))]
+    done = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))
+    ]
     # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
     pts = [(t.values[1], t.values[2], t.values[0]) for t in done]
     keep = non_dominated(pts)
     out = []
     for i in sorted(keep, key=lambda i: (-done[i].values[0], done[i].values[1], done[i].number)):
         t = done[i]
-        out.append((Config.from_dict(t.user_attrs["config"]), {
-            "trial": t.number, "accuracy": t.values[0], "metric": metric.name,
-            "value": metric.level(t.values[0]), "cost_usd": t.values[1], "latency_ms": t.values[2],
-            "extrapolated": bool(t.user_attrs.get("extrapolated")), "params": t.user_attrs.get("params")}))
+        out.append(
+            (
+                Config.from_dict(t.user_attrs["config"]),
+                {
+                    "trial": t.number,
+                    "accuracy": t.values[0],
+                    "metric": metric.name,
+                    "value": metric.level(t.values[0]),
+                    "cost_usd": t.values[1],
+                    "latency_ms": t.values[2],
+                    "extrapolated": bool(t.user_attrs.get("extrapolated")),
+                    "params": t.user_attrs.get("params"),
+                },
+            )
+        )
     return out
 
 
@@ -390,4 +515,3 @@ def _trial_constraints(t: optuna.trial.FrozenTrial) -> list[float]:
     if isinstance(cons, dict):
         return list(cons.values())
     return list(cons or [])
-

@@ -16,14 +16,15 @@ trainer, the meter or the run's files.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
+from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.replan import ReplanRequest, replan
 from paretrain.runtime.adapt.policy import Action, Decision, Observation, Policy
 from paretrain.runtime.money.prices import PriceSource
-from paretrain.planner.inputs.spec import Spec
 
 __all__ = ["Adaptation", "Change", "Snapshot"]
 
@@ -80,13 +81,19 @@ CostAhead = Callable[[str, float, float], float]
 class Adaptation:
     """The run's adaptive side: detectors, the options marked bad, the rollback point's stages."""
 
-    def __init__(self, plan: Plan, cand: Candidate, spec: Spec, prices: PriceSource,
-                 cost_ahead: CostAhead) -> None:
+    def __init__(
+        self, plan: Plan, cand: Candidate, spec: Spec, prices: PriceSource, cost_ahead: CostAhead
+    ) -> None:
         rt = spec.runtime
         self.plan, self.cand, self.spec = plan, cand, spec
         self.prices, self.cost_ahead = prices, cost_ahead
-        self.policy = Policy(threshold=rt.drift_threshold, window=rt.window, cooldown_s=rt.cooldown_s,
-                             pause_threshold=rt.pause_threshold, rollback_threshold=rt.rollback_threshold)
+        self.policy = Policy(
+            threshold=rt.drift_threshold,
+            window=rt.window,
+            cooldown_s=rt.cooldown_s,
+            pause_threshold=rt.pause_threshold,
+            rollback_threshold=rt.rollback_threshold,
+        )
         self.enabled = rt.adapt
         self.bad: set[tuple[str, int]] = set()
         self.last: _Window | None = None
@@ -188,15 +195,28 @@ class Adaptation:
         left_s, left_usd = self.remaining(snap, max(tput.level if tput.n else tput_ratio, 1e-6))
         change, which = self._price_change(snap.now)
         price_now = self.prices.price_usd_per_h(snap.hw, snap.now)
-        return self.policy.decide(Observation(
-            t_s=snap.now, spent_usd=snap.spent, budget_usd=snap.budget, deadline_s=self.spec.deadline_s,
-            spend_rate_ratio=spend_ratio, throughput_ratio=tput_ratio,
-            convergence_ratio=(snap.progress / ref) if ref else 1.0,
-            projected_cost_usd=snap.spent + left_usd, projected_end_s=snap.now + left_s,
-            price_ratio=price_now / max(self.planned_prices[snap.hw], 1e-30),
-            pause_until_s=self._pause_until(snap), remaining_s=left_s, val_loss=snap.val_loss,
-            evals_since_adaptation=self.evals_since, loss_before_adaptation=self.loss_before,
-            prefer=self.spec.runtime.prefer, price_change=change, price_change_offer=which))
+        return self.policy.decide(
+            Observation(
+                t_s=snap.now,
+                spent_usd=snap.spent,
+                budget_usd=snap.budget,
+                deadline_s=self.spec.deadline_s,
+                spend_rate_ratio=spend_ratio,
+                throughput_ratio=tput_ratio,
+                convergence_ratio=(snap.progress / ref) if ref else 1.0,
+                projected_cost_usd=snap.spent + left_usd,
+                projected_end_s=snap.now + left_s,
+                price_ratio=price_now / max(self.planned_prices[snap.hw], 1e-30),
+                pause_until_s=self._pause_until(snap),
+                remaining_s=left_s,
+                val_loss=snap.val_loss,
+                evals_since_adaptation=self.evals_since,
+                loss_before_adaptation=self.loss_before,
+                prefer=self.spec.runtime.prefer,
+                price_change=change,
+                price_change_offer=which,
+            )
+        )
 
     # -- what should change ---------------------------------------------------------------------
     def _request(self, snap: Snapshot, objective: str) -> ReplanRequest:
@@ -205,14 +225,19 @@ class Adaptation:
         if tput.n:  # the detector compares with the current stage, made with ``embedded``
             self.speed[snap.hw] = self.embedded.get(snap.hw, 1.0) / max(tput.level, 1e-3)
         return ReplanRequest(
-            current_hardware=snap.hw, stage_index=snap.stage_i,
-            stages_left=max(1, len(snap.stages) - snap.stage_i), progress_done=snap.progress,
+            current_hardware=snap.hw,
+            stage_index=snap.stage_i,
+            stages_left=max(1, len(snap.stages) - snap.stage_i),
+            progress_done=snap.progress,
             convergence_factor=min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0,
             step_factor=dict(self.speed),
             prices_usd_per_h={o.id: self.prices.price_usd_per_h(o.id, snap.now) for o in self.plan.offers},
             budget_left_usd=snap.budget - snap.spent - snap.reserve_usd,
-            time_left_s=self.spec.deadline_s - snap.now, prefer=objective, bad=frozenset(self.bad),
-            held_s=snap.held_s)
+            time_left_s=self.spec.deadline_s - snap.now,
+            prefer=objective,
+            bad=frozenset(self.bad),
+            held_s=snap.held_s,
+        )
 
     def replan(self, snap: Snapshot, decision: Decision) -> Change:
         """New stages for the rest of the run, from the plan's models at what the run observed."""
@@ -230,13 +255,27 @@ class Adaptation:
             if hopeful.feasible and hopeful.cost_usd <= req.budget_left_usd:
                 new = hopeful
         self.schedule_prices = dict(req.prices_usd_per_h)
-        first = (new.stages[0].hardware, new.stages[0].batch_size * new.stages[0].workers) if new.stages else None
-        outcome = self.policy.after_replan((snap.hw, snap.batch_size), first, new.feasible,
-                                           new.cost_usd <= req.budget_left_usd, decision.reason)
-        record = {"reason": decision.reason, "action": outcome.action.value, "old_cost_usd": old_left_usd,
-                  "new_cost_usd": new.cost_usd, "old_wall_s": old_left_s, "new_wall_s": new.wall_s,
-                  "feasible": new.feasible, "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages],
-                  "step_factor": {h: round(f, 3) for h, f in sorted(req.step_factor.items())}}
+        first = (
+            (new.stages[0].hardware, new.stages[0].batch_size * new.stages[0].workers) if new.stages else None
+        )
+        outcome = self.policy.after_replan(
+            (snap.hw, snap.batch_size),
+            first,
+            new.feasible,
+            new.cost_usd <= req.budget_left_usd,
+            decision.reason,
+        )
+        record = {
+            "reason": decision.reason,
+            "action": outcome.action.value,
+            "old_cost_usd": old_left_usd,
+            "new_cost_usd": new.cost_usd,
+            "old_wall_s": old_left_s,
+            "new_wall_s": new.wall_s,
+            "feasible": new.feasible,
+            "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages],
+            "step_factor": {h: round(f, 3) for h, f in sorted(req.step_factor.items())},
+        }
         if outcome.action == Action.CONTINUE:
             self.policy.acknowledge(decision)
         else:

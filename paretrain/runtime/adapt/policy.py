@@ -35,10 +35,10 @@ from typing import Any
 
 from paretrain.runtime.adapt.drift import Detector
 
-__all__ = ["Action", "Observation", "Decision", "Policy"]
+__all__ = ["Action", "Decision", "Observation", "Policy"]
 
 
-class Action(str, Enum):
+class Action(str, Enum):  # noqa: UP042 (str(member) prints Action.X in logs; StrEnum would not)
     CONTINUE = "continue"
     RESIZE_BATCH = "resize_batch"
     REPLAN = "replan"
@@ -81,75 +81,127 @@ class Decision:
 class Policy:
     """Answers observations; keeps its detectors and the time of the last adaptation."""
 
-    def __init__(self, *, threshold: float = 6.0, window: int = 10, cooldown_s: float = 10.0,
-                 pause_threshold: float = 0.5, rollback_threshold: float = 0.1, slack: float = 0.2,
-                 rollback_evals: int = 2, price_threshold: float = 0.2) -> None:
+    def __init__(
+        self,
+        *,
+        threshold: float = 6.0,
+        window: int = 10,
+        cooldown_s: float = 10.0,
+        pause_threshold: float = 0.5,
+        rollback_threshold: float = 0.1,
+        slack: float = 0.2,
+        rollback_evals: int = 2,
+        price_threshold: float = 0.2,
+    ) -> None:
         self.cooldown_s = cooldown_s
         self.price_threshold = price_threshold
         self.pause_threshold = pause_threshold
         self.rollback_threshold = rollback_threshold
         self.slack = slack
         self.rollback_evals = rollback_evals
-        self.detectors = {name: Detector(threshold=threshold, window=window)
-                          for name in ("spend", "throughput", "convergence")}
+        self.detectors = {
+            name: Detector(threshold=threshold, window=window)
+            for name in ("spend", "throughput", "convergence")
+        }
         self.last_adaptation = -math.inf
         self.slack_used = False
 
     def decide(self, obs: Observation) -> Decision:
         # 1. rollback
         before = obs.loss_before_adaptation
-        if (before is not None and obs.evals_since_adaptation <= self.rollback_evals
-                and obs.val_loss > before * (1.0 + self.rollback_threshold)):
-            return Decision(Action.REPLAN, f"rollback: validation loss {obs.val_loss:.4f} after the change is "
-                            f"worse than {before:.4f} before it by more than {self.rollback_threshold:.0%}",
-                            rollback=True)
+        if (
+            before is not None
+            and obs.evals_since_adaptation <= self.rollback_evals
+            and obs.val_loss > before * (1.0 + self.rollback_threshold)
+        ):
+            return Decision(
+                Action.REPLAN,
+                f"rollback: validation loss {obs.val_loss:.4f} after the change is "
+                f"worse than {before:.4f} before it by more than {self.rollback_threshold:.0%}",
+                rollback=True,
+            )
         alarms = {
             "spend": self.detectors["spend"].update(obs.spend_rate_ratio),
             "throughput": self.detectors["throughput"].update(obs.throughput_ratio),
             "convergence": self.detectors["convergence"].update(obs.convergence_ratio),
         }
-        can_pause = (obs.price_ratio > 1.0 + self.pause_threshold and obs.pause_until_s is not None
-                     and obs.pause_until_s + obs.remaining_s <= obs.deadline_s)
+        can_pause = (
+            obs.price_ratio > 1.0 + self.pause_threshold
+            and obs.pause_until_s is not None
+            and obs.pause_until_s + obs.remaining_s <= obs.deadline_s
+        )
         # 2. projected overrun
         over_budget = obs.projected_cost_usd > obs.budget_usd
         over_deadline = obs.projected_end_s > obs.deadline_s
         if over_budget or over_deadline:
             what = "budget" if over_budget else "deadline"
             if can_pause and not over_deadline:
-                return Decision(Action.PAUSE, f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
-                                f"{obs.pause_until_s:.1f} s (deadline slack allows it)",
-                                detail={"until": obs.pause_until_s})
-            return Decision(Action.REPLAN, f"projected {what} overrun: ${obs.projected_cost_usd:.6g} of "
-                            f"${obs.budget_usd:.6g}, end at {obs.projected_end_s:.1f} s of {obs.deadline_s:.1f} s")
+                return Decision(
+                    Action.PAUSE,
+                    f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
+                    f"{obs.pause_until_s:.1f} s (deadline slack allows it)",
+                    detail={"until": obs.pause_until_s},
+                )
+            return Decision(
+                Action.REPLAN,
+                f"projected {what} overrun: ${obs.projected_cost_usd:.6g} of "
+                f"${obs.budget_usd:.6g}, end at {obs.projected_end_s:.1f} s of {obs.deadline_s:.1f} s",
+            )
         # 3. price peak
         if can_pause:
-            return Decision(Action.PAUSE, f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
-                            f"{obs.pause_until_s:.1f} s", detail={"until": obs.pause_until_s})
+            return Decision(
+                Action.PAUSE,
+                f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until {obs.pause_until_s:.1f} s",
+                detail={"until": obs.pause_until_s},
+            )
         # 4. cooldown
         if obs.t_s - self.last_adaptation < self.cooldown_s:
             return Decision(Action.CONTINUE, "cooldown")
         # 5. prices
         change = obs.price_change
         if change > 1.0 + self.price_threshold or change < 1.0 / (1.0 + self.price_threshold):
-            return Decision(Action.REPLAN, f"price of {obs.price_change_offer} x{change:.2f} since the schedule "
-                            "was made", detail={"price_change": round(change, 4)})
+            return Decision(
+                Action.REPLAN,
+                f"price of {obs.price_change_offer} x{change:.2f} since the schedule was made",
+                detail={"price_change": round(change, 4)},
+            )
         # 6. drift
         if alarms["throughput"] < 0 or alarms["spend"] > 0 or alarms["convergence"] > 0:
             which = [n for n, a in alarms.items() if (a < 0 if n == "throughput" else a > 0)]
             shifts = {n: round(self.detectors[n].shift, 3) for n in which}
-            return Decision(Action.REPLAN, f"drift in {', '.join(which)} (x{', x'.join(map(str, shifts.values()))} "
-                            "against the baseline)", detail={"shift": shifts})
+            return Decision(
+                Action.REPLAN,
+                f"drift in {', '.join(which)} (x{', x'.join(map(str, shifts.values()))} "
+                "against the baseline)",
+                detail={"shift": shifts},
+            )
         # 7. slack buys speed
-        if obs.prefer == "time" and not self.slack_used and (
-                alarms["spend"] < 0 or alarms["throughput"] > 0
-                or obs.projected_cost_usd < obs.budget_usd * (1.0 - self.slack)):
+        if (
+            obs.prefer == "time"
+            and not self.slack_used
+            and (
+                alarms["spend"] < 0
+                or alarms["throughput"] > 0
+                or obs.projected_cost_usd < obs.budget_usd * (1.0 - self.slack)
+            )
+        ):
             self.slack_used = True
-            return Decision(Action.REPLAN, f"slack: projected ${obs.projected_cost_usd:.6g} of "
-                            f"${obs.budget_usd:.6g}; the spec prefers time", objective="time")
+            return Decision(
+                Action.REPLAN,
+                f"slack: projected ${obs.projected_cost_usd:.6g} of "
+                f"${obs.budget_usd:.6g}; the spec prefers time",
+                objective="time",
+            )
         return Decision(Action.CONTINUE)
 
-    def after_replan(self, current: tuple[str, int], new_first: tuple[str, int] | None, feasible: bool,
-                     fits_budget: bool, reason: str) -> Decision:
+    def after_replan(
+        self,
+        current: tuple[str, int],
+        new_first: tuple[str, int] | None,
+        feasible: bool,
+        fits_budget: bool,
+        reason: str,
+    ) -> Decision:
         """Classify a replan: the current (offer, batch) against the new first stage's."""
         if not fits_budget:
             return Decision(Action.STOP, f"{reason}: no schedule reaches the target within the budget left")

@@ -26,11 +26,12 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
-__all__ = ["Ledger", "Charge", "ExactSum", "ledger_files", "read_charges", "spend_by", "KINDS"]
+__all__ = ["KINDS", "Charge", "ExactSum", "Ledger", "ledger_files", "read_charges", "spend_by"]
 
 KILL_AT_LINE_ENV = "PARETRAIN_TEST_KILL_AT_LINE"
 
@@ -50,8 +51,17 @@ class Charge:
     extra: dict[str, Any]
 
     def to_json(self) -> str:
-        return _line(self.id, self.t, self.run_id, self.stage, self.kind, self.hardware, self.usd,
-                     self.seconds, self.extra)
+        return _line(
+            self.id,
+            self.t,
+            self.run_id,
+            self.stage,
+            self.kind,
+            self.hardware,
+            self.usd,
+            self.seconds,
+            self.extra,
+        )
 
 
 _STR_CACHE: dict[str, str] = {}
@@ -78,12 +88,15 @@ def _js(v: Any) -> str:
 def _template(run_id: str, stage: str, kind: str, hardware: str, extra: dict[str, Any]) -> str:
     """A %-format string for the lines of one (stage, kind, hardware, extra keys) shape: the
     fixed parts written once, numbers left as slots (a step's line then costs one % format)."""
+
     def esc(text: str) -> str:
         return text.replace("%", "%%")
 
-    parts = [f'{{"id":"{esc(json.dumps(run_id)[1:-1])}:%d","t":%.6f,"run_id":{esc(_js(run_id))},'
-             f'"stage":{esc(_js(stage))},"kind":{esc(_js(kind))},"hardware":{esc(_js(hardware))},'
-             '"usd":%r,"seconds":%r']
+    parts = [
+        f'{{"id":"{esc(json.dumps(run_id)[1:-1])}:%d","t":%.6f,"run_id":{esc(_js(run_id))},'
+        f'"stage":{esc(_js(stage))},"kind":{esc(_js(kind))},"hardware":{esc(_js(hardware))},'
+        '"usd":%r,"seconds":%r'
+    ]
     for k, v in extra.items():
         if isinstance(v, bool) or v is None or isinstance(v, str):
             parts.append(f"{esc(_js(k))}:{esc(_js(v))}")
@@ -92,12 +105,23 @@ def _template(run_id: str, stage: str, kind: str, hardware: str, extra: dict[str
     return ",".join(parts) + "}\n"
 
 
-def _line(cid: str, t: float, run_id: str, stage: str, kind: str, hardware: str, usd: float,
-          seconds: float, extra: dict[str, Any]) -> str:
+def _line(
+    cid: str,
+    t: float,
+    run_id: str,
+    stage: str,
+    kind: str,
+    hardware: str,
+    usd: float,
+    seconds: float,
+    extra: dict[str, Any],
+) -> str:
     """One ledger line, written by hand: json.dumps of a dict costs more than the rest of a
     step's bookkeeping (benchmarks/runtime_overhead.py)."""
-    head = (f'{{"id":{_js(cid)},"t":{t:.6f},"run_id":{_js(run_id)},"stage":{_js(stage)},'
-            f'"kind":{_js(kind)},"hardware":{_js(hardware)},"usd":{usd!r},"seconds":{round(seconds, 9)!r}')
+    head = (
+        f'{{"id":{_js(cid)},"t":{t:.6f},"run_id":{_js(run_id)},"stage":{_js(stage)},'
+        f'"kind":{_js(kind)},"hardware":{_js(hardware)},"usd":{usd!r},"seconds":{round(seconds, 9)!r}'
+    )
     if not extra:
         return head + "}"
     return head + "," + ",".join(f"{_js(k)}:{_js(v)}" for k, v in extra.items()) + "}"
@@ -132,8 +156,15 @@ class ExactSum:
 class Ledger:
     """An append-only JSONL ledger for one run; reopening it continues where it stopped."""
 
-    def __init__(self, path: str | Path, run_id: str, *, fsync_interval_s: float = 1.0,
-                 batch_s: float = 0.02, batch_lines: int = 64) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        run_id: str,
+        *,
+        fsync_interval_s: float = 1.0,
+        batch_s: float = 0.02,
+        batch_lines: int = 64,
+    ) -> None:
         self.path = Path(path)
         self.batch_s, self.batch_lines = batch_s, batch_lines
         self.run_id = run_id
@@ -163,8 +194,16 @@ class Ledger:
             os.kill(os.getpid(), signal.SIGKILL)
         os.write(self._fd, "".join(lines).encode())
 
-    def charge(self, kind: str, usd: float, *, seconds: float = 0.0, stage: str = "train",
-               hardware: str = "", **extra: Any) -> str:
+    def charge(
+        self,
+        kind: str,
+        usd: float,
+        *,
+        seconds: float = 0.0,
+        stage: str = "train",
+        hardware: str = "",
+        **extra: Any,
+    ) -> str:
         """Append one charge; returns its id (``run_id:n``)."""
         if kind not in KINDS:
             raise ValueError(f"`kind` must be one of {KINDS}, but got {kind!r}")
@@ -174,17 +213,24 @@ class Ledger:
         if self._pending:
             self.flush()
         cid = f"{self.run_id}:{self.lines}"
-        key = (stage, kind, hardware, tuple((k, v if isinstance(v, (str, bool)) or v is None else type(v))
-                                            for k, v in extra.items()))
+        key = (
+            stage,
+            kind,
+            hardware,
+            tuple((k, v if isinstance(v, (str, bool)) or v is None else type(v)) for k, v in extra.items()),
+        )
         tpl = self._templates.get(key)
-        if tpl is None and all(isinstance(t, str) or t in (int, float) or isinstance(t, bool) or t is None
-                               for _, t in key[3]):
+        if tpl is None and all(
+            isinstance(t, str) or t in (int, float) or isinstance(t, bool) or t is None for _, t in key[3]
+        ):
             tpl = self._templates[key] = _template(self.run_id, stage, kind, hardware, extra)
         if tpl is not None and all(math.isfinite(v) for v in extra.values() if isinstance(v, float)):
             nums = tuple(v for v in extra.values() if isinstance(v, (int, float)) and not isinstance(v, bool))
             text = tpl % (self.lines, time.time(), usd, round(float(seconds), 9), *nums)
         else:
-            text = _line(cid, time.time(), self.run_id, stage, kind, hardware, usd, float(seconds), extra) + "\n"
+            text = (
+                _line(cid, time.time(), self.run_id, stage, kind, hardware, usd, float(seconds), extra) + "\n"
+            )
         self._write([text], self.lines)
         self.lines += 1
         self._sum.add(usd)
@@ -194,7 +240,9 @@ class Ledger:
             self.sync()
         return cid
 
-    def step_writer(self, stage: str, hardware: str, emulated: bool) -> "Callable[[float, float, float, int], None]":
+    def step_writer(
+        self, stage: str, hardware: str, emulated: bool
+    ) -> Callable[[float, float, float, int], None]:
         """A fast writer for the per-step ``compute``/``train`` charges of one stage on one offer:
         the line's fixed parts are formatted once. Call it with (usd, seconds, t_run, step)."""
         extra: dict[str, Any] = {"what": "train", "t_run": 0.0, "step": 0}
@@ -258,7 +306,7 @@ class Ledger:
             os.close(self._fd)
             self._fd = -1
 
-    def __enter__(self) -> "Ledger":
+    def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *exc: object) -> None:

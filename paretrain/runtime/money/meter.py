@@ -11,7 +11,8 @@ charge says ``emulated``. Either way the price is integrated exactly over the ch
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.prices import PriceSource, cost
@@ -46,8 +47,17 @@ class Meter:
     def cost_ahead(self, hardware: str, start: float, seconds: float) -> float:
         return self.scale * cost(self.prices, hardware, start, seconds)
 
-    def charge(self, kind: str, hardware: str, *, stage: str, what: str, emulated: bool,
-               seconds: float | None = None, **extra: Any) -> float:
+    def charge(
+        self,
+        kind: str,
+        hardware: str,
+        *,
+        stage: str,
+        what: str,
+        emulated: bool,
+        seconds: float | None = None,
+        **extra: Any,
+    ) -> float:
         """Charge ``seconds`` of ``hardware`` (virtual) or the real time since the last charge."""
         now = time.perf_counter()
         dt = (now - self._real) if seconds is None else seconds
@@ -55,12 +65,13 @@ class Meter:
         usd = self.scale * cost(self.prices, hardware, self.t, dt)
         if emulated:
             extra["emulated"] = True
-        self.ledger.charge(kind, usd, seconds=dt, stage=stage, hardware=hardware, what=what,
-                           t_run=round(self.t, 6), **extra)
+        self.ledger.charge(
+            kind, usd, seconds=dt, stage=stage, hardware=hardware, what=what, t_run=round(self.t, 6), **extra
+        )
         self.t += dt
         return usd
 
-    def step_charger(self, hardware: str, stage: str, emulated: bool) -> "Callable[[float, float, int], float]":
+    def step_charger(self, hardware: str, stage: str, emulated: bool) -> Callable[[float, float, int], float]:
         """A fast per-step charger while the price of ``hardware`` stays at ``price_s`` per second
         (the executor's safe window guarantees it): ``charge(price_s, seconds_or_nan, step)``;
         a NaN ``seconds`` means the real time since the last charge."""
@@ -78,13 +89,15 @@ class Meter:
 
         return charge
 
-    def charge_amount(self, kind: str, usd: float, hardware: str, *, stage: str, what: str,
-                      emulated: bool, **extra: Any) -> float:
+    def charge_amount(
+        self, kind: str, usd: float, hardware: str, *, stage: str, what: str, emulated: bool, **extra: Any
+    ) -> float:
         """Charge money that is not time on the hardware (storage, egress); the clock stays."""
         if emulated:
             extra["emulated"] = True
-        self.ledger.charge(kind, usd, seconds=0.0, stage=stage, hardware=hardware, what=what,
-                           t_run=round(self.t, 6), **extra)
+        self.ledger.charge(
+            kind, usd, seconds=0.0, stage=stage, hardware=hardware, what=what, t_run=round(self.t, 6), **extra
+        )
         return usd
 
     def wait(self, hardware: str, seconds: float, *, stage: str, emulated: bool) -> None:
@@ -101,5 +114,6 @@ class Meter:
         self._real = time.perf_counter()
 
     def event(self, name: str, hardware: str, stage: str, **data: Any) -> None:
-        self.ledger.charge("event", 0.0, stage=stage, hardware=hardware, event=name,
-                           t_run=round(self.t, 6), **data)
+        self.ledger.charge(
+            "event", 0.0, stage=stage, hardware=hardware, event=name, t_run=round(self.t, 6), **data
+        )

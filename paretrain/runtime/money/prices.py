@@ -17,14 +17,24 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import itertools
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from paretrain.planner.errors import SpecError
 
-__all__ = ["PriceSource", "StaticPrices", "TracePrices", "ScriptedEvents", "Event", "cost",
-           "parse_trace", "parse_events"]
+__all__ = [
+    "Event",
+    "PriceSource",
+    "ScriptedEvents",
+    "StaticPrices",
+    "TracePrices",
+    "cost",
+    "parse_events",
+    "parse_trace",
+]
 
 
 class PriceSource(Protocol):
@@ -111,7 +121,9 @@ class Event:
     hardware: str = ""
 
     def active(self, hardware: str, t: float) -> bool:
-        return (not self.hardware or self.hardware == hardware) and self.at_s <= t < self.at_s + self.duration_s
+        return (
+            not self.hardware or self.hardware == hardware
+        ) and self.at_s <= t < self.at_s + self.duration_s
 
 
 class ScriptedEvents:
@@ -156,7 +168,7 @@ def cost(source: PriceSource, hardware: str, t: float, dt: float) -> float:
         return 0.0
     edges = [t, *source.changes(hardware, t, t + dt), t + dt]
     total = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in itertools.pairwise(edges):
         total += source.price_usd_per_h(hardware, a) / 3600.0 * (b - a)
     return total
 
@@ -178,38 +190,70 @@ def parse_trace(text: str, where: str, hardware: Iterable[str]) -> list[tuple[fl
     reader = csv.DictReader(io.StringIO(text))
     need = ("t_s", "hardware", "price_usd_per_h", "available")
     if not reader.fieldnames or any(c not in reader.fieldnames for c in need):
-        raise SpecError(where, "header", f"must name the columns {', '.join(need)}", reader.fieldnames,
-                        "start the file with the line 't_s,hardware,price_usd_per_h,available'")
+        raise SpecError(
+            where,
+            "header",
+            f"must name the columns {', '.join(need)}",
+            reader.fieldnames,
+            "start the file with the line 't_s,hardware,price_usd_per_h,available'",
+        )
     rows: list[tuple[float, str, float, bool]] = []
     last: float = -math.inf
     for line, r in enumerate(reader, start=2):
-        def num(col: str) -> float:
+
+        def num(col: str, r: dict[str, str] = r, line: int = line) -> float:
             try:
                 v = float(r[col])
             except (TypeError, ValueError):
-                raise SpecError(where, f"line {line}.{col}", "must be a number", r[col], "write a plain number") from None
+                raise SpecError(
+                    where, f"line {line}.{col}", "must be a number", r[col], "write a plain number"
+                ) from None
             if not math.isfinite(v) or v < 0:
-                raise SpecError(where, f"line {line}.{col}", "must be a finite number >= 0", r[col],
-                                "write a non-negative number")
+                raise SpecError(
+                    where,
+                    f"line {line}.{col}",
+                    "must be a finite number >= 0",
+                    r[col],
+                    "write a non-negative number",
+                )
             return v
 
         t, price = num("t_s"), num("price_usd_per_h")
         if t < last:
-            raise SpecError(where, f"line {line}.t_s", f"must not go back in time (previous row: {last:g})", r["t_s"],
-                            "sort the trace by t_s")
+            raise SpecError(
+                where,
+                f"line {line}.t_s",
+                f"must not go back in time (previous row: {last:g})",
+                r["t_s"],
+                "sort the trace by t_s",
+            )
         last = t
         h = r["hardware"]
         if h not in known:
-            raise SpecError(where, f"line {line}.hardware", "is not an offer of this plan", h,
-                            f"use one of: {', '.join(sorted(known))}")
+            raise SpecError(
+                where,
+                f"line {line}.hardware",
+                "is not an offer of this plan",
+                h,
+                f"use one of: {', '.join(sorted(known))}",
+            )
         avail = r["available"].strip()
         if avail not in ("0", "1"):
-            raise SpecError(where, f"line {line}.available", "must be 0 (preempted) or 1", avail, "write 0 or 1")
+            raise SpecError(
+                where, f"line {line}.available", "must be 0 (preempted) or 1", avail, "write 0 or 1"
+            )
         rows.append((t, h, price, avail == "1"))
     return rows
 
 
 def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[Event]:
-    return [Event(at_s=float(e["at_s"]), kind=e["kind"], factor=float(e.get("factor", 1.0)),
-                  duration_s=float(e["duration_s"]) if e.get("duration_s") is not None else math.inf,
-                  hardware=e.get("hardware") or "") for e in raw]
+    return [
+        Event(
+            at_s=float(e["at_s"]),
+            kind=e["kind"],
+            factor=float(e.get("factor", 1.0)),
+            duration_s=float(e["duration_s"]) if e.get("duration_s") is not None else math.inf,
+            hardware=e.get("hardware") or "",
+        )
+        for e in raw
+    ]

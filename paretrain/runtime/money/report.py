@@ -50,6 +50,8 @@ def ledger_report(folder: Path, period: str) -> tuple[list[list[str]], float]:
     for c in charges:
         key = (c["run_id"], c["stage"], c["kind"])
         secs[key] = secs.get(key, 0.0) + c.get("seconds", 0.0)
-    rows = [[run, stage, kind, f"{usd:.9f}", f"{secs[(run, stage, kind)]:.2f}"]
-            for (run, stage, kind), usd in groups.items()]
+    rows = [
+        [run, stage, kind, f"{usd:.9f}", f"{secs[(run, stage, kind)]:.2f}"]
+        for (run, stage, kind), usd in groups.items()
+    ]
     return rows, math.fsum(c["usd"] for c in charges)

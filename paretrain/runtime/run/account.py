@@ -24,7 +24,7 @@ from typing import Any
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.state import RunSetup, RunState
 
-__all__ = ["Account", "EventLog", "SECONDS_PER_MONTH"]
+__all__ = ["SECONDS_PER_MONTH", "Account", "EventLog"]
 
 SECONDS_PER_MONTH = 730.0 * 3600.0
 
@@ -41,15 +41,17 @@ class Account:
     def now(self, state: RunState) -> float:
         return self.meter.now(self.setup.emulated(state.hw))
 
-    def charge(self, state: RunState, kind: str, what: str, seconds: float | None = None,
-               **extra: Any) -> float:
+    def charge(
+        self, state: RunState, kind: str, what: str, seconds: float | None = None, **extra: Any
+    ) -> float:
         emu = self.setup.emulated(state.hw)
         if emu and seconds is None:
             seconds = 0.0
         if self.hold_t is not None:
             self._hold_scale = self.meter.scale
-        return self.meter.charge(kind, state.hw, stage=state.stage_name, what=what, emulated=emu,
-                                 seconds=seconds, **extra)
+        return self.meter.charge(
+            kind, state.hw, stage=state.stage_name, what=what, emulated=emu, seconds=seconds, **extra
+        )
 
     # -- billing holds -----------------------------------------------------------------------
     def open_hold(self, state: RunState) -> None:
@@ -67,7 +69,9 @@ class Account:
         """What settling the current hold at run time ``at`` would charge."""
         if self.hold_t is None:
             return 0.0
-        return self._usd_s(state.hw, self.hold_t, self.meter.scale) * self.remainder_s(state.hw, at - self.hold_t)
+        return self._usd_s(state.hw, self.hold_t, self.meter.scale) * self.remainder_s(
+            state.hw, at - self.hold_t
+        )
 
     def _usd_s(self, hardware: str, at: float, scale: int) -> float:
         return scale * self.meter.prices.price_usd_per_h(hardware, at) / 3600.0
@@ -101,9 +105,17 @@ class Account:
             return 0.0
         hw, began, ended = hold
         held = ended - began
-        return self.meter.charge_amount("compute", usd, hw, stage=state.stage_name, what="billing increment",
-                                        emulated=True, billed_s=round(self.remainder_s(hw, held), 6),
-                                        held_s=round(held, 6), interrupted=True)
+        return self.meter.charge_amount(
+            "compute",
+            usd,
+            hw,
+            stage=state.stage_name,
+            what="billing increment",
+            emulated=True,
+            billed_s=round(self.remainder_s(hw, held), 6),
+            held_s=round(held, 6),
+            interrupted=True,
+        )
 
     def drop_hold(self) -> None:
         """The provider took the machine back (a preemption): the hold ends, nothing more billed."""
@@ -119,8 +131,16 @@ class Account:
         if extra <= 0:
             return 0.0
         usd = self._usd_s(state.hw, began, self._hold_scale) * extra
-        return self.meter.charge_amount("compute", usd, state.hw, stage=state.stage_name, what="billing increment",
-                                        emulated=True, billed_s=round(extra, 6), held_s=round(held, 6))
+        return self.meter.charge_amount(
+            "compute",
+            usd,
+            state.hw,
+            stage=state.stage_name,
+            what="billing increment",
+            emulated=True,
+            billed_s=round(extra, 6),
+            held_s=round(held, 6),
+        )
 
     def storage_rate(self, state: RunState) -> float:
         """Dollars per second of keeping the retained checkpoints on the current offer."""
@@ -133,9 +153,16 @@ class Account:
         state.storage_t = self.meter.t
         usd = self.storage_rate(state) * dt
         if usd > 0:
-            self.meter.charge_amount("storage", usd, state.hw, stage=state.stage_name, what=what,
-                                     emulated=self.setup.emulated(state.hw), seconds_covered=dt,
-                                     bytes=sum(state.kept_bytes))
+            self.meter.charge_amount(
+                "storage",
+                usd,
+                state.hw,
+                stage=state.stage_name,
+                what=what,
+                emulated=self.setup.emulated(state.hw),
+                seconds_covered=dt,
+                bytes=sum(state.kept_bytes),
+            )
 
     def egress_usd(self, state: RunState) -> float:
         """Moving the newest checkpoint off the current offer."""

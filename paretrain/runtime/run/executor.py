@@ -14,41 +14,43 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from paretrain.planner.errors import InputError
-from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.adapt.adaptation import Adaptation, Change, Snapshot
 from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.files import atomic_write_bytes
-from paretrain.runtime.spec_files import spec_of
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
 from paretrain.runtime.run.account import Account, EventLog
 from paretrain.runtime.run.guard import BudgetGuard, Window, run_cap
+from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.recovery import Recovery
 from paretrain.runtime.run.reporting import Reporting
 from paretrain.runtime.run.runs import LedgerEnd, RunResult, find_resumable, ledger_end
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.run.steps import checked_step, window_steps
-from paretrain.runtime.run.processes import TrainerGroup
+from paretrain.runtime.spec_files import spec_of
 from paretrain.runtime.tracking.client import Tracker
-from paretrain.runtime.train.elastic import GroupUnavailable, WorkerLost
 from paretrain.runtime.train.checkpoint import checkpoint_paths
 from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.elastic import GroupUnavailable, WorkerLost
 from paretrain.runtime.train.trainer import warm_up_torch
 from paretrain.runtime.train.workloads import load_workload
 
 __all__ = ["Executor", "RunResult", "find_resumable", "run_setup"]
 
 
-def run_setup(plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None,
-              spec: Spec | None = None) -> RunSetup:
+def run_setup(
+    plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None, spec: Spec | None = None
+) -> RunSetup:
     """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
     spec = spec or spec_of(dict(plan.spec), "plan:spec")
     rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -57,16 +59,28 @@ def run_setup(plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = N
     cpus = sorted((d for d in devices if d.kind == "cpu"), key=lambda d: d.threads)
     emulate_on = spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
     if emulate_on not in local:
-        raise InputError(f"runtime.emulate_on: {emulate_on} is not a device here (here: "
-                         f"{', '.join(sorted(local))}). To fix: name a local device")
+        raise InputError(
+            f"runtime.emulate_on: {emulate_on} is not a device here (here: "
+            f"{', '.join(sorted(local))}). To fix: name a local device"
+        )
     for st in cand.stages:
         if plan.offer(st.hardware).local and st.hardware not in local:
-            raise InputError(f"plan stage {st.index} uses {st.hardware}, which is not present on this "
-                             f"machine (here: {', '.join(sorted(local))}). To fix: plan on this "
-                             "machine, or run the plan where that hardware is")
+            raise InputError(
+                f"plan stage {st.index} uses {st.hardware}, which is not present on this "
+                f"machine (here: {', '.join(sorted(local))}). To fix: plan on this "
+                "machine, or run the plan where that hardware is"
+            )
     state = Path(workdir) / ".paretrain"
-    return RunSetup(plan=plan, cand=cand, spec=spec, run_id=rid, run_dir=state / "runs" / rid,
-                    ledger_path=state / "ledger" / f"{rid}.jsonl", local=local, emulate_on=emulate_on)
+    return RunSetup(
+        plan=plan,
+        cand=cand,
+        spec=spec,
+        run_id=rid,
+        run_dir=state / "runs" / rid,
+        ledger_path=state / "ledger" / f"{rid}.jsonl",
+        local=local,
+        emulate_on=emulate_on,
+    )
 
 
 class Executor:
@@ -74,10 +88,20 @@ class Executor:
     ``BudgetExhausted`` (carrying the result) when the budget, the deadline or the sample
     limit stops it before the target."""
 
-    def __init__(self, plan: Plan, candidate: Candidate, *, workdir: Path, tracker: Tracker | None = None,
-                 prices: PriceSource | None = None, run_id: str | None = None, resume: bool = False,
-                 plan_path: Path | None = None, log: Callable[[str], None] | None = None,
-                 spec: Spec | None = None) -> None:
+    def __init__(
+        self,
+        plan: Plan,
+        candidate: Candidate,
+        *,
+        workdir: Path,
+        tracker: Tracker | None = None,
+        prices: PriceSource | None = None,
+        run_id: str | None = None,
+        resume: bool = False,
+        plan_path: Path | None = None,
+        log: Callable[[str], None] | None = None,
+        spec: Spec | None = None,
+    ) -> None:
         self.setup = run_setup(plan, candidate, Path(workdir), run_id, spec)
         self.spec = self.setup.spec
         self.workdir = Path(workdir)
@@ -87,8 +111,9 @@ class Executor:
         self.prices: PriceSource = ScriptedEvents(base, events) if events else base
         self.log = log or (lambda msg: None)
         self.metric = self.spec.target.metric_obj
-        self.state = RunState(stages=list(candidate.stages), hw=candidate.stages[0].hardware,
-                              accuracy=self.metric.initial())
+        self.state = RunState(
+            stages=list(candidate.stages), hw=candidate.stages[0].hardware, accuracy=self.metric.initial()
+        )
         self.window: Window | None = None
 
     @property
@@ -149,7 +174,9 @@ class Executor:
             hw = str(resumed[0]["run"].get("hardware", st.hw))
             began = self.ended.hold  # the killed process's hold, still billed
             orphan = None if began is None else (*began, self.meter.t)
-            if self.guard.restore_over_budget(st, hw, self.meter.t, extra_usd=self.account.interrupted_usd(orphan)):
+            if self.guard.restore_over_budget(
+                st, hw, self.meter.t, extra_usd=self.account.interrupted_usd(orphan)
+            ):
                 self.account.settle_interrupted(st, orphan)
                 st.dirty = False
                 return "budget"
@@ -223,8 +250,15 @@ class Executor:
         now = self.account.now(st)
         if w is not None and now < w.until and self.meter.ledger.spent < w.spend:
             every = self.spec.runtime.checkpoint_every_s
-            if not window_steps(st, self.trainer, self.account, w, stage_left=st.stage.samples - st.stage_done,
-                                max_samples=self.spec.target.max_samples, ckpt_at=st.ckpt_t + every):
+            if not window_steps(
+                st,
+                self.trainer,
+                self.account,
+                w,
+                stage_left=st.stage.samples - st.stage_done,
+                max_samples=self.spec.target.max_samples,
+                ckpt_at=st.ckpt_t + every,
+            ):
                 self.window = None
             return None
         if not self.prices.available(st.hw, now):
@@ -243,8 +277,10 @@ class Executor:
         st.stage_i = len(st.stages) - 1
         st.stage_done = -(1 << 62)  # stay on the last stage's settings from here on
         self.events("beyond_plan", samples=self.trainer.samples_seen, accuracy=st.accuracy)
-        self.log(f"the plan's samples are used up at {self.metric.name} {st.accuracy:.4f} before "
-                 f"{self.setup.cand.accuracy:g}; continuing with the last stage's settings")
+        self.log(
+            f"the plan's samples are used up at {self.metric.name} {st.accuracy:.4f} before "
+            f"{self.setup.cand.accuracy:g}; continuing with the last stage's settings"
+        )
 
     def _evaluate(self) -> float:
         """Evaluate and charge it; the target metric's value (``RunState.accuracy`` holds it)."""
@@ -253,15 +289,18 @@ class Executor:
         t_before, usd_before = self.meter.t, self.meter.ledger.spent
         ev = self.trainer.evaluate()
         if emu:
-            self.account.charge(st, "compute", "eval",
-                                seconds=st.stage.eval_s * self.prices.slowdown(st.hw, self.meter.t))
+            self.account.charge(
+                st, "compute", "eval", seconds=st.stage.eval_s * self.prices.slowdown(st.hw, self.meter.t)
+            )
         else:
             st.eval_real = max(st.eval_real * 0.9, ev.seconds)
             self.account.charge(st, "compute", "eval")
         st.accuracy, st.val_loss, st.metrics = ev.value, ev.loss, dict(ev.metrics)
         st.busy_s += self.meter.t - t_before
         st.busy_usd += self.meter.ledger.spent - usd_before
-        self.reporting.evaluation(st, self.meter, self.trainer, self.prices.price_usd_per_h(st.hw, self.meter.t))
+        self.reporting.evaluation(
+            st, self.meter, self.trainer, self.prices.price_usd_per_h(st.hw, self.meter.t)
+        )
         return ev.value
 
     def _evaluate_and_adapt(self) -> str | None:
@@ -308,11 +347,24 @@ class Executor:
     def snapshot(self) -> Snapshot:
         st = self.state
         return Snapshot(
-            now=self.account.now(st), spent=self.meter.spent, budget=self.budget,
-            reserve_usd=self.guard.reserve_usd(st), hw=st.hw, stage_i=st.stage_i, stages=tuple(st.stages),
-            stage_done=st.stage_done, progress=st.progress, beyond=st.beyond, samples=self.trainer.samples_seen,
-            batch_size=self.trainer.batch_size, busy_s=st.busy_s, busy_usd=st.busy_usd,
-            val_loss=st.val_loss, accuracy=st.accuracy, held_s=self.account.held_s())
+            now=self.account.now(st),
+            spent=self.meter.spent,
+            budget=self.budget,
+            reserve_usd=self.guard.reserve_usd(st),
+            hw=st.hw,
+            stage_i=st.stage_i,
+            stages=tuple(st.stages),
+            stage_done=st.stage_done,
+            progress=st.progress,
+            beyond=st.beyond,
+            samples=self.trainer.samples_seen,
+            batch_size=self.trainer.batch_size,
+            busy_s=st.busy_s,
+            busy_usd=st.busy_usd,
+            val_loss=st.val_loss,
+            accuracy=st.accuracy,
+            held_s=self.account.held_s(),
+        )
 
     def apply(self, decision: Decision) -> str | None:
         """Carry a policy decision out; returns a stop status or None to go on."""
@@ -330,10 +382,14 @@ class Executor:
     def _apply_change(self, change: Change, snap: Snapshot) -> str | None:
         st = self.state
         self.events("replan", **change.record)
-        self.events.ledger("replan", st, **{k: v for k, v in change.record.items() if k not in ("stages", "step_factor")})
-        self.log(f"replan at {snap.now:.1f} s: {change.reason} (predicted rest "
-                 f"${change.record['old_cost_usd']:.3g} / {change.record['old_wall_s']:.1f} s -> "
-                 f"${change.record['new_cost_usd']:.3g} / {change.record['new_wall_s']:.1f} s)")
+        self.events.ledger(
+            "replan", st, **{k: v for k, v in change.record.items() if k not in ("stages", "step_factor")}
+        )
+        self.log(
+            f"replan at {snap.now:.1f} s: {change.reason} (predicted rest "
+            f"${change.record['old_cost_usd']:.3g} / {change.record['old_wall_s']:.1f} s -> "
+            f"${change.record['new_cost_usd']:.3g} / {change.record['new_wall_s']:.1f} s)"
+        )
         if change.action == Action.CONTINUE:
             return None
         if change.action == Action.STOP:
@@ -344,10 +400,12 @@ class Executor:
         self.recovery.checkpoint(st, "before adaptation")
         self._save_rollback_point()
         self.adaptation.committed(change, snap)
-        st.stages = st.stages[:st.stage_i] + list(change.stages)
+        st.stages = st.stages[: st.stage_i] + list(change.stages)
         st.stage_done = 0
         self._take_up_stage()
-        self.recovery.checkpoint(st, "after adaptation")  # resume and preemption restore to the new plan, here
+        self.recovery.checkpoint(
+            st, "after adaptation"
+        )  # resume and preemption restore to the new plan, here
         return None
 
     @property
@@ -356,8 +414,15 @@ class Executor:
 
     def _save_rollback_point(self) -> None:
         st = self.state
-        saved = {"trainer": self.trainer.state_dict(), "run": {
-            "stage": st.stage_i, "stage_samples": st.stage_done, "progress": st.progress, "hardware": st.hw}}
+        saved = {
+            "trainer": self.trainer.state_dict(),
+            "run": {
+                "stage": st.stage_i,
+                "stage_samples": st.stage_done,
+                "progress": st.progress,
+                "hardware": st.hw,
+            },
+        }
         buf = io.BytesIO()
         torch.save(saved, buf)
         atomic_write_bytes(self._rollback_path, buf.getvalue())
@@ -373,7 +438,11 @@ class Executor:
         saved = torch.load(self._rollback_path, map_location="cpu", weights_only=True)
         self.trainer.load_state_dict(saved["trainer"])
         run = saved["run"]
-        st.stage_i, st.stage_done, st.progress = int(run["stage"]), int(run["stage_samples"]), float(run["progress"])
+        st.stage_i, st.stage_done, st.progress = (
+            int(run["stage"]),
+            int(run["stage_samples"]),
+            float(run["progress"]),
+        )
         st.stages = list(stages)
         st.samples, st.batch_size = self.trainer.samples_seen, self.trainer.batch_size
         self._enter_stage()

@@ -17,9 +17,9 @@ lets the steps inside it skip the full check. The guard only reads the run's sta
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.throughput import virtual_checkpoint_s
@@ -58,8 +58,9 @@ class Window:
 class BudgetGuard:
     """The reserve and the checks built on it, for one run."""
 
-    def __init__(self, setup: RunSetup, account: Account, prices: PriceSource, budget: float,
-                 param_count: int) -> None:
+    def __init__(
+        self, setup: RunSetup, account: Account, prices: PriceSource, budget: float, param_count: int
+    ) -> None:
         self.setup, self.account, self.prices = setup, account, prices
         self.meter = account.meter
         self.budget = budget
@@ -101,8 +102,11 @@ class BudgetGuard:
         ckpt = self.ckpt_s(state)
         # the final checkpoint may come now (if we stop) or after the step: reserve the dearer
         reserve = self.meter.cost_ahead(state.hw, now, ahead) + max(
-            self.meter.cost_ahead(state.hw, now, ckpt), self.meter.cost_ahead(state.hw, now + ahead, ckpt))
-        reserve += max(self.account.settle_usd(state, now + ckpt), self.account.settle_usd(state, now + ahead + ckpt))
+            self.meter.cost_ahead(state.hw, now, ckpt), self.meter.cost_ahead(state.hw, now + ahead, ckpt)
+        )
+        reserve += max(
+            self.account.settle_usd(state, now + ckpt), self.account.settle_usd(state, now + ahead + ckpt)
+        )
         storage = self.account.storage_rate(state) * (now + ahead + ckpt - state.storage_t)
         return self.meter.spent + self.meter.pending_usd(state.hw, emu) + reserve + storage > self.budget
 
@@ -124,7 +128,9 @@ class BudgetGuard:
     def reserve_usd(self, state: RunState) -> float:
         """What the next step, an evaluation and a final checkpoint would cost now."""
         now = self.meter.now(self.setup.emulated(state.hw))
-        return self.meter.cost_ahead(state.hw, now, self.step_s(state) + self.eval_s(state) + self.ckpt_s(state))
+        return self.meter.cost_ahead(
+            state.hw, now, self.step_s(state) + self.eval_s(state) + self.ckpt_s(state)
+        )
 
     def transition_over_budget(self, state: RunState) -> bool:
         """Whether ending this stage (checkpoint, move to the next stage's offer, a final
@@ -154,12 +160,15 @@ class BudgetGuard:
             need += self.account.settle_usd(state, now + 2 * ckpt)
         return self.meter.spent + need > self.budget
 
-    def restore_over_budget(self, state: RunState, hardware: str, at: float, extra_usd: float = 0.0,
-                            checkpoints: int = 1) -> bool:
+    def restore_over_budget(
+        self, state: RunState, hardware: str, at: float, extra_usd: float = 0.0, checkpoints: int = 1
+    ) -> bool:
         """Whether restoring onto ``hardware`` at run time ``at`` (and ``checkpoints`` final
         checkpoints) could pass the budget, ``extra_usd`` being owed before it."""
         ahead = self.setup.restart_s(hardware) + checkpoints * self.ckpt_s(state)
-        need = extra_usd + self.meter.cost_ahead(hardware, at, ahead) + self._new_hold_usd(hardware, at, ahead)
+        need = (
+            extra_usd + self.meter.cost_ahead(hardware, at, ahead) + self._new_hold_usd(hardware, at, ahead)
+        )
         return self.meter.spent + need > self.budget
 
     def window(self, state: RunState, now: float) -> Window | None:
@@ -178,6 +187,11 @@ class BudgetGuard:
             self._charger_key = key
             self._charger = self.meter.step_charger(*key)
         settle = self.account.remainder_max_usd(state, now)  # the hold settled at any point of the window
-        return Window(until=end, spend=self.budget - price_s * reserve_s - storage - settle,
-                      slow=self.prices.slowdown(state.hw, now), price_s=price_s,
-                      slowest=state.slowest, charger=self._charger)
+        return Window(
+            until=end,
+            spend=self.budget - price_s * reserve_s - storage - settle,
+            slow=self.prices.slowdown(state.hw, now),
+            price_s=price_s,
+            slowest=state.slowest,
+            charger=self._charger,
+        )

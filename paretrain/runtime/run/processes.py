@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from paretrain.planner.plan.plan import StagePlan
 from paretrain.planner.inputs.space import Config
+from paretrain.planner.plan.plan import StagePlan
 from paretrain.runtime.run.state import RunSetup
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.trainer import Trainer
@@ -52,13 +52,29 @@ class TrainerGroup:
 
             if self.rendezvous is None:
                 self.rendezvous = Rendezvous(Settings.from_env(), run_id=self.setup.run_id)
-            return ParallelTrainer(self.workload, self.config, workers=n, threads=torch.get_num_threads(),
-                                   batch_size=st.batch_size * st.workers, precision=st.precision, seed=seed,
-                                   metric=metric, source=self.setup.spec.workload, rendezvous=self.rendezvous,
-                                   cache_dir=self.setup.run_dir.parents[1] / "cache")
-        return Trainer(self.workload, self.config, batch_size=st.batch_size * st.workers,
-                       precision=st.precision, device=device, seed=seed, metric=metric,
-                       loader_workers=self.setup.spec.runtime.loader_workers)
+            return ParallelTrainer(
+                self.workload,
+                self.config,
+                workers=n,
+                threads=torch.get_num_threads(),
+                batch_size=st.batch_size * st.workers,
+                precision=st.precision,
+                seed=seed,
+                metric=metric,
+                source=self.setup.spec.workload,
+                rendezvous=self.rendezvous,
+                cache_dir=self.setup.run_dir.parents[1] / "cache",
+            )
+        return Trainer(
+            self.workload,
+            self.config,
+            batch_size=st.batch_size * st.workers,
+            precision=st.precision,
+            device=device,
+            seed=seed,
+            metric=metric,
+            loader_workers=self.setup.spec.runtime.loader_workers,
+        )
 
     def regroup(self, st: StagePlan) -> bool:
         """Move the training state onto as many processes as ``st`` runs on, if that changed."""

@@ -12,14 +12,15 @@ preemption ends it (``paretrain.runtime.run.account``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from paretrain.runtime.money.prices import PriceSource, next_available
 from paretrain.runtime.run.account import Account, EventLog
 from paretrain.runtime.run.guard import BudgetGuard
-from paretrain.runtime.run.state import RunState
 from paretrain.runtime.run.processes import TrainerGroup
+from paretrain.runtime.run.state import RunState
 from paretrain.runtime.train.checkpoint import load_latest, save_checkpoint
 
 __all__ = ["Recovery"]
@@ -28,8 +29,15 @@ __all__ = ["Recovery"]
 class Recovery:
     """Checkpoint, restore, preemption and move, on the run state the executor hands in."""
 
-    def __init__(self, account: Account, guard: BudgetGuard, group: TrainerGroup, events: EventLog,
-                 prices: PriceSource, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        account: Account,
+        guard: BudgetGuard,
+        group: TrainerGroup,
+        events: EventLog,
+        prices: PriceSource,
+        log: Callable[[str], None],
+    ) -> None:
         self.account, self.guard, self.group, self.events = account, guard, group, events
         self.setup, self.meter, self.prices, self.log = account.setup, account.meter, prices, log
 
@@ -46,14 +54,24 @@ class Recovery:
         time) on the new one."""
         egress = self.account.egress_usd(state)
         if egress > 0:
-            self.meter.charge_amount("egress", egress, state.hw, stage=state.stage_name,
-                                     what="checkpoint to the next offer", emulated=self.setup.emulated(state.hw))
+            self.meter.charge_amount(
+                "egress",
+                egress,
+                state.hw,
+                stage=state.stage_name,
+                what="checkpoint to the next offer",
+                emulated=self.setup.emulated(state.hw),
+            )
         self.account.settle(state)
         state.hw = hardware
         self.group.device(hardware)
         self.account.open_hold(state)
-        self.account.charge(state, "compute", "move", seconds=self.setup.offer(hardware).switch_s
-                            if self.setup.emulated(hardware) else None)
+        self.account.charge(
+            state,
+            "compute",
+            "move",
+            seconds=self.setup.offer(hardware).switch_s if self.setup.emulated(hardware) else None,
+        )
         self.events("switch", stage=state.stage_i, hardware=hardware)
 
     def checkpoint(self, state: RunState, reason: str) -> None:
@@ -63,13 +81,19 @@ class Recovery:
         t0 = time.perf_counter()
         if not emu:
             self.account.charge(state, "compute", "train")
-        saved = {"trainer": self.group.trainer.state_dict(), "run": {
-            **state.position(), "spent_usd": self.meter.spent, "lines": self.meter.ledger.lines,
-            "t_run": self.meter.t}}
+        saved = {
+            "trainer": self.group.trainer.state_dict(),
+            "run": {
+                **state.position(),
+                "spent_usd": self.meter.spent,
+                "lines": self.meter.ledger.lines,
+                "t_run": self.meter.t,
+            },
+        }
         self.account.charge_storage(state, "checkpoints")  # storage of the checkpoints kept until now
         keep = self.setup.spec.runtime.keep_checkpoints
         _, size = save_checkpoint(self.setup.run_dir, saved, keep)
-        state.kept_bytes = (state.kept_bytes + [size])[-keep:]
+        state.kept_bytes = ([*state.kept_bytes, size])[-keep:]
         if emu:
             self.account.charge(state, "checkpoint", reason, seconds=self.guard.virtual_ckpt_s(), bytes=size)
             self.meter.skip_real()
@@ -95,11 +119,19 @@ class Recovery:
         state.samples, state.batch_size = trainer.samples_seen, trainer.batch_size
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
-        self.events.ledger(reason, state, checkpoint=path.name, lost_usd=lost, lost_s=round(lost_s, 6),
-                           from_line=int(run.get("lines", 0)))
+        self.events.ledger(
+            reason,
+            state,
+            checkpoint=path.name,
+            lost_usd=lost,
+            lost_s=round(lost_s, 6),
+            from_line=int(run.get("lines", 0)),
+        )
         self.events(reason, checkpoint=path.name, lost_usd=lost, lost_s=lost_s, hardware=state.hw)
-        self.log(f"{reason}: back to {path.name} (stage {state.stage_i}, {trainer.samples_seen} samples); "
-                 f"${lost:.3g} of work since it is lost")
+        self.log(
+            f"{reason}: back to {path.name} (stage {state.stage_i}, {trainer.samples_seen} samples); "
+            f"${lost:.3g} of work since it is lost"
+        )
         state.ckpt_t = self.meter.t
         every = self.setup.spec.runtime.eval_every_samples
         state.next_eval = (trainer.samples_seen // every + 1) * every
@@ -150,13 +182,18 @@ class Recovery:
         state.dirty = False  # the replicas are gone or out of step: only the checkpoint is sure
         loaded = load_latest(self.setup.run_dir)
         if loaded is None:
-            raise RuntimeError(f"run {self.setup.run_id}: a data-parallel helper was lost with no checkpoint "
-                               "to go back to")
+            raise RuntimeError(
+                f"run {self.setup.run_id}: a data-parallel helper was lost with no checkpoint to go back to"
+            )
         hw = str(loaded[0]["run"].get("hardware", state.hw))
         state.connect_s = self.group.pending_connect_s()
-        if self.guard.restore_over_budget(state, hw, self.meter.now(self.setup.emulated(state.hw)),
-                                          extra_usd=self.meter.cost_ahead(hw, self.meter.t, state.connect_s),
-                                          checkpoints=2):
+        if self.guard.restore_over_budget(
+            state,
+            hw,
+            self.meter.now(self.setup.emulated(state.hw)),
+            extra_usd=self.meter.cost_ahead(hw, self.meter.t, state.connect_s),
+            checkpoints=2,
+        ):
             return "budget"
         self.restore(state, loaded, reason="workers_restarted")
         return None

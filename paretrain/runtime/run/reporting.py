@@ -22,6 +22,7 @@ from paretrain.runtime.tracking.plan_log import interval_metrics
 
 __all__ = ["Reporting", "predicted_name"]
 
+
 def _triple(iv: Any) -> tuple[float, float, float] | None:
     return None if iv is None else (iv.p10, iv.p50, iv.p90)
 
@@ -45,27 +46,56 @@ class Reporting:
 
     def status(self, status: str, **data: Any) -> None:
         s = self.setup
-        atomic_write_text(s.run_dir / "status.json", json.dumps({
-            "run_id": s.run_id, "fingerprint": s.plan.fingerprint, "candidate": s.cand.id,
-            "status": status, **data}, indent=1) + "\n")
+        atomic_write_text(
+            s.run_dir / "status.json",
+            json.dumps(
+                {
+                    "run_id": s.run_id,
+                    "fingerprint": s.plan.fingerprint,
+                    "candidate": s.cand.id,
+                    "status": status,
+                    **data,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
 
     def start(self, trainer: Any, budget: float) -> None:
         """Open the MLflow run: tags, the dataset as an input, the stages as params."""
         if self.tracker is None:
             return
         s, cand = self.setup, self.setup.cand
-        self.handle = self.tracker.start_run(f"run-{cand.id}-{cand.config_id}", tags={
-            "paretrain.kind": "run", "paretrain.plan_fingerprint": s.plan.fingerprint,
-            "paretrain.candidate": cand.id, "paretrain.config": cand.config_id,
-            "paretrain.run_id": s.run_id, "mlflow.source.git.commit": git_commit(),
-            "paretrain.emulated": str(s.emulated_any).lower(), "paretrain.metric": self.metric.name,
-            "paretrain.direction": self.metric.direction})
+        self.handle = self.tracker.start_run(
+            f"run-{cand.id}-{cand.config_id}",
+            tags={
+                "paretrain.kind": "run",
+                "paretrain.plan_fingerprint": s.plan.fingerprint,
+                "paretrain.candidate": cand.id,
+                "paretrain.config": cand.config_id,
+                "paretrain.run_id": s.run_id,
+                "mlflow.source.git.commit": git_commit(),
+                "paretrain.emulated": str(s.emulated_any).lower(),
+                "paretrain.metric": self.metric.name,
+                "paretrain.direction": self.metric.direction,
+            },
+        )
         self.events.attach(self.tracker, self.handle)
         self._log_dataset(trainer)
-        self.tracker.log_params(self.handle, {
-            "candidate": cand.id, "config": cand.config_id, "level": cand.accuracy, "budget_usd": budget,
-            **{f"stage{st.index}": f"{st.hardware} {st.precision} b={st.batch_size} n={st.workers} "
-                                   f"samples={st.samples}" for st in cand.stages}})
+        self.tracker.log_params(
+            self.handle,
+            {
+                "candidate": cand.id,
+                "config": cand.config_id,
+                "level": cand.accuracy,
+                "budget_usd": budget,
+                **{
+                    f"stage{st.index}": f"{st.hardware} {st.precision} b={st.batch_size} n={st.workers} "
+                    f"samples={st.samples}"
+                    for st in cand.stages
+                },
+            },
+        )
 
     def _log_dataset(self, trainer: Any) -> None:
         """The training data as the run's MLflow input: the workload's digest, its source and size."""
@@ -81,12 +111,24 @@ class Reporting:
         if self.handle is None:
             return
         t = max(meter.t, 1e-9)
-        self.tracker.log_metrics(self.handle, {
-            **state.metrics, "loss": state.loss, "val_loss": state.val_loss, self.metric.name: state.accuracy,
-            "spend_usd": meter.spent, "spend_rate_usd_per_h": meter.spent / t * 3600,
-            "batch_size": trainer.batch_size, "lr": trainer.lr, "stage": state.stage_i,
-            "samples": trainer.samples_seen, "run_time_s": meter.t,
-            "price_usd_per_h": price_usd_per_h}, step=trainer.steps)
+        self.tracker.log_metrics(
+            self.handle,
+            {
+                **state.metrics,
+                "loss": state.loss,
+                "val_loss": state.val_loss,
+                self.metric.name: state.accuracy,
+                "spend_usd": meter.spent,
+                "spend_rate_usd_per_h": meter.spent / t * 3600,
+                "batch_size": trainer.batch_size,
+                "lr": trainer.lr,
+                "stage": state.stage_i,
+                "samples": trainer.samples_seen,
+                "run_time_s": meter.t,
+                "price_usd_per_h": price_usd_per_h,
+            },
+            step=trainer.steps,
+        )
 
     def finish(self, status: str, state: RunState, meter: Meter, trainer: Any, budget: float) -> RunResult:
         """The result, status file, last event and MLflow record; ``BudgetExhausted`` (carrying
@@ -94,31 +136,55 @@ class Reporting:
         s, cand = self.setup, self.setup.cand
         spent = meter.ledger.spent
         result = RunResult(
-            run_id=s.run_id, candidate=cand.id, status=status, cost_usd=spent, wall_s=meter.t,
-            accuracy=state.accuracy, samples=trainer.samples_seen, predicted_cost_usd=cand.cost_usd,
-            predicted_wall_s=cand.wall_s, predicted_accuracy=cand.accuracy, budget_usd=budget,
-            ledger_path=str(s.ledger_path), emulated=s.emulated_any, events=self.events.events,
-            metric=self.metric.name, direction=self.metric.direction,
-            predicted_cost_interval=_triple(cand.cost_interval), predicted_wall_interval=_triple(cand.wall_interval),
-            compute_s=state.compute_s, compute_steps=state.compute_steps)
-        self.status(status, cost_usd=spent, wall_s=meter.t, **{self.metric.name: state.accuracy},
-                    samples=trainer.samples_seen, emulated=s.emulated_any)
+            run_id=s.run_id,
+            candidate=cand.id,
+            status=status,
+            cost_usd=spent,
+            wall_s=meter.t,
+            accuracy=state.accuracy,
+            samples=trainer.samples_seen,
+            predicted_cost_usd=cand.cost_usd,
+            predicted_wall_s=cand.wall_s,
+            predicted_accuracy=cand.accuracy,
+            budget_usd=budget,
+            ledger_path=str(s.ledger_path),
+            emulated=s.emulated_any,
+            events=self.events.events,
+            metric=self.metric.name,
+            direction=self.metric.direction,
+            predicted_cost_interval=_triple(cand.cost_interval),
+            predicted_wall_interval=_triple(cand.wall_interval),
+            compute_s=state.compute_s,
+            compute_steps=state.compute_steps,
+        )
+        self.status(
+            status,
+            cost_usd=spent,
+            wall_s=meter.t,
+            **{self.metric.name: state.accuracy},
+            samples=trainer.samples_seen,
+            emulated=s.emulated_any,
+        )
         self.events("end", status=status, cost_usd=spent, **{self.metric.name: state.accuracy})
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
         if status == "workers":
-            message = (f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
-                       f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
-                       f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
-                       f"--candidate {cand.id} --resume'")
+            message = (
+                f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
+                f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
+                f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
+                f"--candidate {cand.id} --resume'"
+            )
         elif status != "target":
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
-            message = (f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                       f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
-                       f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
-                       f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
-                       f"{cand.id} --resume'")
+            message = (
+                f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
+                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
+                f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
+                f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
+                f"{cand.id} --resume'"
+            )
         if status != "target":
             err = BudgetExhausted(message)
             err.result = result  # type: ignore[attr-defined]
@@ -128,11 +194,20 @@ class Reporting:
     def _close_tracking(self, status: str, result: RunResult, meter: Meter, trainer: Any) -> None:
         s, cand, tr, h = self.setup, self.setup.cand, self.tracker, self.handle
         assert h is not None
-        tr.log_metrics(h, {
-            "cost_usd": result.cost_usd, "wall_s": meter.t, self.metric.name: result.accuracy,
-            "predicted_cost_usd": cand.cost_usd, "predicted_wall_s": cand.wall_s,
-            predicted_name(self.metric): cand.accuracy, "samples": trainer.samples_seen,
-            **interval_metrics(cand)}, step=trainer.steps)
+        tr.log_metrics(
+            h,
+            {
+                "cost_usd": result.cost_usd,
+                "wall_s": meter.t,
+                self.metric.name: result.accuracy,
+                "predicted_cost_usd": cand.cost_usd,
+                "predicted_wall_s": cand.wall_s,
+                predicted_name(self.metric): cand.accuracy,
+                "samples": trainer.samples_seen,
+                **interval_metrics(cand),
+            },
+            step=trainer.steps,
+        )
         if self.plan_path is None:
             atomic_write_text(s.run_dir / "plan.json", plan_to_json(s.plan))
         tr.log_artifact(h, self.plan_path or s.run_dir / "plan.json")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["RunResult", "FINISHED", "LedgerEnd", "find_resumable", "last_run", "ledger_end"]
+__all__ = ["FINISHED", "LedgerEnd", "RunResult", "find_resumable", "last_run", "ledger_end"]
 
 
 @dataclass
@@ -36,6 +36,7 @@ class RunResult:
         iv = self.predicted_cost_interval if what == "cost" else self.predicted_wall_interval
         x = self.cost_usd if what == "cost" else self.wall_s
         return None if iv is None else iv[0] <= x <= iv[2]
+
     compute_s: float = 0.0  # real seconds inside training steps on local hardware
     compute_steps: int = 0
     tracking_run: str | None = None

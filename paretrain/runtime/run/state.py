@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from paretrain.planner.inputs.catalog import Offer
-from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 
 __all__ = ["RunSetup", "RunState"]
 
@@ -62,8 +62,9 @@ class RunSetup:
         if stage.workers <= 1 or not self.emulated(stage.hardware):
             return 0.0
         try:
-            return self.plan.step_model(stage.hardware, self.cand.config_id, stage.precision,
-                                        stage.workers).rendezvous_s
+            return self.plan.step_model(
+                stage.hardware, self.cand.config_id, stage.precision, stage.workers
+            ).rendezvous_s
         except KeyError:
             return 0.0
 
@@ -118,9 +119,14 @@ class RunState:
 
     def position(self) -> dict[str, Any]:
         """What a checkpoint records of the run besides the trainer."""
-        return {"stage": self.stage_i, "stage_samples": self.stage_done, "hardware": self.hw,
-                "accuracy": self.accuracy, "progress": self.progress,
-                "stages": [asdict(st) for st in self.stages]}
+        return {
+            "stage": self.stage_i,
+            "stage_samples": self.stage_done,
+            "hardware": self.hw,
+            "accuracy": self.accuracy,
+            "progress": self.progress,
+            "stages": [asdict(st) for st in self.stages],
+        }
 
     def restore_position(self, run: dict[str, Any]) -> None:
         """Take back a checkpoint's position (the inverse of ``position``)."""

@@ -21,8 +21,9 @@ from paretrain.runtime.run.state import RunState
 __all__ = ["checked_step", "window_steps"]
 
 
-def checked_step(state: RunState, trainer: Any, account: Account, prices: PriceSource,
-                 window: Window | None) -> bool:
+def checked_step(
+    state: RunState, trainer: Any, account: Account, prices: PriceSource, window: Window | None
+) -> bool:
     """One step, charged; returns False when it was slower than ``window`` assumed (close it)."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     t_before, usd_before = meter.t, meter.ledger.spent
@@ -47,16 +48,25 @@ def checked_step(state: RunState, trainer: Any, account: Account, prices: PriceS
     if window is not None:
         window.charger(window.price_s, seconds, trainer.steps)
     else:
-        account.charge(state, "compute", "train", seconds=None if seconds != seconds else seconds,
-                       step=trainer.steps)
+        account.charge(
+            state, "compute", "train", seconds=None if seconds != seconds else seconds, step=trainer.steps
+        )
     state.advance(trainer.batch_size, trainer.batch_size)
     state.busy_s += meter.t - t_before
     state.busy_usd += meter.ledger.spent - usd_before
     return keep
 
 
-def window_steps(state: RunState, trainer: Any, account: Account, window: Window, *,
-                 stage_left: int, max_samples: int, ckpt_at: float) -> bool:
+def window_steps(
+    state: RunState,
+    trainer: Any,
+    account: Account,
+    window: Window,
+    *,
+    stage_left: int,
+    max_samples: int,
+    ckpt_at: float,
+) -> bool:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation,
     checkpoint, ``max_samples``, a step slower than the window assumed). Returns False when
     the window must close."""
@@ -83,8 +93,15 @@ def window_steps(state: RunState, trainer: Any, account: Account, window: Window
             spent += charge(price, math.nan, trainer.steps)
         done += batch
         now = meter.t if emu else meter.t + meter.real_pending_s()
-        if (done >= stage_left or trainer.samples_seen >= eval_at or trainer.samples_seen >= max_samples
-                or now >= ckpt_at or now >= until or slowest > limit or spent >= spend):
+        if (
+            done >= stage_left
+            or trainer.samples_seen >= eval_at
+            or trainer.samples_seen >= max_samples
+            or now >= ckpt_at
+            or now >= until
+            or slowest > limit
+            or spent >= spend
+        ):
             break
     state.loss = loss
     state.busy_s += meter.t - t_start

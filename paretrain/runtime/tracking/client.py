@@ -16,10 +16,11 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-__all__ = ["Tracker", "sync_spool", "git_commit", "default_uri"]
+__all__ = ["Tracker", "default_uri", "git_commit", "sync_spool"]
 
 _STOP = object()
 
@@ -31,8 +32,9 @@ def default_uri(spec_uri: str | None = None) -> str:
 def git_commit() -> str:
     root = Path(__file__).resolve().parents[3]
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                             timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
         return out.stdout.strip() if out.returncode == 0 else ""
     except (OSError, subprocess.SubprocessError):
         return ""
@@ -60,7 +62,7 @@ def _experiment_id(client: Any, name: str) -> str:
         return exp.experiment_id
     try:
         return client.create_experiment(name)
-    except Exception:  # noqa: BLE001 - created meanwhile by another process
+    except Exception:
         exp = client.get_experiment_by_name(name)
         if exp is None:
             raise
@@ -70,8 +72,15 @@ def _experiment_id(client: Any, name: str) -> str:
 class Tracker:
     """Background MLflow logging with a spool. All methods return at once."""
 
-    def __init__(self, uri: str, experiment: str, spool_path: str | Path, *,
-                 flush_every_s: float = 2.0, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str,
+        spool_path: str | Path,
+        *,
+        flush_every_s: float = 2.0,
+        timeout_s: float = 15.0,
+    ) -> None:
         self.uri, self.experiment = uri, experiment
         self.spool_path = Path(spool_path)
         self.flush_every_s, self.timeout_s = flush_every_s, timeout_s
@@ -104,39 +113,81 @@ class Tracker:
         return self._ready.wait(timeout_s)
 
     # -- the caller's side ----------------------------------------------------------------
-    def start_run(self, name: str, *, tags: Mapping[str, str] | None = None,
-                  parent: str | None = None, params: Mapping[str, Any] | None = None,
-                  parent_run_id: str | None = None) -> str:
+    def start_run(
+        self,
+        name: str,
+        *,
+        tags: Mapping[str, str] | None = None,
+        parent: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
         """A new run (nested under the handle ``parent`` or the MLflow run ``parent_run_id``)."""
         handle = f"h-{uuid.uuid4().hex[:12]}"
-        self._put({"op": "create", "handle": handle, "name": name, "tags": dict(tags or {}),
-                   "parent": parent, "experiment": self.experiment, "parent_run_id": parent_run_id})
+        self._put(
+            {
+                "op": "create",
+                "handle": handle,
+                "name": name,
+                "tags": dict(tags or {}),
+                "parent": parent,
+                "experiment": self.experiment,
+                "parent_run_id": parent_run_id,
+            }
+        )
         if params:
             self.log_params(handle, params)
         return handle
 
     def log_params(self, handle: str, params: Mapping[str, Any]) -> None:
-        self._put({"op": "params", "handle": handle,
-                   "params": {k: str(v)[:6000] for k, v in params.items()}})
+        self._put({"op": "params", "handle": handle, "params": {k: str(v)[:6000] for k, v in params.items()}})
 
     def set_tags(self, handle: str, tags: Mapping[str, Any]) -> None:
         self._put({"op": "tags", "handle": handle, "tags": {k: str(v) for k, v in tags.items()}})
 
-    def log_metrics(self, handle: str, metrics: Mapping[str, float], step: int = 0,
-                    timestamp_ms: int | None = None) -> None:
+    def log_metrics(
+        self, handle: str, metrics: Mapping[str, float], step: int = 0, timestamp_ms: int | None = None
+    ) -> None:
         ts = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-        self._put({"op": "metrics", "handle": handle,
-                   "points": [[k, float(v), ts, int(step)] for k, v in metrics.items()]})
+        self._put(
+            {
+                "op": "metrics",
+                "handle": handle,
+                "points": [[k, float(v), ts, int(step)] for k, v in metrics.items()],
+            }
+        )
 
     def log_artifact(self, handle: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self._put({"op": "artifact", "handle": handle, "path": str(Path(path).resolve()),
-                   "artifact_path": artifact_path})
+        self._put(
+            {
+                "op": "artifact",
+                "handle": handle,
+                "path": str(Path(path).resolve()),
+                "artifact_path": artifact_path,
+            }
+        )
 
-    def log_input(self, handle: str, name: str, digest: str, source: str, profile: Mapping[str, Any],
-                  context: str = "training") -> None:
+    def log_input(
+        self,
+        handle: str,
+        name: str,
+        digest: str,
+        source: str,
+        profile: Mapping[str, Any],
+        context: str = "training",
+    ) -> None:
         """Record the dataset a run trained on (MLflow's run inputs)."""
-        self._put({"op": "input", "handle": handle, "name": name, "digest": digest, "source": source,
-                   "profile": dict(profile), "context": context})
+        self._put(
+            {
+                "op": "input",
+                "handle": handle,
+                "name": name,
+                "digest": digest,
+                "source": source,
+                "profile": dict(profile),
+                "context": context,
+            }
+        )
 
     def end_run(self, handle: str, status: str = "FINISHED") -> None:
         self._put({"op": "end", "handle": handle, "status": status})
@@ -174,7 +225,7 @@ class Tracker:
             client = _client(self.uri)
             _experiment_id(client, self.experiment)
             return client
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:
             self.errors.append(f"MLflow unavailable at {self.uri}: {err}")
             return None
         finally:
@@ -194,8 +245,11 @@ class Tracker:
                     pending.append(op)
             except queue.Empty:
                 pass
-            if pending and (stop or time.monotonic() - last >= self.flush_every_s
-                            or any(o["op"] != "metrics" for o in pending)):
+            if pending and (
+                stop
+                or time.monotonic() - last >= self.flush_every_s
+                or any(o["op"] != "metrics" for o in pending)
+            ):
                 if client is None:
                     client = self._connect()
                 with self._lock:
@@ -220,14 +274,13 @@ class Tracker:
 
     def _apply(self, client: Any, op: dict[str, Any]) -> None:
         handle = op["handle"]
-        if client is None or handle in self.failed or (
-                op["op"] != "create" and handle not in self.run_ids):
+        if client is None or handle in self.failed or (op["op"] != "create" and handle not in self.run_ids):
             self.failed.add(handle)
             self._spool([op])
             return
         try:
             self.run_ids[handle] = apply_op(client, op, self.run_ids)
-        except Exception as err:  # noqa: BLE001 - tracking must never take training down
+        except Exception as err:
             self.errors.append(f"{op['op']} failed: {err}")
             self.failed.add(handle)
             self._spool([op])
@@ -273,7 +326,7 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
             params = {k: v for k, v in params.items() if k not in have}
         items = list(params.items())
         for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i:i + 100]])
+            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
     elif kind == "tags":
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
     elif kind == "metrics":
@@ -284,7 +337,7 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
                 seen[key] = {(m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)}
             points = [p for p in points if (p[3], p[2], p[1]) not in seen[p[0]]]
         for i in range(0, len(points), 1000):
-            client.log_batch(run_id, metrics=[Metric(k, v, ts, st) for k, v, ts, st in points[i:i + 1000]])
+            client.log_batch(run_id, metrics=[Metric(k, v, ts, st) for k, v, ts, st in points[i : i + 1000]])
     elif kind == "input":
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
@@ -293,7 +346,9 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
             have = client.get_run(run_id).inputs.dataset_inputs
             if any(d.dataset.digest == op["digest"] for d in have):
                 return run_id
-        client.log_inputs(run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", op["context"])])])
+        client.log_inputs(
+            run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", op["context"])])]
+        )
     elif kind == "artifact":
         if Path(op["path"]).exists():
             client.log_artifact(run_id, op["path"], op.get("artifact_path"))
@@ -324,7 +379,7 @@ def sync_spool(spool_path: str | Path, uri: str | None = None) -> tuple[int, int
                 continue  # created before the spool took over
             run_ids[op["handle"]] = apply_op(client, op, run_ids, dedupe=True)
             done += 1
-        except Exception:  # noqa: BLE001 - keep it for the next sync
+        except Exception:
             left.append(dict(op, run_id=run_ids.get(op["handle"])))
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(o) + "\n" for o in left), encoding="utf-8")

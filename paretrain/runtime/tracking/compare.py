@@ -23,8 +23,12 @@ def latest_plan_run(uri: str, experiment: str) -> str | None:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return None
-    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'plan'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        "tags.`paretrain.kind` = 'plan'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
     return runs[0].info.run_id if runs else None
 
 
@@ -34,7 +38,7 @@ def log_plot(uri: str, run_id: str, path: str) -> bool:
     try:
         _client(uri).log_artifact(run_id, path)
         return True
-    except Exception:  # noqa: BLE001 - the plot is on disk either way
+    except Exception:
         return False
 
 
@@ -62,36 +66,62 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         exps = [e for e in client.search_experiments() if e.name != "Default"]
         if len(exps) != 1:
             names = ", ".join(sorted(e.name for e in exps)) or "none"
-            raise InputError(f"--experiment: {len(exps)} experiments at {uri} ({names}). To fix: name one "
-                             "with --experiment NAME")
+            raise InputError(
+                f"--experiment: {len(exps)} experiments at {uri} ({names}). To fix: name one "
+                "with --experiment NAME"
+            )
         exp = exps[0]
     else:
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
-            raise InputError(f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
-                             "the name (the spec's tracking.experiment, else its name)")
-    runs = client.search_runs([exp.experiment_id], "tags.`paretrain.kind` = 'run'",
-                              order_by=["attributes.start_time ASC"], max_results=5000)
+            raise InputError(
+                f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
+                "the name (the spec's tracking.experiment, else its name)"
+            )
+    runs = client.search_runs(
+        [exp.experiment_id],
+        "tags.`paretrain.kind` = 'run'",
+        order_by=["attributes.start_time ASC"],
+        max_results=5000,
+    )
     rows = []
     for r in runs:
         m, t = r.data.metrics, r.data.tags
         if "cost_usd" not in m:
             continue  # still running, or stopped before its final record
-        metric = Metric(t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize")
-        predicted = m.get("predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}", 0.0)
+        metric = Metric(
+            t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize"
+        )
+        predicted = m.get(
+            "predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}", 0.0
+        )
         value = m.get(metric.name, 0.0)
-        rows.append({
-            "run": r.info.run_id, "candidate": t.get("paretrain.candidate", ""),
-            "plan": t.get("paretrain.plan_fingerprint", ""), "status": t.get("paretrain.status", ""),
-            "predicted_cost_usd": m.get("predicted_cost_usd", 0.0), "cost_usd": m["cost_usd"],
-            "predicted_wall_s": m.get("predicted_wall_s", 0.0), "wall_s": m.get("wall_s", 0.0),
-            "metric": metric.name, "direction": metric.direction,
-            # the target metric's predicted level and realized value (named for accuracy, as before)
-            "predicted_accuracy": predicted, "val_accuracy": value,
-            **_intervals(m),
-        })
-    keep = set(non_dominated([(r["cost_usd"], r["wall_s"],
-                               Metric(r["metric"], r["direction"]).score(r["val_accuracy"])) for r in rows]))
+        rows.append(
+            {
+                "run": r.info.run_id,
+                "candidate": t.get("paretrain.candidate", ""),
+                "plan": t.get("paretrain.plan_fingerprint", ""),
+                "status": t.get("paretrain.status", ""),
+                "predicted_cost_usd": m.get("predicted_cost_usd", 0.0),
+                "cost_usd": m["cost_usd"],
+                "predicted_wall_s": m.get("predicted_wall_s", 0.0),
+                "wall_s": m.get("wall_s", 0.0),
+                "metric": metric.name,
+                "direction": metric.direction,
+                # the target metric's predicted level and realized value (named for accuracy, as before)
+                "predicted_accuracy": predicted,
+                "val_accuracy": value,
+                **_intervals(m),
+            }
+        )
+    keep = set(
+        non_dominated(
+            [
+                (r["cost_usd"], r["wall_s"], Metric(r["metric"], r["direction"]).score(r["val_accuracy"]))
+                for r in rows
+            ]
+        )
+    )
     for i, r in enumerate(rows):
         r["cost_err"] = _pct(r["predicted_cost_usd"], r["cost_usd"])
         r["wall_err"] = _pct(r["predicted_wall_s"], r["wall_s"])

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from paretrain.runtime.tracking.client import Tracker, default_uri, git_commit
 
-__all__ = ["TrackingSession", "TrackingReport", "open_session", "parent_run"]
+__all__ = ["TrackingReport", "TrackingSession", "open_session", "parent_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +47,14 @@ class TrackingSession:
     parent: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
-    def start_parent(self, name: str, *, kind: str, params: Mapping[str, Any] | None = None,
-                     tags: Mapping[str, str] | None = None) -> str | None:
+    def start_parent(
+        self,
+        name: str,
+        *,
+        kind: str,
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> str | None:
         """Start the command's parent run; returns its handle (None when tracking is off)."""
         if self.tracker is None:
             return None
@@ -68,12 +75,19 @@ class TrackingSession:
             return TrackingReport(enabled=False)
         ok = self.tracker.close()
         run_id = self.tracker.run_id(handle or self.parent or "")
-        return TrackingReport(enabled=True, uri=self.uri, experiment=self.experiment, run_id=run_id,
-                              ok=ok and run_id is not None, spool_path=str(self.tracker.spool_path))
+        return TrackingReport(
+            enabled=True,
+            uri=self.uri,
+            experiment=self.experiment,
+            run_id=run_id,
+            ok=ok and run_id is not None,
+            spool_path=str(self.tracker.spool_path),
+        )
 
 
-def open_session(option_uri: str | None, spec_uri: str | None, experiment: str, spool: str | Path, *,
-                 enabled: bool = True) -> TrackingSession:
+def open_session(
+    option_uri: str | None, spec_uri: str | None, experiment: str, spool: str | Path, *, enabled: bool = True
+) -> TrackingSession:
     """A session for one command. Nothing reaches MLflow before the first record is logged."""
     if not enabled:
         return TrackingSession(None, "", experiment)
@@ -82,8 +96,9 @@ def open_session(option_uri: str | None, spec_uri: str | None, experiment: str, 
 
 
 @contextlib.contextmanager
-def parent_run(session: TrackingSession, name: str, *, kind: str,
-               params: Mapping[str, Any] | None = None) -> Iterator[str | None]:
+def parent_run(
+    session: TrackingSession, name: str, *, kind: str, params: Mapping[str, Any] | None = None
+) -> Iterator[str | None]:
     """Start the parent run; end it FINISHED, or FAILED (and close the tracker) on an error."""
     handle = session.start_parent(name, kind=kind, params=params)
     try:

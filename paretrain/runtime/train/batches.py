@@ -14,13 +14,14 @@ input-bound run is predicted as one.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["BatchStream", "to_device", "eval_batches"]
+__all__ = ["BatchStream", "eval_batches", "to_device"]
 
 
 def to_device(batch: Any, device: str) -> Any:
@@ -71,7 +72,7 @@ class _Sampler:
             if cursor + b > self.size:
                 epoch, cursor = epoch + 1, 0
                 perm = _permutation(self.size, self.seed, epoch)
-            idx = perm[cursor:cursor + b].tolist()
+            idx = perm[cursor : cursor + b].tolist()
             cursor += b
             yield [((epoch, cursor), i) for i in idx]
 
@@ -82,7 +83,9 @@ class BatchStream:
     def __init__(self, dataset: Dataset, *, seed: int, device: str, workers: int = 0) -> None:
         self.dataset, self.seed, self.device, self.workers = dataset, seed, device, workers
         self.iterable = isinstance(dataset, IterableDataset)
-        self.tensors = tuple(t.to(device) for t in dataset.tensors) if isinstance(dataset, TensorDataset) else None
+        self.tensors = (
+            tuple(t.to(device) for t in dataset.tensors) if isinstance(dataset, TensorDataset) else None
+        )
         self.size = 0 if self.iterable else len(dataset)  # type: ignore[arg-type]
         if not self.iterable and self.size < 1:
             raise ValueError("the training dataset is empty")
@@ -103,7 +106,7 @@ class BatchStream:
             self.epoch += 1
             self.cursor = 0
             self.perm = self._permutation(self.epoch)
-        idx = self.perm[self.cursor:self.cursor + b]
+        idx = self.perm[self.cursor : self.cursor + b]
         self.cursor += b
         return idx
 
@@ -157,9 +160,14 @@ class BatchStream:
         # before the loader's own, so its workers never got the stop sentinel and each was
         # waited for 5 s (10 s per dropped stream with two workers).
         sampler = _Sampler(self.size, self.seed, b, self.epoch, self.cursor)
-        return DataLoader(_Tagged(self.dataset), batch_sampler=sampler, num_workers=self.workers,
-                          collate_fn=_collate_tagged, pin_memory=self.device.startswith("cuda"),
-                          persistent_workers=False)
+        return DataLoader(
+            _Tagged(self.dataset),
+            batch_sampler=sampler,
+            num_workers=self.workers,
+            collate_fn=_collate_tagged,
+            pin_memory=self.device.startswith("cuda"),
+            persistent_workers=False,
+        )
 
     def first(self, n: int) -> Any:
         """The first ``n`` samples of the dataset (for memory and latency probes)."""
@@ -194,9 +202,10 @@ def eval_batches(dataset: Dataset, device: str, chunk: int, workers: int = 0) ->
         n = len(dataset)
         tensors = tuple(t.to(device) for t in dataset.tensors)
         for i in range(0, n, chunk):
-            yield tuple(t[i:i + chunk] for t in tensors)
+            yield tuple(t[i : i + chunk] for t in tensors)
         return
-    loader = DataLoader(dataset, batch_size=chunk, shuffle=False, num_workers=workers,
-                        pin_memory=device.startswith("cuda"))
+    loader = DataLoader(
+        dataset, batch_size=chunk, shuffle=False, num_workers=workers, pin_memory=device.startswith("cuda")
+    )
     for batch in loader:
         yield to_device(batch, device)

@@ -19,7 +19,7 @@ import torch
 
 from paretrain.runtime.files import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_latest", "checkpoint_paths", "CheckpointError"]
+__all__ = ["CheckpointError", "checkpoint_paths", "load_latest", "save_checkpoint"]
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -60,6 +60,6 @@ def load_latest(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
             if not isinstance(state, dict) or "trainer" not in state or "run" not in state:
                 raise CheckpointError("missing trainer or run state")
             return state, path
-        except Exception:  # noqa: BLE001 - any failure to load means "use the previous one"
+        except Exception:
             path.rename(path.with_suffix(".damaged"))
     return None

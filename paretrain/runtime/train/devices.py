@@ -25,7 +25,7 @@ import torch
 from paretrain.planner.measure.lab import LocalDevice
 from paretrain.runtime.train.trainer import set_threads
 
-__all__ = ["local_devices", "claim", "machine_fingerprint", "cpu_model", "trains_in", "PRECISIONS"]
+__all__ = ["PRECISIONS", "claim", "cpu_model", "local_devices", "machine_fingerprint", "trains_in"]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -58,7 +58,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trains_in(device: str, precision: str) -> bool:
     """Whether a training step on torch device ``device`` ("cpu", "cuda:0") runs in
     ``precision`` (probed once per process: a forward and backward pass of a small layer)."""
@@ -81,7 +81,7 @@ def trains_in(device: str, precision: str) -> bool:
             out.float().sum().backward()
         grad = weight.grad
         return out.dtype == dtype and grad is not None and bool(torch.isfinite(grad).all())
-    except Exception:  # noqa: BLE001 - any failure means this torch cannot train in it here
+    except Exception:
         return False
 
 
@@ -101,8 +101,17 @@ def local_devices() -> list[LocalDevice]:
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(i)
-            out.append(LocalDevice(f"local/cuda:{i}", "gpu", 1, 1, props.total_memory / 2**30,
-                                   accelerator=props.name, precisions=_precisions(f"cuda:{i}")))
+            out.append(
+                LocalDevice(
+                    f"local/cuda:{i}",
+                    "gpu",
+                    1,
+                    1,
+                    props.total_memory / 2**30,
+                    accelerator=props.name,
+                    precisions=_precisions(f"cuda:{i}"),
+                )
+            )
     return out
 
 

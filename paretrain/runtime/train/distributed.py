@@ -79,8 +79,9 @@ def allreduce_timing(workers: int, nbytes: int, repeats: int = 20) -> tuple[floa
         t0 = time.perf_counter()
         rdzv.launch({"kind": "allreduce", "nbytes": nbytes, "repeats": repeats}, workers, threads=1)
         rdzv.form()
-        dist.init_process_group("gloo", store=dist.PrefixStore(rdzv.store_prefix, rdzv.store), rank=0,
-                                world_size=workers)
+        dist.init_process_group(
+            "gloo", store=dist.PrefixStore(rdzv.store_prefix, rdzv.store), rank=0, world_size=workers
+        )
         start_s = time.perf_counter() - t0
         try:
             seconds = measure_allreduce(nbytes, repeats)

@@ -40,6 +40,7 @@ stage, the run's included; default 1), ``PARETRAIN_RDZV_TIMEOUT_S`` (default 300
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -55,8 +56,18 @@ import torch.distributed as dist
 
 from paretrain.planner.errors import InputError
 
-__all__ = ["GroupError", "GroupUnavailable", "Rendezvous", "Settings", "WorkerLost", "agent_command",
-           "connect_store", "end_key", "parse_endpoint", "split"]
+__all__ = [
+    "GroupError",
+    "GroupUnavailable",
+    "Rendezvous",
+    "Settings",
+    "WorkerLost",
+    "agent_command",
+    "connect_store",
+    "end_key",
+    "parse_endpoint",
+    "split",
+]
 
 JOB, ARRIVALS, CLOSED, NODES = "paretrain/job", "paretrain/arrivals", "paretrain/closed", "paretrain/nodes"
 #: The module the agents launch (a string: runtime never imports the command line).
@@ -101,7 +112,7 @@ class Settings:
             raise ValueError(f"PARETRAIN_MAX_RESTARTS must be >= 0, but got {self.max_restarts}")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """The settings from ``PARETRAIN_*`` variables; ``InputError`` (exit 2) on a bad one,
         naming it."""
         env = dict(os.environ if env is None else env)
@@ -111,23 +122,33 @@ class Settings:
             try:
                 return kind(raw)
             except ValueError:
-                raise InputError(f"environment: {name} must be {rule}; got {raw!r}. To fix: set it to "
-                                 f"{rule} or unset it (default {default})") from None
+                raise InputError(
+                    f"environment: {name} must be {rule}; got {raw!r}. To fix: set it to "
+                    f"{rule} or unset it (default {default})"
+                ) from None
 
         endpoint = env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0")
         try:
             host, port = parse_endpoint(endpoint)
         except ValueError:
-            raise InputError(f"environment: PARETRAIN_RDZV_ENDPOINT must be HOST:PORT; got {endpoint!r}. "
-                             "To fix: set it like 10.0.0.1:29400 or unset it") from None
+            raise InputError(
+                f"environment: PARETRAIN_RDZV_ENDPOINT must be HOST:PORT; got {endpoint!r}. "
+                "To fix: set it like 10.0.0.1:29400 or unset it"
+            ) from None
         try:
-            return cls(host=host, port=port, nnodes=read("PARETRAIN_NNODES", "1", int, "an integer >= 1"),
-                       timeout_s=read("PARETRAIN_RDZV_TIMEOUT_S", "300", float, "seconds > 0"),
-                       max_restarts=read("PARETRAIN_MAX_RESTARTS", "3", int, "an integer >= 0"),
-                       collective_timeout_s=read("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300", float, "seconds > 0"))
+            return cls(
+                host=host,
+                port=port,
+                nnodes=read("PARETRAIN_NNODES", "1", int, "an integer >= 1"),
+                timeout_s=read("PARETRAIN_RDZV_TIMEOUT_S", "300", float, "seconds > 0"),
+                max_restarts=read("PARETRAIN_MAX_RESTARTS", "3", int, "an integer >= 0"),
+                collective_timeout_s=read("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300", float, "seconds > 0"),
+            )
         except ValueError as err:
-            raise InputError(f"environment: {err}. To fix: set PARETRAIN_NNODES >= 1, PARETRAIN_MAX_RESTARTS "
-                             ">= 0 and the timeouts to positive seconds") from err
+            raise InputError(
+                f"environment: {err}. To fix: set PARETRAIN_NNODES >= 1, PARETRAIN_MAX_RESTARTS "
+                ">= 0 and the timeouts to positive seconds"
+            ) from err
 
 
 def end_key(session: int) -> str:
@@ -150,8 +171,11 @@ def split(workers: int, nnodes: int) -> tuple[int, int]:
     ((3, 4), (0, 1), (1, 1), (2, 2))
     """
     if workers < nnodes:
-        raise GroupUnavailable(f"a stage of {workers} workers cannot span {nnodes} machines "
-                               "(PARETRAIN_NNODES): set it to at most the stage's workers", 1)
+        raise GroupUnavailable(
+            f"a stage of {workers} workers cannot span {nnodes} machines "
+            "(PARETRAIN_NNODES): set it to at most the stage's workers",
+            1,
+        )
     per = workers // nnodes
     return workers - (nnodes - 1) * per - 1, per
 
@@ -160,14 +184,30 @@ def connect_store(host: str, port: int, timeout_s: float) -> Any:
     return dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
 
 
-def agent_command(endpoint: str, rdzv_id: str, nnodes: int, nproc: int, max_restarts: int,
-                  local_addr: str | None = None, join_timeout_s: float = 600.0) -> list[str]:
+def agent_command(
+    endpoint: str,
+    rdzv_id: str,
+    nnodes: int,
+    nproc: int,
+    max_restarts: int,
+    local_addr: str | None = None,
+    join_timeout_s: float = 600.0,
+) -> list[str]:
     """``python -m torch.distributed.run ...``: an elastic agent, client of the run's store,
     waiting for its peers as long as the run waits for the group."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc-per-node={nproc}",
-           "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
-           f"--rdzv-conf=is_host=false,join_timeout={max(1, int(join_timeout_s))}",
-           f"--rdzv-id={rdzv_id}", f"--max-restarts={max_restarts}", "--monitor-interval=0.2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint={endpoint}",
+        f"--rdzv-conf=is_host=false,join_timeout={max(1, int(join_timeout_s))}",
+        f"--rdzv-id={rdzv_id}",
+        f"--max-restarts={max_restarts}",
+        "--monitor-interval=0.2",
+    ]
     if local_addr:
         cmd.append(f"--local-addr={local_addr}")
     return [*cmd, "-m", ENTRYPOINT, endpoint]
@@ -208,8 +248,15 @@ class Rendezvous:
     def __init__(self, settings: Settings, run_id: str) -> None:
         self.settings, self.run_id = settings, run_id
         fd, port = _listen(settings.host, settings.port)
-        self.store = dist.TCPStore(settings.host, port, is_master=True, wait_for_workers=False, multi_tenant=True,
-                                   timeout=timedelta(seconds=settings.collective_timeout_s), master_listen_fd=fd)
+        self.store = dist.TCPStore(
+            settings.host,
+            port,
+            is_master=True,
+            wait_for_workers=False,
+            multi_tenant=True,
+            timeout=timedelta(seconds=settings.collective_timeout_s),
+            master_listen_fd=fd,
+        )
         self.endpoint = f"{settings.host}:{port}"
         self.session, self.gen, self.seen = 0, -1, 0
         self.agent: subprocess.Popen[bytes] | None = None
@@ -226,22 +273,47 @@ class Rendezvous:
         self.local, self.per_node = split(workers, self.settings.nnodes)
         self.agent_nodes = self.settings.nnodes - (0 if self.local else 1)
         rdzv_id = f"{self.run_id}-s{self.session}"
-        self.store.set(JOB, json.dumps({**job, "session": self.session, "rdzv_id": rdzv_id, "world": workers,
-                                        "nnodes": self.agent_nodes, "nproc_per_node": self.per_node,
-                                        "max_restarts": self.settings.max_restarts,
-                                        "join_timeout_s": self.settings.timeout_s}))
+        self.store.set(
+            JOB,
+            json.dumps(
+                {
+                    **job,
+                    "session": self.session,
+                    "rdzv_id": rdzv_id,
+                    "world": workers,
+                    "nnodes": self.agent_nodes,
+                    "nproc_per_node": self.per_node,
+                    "max_restarts": self.settings.max_restarts,
+                    "join_timeout_s": self.settings.timeout_s,
+                }
+            ),
+        )
         if self.settings.nnodes > 1:  # the user starts the other machines: say how
-            print(f"paretrain: waiting up to {self.settings.timeout_s:g} s for {self.settings.nnodes - 1} other "
-                  f"machine(s) with {self.per_node} processes each: on each run 'paretrain worker "
-                  f"--rdzv-endpoint {self.endpoint}' (or 'torchrun --nnodes {self.agent_nodes} --nproc-per-node "
-                  f"{self.per_node} --rdzv-backend c10d --rdzv-endpoint {self.endpoint} --rdzv-conf is_host=false "
-                  f"--max-restarts {self.settings.max_restarts} "
-                  f"--rdzv-id {rdzv_id} -m {ENTRYPOINT} {self.endpoint}')", file=sys.stderr, flush=True)
+            print(
+                f"paretrain: waiting up to {self.settings.timeout_s:g} s for {self.settings.nnodes - 1} other "
+                f"machine(s) with {self.per_node} processes each: on each run 'paretrain worker "
+                f"--rdzv-endpoint {self.endpoint}' (or 'torchrun --nnodes {self.agent_nodes} --nproc-per-node "
+                f"{self.per_node} --rdzv-backend c10d --rdzv-endpoint {self.endpoint} --rdzv-conf is_host=false "
+                f"--max-restarts {self.settings.max_restarts} "
+                f"--rdzv-id {rdzv_id} -m {ENTRYPOINT} {self.endpoint}')",
+                file=sys.stderr,
+                flush=True,
+            )
         if self.local:
-            cmd = agent_command(self.endpoint, rdzv_id, self.agent_nodes, self.local, self.settings.max_restarts,
-                                "127.0.0.1" if _loopback(self.settings.host) else None, self.settings.timeout_s)
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads),
-                   "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+            cmd = agent_command(
+                self.endpoint,
+                rdzv_id,
+                self.agent_nodes,
+                self.local,
+                self.settings.max_restarts,
+                "127.0.0.1" if _loopback(self.settings.host) else None,
+                self.settings.timeout_s,
+            )
+            env = {
+                **os.environ,
+                "OMP_NUM_THREADS": str(threads),
+                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+            }
             self.agent = subprocess.Popen(cmd, env=env, preexec_fn=_pdeathsig)
 
     def form(self) -> list[dict[str, Any]]:
@@ -264,11 +336,14 @@ class Rendezvous:
                     f"the launcher's agents formed {rec['world']} helper ranks where the stage needs "
                     f"{self.helpers}: start every other machine with the job's --nnodes {self.agent_nodes} "
                     f"--nproc-per-node {self.per_node} (or no such options: paretrain worker reads them)",
-                    self._present(fresh))
+                    self._present(fresh),
+                )
             fresh[int(rec["rank"])] = (k, rec)
-        for rank, (k, rec) in sorted(fresh.items()):
-            self.store.set(f"paretrain/assign/{k}", json.dumps({"gen": self.gen, "rank": 1 + rank,
-                                                                "world": 1 + self.helpers}))
+        for rank, (k, _rec) in sorted(fresh.items()):
+            self.store.set(
+                f"paretrain/assign/{k}",
+                json.dumps({"gen": self.gen, "rank": 1 + rank, "world": 1 + self.helpers}),
+            )
         return [rec for _, (_, rec) in sorted(fresh.items())]
 
     def _wait_key(self, key: str, deadline: float) -> bool:
@@ -279,7 +354,8 @@ class Rendezvous:
                 raise GroupUnavailable(
                     f"the elastic launcher on this machine gave up (exit code {self.agent.returncode}) after "
                     f"at most {self.settings.max_restarts} restarts of the helper ranks (PARETRAIN_MAX_RESTARTS)",
-                    self._present({}))
+                    self._present({}),
+                )
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
@@ -287,8 +363,11 @@ class Rendezvous:
     def _remote_nodes(self) -> list[dict[str, Any]]:
         """The other machines whose ``paretrain worker`` announced itself for this session."""
         n = int(self.store.add(f"{NODES}/{self.session}", 0))
-        return [json.loads(self.store.get(f"{NODES}/{self.session}/{i}")) for i in range(1, n + 1)
-                if self.store.check([f"{NODES}/{self.session}/{i}"])]
+        return [
+            json.loads(self.store.get(f"{NODES}/{self.session}/{i}"))
+            for i in range(1, n + 1)
+            if self.store.check([f"{NODES}/{self.session}/{i}"])
+        ]
 
     def _present(self, fresh: dict[int, Any]) -> int:
         remote = sum(int(n.get("nproc", 0)) for n in self._remote_nodes())
@@ -299,22 +378,23 @@ class Rendezvous:
         want = self.settings.nnodes - 1
         ranks = sorted(set(range(1, 1 + self.helpers)) - {1 + r for r in fresh})
         where = ", ".join(f"{n.get('host')} ({n.get('nproc')} processes)" for n in remote) or "none"
-        return (f"the data-parallel stage's rendezvous at {self.endpoint} timed out after "
-                f"{self.settings.timeout_s:g} s (PARETRAIN_RDZV_TIMEOUT_S): training ranks "
-                f"{ranks} never joined; other machines expected {want}, joined {len(remote)} ({where}); "
-                f"missing {max(0, want - len(remote))} machine(s) running "
-                f"'paretrain worker --rdzv-endpoint {self.endpoint}'" if want else
-                f"the data-parallel stage's helper ranks {ranks} did not join the rendezvous at "
-                f"{self.endpoint} within {self.settings.timeout_s:g} s (PARETRAIN_RDZV_TIMEOUT_S)")
+        return (
+            f"the data-parallel stage's rendezvous at {self.endpoint} timed out after "
+            f"{self.settings.timeout_s:g} s (PARETRAIN_RDZV_TIMEOUT_S): training ranks "
+            f"{ranks} never joined; other machines expected {want}, joined {len(remote)} ({where}); "
+            f"missing {max(0, want - len(remote))} machine(s) running "
+            f"'paretrain worker --rdzv-endpoint {self.endpoint}'"
+            if want
+            else f"the data-parallel stage's helper ranks {ranks} did not join the rendezvous at "
+            f"{self.endpoint} within {self.settings.timeout_s:g} s (PARETRAIN_RDZV_TIMEOUT_S)"
+        )
 
     def end_session(self, wait_s: float = 30.0) -> None:
         """After the helpers were told to stop: let this machine's agent finish (or end it).
         Helpers still waiting for a generation (restarted after a loss) see the session end."""
         if self.session:
-            try:
+            with contextlib.suppress(Exception):
                 self.store.set(end_key(self.session), "1")
-            except Exception:  # noqa: BLE001 - the store is going away anyway
-                pass
         agent, self.agent = self.agent, None
         if agent is None:
             return
@@ -331,7 +411,5 @@ class Rendezvous:
     def close(self) -> None:
         """The run is done with data parallelism: other machines' ``paretrain worker`` exit."""
         self.end_session(wait_s=5.0)
-        try:
+        with contextlib.suppress(Exception):
             self.store.set(CLOSED, "1")
-        except Exception:  # noqa: BLE001 - the store is going away anyway
-            pass

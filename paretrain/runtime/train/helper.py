@@ -14,8 +14,9 @@ import json
 import os
 import socket
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -38,15 +39,21 @@ def main(argv: Sequence[str]) -> int:
     """Serve one job of the run at ``argv[0]`` (or ``PARETRAIN_RDZV_ENDPOINT``); the exit code."""
     endpoint = argv[0] if argv else os.environ.get("PARETRAIN_RDZV_ENDPOINT", "")
     if not endpoint:
-        print("paretrain.worker: give the run's rendezvous endpoint HOST:PORT (argument or "
-              "PARETRAIN_RDZV_ENDPOINT)", flush=True)
+        print(
+            "paretrain.worker: give the run's rendezvous endpoint HOST:PORT (argument or "
+            "PARETRAIN_RDZV_ENDPOINT)",
+            flush=True,
+        )
         return 2
     host, port = parse_endpoint(endpoint)
     store = connect_store(host, port, CONNECT_TIMEOUT_S)
     job: dict[str, Any] = json.loads(store.get(JOB))
     if os.environ.get("TORCHELASTIC_RUN_ID", job["rdzv_id"]) != job["rdzv_id"]:
-        print(f"paretrain.worker: the run has moved on to session {job['session']}; this agent's "
-              f"rendezvous {os.environ.get('TORCHELASTIC_RUN_ID')} is over", flush=True)
+        print(
+            f"paretrain.worker: the run has moved on to session {job['session']}; this agent's "
+            f"rendezvous {os.environ.get('TORCHELASTIC_RUN_ID')} is over",
+            flush=True,
+        )
         return 0
     trainer = _build(job) if job["kind"] == "train" else None
     assigned = _arrive(store, job)
@@ -71,18 +78,34 @@ def _build(job: dict[str, Any]) -> Any:
     cache = job.get("cache_dir")
     cache_dir = Path(cache) if cache and Path(cache).is_dir() else Path(".paretrain") / "cache"
     workload = load_workload(WorkloadSpec(**job["workload"]), cache_dir)
-    return Replica(workload, Config.from_dict(job["config"]), batch_size=int(job["batch_size"]),
-                    precision=str(job["precision"]), device="cpu", seed=int(job["seed"]))
+    return Replica(
+        workload,
+        Config.from_dict(job["config"]),
+        batch_size=int(job["batch_size"]),
+        precision=str(job["precision"]),
+        device="cpu",
+        seed=int(job["seed"]),
+    )
 
 
 def _arrive(store: Any, job: dict[str, Any]) -> dict[str, Any] | None:
     """Announce this helper as ready; wait for its generation and rank (None: the run closed)."""
     k = int(store.add(ARRIVALS, 1))
     env = os.environ
-    store.set(f"paretrain/arrival/{k}", json.dumps({
-        "session": job["session"], "rank": int(env.get("RANK", "0")), "world": int(env.get("WORLD_SIZE", "1")),
-        "node": int(env.get("GROUP_RANK", "0")), "restart": int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
-        "host": socket.gethostname(), "pid": os.getpid()}))
+    store.set(
+        f"paretrain/arrival/{k}",
+        json.dumps(
+            {
+                "session": job["session"],
+                "rank": int(env.get("RANK", "0")),
+                "world": int(env.get("WORLD_SIZE", "1")),
+                "node": int(env.get("GROUP_RANK", "0")),
+                "restart": int(env.get("TORCHELASTIC_RESTART_COUNT", "0")),
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
+        ),
+    )
     key = f"paretrain/assign/{k}"
     while not store.check([key]):
         if store.check([CLOSED]) or store.check([end_key(int(job["session"]))]):

@@ -22,19 +22,27 @@ from paretrain.runtime.train.elastic import CLOSED, JOB, NODES, agent_command, c
 __all__ = ["run_worker_node"]
 
 
-def run_worker_node(endpoint: str, *, nnodes: int | None = None, nproc: int | None = None,
-                    max_restarts: int | None = None, local_addr: str | None = None,
-                    timeout_s: float = 3600.0, log: Any = print) -> int:
+def run_worker_node(
+    endpoint: str,
+    *,
+    nnodes: int | None = None,
+    nproc: int | None = None,
+    max_restarts: int | None = None,
+    local_addr: str | None = None,
+    timeout_s: float = 3600.0,
+    log: Any = print,
+) -> int:
     """One other machine of a run: run torch's launcher for each session the run starts, until
     the run closes or its store goes away. Returns the last launcher's exit code."""
     try:
         host, port = parse_endpoint(endpoint)
     except ValueError as err:
-        raise InputError(f"--rdzv-endpoint: {err}. To fix: pass the run's PARETRAIN_RDZV_ENDPOINT, "
-                         "e.g. 10.0.0.1:29400") from err
+        raise InputError(
+            f"--rdzv-endpoint: {err}. To fix: pass the run's PARETRAIN_RDZV_ENDPOINT, e.g. 10.0.0.1:29400"
+        ) from err
     try:
         store = connect_store(host, port, timeout_s)
-    except Exception as err:  # noqa: BLE001 - no run at that endpoint
+    except Exception as err:
         log(f"paretrain worker: no run at {endpoint}: {err}")
         return 3
     done, rc = 0, 0
@@ -46,9 +54,15 @@ def run_worker_node(endpoint: str, *, nnodes: int | None = None, nproc: int | No
         n = int(store.add(f"{NODES}/{done}", 1))
         k = nproc or int(job["nproc_per_node"])
         store.set(f"{NODES}/{done}/{n}", json.dumps({"host": socket.gethostname(), "nproc": k}))
-        cmd = agent_command(endpoint, str(job["rdzv_id"]), nnodes or int(job["nnodes"]), k,
-                            int(job["max_restarts"]) if max_restarts is None else max_restarts, local_addr,
-                            float(job.get("join_timeout_s", 600.0)))
+        cmd = agent_command(
+            endpoint,
+            str(job["rdzv_id"]),
+            nnodes or int(job["nnodes"]),
+            k,
+            int(job["max_restarts"]) if max_restarts is None else max_restarts,
+            local_addr,
+            float(job.get("join_timeout_s", 600.0)),
+        )
         log(f"paretrain worker: session {done} of {endpoint}: {k} processes")
         rc = subprocess.call(cmd)
 
@@ -64,7 +78,7 @@ def _next_job(store: Any, done: int, timeout_s: float) -> dict[str, Any] | None:
                 job: dict[str, Any] = json.loads(store.get(JOB))
                 if int(job["session"]) > done:
                     return job
-        except Exception:  # noqa: BLE001 - the run ended: its store is gone
+        except Exception:
             return None
         time.sleep(0.2)
     return None

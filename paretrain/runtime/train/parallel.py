@@ -27,6 +27,7 @@ generation from the helpers the agent restarted. ``GroupUnavailable`` means it c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -41,7 +42,7 @@ from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.elastic import GroupUnavailable, Rendezvous, Settings, WorkerLost
 from paretrain.runtime.train.trainer import Trainer
 
-__all__ = ["ParallelTrainer", "GroupUnavailable", "WorkerLost"]
+__all__ = ["GroupUnavailable", "ParallelTrainer", "WorkerLost"]
 
 STOP, STEP, BATCH, STATE = 0, 1, 2, 3
 #: The control group waits this long for rank 0's next command.
@@ -55,7 +56,7 @@ class Replica(Trainer):
     world: int = 1
 
     def _shard(self, idx: torch.Tensor) -> torch.Tensor:
-        return idx[self.rank::self.world]
+        return idx[self.rank :: self.world]
 
     def _next_batch(self) -> Any:
         return self.stream.next(self.batch_size, shard=self._shard)
@@ -71,14 +72,16 @@ class Replica(Trainer):
         at = 0
         for p in params:
             n = p.numel()
-            p.grad.copy_(flat[at:at + n].view_as(p.grad))
+            p.grad.copy_(flat[at : at + n].view_as(p.grad))
             at += n
         return float(flat[-1])
 
 
 def join_groups(store: Any, rank: int, world: int, timeout_s: float) -> Any:
     """The training group (finite timeout, the default group) and the control group over it."""
-    dist.init_process_group("gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "gloo", store=store, rank=rank, world_size=world, timeout=timedelta(seconds=timeout_s)
+    )
     return dist.new_group(backend="gloo", timeout=CONTROL_TIMEOUT)
 
 
@@ -105,23 +108,51 @@ class ParallelTrainer(Replica):
     ``close()`` ends the helpers (the executor does it when a stage needs another worker count,
     and at the end)."""
 
-    def __init__(self, workload: Any, config: Config, *, workers: int, threads: int, source: Any,
-                 cache_dir: Path | None = None, batch_size: int = 32, precision: str = "fp32", seed: int = 0,
-                 warmup_steps: int = 0, metric: Any = None, rendezvous: Rendezvous | None = None) -> None:
+    def __init__(
+        self,
+        workload: Any,
+        config: Config,
+        *,
+        workers: int,
+        threads: int,
+        source: Any,
+        cache_dir: Path | None = None,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        seed: int = 0,
+        warmup_steps: int = 0,
+        metric: Any = None,
+        rendezvous: Rendezvous | None = None,
+    ) -> None:
         if workers < 2:
             raise ValueError(f"`workers >= 2` must hold for a ParallelTrainer, but got {workers}")
         if batch_size % workers:
             raise ValueError(f"the global batch {batch_size} must split evenly among {workers} workers")
         self.world, self.rank, self._live, self._launched = workers, 0, False, False
-        super().__init__(workload, config, batch_size=batch_size, precision=precision, device="cpu",
-                         seed=seed, warmup_steps=warmup_steps, metric=metric)
+        super().__init__(
+            workload,
+            config,
+            batch_size=batch_size,
+            precision=precision,
+            device="cpu",
+            seed=seed,
+            warmup_steps=warmup_steps,
+            metric=metric,
+        )
         self._own = rendezvous is None
         self.rdzv = rendezvous or Rendezvous(Settings.from_env(), run_id=f"dp{os.getpid()}")
         self.threads = threads
-        self._job = {"kind": "train", "workload": dataclasses.asdict(source), "config": config.to_dict(),
-                     "cache_dir": str(cache_dir) if cache_dir else None, "precision": precision, "seed": seed,
-                     "batch_size": batch_size, "threads": threads,
-                     "collective_timeout_s": self.rdzv.settings.collective_timeout_s}
+        self._job = {
+            "kind": "train",
+            "workload": dataclasses.asdict(source),
+            "config": config.to_dict(),
+            "cache_dir": str(cache_dir) if cache_dir else None,
+            "precision": precision,
+            "seed": seed,
+            "batch_size": batch_size,
+            "threads": threads,
+            "collective_timeout_s": self.rdzv.settings.collective_timeout_s,
+        }
         self._ctrl = torch.zeros(3, dtype=torch.int64)
         self._ctl: Any = None
         self.generations = 0  # groups formed (more than one: helpers were lost and restarted)
@@ -136,8 +167,10 @@ class ParallelTrainer(Replica):
         broadcast rank 0's state to it."""
         limit = self.rdzv.settings.max_restarts
         if self.generations > limit:
-            self._end(f"the data-parallel helpers were lost {self.generations} times, past "
-                      f"PARETRAIN_MAX_RESTARTS={limit}")
+            self._end(
+                f"the data-parallel helpers were lost {self.generations} times, past "
+                f"PARETRAIN_MAX_RESTARTS={limit}"
+            )
         if not self._launched:
             self.rdzv.launch(self._job, self.world, self.threads)
             self._launched = True
@@ -149,8 +182,13 @@ class ParallelTrainer(Replica):
             raise
         self.generations += 1
         # a helper that died between arriving and joining leaves the group unformed: lost, too
-        self._ctl = self._guarded(join_groups, dist.PrefixStore(self.rdzv.store_prefix, self.rdzv.store), 0,
-                                  self.world, self.rdzv.settings.collective_timeout_s)
+        self._ctl = self._guarded(
+            join_groups,
+            dist.PrefixStore(self.rdzv.store_prefix, self.rdzv.store),
+            0,
+            self.world,
+            self.rdzv.settings.collective_timeout_s,
+        )
         self._live = True
         self._guarded(self._send_state)
 
@@ -162,18 +200,18 @@ class ParallelTrainer(Replica):
 
     def _drop(self) -> None:
         self._live = False
-        try:
+        with contextlib.suppress(Exception):
             dist.destroy_process_group()
-        except Exception:  # noqa: BLE001 - a broken group may not tear down cleanly
-            pass
 
     def _guarded(self, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except Exception as err:  # noqa: BLE001 - gloo raises RuntimeError subclasses on a lost peer
+        except Exception as err:
             self._drop()
-            raise WorkerLost(f"a data-parallel helper was lost (generation {self.rdzv.gen}): "
-                             f"{' '.join(str(err).split())[:200]}") from err
+            raise WorkerLost(
+                f"a data-parallel helper was lost (generation {self.rdzv.gen}): "
+                f"{' '.join(str(err).split())[:200]}"
+            ) from err
 
     def _command(self, op: int, a: int = 0, b: int = 0) -> None:
         self._ctrl[0], self._ctrl[1], self._ctrl[2] = op, a, b
@@ -205,18 +243,14 @@ class ParallelTrainer(Replica):
     def _tolerant(self, fn: Any, *args: Any) -> None:
         """A lost helper here is found again by the next step, which forms a new group and
         sends it the whole state."""
-        try:
+        with contextlib.suppress(WorkerLost):
             self._guarded(fn, *args)
-        except WorkerLost:
-            pass
 
     def close(self) -> None:
         """Stop the helpers, leave the process group, end the session (idempotent)."""
         if self._live:
-            try:
+            with contextlib.suppress(Exception):
                 self._command(STOP)
-            except Exception:  # noqa: BLE001 - helpers already gone: nothing to stop
-                pass
             self._drop()
         if self._launched:
             self._launched = False
@@ -226,7 +260,5 @@ class ParallelTrainer(Replica):
             self.rdzv.close()
 
     def __del__(self) -> None:  # a forgotten close() must not leave helpers behind
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown: nothing left to report to
-            pass

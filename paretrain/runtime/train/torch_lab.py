@@ -12,31 +12,39 @@ import hashlib
 import importlib.util
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.inputs.metric import Metric
+from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.lab import LocalDevice
 from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
 from paretrain.planner.search.search import TrialRun
-from paretrain.planner.inputs.space import Config
-from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
 from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
-from paretrain.planner.inputs.metric import Metric
 
-__all__ = ["TorchLab", "code_version", "TRIAL_STALL_S"]
+__all__ = ["TRIAL_STALL_S", "TorchLab", "code_version"]
 
 #: a search trial stops (or asks the envelope for more) while what it holds still pays for
 #: twice this long, whatever its steps take: a machine under load stalls a step for that long
 TRIAL_STALL_S = 1.0
 
 #: the modules whose code decides what a profile measures; hashed by content, wherever they live
-_CODE_MODULES = ("paretrain.runtime.train.trainer", "paretrain.runtime.train.torch_lab", "paretrain.runtime.train.workloads.mnist1d",
-                 "paretrain.runtime.train.distributed", "paretrain.planner.measure.profile", "paretrain.planner.measure.measurements", "paretrain.planner.measure.fits")
+_CODE_MODULES = (
+    "paretrain.runtime.train.trainer",
+    "paretrain.runtime.train.torch_lab",
+    "paretrain.runtime.train.workloads.mnist1d",
+    "paretrain.runtime.train.distributed",
+    "paretrain.planner.measure.profile",
+    "paretrain.planner.measure.measurements",
+    "paretrain.planner.measure.fits",
+)
 
 
 def code_version() -> str:
@@ -62,9 +70,23 @@ def _synchronizer(device: str) -> Callable[[], None]:
 class _Meter:
     """Charges device time to the ledger in ticks and guards the envelope before each step."""
 
-    def __init__(self, ledger: Ledger | None, cap_usd: float, price_usd_per_s: float, hardware: str,
-                 what: str, tick_s: float = 0.25, stage: str = "profile") -> None:
-        self.ledger, self.cap, self.price, self.hardware, self.what = ledger, cap_usd, price_usd_per_s, hardware, what
+    def __init__(
+        self,
+        ledger: Ledger | None,
+        cap_usd: float,
+        price_usd_per_s: float,
+        hardware: str,
+        what: str,
+        tick_s: float = 0.25,
+        stage: str = "profile",
+    ) -> None:
+        self.ledger, self.cap, self.price, self.hardware, self.what = (
+            ledger,
+            cap_usd,
+            price_usd_per_s,
+            hardware,
+            what,
+        )
         self.stage = stage
         self.sync = _synchronizer(hardware)
         self.tick_s = tick_s
@@ -86,7 +108,8 @@ class _Meter:
             raise BudgetExhausted(
                 f"{'profiling' if self.stage == 'profile' else 'the search'} stopped at its envelope: spent "
                 f"${spent:.6g} of ${self.cap:.6g} while measuring {self.what}. To fix: raise "
-                f"budget.envelopes.{self.stage}, or measure less")
+                f"budget.envelopes.{self.stage}, or measure less"
+            )
 
     def timed(self, work: Callable[[], object], next_s: float = 0.0) -> float:
         """Guard the envelope for ``work`` (expected to take about ``next_s``), do it, observe
@@ -110,12 +133,23 @@ class _Meter:
         dt = now - self.last
         self.last = now
         if self.ledger is not None and dt > 0:
-            self.ledger.charge(self.stage, dt * self.price, seconds=dt, stage=self.stage,
-                               hardware=self.hardware, what=self.what)
+            self.ledger.charge(
+                self.stage,
+                dt * self.price,
+                seconds=dt,
+                stage=self.stage,
+                hardware=self.hardware,
+                what=self.what,
+            )
 
 
-def _train_evaluating(trainer: Trainer, meter: _Meter, max_samples: int, eval_every: int,
-                      on_eval: Callable[[int, float, int], bool]) -> tuple[list[tuple[int, float]], bool]:
+def _train_evaluating(
+    trainer: Trainer,
+    meter: _Meter,
+    max_samples: int,
+    eval_every: int,
+    on_eval: Callable[[int, float, int], bool],
+) -> tuple[list[tuple[int, float]], bool]:
     """Metered steps up to ``max_samples``, evaluating every ``eval_every`` samples (and at the
     end); ``on_eval(samples, value, index)`` (the target metric) returning True stops early. Returns the curve and
     whether it stopped early. A ``BudgetExhausted`` from the meter carries the curve so far."""
@@ -149,10 +183,18 @@ def _train_size(workload: Any) -> int:
 class TorchLab:
     """Measures configs for real with torch on the local devices."""
 
-    def __init__(self, workload: Any, *, prices_usd_per_h: Mapping[str, float],
-                 ledger: Ledger | None = None, cap_usd: float = float("inf"), seed: int = 0,
-                 convergence_device: str | None = None, patience_evals: int = 15,
-                 metric: Metric | None = None) -> None:
+    def __init__(
+        self,
+        workload: Any,
+        *,
+        prices_usd_per_h: Mapping[str, float],
+        ledger: Ledger | None = None,
+        cap_usd: float = float("inf"),
+        seed: int = 0,
+        convergence_device: str | None = None,
+        patience_evals: int = 15,
+        metric: Metric | None = None,
+    ) -> None:
         self.workload = workload
         info = workload.info
         self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
@@ -161,11 +203,14 @@ class TorchLab:
         self.cap = cap_usd
         self.seed = seed
         self.patience = patience_evals
-        self._trial_prior_s = 0.0  # the slowest set-up or step of the last trial (guards the next one's first)
+        self._trial_prior_s = (
+            0.0  # the slowest set-up or step of the last trial (guards the next one's first)
+        )
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
-            max(cpus, key=lambda d: d.threads).id if cpus else self._devices[0].id)
+            max(cpus, key=lambda d: d.threads).id if cpus else self._devices[0].id
+        )
 
     def devices(self) -> Sequence[LocalDevice]:
         return self._devices
@@ -174,13 +219,25 @@ class TorchLab:
         return f"{machine_fingerprint()}-{code_version()}"
 
     def _meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> _Meter:
-        return _Meter(self.ledger, self.cap if cap is None else cap, self.prices.get(device, 0.0) / 3600.0,
-                      device, what, stage=stage)
+        return _Meter(
+            self.ledger,
+            self.cap if cap is None else cap,
+            self.prices.get(device, 0.0) / 3600.0,
+            device,
+            what,
+            stage=stage,
+        )
 
     # -- the search's trials ------------------------------------------------------------------
-    def run_trial(self, config: Config, max_samples: int, eval_every: int, cap_usd: float,
-                  should_stop: Callable[[int, float, int], bool],
-                  more: Callable[[float], float] | None = None) -> TrialRun:
+    def run_trial(
+        self,
+        config: Config,
+        max_samples: int,
+        eval_every: int,
+        cap_usd: float,
+        should_stop: Callable[[int, float, int], bool],
+        more: Callable[[float], float] | None = None,
+    ) -> TrialRun:
         """Train ``config`` on the planning device at its base batch, evaluating as it goes;
         then measure its per-sample inference latency, parameters and peak memory. It spends
         at most ``cap_usd`` and what ``more`` grants (``paretrain.planner.search.search.TrialLab``)."""
@@ -192,8 +249,14 @@ class TorchLab:
         meter.slowest = self._trial_prior_s  # the first step's guard: as slow as the last trial's slowest
         meter.floor_s = TRIAL_STALL_S  # the trial's money is shared: a stalled step must not pass it
         built = time.perf_counter()
-        trainer = Trainer(self.workload, config, batch_size=min(config.base_batch, _train_size(self.workload)),
-                          device=torch_device, seed=self.seed, metric=self.metric)
+        trainer = Trainer(
+            self.workload,
+            config,
+            batch_size=min(config.base_batch, _train_size(self.workload)),
+            device=torch_device,
+            seed=self.seed,
+            metric=self.metric,
+        )
         built = time.perf_counter() - built
         best, cost_to_best, budget_hit = -math.inf, 0.0, False
 
@@ -221,12 +284,17 @@ class TorchLab:
         if not curve:  # the envelope ran out before the first evaluation
             curve = [(trainer.samples_seen, round(trainer.evaluate().value, 5))]
         scores = tuple((n, self.metric.score(v)) for n, v in curve)
-        return TrialRun(curve=scores, cost_to_best_usd=max(cost_to_best, 0.0),
-                        cost_per_sample_usd=train_spend / max(trainer.samples_seen, 1), spend_usd=spend,
-                        latency_ms=latency_ms if latency_ms == latency_ms else 1e9,
-                        params=trainer.parameter_count(),
-                        peak_mem_bytes=estimate_peak_bytes(trainer, trainer.batch_size),
-                        stopped=stopped, budget_hit=budget_hit)
+        return TrialRun(
+            curve=scores,
+            cost_to_best_usd=max(cost_to_best, 0.0),
+            cost_per_sample_usd=train_spend / max(trainer.samples_seen, 1),
+            spend_usd=spend,
+            latency_ms=latency_ms if latency_ms == latency_ms else 1e9,
+            params=trainer.parameter_count(),
+            peak_mem_bytes=estimate_peak_bytes(trainer, trainer.batch_size),
+            stopped=stopped,
+            budget_hit=budget_hit,
+        )
 
     def _latency_ms(self, trainer: Trainer, meter: _Meter, repeats: int = 50) -> float:
         """Median per-sample inference latency (one sample at a time, no gradients)."""
@@ -246,14 +314,22 @@ class TorchLab:
         times.sort()
         return 1000.0 * times[len(times) // 2]
 
-    def measure_steps(self, config: Config, device: str, precision: str,
-                      batch_sizes: Sequence[int], steps: int) -> StepProfile:
+    def measure_steps(
+        self, config: Config, device: str, precision: str, batch_sizes: Sequence[int], steps: int
+    ) -> StepProfile:
         torch_device = claim(device)
         meter = self._meter(device, f"steps of {config.id} on {device}")
         n_train = _train_size(self.workload)
         usable = [b for b in batch_sizes if b <= n_train]
-        trainer = Trainer(self.workload, config, batch_size=usable[0], precision=precision,
-                          device=torch_device, seed=self.seed, metric=self.metric)
+        trainer = Trainer(
+            self.workload,
+            config,
+            batch_size=usable[0],
+            precision=precision,
+            device=torch_device,
+            seed=self.seed,
+            metric=self.metric,
+        )
         # Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
         # after one untimed step at the new size, and the mean of a size's per-pass means. A
         # slow spell of a shared machine then lands on every batch size alike instead of on
@@ -280,7 +356,9 @@ class TorchLab:
         for b in usable:
             step_s = float(np.mean(passes[b]))
             spread = float(np.std(passes[b]) / step_s) if len(passes[b]) > 1 else 0.0
-            samples.append(StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b), round(spread, 5)))
+            samples.append(
+                StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b), round(spread, 5))
+            )
         # what the warm-up steps took beyond the steady state at the first batch size: paid once per run
         fixed = max(0.0, sum(warm_s) - len(warm_s) * float(np.mean(passes[usable[0]])))
         evals = []
@@ -288,10 +366,18 @@ class TorchLab:
             meter.guard(evals[-1] if evals else 0.0)
             evals.append(trainer.evaluate().seconds)
         meter.flush()
-        return StepProfile(device, config.id, precision, tuple(samples), eval_s=sum(evals[1:]) / 3,
-                           source="measured", measured_on=machine_fingerprint(),
-                           param_count=trainer.parameter_count(), ckpt_s=self._ckpt_s(trainer, meter),
-                           fixed_s=round(fixed, 6))
+        return StepProfile(
+            device,
+            config.id,
+            precision,
+            tuple(samples),
+            eval_s=sum(evals[1:]) / 3,
+            source="measured",
+            measured_on=machine_fingerprint(),
+            param_count=trainer.parameter_count(),
+            ckpt_s=self._ckpt_s(trainer, meter),
+            fixed_s=round(fixed, 6),
+        )
 
     def _ckpt_s(self, trainer: Trainer, meter: _Meter, repeats: int = 3) -> float:
         """Median seconds to write the trainer's checkpoint as the runtime does (atomic, fsync)."""
@@ -328,7 +414,7 @@ class TorchLab:
             best = min(best, time.perf_counter() - t0)
             meter.observe(best)
         meter.flush()
-        return 2.0 * size ** 3 / best / 1e9
+        return 2.0 * size**3 / best / 1e9
 
     def measure_sync(self, workers: int, nbytes: int) -> tuple[float, float, float]:
         """(seconds of one gloo all-reduce of ``nbytes`` among ``workers`` local processes, seconds
@@ -343,13 +429,26 @@ class TorchLab:
         meter.flush()
         return timing
 
-    def measure_convergence(self, config: Config, batch_size: int, levels: Sequence[float],
-                            max_samples: int, eval_every: int, device: str | None = None) -> ConvergenceRun:
+    def measure_convergence(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        max_samples: int,
+        eval_every: int,
+        device: str | None = None,
+    ) -> ConvergenceRun:
         device = device if device in self.prices else self.convergence_device
         torch_device = claim(device)
         meter = self._meter(device, f"convergence of {config.id} at batch {batch_size}")
-        trainer = Trainer(self.workload, config, batch_size=min(batch_size, _train_size(self.workload)),
-                          device=torch_device, seed=self.seed, metric=self.metric)
+        trainer = Trainer(
+            self.workload,
+            config,
+            batch_size=min(batch_size, _train_size(self.workload)),
+            device=torch_device,
+            seed=self.seed,
+            metric=self.metric,
+        )
         reached: dict[float, int | None] = {lv: None for lv in levels}
         m = self.metric
         best, since_best = m.worst, 0
@@ -365,20 +464,36 @@ class TorchLab:
 
         curve, _ = _train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
         meter.flush()
-        return ConvergenceRun(config.id, batch_size, tuple(sorted(reached.items())),
-                              round(best, 5) if math.isfinite(best) else best,
-                              tuple(curve), eval_every, "fp32", round(time.perf_counter() - t_start, 3), device,
-                              meter.trained_s / max(meter.trained_steps, 1), meter.trained_steps)
+        return ConvergenceRun(
+            config.id,
+            batch_size,
+            tuple(sorted(reached.items())),
+            round(best, 5) if math.isfinite(best) else best,
+            tuple(curve),
+            eval_every,
+            "fp32",
+            round(time.perf_counter() - t_start, 3),
+            device,
+            meter.trained_s / max(meter.trained_steps, 1),
+            meter.trained_steps,
+        )
 
-    def measure_noise(self, config: Config, progress_samples: Sequence[int], small: int,
-                      big: int, repeats: int = 16) -> Sequence[NoiseSample]:
+    def measure_noise(
+        self, config: Config, progress_samples: Sequence[int], small: int, big: int, repeats: int = 16
+    ) -> Sequence[NoiseSample]:
         """McCandlish et al. (2018), Appendix A: from |G_small|^2 and |G_big|^2 (averaged over
         ``repeats`` fresh batches) estimate |G|^2 and tr(Sigma); B_simple = tr(Sigma) / |G|^2."""
         device = self.convergence_device
         torch_device = claim(device)
         meter = self._meter(device, f"gradient noise of {config.id}")
-        trainer = Trainer(self.workload, config, batch_size=config.base_batch, device=torch_device,
-                          seed=self.seed, metric=self.metric)
+        trainer = Trainer(
+            self.workload,
+            config,
+            batch_size=config.base_batch,
+            device=torch_device,
+            seed=self.seed,
+            metric=self.metric,
+        )
         out = []
         for target in sorted(progress_samples):
             while trainer.samples_seen < target:
@@ -387,14 +502,27 @@ class TorchLab:
             gb: list[float] = []
             pair_s = 0.0
             for _ in range(repeats):
-                pair_s = meter.timed(lambda: (gs.append(trainer.grad_sq_norm(small)),
-                                              gb.append(trainer.grad_sq_norm(big))), pair_s)
+                pair_s = meter.timed(
+                    lambda gs=gs, gb=gb: (
+                        gs.append(trainer.grad_sq_norm(small)),
+                        gb.append(trainer.grad_sq_norm(big)),
+                    ),
+                    pair_s,
+                )
             s2, b2 = sum(gs) / repeats, sum(gb) / repeats
             g2 = (big * b2 - small * s2) / (big - small)
             tr = (s2 - b2) / (1.0 / small - 1.0 / big)
             acc = trainer.evaluate().value
             # a non-positive |G|^2 estimate (noise dominates) gives no usable B_simple: recorded as 0
-            out.append(NoiseSample(config.id, trainer.samples_seen, round(acc, 5), g2, tr,
-                                   tr / g2 if g2 > 0 and tr > 0 else 0.0))
+            out.append(
+                NoiseSample(
+                    config.id,
+                    trainer.samples_seen,
+                    round(acc, 5),
+                    g2,
+                    tr,
+                    tr / g2 if g2 > 0 and tr > 0 else 0.0,
+                )
+            )
         meter.flush()
         return out

@@ -15,12 +15,12 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import nn
-
 from torch.utils.data import TensorDataset
 
 from paretrain.planner.inputs.metric import ACCURACY, Metric
@@ -28,7 +28,7 @@ from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
 from paretrain.runtime.train.workloads.api import member
 
-__all__ = ["Trainer", "Evaluation", "set_threads", "keep_freed_memory", "autocast", "warm_up_torch"]
+__all__ = ["Evaluation", "Trainer", "autocast", "keep_freed_memory", "set_threads", "warm_up_torch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +115,27 @@ def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[A
 class Trainer:
     """One model training on one workload, batch by batch."""
 
-    def __init__(self, workload: Any, config: Config, *, batch_size: int = 32,
-                 precision: str = "fp32", device: str = "cpu", seed: int = 0,
-                 warmup_steps: int = 0, metric: Metric | None = None, loader_workers: int = 0) -> None:
+    def __init__(
+        self,
+        workload: Any,
+        config: Config,
+        *,
+        batch_size: int = 32,
+        precision: str = "fp32",
+        device: str = "cpu",
+        seed: int = 0,
+        warmup_steps: int = 0,
+        metric: Metric | None = None,
+        loader_workers: int = 0,
+    ) -> None:
         keep_freed_memory()
-        self.workload, self.config, self.precision, self.device, self.seed = workload, config, precision, device, seed
+        self.workload, self.config, self.precision, self.device, self.seed = (
+            workload,
+            config,
+            precision,
+            device,
+            seed,
+        )
         info = workload.info
         self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
         self.loader_workers = loader_workers
@@ -133,8 +149,11 @@ class Trainer:
         torch.manual_seed(seed)
         self.model: nn.Module = workload.build(config).to(device)
         self.optimizer = self._make_optimizer()
-        self.scaler = (torch.amp.GradScaler("cuda" if device.startswith("cuda") else "cpu")
-                       if precision == "fp16" else None)
+        self.scaler = (
+            torch.amp.GradScaler("cuda" if device.startswith("cuda") else "cpu")
+            if precision == "fp16"
+            else None
+        )
         self.batch_size = 0
         self.samples_seen = 0
         self.steps = 0
@@ -150,7 +169,9 @@ class Trainer:
             return made
         c = self.config
         if c.optimizer == "sgd":
-            return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+            return torch.optim.SGD(
+                self.model.parameters(), lr=c.lr, momentum=0.9, weight_decay=c.weight_decay
+            )
         return torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     @property
@@ -293,9 +314,17 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),
-            "position": torch.tensor([*self.stream.position(), self.samples_seen, self.steps,
-                                      self.batch_size, self._warmup_left, self._warmup_total],
-                                     dtype=torch.int64),
+            "position": torch.tensor(
+                [
+                    *self.stream.position(),
+                    self.samples_seen,
+                    self.steps,
+                    self.batch_size,
+                    self._warmup_left,
+                    self._warmup_total,
+                ],
+                dtype=torch.int64,
+            ),
             "lr_target": torch.tensor([self._lr_target], dtype=torch.float64),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
@@ -304,8 +333,15 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        (epoch, cursor, self.samples_seen, self.steps, self.batch_size,
-         self._warmup_left, self._warmup_total) = (int(v) for v in state["position"].tolist())
+        (
+            epoch,
+            cursor,
+            self.samples_seen,
+            self.steps,
+            self.batch_size,
+            self._warmup_left,
+            self._warmup_total,
+        ) = (int(v) for v in state["position"].tolist())
         self.stream.restore(epoch, cursor)
         self._lr_target = float(state["lr_target"][0])
         self._apply_lr()

@@ -19,16 +19,18 @@ arithmetic (``paretrain.runtime.trials.stored_envelope``) safe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from paretrain.runtime.files import atomic_write_text
 
-__all__ = ["Hold", "Book", "SqlBook", "SqliteBook", "FileBook", "HELD", "SETTLED", "LAPSED"]
+__all__ = ["HELD", "LAPSED", "SETTLED", "Book", "FileBook", "Hold", "SqlBook", "SqliteBook"]
 
 T = TypeVar("T")
 
@@ -78,10 +80,9 @@ class SqliteBook:
         self.path, self.timeout_s = str(path), timeout_s
         con = self._connect()
         try:
-            try:
+            # busy: another worker is switching it right now
+            with contextlib.suppress(sqlite3.OperationalError):
                 con.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError:  # busy: another worker is switching it right now
-                pass
             con.execute(_SQLITE_TABLE)
         finally:
             con.close()
@@ -94,13 +95,17 @@ class SqliteBook:
         con = self._connect()
         try:
             con.execute("BEGIN IMMEDIATE")
-            cur = con.execute(f"SELECT {', '.join(_COLUMNS)} FROM paretrain_search_holds WHERE study = ?", (study,))
+            cur = con.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM paretrain_search_holds WHERE study = ?", (study,)
+            )
             rows = {int(r[0]): Hold(*r) for r in cur.fetchall()}
             before = _snapshot(rows)
             out = change(time.time(), rows)
-            con.executemany(f"INSERT OR REPLACE INTO paretrain_search_holds (study, {', '.join(_COLUMNS)}) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [(study, *_values(h)) for h in _changed(before, rows)])
+            con.executemany(
+                f"INSERT OR REPLACE INTO paretrain_search_holds (study, {', '.join(_COLUMNS)}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(study, *_values(h)) for h in _changed(before, rows)],
+            )
             con.execute("COMMIT")
             return out
         except BaseException:
@@ -147,14 +152,20 @@ class SqlBook:
         self.sa = sa
         self.engine = sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args or {})
         meta = sa.MetaData()
-        self.locks = sa.Table("paretrain_search_envelopes", meta,
-                              sa.Column("study", sa.String(512), primary_key=True))
+        self.locks = sa.Table(
+            "paretrain_search_envelopes", meta, sa.Column("study", sa.String(512), primary_key=True)
+        )
         self.holds = sa.Table(
-            "paretrain_search_holds", meta,
-            sa.Column("study", sa.String(512), primary_key=True), sa.Column("trial", sa.Integer, primary_key=True),
-            sa.Column("worker", sa.String(256), nullable=False), sa.Column("held_usd", sa.Float, nullable=False),
-            sa.Column("spent_usd", sa.Float), sa.Column("state", sa.String(16), nullable=False),
-            sa.Column("lease_until", sa.Float, nullable=False))
+            "paretrain_search_holds",
+            meta,
+            sa.Column("study", sa.String(512), primary_key=True),
+            sa.Column("trial", sa.Integer, primary_key=True),
+            sa.Column("worker", sa.String(256), nullable=False),
+            sa.Column("held_usd", sa.Float, nullable=False),
+            sa.Column("spent_usd", sa.Float),
+            sa.Column("state", sa.String(16), nullable=False),
+            sa.Column("lease_until", sa.Float, nullable=False),
+        )
         self._retry(lambda: meta.create_all(self.engine))  # workers on several machines may race here
         self._known: set[str] = set()
 
@@ -174,7 +185,10 @@ class SqlBook:
 
         def insert() -> None:
             with self.engine.begin() as con:
-                if con.execute(self.sa.select(self.locks.c.study).where(self.locks.c.study == study)).first() is None:
+                if (
+                    con.execute(self.sa.select(self.locks.c.study).where(self.locks.c.study == study)).first()
+                    is None
+                ):
                     con.execute(self.locks.insert().values(study=study))
 
         self._retry(insert)
@@ -196,9 +210,11 @@ class SqlBook:
             before = _snapshot(rows)
             out = change(now, rows)
             for hold in _changed(before, rows):
-                values = dict(zip(_COLUMNS, _values(hold)))
+                values = dict(zip(_COLUMNS, _values(hold), strict=False))
                 if hold.trial in before:
-                    con.execute(h.update().where(h.c.study == study, h.c.trial == hold.trial).values(**values))
+                    con.execute(
+                        h.update().where(h.c.study == study, h.c.trial == hold.trial).values(**values)
+                    )
                 else:
                     con.execute(h.insert().values(study=study, **values))
             return out

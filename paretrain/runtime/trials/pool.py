@@ -18,15 +18,16 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from paretrain.planner.errors import StopError, UserError
-from paretrain.planner.search.search import SearchResult, complete_trials, front_configs, open_study
 from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.search.search import SearchResult, complete_trials, front_configs, open_study
 
-__all__ = ["WorkerJob", "SearchWorkerFailed", "run_pool", "wait_run_id"]
+__all__ = ["SearchWorkerFailed", "WorkerJob", "run_pool", "wait_run_id"]
 
 
 class SearchWorkerFailed(Exception):
@@ -62,8 +63,8 @@ def wait_run_id(tracker: Any, handle: str | None, timeout_s: float = 30.0) -> st
 
 def worker_main(job: WorkerJob, index: int, results: Any) -> None:
     """A worker process: run the search, send (index, new trials, spent, stopped) back."""
-    from paretrain.runtime.trials.trial_worker import search_worker
     from paretrain.runtime.tracking.client import Tracker
+    from paretrain.runtime.trials.trial_worker import search_worker
     from paretrain.runtime.workspace import Workspace
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
@@ -71,15 +72,26 @@ def worker_main(job: WorkerJob, index: int, results: Any) -> None:
     ws = Workspace(Path(job.root))
     tracker = Tracker(job.tracking_uri, job.experiment, ws.spool) if job.tracking_uri else None
     try:
-        r = search_worker(job.spec, ws, storage=job.storage, trials=job.trials, tracker=tracker,
-                          parent_run_id=job.parent_run_id, worker=index, threads=job.threads)
+        r = search_worker(
+            job.spec,
+            ws,
+            storage=job.storage,
+            trials=job.trials,
+            tracker=tracker,
+            parent_run_id=job.parent_run_id,
+            worker=index,
+            threads=job.threads,
+        )
         results.put((index, r.new_trials, r.spent_usd, r.stopped_for_budget))
     except (UserError, StopError) as err:
         print(f"paretrain: search worker {index}: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
         code = err.exit_code
-    except Exception:  # noqa: BLE001 - reported on stderr, the parent exits non-zero
-        print(f"paretrain: search worker {index}: internal error:\n{traceback.format_exc()}", file=sys.stderr,
-              flush=True)
+    except Exception:
+        print(
+            f"paretrain: search worker {index}: internal error:\n{traceback.format_exc()}",
+            file=sys.stderr,
+            flush=True,
+        )
         code = 1
     finally:
         if tracker is not None:
@@ -91,27 +103,37 @@ def worker_main(job: WorkerJob, index: int, results: Any) -> None:
     os._exit(code)
 
 
-def _watch(job: WorkerJob, procs: list[Any], progress: Callable[[str, int, int], None] | None,
-           poll_s: float) -> None:
+def _watch(
+    job: WorkerJob, procs: list[Any], progress: Callable[[str, int, int], None] | None, poll_s: float
+) -> None:
     """Show the study's complete trials until every worker has ended."""
     spec = job.spec
     study = None
     while any(p.is_alive() for p in procs):
         if progress is not None:
             try:
-                study = study or open_study(job.storage or spec.search.storage, spec.search.study or spec.name,
-                                            spec.search.sampler, spec.search.seed)
+                study = study or open_study(
+                    job.storage or spec.search.storage,
+                    spec.search.study or spec.name,
+                    spec.search.sampler,
+                    spec.search.seed,
+                )
                 done = len(complete_trials(study))
                 alive = sum(p.is_alive() for p in procs)
                 progress(f"{done} trials complete; {alive} of {len(procs)} workers running", done, job.trials)
-            except Exception:  # noqa: BLE001 - progress only: the workers do the work
+            except Exception:
                 pass
         for p in procs:
             p.join(timeout=poll_s / len(procs))
 
 
-def run_pool(job: WorkerJob, workers: int, *, progress: Callable[[str, int, int], None] | None = None,
-             poll_s: float = 1.0) -> SearchResult:
+def run_pool(
+    job: WorkerJob,
+    workers: int,
+    *,
+    progress: Callable[[str, int, int], None] | None = None,
+    poll_s: float = 1.0,
+) -> SearchResult:
     """Start ``workers`` worker processes on ``job`` and wait for them; the study's result."""
     from paretrain.runtime.trials.trial_worker import open_shared
 
@@ -119,8 +141,10 @@ def run_pool(job: WorkerJob, workers: int, *, progress: Callable[[str, int, int]
     envelope.close()  # the tables exist before the workers race to use them
     ctx = multiprocessing.get_context("spawn")
     results = ctx.SimpleQueue()
-    procs = [ctx.Process(target=worker_main, args=(job, i, results), name=f"paretrain-search-{i}")
-             for i in range(workers)]
+    procs = [
+        ctx.Process(target=worker_main, args=(job, i, results), name=f"paretrain-search-{i}")
+        for i in range(workers)
+    ]
     for p in procs:
         p.start()
     try:
@@ -137,7 +161,8 @@ def run_pool(job: WorkerJob, workers: int, *, progress: Callable[[str, int, int]
         raise SearchWorkerFailed(
             f"{len(failed)} of {workers} search workers failed ({', '.join(_ended(i, c) for i, c in failed)}; "
             "their messages are above); the study keeps every trial that finished. To fix: see the "
-            "message, then run the same command again to continue the study")
+            "message, then run the same command again to continue the study"
+        )
     return _result(job, outcomes)
 
 
@@ -149,8 +174,17 @@ def _ended(index: int, code: int | None) -> str:
 
 def _result(job: WorkerJob, outcomes: list[tuple[int, int, float, bool]]) -> SearchResult:
     spec = job.spec
-    study = open_study(job.storage or spec.search.storage, spec.search.study or spec.name, spec.search.sampler,
-                       spec.search.seed)
-    return SearchResult(study.study_name, len(complete_trials(study)), sum(o[1] for o in outcomes),
-                        math.fsum(o[2] for o in outcomes), any(o[3] for o in outcomes),
-                        front_configs(study, spec.target.metric_obj))
+    study = open_study(
+        job.storage or spec.search.storage,
+        spec.search.study or spec.name,
+        spec.search.sampler,
+        spec.search.seed,
+    )
+    return SearchResult(
+        study.study_name,
+        len(complete_trials(study)),
+        sum(o[1] for o in outcomes),
+        math.fsum(o[2] for o in outcomes),
+        any(o[3] for o in outcomes),
+        front_configs(study, spec.target.metric_obj),
+    )

@@ -30,17 +30,28 @@ The lease defaults to 60 s; ``PARETRAIN_SEARCH_LEASE_S`` changes it (tests use a
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from paretrain.planner.search.envelope import EnvelopeState
-from paretrain.runtime.trials.books import HELD, LAPSED, SETTLED, Book, FileBook, Hold, Rows, SqlBook, SqliteBook
+from paretrain.runtime.trials.books import (
+    HELD,
+    LAPSED,
+    SETTLED,
+    Book,
+    FileBook,
+    Hold,
+    Rows,
+    SqlBook,
+    SqliteBook,
+)
 
-__all__ = ["StoredEnvelope", "open_envelope", "lease_seconds", "LEASE_ENV"]
+__all__ = ["LEASE_ENV", "StoredEnvelope", "lease_seconds", "open_envelope"]
 
 LEASE_ENV = "PARETRAIN_SEARCH_LEASE_S"
 DEFAULT_LEASE_S = 60
@@ -69,8 +80,15 @@ def _state(budget: float, rows: Rows) -> EnvelopeState:
 class StoredEnvelope:
     """One worker's handle on the study's envelope in ``book``."""
 
-    def __init__(self, book: Book, study: str, budget_usd: float, *, lease_s: float = DEFAULT_LEASE_S,
-                 worker: str | None = None) -> None:
+    def __init__(
+        self,
+        book: Book,
+        study: str,
+        budget_usd: float,
+        *,
+        lease_s: float = DEFAULT_LEASE_S,
+        worker: str | None = None,
+    ) -> None:
         self.book, self.study, self.budget, self.lease_s = book, study, budget_usd, lease_s
         self.worker = worker or f"{socket.gethostname()}-{os.getpid()}"
         self._mine: set[int] = set()
@@ -139,10 +157,8 @@ class StoredEnvelope:
 
     def _renewing(self) -> None:
         while not self._stop.wait(self.lease_s / 4):
-            try:
+            with contextlib.suppress(Exception):
                 self.renew()
-            except Exception:  # noqa: BLE001 - the database is away: try again; the lease may lapse
-                pass
 
     def close(self) -> None:
         self._stop.set()
@@ -153,13 +169,15 @@ class StoredEnvelope:
             close()
 
 
-def open_envelope(storage: str, study: str, budget_usd: float, *, lease_s: float | None = None) -> StoredEnvelope:
+def open_envelope(
+    storage: str, study: str, budget_usd: float, *, lease_s: float | None = None
+) -> StoredEnvelope:
     """The envelope of ``study`` in the storage the study lives in: a table of its database
     (``sqlite:///FILE``, ``postgresql://...``) or a file next to its journal (``journal:FILE``)."""
     lease = float(lease_s if lease_s is not None else lease_seconds())
     book: Book
     if storage.startswith("journal:"):
-        journal = Path(storage[len("journal:"):])
+        journal = Path(storage[len("journal:") :])
         book = FileBook(journal.with_name(journal.name + ".envelope.json"))
     elif storage.startswith("sqlite:"):
         from sqlalchemy.engine import make_url

@@ -13,22 +13,23 @@ import os
 import socket
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from paretrain.planner.inputs.catalog import local_offers
-from paretrain.planner.search.search import SearchResult, open_study, run_search
 from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.search.search import SearchResult, open_study, run_search
 from paretrain.runtime.money.ledger import Ledger
-from paretrain.runtime.trials.stored_envelope import StoredEnvelope, lease_seconds, open_envelope
 from paretrain.runtime.tracking.search_log import log_trial
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.trainer import warm_up_torch
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.trials.stored_envelope import StoredEnvelope, lease_seconds, open_envelope
 from paretrain.runtime.workspace import Workspace
 
-__all__ = ["search_worker", "open_shared", "study_name", "ledger_name"]
+__all__ = ["ledger_name", "open_shared", "search_worker", "study_name"]
 
 
 def study_name(spec: Spec) -> str:
@@ -73,10 +74,19 @@ def _cpu_within(prices: dict[str, float], threads: int | None) -> str | None:
     return within[-1] if within else (cpus[0][1] if cpus else None)
 
 
-def search_worker(spec: Spec, ws: Workspace, *, storage: str | None = None, trials: int | None = None,
-                  tracker: Any = None, parent: str | None = None, parent_run_id: str | None = None,
-                  progress: Callable[[str, int, int], None] | None = None, worker: int | None = None,
-                  threads: int | None = None) -> SearchResult:
+def search_worker(
+    spec: Spec,
+    ws: Workspace,
+    *,
+    storage: str | None = None,
+    trials: int | None = None,
+    tracker: Any = None,
+    parent: str | None = None,
+    parent_run_id: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+    worker: int | None = None,
+    threads: int | None = None,
+) -> SearchResult:
     """Run trials of the spec's study in this process (see the module docstring); each trial
     is logged as a child of the MLflow run ``parent`` (a handle of ``tracker``) or
     ``parent_run_id`` (a run id, for a worker process started by another). ``worker`` (the
@@ -87,22 +97,36 @@ def search_worker(spec: Spec, ws: Workspace, *, storage: str | None = None, tria
     name, url = study_name(spec), storage or spec.search.storage
     lease = lease_seconds()
     study, envelope = open_shared(spec, url, seed=_seed(spec.search.seed, worker), lease_s=lease)
-    prices = {o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))}
-    ledger = Ledger(ws.ledgers / f"search-{ledger_name(spec)}-{socket.gethostname()}-{os.getpid()}.jsonl",
-                    f"search-{ledger_name(spec)}-{os.getpid()}")
+    prices = {
+        o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
+    }
+    ledger = Ledger(
+        ws.ledgers / f"search-{ledger_name(spec)}-{socket.gethostname()}-{os.getpid()}.jsonl",
+        f"search-{ledger_name(spec)}-{os.getpid()}",
+    )
     target = trials if trials is not None else spec.search.trials
 
     def on_trial(t: Any, config: Any) -> None:
         if progress:
             m = spec.target.metric_obj
-            progress(f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}", t.number + 1, target)
+            progress(
+                f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}", t.number + 1, target
+            )
         log_trial(tracker, parent, name, t, config, spec.target.metric_obj, parent_run_id=parent_run_id)
 
     try:
         warm_up_torch()  # library loading is the process's, not a trial's: as the executor does
-        lab = TorchLab(workload, prices_usd_per_h=prices, ledger=ledger, seed=spec.search.seed,
-                       metric=spec.target.metric_obj, convergence_device=_cpu_within(prices, threads))
-        return run_search(spec, lab, study, workload.info, trials=target, on_trial=on_trial, envelope=envelope)
+        lab = TorchLab(
+            workload,
+            prices_usd_per_h=prices,
+            ledger=ledger,
+            seed=spec.search.seed,
+            metric=spec.target.metric_obj,
+            convergence_device=_cpu_within(prices, threads),
+        )
+        return run_search(
+            spec, lab, study, workload.info, trials=target, on_trial=on_trial, envelope=envelope
+        )
     finally:
         envelope.close()
         ledger.close()

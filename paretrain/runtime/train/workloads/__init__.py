@@ -15,8 +15,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import SpecError
 from paretrain.runtime.train.workloads.info import MNIST1D_INFO, STDLIB_LM_INFO
@@ -43,8 +44,13 @@ def user_factory(name: str, where: str = "spec") -> Callable[..., Any]:
     if kind == "file":
         path = Path(target)
         if not path.is_file():
-            raise _fail(where, field, "must be an existing Python file", target,
-                        "check the path (relative paths are taken from the spec's folder)")
+            raise _fail(
+                where,
+                field,
+                "must be an existing Python file",
+                target,
+                "check the path (relative paths are taken from the spec's folder)",
+            )
         module_name = f"paretrain_user_{abs(hash(str(path)))}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         try:
@@ -52,21 +58,31 @@ def user_factory(name: str, where: str = "spec") -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
-        except Exception as err:  # noqa: BLE001 - any failure to import is the user's to fix
-            raise _fail(where, field, "must import", target,
-                        f"importing it raised {type(err).__name__}: {err}") from None
+        except Exception as err:
+            raise _fail(
+                where, field, "must import", target, f"importing it raised {type(err).__name__}: {err}"
+            ) from None
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as err:  # noqa: BLE001
-            raise _fail(where, field, "must name an importable module", rest,
-                        f"make '{target}' importable from here (PYTHONPATH); importing it raised "
-                        f"{type(err).__name__}: {err}") from None
+        except Exception as err:
+            raise _fail(
+                where,
+                field,
+                "must name an importable module",
+                rest,
+                f"make '{target}' importable from here (PYTHONPATH); importing it raised "
+                f"{type(err).__name__}: {err}",
+            ) from None
     fn = getattr(module, factory, None)
     if not callable(fn):
-        raise _fail(where, "workload.factory" if kind == "file" else field,
-                    f"must name a function of {target}", factory,
-                    f"define {factory}(**args) returning your workload there, or correct the name")
+        raise _fail(
+            where,
+            "workload.factory" if kind == "file" else field,
+            f"must name a function of {target}",
+            factory,
+            f"define {factory}(**args) returning your workload there, or correct the name",
+        )
     return fn
 
 
@@ -79,23 +95,33 @@ def _build_user(name: str, args: Mapping[str, Any], where: str) -> Any:
     fn = user_factory(name, where)
     try:
         obj = fn(**dict(args))
-    except Exception as err:  # noqa: BLE001 - the user's factory failed
-        raise _fail(where, "workload.args", f"must be accepted by the factory {name}", dict(args),
-                    f"calling it raised {type(err).__name__}: {err}") from None
+    except Exception as err:
+        raise _fail(
+            where,
+            "workload.args",
+            f"must be accepted by the factory {name}",
+            dict(args),
+            f"calling it raised {type(err).__name__}: {err}",
+        ) from None
     problems = check_workload(obj, where)
     if problems:
-        raise _fail(where, "workload", "must return a workload (see the README: Plan your own training)",
-                    type(obj).__name__, f"the object {'; '.join(problems)}")
+        raise _fail(
+            where,
+            "workload",
+            "must return a workload (see the README: Plan your own training)",
+            type(obj).__name__,
+            f"the object {'; '.join(problems)}",
+        )
     _BUILT[key] = obj
     return obj
 
 
-def user_workload_info(name: str, args: Mapping[str, Any], where: str = "spec") -> "WorkloadInfo":
+def user_workload_info(name: str, args: Mapping[str, Any], where: str = "spec") -> WorkloadInfo:
     """Import a user's factory, call it and check its workload; its declaration."""
     return _build_user(name, args, where).info
 
 
-def workloads_for(raw_workload: Mapping[str, Any] | None, where: str) -> dict[str, "WorkloadInfo"]:
+def workloads_for(raw_workload: Mapping[str, Any] | None, where: str) -> dict[str, WorkloadInfo]:
     """The registry a spec is validated against: the built-ins, and the user's workload it
     names (imported and checked here, before anything is measured or charged)."""
     from paretrain.planner.inputs.spec_workload import workload_section
@@ -103,8 +129,10 @@ def workloads_for(raw_workload: Mapping[str, Any] | None, where: str) -> dict[st
     registry = dict(WORKLOADS)
     if isinstance(raw_workload, Mapping):
         try:
-            w = workload_section({"name": None, "python": None, "file": None, "factory": "make_workload",
-                                  **raw_workload}, where)
+            w = workload_section(
+                {"name": None, "python": None, "file": None, "factory": "make_workload", **raw_workload},
+                where,
+            )
         except SpecError:
             return registry  # the spec's own validation says what is wrong, in its words
         if w["name"].startswith(("python:", "file:")):
@@ -112,19 +140,25 @@ def workloads_for(raw_workload: Mapping[str, Any] | None, where: str) -> dict[st
     return registry
 
 
-def load_workload(spec: "WorkloadSpec", cache_dir: Path | None = None) -> Any:
+def load_workload(spec: WorkloadSpec, cache_dir: Path | None = None) -> Any:
     """Build the workload a spec names (its data generated or read from the cache)."""
     args = dict(spec.args)
     if spec.name == "mnist1d":
         from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
-        return Mnist1D(samples=spec.samples, val_fraction=spec.val_fraction, seed=spec.seed,
-                       cache_dir=cache_dir, **args)
+        return Mnist1D(
+            samples=spec.samples, val_fraction=spec.val_fraction, seed=spec.seed, cache_dir=cache_dir, **args
+        )
     if spec.name == "stdlib_lm":
         from paretrain.runtime.train.workloads.stdlib_lm import StdlibLM
 
         return StdlibLM(seed=spec.seed, cache_dir=cache_dir, **args)
     if spec.name.startswith(("python:", "file:")):
         return _build_user(spec.name, args, "spec")
-    raise SpecError("spec", "workload.name", "is not a known workload", spec.name,
-                    f"use one of: {', '.join(sorted(WORKLOADS))}, or workload.python / workload.file")
+    raise SpecError(
+        "spec",
+        "workload.name",
+        "is not a known workload",
+        spec.name,
+        f"use one of: {', '.join(sorted(WORKLOADS))}, or workload.python / workload.file",
+    )

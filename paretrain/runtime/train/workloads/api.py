@@ -28,7 +28,8 @@ keywords and must return a workload. ``check_workload`` says, in one line, what 
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,8 +37,16 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from paretrain.planner.inputs.space import Config, WorkloadInfo
 
-__all__ = ["Workload", "check_workload", "classification_metrics", "tensor_fingerprint",
-           "Dataset", "IterableDataset", "TensorDataset", "WorkloadInfo"]
+__all__ = [
+    "Dataset",
+    "IterableDataset",
+    "TensorDataset",
+    "Workload",
+    "WorkloadInfo",
+    "check_workload",
+    "classification_metrics",
+    "tensor_fingerprint",
+]
 
 
 def classification_metrics(model: nn.Module, batches: Iterable[Any]) -> dict[str, float]:
@@ -101,7 +110,7 @@ def check_workload(obj: Any, where: str) -> list[str]:
     problems = [f"has no '{name}'" for name in _REQUIRED if not hasattr(obj, name)]
     if problems:
         return problems
-    info = getattr(obj, "info")
+    info = obj.info
     if not isinstance(info, WorkloadInfo):
         return [f"'info' must be a paretrain.planner.inputs.space.WorkloadInfo, got {type(info).__name__}"]
     for name in ("train_dataset", "val_dataset", "build"):

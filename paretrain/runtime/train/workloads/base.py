@@ -28,8 +28,9 @@ class Data:
 
     @property
     def nbytes(self) -> int:
-        return sum(int(t.numel() * t.element_size()) for t in (self.x_train, self.y_train,
-                                                                 self.x_val, self.y_val))
+        return sum(
+            int(t.numel() * t.element_size()) for t in (self.x_train, self.y_train, self.x_val, self.y_val)
+        )
 
 
 class Workload(Protocol):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["VOCAB", "GPTConfig", "GPT", "adamw", "warmup_cosine", "warmup_cosine_schedule"]
+__all__ = ["GPT", "VOCAB", "GPTConfig", "adamw", "warmup_cosine", "warmup_cosine_schedule"]
 
 VOCAB = 256
 
@@ -48,8 +48,10 @@ class GPTConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"`{name} >= 1` must hold, but got {name}={getattr(self, name)}")
         if self.width % self.heads:
-            raise ValueError(f"`width % heads == 0` must hold, but got (width={self.width}, "
-                             f"heads={self.heads}); pick heads dividing the width")
+            raise ValueError(
+                f"`width % heads == 0` must hold, but got (width={self.width}, "
+                f"heads={self.heads}); pick heads dividing the width"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"`0 <= dropout < 1` must hold, but got dropout={self.dropout}")
 
@@ -64,10 +66,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = (z.view(b, t, self.heads, c // self.heads).transpose(1, 2)
-                   for z in self.qkv(x).split(c, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)
+        q, k, v = (
+            z.view(b, t, self.heads, c // self.heads).transpose(1, 2) for z in self.qkv(x).split(c, dim=2)
+        )
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )
         return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
 
 
@@ -77,8 +81,12 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.width)
         self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(cfg.width)
-        self.mlp = nn.Sequential(nn.Linear(cfg.width, 4 * cfg.width), nn.GELU(),
-                                 nn.Linear(4 * cfg.width, cfg.width), nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.width, 4 * cfg.width),
+            nn.GELU(),
+            nn.Linear(4 * cfg.width, cfg.width),
+            nn.Dropout(cfg.dropout),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
@@ -122,23 +130,33 @@ class GPT(nn.Module):
         c = self.cfg.context
         if t > c:
             if t % c:
-                raise ValueError(f"a sequence longer than the context must be a multiple of it, "
-                                 f"but got length {t} for context {c}")
-            return self.forward(idx.reshape(b * t // c, c)).view(b, t // c, VOCAB, c) \
-                .permute(0, 2, 1, 3).reshape(b, VOCAB, t)
+                raise ValueError(
+                    f"a sequence longer than the context must be a multiple of it, "
+                    f"but got length {t} for context {c}"
+                )
+            return (
+                self.forward(idx.reshape(b * t // c, c))
+                .view(b, t // c, VOCAB, c)
+                .permute(0, 2, 1, 3)
+                .reshape(b, VOCAB, t)
+            )
         x = self.drop(self.tok(idx.long()) + self.pos.weight[:t])
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x)).transpose(1, 2)
 
 
-def adamw(model: nn.Module, lr: float, weight_decay: float = 0.0,
-          betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+def adamw(
+    model: nn.Module, lr: float, weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.95)
+) -> torch.optim.AdamW:
     """AdamW decaying only matrices (weights, embeddings), never biases or LayerNorm gains."""
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     rest = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=lr, betas=betas)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=lr,
+        betas=betas,
+    )
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int, floor: float = 0.1) -> float:
@@ -155,8 +173,10 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, floor: float =
     return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                           floor: float = 0.1) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine_schedule(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, floor: float = 0.1
+) -> torch.optim.lr_scheduler.LambdaLR:
     """``warmup_cosine`` as a scheduler: call ``.step()`` after each ``optimizer.step()``."""
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, floor))
+        optimizer, lambda s: warmup_cosine(s, total_steps, warmup_steps, floor)
+    )

@@ -18,13 +18,31 @@ MNIST1D_INFO = WorkloadInfo(
     input_shape=(40,),
     classes=10,
     families=(
-        Family("mlp", (Param("width", "int", 16, 1024, log=True, default=256),
-                       Param("depth", "int", 1, 6, default=2), _DROPOUT)),
-        Family("cnn", (Param("channels", "int", 4, 128, log=True, default=32),
-                       Param("depth", "int", 1, 5, default=3),
-                       Param("kernel", "int", 3, 9, default=5), _DROPOUT)),
-        Family("gru", (Param("hidden", "int", 8, 256, log=True, default=64),
-                       Param("depth", "int", 1, 3, default=1), _DROPOUT)),
+        Family(
+            "mlp",
+            (
+                Param("width", "int", 16, 1024, log=True, default=256),
+                Param("depth", "int", 1, 6, default=2),
+                _DROPOUT,
+            ),
+        ),
+        Family(
+            "cnn",
+            (
+                Param("channels", "int", 4, 128, log=True, default=32),
+                Param("depth", "int", 1, 5, default=3),
+                Param("kernel", "int", 3, 9, default=5),
+                _DROPOUT,
+            ),
+        ),
+        Family(
+            "gru",
+            (
+                Param("hidden", "int", 8, 256, log=True, default=64),
+                Param("depth", "int", 1, 3, default=1),
+                _DROPOUT,
+            ),
+        ),
     ),
 )
 
@@ -40,17 +58,22 @@ STDLIB_LM_INFO = WorkloadInfo(
     lr=Param("lr", "float", 3e-4, 1e-2, log=True, default=3e-3),
     weight_decay=Param("weight_decay", "float", 0.0, 0.1, default=0.0),
     description="byte-level causal transformer on this Python's standard-library source; "
-                "target: validation bits per byte (minimize)",
+    "target: validation bits per byte (minimize)",
     input_shape=(STDLIB_LM_SEQUENCE,),
     classes=256,
     metrics=(("val_loss", "minimize"), ("val_bpb", "minimize")),
     target="val_bpb",
     families=(
-        Family("gpt", (Param("layers", "int", 1, 6, default=2),
-                       Param("width", "choice", choices=(32, 64, 128, 256), default=64),
-                       Param("heads", "choice", choices=(1, 2, 4), default=2),
-                       Param("context", "choice", choices=(16, 32, 64), default=64),
-                       Param("dropout", "float", 0.0, 0.2, default=0.0),
-                       Param("tied", "choice", choices=(True, False), default=True))),
+        Family(
+            "gpt",
+            (
+                Param("layers", "int", 1, 6, default=2),
+                Param("width", "choice", choices=(32, 64, 128, 256), default=64),
+                Param("heads", "choice", choices=(1, 2, 4), default=2),
+                Param("context", "choice", choices=(16, 32, 64), default=64),
+                Param("dropout", "float", 0.0, 0.2, default=0.0),
+                Param("tied", "choice", choices=(True, False), default=True),
+            ),
+        ),
     ),
 )

@@ -48,8 +48,9 @@ class Mnist1D(Workload):
 
     info = MNIST1D_INFO
 
-    def __init__(self, samples: int = 10000, val_fraction: float = 0.1, seed: int = 0,
-                 cache_dir: Path | None = None) -> None:
+    def __init__(
+        self, samples: int = 10000, val_fraction: float = 0.1, seed: int = 0, cache_dir: Path | None = None
+    ) -> None:
         self.samples, self.val_fraction, self.seed = samples, val_fraction, seed
         self.cache_dir = cache_dir
         self._data: Data | None = None
@@ -57,11 +58,15 @@ class Mnist1D(Workload):
     def data(self) -> Data:
         if self._data is None:
             x, y = self._arrays()
-            n_val = max(1, int(round(len(y) * self.val_fraction)))
+            n_val = max(1, round(len(y) * self.val_fraction))
             digest = hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()[:16]
-            self._data = Data(torch.from_numpy(x[n_val:].copy()), torch.from_numpy(y[n_val:].copy()),
-                              torch.from_numpy(x[:n_val].copy()), torch.from_numpy(y[:n_val].copy()),
-                              digest=digest)
+            self._data = Data(
+                torch.from_numpy(x[n_val:].copy()),
+                torch.from_numpy(y[n_val:].copy()),
+                torch.from_numpy(x[:n_val].copy()),
+                torch.from_numpy(y[:n_val].copy()),
+                digest=digest,
+            )
         return self._data
 
     def train_dataset(self) -> TensorDataset:
@@ -100,8 +105,12 @@ class Mnist1D(Workload):
         if config.family == "mlp":
             return MLP(40, int(p.get("width", 256)), int(p.get("depth", 2)), float(p.get("dropout", 0.0)))
         if config.family == "cnn":
-            return CNN(int(p.get("channels", 32)), int(p.get("depth", 3)), int(p.get("kernel", 5)),
-                       float(p.get("dropout", 0.0)))
+            return CNN(
+                int(p.get("channels", 32)),
+                int(p.get("depth", 3)),
+                int(p.get("kernel", 5)),
+                float(p.get("dropout", 0.0)),
+            )
         if config.family == "gru":
             return GRU(int(p.get("hidden", 64)), int(p.get("depth", 1)), float(p.get("dropout", 0.0)))
         raise ValueError(f"unknown MNIST-1D family {config.family!r}")
@@ -131,8 +140,10 @@ class CNN(nn.Module):
         length = 40
         for i in range(depth):
             stride = 1 if i == 0 else 2
-            layers += [nn.Conv1d(1 if i == 0 else channels, channels, kernel, stride=stride,
-                                 padding=kernel // 2), nn.ReLU()]
+            layers += [
+                nn.Conv1d(1 if i == 0 else channels, channels, kernel, stride=stride, padding=kernel // 2),
+                nn.ReLU(),
+            ]
             length = (length + 2 * (kernel // 2) - kernel) // stride + 1
         self.features = nn.Sequential(*layers)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
@@ -147,8 +158,9 @@ class GRU(nn.Module):
 
     def __init__(self, hidden: int, depth: int, dropout: float) -> None:
         super().__init__()
-        self.rnn = nn.GRU(1, hidden, num_layers=depth, batch_first=True,
-                          dropout=dropout if depth > 1 else 0.0)
+        self.rnn = nn.GRU(
+            1, hidden, num_layers=depth, batch_first=True, dropout=dropout if depth > 1 else 0.0
+        )
         self.head = nn.Linear(hidden, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -37,11 +37,18 @@ from torch.utils.data import Dataset
 
 from paretrain.runtime.files import atomic_write_bytes
 
-__all__ = ["Corpus", "EXCLUDED_DIRS", "stdlib_root", "corpus_files", "is_validation", "load_corpus",
-           "TrainWindows", "ValWindows"]
+__all__ = [
+    "EXCLUDED_DIRS",
+    "Corpus",
+    "TrainWindows",
+    "ValWindows",
+    "corpus_files",
+    "is_validation",
+    "load_corpus",
+    "stdlib_root",
+]
 
-EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test",
-                           "__pycache__"})
+EXCLUDED_DIRS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
 VAL_MODULUS = 10
 _FINGERPRINT_TAG = b"paretrain.stdlib-corpus/1\0"
 
@@ -85,8 +92,9 @@ def is_validation(rel_path: str) -> bool:
     return int.from_bytes(hashlib.sha256(rel_path.encode()).digest(), "big") % VAL_MODULUS == 0
 
 
-def load_corpus(max_bytes: int | None = None, cache_dir: Path | None = None,
-                root: Path | None = None) -> Corpus:
+def load_corpus(
+    max_bytes: int | None = None, cache_dir: Path | None = None, root: Path | None = None
+) -> Corpus:
     """Read the corpus (whole files, sorted, within ``max_bytes`` if given) and split it."""
     if max_bytes is not None and max_bytes < 1:
         raise ValueError(f"`max_bytes >= 1` must hold, but got max_bytes={max_bytes}")
@@ -102,9 +110,11 @@ def load_corpus(max_bytes: int | None = None, cache_dir: Path | None = None,
         digest.update(rel.encode() + b"\0" + len(data).to_bytes(8, "little") + data)
         (val_parts if is_validation(rel) else train_parts).append(data)
     if not train_parts or not val_parts:
-        raise ValueError(f"the corpus under {root or stdlib_root()} has {len(train_parts)} training "
-                         f"and {len(val_parts)} validation files within max_bytes={max_bytes}; "
-                         "both must be non-empty: raise max_bytes")
+        raise ValueError(
+            f"the corpus under {root or stdlib_root()} has {len(train_parts)} training "
+            f"and {len(val_parts)} validation files within max_bytes={max_bytes}; "
+            "both must be non-empty: raise max_bytes"
+        )
     fingerprint = digest.hexdigest()
     kept = (fingerprint, len(train_parts) + len(val_parts), len(val_parts), max_bytes)
     cached = _read_cache(cache_dir, fingerprint, max_bytes)
@@ -121,8 +131,9 @@ def _cache_path(cache_dir: Path, fingerprint: str, max_bytes: int | None) -> Pat
     return Path(cache_dir) / f"stdlib-corpus-{fingerprint[:16]}-{max_bytes or 'all'}.npz"
 
 
-def _read_cache(cache_dir: Path | None, fingerprint: str,
-                max_bytes: int | None) -> tuple[np.ndarray, np.ndarray] | None:
+def _read_cache(
+    cache_dir: Path | None, fingerprint: str, max_bytes: int | None
+) -> tuple[np.ndarray, np.ndarray] | None:
     if cache_dir is None:
         return None
     path = _cache_path(cache_dir, fingerprint, max_bytes)
@@ -138,8 +149,9 @@ def _read_cache(cache_dir: Path | None, fingerprint: str,
     return train, val
 
 
-def _write_cache(cache_dir: Path | None, fingerprint: str, max_bytes: int | None,
-                 train: np.ndarray, val: np.ndarray) -> None:
+def _write_cache(
+    cache_dir: Path | None, fingerprint: str, max_bytes: int | None, train: np.ndarray, val: np.ndarray
+) -> None:
     if cache_dir is None:
         return
     buf = io.BytesIO()
@@ -152,8 +164,10 @@ def _as_tensor(data: np.ndarray | torch.Tensor, context: int, what: str) -> torc
         raise ValueError(f"`context >= 1` must hold, but got context={context}")
     t = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(data))
     if t.dim() != 1 or t.numel() < context + 1:
-        raise ValueError(f"{what} needs a 1-D byte array of at least context + 1 = {context + 1} "
-                         f"bytes, but got shape {tuple(t.shape)}; lower the context or raise max_bytes")
+        raise ValueError(
+            f"{what} needs a 1-D byte array of at least context + 1 = {context + 1} "
+            f"bytes, but got shape {tuple(t.shape)}; lower the context or raise max_bytes"
+        )
     return t
 
 
@@ -174,8 +188,9 @@ class TrainWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     pass over the bytes in expectation unless ``length`` is given. Shuffling is the sampler's.
     """
 
-    def __init__(self, data: np.ndarray | torch.Tensor, context: int, seed: int = 0,
-                 length: int | None = None) -> None:
+    def __init__(
+        self, data: np.ndarray | torch.Tensor, context: int, seed: int = 0, length: int | None = None
+    ) -> None:
         self.data = _as_tensor(data, context, "TrainWindows")
         self.context, self.seed = context, seed
         self.length = length if length is not None else (self.data.numel() - 1) // context
@@ -188,7 +203,7 @@ class TrainWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         if not 0 <= index < self.length:
             raise IndexError(index)
         s = _mix(self.seed, index) % self._starts
-        chunk = self.data[s:s + self.context + 1].long()
+        chunk = self.data[s : s + self.context + 1].long()
         return chunk[:-1], chunk[1:]
 
 
@@ -213,5 +228,5 @@ class ValWindows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         s = int(self.starts[index])
-        chunk = self.data[s:s + self.context + 1].long()
+        chunk = self.data[s : s + self.context + 1].long()
         return chunk[:-1], chunk[1:]

@@ -4,7 +4,7 @@ Pieces, each usable on its own: the corpus and its window datasets (``stdlib_cor
 model and its optimizer and schedule (``gpt``), and here the loss of a batch (``lm_loss``),
 the evaluation (``evaluate``: ``val_loss`` in nats per byte and ``val_bpb``, bits per byte,
 the target, minimized) and ``StdlibLM``, which binds them to the workload's declaration
-(``STDLIB_LM_INFO``) and also offers the current ``Workload`` shape 
+(``STDLIB_LM_INFO``) and also offers the current ``Workload`` shape
 
 Defaults, from ``benchmarks/lm_throughput.py`` on a 2-core CPU (one AdamW step, kilobytes of
 text per second at 1 / 4 / 16 / 32 / 64 sequences per batch; load average 0.7 when it started;
@@ -38,8 +38,8 @@ byte at learning rate 3e-3.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -50,8 +50,16 @@ from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw
 from paretrain.runtime.train.workloads.info import STDLIB_LM_INFO, STDLIB_LM_SEQUENCE
 from paretrain.runtime.train.workloads.stdlib_corpus import Corpus, TrainWindows, ValWindows, load_corpus
 
-__all__ = ["StdlibLM", "TARGET_METRIC", "TARGET_DIRECTION", "gpt_config", "build_model", "lm_loss",
-           "evaluate", "bits_per_byte"]
+__all__ = [
+    "TARGET_DIRECTION",
+    "TARGET_METRIC",
+    "StdlibLM",
+    "bits_per_byte",
+    "build_model",
+    "evaluate",
+    "gpt_config",
+    "lm_loss",
+]
 
 TARGET_METRIC = "val_bpb"
 TARGET_DIRECTION = "minimize"
@@ -71,8 +79,14 @@ def gpt_config(config: Config) -> GPTConfig:
         raise ValueError(f"the stdlib_lm workload has one family, gpt, but got {config.family!r}")
     family = STDLIB_LM_INFO.family("gpt")
     p = {q.name: config.param(q.name, q.default) for q in family.params}
-    return GPTConfig(layers=int(p["layers"]), width=int(p["width"]), heads=int(p["heads"]),
-                     context=int(p["context"]), dropout=float(p["dropout"]), tied=bool(p["tied"]))
+    return GPTConfig(
+        layers=int(p["layers"]),
+        width=int(p["width"]),
+        heads=int(p["heads"]),
+        context=int(p["context"]),
+        dropout=float(p["dropout"]),
+        tied=bool(p["tied"]),
+    )
 
 
 def build_model(config: Config) -> GPT:
@@ -87,8 +101,11 @@ def lm_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             device: str | torch.device | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
     """``val_loss`` (nats per byte) and ``val_bpb`` (bits per byte) over every byte ``loader`` gives."""
     was_training = model.training
     model.eval()
@@ -117,8 +134,14 @@ class StdlibLM:
     target_metric = TARGET_METRIC
     target_direction = TARGET_DIRECTION
 
-    def __init__(self, sequence: int = STDLIB_LM_SEQUENCE, max_bytes: int | None = None, seed: int = 0,
-                 val_windows: int | None = VAL_WINDOWS, cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        sequence: int = STDLIB_LM_SEQUENCE,
+        max_bytes: int | None = None,
+        seed: int = 0,
+        val_windows: int | None = VAL_WINDOWS,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.sequence, self.max_bytes, self.seed = sequence, max_bytes, seed
         self.val_windows, self.cache_dir = val_windows, cache_dir
         self._corpus: Corpus | None = None
@@ -133,7 +156,9 @@ class StdlibLM:
 
     def source(self) -> str:
         c = self.corpus()
-        return f"stdlib source of this Python ({c.files} files, {c.nbytes} bytes, corpus {c.fingerprint[:16]})"
+        return (
+            f"stdlib source of this Python ({c.files} files, {c.nbytes} bytes, corpus {c.fingerprint[:16]})"
+        )
 
     def train_dataset(self) -> TrainWindows:
         return TrainWindows(self.corpus().train, self.sequence, seed=self.seed)
@@ -147,8 +172,12 @@ class StdlibLM:
     def loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return lm_loss(model, batch)
 
-    def evaluate(self, model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                 device: str | torch.device | None = None) -> dict[str, float]:
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        device: str | torch.device | None = None,
+    ) -> dict[str, float]:
         return evaluate(model, loader, device)
 
     def inputs(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
