@@ -143,7 +143,7 @@ def test_a_window_longer_than_the_context_is_read_as_independent_pieces():
 def test_warmup_then_cosine_decay():
     values = [warmup_cosine(s, 100, 10) for s in range(120)]
     assert values[0] < values[5] < values[9] < values[10] == 1.0
-    assert all(a >= b for a, b in itertools.pairwise(values))
+    assert all(a >= b for a, b in itertools.pairwise(values[10:101]))
     assert values[100] == pytest.approx(0.1) and values[119] == pytest.approx(0.1)
 
 
