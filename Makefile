@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.paretrain-installed
 DEMO   ?= demo-output
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps demo test test-fast bench clean
+.PHONY: install system-deps demo check test test-fast test-slow bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,11 +37,24 @@ demo: install
 	$(abspath $(VENV))/bin/paretrain compare --experiment mnist1d-demo -o compare.png && \
 	echo "demo: done in $$(( $$(date +%s) - start )) s; files in $(DEMO)/ (plan.json, pareto.png, compare.png, mlflow.db)"
 
-test: install system-deps
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+# The house's checks: lint and format (ruff), types (mypy), the import contracts (import-linter).
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+# Everything, in order: the checks, the fast tests, then the slow end-to-end ones (real training,
+# real servers). Each step stops `make test` when it fails.
+test: install system-deps check
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 test-fast: install system-deps
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: install system-deps
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: install
 	$(PY) benchmarks/planner_scaling.py
