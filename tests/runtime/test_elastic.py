@@ -5,8 +5,8 @@ joins stops the run with exit 3, naming it, charging only the processes that wer
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import os
 import signal
 import subprocess
