@@ -1,0 +1,54 @@
+"""Convergence from one truncated run (``paretrain.planner.measure.truncated``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from paretrain.planner.measure.curves import fit_curve
+from paretrain.planner.measure.fits import B_NOISE_CAP
+from paretrain.planner.measure.measurements import NoiseSample
+from paretrain.planner.measure.truncated import level_from_curve, noise_scale
+
+
+def _curve(until: int):
+    f = lambda n: 0.9 - 0.5 * math.exp(-n / 8000)  # noqa: E731 (the run's accuracy curve)
+    return fit_curve([(n, f(n)) for n in range(500, until + 1, 500)], "maximize")
+
+
+def _noise(b_at):
+    return [NoiseSample("c", p, 0.5, 1.0, 1.0, b_at(p)) for p in (1000, 4000, 16000)]
+
+
+def test_a_level_the_run_reached_is_measured_and_one_beyond_is_extrapolated():
+    curve = _curve(16_000)
+    reached = level_from_curve(curve, 0.8, 32, _noise(lambda p: 256.0), 256)
+    beyond = level_from_curve(curve, 0.89, 32, _noise(lambda p: 256.0), 256)
+    assert reached is not None and beyond is not None
+    assert not reached.extrapolated and beyond.extrapolated
+    truth = -8000 * math.log(0.1 / 0.5)  # where the curve reaches 0.8
+    assert reached.samples[0] <= truth <= reached.samples[2]
+    assert beyond.fit.crossing > reached.fit.crossing  # extrapolating is less sure
+
+
+def test_e_min_and_b_noise_give_back_the_measured_samples_at_the_runs_batch():
+    lv = level_from_curve(_curve(12_000), 0.8, 32, _noise(lambda p: 128.0), 256)
+    assert lv is not None
+    assert lv.fit.b_noise == pytest.approx(128.0)  # a flat noise scale is its own mean
+    assert lv.fit.samples(32) == pytest.approx(lv.samples[1], rel=1e-6)
+    assert lv.fit.samples(128) == pytest.approx(lv.fit.e_min * 2.0)  # McCandlish: E(B_noise) = 2 E_min
+
+
+def test_a_growing_noise_scale_is_averaged_harmonically_over_the_levels_progress():
+    lv = level_from_curve(_curve(12_000), 0.8, 32, _noise(lambda p: 0.05 * p), 256)
+    assert lv is not None
+    curve, _geo = noise_scale(_noise(lambda p: 0.05 * p))
+    assert curve is not None and curve.slope == pytest.approx(1.0)
+    assert lv.fit.b_noise < curve.at(lv.fit.e_min)  # early, small noise scales weigh most
+
+
+def test_no_noise_sample_means_no_measurable_batch_penalty_and_an_unreachable_level_is_none():
+    lv = level_from_curve(_curve(12_000), 0.8, 32, [], 256)
+    assert lv is not None and lv.fit.b_noise == B_NOISE_CAP
+    assert level_from_curve(_curve(12_000), 0.99, 32, [], 256) is None
