@@ -28,7 +28,9 @@ def test_a_level_the_run_reached_is_measured_and_one_beyond_is_extrapolated():
     assert reached is not None and beyond is not None
     assert not reached.extrapolated and beyond.extrapolated
     truth = -8000 * math.log(0.1 / 0.5)  # where the curve reaches 0.8
-    assert reached.samples[0] <= truth <= reached.samples[2]
+    assert (
+        reached.samples[0] * 0.999 <= truth <= reached.samples[2] * 1.001
+    )  # an exact curve: a thin interval
     assert beyond.fit.crossing > reached.fit.crossing  # extrapolating is less sure
 
 
