@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from paretrain.planner.measure.curves import fit_curve
@@ -14,7 +15,10 @@ from paretrain.planner.measure.truncated import level_from_curve, noise_scale
 
 def _curve(until: int):
     f = lambda n: 0.9 - 0.5 * math.exp(-n / 8000)  # noqa: E731 (the run's accuracy curve)
-    return fit_curve([(n, f(n)) for n in range(500, until + 1, 500)], "maximize")
+    noise = np.random.default_rng(0).normal(0.0, 0.003, size=until // 500)
+    return fit_curve(
+        [(n, f(n) + e) for n, e in zip(range(500, until + 1, 500), noise, strict=False)], "maximize"
+    )
 
 
 def _noise(b_at):

@@ -83,9 +83,9 @@ def level_from_curve(
         e_min = mid / (1.0 + batch_size / b_noise)
         b_noise = _harmonic(trend, flat, e_min)
     e_min = mid / (1.0 + batch_size / b_noise)
-    spread = math.log(hi / mid) / Z90 if math.isfinite(hi) and hi > mid > 0 else math.log(2.0) / Z90
-    if lo > 0:
-        spread = max(spread, math.log(mid / lo) / Z90)
+    # the wider side of the level's interval, log scale; a P90 that never reaches it: a factor 2
+    up = math.log(hi / mid) if math.isfinite(hi) else math.log(2.0)
+    spread = max(up, math.log(mid / lo) if lo > 0 else 0.0) / Z90
     dof = max(len(curve.points) - 4, 1)
     fit = ConvergenceFit(
         float(e_min),
