@@ -52,6 +52,10 @@ def user_factory(name: str, where: str = "spec") -> Callable[..., Any]:
                 "check the path (relative paths are taken from the spec's folder)",
             )
         module_name = f"paretrain_user_{abs(hash(str(path)))}"
+        # as `python file.py` runs it: the file's own folder is importable (`from model import Net`)
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
         spec = importlib.util.spec_from_file_location(module_name, path)
         try:
             assert spec is not None and spec.loader is not None

@@ -1,0 +1,185 @@
+"""The dry check: a user's workload tried on a tiny batch before any money is spent.
+
+For each configuration a plan may train, in this order, each step naming what failed:
+
+1. the training and validation datasets are non-empty (``train_dataset``, ``val_dataset``);
+2. ``build(config)`` returns a model;
+3. one forward and backward pass on ``BATCH`` training samples gives a finite scalar ``loss``;
+4. ``inputs`` gives what the model takes (the inference-latency probe);
+5. ``evaluate`` on ``VAL_SAMPLES`` validation samples returns every metric the workload declares,
+   each a finite number.
+
+It runs on the CPU in this process, with torch's random state restored afterwards, and is not
+charged: it costs a second or two, far below any charge's rounding, and it is what makes a broken
+workload cost nothing. A failure is a ``WorkloadError`` (exit 2), one line:
+``workload <name>: <member>(<config>) <what came back>. To fix: ...``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, Subset
+
+from paretrain.planner.errors import UserError
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.train.workloads.api import member
+
+__all__ = ["BATCH", "VAL_SAMPLES", "WorkloadError", "dry_check"]
+
+BATCH = 4
+VAL_SAMPLES = 16
+
+
+class WorkloadError(UserError):
+    """A member of a user's workload failed or returned something paretrain cannot use."""
+
+    def __init__(self, workload: str, what: str, got: str, fix: str) -> None:
+        self.workload, self.what, self.got, self.fix = workload, what, got, fix
+        super().__init__(f"workload {workload}: {what} {got}. To fix: {fix}")
+
+
+def _raised(err: BaseException) -> str:
+    text = f"raised {type(err).__name__}: {err}".replace("\n", " ")
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _first(dataset: Any, n: int) -> list[Any]:
+    if isinstance(dataset, IterableDataset):
+        out = []
+        for item in dataset:
+            out.append(item)
+            if len(out) >= n:
+                break
+        return out
+    return [dataset[i] for i in range(min(n, len(dataset)))]
+
+
+def _size(dataset: Any) -> int | None:
+    try:
+        return len(dataset)
+    except TypeError:  # an IterableDataset without a length: read one item instead
+        return None
+
+
+def _batch(dataset: Any, n: int) -> Any:
+    items = _first(dataset, n)
+    return torch.utils.data.default_collate(items) if items else None
+
+
+def _datasets(workload: Any, name: str) -> tuple[Any, Any]:
+    sets = []
+    for member_name in ("train_dataset", "val_dataset"):
+        try:
+            ds = getattr(workload, member_name)()
+        except Exception as err:  # a user's code: anything it raises is named, never internal
+            raise WorkloadError(
+                name, f"{member_name}()", _raised(err), f"make {member_name}() return a torch Dataset"
+            ) from err
+        size = _size(ds)
+        empty = size == 0 if size is not None else not _first(ds, 1)
+        if empty:
+            raise WorkloadError(
+                name, f"{member_name}()", "returned an empty dataset", "give it at least one sample"
+            )
+        sets.append(ds)
+    return sets[0], sets[1]
+
+
+def _check_config(
+    workload: Any, name: str, cfg: Config, train: Any, val: Any, metrics: Sequence[str]
+) -> None:
+    what = f"build({cfg.id!r})"
+    try:
+        model = workload.build(cfg)
+    except Exception as err:
+        raise WorkloadError(
+            name, what, _raised(err), f"make build() accept config {cfg.id}, or drop it from the spec"
+        ) from err
+    if not isinstance(model, torch.nn.Module):
+        raise WorkloadError(
+            name, what, f"returned {type(model).__name__}, not a torch.nn.Module", "return an nn.Module"
+        )
+    batch = _batch(train, BATCH)
+    what = f"loss(model {cfg.id!r}, a batch of {BATCH})"
+    try:
+        loss = member(workload, "loss")(model, batch)
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1 and loss.requires_grad:
+            loss.backward()
+    except Exception as err:
+        raise WorkloadError(
+            name, what, _raised(err), "make loss() return a scalar tensor for a training batch"
+        ) from err
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = (
+            f"a tensor of shape {tuple(loss.shape)}"
+            if isinstance(loss, torch.Tensor)
+            else type(loss).__name__
+        )
+        raise WorkloadError(
+            name, what, f"returned {got}, not a scalar", "return the batch's mean loss as a scalar tensor"
+        )
+    if not math.isfinite(float(loss.detach())):
+        raise WorkloadError(
+            name, what, f"returned {float(loss.detach())}", "make the loss finite at the start of training"
+        )
+    try:
+        member(workload, "inputs")(batch)
+    except Exception as err:
+        raise WorkloadError(
+            name, f"inputs(a batch of {BATCH})", _raised(err), "make inputs() return what the model takes"
+        ) from err
+    _check_evaluate(workload, name, cfg, model, val, metrics)
+
+
+def _check_evaluate(
+    workload: Any, name: str, cfg: Config, model: Any, val: Any, metrics: Sequence[str]
+) -> None:
+    what = f"evaluate(model {cfg.id!r}, {VAL_SAMPLES} validation samples)"
+    small = val if isinstance(val, IterableDataset) else Subset(val, range(min(VAL_SAMPLES, len(val))))
+    batches: Iterable[Any] = DataLoader(small, batch_size=VAL_SAMPLES)
+    if isinstance(val, IterableDataset):
+        batches = [_batch(val, VAL_SAMPLES)]
+    try:
+        model.eval()
+        with torch.no_grad():
+            out = member(workload, "evaluate")(model, batches)
+    except Exception as err:
+        raise WorkloadError(
+            name, what, _raised(err), "make evaluate() return a dict of named numbers"
+        ) from err
+    if not isinstance(out, dict):
+        raise WorkloadError(
+            name, what, f"returned {type(out).__name__}, not a dict", "return {metric name: number}"
+        )
+    missing = [m for m in metrics if m not in out]
+    if missing:
+        raise WorkloadError(
+            name,
+            what,
+            f"returned {sorted(out)}, without {missing}",
+            "return every metric the workload's info declares",
+        )
+    for m in metrics:
+        try:
+            value = float(out[m])
+        except (TypeError, ValueError):
+            value = math.nan
+        if not math.isfinite(value):
+            raise WorkloadError(name, what, f"returned {m}={out[m]!r}", f"make {m} a finite number")
+
+
+def dry_check(workload: Any, name: str, configs: Sequence[Config]) -> None:
+    """Try ``workload`` on every config on a tiny batch; raise ``WorkloadError`` at the first fault.
+    ``name`` is how the spec names the workload (a file and factory, a module, a built-in)."""
+    state = torch.get_rng_state()
+    try:
+        train, val = _datasets(workload, name)
+        metrics = [m for m, _direction in workload.info.metrics]
+        for cfg in configs:
+            _check_config(workload, name, cfg, train, val, metrics)
+    finally:
+        torch.set_rng_state(state)
