@@ -2,8 +2,8 @@
 
 Subclass ``Workload`` (or write any object with the same members), declare its model families
 and metrics in a ``WorkloadInfo``, and name its factory in a spec
-(``workload: {file: ./my_workload.py, factory: make_workload, args: {...}}``). See the README,
-"Plan your own training", and ``examples/custom_workload/``.
+(``workload: {file: ./my_workload.py, factory: make_workload, args: {...}}``). See the docs'
+how-to guide "Your own workload" (``docs/how-to/own-workload.md``) and ``examples/custom_workload/``.
 
 >>> from paretrain.workload import Workload, WorkloadInfo, Family, Param, check_workload
 >>> class Nothing: pass

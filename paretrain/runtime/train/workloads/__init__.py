@@ -112,7 +112,7 @@ def _build_user(name: str, args: Mapping[str, Any], where: str) -> Any:
         raise _fail(
             where,
             "workload",
-            "must return a workload (see the README: Plan your own training)",
+            "must return a workload (see the docs: how-to, Your own workload)",
             type(obj).__name__,
             f"the object {'; '.join(problems)}",
         )
