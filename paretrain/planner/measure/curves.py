@@ -178,7 +178,14 @@ def _fit_family(
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
-                res = least_squares(lambda p: (fam.model(x, p) - u) * w, start, bounds=(lo, hi), max_nfev=400, ftol=1e-6, xtol=1e-6)
+                res = least_squares(
+                    lambda p: (fam.model(x, p) - u) * w,
+                    start,
+                    bounds=(lo, hi),
+                    max_nfev=400,
+                    ftol=1e-6,
+                    xtol=1e-6,
+                )
             except (ValueError, FloatingPointError):
                 continue
         if (
