@@ -52,7 +52,7 @@ def run(
     """Train a plan's candidate for real, within its budget."""
     from paretrain.planner.plan.approval import check_approval
     from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
-    from paretrain.runtime.train.elastic import Settings
+    from paretrain.runtime.train.elastic_settings import Settings
 
     Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
     the_plan = read_plan(plan_path)
