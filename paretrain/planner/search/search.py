@@ -38,7 +38,13 @@ from optuna.storages._heartbeat import get_heartbeat_thread
 
 from paretrain.planner.inputs.space import Config, WorkloadInfo
 from paretrain.planner.measure.fits import fit_learning_curve
-from paretrain.planner.search.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
+from paretrain.planner.search.envelope import (
+    EnvelopeState,
+    LocalEnvelope,
+    SearchEnvelope,
+    first_hold,
+    more_hold,
+)
 from paretrain.planner.search.space import SearchSpace, search_space, suggest_config
 from paretrain.planner.search.study import (
     DIRECTIONS,
@@ -157,15 +163,13 @@ def run_search(
         if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
             break
         dearest = _dearest_full_trial(study)
-        if state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest):
+        if _short(state, dearest):
             if state.held_usd > 0:  # trials of other workers hold money: what they leave comes back
                 time.sleep(WAIT_S)
                 continue
             stopped_for_budget = True  # the next trial could not finish on what is left
             break
-        with warnings.catch_warnings():  # ask/tell with a heartbeat storage: beats are ours
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
+        trial = _ask(study)
         config = suggest_config(trial, space)
         held = envelope.reserve(trial.number, first_hold(budget, dearest))
         if held <= 0:  # another worker took what was free since the look above: look again
@@ -190,6 +194,18 @@ def run_search(
         stopped_for_budget,
         front_configs(study, spec.target.metric_obj),
     )
+
+
+def _short(state: EnvelopeState, dearest: float | None) -> bool:
+    """Whether what is free now could not fund a trial as dear as the dearest full one."""
+    return state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """A new trial; with a heartbeat storage its beats are ours (ask/tell), so no warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
 
 
 def _train(

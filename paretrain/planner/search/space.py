@@ -71,42 +71,7 @@ def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "sp
                 key,
                 f"use one of: {', '.join(sorted(allowed))}",
             )
-    names = narrow.get("families", list(info.family_names))
-    if not isinstance(names, list) or not names or any(n not in info.family_names for n in names):
-        raise SpecError(
-            where,
-            "search.space.families",
-            f"must list families of {info.name}",
-            names,
-            f"use some of: {', '.join(info.family_names)}",
-        )
-    fams = []
-    for name in names:
-        fam = info.family(name)
-        sub = narrow.get(name, {}) or {}
-        if not isinstance(sub, dict):
-            raise SpecError(
-                where,
-                f"search.space.{name}",
-                "must map parameters to ranges",
-                sub,
-                "write e.g. {width: [32, 256]}",
-            )
-        params = []
-        for p in fam.params:
-            params.append(
-                _param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p
-            )
-        for key in sub:
-            if key not in fam.names:
-                raise SpecError(
-                    where,
-                    f"search.space.{name}.{key}",
-                    f"is not a parameter of {name}",
-                    key,
-                    f"use: {', '.join(fam.names)}",
-                )
-        fams.append(Family(name, tuple(params)))
+    families = _families(info, narrow, where)
     opts = narrow.get("optimizer", list(OPTIMIZERS))
     if not isinstance(opts, list) or not opts or any(o not in OPTIMIZERS for o in opts):
         raise SpecError(
@@ -122,7 +87,48 @@ def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "sp
         if "weight_decay" in narrow
         else info.weight_decay
     )
-    return SearchSpace(tuple(fams), tuple(opts), lr, wd)
+    return SearchSpace(families, tuple(opts), lr, wd)
+
+
+def _families(info: WorkloadInfo, narrow: Mapping[str, Any], where: str) -> tuple[Family, ...]:
+    """The families ``search.space.families`` keeps (all by default), each narrowed."""
+    names = narrow.get("families", list(info.family_names))
+    if not isinstance(names, list) or not names or any(n not in info.family_names for n in names):
+        raise SpecError(
+            where,
+            "search.space.families",
+            f"must list families of {info.name}",
+            names,
+            f"use some of: {', '.join(info.family_names)}",
+        )
+    return tuple(_family(info.family(name), narrow.get(name, {}) or {}, where) for name in names)
+
+
+def _family(fam: Family, sub: Any, where: str) -> Family:
+    """``fam`` with the parameters ``search.space.<family>`` narrows."""
+    name = fam.name
+    if not isinstance(sub, dict):
+        raise SpecError(
+            where,
+            f"search.space.{name}",
+            "must map parameters to ranges",
+            sub,
+            "write e.g. {width: [32, 256]}",
+        )
+    params = tuple(
+        _param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p
+        for p in fam.params
+    )
+    for key in sub:
+        if key not in fam.names:
+            raise SpecError(
+                where,
+                f"search.space.{name}.{key}",
+                f"is not a parameter of {name}",
+                key,
+                f"use: {', '.join(fam.names)}",
+            )
+    return Family(name, params)
 
 
 def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
