@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 import torch
 from torch.nn import functional as F
 
-from paretrain.runtime.train.trainer import keep_freed_memory
+from paretrain.runtime.train.process_setup import keep_freed_memory
 from paretrain.runtime.train.workloads.gpt import GPT, GPTConfig, adamw
 from paretrain.runtime.train.workloads.stdlib_corpus import TrainWindows, load_corpus
 

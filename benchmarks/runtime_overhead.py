@@ -32,7 +32,8 @@ from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.train.devices import claim
-from paretrain.runtime.train.trainer import Trainer, warm_up_torch
+from paretrain.runtime.train.process_setup import warm_up_torch
+from paretrain.runtime.train.trainer import Trainer
 from paretrain.runtime.train.workloads import WORKLOADS, load_workload
 
 CONFIG = Config("mlp-256x2", "mlp", (("width", 256), ("depth", 2)), lr=1e-3)

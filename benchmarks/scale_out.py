@@ -83,7 +83,8 @@ def bench_data_parallel(
     from paretrain.planner.inputs.spec import WorkloadSpec
     from paretrain.runtime.train.distributed import allreduce_seconds
     from paretrain.runtime.train.parallel import ParallelTrainer
-    from paretrain.runtime.train.trainer import Trainer, set_threads, warm_up_torch
+    from paretrain.runtime.train.process_setup import set_threads, warm_up_torch
+    from paretrain.runtime.train.trainer import Trainer
     from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
     set_threads(1)

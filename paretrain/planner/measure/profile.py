@@ -16,6 +16,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import InputError
@@ -32,7 +33,7 @@ from paretrain.planner.measure.measurements import (
 if TYPE_CHECKING:
     from paretrain.planner.inputs.space import Config
     from paretrain.planner.inputs.spec import Spec
-    from paretrain.planner.measure.lab import Lab
+    from paretrain.planner.measure.lab import Lab, LocalDevice
 
 __all__ = [
     "PROFILE_SCHEMA",
@@ -116,99 +117,147 @@ def build_profile(
     """Measure every allowed local (device, config, precision), each device's matrix-multiply
     rate, all-reduce times when several workers are allowed, and per config its convergence at
     several batch sizes and its gradient noise along training."""
-    local = [d for d in lab.devices() if spec.hardware.allows(d.id)]
-    if not local and any(not a.startswith("local/") for a in spec.hardware.allow):
-        # only catalog offers are allowed: measure the fastest local CPU as the reference
-        # that their step times are modeled from
-        cpus = sorted((d for d in lab.devices() if d.kind == "cpu"), key=lambda d: d.threads)
-        local = cpus[-1:]
+    local = _reference_devices(spec, lab)
     hints = spec.convergence or {}
-    tasks: list[tuple[str, Callable[[], Any]]] = []
-    for dev in local:
-        tasks.append((f"peak of {dev.id}", lambda d=dev.id: ("peak", d, lab.measure_peak(d))))
-        for cfg in configs:
-            for precision in spec.planner.precisions:
-                if precision not in dev.precisions:
-                    continue
-                tasks.append(
-                    (
-                        f"steps {cfg.id} on {dev.id} {precision}",
-                        lambda c=cfg, d=dev.id, q=precision: lab.measure_steps(
-                            c, d, q, spec.planner.batch_sizes, spec.planner.profile_steps
-                        ),
-                    )
-                )
     cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
-    if spec.planner.max_workers > 1 and any(d.kind == "cpu" for d in local) and cores > 1:
-        for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores}):
-            for nbytes in (1 << 16, 1 << 20, 1 << 22):
-                tasks.append(
-                    (
-                        f"all-reduce of {nbytes >> 10} KiB among {n}",
-                        lambda n=n, nb=nbytes: ("sync", SyncSample(n, nb, *lab.measure_sync(n, nb))),
-                    )
-                )
-    for cfg in configs:
-        if cfg.id in hints:
-            continue
-        for b in spec.planner.convergence_batch_sizes:
-            tasks.append(
-                (
-                    f"convergence {cfg.id} at batch {b}",
-                    lambda c=cfg, bb=b: lab.measure_convergence(
-                        c,
-                        bb,
-                        spec.target.levels,
-                        spec.target.max_samples,
-                        spec.runtime.eval_every_samples,
-                        device=fastest_cpu(steps, c.id, bb),
-                    ),
-                )
-            )
-    unsupported = tuple(
-        (dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions
-    )
+    out = _Measured()
+    # in this order: a convergence run trains on the CPU its step times found fastest
+    tasks = [
+        *_step_tasks(spec, lab, local, configs, out),
+        *_sync_tasks(spec, lab, local, cores, out),
+        *_convergence_tasks(spec, lab, [c for c in configs if c.id not in hints], out),
+    ]
     noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
     total = len(tasks) + len(noise_cfgs)
-    steps: list[StepProfile] = []
-    runs: list[ConvergenceRun] = []
-    peaks: dict[str, float] = {}
-    syncs: list[SyncSample] = []
-    noise: list[NoiseSample] = []
     for i, (label, task) in enumerate(tasks):
         if progress:
             progress(label, i, total)
-        result = task()
-        if isinstance(result, StepProfile):
-            steps.append(result)
-        elif isinstance(result, ConvergenceRun):
-            runs.append(result)
-        elif result[0] == "peak":
-            peaks[result[1]] = result[2]
-        else:
-            syncs.append(result[1])
-    for j, cfg in enumerate(noise_cfgs):
-        reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
-        if not reached:
-            continue
-        if progress:
-            progress(f"gradient noise of {cfg.id}", len(tasks) + j, total)
-        top = min(max(reached), spec.target.max_samples)
-        noise.extend(lab.measure_noise(cfg, noise_points(top), NOISE_SMALL_BATCH, NOISE_BIG_BATCH))
+        task()
+    noise = _measure_noise(spec, lab, noise_cfgs, out.runs, progress, start=len(tasks), total=total)
     if progress:
         progress("done", total, total)
     return Profile(
         key=key,
         device=lab.fingerprint(),
-        steps=tuple(steps),
-        convergence=tuple(runs),
+        steps=tuple(out.steps),
+        convergence=tuple(out.runs),
         noise=tuple(noise),
         measured_at=measured_at,
-        peaks=peaks,
-        sync=tuple(syncs),
+        peaks=out.peaks,
+        sync=tuple(out.syncs),
         notes={"cores": cores},
-        unsupported=unsupported,
+        unsupported=tuple(
+            (dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions
+        ),
     )
+
+
+Task = tuple[str, Callable[[], None]]  # (what, the measurement, which records into _Measured)
+
+
+@dataclass
+class _Measured:
+    """What the tasks of ``build_profile`` measured so far."""
+
+    steps: list[StepProfile] = field(default_factory=list)
+    runs: list[ConvergenceRun] = field(default_factory=list)
+    peaks: dict[str, float] = field(default_factory=dict)
+    syncs: list[SyncSample] = field(default_factory=list)
+
+
+def _reference_devices(spec: Spec, lab: Lab) -> list[LocalDevice]:
+    """The allowed local devices; with only catalog offers allowed, the fastest local CPU as
+    the reference that their step times are modeled from."""
+    local = [d for d in lab.devices() if spec.hardware.allows(d.id)]
+    if not local and any(not a.startswith("local/") for a in spec.hardware.allow):
+        cpus = sorted((d for d in lab.devices() if d.kind == "cpu"), key=lambda d: d.threads)
+        local = cpus[-1:]
+    return local
+
+
+def _step_tasks(
+    spec: Spec, lab: Lab, local: Sequence[LocalDevice], configs: Sequence[Config], out: _Measured
+) -> list[Task]:
+    """Each device's peak rate, and timed steps of every config in each precision it trains in."""
+    tasks: list[Task] = []
+    for dev in local:
+        tasks.append((f"peak of {dev.id}", partial(_peak, lab, dev.id, out)))
+        for cfg in configs:
+            for precision in spec.planner.precisions:
+                if precision in dev.precisions:
+                    label = f"steps {cfg.id} on {dev.id} {precision}"
+                    tasks.append((label, partial(_steps, spec, lab, cfg, dev.id, precision, out)))
+    return tasks
+
+
+def _sync_tasks(spec: Spec, lab: Lab, local: Sequence[LocalDevice], cores: int, out: _Measured) -> list[Task]:
+    """All-reduce times among the worker counts this machine's cores can hold (CPU devices)."""
+    if spec.planner.max_workers <= 1 or not any(d.kind == "cpu" for d in local) or cores <= 1:
+        return []
+    return [
+        (f"all-reduce of {nbytes >> 10} KiB among {n}", partial(_sync, lab, n, nbytes, out))
+        for n in sorted({w for w in worker_counts(spec.planner.max_workers) if 1 < w <= cores})
+        for nbytes in (1 << 16, 1 << 20, 1 << 22)
+    ]
+
+
+def _convergence_tasks(spec: Spec, lab: Lab, configs: Sequence[Config], out: _Measured) -> list[Task]:
+    """A convergence run of every config at each convergence batch size."""
+    return [
+        (f"convergence {cfg.id} at batch {b}", partial(_convergence, spec, lab, cfg, b, out))
+        for cfg in configs
+        for b in spec.planner.convergence_batch_sizes
+    ]
+
+
+def _peak(lab: Lab, device: str, out: _Measured) -> None:
+    out.peaks[device] = lab.measure_peak(device)
+
+
+def _steps(spec: Spec, lab: Lab, cfg: Config, device: str, precision: str, out: _Measured) -> None:
+    out.steps.append(
+        lab.measure_steps(cfg, device, precision, spec.planner.batch_sizes, spec.planner.profile_steps)
+    )
+
+
+def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
+    out.syncs.append(SyncSample(workers, nbytes, *lab.measure_sync(workers, nbytes)))
+
+
+def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measured) -> None:
+    out.runs.append(
+        lab.measure_convergence(
+            cfg,
+            batch_size,
+            spec.target.levels,
+            spec.target.max_samples,
+            spec.runtime.eval_every_samples,
+            device=fastest_cpu(out.steps, cfg.id, batch_size),
+        )
+    )
+
+
+def _measure_noise(
+    spec: Spec,
+    lab: Lab,
+    configs: Sequence[Config],
+    runs: Sequence[ConvergenceRun],
+    progress: Progress | None,
+    *,
+    start: int,
+    total: int,
+) -> list[NoiseSample]:
+    """Gradient noise of each config along the training its convergence runs reached."""
+    noise: list[NoiseSample] = []
+    for j, cfg in enumerate(configs):
+        reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
+        if not reached:
+            continue
+        if progress:
+            progress(f"gradient noise of {cfg.id}", start + j, total)
+        top = min(max(reached), spec.target.max_samples)
+        noise.extend(lab.measure_noise(cfg, noise_points(top), NOISE_SMALL_BATCH, NOISE_BIG_BATCH))
+    return noise
 
 
 #: Batch sizes of the two-batch gradient-noise estimator (McCandlish et al. 2018, App. A).

@@ -30,7 +30,7 @@ new runs planned with it missed by 9.3%.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -196,49 +196,66 @@ def step_models(
         for q in precisions:
             ref = _reference(profile, measured, cid, q)
             for offer in offers:
-                sp = measured.get((offer.id, cid, q))
-                if sp is not None:
-                    f = factors.get(offer.id, factors.get("*", 1.0) if offer.kind == "cpu" else 1.0)
-                    pts = [(s.batch_size, s.step_s * f) for s in sp.samples if s.workers == 1]
-                    single, modeled = fit_step_time(pts), False
-                    eval_s, memory, params = (
-                        sp.eval_s * f,
-                        {s.batch_size: s.peak_mem_bytes for s in sp.samples},
-                        sp.param_count,
-                    )
-                    ckpt = sp.ckpt_s
-                    spread = sum(s.spread for s in sp.samples) / max(len(sp.samples), 1)
-                    fixed = sp.fixed_s
-                elif ref is not None and not offer.local and _peak(offer, q) > 0:
-                    rsp, rmodel, rpeak = ref
-                    ratio = rpeak / (_peak(offer, q) * 1e12)
-                    single = StepTimeModel(rmodel.alpha, rmodel.beta * ratio, rmodel.b_min, rmodel.b_max)
-                    modeled, eval_s = True, rsp.eval_s * min(1.0, ratio)
-                    memory, params = {s.batch_size: s.peak_mem_bytes for s in rsp.samples}, rsp.param_count
-                    ckpt = virtual_checkpoint_s(params)
-                    spread, fixed, f = 0.0, 0.0, 1.0
-                else:
+                one = _one_worker(offer, measured.get((offer.id, cid, q)), ref, factors, q)
+                if one is None:
                     continue
                 for n in worker_counts:
                     if offer.local:
                         if n > 1 and (local_sync is None or offer.threads * n > _cores(profile)):
                             continue
-                        sync = local_sync or SyncModel(0.0, 1e15, 1, False)
+                        sync = local_sync or _NO_SYNC
                     else:
                         sync = modeled_sync(offer, n)
-                    out[(offer.id, cid, q, n)] = StepModel(
-                        single,
-                        sync,
-                        4.0 * params,
-                        eval_s,
-                        modeled or (n > 1 and sync.modeled),
-                        memory,
-                        ckpt,
-                        spread,
-                        fixed,
-                        f,
+                    out[(offer.id, cid, q, n)] = replace(
+                        one, sync=sync, modeled=one.modeled or (n > 1 and sync.modeled)
                     )
     return out
+
+
+#: The sync of a model with one worker: nothing to all-reduce.
+_NO_SYNC = SyncModel(0.0, 1e15, 1, False)
+
+
+def _one_worker(
+    offer: Offer,
+    sp: StepProfile | None,
+    ref: tuple[StepProfile, StepTimeModel, float] | None,
+    factors: Mapping[str, float],
+    q: str,
+) -> StepModel | None:
+    """One worker's step model on ``offer``: its measured steps (``sp``) scaled by the device's
+    speed factor, else the reference device's scaled by peak rates (a catalog offer), else None."""
+    if sp is not None:
+        f = factors.get(offer.id, factors.get("*", 1.0) if offer.kind == "cpu" else 1.0)
+        pts = [(s.batch_size, s.step_s * f) for s in sp.samples if s.workers == 1]
+        return StepModel(
+            fit_step_time(pts),
+            _NO_SYNC,
+            4.0 * sp.param_count,
+            sp.eval_s * f,
+            False,
+            {s.batch_size: s.peak_mem_bytes for s in sp.samples},
+            sp.ckpt_s,
+            sum(s.spread for s in sp.samples) / max(len(sp.samples), 1),
+            sp.fixed_s,
+            f,
+        )
+    if ref is None or offer.local or _peak(offer, q) <= 0:
+        return None
+    rsp, rmodel, rpeak = ref
+    ratio = rpeak / (_peak(offer, q) * 1e12)
+    return StepModel(
+        StepTimeModel(rmodel.alpha, rmodel.beta * ratio, rmodel.b_min, rmodel.b_max),
+        _NO_SYNC,
+        4.0 * rsp.param_count,
+        rsp.eval_s * min(1.0, ratio),
+        True,
+        {s.batch_size: s.peak_mem_bytes for s in rsp.samples},
+        virtual_checkpoint_s(rsp.param_count),
+        0.0,
+        0.0,
+        1.0,
+    )
 
 
 def speed_factors(profile: Profile) -> dict[str, float]:

@@ -255,6 +255,10 @@ def candidate_intervals(
         cost += s.cost_usd * ratio * f_t
         needed += s.samples * ratio
         planned += s.samples
-    q = lambda a: Interval(*(float(v) for v in np.quantile(a, [0.1, 0.5, 0.9])))  # noqa: E731
     p_reach = float(np.mean(needed <= planned * (1 + 1e-9)))
-    return q(cost), q(time), p_reach, q(needed)
+    return _deciles(cost), _deciles(time), p_reach, _deciles(needed)
+
+
+def _deciles(draws: np.ndarray) -> Interval:
+    """The 10th, 50th and 90th percentiles of ``draws``."""
+    return Interval(*(float(v) for v in np.quantile(draws, [0.1, 0.5, 0.9])))

@@ -18,7 +18,7 @@ on the same hardware are then pruned (exactly; ``paretrain.planner.program.probl
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ import numpy as np
 from paretrain.planner.measure.fits import (
     ConvergenceFit,
     NoiseCurve,
+    StageNoise,
     fit_convergence,
     fit_noise_curve,
     stage_noise,
@@ -105,52 +106,24 @@ def build_problem(
     prune: bool = True,
 ) -> tuple[Problem, ProblemContext]:
     """The ``Problem`` of the module docstring, with its context for the plan file."""
-    K = spec.planner.stages
     fits, notes = fit_all_convergence(spec, profile, configs)
     choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
     workers = [n for n in worker_counts(spec.planner.max_workers) if n >= spec.planner.min_workers]
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
-    notes.extend(
-        f"{dev}: steps and evaluations predicted at x{f:.3f} the profile's timed passes (its "
-        "convergence runs' speed)"
-        for dev, f in sorted(speed_factors(profile).items())
-        if dev != "*"
-    )
+    notes.extend(_speed_notes(profile))
     left_out = _unsupported_precisions(spec, offers, profile, notes)
-    options = tuple(
-        Option(o.id, q, b, n)
-        for o in offers
-        for q in spec.planner.precisions
-        if (o.id, q) not in left_out
-        for n in workers
-        for b in spec.planner.batch_sizes
-        if any((o.id, c.id, q, n) in models for c in configs)
-    )
+    options = _options(spec, offers, configs, models, workers, left_out)
     hardware = tuple(o.id for o in offers)
     offer_of = {o.id: o for o in offers}
-    hw_index = {h: i for i, h in enumerate(hardware)}
-    curves = _noise_curves(profile, configs, notes)
+    curves, noise, b_noise_stage = _noise_models(profile, configs, fits, choices, spec.planner.stages, notes)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
-    storage = {
-        key: _checkpoint_bytes(m.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
-        for key, m in models.items()
-    }
-    noise = {key: stage_noise(fit.b_noise, curves.get(key[0]), fit.e_min, K) for key, fit in fits.items()}
-    b_noise_stage: dict[tuple[int, int], float] = {}
-    for m, ch in enumerate(choices):  # at each stage's midpoint of ideal progress
-        key = (ch.config_id, ch.accuracy)
-        for k in range(K):
-            b_noise_stage[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / K)
+    storage = {key: _storage_bytes(spec, m) for key, m in models.items()}
     time, cost, samples = _fill(
         spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage
     )
     notes.extend(_offers_left_out(spec, offers, options, time, models))
     entry = [entry_cost(offer_of[h]) for h in hardware]
-    switch_in_s = np.array([e[0] for e in entry])
-    switch_in_usd = np.array([e[1] for e in entry])
     egress_bytes = max((_checkpoint_bytes(4.0 * sp.param_count, 1) for sp in profile.steps), default=0.0)
-    switch_out_usd = np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware])
-    train_budget = spec.budget.train_usd if budget_usd is None else budget_usd
     problem = Problem(
         choices=choices,
         options=options,
@@ -158,17 +131,15 @@ def build_problem(
         time_s=time,
         cost_usd=cost,
         samples=samples,
-        option_hw=np.array([hw_index[o.hardware] for o in options], dtype=int),
-        switch_s=switch_in_s,
-        switch_usd=switch_in_usd,
-        switch_out_usd=switch_out_usd,
-        budget_usd=train_budget,
+        option_hw=np.array([hardware.index(o.hardware) for o in options], dtype=int),
+        switch_s=np.array([e[0] for e in entry]),
+        switch_usd=np.array([e[1] for e in entry]),
+        switch_out_usd=np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware]),
+        budget_usd=spec.budget.train_usd if budget_usd is None else budget_usd,
         deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
         accuracy_floor=spec.target.metric_obj.score(spec.target.goal),
     )
-    pruned = 0
-    if prune:
-        problem, pruned = prune_dominated(problem)
+    problem, pruned = prune_dominated(problem) if prune else (problem, 0)
     runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
     ctx = ProblemContext(
         step_models=models,
@@ -184,6 +155,73 @@ def build_problem(
         curves=runs,
     )
     return problem, ctx
+
+
+def _speed_notes(profile: Profile) -> list[str]:
+    """One note per device whose steps are predicted faster or slower than its timed passes."""
+    return [
+        f"{dev}: steps and evaluations predicted at x{f:.3f} the profile's timed passes (its "
+        "convergence runs' speed)"
+        for dev, f in sorted(speed_factors(profile).items())
+        if dev != "*"
+    ]
+
+
+def _options(
+    spec: Spec,
+    offers: Sequence[Offer],
+    configs: Sequence[Config],
+    models: Mapping[tuple[str, str, str, int], StepModel],
+    workers: Sequence[int],
+    left_out: Collection[tuple[str, str]],
+) -> tuple[Option, ...]:
+    """Every (offer, precision, batch size, workers) some config has a step model for."""
+    return tuple(
+        Option(o.id, q, b, n)
+        for o in offers
+        for q in spec.planner.precisions
+        if (o.id, q) not in left_out
+        for n in workers
+        for b in spec.planner.batch_sizes
+        if any((o.id, c.id, q, n) in models for c in configs)
+    )
+
+
+def _noise_models(
+    profile: Profile,
+    configs: Sequence[Config],
+    fits: Mapping[tuple[str, float], ConvergenceFit],
+    choices: Sequence[Choice],
+    stages: int,
+    notes: list[str],
+) -> tuple[dict[str, NoiseCurve], dict[tuple[str, float], StageNoise], dict[tuple[int, int], float]]:
+    """The measured noise curves, each choice's noise model along its stages, and its noise
+    scale at each stage."""
+    curves = _noise_curves(profile, configs, notes)
+    noise = {
+        key: stage_noise(fit.b_noise, curves.get(key[0]), fit.e_min, stages) for key, fit in fits.items()
+    }
+    return curves, noise, _noise_by_stage(choices, fits, noise, stages)
+
+
+def _storage_bytes(spec: Spec, model: StepModel) -> float:
+    """The disk a run of this step model holds: its checkpoints and its data."""
+    return _checkpoint_bytes(model.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
+
+
+def _noise_by_stage(
+    choices: Sequence[Choice],
+    fits: Mapping[tuple[str, float], ConvergenceFit],
+    noise: Mapping[tuple[str, float], StageNoise],
+    stages: int,
+) -> dict[tuple[int, int], float]:
+    """The noise scale of choice m at stage k, read at the stage's midpoint of ideal progress."""
+    out: dict[tuple[int, int], float] = {}
+    for m, ch in enumerate(choices):
+        key = (ch.config_id, ch.accuracy)
+        for k in range(stages):
+            out[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / stages)
+    return out
 
 
 def _unsupported_precisions(

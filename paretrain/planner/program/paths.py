@@ -88,71 +88,108 @@ class _Incumbent:
 
 
 def _choice_front(problem: Problem, m: int, incumbent: _Incumbent, max_labels: int) -> list[Schedule]:
+    """The exact (cost, time) front of choice ``m``: the labels stage by stage, then the paths
+    of the last stage's front, evaluated exactly; the incumbent learns the feasible ones."""
     p = problem
-    K = p.stages
-    budget, deadline = p.budget_usd * _CAP_SLACK, p.deadline_s * _CAP_SLACK
-    opts = [_options(p, m, k) for k in range(K)]
+    opts = [_options(p, m, k) for k in range(p.stages)]
     if any(not o for o in opts):
         return []
-    # least cost and time any completion after stage k adds (moves are >= 0)
+    least_c, least_t = _least_completion(p, m, opts)
+    stages: list[_Stage] = []
+    prev: _Stage | None = None
+    for k in range(p.stages):
+        bound = (least_c[k], least_t[k])
+        prev = _next_stage(p, m, k, prev, opts[k], incumbent, bound, max_labels)
+        if prev is None:
+            return []
+        stages.append(prev)
+    out = [s for s in _schedules(p, m, stages) if p.feasible(s)]
+    incumbent.add(np.array([s.cost_usd for s in out]), np.array([s.wall_s for s in out]))
+    return out
+
+
+def _least_completion(p: Problem, m: int, opts: list[dict[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The least cost and time any completion after stage k adds (moves are >= 0), per k."""
+    K = p.stages
     least_c = np.zeros(K)
     least_t = np.zeros(K)
     for k in range(K - 2, -1, -1):
         cols = np.concatenate(list(opts[k + 1].values()))
         least_c[k] = least_c[k + 1] + p.cost_usd[m, k + 1, cols].min()
         least_t[k] = least_t[k + 1] + p.time_s[m, k + 1, cols].min()
-    leave, sw_c, sw_t = p.leave_usd, p.switch_usd, p.switch_s
-    stages: list[_Stage] = []
-    prev: _Stage | None = None
-    for k in range(K):
-        parts: list[tuple[np.ndarray, ...]] = []
-        if prev is not None:
-            u = front2d(prev.c + leave[prev.hw], prev.t)
-            uc, ut = prev.c[u] + leave[prev.hw[u]], prev.t[u]
-        for h, cols in opts[k].items():
-            oc, ot = p.cost_usd[m, k, cols], p.time_s[m, k, cols]
-            if prev is None:
-                bc, bt, bp = np.zeros(1), np.zeros(1), np.full(1, -1)
-            else:
-                stay = np.flatnonzero(prev.hw == h)
-                bc = np.concatenate([prev.c[stay], uc + sw_c[h]])
-                bt = np.concatenate([prev.t[stay], ut + sw_t[h]])
-                bp = np.concatenate([stay, u])
-                keep = front2d(bc, bt)
-                bc, bt, bp = bc[keep], bt[keep], bp[keep]
-            if bc.size * cols.size > 8 * max_labels:
-                raise LabelLimit(
-                    f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options"
-                )
-            cc = (bc[:, None] + oc[None, :]).ravel()
-            tt = (bt[:, None] + ot[None, :]).ravel()
-            ok = (cc <= budget) & (tt <= deadline)
-            ok &= ~incumbent.matched(cc + least_c[k], tt + least_t[k])
-            idx = np.flatnonzero(ok)
-            if idx.size == 0:
-                continue
-            keep = idx[front2d(cc[idx], tt[idx])]
-            parts.append(
-                (cc[keep], tt[keep], np.full(keep.size, h), bp[keep // cols.size], cols[keep % cols.size])
-            )
-        if not parts:
-            return []
-        prev = _Stage(*(np.concatenate(a) for a in zip(*parts, strict=False)))
-        if prev.c.size > max_labels:
-            raise LabelLimit(f"stage {k} of choice {m} keeps {prev.c.size} labels (limit {max_labels})")
-        stages.append(prev)
+    return least_c, least_t
+
+
+def _next_stage(
+    p: Problem,
+    m: int,
+    k: int,
+    prev: _Stage | None,
+    opts: dict[int, np.ndarray],
+    incumbent: _Incumbent,
+    least: tuple[float, float],
+    max_labels: int,
+) -> _Stage | None:
+    """L[k, h] for every hardware h from the labels of stage k-1 (None: no label survives)."""
+    budget, deadline = p.budget_usd * _CAP_SLACK, p.deadline_s * _CAP_SLACK
+    leaving = None if prev is None else _leave(p, prev)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for h, cols in opts.items():
+        bc, bt, bp = _entries(p, h, prev, leaving)
+        if bc.size * cols.size > 8 * max_labels:
+            raise LabelLimit(f"stage {k} of choice {m} would extend {bc.size} labels by {cols.size} options")
+        cc = (bc[:, None] + p.cost_usd[m, k, cols][None, :]).ravel()
+        tt = (bt[:, None] + p.time_s[m, k, cols][None, :]).ravel()
+        ok = (cc <= budget) & (tt <= deadline)
+        ok &= ~incumbent.matched(cc + least[0], tt + least[1])
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            continue
+        keep = idx[front2d(cc[idx], tt[idx])]
+        parts.append(
+            (cc[keep], tt[keep], np.full(keep.size, h), bp[keep // cols.size], cols[keep % cols.size])
+        )
+    if not parts:
+        return None
+    stage = _Stage(*(np.concatenate(a) for a in zip(*parts, strict=False)))
+    if stage.c.size > max_labels:
+        raise LabelLimit(f"stage {k} of choice {m} keeps {stage.c.size} labels (limit {max_labels})")
+    return stage
+
+
+def _leave(p: Problem, prev: _Stage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """U[k-1]: the front of the labels that leave their hardware, as (index, cost, time)."""
+    u = front2d(prev.c + p.leave_usd[prev.hw], prev.t)
+    return u, prev.c[u] + p.leave_usd[prev.hw[u]], prev.t[u]
+
+
+def _entries(
+    p: Problem, h: int, prev: _Stage | None, leaving: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The labels a stage on hardware ``h`` extends, as (cost, time, parent): those that stay on
+    ``h`` and those that move onto it, cut to their front (the first stage: one empty label)."""
+    if prev is None or leaving is None:
+        return np.zeros(1), np.zeros(1), np.full(1, -1)
+    u, uc, ut = leaving
+    stay = np.flatnonzero(prev.hw == h)
+    bc = np.concatenate([prev.c[stay], uc + p.switch_usd[h]])
+    bt = np.concatenate([prev.t[stay], ut + p.switch_s[h]])
+    bp = np.concatenate([stay, u])
+    keep = front2d(bc, bt)
+    return bc[keep], bt[keep], bp[keep]
+
+
+def _schedules(p: Problem, m: int, stages: list[_Stage]) -> list[Schedule]:
+    """Each label of the last stage's front traced back to its options, evaluated exactly."""
     last = stages[-1]
     out = []
     for i in front2d(last.c, last.t):
         path = []
         j = int(i)
-        for k in range(K - 1, -1, -1):
+        for k in range(len(stages) - 1, -1, -1):
             path.append(int(stages[k].opt[j]))
             j = int(stages[k].parent[j])
-        s = p.evaluate(m, path[::-1])
-        if p.feasible(s):
-            out.append(s)
-    incumbent.add(np.array([s.cost_usd for s in out]), np.array([s.wall_s for s in out]))
+        out.append(p.evaluate(m, path[::-1]))
     return out
 
 

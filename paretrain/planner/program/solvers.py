@@ -1,4 +1,4 @@
-"""Solver plumbing for ``paretrain.planner.program.milp``: the PuLP solver objects, quieting HiGHS's banner, and
+"""Solver plumbing for ``paretrain.planner.program.formulation``: the PuLP solver objects, quieting HiGHS's banner, and
 mapping a solve's status to an outcome or a named error."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Optuna constrained multi-objective architecture and hyperparameter search.
+"""Optuna constrained multi-objective architecture and hyperparameter search: the trial loop.
 
-The space is data: the workload declares its families and their parameters
-(``paretrain.planner.inputs.space``), and ``search.space`` in the spec narrows or replaces any of it.
+The space is ``paretrain.planner.search.space``; the study, its storage and its front are
+``paretrain.planner.search.study`` (both re-exported here).
 
 Objectives: maximize validation accuracy, minimize the training cost to that accuracy (the
 money the trial spent on the planning device until its best evaluation), minimize the
@@ -29,19 +29,30 @@ import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 
-from paretrain.planner.errors import SpecError
-from paretrain.planner.inputs.metric import ACCURACY, Metric
-from paretrain.planner.inputs.space import OPTIMIZERS, Config, Family, Param, WorkloadInfo
+from paretrain.planner.inputs.space import Config, WorkloadInfo
 from paretrain.planner.measure.fits import fit_learning_curve
-from paretrain.planner.program.pareto import non_dominated
-from paretrain.planner.search.envelope import LocalEnvelope, SearchEnvelope, first_hold, more_hold
+from paretrain.planner.search.envelope import (
+    EnvelopeState,
+    LocalEnvelope,
+    SearchEnvelope,
+    first_hold,
+    more_hold,
+)
+from paretrain.planner.search.space import SearchSpace, search_space, suggest_config
+from paretrain.planner.search.study import (
+    DIRECTIONS,
+    complete_trials,
+    front_configs,
+    make_sampler,
+    open_study,
+)
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
@@ -61,18 +72,9 @@ __all__ = [
     "suggest_config",
 ]
 
-DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
 MIN_EVALS_BEFORE_CUT = 3
 WAIT_S = 0.5  # a worker the envelope cannot fund looks again this often while others hold money
 _COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
-
-
-@dataclass(frozen=True, slots=True)
-class SearchSpace:
-    families: tuple[Family, ...]
-    optimizers: tuple[str, ...]
-    lr: Param
-    weight_decay: Param
 
 
 @dataclass(frozen=True)
@@ -115,179 +117,6 @@ class SearchResult:
     spent_usd: float  # by this call
     stopped_for_budget: bool
     front: list[tuple[Config, dict[str, Any]]] = field(default_factory=list)
-
-
-def _param_from(raw: Any, base: Param, where: str, path: str) -> Param:
-    if base.kind == "choice":
-        if not isinstance(raw, list) or not raw or any(v not in base.choices for v in raw):
-            raise SpecError(
-                where,
-                path,
-                f"must be a non-empty list of {', '.join(map(str, base.choices))}",
-                raw,
-                "list the allowed values",
-            )
-        return Param(base.name, "choice", choices=tuple(raw), default=raw[0])
-    if (
-        not isinstance(raw, list)
-        or len(raw) != 2
-        or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in raw)
-        or not raw[0] <= raw[1]
-    ):
-        raise SpecError(where, path, "must be [low, high] with low <= high", raw, "give two numbers")
-    if base.log and raw[0] <= 0:
-        raise SpecError(where, path, "is on a log scale: low must be > 0", raw, "give a positive low bound")
-    return Param(
-        base.name,
-        base.kind,
-        float(raw[0]),
-        float(raw[1]),
-        log=base.log,
-        default=min(max(base.default, raw[0]), raw[1]) if base.default is not None else raw[0],
-    )
-
-
-def search_space(info: WorkloadInfo, narrow: Mapping[str, Any], where: str = "spec") -> SearchSpace:
-    """The workload's space, narrowed by ``search.space``: ``families: [..]``, ``optimizer:
-    [..]``, ``lr: [low, high]``, ``weight_decay: [low, high]``, and per family
-    ``{param: [low, high]}`` (or a list of choices)."""
-    allowed = {"families", "optimizer", "lr", "weight_decay", *info.family_names}
-    for key in narrow:
-        if key not in allowed:
-            raise SpecError(
-                where,
-                f"search.space.{key}",
-                "is not a known key",
-                key,
-                f"use one of: {', '.join(sorted(allowed))}",
-            )
-    names = narrow.get("families", list(info.family_names))
-    if not isinstance(names, list) or not names or any(n not in info.family_names for n in names):
-        raise SpecError(
-            where,
-            "search.space.families",
-            f"must list families of {info.name}",
-            names,
-            f"use some of: {', '.join(info.family_names)}",
-        )
-    fams = []
-    for name in names:
-        fam = info.family(name)
-        sub = narrow.get(name, {}) or {}
-        if not isinstance(sub, dict):
-            raise SpecError(
-                where,
-                f"search.space.{name}",
-                "must map parameters to ranges",
-                sub,
-                "write e.g. {width: [32, 256]}",
-            )
-        params = []
-        for p in fam.params:
-            params.append(
-                _param_from(sub[p.name], p, where, f"search.space.{name}.{p.name}") if p.name in sub else p
-            )
-        for key in sub:
-            if key not in fam.names:
-                raise SpecError(
-                    where,
-                    f"search.space.{name}.{key}",
-                    f"is not a parameter of {name}",
-                    key,
-                    f"use: {', '.join(fam.names)}",
-                )
-        fams.append(Family(name, tuple(params)))
-    opts = narrow.get("optimizer", list(OPTIMIZERS))
-    if not isinstance(opts, list) or not opts or any(o not in OPTIMIZERS for o in opts):
-        raise SpecError(
-            where,
-            "search.space.optimizer",
-            f"must list some of {', '.join(OPTIMIZERS)}",
-            opts,
-            "write e.g. [adam]",
-        )
-    lr = _param_from(narrow["lr"], info.lr, where, "search.space.lr") if "lr" in narrow else info.lr
-    wd = (
-        _param_from(narrow["weight_decay"], info.weight_decay, where, "search.space.weight_decay")
-        if "weight_decay" in narrow
-        else info.weight_decay
-    )
-    return SearchSpace(tuple(fams), tuple(opts), lr, wd)
-
-
-def _suggest(trial: optuna.Trial, name: str, p: Param) -> Any:
-    if p.kind == "choice":
-        return trial.suggest_categorical(name, list(p.choices))
-    if p.kind == "int":
-        return trial.suggest_int(name, int(p.low), int(p.high), log=p.log)
-    return trial.suggest_float(name, p.low, p.high, log=p.log)
-
-
-def suggest_config(trial: optuna.Trial, space: SearchSpace) -> Config:
-    """One configuration from the space; family parameters are named ``family.param``."""
-    family = trial.suggest_categorical("family", [f.name for f in space.families])
-    fam = next(f for f in space.families if f.name == family)
-    params = tuple((p.name, _suggest(trial, f"{family}.{p.name}", p)) for p in fam.params)
-    optimizer = trial.suggest_categorical("optimizer", list(space.optimizers))
-    lr = _suggest(trial, "lr", space.lr)
-    wd = _suggest(trial, "weight_decay", space.weight_decay)
-    return Config(
-        id=f"s{trial.number}-{family}",
-        family=family,
-        params=params,
-        optimizer=optimizer,
-        lr=float(lr),
-        weight_decay=float(wd),
-    )
-
-
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        import warnings
-
-        with warnings.catch_warnings():  # multivariate/group are marked experimental; they are needed here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, n_startup_trials=6)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=6, warn_independent_sampling=False)
-    return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-
-
-def open_study(
-    storage: str | optuna.storages.BaseStorage,
-    name: str,
-    sampler: str,
-    seed: int,
-    *,
-    heartbeat_s: int | None = None,
-) -> optuna.Study:
-    """Create or continue the study ``name`` in ``storage``: ``journal:PATH`` for a journal
-    file, else an RDB URL (``sqlite:///FILE``, ``postgresql://...``). With ``heartbeat_s`` an
-    RDB storage records each running trial's heartbeat every ``heartbeat_s`` seconds and
-    fails it after ``4 * heartbeat_s`` without one (a worker that died mid-trial)."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if isinstance(storage, str) and storage.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        storage = optuna.storages.JournalStorage(JournalFileBackend(storage[len("journal:") :]))
-    elif isinstance(storage, str):
-        # several processes write one sqlite file: wait for its lock rather than fail at once
-        engine = (
-            {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {"pool_pre_ping": True}
-        )
-        beats = {"heartbeat_interval": heartbeat_s, "grace_period": 4 * heartbeat_s} if heartbeat_s else {}
-        with (
-            warnings.catch_warnings()
-        ):  # heartbeat_interval is marked experimental; it is what fails dead trials
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beats)
-    return optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=list(DIRECTIONS),
-        sampler=make_sampler(sampler, seed),
-        load_if_exists=True,
-    )
 
 
 def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
@@ -334,15 +163,13 @@ def run_search(
         if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
             break
         dearest = _dearest_full_trial(study)
-        if state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest):
+        if _short(state, dearest):
             if state.held_usd > 0:  # trials of other workers hold money: what they leave comes back
                 time.sleep(WAIT_S)
                 continue
             stopped_for_budget = True  # the next trial could not finish on what is left
             break
-        with warnings.catch_warnings():  # ask/tell with a heartbeat storage: beats are ours
-            warnings.filterwarnings("ignore", message="Heartbeat of storage")
-            trial = study.ask()
+        trial = _ask(study)
         config = suggest_config(trial, space)
         held = envelope.reserve(trial.number, first_hold(budget, dearest))
         if held <= 0:  # another worker took what was free since the look above: look again
@@ -367,6 +194,18 @@ def run_search(
         stopped_for_budget,
         front_configs(study, spec.target.metric_obj),
     )
+
+
+def _short(state: EnvelopeState, dearest: float | None) -> bool:
+    """Whether what is free now could not fund a trial as dear as the dearest full one."""
+    return state.free_usd <= 0 or (dearest is not None and state.free_usd < dearest)
+
+
+def _ask(study: optuna.Study) -> optuna.Trial:
+    """A new trial; with a heartbeat storage its beats are ours (ask/tell), so no warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage")
+        return study.ask()
 
 
 def _train(
@@ -448,11 +287,6 @@ def _study_spend(study: optuna.Study) -> float:
     return math.fsum(float(t.user_attrs.get("spend_usd", 0.0)) for t in study.get_trials(deepcopy=False))
 
 
-def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The study's complete trials (for a caller that does not import optuna)."""
-    return study.get_trials(deepcopy=False, states=(_COMPLETE,))
-
-
 def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
     """Accuracy and cost to it; a trial cut short is extrapolated to ``samples``."""
     best = max((a for _, a in run.curve), default=0.0)
@@ -475,43 +309,3 @@ def _constraints(spec: Spec, run: TrialRun) -> dict[str, float]:
     if s.max_latency_ms is not None:
         out["latency_ms"] = run.latency_ms - s.max_latency_ms
     return out
-
-
-def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[Config, dict[str, Any]]]:
-    """The feasible non-dominated trials' configs with their objective values, best first. The
-    first objective is the target metric's score (``paretrain.planner.inputs.metric``: higher is better); each
-    entry also gives ``value``, the metric in its own units."""
-    done = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))
-    ]
-    # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
-    pts = [(t.values[1], t.values[2], t.values[0]) for t in done]
-    keep = non_dominated(pts)
-    out = []
-    for i in sorted(keep, key=lambda i: (-done[i].values[0], done[i].values[1], done[i].number)):
-        t = done[i]
-        out.append(
-            (
-                Config.from_dict(t.user_attrs["config"]),
-                {
-                    "trial": t.number,
-                    "accuracy": t.values[0],
-                    "metric": metric.name,
-                    "value": metric.level(t.values[0]),
-                    "cost_usd": t.values[1],
-                    "latency_ms": t.values[2],
-                    "extrapolated": bool(t.user_attrs.get("extrapolated")),
-                    "params": t.user_attrs.get("params"),
-                },
-            )
-        )
-    return out
-
-
-def _trial_constraints(t: optuna.trial.FrozenTrial) -> list[float]:
-    cons = getattr(t, "constraints", None)
-    if isinstance(cons, dict):
-        return list(cons.values())
-    return list(cons or [])

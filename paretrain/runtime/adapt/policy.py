@@ -78,6 +78,10 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+#: Each drift detector's answer to the latest observation: +1 a rise, -1 a fall, 0 none.
+Alarms = dict[str, int]
+
+
 class Policy:
     """Answers observations; keeps its detectors and the time of the last adaptation."""
 
@@ -107,7 +111,25 @@ class Policy:
         self.slack_used = False
 
     def decide(self, obs: Observation) -> Decision:
-        # 1. rollback
+        """The first of the rules that applies, in order: rollback, projected overrun, price
+        peak, cooldown, prices, drift, slack; CONTINUE when none does. The drift detectors see
+        every observation past the rollback check."""
+        decision = self._rollback(obs)
+        if decision is not None:
+            return decision
+        alarms = {
+            "spend": self.detectors["spend"].update(obs.spend_rate_ratio),
+            "throughput": self.detectors["throughput"].update(obs.throughput_ratio),
+            "convergence": self.detectors["convergence"].update(obs.convergence_ratio),
+        }
+        for rule in (self._overrun, self._price_peak, self._cooldown, self._prices, self._drift, self._slack):
+            decision = rule(obs, alarms)
+            if decision is not None:
+                return decision
+        return Decision(Action.CONTINUE)
+
+    def _rollback(self, obs: Observation) -> Decision | None:
+        """1. The last change made validation loss worse: go back to before it."""
         before = obs.loss_before_adaptation
         if (
             before is not None
@@ -120,44 +142,54 @@ class Policy:
                 f"worse than {before:.4f} before it by more than {self.rollback_threshold:.0%}",
                 rollback=True,
             )
-        alarms = {
-            "spend": self.detectors["spend"].update(obs.spend_rate_ratio),
-            "throughput": self.detectors["throughput"].update(obs.throughput_ratio),
-            "convergence": self.detectors["convergence"].update(obs.convergence_ratio),
-        }
-        can_pause = (
+        return None
+
+    def _can_pause(self, obs: Observation) -> bool:
+        """The price is past the pause threshold and waiting for it still meets the deadline."""
+        return (
             obs.price_ratio > 1.0 + self.pause_threshold
             and obs.pause_until_s is not None
             and obs.pause_until_s + obs.remaining_s <= obs.deadline_s
         )
-        # 2. projected overrun
+
+    def _overrun(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """2. The run is projected past its budget or deadline: wait out a price peak, or replan."""
         over_budget = obs.projected_cost_usd > obs.budget_usd
         over_deadline = obs.projected_end_s > obs.deadline_s
-        if over_budget or over_deadline:
-            what = "budget" if over_budget else "deadline"
-            if can_pause and not over_deadline:
-                return Decision(
-                    Action.PAUSE,
-                    f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
-                    f"{obs.pause_until_s:.1f} s (deadline slack allows it)",
-                    detail={"until": obs.pause_until_s},
-                )
-            return Decision(
-                Action.REPLAN,
-                f"projected {what} overrun: ${obs.projected_cost_usd:.6g} of "
-                f"${obs.budget_usd:.6g}, end at {obs.projected_end_s:.1f} s of {obs.deadline_s:.1f} s",
-            )
-        # 3. price peak
-        if can_pause:
+        if not (over_budget or over_deadline):
+            return None
+        what = "budget" if over_budget else "deadline"
+        if self._can_pause(obs) and not over_deadline:
             return Decision(
                 Action.PAUSE,
-                f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until {obs.pause_until_s:.1f} s",
+                f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until "
+                f"{obs.pause_until_s:.1f} s (deadline slack allows it)",
                 detail={"until": obs.pause_until_s},
             )
-        # 4. cooldown
+        return Decision(
+            Action.REPLAN,
+            f"projected {what} overrun: ${obs.projected_cost_usd:.6g} of "
+            f"${obs.budget_usd:.6g}, end at {obs.projected_end_s:.1f} s of {obs.deadline_s:.1f} s",
+        )
+
+    def _price_peak(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """3. A price peak the deadline leaves time to wait out."""
+        if not self._can_pause(obs):
+            return None
+        return Decision(
+            Action.PAUSE,
+            f"price peak: x{obs.price_ratio:.2f} the plan's; waiting until {obs.pause_until_s:.1f} s",
+            detail={"until": obs.pause_until_s},
+        )
+
+    def _cooldown(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """4. Too soon after the last change to make another."""
         if obs.t_s - self.last_adaptation < self.cooldown_s:
             return Decision(Action.CONTINUE, "cooldown")
-        # 5. prices
+        return None
+
+    def _prices(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """5. A price moved past the threshold since the schedule was made."""
         change = obs.price_change
         if change > 1.0 + self.price_threshold or change < 1.0 / (1.0 + self.price_threshold):
             return Decision(
@@ -165,7 +197,10 @@ class Policy:
                 f"price of {obs.price_change_offer} x{change:.2f} since the schedule was made",
                 detail={"price_change": round(change, 4)},
             )
-        # 6. drift
+        return None
+
+    def _drift(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """6. Throughput fell, or spend or convergence rose, against the baseline."""
         if alarms["throughput"] < 0 or alarms["spend"] > 0 or alarms["convergence"] > 0:
             which = [n for n, a in alarms.items() if (a < 0 if n == "throughput" else a > 0)]
             shifts = {n: round(self.detectors[n].shift, 3) for n in which}
@@ -175,7 +210,10 @@ class Policy:
                 "against the baseline)",
                 detail={"shift": shifts},
             )
-        # 7. slack buys speed
+        return None
+
+    def _slack(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """7. Money to spare and a spec that prefers time: replan once for speed."""
         if (
             obs.prefer == "time"
             and not self.slack_used
@@ -192,7 +230,7 @@ class Policy:
                 f"${obs.budget_usd:.6g}; the spec prefers time",
                 objective="time",
             )
-        return Decision(Action.CONTINUE)
+        return None
 
     def after_replan(
         self,

@@ -14,7 +14,7 @@ input-bound run is predicted as one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
@@ -34,21 +34,35 @@ def to_device(batch: Any, device: str) -> Any:
     return batch
 
 
+#: A place in the stream: (epoch, samples into it).
+Position = tuple[int, int]
+
+
+def _length(dataset: Dataset) -> int:
+    """The samples in a map-style dataset, which must say (``__len__``)."""
+    if not isinstance(dataset, Sized):
+        raise ValueError(
+            f"the training dataset ({type(dataset).__name__}) has no __len__. To fix: define "
+            "__len__ on it, or make it an IterableDataset"
+        )
+    return len(dataset)
+
+
 class _Tagged(Dataset):
     """Items of ``inner`` fetched by (tag, index) keys, so a batch carries the stream position
     it was cut at through a DataLoader's workers."""
 
-    def __init__(self, inner: Dataset) -> None:
-        self.inner = inner
+    def __init__(self, inner: Dataset, size: int) -> None:
+        self.inner, self.size = inner, size
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[int, Any]:
+    def __getitem__(self, key: tuple[Position, int]) -> tuple[Position, Any]:
         return key[0], self.inner[key[1]]
 
     def __len__(self) -> int:
-        return len(self.inner)  # type: ignore[arg-type]
+        return self.size
 
 
-def _collate_tagged(items: list[tuple[int, Any]]) -> tuple[int, Any]:
+def _collate_tagged(items: list[tuple[Position, Any]]) -> tuple[Position, Any]:
     return items[0][0], default_collate([it for _, it in items])
 
 
@@ -65,7 +79,7 @@ class _Sampler:
     def __init__(self, size: int, seed: int, b: int, epoch: int, cursor: int) -> None:
         self.size, self.seed, self.b, self.epoch, self.cursor = size, seed, b, epoch, cursor
 
-    def __iter__(self) -> Iterator[list[tuple[tuple[int, int], int]]]:
+    def __iter__(self) -> Iterator[list[tuple[Position, int]]]:
         epoch, cursor, b = self.epoch, self.cursor, self.b
         perm = _permutation(self.size, self.seed, epoch)
         while True:
@@ -86,13 +100,13 @@ class BatchStream:
         self.tensors = (
             tuple(t.to(device) for t in dataset.tensors) if isinstance(dataset, TensorDataset) else None
         )
-        self.size = 0 if self.iterable else len(dataset)  # type: ignore[arg-type]
+        self.size = 0 if self.iterable else _length(dataset)
         if not self.iterable and self.size < 1:
             raise ValueError("the training dataset is empty")
         self.epoch = self.cursor = 0
         self.perm = self._permutation(0)
         self._iter: Iterator[Any] | None = None
-        self._loader: Iterator[tuple[int, Any]] | None = None
+        self._loader: Iterator[tuple[Position, Any]] | None = None
         self._loader_batch = 0
 
     # -- order ---------------------------------------------------------------------------------
@@ -132,7 +146,8 @@ class BatchStream:
         return self.fetch(shard(idx) if shard is not None else idx)
 
     def _next_iterable(self, b: int) -> Any:
-        items, restarts = [], 0
+        items: list[Any] = []
+        restarts = 0
         while len(items) < b:
             if self._iter is None:
                 self._iter = iter(self.dataset)
@@ -161,7 +176,7 @@ class BatchStream:
         # waited for 5 s (10 s per dropped stream with two workers).
         sampler = _Sampler(self.size, self.seed, b, self.epoch, self.cursor)
         return DataLoader(
-            _Tagged(self.dataset),
+            _Tagged(self.dataset, self.size),
             batch_sampler=sampler,
             num_workers=self.workers,
             collate_fn=_collate_tagged,

@@ -35,12 +35,20 @@ def checkpoint_paths(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
+def _sequence(path: Path) -> int:
+    """The sequence number in a checkpoint's name."""
+    match = _NAME.match(path.name)
+    if match is None:
+        raise ValueError(f"{path.name}: not a checkpoint's name (ckpt-NNNNNNNN.pt)")
+    return int(match.group(1))
+
+
 def save_checkpoint(folder: str | Path, state: dict[str, Any], keep: int) -> tuple[Path, int]:
     """Write ``state`` as the next checkpoint; drop all but the last ``keep``. Returns the path
     and its size in bytes."""
     folder = Path(folder)
     existing = checkpoint_paths(folder)
-    seq = int(_NAME.match(existing[-1].name).group(1)) + 1 if existing else 0  # type: ignore[union-attr]
+    seq = _sequence(existing[-1]) + 1 if existing else 0
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()

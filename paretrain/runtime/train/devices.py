@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from paretrain.planner.measure.lab import LocalDevice
-from paretrain.runtime.train.trainer import set_threads
+from paretrain.runtime.train.process_setup import set_threads
 
 __all__ = ["PRECISIONS", "claim", "cpu_model", "local_devices", "machine_fingerprint", "trains_in"]
 

@@ -47,14 +47,26 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
 
-from paretrain.planner.errors import InputError
+from paretrain.runtime.train.elastic_agents import (
+    CLOSED,
+    ENTRYPOINT,
+    JOB,
+    NODES,
+    GroupError,
+    GroupUnavailable,
+    WorkerLost,
+    agent_command,
+    connect_store,
+    end_key,
+    split,
+)
+from paretrain.runtime.train.elastic_settings import Settings, parse_endpoint
 
 __all__ = [
     "GroupError",
@@ -69,148 +81,7 @@ __all__ = [
     "split",
 ]
 
-JOB, ARRIVALS, CLOSED, NODES = "paretrain/job", "paretrain/arrivals", "paretrain/closed", "paretrain/nodes"
-#: The module the agents launch (a string: runtime never imports the command line).
-ENTRYPOINT = "paretrain.worker"
 ROOT = Path(__file__).resolve().parents[3]
-
-
-class GroupError(RuntimeError):
-    """The helper ranks of a data-parallel stage failed."""
-
-
-class WorkerLost(GroupError):
-    """A helper died mid-stage; its agent restarts the group, which can be formed again."""
-
-
-class GroupUnavailable(GroupError):
-    """The group cannot be formed: a node never joined, or the launcher gave up. ``present`` is
-    the number of instances (processes) that were held while waiting."""
-
-    def __init__(self, message: str, present: int) -> None:
-        super().__init__(message)
-        self.present = present
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Where the run hosts the rendezvous and how long it waits (see the module docstring)."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    nnodes: int = 1
-    timeout_s: float = 300.0
-    max_restarts: int = 3
-    collective_timeout_s: float = 300.0
-
-    def __post_init__(self) -> None:
-        if self.nnodes < 1:
-            raise ValueError(f"PARETRAIN_NNODES must be >= 1, but got {self.nnodes}")
-        if self.timeout_s <= 0 or self.collective_timeout_s <= 0:
-            raise ValueError(f"timeouts must be > 0, but got {self.timeout_s}, {self.collective_timeout_s}")
-        if self.max_restarts < 0:
-            raise ValueError(f"PARETRAIN_MAX_RESTARTS must be >= 0, but got {self.max_restarts}")
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """The settings from ``PARETRAIN_*`` variables; ``InputError`` (exit 2) on a bad one,
-        naming it."""
-        env = dict(os.environ if env is None else env)
-
-        def read(name: str, default: str, kind: type, rule: str) -> Any:
-            raw = env.get(name, default)
-            try:
-                return kind(raw)
-            except ValueError:
-                raise InputError(
-                    f"environment: {name} must be {rule}; got {raw!r}. To fix: set it to "
-                    f"{rule} or unset it (default {default})"
-                ) from None
-
-        endpoint = env.get("PARETRAIN_RDZV_ENDPOINT", "127.0.0.1:0")
-        try:
-            host, port = parse_endpoint(endpoint)
-        except ValueError:
-            raise InputError(
-                f"environment: PARETRAIN_RDZV_ENDPOINT must be HOST:PORT; got {endpoint!r}. "
-                "To fix: set it like 10.0.0.1:29400 or unset it"
-            ) from None
-        try:
-            return cls(
-                host=host,
-                port=port,
-                nnodes=read("PARETRAIN_NNODES", "1", int, "an integer >= 1"),
-                timeout_s=read("PARETRAIN_RDZV_TIMEOUT_S", "300", float, "seconds > 0"),
-                max_restarts=read("PARETRAIN_MAX_RESTARTS", "3", int, "an integer >= 0"),
-                collective_timeout_s=read("PARETRAIN_COLLECTIVE_TIMEOUT_S", "300", float, "seconds > 0"),
-            )
-        except ValueError as err:
-            raise InputError(
-                f"environment: {err}. To fix: set PARETRAIN_NNODES >= 1, PARETRAIN_MAX_RESTARTS "
-                ">= 0 and the timeouts to positive seconds"
-            ) from err
-
-
-def end_key(session: int) -> str:
-    return f"paretrain/end/{session}"
-
-
-def parse_endpoint(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"a rendezvous endpoint is HOST:PORT, but got {text!r}")
-    return host, int(port)
-
-
-def split(workers: int, nnodes: int) -> tuple[int, int]:
-    """``(local, per_node)``: helpers the run's machine launches beside the run's own process,
-    and processes each other machine runs: ``workers // nnodes`` each, the run's machine the rest
-    (its own process included).
-
-    >>> split(4, 1), split(2, 2), split(3, 2), split(5, 2)
-    ((3, 4), (0, 1), (1, 1), (2, 2))
-    """
-    if workers < nnodes:
-        raise GroupUnavailable(
-            f"a stage of {workers} workers cannot span {nnodes} machines "
-            "(PARETRAIN_NNODES): set it to at most the stage's workers",
-            1,
-        )
-    per = workers // nnodes
-    return workers - (nnodes - 1) * per - 1, per
-
-
-def connect_store(host: str, port: int, timeout_s: float) -> Any:
-    return dist.TCPStore(host, port, is_master=False, timeout=timedelta(seconds=timeout_s))
-
-
-def agent_command(
-    endpoint: str,
-    rdzv_id: str,
-    nnodes: int,
-    nproc: int,
-    max_restarts: int,
-    local_addr: str | None = None,
-    join_timeout_s: float = 600.0,
-) -> list[str]:
-    """``python -m torch.distributed.run ...``: an elastic agent, client of the run's store,
-    waiting for its peers as long as the run waits for the group."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={nnodes}",
-        f"--nproc-per-node={nproc}",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint={endpoint}",
-        f"--rdzv-conf=is_host=false,join_timeout={max(1, int(join_timeout_s))}",
-        f"--rdzv-id={rdzv_id}",
-        f"--max-restarts={max_restarts}",
-        "--monitor-interval=0.2",
-    ]
-    if local_addr:
-        cmd.append(f"--local-addr={local_addr}")
-    return [*cmd, "-m", ENTRYPOINT, endpoint]
 
 
 def _loopback(host: str) -> bool:

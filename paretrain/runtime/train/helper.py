@@ -24,9 +24,10 @@ import torch.distributed as dist
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import WorkloadSpec
 from paretrain.runtime.train.distributed import measure_allreduce, measure_compute
-from paretrain.runtime.train.elastic import ARRIVALS, CLOSED, JOB, connect_store, end_key, parse_endpoint
+from paretrain.runtime.train.elastic_agents import ARRIVALS, CLOSED, JOB, connect_store, end_key
+from paretrain.runtime.train.elastic_settings import parse_endpoint
 from paretrain.runtime.train.parallel import BATCH, STATE, STEP, STOP, Replica, join_groups, receive_state
-from paretrain.runtime.train.trainer import set_threads
+from paretrain.runtime.train.process_setup import set_threads
 from paretrain.runtime.train.workloads import load_workload
 
 __all__ = ["main"]

@@ -17,7 +17,8 @@ import time
 from typing import Any
 
 from paretrain.planner.errors import InputError
-from paretrain.runtime.train.elastic import CLOSED, JOB, NODES, agent_command, connect_store, parse_endpoint
+from paretrain.runtime.train.elastic_agents import CLOSED, JOB, NODES, agent_command, connect_store
+from paretrain.runtime.train.elastic_settings import parse_endpoint
 
 __all__ = ["run_worker_node"]
 

@@ -62,19 +62,23 @@ class Replica(Trainer):
         return self.stream.next(self.batch_size, shard=self._shard)
 
     def _reduce(self, loss: torch.Tensor) -> float:
-        params = [p for p in self.model.parameters()]
-        for p in params:
-            if p.grad is None:  # a parameter this batch did not reach still takes part
-                p.grad = torch.zeros_like(p)
-        flat = torch.cat([p.grad.reshape(-1) for p in params] + [loss.float().reshape(1)])
+        grads = [_grad(p) for p in self.model.parameters()]
+        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.float().reshape(1)])
         dist.all_reduce(flat)
         flat /= self.world
         at = 0
-        for p in params:
-            n = p.numel()
-            p.grad.copy_(flat[at : at + n].view_as(p.grad))
+        for g in grads:
+            n = g.numel()
+            g.copy_(flat[at : at + n].view_as(g))
             at += n
         return float(flat[-1])
+
+
+def _grad(p: torch.nn.Parameter) -> torch.Tensor:
+    """The gradient of ``p``; zeros for a parameter this batch did not reach (it still takes part)."""
+    if p.grad is None:
+        p.grad = torch.zeros_like(p)
+    return p.grad
 
 
 def join_groups(store: Any, rank: int, world: int, timeout_s: float) -> Any:

@@ -26,9 +26,19 @@ from torch.utils.data import TensorDataset
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
+from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
 
-__all__ = ["Evaluation", "Trainer", "autocast", "keep_freed_memory", "set_threads", "warm_up_torch"]
+__all__ = [
+    "Evaluation",
+    "Trainer",
+    "autocast",
+    "estimate_peak_bytes",
+    # re-exported from paretrain.runtime.train.process_setup, for the runs that import them here
+    "keep_freed_memory",
+    "set_threads",
+    "warm_up_torch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,50 +67,6 @@ class Evaluation:
     def accuracy(self) -> float:
         """The target metric's value (``val_accuracy`` for a classifier); kept for old callers."""
         return self.value
-
-
-def set_threads(threads: int) -> None:
-    """Give torch ``threads`` intra-op threads (how local/cpu-N devices differ)."""
-    keep_freed_memory()
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-
-
-_ALLOCATOR_TUNED = False
-
-
-def keep_freed_memory() -> None:
-    """Make glibc's malloc keep freed blocks up to 32 MiB for reuse (once per process).
-
-    By default it hands large freed blocks back to the system and raises its threshold for
-    doing so as the process frees bigger ones, so the cost of a step or an evaluation depended
-    on what the process had allocated before: the 128-channel CNN's evaluation took 400-440 ms
-    in a fresh process and 295-317 ms after a run at a larger batch, on the same machine. With
-    a fixed 32 MiB mmap threshold and a 1 GiB trim threshold it takes 300-310 ms in both, and
-    a plan's profile (measured in one process) holds for a run (measured in another). The
-    process keeps its peak memory instead of returning it. A no-op off glibc.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return
-    _ALLOCATOR_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc
-        pass
-
-
-def warm_up_torch() -> None:
-    """Load torch's lazily imported parts (the first optimizer costs over a second of imports)
-    so that the meter, started after this, charges training and not library loading."""
-    p = torch.zeros(1, requires_grad=True)
-    for opt in (torch.optim.Adam([p]), torch.optim.SGD([p], lr=0.1)):
-        p.sum().backward()
-        opt.step()
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:
@@ -393,11 +359,3 @@ def _tensors(batch: Any) -> list[torch.Tensor]:
     if isinstance(batch, dict):
         return [t for b in batch.values() for t in _tensors(b)]
     return []
-
-
-def median(values: list[float]) -> float:
-    s = sorted(values)
-    if not s:
-        return math.nan
-    mid = len(s) // 2
-    return s[mid] if len(s) % 2 else 0.5 * (s[mid - 1] + s[mid])

@@ -88,6 +88,13 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
+    def residual_projections(self) -> tuple[nn.Linear, nn.Linear]:
+        """The layers that write into the residual stream: attention's and the MLP's output."""
+        out = self.mlp[2]
+        if not isinstance(out, nn.Linear):
+            raise TypeError(f"the MLP's third layer is the output Linear, not {type(out).__name__}")
+        return self.attn.proj, out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x))
         return x + self.mlp(self.ln2(x))
@@ -102,14 +109,15 @@ class GPT(nn.Module):
         self.tok = nn.Embedding(VOCAB, cfg.width)
         self.pos = nn.Embedding(cfg.context, cfg.width)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        blocks = [Block(cfg) for _ in range(cfg.layers)]
+        self.blocks = nn.ModuleList(blocks)
         self.ln_f = nn.LayerNorm(cfg.width)
         self.head = nn.Linear(cfg.width, VOCAB, bias=False)
         self.apply(self._init)
         # GPT-2: residual projections scaled so the residual stream's variance does not grow
         # with depth.
-        for block in self.blocks:
-            for proj in (block.attn.proj, block.mlp[2]):
+        for block in blocks:
+            for proj in block.residual_projections():
                 nn.init.normal_(proj.weight, std=0.02 / math.sqrt(2 * cfg.layers))
         if cfg.tied:
             self.head.weight = self.tok.weight
