@@ -148,7 +148,7 @@ def init(directory: Path, example: str, force: bool) -> None:
 @cli.command("spec-schema")
 def spec_schema() -> None:
     """Print the spec's JSON Schema."""
-    from paretrain.planner.inputs.spec import spec_json_schema
+    from paretrain.planner.inputs.spec_parse import spec_json_schema
 
     click.echo(json.dumps(spec_json_schema(), indent=2))
 
@@ -227,7 +227,7 @@ def plan(
     fmt: str,
 ) -> None:
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
-    from paretrain.planner.plan.plan import plan_to_json
+    from paretrain.planner.plan.plan_file import plan_to_json
     from paretrain.runtime.files import atomic_write_text
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
     from paretrain.runtime.spec_files import read_spec
@@ -375,7 +375,7 @@ def run(
     Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
     the_plan = read_plan(plan_path)
     cand = the_plan.candidate(candidate)
-    spec = plan_spec_of(the_plan, str(plan_path))
+    spec = plan_spec_of(the_plan)
     prices = read_prices(prices_path, the_plan)
     ws = _ws(ctx)
     choice = choose_resume(ws.root, the_plan, cand) if resume else None

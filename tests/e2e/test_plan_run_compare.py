@@ -71,7 +71,7 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     assert ex.data.metrics["cost_usd"] == pytest.approx(ledger_total(cwd, "run-"), rel=1e-9)
     assert (
         ex.data.metrics["val_accuracy"]
-        >= next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])["predicted"]["accuracy"]
+        >= next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])["predicted"]["level"]
     )
     assert len(client.get_metric_history(ex.info.run_id, "val_accuracy")) >= 2
 

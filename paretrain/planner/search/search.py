@@ -3,7 +3,7 @@
 The space is data: the workload declares its families and their parameters
 (``paretrain.planner.inputs.space``), and ``search.space`` in the spec narrows or replaces any of it.
 
-Objectives: maximize validation accuracy, minimize the training cost to that accuracy (the
+Objectives: maximize the target metric's score, minimize the training cost to that score (the
 money the trial spent on the planning device until its best evaluation), minimize the
 inference latency (median per-sample latency measured on the planning device). Constraints,
 reported with ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``):
@@ -61,7 +61,7 @@ __all__ = [
     "suggest_config",
 ]
 
-DIRECTIONS = ("maximize", "minimize", "minimize")  # accuracy, cost_usd, latency_ms
+DIRECTIONS = ("maximize", "minimize", "minimize")  # score (the target metric's), cost_usd, latency_ms
 MIN_EVALS_BEFORE_CUT = 3
 WAIT_S = 0.5  # a worker the envelope cannot fund looks again this often while others hold money
 _COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
@@ -79,7 +79,7 @@ class SearchSpace:
 class TrialRun:
     """What one trial measured."""
 
-    curve: tuple[tuple[int, float], ...]  # (samples, val_accuracy) at each evaluation
+    curve: tuple[tuple[int, float], ...]  # (samples, the target metric's score) at each evaluation
     cost_to_best_usd: float  # money spent until the best evaluation
     cost_per_sample_usd: float
     spend_usd: float  # everything the trial was charged
@@ -404,7 +404,7 @@ def _record(
 ) -> optuna.trial.FrozenTrial | None:
     """Tell the study what the trial measured; None when it was already failed as stale (its
     worker stalled past the lease)."""
-    accuracy, cost, extrapolated = _score(run, samples)
+    score, cost, extrapolated = _score(run, samples)
     try:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("curve", [list(p) for p in run.curve])
@@ -417,7 +417,7 @@ def _record(
             trial.set_constraint(name, value)
     except optuna.exceptions.UpdateFinishedTrialError:
         return None
-    frozen = study.tell(trial, [accuracy, cost, run.latency_ms], skip_if_finished=True)
+    frozen = study.tell(trial, [score, cost, run.latency_ms], skip_if_finished=True)
     return frozen if frozen.state == _COMPLETE else None
 
 
@@ -454,7 +454,8 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
-    """Accuracy and cost to it; a trial cut short is extrapolated to ``samples``."""
+    """The best score of the target metric and the cost to it; a trial cut short is extrapolated
+    to ``samples``."""
     best = max((a for _, a in run.curve), default=0.0)
     if not (run.stopped or run.budget_hit) or not run.curve:
         return best, run.cost_to_best_usd, False
@@ -486,7 +487,7 @@ def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))
     ]
-    # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
+    # score maximized; (cost, latency) minimized: map to the (cost, time, score) helper
     pts = [(t.values[1], t.values[2], t.values[0]) for t in done]
     keep = non_dominated(pts)
     out = []
@@ -497,7 +498,7 @@ def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[
                 Config.from_dict(t.user_attrs["config"]),
                 {
                     "trial": t.number,
-                    "accuracy": t.values[0],
+                    "score": t.values[0],
                     "metric": metric.name,
                     "value": metric.level(t.values[0]),
                     "cost_usd": t.values[1],

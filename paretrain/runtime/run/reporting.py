@@ -87,7 +87,7 @@ class Reporting:
             {
                 "candidate": cand.id,
                 "config": cand.config_id,
-                "level": cand.accuracy,
+                "level": cand.level,
                 "budget_usd": budget,
                 **{
                     f"stage{st.index}": f"{st.hardware} {st.precision} b={st.batch_size} n={st.workers} "
@@ -145,7 +145,7 @@ class Reporting:
             samples=trainer.samples_seen,
             predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s,
-            predicted_accuracy=cand.accuracy,
+            predicted_accuracy=cand.level,
             budget_usd=budget,
             ledger_path=str(s.ledger_path),
             emulated=s.emulated_any,
@@ -180,7 +180,7 @@ class Reporting:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             message = (
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
+                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.level:g} after "
                 f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
@@ -202,7 +202,7 @@ class Reporting:
                 self.metric.name: result.accuracy,
                 "predicted_cost_usd": cand.cost_usd,
                 "predicted_wall_s": cand.wall_s,
-                predicted_name(self.metric): cand.accuracy,
+                predicted_name(self.metric): cand.level,
                 "samples": trainer.samples_seen,
                 **interval_metrics(cand),
             },

@@ -33,10 +33,10 @@ def plan_params(spec: Any, plan: Any) -> dict[str, Any]:
 
 
 def candidate_params(candidate: Any) -> dict[str, Any]:
-    """A candidate child run's params: its config, accuracy level and one line per stage."""
+    """A candidate child run's params: its config, level of the target metric and one line per stage."""
     return {
         "config": candidate.config_id,
-        "level": candidate.accuracy,
+        "level": candidate.level,
         **{
             f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
             f"samples={s.samples}"
@@ -82,7 +82,7 @@ def log_plan(
             {
                 "predicted_cost_usd": c.cost_usd,
                 "predicted_wall_s": c.wall_s,
-                level: c.accuracy,
+                level: c.level,
                 **interval_metrics(c),
             },
         )
