@@ -201,8 +201,16 @@ def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accura
     )
 
 
-def _pct(pred: float, real: float) -> str:
-    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+#: how every error shown is computed (``paretrain.runtime.tracking.compare.relative_error``)
+ERROR_RULE = "(realized-predicted)/predicted"
+
+
+def _error(predicted: float, realized: float) -> str:
+    return f"{(realized - predicted) / predicted:+.1%}" if predicted else "-"
+
+
+def _shown_error(err: float | None) -> str:
+    return "-" if err is None else f"{err:+.1%}"
 
 
 def show_result(ui: Output, r: Any) -> None:
@@ -215,14 +223,14 @@ def show_result(ui: Output, r: Any) -> None:
 
     civ, wiv = r.predicted_cost_interval, r.predicted_wall_interval
     ui.table(
-        ["", "predicted", "P10-P90", "realized", "error", "inside"],
+        ["", "predicted", "P10-P90", "realized", f"error {ERROR_RULE}", "inside"],
         [
             [
                 "cost_usd",
                 f"{r.predicted_cost_usd:.6f}",
                 f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
                 f"{r.cost_usd:.6f}",
-                _pct(r.predicted_cost_usd, r.cost_usd),
+                _error(r.predicted_cost_usd, r.cost_usd),
                 inside("cost"),
             ],
             [
@@ -230,7 +238,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_wall_s:.1f}",
                 f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
                 f"{r.wall_s:.1f}",
-                _pct(r.predicted_wall_s, r.wall_s),
+                _error(r.predicted_wall_s, r.wall_s),
                 inside("wall"),
             ],
             [
@@ -238,9 +246,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_accuracy:.4f}",
                 "-",
                 f"{r.accuracy:.4f}",
-                f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"
-                if "accuracy" in r.metric
-                else _pct(r.predicted_accuracy, r.accuracy),
+                _error(r.predicted_accuracy, r.accuracy),
                 "-",
             ],
         ],
@@ -281,10 +287,11 @@ def show_tracking(ui: Output, report: Any) -> None:
 
 
 def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Predicted against realized, one row per run (``paretrain.runtime.tracking.compare``): the
+    target metric's columns named by it, the errors as the JSON record gives them."""
     ui.put("experiment", experiment)
     ui.put("runs", list(rows))
     metric = rows[0].get("metric", "val_accuracy") if rows else "val_accuracy"
-    short = "acc" if metric == "val_accuracy" else metric
 
     def yn(v: Any) -> str:
         return "-" if v is None else ("yes" if v else "no")
@@ -302,8 +309,9 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
             "wall",
             "err",
             "in",
-            f"pred_{short}",
-            short,
+            f"pred_{metric}",
+            metric,
+            "err",
             "front",
         ],
         [
@@ -313,18 +321,20 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 r["status"],
                 f"{r['predicted_cost_usd']:.6f}",
                 f"{r['cost_usd']:.6f}",
-                r["cost_err"],
+                _shown_error(r["cost_err"]),
                 yn(r.get("cost_inside")),
                 f"{r['predicted_wall_s']:.1f}",
                 f"{r['wall_s']:.1f}",
-                r["wall_err"],
+                _shown_error(r["wall_err"]),
                 yn(r.get("wall_inside")),
-                f"{r['predicted_accuracy']:.3f}",
-                f"{r['val_accuracy']:.3f}",
+                f"{r['predicted_' + r['metric']]:.3f}",
+                f"{r[r['metric']]:.3f}",
+                _shown_error(r.get("metric_err")),
                 "yes" if r["on_front"] else "no",
             ]
             for r in rows
         ],
+        title=f"err = {ERROR_RULE}",
     )
 
 

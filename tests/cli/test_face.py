@@ -81,7 +81,7 @@ def test_log_plan_logs_one_child_per_candidate_with_predictions_and_the_artifact
         "predicted_p_reach"
     }
     assert all(
-        set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} | intervals
+        set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_val_accuracy"} | intervals
         for m in metrics
     )
     assert all(m[2]["predicted_cost_usd_p10"] <= m[2]["predicted_cost_usd_p90"] for m in metrics)

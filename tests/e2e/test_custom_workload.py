@@ -114,7 +114,7 @@ def test_example_plans_runs_and_compares_from_a_fresh_directory(planned):
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(children) == len(plan["pareto"])
     for child in children:
-        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} <= set(child.data.metrics)
+        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_val_accuracy"} <= set(child.data.metrics)
     execution = [run for run in runs if run.data.tags.get("paretrain.kind") == "run"]
     assert len(execution) == 1
     ex = execution[0]

@@ -114,4 +114,5 @@ def test_run_reaches_its_bpb_level_within_budget_and_mlflow_and_compare_hold_it(
     rows = json.loads(c.stdout)["runs"]
     assert [row["candidate"] for row in rows] == [plan["cheapest"]]
     assert rows[0]["metric"] == "val_bpb" and rows[0]["direction"] == "minimize"
+    assert rows[0]["predicted_val_bpb"] == pytest.approx(level) and rows[0]["val_bpb"] == metrics["val_bpb"]
     assert rows[0]["status"] == ("target" if r.returncode == 0 else rows[0]["status"])

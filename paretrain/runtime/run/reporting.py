@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
@@ -28,9 +28,8 @@ def _triple(iv: Any) -> tuple[float, float, float] | None:
 
 
 def predicted_name(metric: Any) -> str:
-    """The MLflow metric of a predicted level: ``predicted_accuracy`` for val_accuracy (as
-    before), ``predicted_<metric>`` otherwise (``predicted_val_bpb``)."""
-    return "predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}"
+    """The MLflow metric of a predicted level: ``predicted_<metric>`` (``predicted_val_bpb``)."""
+    return f"predicted_{metric.name}"
 
 
 _WHY = {"budget": "its budget", "deadline": "its deadline (the offer was not back in time)"}
