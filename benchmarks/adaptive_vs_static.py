@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.pipeline import Workspace, plan_spec
 from paretrain.runtime.run.executor import Executor
@@ -56,15 +56,13 @@ SPEC = {
 
 
 def with_runtime(plan: Plan, **changes) -> Plan:
-    spec = dict(plan.spec)
-    spec["runtime"] = {**spec["runtime"], **changes}
-    return replace(plan, spec=spec)
+    return replace(plan, spec=replace(plan.spec, runtime=replace(plan.spec.runtime, **changes)))
 
 
 def with_budget(plan: Plan, train: float) -> Plan:
-    spec = dict(plan.spec)
-    spec["budget"] = {**spec["budget"], "envelopes": {**spec["budget"]["envelopes"], "train": train}}
-    return replace(plan, spec=spec)
+    b = plan.spec.budget
+    budget = replace(b, train_usd=train, total_usd=max(b.total_usd, b.profile_usd + b.search_usd + train))
+    return replace(plan, spec=replace(plan.spec, budget=budget))
 
 
 def static(plan: Plan, knee: Candidate, batch: int) -> Candidate:
@@ -82,7 +80,7 @@ def static(plan: Plan, knee: Candidate, batch: int) -> Candidate:
         )
         for s in knee.stages
     )
-    return Candidate(f"static-b{batch}", knee.config_id, knee.accuracy, knee.cost_usd, knee.wall_s, stages)
+    return Candidate(f"static-b{batch}", knee.config_id, knee.level, knee.cost_usd, knee.wall_s, stages)
 
 
 def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
@@ -140,7 +138,7 @@ def main() -> None:
     rows = []
     for seed in range(args.seeds):
         for name, events in traces.items():
-            base = replace(plan, spec={**plan.spec, "workload": {**plan.spec["workload"], "seed": seed}})
+            base = replace(plan, spec=replace(plan.spec, workload=replace(plan.spec.workload, seed=seed)))
             results = {}
             if not args.adaptive_last:
                 results["adaptive"] = run(

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 import paretrain.runtime.pipeline
 from benchmarks.adaptive_vs_static import static, with_runtime
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.pipeline import Workspace, plan_spec
 from paretrain.runtime.run.executor import Executor

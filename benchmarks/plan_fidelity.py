@@ -192,7 +192,7 @@ def one_round(spec: str, repeats: int, rnd: int, workload: str) -> tuple[dict, l
                 "cost_usd": status["cost_usd"],
                 "pred_wall_s": pred["wall_s"],
                 "wall_s": status["wall_s"],
-                "pred_accuracy": pred["accuracy"],
+                "pred_accuracy": pred["level"],
                 "accuracy": status[plan["spec"].get("target", {}).get("metric") or "val_accuracy"],
                 "pred_samples": sum(s["samples"] for s in cand["stages"]),
                 "samples": status["samples"],

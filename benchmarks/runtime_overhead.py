@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.inputs.space import Config
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
@@ -69,7 +69,7 @@ def make_plan(steps: int) -> Plan:
     )
     cand = Candidate("p1", CONFIG.id, 0.999, 0.0, 1.0, (stage,))
     offer = {"id": "local/cpu-1", "price_usd_per_h": 0.0425, "local": True, "storage_usd_per_gb_month": 0.0}
-    return Plan("x", "x", spec.data, (spec.configs[0],), (offer,), (cand,), "p1", "p1", "p1")
+    return Plan("x", "x", spec, (spec.configs[0],), (offer,), (cand,), "p1", "p1", "p1")
 
 
 def bare(workload, steps: int) -> float:

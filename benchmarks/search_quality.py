@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.runtime.pipeline import Workspace, search_spec
 from paretrain.runtime.train.workloads import WORKLOADS
 

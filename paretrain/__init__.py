@@ -35,9 +35,11 @@ if TYPE_CHECKING:
         UserError,
     )
     from paretrain.planner.inputs.space import Config, Family, Param, WorkloadInfo
-    from paretrain.planner.inputs.spec import Spec, parse_spec
+    from paretrain.planner.inputs.spec import Spec
+    from paretrain.planner.inputs.spec_parse import parse_spec
     from paretrain.planner.measure.profile import Profile
-    from paretrain.planner.plan.plan import Candidate, Plan, StagePlan, plan_from_json
+    from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
+    from paretrain.planner.plan.plan_file import plan_from_json
     from paretrain.run_inputs import read_plan
     from paretrain.runtime.files import read_profile
     from paretrain.runtime.train.workloads.api import Workload, check_workload, classification_metrics
@@ -54,11 +56,11 @@ _HOME = {
     "Param": "paretrain.planner.inputs.space",
     "Config": "paretrain.planner.inputs.space",
     "Spec": "paretrain.planner.inputs.spec",
-    "parse_spec": "paretrain.planner.inputs.spec",
+    "parse_spec": "paretrain.planner.inputs.spec_parse",
     "Plan": "paretrain.planner.plan.plan",
     "Candidate": "paretrain.planner.plan.plan",
     "StagePlan": "paretrain.planner.plan.plan",
-    "plan_from_json": "paretrain.planner.plan.plan",
+    "plan_from_json": "paretrain.planner.plan.plan_file",
     "read_plan": "paretrain.run_inputs",
     "Profile": "paretrain.planner.measure.profile",
     "read_profile": "paretrain.runtime.files",

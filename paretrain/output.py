@@ -70,9 +70,29 @@ def _span(iv: Any, fmt: str) -> str:
 
 
 def show_plan(ui: Output, plan: Any) -> None:
-    """The Pareto table (point predictions and P10-P90), the solver line and the plan's notes."""
-    rows = []
+    """The Pareto table (point predictions and P10-P90), the solver line and the plan's notes.
+    Its level column is titled by the target metric (``val_accuracy``, ``val_bpb``)."""
     metric = plan.metric.name
+    ui.put("candidates", [_candidate_record(plan, c) for c in plan.candidates])
+    ui.put("chosen", plan.chosen)
+    ui.put("solver", dict(plan.solver))
+    ui.put("notes", list(plan.notes))
+    ui.table(
+        ["id", "config", metric, "cost_usd", "cost P10-P90", "wall_s", "wall P10-P90", "stages", ""],
+        _pareto_rows(plan),
+    )
+    how = (
+        "exact front by label-setting over stages (paretrain/planner/program/paths.py)"
+        if plan.solver.get("method") == "paths"
+        else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves"
+    )
+    ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
+    for note in plan.notes:
+        ui.line(f"note: {note}")
+
+
+def _pareto_rows(plan: Any) -> list[list[str]]:
+    rows = []
     budget = plan_budget(plan)
     for c in plan.candidates:
         stages = " | ".join(f"{s.hardware.split('/')[-1]} b{s.batch_size}" for s in c.stages)
@@ -83,7 +103,7 @@ def show_plan(ui: Output, plan: Any) -> None:
             [
                 c.id,
                 c.config_id,
-                f"{c.accuracy:.2f}" if metric == "val_accuracy" else f"{c.accuracy:.3f}",
+                f"{c.level:.2f}" if plan.metric.name == "val_accuracy" else f"{c.level:.3f}",
                 f"{c.cost_usd:.6f}",
                 _span(c.cost_interval, ".6f"),
                 f"{c.wall_s:.1f}",
@@ -92,59 +112,33 @@ def show_plan(ui: Output, plan: Any) -> None:
                 ",".join(marks),
             ]
         )
-    ui.put(
-        "candidates",
-        [
+    return rows
+
+
+def _candidate_record(plan: Any, c: Any) -> dict[str, Any]:
+    """A candidate in ``plan --format json``: ``level`` in the units of ``metric``."""
+    return {
+        "id": c.id,
+        "config": c.config_id,
+        "level": c.level,
+        "metric": plan.metric.name,
+        "cost_usd": c.cost_usd,
+        "wall_s": c.wall_s,
+        "marks": _marks(plan, c.id),
+        "cost_usd_interval": c.cost_interval.to_dict() if c.cost_interval else None,
+        "wall_s_interval": c.wall_interval.to_dict() if c.wall_interval else None,
+        "p_reach": c.p_reach,
+        "stages": [
             {
-                "id": c.id,
-                "config": c.config_id,
-                "accuracy": c.accuracy,
-                "metric": metric,
-                "cost_usd": c.cost_usd,
-                "wall_s": c.wall_s,
-                "marks": _marks(plan, c.id),
-                "cost_usd_interval": c.cost_interval.to_dict() if c.cost_interval else None,
-                "wall_s_interval": c.wall_interval.to_dict() if c.wall_interval else None,
-                "p_reach": c.p_reach,
-                "stages": [
-                    {
-                        "hardware": s.hardware,
-                        "precision": s.precision,
-                        "batch_size": s.batch_size,
-                        "workers": s.workers,
-                        "samples": s.samples,
-                    }
-                    for s in c.stages
-                ],
+                "hardware": s.hardware,
+                "precision": s.precision,
+                "batch_size": s.batch_size,
+                "workers": s.workers,
+                "samples": s.samples,
             }
-            for c in plan.candidates
+            for s in c.stages
         ],
-    )
-    ui.put("chosen", plan.chosen)
-    ui.put("solver", dict(plan.solver))
-    ui.put("notes", list(plan.notes))
-    ui.table(
-        [
-            "id",
-            "config",
-            "accuracy" if metric == "val_accuracy" else metric,
-            "cost_usd",
-            "cost P10-P90",
-            "wall_s",
-            "wall P10-P90",
-            "stages",
-            "",
-        ],
-        rows,
-    )
-    how = (
-        "exact front by label-setting over stages (paretrain/planner/program/paths.py)"
-        if plan.solver.get("method") == "paths"
-        else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves"
-    )
-    ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
-    for note in plan.notes:
-        ui.line(f"note: {note}")
+    }
 
 
 def show_plan_written(ui: Output, plan: Any, path: Any, png: Any) -> None:
@@ -165,7 +159,7 @@ def show_search(ui: Output, result: Any) -> None:
             params(c),
             c.optimizer,
             f"{c.lr:.2g}",
-            f"{info.get('value', info['accuracy']):.3f}" + ("*" if info["extrapolated"] else ""),
+            f"{info['value']:.3f}" + ("*" if info["extrapolated"] else ""),
             f"{info['cost_usd']:.7f}",
             f"{info['latency_ms']:.3f}",
         ]
@@ -182,7 +176,7 @@ def show_search(ui: Output, result: Any) -> None:
             "front": [{**c.to_dict(), **dict(info)} for c, info in result.front],
         },
     )
-    metric = result.front[0][1].get("metric", "accuracy") if result.front else "accuracy"
+    metric = result.front[0][1].get("metric", "val_accuracy") if result.front else "val_accuracy"
     ui.table(["trial", "family", "params", "opt", "lr", metric, "cost_usd", "latency_ms"], rows)
     ui.line(
         f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
@@ -193,12 +187,8 @@ def show_search(ui: Output, result: Any) -> None:
 
 def plan_budget(plan: Any) -> float | None:
     """The plan's training budget (from its spec), for marking candidates whose P90 passes it."""
-    try:
-        from paretrain.runtime.spec_files import spec_of
-
-        return float(spec_of(dict(plan.spec), "plan:spec").budget.train_usd)
-    except Exception:
-        return None
+    spec = getattr(plan, "spec", None)
+    return None if spec is None else float(spec.budget.train_usd)
 
 
 def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accuracy") -> None:
@@ -206,13 +196,21 @@ def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accura
     if how:
         ui.log(how)
     ui.line(
-        f"running {cand.id} ({cand.config_id} to {metric} {cand.accuracy:g}): "
+        f"running {cand.id} ({cand.config_id} to {metric} {cand.level:g}): "
         + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages)
     )
 
 
-def _pct(pred: float, real: float) -> str:
-    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+#: how every error shown is computed (``paretrain.runtime.tracking.compare.relative_error``)
+ERROR_RULE = "(realized-predicted)/predicted"
+
+
+def _error(predicted: float, realized: float) -> str:
+    return f"{(realized - predicted) / predicted:+.1%}" if predicted else "-"
+
+
+def _shown_error(err: float | None) -> str:
+    return "-" if err is None else f"{err:+.1%}"
 
 
 def show_result(ui: Output, r: Any) -> None:
@@ -225,14 +223,14 @@ def show_result(ui: Output, r: Any) -> None:
 
     civ, wiv = r.predicted_cost_interval, r.predicted_wall_interval
     ui.table(
-        ["", "predicted", "P10-P90", "realized", "error", "inside"],
+        ["", "predicted", "P10-P90", "realized", f"error {ERROR_RULE}", "inside"],
         [
             [
                 "cost_usd",
                 f"{r.predicted_cost_usd:.6f}",
                 f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
                 f"{r.cost_usd:.6f}",
-                _pct(r.predicted_cost_usd, r.cost_usd),
+                _error(r.predicted_cost_usd, r.cost_usd),
                 inside("cost"),
             ],
             [
@@ -240,7 +238,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_wall_s:.1f}",
                 f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
                 f"{r.wall_s:.1f}",
-                _pct(r.predicted_wall_s, r.wall_s),
+                _error(r.predicted_wall_s, r.wall_s),
                 inside("wall"),
             ],
             [
@@ -248,9 +246,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_accuracy:.4f}",
                 "-",
                 f"{r.accuracy:.4f}",
-                f"{(r.accuracy - r.predicted_accuracy) * 100:+.1f} pts"
-                if "accuracy" in r.metric
-                else _pct(r.predicted_accuracy, r.accuracy),
+                _error(r.predicted_accuracy, r.accuracy),
                 "-",
             ],
         ],
@@ -291,10 +287,11 @@ def show_tracking(ui: Output, report: Any) -> None:
 
 
 def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Predicted against realized, one row per run (``paretrain.runtime.tracking.compare``): the
+    target metric's columns named by it, the errors as the JSON record gives them."""
     ui.put("experiment", experiment)
     ui.put("runs", list(rows))
     metric = rows[0].get("metric", "val_accuracy") if rows else "val_accuracy"
-    short = "acc" if metric == "val_accuracy" else metric
 
     def yn(v: Any) -> str:
         return "-" if v is None else ("yes" if v else "no")
@@ -312,8 +309,9 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
             "wall",
             "err",
             "in",
-            f"pred_{short}",
-            short,
+            f"pred_{metric}",
+            metric,
+            "err",
             "front",
         ],
         [
@@ -323,18 +321,20 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 r["status"],
                 f"{r['predicted_cost_usd']:.6f}",
                 f"{r['cost_usd']:.6f}",
-                r["cost_err"],
+                _shown_error(r["cost_err"]),
                 yn(r.get("cost_inside")),
                 f"{r['predicted_wall_s']:.1f}",
                 f"{r['wall_s']:.1f}",
-                r["wall_err"],
+                _shown_error(r["wall_err"]),
                 yn(r.get("wall_inside")),
-                f"{r['predicted_accuracy']:.3f}",
-                f"{r['val_accuracy']:.3f}",
+                f"{r['predicted_' + r['metric']]:.3f}",
+                f"{r[r['metric']]:.3f}",
+                _shown_error(r.get("metric_err")),
                 "yes" if r["on_front"] else "no",
             ]
             for r in rows
         ],
+        title=f"err = {ERROR_RULE}",
     )
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from paretrain.planner.inputs.spec import Spec
-from paretrain.planner.plan.plan import Candidate, Plan, plan_from_json
+from paretrain.planner.plan.plan import Candidate, Plan
+from paretrain.planner.plan.plan_file import plan_from_json
 from paretrain.runtime.files import read_text
 from paretrain.runtime.pipeline import check_workload
 from paretrain.runtime.run.runs import FINISHED, last_run
@@ -24,13 +25,10 @@ def read_plan(path: Path) -> Plan:
     return plan_from_json(read_text(path, "plan", "write one with 'paretrain plan SPEC -o PLAN'"), str(path))
 
 
-def plan_spec_of(plan: Plan, where: str) -> Spec:
-    """The plan's spec as a validated ``Spec``, its workload importable."""
-    from paretrain.runtime.spec_files import spec_of
-
-    spec = plan.spec if isinstance(plan.spec, Spec) else spec_of(dict(plan.spec), f"{where}:spec")
-    check_workload(spec)
-    return spec
+def plan_spec_of(plan: Plan) -> Spec:
+    """The plan's spec (validated when the plan file was read), its workload importable."""
+    check_workload(plan.spec)
+    return plan.spec
 
 
 def read_prices(path: Path | None, plan: Plan) -> Any:

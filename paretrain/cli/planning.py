@@ -67,7 +67,7 @@ def plan(
     fmt: str,
 ) -> None:
     """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
-    from paretrain.planner.plan.plan import plan_to_json
+    from paretrain.planner.plan.plan_file import plan_to_json
     from paretrain.runtime.files import atomic_write_text
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
     from paretrain.runtime.spec_files import read_spec

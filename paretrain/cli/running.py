@@ -57,7 +57,7 @@ def run(
     Settings.from_env()  # a bad PARETRAIN_* setting is input: exit 2 before anything runs
     the_plan = read_plan(plan_path)
     cand = the_plan.candidate(candidate)
-    spec = plan_spec_of(the_plan, str(plan_path))
+    spec = plan_spec_of(the_plan)
     prices = read_prices(prices_path, the_plan)
     ws = workspace(ctx)
     choice = choose_resume(ws.root, the_plan, cand) if resume else None

@@ -53,6 +53,6 @@ def init(directory: Path, example: str, force: bool) -> None:
 @click.command("spec-schema")
 def spec_schema() -> None:
     """Print the spec's JSON Schema."""
-    from paretrain.planner.inputs.spec import spec_json_schema
+    from paretrain.planner.inputs.spec_parse import spec_json_schema
 
     click.echo(json.dumps(spec_json_schema(), indent=2))

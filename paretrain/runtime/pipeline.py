@@ -21,7 +21,8 @@ from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
-from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.files import read_profile, read_text, write_profile
@@ -245,8 +246,7 @@ def plan_spec(
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
     plan = make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key=profile.key,
         problem=problem,
         ctx=ctx,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paretrain.planner.inputs.spec import Spec, parse_spec, parse_spec_text
+from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.inputs.spec_parse import parse_spec, parse_spec_text
 from paretrain.runtime.files import read_text
 from paretrain.runtime.train.workloads import workloads_for
 

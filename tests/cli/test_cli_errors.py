@@ -100,7 +100,7 @@ def test_run_with_a_missing_or_edited_plan_exits_2(tmp_path):
     bad = tmp_path / "plan.json"
     bad.write_text('{"schema": "paretrain.plan/0"}')
     r = CliRunner().invoke(cli, ["run", str(bad)])
-    from paretrain.planner.plan.plan import PLAN_SCHEMA
+    from paretrain.planner.plan.plan_file import PLAN_SCHEMA
 
     assert r.exit_code == 2 and f"field 'schema' must be {PLAN_SCHEMA}" in r.stderr
 

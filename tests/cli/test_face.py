@@ -12,9 +12,10 @@ from paretrain.cli import cli
 from paretrain.console import Output
 from paretrain.output import show_plan
 from paretrain.planner.errors import ApprovalRequired
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec import spec_to_dict
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.approval import check_approval, needs_approval
-from paretrain.planner.plan.plan import plan_from_json
+from paretrain.planner.plan.plan_file import plan_from_json
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.tracking.plan_log import log_plan
 from paretrain.runtime.tracking.session import open_session, parent_run
@@ -44,7 +45,7 @@ def test_approval_is_needed_only_above_the_threshold_and_names_amount_and_flag(p
 
 def test_approval_reads_a_spec_a_budget_a_plan_spec_or_a_number(plan):
     spec = parse_spec(small_spec(budget={"total_usd": 0.01, "approval_above_usd": 0.0}), "s", WORKLOADS)
-    for budget in (spec, spec.budget, dict(spec.data), 0.0):
+    for budget in (spec, spec.budget, spec_to_dict(spec), 0.0):
         assert needs_approval(budget, 0.001)
         assert not needs_approval(budget, 0.0)
     assert not needs_approval(plan.spec, 1e9)  # the small spec sets no threshold
@@ -68,7 +69,7 @@ class FakeTracker:
 
 
 def test_log_plan_logs_one_child_per_candidate_with_predictions_and_the_artifacts(plan):
-    spec = parse_spec(dict(plan.spec), "s", WORKLOADS)
+    spec = plan.spec
     tr = FakeTracker()
     children = log_plan(tr, "parent", spec, plan, artifacts=("spec.yaml", "plan.json", "pareto.png"))
     assert len(children) == len(plan.candidates)
@@ -80,7 +81,7 @@ def test_log_plan_logs_one_child_per_candidate_with_predictions_and_the_artifact
         "predicted_p_reach"
     }
     assert all(
-        set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} | intervals
+        set(m[2]) == {"predicted_cost_usd", "predicted_wall_s", "predicted_val_accuracy"} | intervals
         for m in metrics
     )
     assert all(m[2]["predicted_cost_usd_p10"] <= m[2]["predicted_cost_usd_p90"] for m in metrics)
@@ -127,7 +128,7 @@ def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(
     assert lines[0].split() == [
         "id",
         "config",
-        "accuracy",
+        "val_accuracy",  # the target metric's name
         "cost_usd",
         "cost",
         "P10-P90",

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from paretrain.planner.plan.plan import plan_from_json, plan_to_json
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.run_inputs import choose_resume
 from paretrain.runtime.run.runs import find_resumable, last_run
 from tests.conftest import small_spec
@@ -85,7 +85,7 @@ def test_python_workload_is_imported_before_the_search_spends(tmp_path, monkeypa
 def test_run_checks_the_plans_workload_before_it_starts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plan = plan_from_json(plan_text(small_spec()), "plan.json")
-    spec = {**plan.spec, "workload": {**plan.spec["workload"], "name": "python:no_such_module_zz:make"}}
+    spec = replace(plan.spec, workload=replace(plan.spec.workload, name="python:no_such_module_zz:make"))
     (tmp_path / "plan.json").write_text(plan_to_json(replace(plan, spec=spec)))
     before = files(tmp_path)
     result = CliRunner().invoke(cli, ["run", "plan.json", "--no-track"])

@@ -78,7 +78,7 @@ def test_example_plans_runs_and_compares_from_a_fresh_directory(planned):
     assert {c["config"] for c in plan["pareto"]} <= set(families) <= {"mlp-64x2", "cnn-16"}
     assert set(families.values()) <= {"mlp", "cnn"}
     goal = plan["spec"]["target"]["goal"]
-    assert all(c["predicted"]["accuracy"] >= goal for c in plan["pareto"])
+    assert all(c["predicted"]["level"] >= goal for c in plan["pareto"])
     assert plan["cheapest"] in {c["id"] for c in plan["pareto"]}
     assert "cost_usd" in p.stdout and "cheapest" in p.stdout
     assert ledger_total(cwd, "profile-") <= plan["spec"]["budget"]["envelopes"]["profile"]
@@ -100,7 +100,7 @@ def test_example_plans_runs_and_compares_from_a_fresh_directory(planned):
     row = rows[0]
     assert row["status"] == "target" and row["metric"] == "val_accuracy" and row["direction"] == "maximize"
     cheapest = next(cand for cand in plan["pareto"] if cand["id"] == plan["cheapest"])
-    assert row["val_accuracy"] >= cheapest["predicted"]["accuracy"]
+    assert row["val_accuracy"] >= cheapest["predicted"]["level"]
     assert row["cost_usd"] == pytest.approx(spent, rel=1e-9)
 
     from mlflow.tracking import MlflowClient
@@ -114,7 +114,7 @@ def test_example_plans_runs_and_compares_from_a_fresh_directory(planned):
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
     assert len(children) == len(plan["pareto"])
     for child in children:
-        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} <= set(child.data.metrics)
+        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_val_accuracy"} <= set(child.data.metrics)
     execution = [run for run in runs if run.data.tags.get("paretrain.kind") == "run"]
     assert len(execution) == 1
     ex = execution[0]

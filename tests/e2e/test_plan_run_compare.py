@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from paretrain.planner.plan.plan import PLAN_SCHEMA
+from paretrain.planner.plan.plan_file import PLAN_SCHEMA
 from tests.conftest import small_spec
 from tests.e2e.cli import ledger_total, paretrain
 
@@ -62,7 +62,7 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == len(plan["pareto"]) == kinds.count("candidate")
     for child in children:
-        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_accuracy"} <= set(child.data.metrics)
+        assert {"predicted_cost_usd", "predicted_wall_s", "predicted_val_accuracy"} <= set(child.data.metrics)
     execution = [r for r in runs if r.data.tags.get("paretrain.kind") == "run"]
     assert len(execution) == 1
     ex = execution[0]
@@ -71,7 +71,7 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     assert ex.data.metrics["cost_usd"] == pytest.approx(ledger_total(cwd, "run-"), rel=1e-9)
     assert (
         ex.data.metrics["val_accuracy"]
-        >= next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])["predicted"]["accuracy"]
+        >= next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])["predicted"]["level"]
     )
     assert len(client.get_metric_history(ex.info.run_id, "val_accuracy")) >= 2
 
@@ -79,6 +79,16 @@ def test_run_reaches_target_within_budget_and_mlflow_holds_plan_and_run(planned)
     assert c.returncode == 0, c.stderr
     rows = json.loads(c.stdout)["runs"]
     assert [row["candidate"] for row in rows] == [plan["cheapest"]]
+    row = rows[0]
+    assert row["metric"] == "val_accuracy" and row["val_accuracy"] == ex.data.metrics["val_accuracy"]
+    assert row["predicted_val_accuracy"] == next(
+        c["predicted"]["level"] for c in plan["pareto"] if c["id"] == plan["cheapest"]
+    )
+    # errors are numbers: (realized - predicted) / predicted
+    assert row["cost_err"] == pytest.approx(
+        (row["cost_usd"] - row["predicted_cost_usd"]) / row["predicted_cost_usd"]
+    )
+    assert isinstance(row["wall_err"], float) and "predicted_accuracy" not in row
     assert (cwd / "compare.png").exists()
 
 

@@ -72,10 +72,10 @@ def test_the_plan_aims_at_bits_per_byte_levels(planned):
     assert "val_bpb" in p.stdout  # the table's metric column
     assert plan["pareto"]
     for cand in plan["pareto"]:
-        assert cand["predicted"]["accuracy"] in LEVELS  # each candidate aims at one of the levels
+        assert cand["predicted"]["level"] in LEVELS  # each candidate aims at one of the levels
         assert all(s["batch_size"] in (4, 8, 16, 32) for s in cand["stages"])
     # a lower (harder) level never costs fewer samples than an easier one
-    by_level = {c["predicted"]["accuracy"]: c for c in plan["pareto"]}
+    by_level = {c["predicted"]["level"]: c for c in plan["pareto"]}
     if len(by_level) == 2:
         easy, hard = (sum(s["samples"] for s in by_level[lv]["stages"]) for lv in LEVELS)
         assert hard >= easy
@@ -87,7 +87,7 @@ def test_run_reaches_its_bpb_level_within_budget_and_mlflow_and_compare_hold_it(
     r = paretrain(cwd, "run", "plan.json", "--candidate", "cheapest")
     assert r.returncode in (0, 3), r.stdout + r.stderr
     cand = next(c for c in plan["pareto"] if c["id"] == plan["cheapest"])
-    level = cand["predicted"]["accuracy"]
+    level = cand["predicted"]["level"]
     budget = plan["spec"]["budget"]["envelopes"]["train"]
     assert ledger_total(cwd, "run-") <= budget
 
@@ -114,4 +114,5 @@ def test_run_reaches_its_bpb_level_within_budget_and_mlflow_and_compare_hold_it(
     rows = json.loads(c.stdout)["runs"]
     assert [row["candidate"] for row in rows] == [plan["cheapest"]]
     assert rows[0]["metric"] == "val_bpb" and rows[0]["direction"] == "minimize"
+    assert rows[0]["predicted_val_bpb"] == pytest.approx(level) and rows[0]["val_bpb"] == metrics["val_bpb"]
     assert rows[0]["status"] == ("target" if r.returncode == 0 else rows[0]["status"])

@@ -10,9 +10,10 @@ import pytest
 
 from paretrain.planner.errors import InfeasiblePlan
 from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.plan.replan import ReplanRequest, replan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
@@ -50,8 +51,7 @@ def _plan(allow, *, change=lambda o: o, stages=2, train_usd=0.5):
     offers = [change(o) for o in offers + [CATALOG[i] for i in allow if i in CATALOG]]
     problem, ctx = build_problem(spec, offers, profile, configs)
     plan = make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key="k",
         problem=problem,
         ctx=ctx,
@@ -91,7 +91,7 @@ def test_a_hold_shorter_than_the_minimum_is_billed_the_minimum():
 def test_local_offers_are_neither_provisioned_nor_rounded():
     plan, problem = _plan(["local/cpu-1", "local/cpu-2"], stages=3)
     for cand in plan.candidates:
-        m = problem.choices.index(Choice(cand.config_id, cand.accuracy))
+        m = problem.choices.index(Choice(cand.config_id, cand.level))
         opts = [
             problem.options.index(Option(s.hardware, s.precision, s.batch_size, s.workers))
             for s in cand.stages
@@ -167,7 +167,7 @@ def test_a_replan_bills_the_hold_it_continues_as_the_plan_did():
     quick = replace(CATALOG[G4DN], switch_s=2.0)
     plan, problem = _plan([G4DN], change=lambda o: quick if o.id == G4DN else o)
     cand = plan.candidate("cheapest")
-    m = problem.choices.index(Choice(cand.config_id, cand.accuracy))
+    m = problem.choices.index(Choice(cand.config_id, cand.level))
     k0 = cand.stages[0]
     o0 = problem.options.index(Option(k0.hardware, k0.precision, k0.batch_size, k0.workers))
     progress = problem.samples[m, 0, o0] / (1 + k0.batch_size * k0.workers / k0.b_noise)

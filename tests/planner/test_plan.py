@@ -9,9 +9,10 @@ import pytest
 
 from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.catalog import local_offers
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
-from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -39,8 +40,7 @@ def plan_text(spec_data: dict, lab: SyntheticLab | None = None) -> str:
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
     plan = make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key=key,
         problem=problem,
         ctx=ctx,
@@ -58,7 +58,9 @@ def test_same_spec_and_profile_give_byte_identical_plans():
 
 def test_plan_has_no_timestamps_and_a_schema():
     d = json.loads(plan_text(small_spec()))
-    assert d["schema"] == "paretrain.plan/2"
+    assert d["schema"] == "paretrain.plan/3"
+    assert all(set(c["predicted"]) >= {"cost_usd", "wall_s", "level"} for c in d["pareto"])
+    assert not any("accuracy" in c["predicted"] for c in d["pareto"])
     text = json.dumps(d)
     assert "measured_at" not in text and "2026-" not in text.replace(d["offers"][0]["as_of"], "")
 
@@ -80,7 +82,7 @@ def test_a_plan_file_of_the_old_schema_is_refused_in_one_line():
     with pytest.raises(InputError) as info:
         plan_from_json(json.dumps(d), "old.json")
     msg = str(info.value)
-    assert "\n" not in msg and "old.json" in msg and "paretrain.plan/2" in msg and "paretrain plan" in msg
+    assert "\n" not in msg and "old.json" in msg and "paretrain.plan/3" in msg and "paretrain plan" in msg
 
 
 def test_plan_models_are_typed_with_lookups():
@@ -103,9 +105,9 @@ def test_plan_models_are_typed_with_lookups():
         assert rec.instances == st.instances and rec.storage_bytes > 0
     # every worker count is kept, not only the ones a candidate uses
     assert {r.workers for r in plan.step_models(cand.config_id)} == {1, 2}
-    conv = plan.convergence(cand.config_id, cand.accuracy)
+    conv = plan.convergence(cand.config_id, cand.level)
     assert conv.e_min > 0 and conv.max_batch >= max(s.batch_size * s.workers for s in cand.stages)
-    noise = plan.stage_noise(cand.config_id, cand.accuracy)
+    noise = plan.stage_noise(cand.config_id, cand.level)
     K = len(cand.stages)
     assert [round(noise.at(conv.e_min * (k + 0.5) / K), 3) for k in range(K)] == [
         s.b_noise for s in cand.stages
@@ -121,10 +123,10 @@ def test_candidate_selection_by_name_and_id():
     assert cheapest.cost_usd == min(c.cost_usd for c in plan.candidates)
     assert fastest.wall_s == min(c.wall_s for c in plan.candidates)
     assert plan.candidate("knee").id == plan.chosen
-    top = max(c.accuracy for c in plan.candidates)
+    top = max(c.level for c in plan.candidates)
     accurate = plan.candidate("accurate")
-    assert accurate.accuracy == top
-    assert accurate.cost_usd == min(c.cost_usd for c in plan.candidates if c.accuracy == top)
+    assert accurate.level == top
+    assert accurate.cost_usd == min(c.cost_usd for c in plan.candidates if c.level == top)
     assert plan.candidate(plan.candidates[0].id) is plan.candidates[0]
     with pytest.raises(InputError, match="not in the plan"):
         plan.candidate("p99")
@@ -134,7 +136,7 @@ def test_candidates_meet_the_goal_budget_and_deadline():
     data = small_spec()
     plan = plan_from_json(plan_text(data), "plan.json")
     for c in plan.candidates:
-        assert c.accuracy >= data["target"]["goal"]
+        assert c.level >= data["target"]["goal"]
         assert c.cost_usd <= data["budget"]["envelopes"]["train"]
         assert c.wall_s <= data["deadline_s"]
         assert sum(s.cost_usd for s in c.stages) == pytest.approx(c.cost_usd, rel=1e-6)
@@ -153,7 +155,7 @@ def test_example_like_spec_gives_at_least_five_candidates():
 def test_unreached_levels_are_noted_not_planned():
     lab = SyntheticLab(best={"mlp-64x2": 0.45, "cnn-8x2": 0.95})
     plan = plan_from_json(plan_text(small_spec(), lab), "plan.json")
-    assert all(not (c.config_id == "mlp-64x2" and c.accuracy > 0.45) for c in plan.candidates)
+    assert all(not (c.config_id == "mlp-64x2" and c.level > 0.45) for c in plan.candidates)
     assert any("mlp-64x2: val_accuracy 0.5" in n for n in plan.notes)
 
 

@@ -10,10 +10,10 @@ import pytest
 
 from paretrain.planner.errors import SolverError, SolverTimeout
 from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.fits import fit_noise_curve, stage_b_noise
 from paretrain.planner.measure.profile import build_profile, merge_profiles
-from paretrain.planner.plan.plan import make_plan
+from paretrain.planner.plan.make import make_plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front, solve_outcome
 from paretrain.planner.program.problem import prune_dominated
@@ -70,8 +70,7 @@ def _plan(lab, **over):
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
     return make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key="k",
         problem=problem,
         ctx=ctx,

@@ -11,10 +11,11 @@ import pytest
 
 from paretrain.planner.errors import SpecError
 from paretrain.planner.inputs.catalog import local_offers
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.lab import LocalDevice
 from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
-from paretrain.planner.plan.plan import make_plan, plan_from_json, plan_to_json
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -124,8 +125,7 @@ def test_an_unsupported_precision_is_not_planned_and_each_one_gets_a_note():
     ]
     front = pareto_front(problem)
     plan = make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key=key,
         problem=problem,
         ctx=ctx,

@@ -11,9 +11,11 @@ from dataclasses import fields, replace
 import pytest
 
 from paretrain.planner.inputs.catalog import Offer, local_offers
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.plan import Candidate, make_plan, plan_from_json, plan_to_json
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan import Candidate
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.plan.replan import ReplanRequest, replan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
@@ -71,8 +73,7 @@ def planned():
     offers = _offers(spec, lab)
     problem, ctx = build_problem(spec, offers, profile, configs)
     plan = make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key="k",
         problem=problem,
         ctx=ctx,
@@ -123,7 +124,7 @@ def _replan_at_boundary(planned, cand, j, prefer, budget, deadline):
     replan gave and the plan's own remaining (cost, time) from the exact problem: after the
     stages before j, and at j = 0 after the first offer's provisioning."""
     plan, problem, ctx, _ = planned
-    m = problem.choices.index(Choice(cand.config_id, cand.accuracy))
+    m = problem.choices.index(Choice(cand.config_id, cand.level))
     opts = [
         problem.options.index(Option(s.hardware, s.precision, s.batch_size, s.workers)) for s in cand.stages
     ]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 
 import pytest
 import yaml
 
 from paretrain.planner.errors import InputError, SpecError
-from paretrain.planner.inputs.spec import parse_spec, parse_spec_text, spec_json_schema
+from paretrain.planner.inputs.spec import spec_to_dict
+from paretrain.planner.inputs.spec_parse import parse_spec, parse_spec_text, spec_json_schema
 from paretrain.runtime.spec_files import read_spec
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.conftest import ROOT, small_spec
@@ -138,3 +141,55 @@ def test_json_schema_lists_every_section_and_forbids_unknown_keys():
     assert schema["additionalProperties"] is False
     assert schema["properties"]["budget"]["properties"]["total_usd"]["minimum"] == 0
     assert set(schema["required"]) >= {"name", "target", "budget", "deadline_s"}
+
+
+def _round_trip_cases() -> list[dict]:
+    return [
+        small_spec(),
+        small_spec(budget={"total_usd": 12345.678, "envelopes": {"search": 0.0}}),
+        small_spec(
+            convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "accuracy": 0.9}},
+            runtime={"events": [{"at_s": 1, "kind": "price", "factor": 2}], "prefer": "time"},
+            hardware={"allow": ["local/cpu-1", "aws/*"], "catalog": "builtin", "spot": True},
+            planner={"stages": 2, "batch_sizes": [128, 32, 32], "precisions": ["fp32", "bf16"]},
+            search={"trials": 2, "space": {"mlp": {"width": [16, 32]}}},
+            tracking={"uri": "sqlite:///m.db", "experiment": "e"},
+            profiles=["p.json"],
+        ),
+        small_spec(
+            workload={"name": "python:mypkg.work:make", "args": {"n": [1, 2]}},
+            configs=[{"id": "a", "family": "anything", "width": 1}],
+            target={
+                "goal": 2.5,
+                "levels": [2.0],
+                "max_samples": 1000,
+                "metric": "val_bpb",
+                "direction": "minimize",
+            },
+        ),
+    ]
+
+
+@pytest.mark.parametrize("data", _round_trip_cases())
+def test_spec_to_dict_parses_back_into_the_same_spec_and_digest(data):
+    spec = parse(data)
+    mapping = spec_to_dict(spec)
+    assert json.loads(json.dumps(mapping)) == mapping  # plain JSON, as a plan file holds it
+    again = parse_spec(mapping, "plan.json:spec")  # without the registry, as a plan file is read
+    assert again == replace(spec, path="plan.json:spec")
+    assert again.digest == spec.digest and spec_to_dict(again) == mapping
+
+
+def test_spec_to_dict_writes_every_default_and_resolved_envelope():
+    mapping = spec_to_dict(parse(small_spec(budget={"total_usd": 1.0})))
+    assert mapping["budget"]["envelopes"] == {"profile": 0.2, "search": 0.2, "train": 0.6}
+    assert mapping["planner"]["solver"] == "highs" and mapping["runtime"]["events"] == []
+    assert mapping["target"]["levels"] == [0.4, 0.5] and mapping["target"]["metric"] == "val_accuracy"
+    assert mapping["configs"][0] == parse(small_spec()).configs[0].to_dict()
+
+
+def test_the_digest_follows_a_changed_section():
+    spec = parse(small_spec())
+    changed = replace(spec, planner=replace(spec.planner, stages=3))
+    assert changed.digest != spec.digest
+    assert spec_to_dict(changed)["planner"]["stages"] == 3

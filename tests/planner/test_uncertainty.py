@@ -17,7 +17,8 @@ from paretrain.planner.measure.uncertainty import (
     convergence_spread,
 )
 from paretrain.planner.plan.choices import filter_by_confidence, merge_overlapping, renumber
-from paretrain.planner.plan.plan import Candidate, StagePlan, plan_from_json, plan_to_json
+from paretrain.planner.plan.plan import Candidate, StagePlan
+from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 
 ST = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 640, 10, 1e-3, 0.0, 1.0, 100.0)
 

@@ -3,14 +3,15 @@ the runtime emulates (real math on this CPU, virtual clock and prices of the off
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 from typing import Any
 
 from paretrain.planner.inputs.catalog import builtin_catalog_text, local_offers, parse_catalog
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec import spec_to_dict
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -56,8 +57,7 @@ def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem)
     return make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key="test",
         problem=problem,
         ctx=ctx,
@@ -69,12 +69,14 @@ def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
 
 
 def with_spec(plan: Plan, **changes: Any) -> Plan:
-    """The same plan with spec fields changed (``section__field=value`` or ``section=value``)."""
-    spec = copy.deepcopy(dict(plan.spec))
+    """The same plan with its spec changed and validated again: ``section__field=value`` sets one
+    field of a section, ``section=value`` a whole section (in ``spec_to_dict``'s shape, defaults
+    filled in) or a top-level field."""
+    data = spec_to_dict(plan.spec)
     for key, value in changes.items():
         section, _, fld = key.partition("__")
         if fld:
-            spec[section] = {**spec[section], fld: value}
+            data[section] = {**data[section], fld: value}
         else:
-            spec[section] = value
-    return replace(plan, spec=spec)
+            data[section] = value
+    return replace(plan, spec=parse_spec(data, plan.spec.path, WORKLOADS))

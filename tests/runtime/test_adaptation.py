@@ -74,11 +74,8 @@ def test_a_price_spike_causes_a_replan_and_the_target_is_still_reached_within_bu
     spiked = with_spec(
         plan,
         budget={"total_usd": 1.0, "envelopes": {"train": budget}},
-        runtime={
-            **plan.spec["runtime"],
-            "pause_threshold": 1000.0,
-            "events": [{"at_s": at, "kind": "price", "factor": 200.0, "hardware": T4}],
-        },
+        runtime__pause_threshold=1000.0,
+        runtime__events=[{"at_s": at, "kind": "price", "factor": 200.0, "hardware": T4}],
     )
     _ex, result, lines = run(spiked, cand, tmp_path)
     replans = events(result, "replan")
@@ -102,10 +99,7 @@ def test_a_slowdown_is_detected_within_the_pinned_delay(plan, tmp_path):
     interval = evals[8] - evals[7]
     slowed = with_spec(
         plan,
-        runtime={
-            **plan.spec["runtime"],
-            "events": [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}],
-        },
+        runtime__events=[{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}],
     )
     _ex, result, _ = run(slowed, cand, tmp_path / "slow")
     replans = [e for e in events(result, "replan") if "throughput" in e["reason"]]
@@ -126,10 +120,7 @@ def test_a_price_peak_with_slack_pauses_and_charges_no_compute_meanwhile(plan, t
     peaked = with_spec(
         plan,
         deadline_s=10_000,
-        runtime={
-            **plan.spec["runtime"],
-            "events": [{"at_s": at, "kind": "price", "factor": 4.0, "duration_s": length, "hardware": T4}],
-        },
+        runtime__events=[{"at_s": at, "kind": "price", "factor": 4.0, "duration_s": length, "hardware": T4}],
     )
     _ex, result, lines = run(peaked, cand, tmp_path)
     pauses = events(result, "pause")
@@ -190,16 +181,14 @@ def test_a_replan_keeps_a_slowed_offers_observed_speed_after_the_run_leaves_it(p
     _, _, dry = run(plan, cand, tmp_path / "dry", run_id="dry")
     at = [c["t_run"] for c in dry if c.get("what") == "eval"][7]
     slow = [{"at_s": at, "kind": "slowdown", "factor": 1.5, "hardware": T4}]
-    _, result, _ = run(
-        with_spec(plan, runtime={**plan.spec["runtime"], "events": slow}), cand, tmp_path / "slow"
-    )
+    _, result, _ = run(with_spec(plan, runtime__events=slow), cand, tmp_path / "slow")
     first = next(e for e in events(result, "replan") if "throughput" in e["reason"])
     assert first["action"] == "switch" and 1.3 <= first["step_factor"][T4] <= 1.7, first
     moved_to = events(result, "switch")[0]["hardware"]
     # the same run (the virtual clock is deterministic), with the new offer's price doubling later
     later = [*slow, {"at_s": first["t_run"], "kind": "price", "factor": 2.0, "hardware": moved_to}]
     _, result, _ = run(
-        with_spec(plan, runtime={**plan.spec["runtime"], "events": later}),
+        with_spec(plan, runtime__events=later),
         cand,
         tmp_path / "price",
         run_id="p",

@@ -10,9 +10,10 @@ import pytest
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
-from paretrain.planner.inputs.spec import parse_spec
+from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.plan import Plan, make_plan
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.money.ledger import read_charges
@@ -36,8 +37,7 @@ def _plan(switch_s: float | None = None) -> Plan:
         offers = [replace(o, switch_s=switch_s) for o in offers]
     problem, ctx = build_problem(spec, offers, profile, configs)
     return make_plan(
-        spec_data=dict(spec.data),
-        spec_digest=spec.digest,
+        spec=spec,
         profile_key="test",
         problem=problem,
         ctx=ctx,
@@ -52,7 +52,7 @@ def _run(plan: Plan, tmp_path, run_id: str, budget: float, **runtime):
     plan = with_spec(
         plan,
         budget={"total_usd": 10.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": budget}},
-        runtime={**plan.spec["runtime"], **runtime},
+        **{f"runtime__{k}": v for k, v in runtime.items()},
     )
     cand = plan.candidate("cheapest")
     try:

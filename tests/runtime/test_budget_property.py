@@ -50,9 +50,16 @@ def scenario(seed: int):
         events.append(ev)
     budget = cand.cost_usd * rng.choice([rng.uniform(0.05, 1.0), rng.uniform(1.0, 12.0)])
     spec_budget = {"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": budget}}
-    runtime = {**p.spec["runtime"], "events": events, "checkpoint_every_s": rng.uniform(0.05, 1.0)}
+    every_s = rng.uniform(0.05, 1.0)
     deadline = rng.choice([1e5, 1e5, horizon * 1.5])  # sometimes a preemption outlasts it
-    return with_spec(p, budget=spec_budget, runtime=runtime, deadline_s=deadline), cand, budget, events
+    changed = with_spec(
+        p,
+        budget=spec_budget,
+        runtime__events=events,
+        runtime__checkpoint_every_s=every_s,
+        deadline_s=deadline,
+    )
+    return changed, cand, budget, events
 
 
 @pytest.mark.parametrize("seed", range(100))

@@ -22,7 +22,7 @@ import torch
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import WorkloadSpec
-from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.train.elastic import Rendezvous, Settings, split
@@ -218,7 +218,7 @@ def test_a_machine_that_never_joins_stops_the_run_with_exit_3(tmp_path, monkeypa
     price_s = plan.offer("local/cpu-1").price_usd_per_h / 3600.0
     assert wait["seconds"] >= 3.0
     assert wait["usd"] == pytest.approx(price_s * wait["seconds"])  # one instance: the run's own process
-    assert ledger_total(tmp_path, ledger.stem) <= plan.spec["budget"]["envelopes"]["train"]
+    assert ledger_total(tmp_path, ledger.stem) <= plan.spec.budget.train_usd
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.money.ledger import KILL_AT_LINE_ENV, read_charges
 from paretrain.runtime.train.checkpoint import checkpoint_paths
 from tests.conftest import ROOT
@@ -232,4 +232,4 @@ def test_each_killed_processes_billing_hold_is_settled_on_resume(killed_and_resu
     for c in settled:
         assert c["what"] == "billing increment" and c["usd"] > 0
         assert c["billed_s"] == pytest.approx(offer.billed_s(c["held_s"]) - c["held_s"], abs=1e-5)
-    assert math.fsum(c["usd"] for c in lines) <= plan.spec["budget"]["envelopes"]["train"]
+    assert math.fsum(c["usd"] for c in lines) <= plan.spec.budget.train_usd

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from paretrain.cli import cli
 from paretrain.planner.errors import BudgetExhausted, SpecError
-from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.money.prices import (
     Event,
@@ -116,7 +116,7 @@ def test_a_preemption_that_outlasts_the_deadline_stops_the_run(tmp_path):
     data = tiny_spec(hardware={"allow": ["local/cpu-1", HW], "catalog": "builtin"}, deadline_s=10)
     plan = make_test_plan(data)
     events = [{"at_s": 0.05, "kind": "preempt", "duration_s": 1000.0, "factor": 1.0, "hardware": HW}]
-    plan = with_spec(plan, runtime={**plan.spec["runtime"], "events": events})
+    plan = with_spec(plan, runtime__events=events)
     result = _run(plan, tmp_path, "dl")
     assert result.status == "deadline"
 
@@ -127,7 +127,7 @@ def test_the_project_ceiling_caps_a_run_by_what_other_runs_spent(tmp_path):
     first = _run(plan, tmp_path, "first")
     assert first.cost_usd > 0
     ceiling = first.cost_usd * 1.3
-    capped = with_spec(plan, budget={**plan.spec["budget"], "project_ceiling_usd": ceiling})
+    capped = with_spec(plan, budget__project_ceiling_usd=ceiling)
     second = _run(capped, tmp_path, "second")
     assert second.budget_usd == pytest.approx(ceiling - first.cost_usd)
     total = math.fsum(
@@ -188,4 +188,4 @@ def test_an_emulated_run_on_two_instances_pays_its_rendezvous_once_on_both(tmp_p
     price = plan.offer(HW).price_usd_per_h
     assert all(c["seconds"] == pytest.approx(rdzv) for c in formed)
     assert all(c["usd"] == pytest.approx(2 * price / 3600 * rdzv, rel=1e-9) for c in formed)
-    assert result.cost_usd <= plan2.spec["budget"]["envelopes"]["train"]
+    assert result.cost_usd <= plan2.spec.budget.train_usd

@@ -22,7 +22,7 @@ import csv
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -192,58 +192,63 @@ def parse_catalog(text: str, where: str = "catalog.csv") -> list[Offer]:
             missing,
             f"add the columns {', '.join(missing)}",
         )
-    offers: list[Offer] = []
-    for line, row in enumerate(reader, start=2):
+    return [offer for line, row in enumerate(reader, start=2) for offer in _row_offers(row, line, where)]
 
-        def num(col: str, row: dict[str, str] = row, line: int = line) -> float:
-            try:
-                value = float(row[col]) if row[col] not in ("", None) else 0.0
-            except ValueError:
-                raise SpecError(
-                    where, f"line {line}.{col}", "must be a number", row[col], "write a plain number"
-                ) from None
-            if not math.isfinite(value) or value < 0:
-                raise SpecError(
-                    where,
-                    f"line {line}.{col}",
-                    "must be a finite number >= 0",
-                    row[col],
-                    "write a non-negative number",
-                )
-            return value
 
-        count = int(num("accelerator_count"))
-        kind = "gpu" if count > 0 else "cpu"
-        mem = num("memory_gib")
-        base = dict(
-            provider=row["provider"],
-            kind=kind,
-            memory_gib=mem,
-            vcpus=int(num("vcpus")),
-            accelerator=row["accelerator"],
-            accelerator_count=count,
-            peak_tflops_fp32=num("peak_tflops_fp32"),
-            peak_tflops_bf16=num("peak_tflops_bf16"),
-            mem_bw_gbps=num("mem_bw_gbps"),
-            source=row["source"],
-            as_of=row["as_of"],
-            storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
-            egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
-            switch_s=float(row.get("switch_s") or 0.0),
-            billing_increment_s=num("billing_increment_s"),
-            billing_minimum_s=num("billing_minimum_s"),
+def _row_offers(row: dict[str, str], line: int, where: str) -> list[Offer]:
+    """One catalog row: its on-demand offer, and its spot offer when the row prices one."""
+
+    def num(col: str) -> float:
+        return _number(row, col, line, where)
+
+    count = int(num("accelerator_count"))
+    on_demand = Offer(
+        id=f"{row['provider']}/{row['instance_type']}",
+        provider=row["provider"],
+        kind="gpu" if count > 0 else "cpu",
+        price_usd_per_h=num("price_usd_per_h"),
+        memory_gib=num("memory_gib"),
+        vcpus=int(num("vcpus")),
+        accelerator=row["accelerator"],
+        accelerator_count=count,
+        peak_tflops_fp32=num("peak_tflops_fp32"),
+        peak_tflops_bf16=num("peak_tflops_bf16"),
+        mem_bw_gbps=num("mem_bw_gbps"),
+        source=row["source"],
+        as_of=row["as_of"],
+        storage_usd_per_gb_month=float(row.get("storage_usd_per_gb_month") or 0.0),
+        egress_usd_per_gb=float(row.get("egress_usd_per_gb") or 0.0),
+        switch_s=float(row.get("switch_s") or 0.0),
+        billing_increment_s=num("billing_increment_s"),
+        billing_minimum_s=num("billing_minimum_s"),
+    )
+    spot = num("spot_price_usd_per_h")
+    if spot <= 0:
+        return [on_demand]
+    spot_offer = replace(
+        on_demand,
+        id=f"{on_demand.id}:spot",
+        price_usd_per_h=spot,
+        spot=True,
+        interruption_per_h=num("spot_interruption_per_h"),
+    )
+    return [on_demand, spot_offer]
+
+
+def _number(row: dict[str, str], col: str, line: int, where: str) -> float:
+    """A numeric catalog cell (empty: 0), finite and >= 0."""
+    try:
+        value = float(row[col]) if row[col] not in ("", None) else 0.0
+    except ValueError:
+        raise SpecError(
+            where, f"line {line}.{col}", "must be a number", row[col], "write a plain number"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise SpecError(
+            where,
+            f"line {line}.{col}",
+            "must be a finite number >= 0",
+            row[col],
+            "write a non-negative number",
         )
-        oid = f"{row['provider']}/{row['instance_type']}"
-        offers.append(Offer(id=oid, price_usd_per_h=num("price_usd_per_h"), **base))
-        spot = num("spot_price_usd_per_h")
-        if spot > 0:
-            offers.append(
-                Offer(
-                    id=f"{oid}:spot",
-                    price_usd_per_h=spot,
-                    spot=True,
-                    interruption_per_h=num("spot_interruption_per_h"),
-                    **base,
-                )
-            )
-    return offers
+    return value

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
 
-Candidate = Any  # paretrain.planner.plan.plan.Candidate (not imported: paretrain.planner.plan.plan imports this module)
+from paretrain.planner.plan.plan import Candidate
 
 __all__ = ["filter_by_confidence", "merge_overlapping", "renumber"]
 
@@ -52,7 +51,7 @@ def filter_by_confidence(
 
 
 def _overlap(a: Candidate, b: Candidate) -> bool:
-    if a.accuracy != b.accuracy or a.config_id != b.config_id:
+    if a.level != b.level or a.config_id != b.config_id:
         return False
     ca, cb, wa, wb = a.cost_interval, b.cost_interval, a.wall_interval, b.wall_interval
     if ca is None or cb is None or wa is None or wb is None:
@@ -76,7 +75,7 @@ def merge_overlapping(cands: Sequence[Candidate]) -> tuple[list[Candidate], list
         k = kept[i]
         stages = " | ".join(f"{s.hardware} b{s.batch_size}" for s in k.stages)
         notes.append(
-            f"{n} candidate{'s' if n > 1 else ''} of {k.config_id} to {k.accuracy:g} within the "
+            f"{n} candidate{'s' if n > 1 else ''} of {k.config_id} to {k.level:g} within the "
             f"prediction's spread of {stages} (cost and wall intervals overlap) merged into it; "
             "planner.exact_front: true lists them"
         )

@@ -1,6 +1,6 @@
 """Replanning the rest of a run from what the run has seen (DESIGN §6).
 
-The runtime sends: the candidate's config and accuracy level, the ideal progress done so far
+The runtime sends: the candidate's config and level of the target metric, the ideal progress done so far
 (samples at the noise-free limit, in units of E_min), a convergence factor (observed samples
 needed against the plan's), a step-time factor per offer (observed against planned), the
 current price of every offer, the money and time left, the options marked bad, and what to
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from paretrain.planner.inputs.catalog import Offer
-from paretrain.planner.plan.plan import Candidate, Plan, StagePlan, stage_plan
+from paretrain.planner.plan.make import stage_plan
+from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.program.milp import Formulation
 from paretrain.planner.program.problem import Choice, Option, Problem, Schedule, prune_dominated
 from paretrain.planner.program.stagecost import (
@@ -49,7 +50,7 @@ class ReplanRequest:
     stage_index: int  # the stage the new stages start at
     stages_left: int
     progress_done: float  # ideal samples done (E_min units)
-    convergence_factor: float  # observed / planned samples to the same accuracy (>1: slower)
+    convergence_factor: float  # observed / planned samples to the same level (>1: slower)
     step_factor: Mapping[str, float]  # offer -> observed / planned step time
     prices_usd_per_h: Mapping[str, float]  # offer -> price now
     budget_left_usd: float
@@ -76,54 +77,25 @@ def stage_ideal_samples(samples: float, batch: int, b_noise: float) -> float:
 def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "highs") -> Replanned:
     """New stages for the rest of ``cand``; ``feasible`` False means even the best schedule
     breaks the budget or the deadline left (the runtime then stops or takes the cheapest)."""
-    spec: Mapping[str, Any] = plan.spec
-    conv = plan.convergence(cand.config_id, cand.accuracy)
-    noise = plan.stage_noise(cand.config_id, cand.accuracy)
+    conv = plan.convergence(cand.config_id, cand.level)
+    noise = plan.stage_noise(cand.config_id, cand.level)
     work = max(conv.e_min * req.convergence_factor - req.progress_done, 0.0)
     K = max(1, req.stages_left)
     # B_noise at each new stage's midpoint, on the plan's own curve
     b_noise = [noise.at(req.progress_done + work * (j + 0.5) / K) for j in range(K)]
-    offers = {o.id: o for o in plan.offers}
     records = {(r.hardware, r.precision, r.workers): r for r in plan.step_models(cand.config_id)}
     models = {key: r.model() for key, r in records.items()}
-    opts: list[Option] = []
-    for key in _option_order(plan, records):  # the order paretrain.planner.program.build gives them
-        for b in spec["planner"]["batch_sizes"]:
-            opt = Option(key[0], key[1], int(b), key[2])
-            if (opt.hardware, opt.global_batch) not in req.bad and option_fits(
-                opt, models[key], offers[opt.hardware], conv.max_batch
-            ):
-                opts.append(opt)
+    opts = _options(plan, req, records, models, conv.max_batch)
     if not opts:
         return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
     hardware = tuple(dict.fromkeys(o.hardware for o in opts))
-    eval_every = float(spec["runtime"]["eval_every_samples"])
-    ckpt_every = float(spec["runtime"]["checkpoint_every_s"])
-    costs: dict[tuple[int, int], StageCost] = {}
-    for o, opt in enumerate(opts):
-        key = (opt.hardware, opt.precision, opt.workers)
-        for j in range(K):
-            costs[(j, o)] = stage_cost(
-                work=work / K,
-                b_noise=b_noise[j],
-                option=opt,
-                step=models[key],
-                offer=offers[opt.hardware],
-                instances=records[key].instances,
-                storage_bytes=records[key].storage_bytes,
-                first=req.stage_index + j == 0,
-                eval_every=eval_every,
-                ckpt_every=ckpt_every,
-                price_usd_per_h=_price(req, offers[opt.hardware]),
-                step_factor=req.step_factor.get(opt.hardware, 1.0),
-            )
+    costs = _stage_costs(plan, req, opts, records, models, work / K, b_noise)
     problem = _problem(plan, cand, req, opts, hardware, costs, K)
     sched, feasible, reason = _solve(problem, req, solver)
     if sched is None:
         return Replanned((), math.inf, math.inf, False, "no option is left for the remaining work")
-    cfg = plan.config(cand.config_id)
-    fit = conv.fit()
-    billing = _billing(problem, sched, req, offers, records, costs)
+    cfg, fit = plan.config(cand.config_id), conv.fit()
+    billing = _billing(problem, sched, req, {o.id: o for o in plan.offers}, records, costs)
     stages = []
     for j, o in enumerate(sched.options):
         opt, c = opts[o], costs[(j, o)]
@@ -149,6 +121,62 @@ def replan(plan: Plan, cand: Candidate, req: ReplanRequest, *, solver: str = "hi
         feasible and cost <= req.budget_left_usd * (1 + _TOL) and sched.wall_s <= req.time_left_s * (1 + _TOL)
     )
     return Replanned(tuple(stages), cost, sched.wall_s, feasible, reason)
+
+
+def _options(
+    plan: Plan,
+    req: ReplanRequest,
+    records: Mapping[tuple[str, str, int], Any],
+    models: Mapping[tuple[str, str, int], Any],
+    max_batch: int,
+) -> list[Option]:
+    """The options the rest may use, in the order ``paretrain.planner.program.build`` gives
+    them: every planned (offer, precision, workers) at every batch size of the spec that fits,
+    less those marked bad."""
+    offers = {o.id: o for o in plan.offers}
+    opts: list[Option] = []
+    for key in _option_order(plan, records):
+        for b in plan.spec.planner.batch_sizes:
+            opt = Option(key[0], key[1], int(b), key[2])
+            if (opt.hardware, opt.global_batch) not in req.bad and option_fits(
+                opt, models[key], offers[opt.hardware], max_batch
+            ):
+                opts.append(opt)
+    return opts
+
+
+def _stage_costs(
+    plan: Plan,
+    req: ReplanRequest,
+    opts: list[Option],
+    records: Mapping[tuple[str, str, int], Any],
+    models: Mapping[tuple[str, str, int], Any],
+    work: float,
+    b_noise: list[float],
+) -> dict[tuple[int, int], StageCost]:
+    """(new stage j, option o) -> what ``work`` (ideal samples per stage) costs there, at the
+    prices and step-time factors the run has seen."""
+    offers = {o.id: o for o in plan.offers}
+    runtime = plan.spec.runtime
+    costs: dict[tuple[int, int], StageCost] = {}
+    for o, opt in enumerate(opts):
+        key = (opt.hardware, opt.precision, opt.workers)
+        for j in range(len(b_noise)):
+            costs[(j, o)] = stage_cost(
+                work=work,
+                b_noise=b_noise[j],
+                option=opt,
+                step=models[key],
+                offer=offers[opt.hardware],
+                instances=records[key].instances,
+                storage_bytes=records[key].storage_bytes,
+                first=req.stage_index + j == 0,
+                eval_every=float(runtime.eval_every_samples),
+                ckpt_every=float(runtime.checkpoint_every_s),
+                price_usd_per_h=_price(req, offers[opt.hardware]),
+                step_factor=req.step_factor.get(opt.hardware, 1.0),
+            )
+    return costs
 
 
 def _billing(
@@ -183,7 +211,7 @@ def _option_order(plan: Plan, records: Mapping[tuple[str, str, int], Any]) -> li
     return [
         key
         for o in plan.offers
-        for q in plan.spec["planner"]["precisions"]
+        for q in plan.spec.planner.precisions
         for key in sorted((k for k in records if k[0] == o.id and k[1] == q), key=lambda k: k[2])
     ]
 
@@ -214,7 +242,7 @@ def _problem(
             cost[0, 0, o] += move_usd + leave
     entry = [entry_cost(offers[h], _price(req, offers[h])) for h in hardware]
     hw_index = {h: i for i, h in enumerate(hardware)}
-    score = plan.metric.score(cand.accuracy)  # the program's accuracy axis: higher is better
+    score = plan.metric.score(cand.level)  # the program's accuracy axis is a score: higher is better
     problem = Problem(
         (Choice(cand.config_id, score),),
         tuple(opts),

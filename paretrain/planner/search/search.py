@@ -3,7 +3,7 @@
 The space is ``paretrain.planner.search.space``; the study, its storage and its front are
 ``paretrain.planner.search.study`` (both re-exported here).
 
-Objectives: maximize validation accuracy, minimize the training cost to that accuracy (the
+Objectives: maximize the target metric's score, minimize the training cost to that score (the
 money the trial spent on the planning device until its best evaluation), minimize the
 inference latency (median per-sample latency measured on the planning device). Constraints,
 reported with ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``):
@@ -81,7 +81,7 @@ _COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.
 class TrialRun:
     """What one trial measured."""
 
-    curve: tuple[tuple[int, float], ...]  # (samples, val_accuracy) at each evaluation
+    curve: tuple[tuple[int, float], ...]  # (samples, the target metric's score) at each evaluation
     cost_to_best_usd: float  # money spent until the best evaluation
     cost_per_sample_usd: float
     spend_usd: float  # everything the trial was charged
@@ -243,7 +243,7 @@ def _record(
 ) -> optuna.trial.FrozenTrial | None:
     """Tell the study what the trial measured; None when it was already failed as stale (its
     worker stalled past the lease)."""
-    accuracy, cost, extrapolated = _score(run, samples)
+    score, cost, extrapolated = _score(run, samples)
     try:
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("curve", [list(p) for p in run.curve])
@@ -256,7 +256,7 @@ def _record(
             trial.set_constraint(name, value)
     except optuna.exceptions.UpdateFinishedTrialError:
         return None
-    frozen = study.tell(trial, [accuracy, cost, run.latency_ms], skip_if_finished=True)
+    frozen = study.tell(trial, [score, cost, run.latency_ms], skip_if_finished=True)
     return frozen if frozen.state == _COMPLETE else None
 
 
@@ -288,7 +288,8 @@ def _study_spend(study: optuna.Study) -> float:
 
 
 def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
-    """Accuracy and cost to it; a trial cut short is extrapolated to ``samples``."""
+    """The best score of the target metric and the cost to it; a trial cut short is extrapolated
+    to ``samples``."""
     best = max((a for _, a in run.curve), default=0.0)
     if not (run.stopped or run.budget_hit) or not run.curve:
         return best, run.cost_to_best_usd, False

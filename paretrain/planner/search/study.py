@@ -19,7 +19,7 @@ from paretrain.planner.program.pareto import non_dominated
 
 __all__ = ["DIRECTIONS", "complete_trials", "front_configs", "make_sampler", "open_study"]
 
-#: accuracy, cost_usd, latency_ms
+#: the target metric's score, cost_usd, latency_ms
 DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize", "minimize")
 _COMPLETE = optuna.trial.TrialState.COMPLETE
 
@@ -89,7 +89,7 @@ def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         if "config" in t.user_attrs and all(v <= 0 for v in _trial_constraints(t))
     ]
-    # accuracy maximized; (cost, latency) minimized: map to the (cost, time, accuracy) helper
+    # the score maximized; (cost, latency) minimized: map to the (cost, time, score) helper
     pts = [(t.values[1], t.values[2], t.values[0]) for t in done]
     keep = non_dominated(pts)
     out = []
@@ -100,7 +100,7 @@ def front_configs(study: optuna.Study, metric: Metric = ACCURACY) -> list[tuple[
                 Config.from_dict(t.user_attrs["config"]),
                 {
                     "trial": t.number,
-                    "accuracy": t.values[0],
+                    "score": t.values[0],
                     "metric": metric.name,
                     "value": metric.level(t.values[0]),
                     "cost_usd": t.values[1],

@@ -37,7 +37,6 @@ from paretrain.runtime.run.reporting import Reporting
 from paretrain.runtime.run.runs import LedgerEnd, RunResult, find_resumable, ledger_end
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.run.steps import checked_step, window_steps
-from paretrain.runtime.spec_files import spec_of
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.train.checkpoint import checkpoint_paths
 from paretrain.runtime.train.devices import local_devices
@@ -52,7 +51,7 @@ def run_setup(
     plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None, spec: Spec | None = None
 ) -> RunSetup:
     """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
-    spec = spec or spec_of(dict(plan.spec), "plan:spec")
+    spec = spec or plan.spec
     rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
     devices = local_devices()
     local = frozenset(d.id for d in devices)
@@ -279,7 +278,7 @@ class Executor:
         self.events("beyond_plan", samples=self.trainer.samples_seen, accuracy=st.accuracy)
         self.log(
             f"the plan's samples are used up at {self.metric.name} {st.accuracy:.4f} before "
-            f"{self.setup.cand.accuracy:g}; continuing with the last stage's settings"
+            f"{self.setup.cand.level:g}; continuing with the last stage's settings"
         )
 
     def _evaluate(self) -> float:
@@ -304,7 +303,7 @@ class Executor:
         return ev.value
 
     def _evaluate_and_adapt(self) -> str | None:
-        if self.metric.reached(self._evaluate(), self.setup.cand.accuracy):
+        if self.metric.reached(self._evaluate(), self.setup.cand.level):
             return "target"
         if not self.adaptation.enabled:
             return None

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from paretrain.planner.errors import BudgetExhausted
-from paretrain.planner.plan.plan import plan_to_json
+from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
@@ -28,9 +28,8 @@ def _triple(iv: Any) -> tuple[float, float, float] | None:
 
 
 def predicted_name(metric: Any) -> str:
-    """The MLflow metric of a predicted level: ``predicted_accuracy`` for val_accuracy (as
-    before), ``predicted_<metric>`` otherwise (``predicted_val_bpb``)."""
-    return "predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}"
+    """The MLflow metric of a predicted level: ``predicted_<metric>`` (``predicted_val_bpb``)."""
+    return f"predicted_{metric.name}"
 
 
 _WHY = {"budget": "its budget", "deadline": "its deadline (the offer was not back in time)"}
@@ -87,7 +86,7 @@ class Reporting:
             {
                 "candidate": cand.id,
                 "config": cand.config_id,
-                "level": cand.accuracy,
+                "level": cand.level,
                 "budget_usd": budget,
                 **{
                     f"stage{st.index}": f"{st.hardware} {st.precision} b={st.batch_size} n={st.workers} "
@@ -145,7 +144,7 @@ class Reporting:
             samples=trainer.samples_seen,
             predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s,
-            predicted_accuracy=cand.accuracy,
+            predicted_accuracy=cand.level,
             budget_usd=budget,
             ledger_path=str(s.ledger_path),
             emulated=s.emulated_any,
@@ -180,7 +179,7 @@ class Reporting:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             message = (
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.accuracy:g} after "
+                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.level:g} after "
                 f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
@@ -202,7 +201,7 @@ class Reporting:
                 self.metric.name: result.accuracy,
                 "predicted_cost_usd": cand.cost_usd,
                 "predicted_wall_s": cand.wall_s,
-                predicted_name(self.metric): cand.accuracy,
+                predicted_name(self.metric): cand.level,
                 "samples": trainer.samples_seen,
                 **interval_metrics(cand),
             },

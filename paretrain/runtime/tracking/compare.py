@@ -1,4 +1,9 @@
-"""Predicted against realized: the execution runs of an MLflow experiment, side by side."""
+"""Predicted against realized: the execution runs of an MLflow experiment, side by side.
+
+A row names the target metric's predicted level and realized value by the metric
+(``predicted_val_mse``, ``val_mse``), and gives each error as a number: (realized - predicted) /
+predicted, so +0.1 is 10% over the prediction (None where nothing was predicted).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,12 @@ from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.pareto import non_dominated
 
-__all__ = ["compare_rows", "latest_plan_run", "log_plot"]
+__all__ = ["compare_rows", "latest_plan_run", "log_plot", "relative_error"]
 
 
-def _pct(pred: float, real: float) -> str:
-    return f"{(pred - real) / real * 100:+.1f}%" if real else "-"
+def relative_error(predicted: float, realized: float) -> float | None:
+    """(realized - predicted) / predicted; None when nothing (zero) was predicted."""
+    return (realized - predicted) / predicted if predicted else None
 
 
 def latest_plan_run(uri: str, experiment: str) -> str | None:
@@ -57,11 +63,35 @@ def _intervals(m: dict[str, float]) -> dict[str, Any]:
 
 
 def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
-    """One row per execution run: predicted and realized cost, wall time, accuracy, errors,
-    and whether the realized point is on the front of the realized points."""
+    """One row per execution run: predicted and realized cost, wall time and target metric,
+    the errors, and whether the realized point is on the front of the realized points."""
     from paretrain.runtime.tracking.client import _client
 
     client = _client(uri)
+    exp = _experiment(client, uri, experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        "tags.`paretrain.kind` = 'run'",
+        order_by=["attributes.start_time ASC"],
+        max_results=5000,
+    )
+    # a run still running, or stopped before its final record, has no cost_usd yet
+    rows = [_row(r) for r in runs if "cost_usd" in r.data.metrics]
+    keep = set(
+        non_dominated(
+            [
+                (r["cost_usd"], r["wall_s"], Metric(r["metric"], r["direction"]).score(r[r["metric"]]))
+                for r in rows
+            ]
+        )
+    )
+    for i, r in enumerate(rows):
+        r["on_front"] = i in keep
+    return exp.name, rows
+
+
+def _experiment(client: Any, uri: str, experiment: str | None) -> Any:
+    """The named experiment, or the only one there is."""
     if experiment is None:
         exps = [e for e in client.search_experiments() if e.name != "Default"]
         if len(exps) != 1:
@@ -70,60 +100,38 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
                 f"--experiment: {len(exps)} experiments at {uri} ({names}). To fix: name one "
                 "with --experiment NAME"
             )
-        exp = exps[0]
-    else:
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            raise InputError(
-                f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
-                "the name (the spec's tracking.experiment, else its name)"
-            )
-    runs = client.search_runs(
-        [exp.experiment_id],
-        "tags.`paretrain.kind` = 'run'",
-        order_by=["attributes.start_time ASC"],
-        max_results=5000,
-    )
-    rows = []
-    for r in runs:
-        m, t = r.data.metrics, r.data.tags
-        if "cost_usd" not in m:
-            continue  # still running, or stopped before its final record
-        metric = Metric(
-            t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize"
+        return exps[0]
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise InputError(
+            f"--experiment: no experiment named {experiment!r} at {uri}. To fix: check "
+            "the name (the spec's tracking.experiment, else its name)"
         )
-        predicted = m.get(
-            "predicted_accuracy" if metric.name == "val_accuracy" else f"predicted_{metric.name}", 0.0
-        )
-        value = m.get(metric.name, 0.0)
-        rows.append(
-            {
-                "run": r.info.run_id,
-                "candidate": t.get("paretrain.candidate", ""),
-                "plan": t.get("paretrain.plan_fingerprint", ""),
-                "status": t.get("paretrain.status", ""),
-                "predicted_cost_usd": m.get("predicted_cost_usd", 0.0),
-                "cost_usd": m["cost_usd"],
-                "predicted_wall_s": m.get("predicted_wall_s", 0.0),
-                "wall_s": m.get("wall_s", 0.0),
-                "metric": metric.name,
-                "direction": metric.direction,
-                # the target metric's predicted level and realized value (named for accuracy, as before)
-                "predicted_accuracy": predicted,
-                "val_accuracy": value,
-                **_intervals(m),
-            }
-        )
-    keep = set(
-        non_dominated(
-            [
-                (r["cost_usd"], r["wall_s"], Metric(r["metric"], r["direction"]).score(r["val_accuracy"]))
-                for r in rows
-            ]
-        )
-    )
-    for i, r in enumerate(rows):
-        r["cost_err"] = _pct(r["predicted_cost_usd"], r["cost_usd"])
-        r["wall_err"] = _pct(r["predicted_wall_s"], r["wall_s"])
-        r["on_front"] = i in keep
-    return exp.name, rows
+    return exp
+
+
+def _row(r: Any) -> dict[str, Any]:
+    m, t = r.data.metrics, r.data.tags
+    metric = Metric(t.get("paretrain.metric") or "val_accuracy", t.get("paretrain.direction") or "maximize")
+    # runs logged before the predicted level was named by its metric call it predicted_accuracy
+    predicted = m.get(f"predicted_{metric.name}", m.get("predicted_accuracy", 0.0))
+    value = m.get(metric.name, 0.0)
+    predicted_cost, predicted_wall = m.get("predicted_cost_usd", 0.0), m.get("predicted_wall_s", 0.0)
+    return {
+        "run": r.info.run_id,
+        "candidate": t.get("paretrain.candidate", ""),
+        "plan": t.get("paretrain.plan_fingerprint", ""),
+        "status": t.get("paretrain.status", ""),
+        "predicted_cost_usd": predicted_cost,
+        "cost_usd": m["cost_usd"],
+        "cost_err": relative_error(predicted_cost, m["cost_usd"]),
+        "predicted_wall_s": predicted_wall,
+        "wall_s": m.get("wall_s", 0.0),
+        "wall_err": relative_error(predicted_wall, m.get("wall_s", 0.0)),
+        "metric": metric.name,
+        "direction": metric.direction,
+        f"predicted_{metric.name}": predicted,
+        metric.name: value,
+        "metric_err": relative_error(predicted, value),
+        **_intervals(m),
+    }

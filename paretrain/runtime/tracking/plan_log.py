@@ -3,8 +3,9 @@
 The parent (started by the command, ``kind`` plan) gets the plan's fingerprint as a tag and
 run name, the spec and solver as params, and the spec, plan file and Pareto plot as
 artifacts; each Pareto candidate becomes a child run with its stage table as params and its
-predicted cost, wall time and accuracy as metrics (what ``paretrain compare`` and the MLflow
-UI compare runs against).
+predicted cost, wall time and level of the target metric as metrics (``predicted_cost_usd``,
+``predicted_wall_s``, ``predicted_<metric>``, with ``_p10``/``_p50``/``_p90`` where the plan has
+intervals: what ``paretrain compare`` and the MLflow UI compare runs against).
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ def plan_params(spec: Any, plan: Any) -> dict[str, Any]:
 
 
 def candidate_params(candidate: Any) -> dict[str, Any]:
-    """A candidate child run's params: its config, accuracy level and one line per stage."""
+    """A candidate child run's params: its config, level of the target metric and one line per stage."""
     return {
         "config": candidate.config_id,
-        "level": candidate.accuracy,
+        "level": candidate.level,
         **{
             f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
             f"samples={s.samples}"
@@ -74,15 +75,12 @@ def log_plan(
                 "paretrain.config": c.config_id,
             },
         )
-        level = (
-            "predicted_accuracy" if plan.metric.name == "val_accuracy" else f"predicted_{plan.metric.name}"
-        )
         tracker.log_metrics(
             child,
             {
                 "predicted_cost_usd": c.cost_usd,
                 "predicted_wall_s": c.wall_s,
-                level: c.accuracy,
+                f"predicted_{plan.metric.name}": c.level,
                 **interval_metrics(c),
             },
         )

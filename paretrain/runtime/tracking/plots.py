@@ -16,12 +16,12 @@ __all__ = ["plot_compare", "plot_pareto"]
 
 
 def plot_pareto(plan: Plan, path: str | Path) -> Path:
-    """Cost against wall time of every candidate, coloured by accuracy; the knee starred."""
+    """Cost against wall time of every candidate, coloured by the level of the target metric; the knee starred."""
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     xs = [c.wall_s for c in plan.candidates]
     ys = [c.cost_usd for c in plan.candidates]
-    acc = [c.accuracy for c in plan.candidates]
-    sc = ax.scatter(xs, ys, c=acc, cmap="viridis", s=46, edgecolors="k", linewidths=0.4, zorder=3)
+    levels = [c.level for c in plan.candidates]
+    sc = ax.scatter(xs, ys, c=levels, cmap="viridis", s=46, edgecolors="k", linewidths=0.4, zorder=3)
     for c in plan.candidates:
         ax.annotate(c.id, (c.wall_s, c.cost_usd), textcoords="offset points", xytext=(4, 4), fontsize=7)
     knee = plan.candidate("knee")

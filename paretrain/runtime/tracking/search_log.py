@@ -19,7 +19,7 @@ def log_trial(
     *,
     parent_run_id: str | None = None,
 ) -> str | None:
-    """Log a finished Optuna ``trial`` of ``config``: params, accuracy, cost, latency and spend,
+    """Log a finished Optuna ``trial`` of ``config``: params, target metric, cost, latency and spend,
     as a child of the handle ``parent`` or of the MLflow run ``parent_run_id`` (a search worker
     started by another process). Returns the child's handle (None when tracking is off)."""
     if tracker is None:

@@ -1,0 +1,81 @@
+"""The plan file across its versions: a typed spec parsed once, schema 3 written, schema 2 read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from paretrain.planner.errors import InputError, SpecError
+from paretrain.planner.inputs.spec import Spec, spec_to_dict
+from paretrain.planner.plan.plan_file import PLAN_SCHEMA, plan_from_json, plan_to_json
+from tests.conftest import small_spec
+from tests.planner.test_plan import plan_text
+
+#: a plan file written by paretrain before schema 3 (``predicted.accuracy``), from small_spec()
+V2 = Path(__file__).parent / "data" / "plan_v2.json"
+
+
+def test_the_plans_spec_is_a_spec_parsed_once_and_written_as_its_mapping():
+    text = plan_text(small_spec())
+    plan = plan_from_json(text, "plan.json")
+    assert isinstance(plan.spec, Spec)
+    assert plan.spec.path == "plan.json:spec"
+    assert plan.spec.budget.train_usd == pytest.approx(0.006)
+    assert plan.metric.name == "val_accuracy" and plan.metric.maximize
+    assert json.loads(text)["spec"] == spec_to_dict(plan.spec)
+    assert json.loads(text)["spec_digest"] == plan.spec.digest
+
+
+def test_a_changed_spec_changes_the_fingerprint_and_reads_back():
+    plan = plan_from_json(plan_text(small_spec()), "plan.json")
+    spec = replace(plan.spec, runtime=replace(plan.spec.runtime, checkpoint_every_s=7.0))
+    changed = replace(plan, spec=spec)
+    assert changed.fingerprint != plan.fingerprint
+    again = plan_from_json(plan_to_json(changed), "plan.json")
+    assert again.spec.runtime.checkpoint_every_s == 7.0
+    assert again.fingerprint == changed.fingerprint
+
+
+def test_a_bad_spec_in_a_plan_file_names_its_field():
+    d = json.loads(plan_text(small_spec()))
+    d["spec"]["budget"]["total_usd"] = -1
+    with pytest.raises(SpecError, match=r"plan\.json:spec.*budget\.total_usd"):
+        plan_from_json(json.dumps(d), "plan.json")
+
+
+def test_a_schema_2_plan_file_still_reads_its_levels_and_spec():
+    old = json.loads(V2.read_text())
+    assert old["schema"] == "paretrain.plan/2"
+    plan = plan_from_json(V2.read_text(), str(V2))
+    assert [c.id for c in plan.candidates] == [c["id"] for c in old["pareto"]]
+    assert [c.level for c in plan.candidates] == [c["predicted"]["accuracy"] for c in old["pareto"]]
+    assert [c.cost_usd for c in plan.candidates] == [c["predicted"]["cost_usd"] for c in old["pareto"]]
+    assert isinstance(plan.spec, Spec) and plan.spec.name == old["spec"]["name"]
+    assert plan.spec.planner.batch_sizes == tuple(old["spec"]["planner"]["batch_sizes"])
+    assert plan.candidate("knee").id == old["chosen"]
+
+
+def test_a_schema_2_plan_file_is_written_again_as_schema_3():
+    plan = plan_from_json(V2.read_text(), str(V2))
+    text = plan_to_json(plan)
+    d = json.loads(text)
+    assert d["schema"] == PLAN_SCHEMA
+    assert [c["predicted"]["level"] for c in d["pareto"]] == [c.level for c in plan.candidates]
+    again = plan_from_json(text, "plan3.json")
+    assert again.candidates == plan.candidates and again.spec == replace(plan.spec, path="plan3.json:spec")
+
+
+def test_an_edited_schema_2_plan_file_is_refused():
+    edited = V2.read_text().replace('"chosen": "', '"chosen": "x', 1)
+    with pytest.raises(InputError, match="fingerprint"):
+        plan_from_json(edited, "old.json")
+
+
+def test_a_schema_2_plan_without_its_level_says_what_is_missing():
+    d = json.loads(V2.read_text())
+    del d["pareto"][0]["predicted"]["accuracy"]
+    with pytest.raises(InputError, match=r"missing or malformed.*accuracy"):
+        plan_from_json(json.dumps(d), "old.json")
