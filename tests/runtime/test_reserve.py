@@ -20,7 +20,7 @@ def test_the_lab_meter_stops_where_the_reserve_of_the_next_unit_passes_its_envel
     fits = LabMeter(None, reserve_s(0.5) * price + 0.05, price, "local/cpu-1", "steps")
     fits.guard(0.5)  # the reserve fits, with 50 ms for the time pending since the meter began
     short = LabMeter(None, reserve_s(0.5) * price * 0.99, price, "local/cpu-1", "steps")
-    with pytest.raises(EnvelopeExhausted, match="budget.envelopes.profile"):
+    with pytest.raises(EnvelopeExhausted, match=r"budget\.envelopes\.profile"):
         short.guard(0.5)
 
 
