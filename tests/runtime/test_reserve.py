@@ -35,3 +35,30 @@ def test_the_lab_meter_asks_for_more_before_it_stops():
     meter.more = more
     meter.guard(0.2)
     assert asked and asked[0] >= reserve_s(0.2)
+
+
+def test_a_runs_guard_reserves_step_evaluation_and_checkpoint_by_the_same_rule(tmp_path):
+    from paretrain.runtime.money.ledger import Ledger
+    from paretrain.runtime.money.meter import Meter
+    from paretrain.runtime.money.prices import StaticPrices
+    from paretrain.runtime.run.account import Account
+    from paretrain.runtime.run.guard import BudgetGuard
+    from paretrain.runtime.run.setup import run_setup
+    from paretrain.runtime.run.state import RunState
+    from tests.runtime.plans import make_test_plan
+
+    plan = make_test_plan()
+    cand = plan.candidates[0]
+    setup = run_setup(plan, cand, tmp_path, run_id="reserve")
+    prices = StaticPrices({o.id: o.price_usd_per_h for o in plan.offers})
+    meter = Meter(Ledger(setup.ledger_path, setup.run_id), prices)
+    guard = BudgetGuard(setup, Account(setup, meter), prices, 1.0, 10_000)
+    stage = cand.stages[0]
+    # a local offer: the real clock, whose recent slowest step, evaluation and checkpoint count
+    state = RunState(
+        stages=[stage], hw="local/cpu-1", slowest=0.5, eval_real=0.25, ckpt_real=0.125, connect_s=2.0
+    )
+    assert guard.step_s(state) == pytest.approx(reserve_s(stage.step_s, 0.5) + 2.0)
+    assert guard.eval_s(state) == pytest.approx(reserve_s(stage.eval_s, 0.25))
+    assert guard.ckpt_s(state) == pytest.approx(reserve_s(0.125))
+    meter.ledger.close()
