@@ -8,10 +8,11 @@ import math
 import pytest
 import torch
 
-from paretrain.planner.errors import BudgetExhausted
 from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.money.ledger import read_charges
-from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.run.adapting import carry_out, roll_back
+from paretrain.runtime.run.changes import Evaluated
+from paretrain.runtime.run.executor import Executor, RunStopped
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 pytestmark = pytest.mark.slow  # every test trains through a real executor
@@ -57,8 +58,8 @@ def run(plan, cand, tmp_path, run_id="r", **kw):
     ex = Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id=run_id, **kw)
     try:
         result = ex.run()
-    except BudgetExhausted as err:
-        result = err.result  # type: ignore[attr-defined]
+    except RunStopped as err:
+        result = err.result
     lines = list(read_charges(tmp_path / ".paretrain" / "ledger" / f"{run_id}.jsonl"))
     return ex, result, lines
 
@@ -153,15 +154,15 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
         ex.state.stage_i,
         ex.trainer.samples_seen,
     )
-    ex.adaptation.bad.add((T4, batch_before))  # so the replan must change something
-    ex.state.val_loss = 1.0
-    assert ex.apply(Decision(Action.REPLAN, "test")) is None
-    changed = ex.adaptation.changed_option
+    ex.parts.adaptation.bad.add((T4, batch_before))  # so the replan must change something
+    ex.apply(Evaluated(ex.state.accuracy, 1.0))  # an evaluation with validation loss 1.0
+    assert carry_out(ex.parts, Decision(Action.REPLAN, "test")) is None
+    changed = ex.parts.adaptation.changed_option
     assert changed is not None and changed != (T4, batch_before)
     for _ in range(20):
         ex._train()
     assert any(not torch.equal(before[k], v) for k, v in ex.trainer.model.state_dict().items())
-    ex._rollback("test")
+    roll_back(ex.parts, "test")
     after = ex.trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert (ex.trainer.batch_size, ex.state.stage_i, ex.trainer.samples_seen) == (
@@ -169,8 +170,8 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
         stage_before,
         samples_before,
     )
-    assert changed in ex.adaptation.bad
-    ex.meter.ledger.close()
+    assert changed in ex.parts.adaptation.bad
+    ex.parts.meter.ledger.close()
 
 
 def test_a_replan_keeps_a_slowed_offers_observed_speed_after_the_run_leaves_it(plan, tmp_path):

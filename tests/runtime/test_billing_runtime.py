@@ -8,7 +8,6 @@ from dataclasses import replace
 
 import pytest
 
-from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
@@ -17,7 +16,7 @@ from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.money.ledger import read_charges
-from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.run.executor import Executor, RunStopped
 from paretrain.runtime.train.workloads import WORKLOADS
 from tests.planner.synthetic_lab import SyntheticLab
 from tests.runtime.plans import tiny_spec, with_spec
@@ -57,8 +56,8 @@ def _run(plan: Plan, tmp_path, run_id: str, budget: float, **runtime):
     cand = plan.candidate("cheapest")
     try:
         result = Executor(plan, cand, workdir=tmp_path, run_id=run_id).run()
-    except BudgetExhausted as err:
-        result = err.result  # type: ignore[attr-defined]
+    except RunStopped as err:
+        result = err.result
     return result, list(read_charges(tmp_path / ".paretrain" / "ledger" / f"{run_id}.jsonl"))
 
 

@@ -68,13 +68,13 @@ def test_probing_draws_nothing_from_torchs_generator():
 
 
 def test_timing_on_a_cuda_device_waits_for_its_queued_kernels(monkeypatch):
-    from paretrain.runtime.train import torch_lab as lab
+    from paretrain.runtime.train import lab_meter as lab
 
     calls: list[str] = []
     monkeypatch.setattr(lab.torch.cuda, "synchronize", lambda device=None: calls.append(f"sync {device}"))
-    meter = lab._Meter(None, float("inf"), 0.0, "local/cuda:1", "steps")
+    meter = lab.LabMeter(None, float("inf"), 0.0, "local/cuda:1", "steps")
     meter.timed(lambda: calls.append("work"))
     assert calls == ["sync cuda:1", "work", "sync cuda:1"]  # the step's own kernels, not the one before
     calls.clear()
-    lab._Meter(None, float("inf"), 0.0, "local/cpu-2", "steps").timed(lambda: calls.append("work"))
+    lab.LabMeter(None, float("inf"), 0.0, "local/cpu-2", "steps").timed(lambda: calls.append("work"))
     assert calls == ["work"]

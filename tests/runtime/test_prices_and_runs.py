@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from paretrain.cli import cli
-from paretrain.planner.errors import BudgetExhausted, SpecError
+from paretrain.planner.errors import SpecError
 from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.money.prices import (
@@ -20,7 +20,7 @@ from paretrain.runtime.money.prices import (
     next_available,
     parse_trace,
 )
-from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.run.executor import Executor, RunStopped
 from tests.runtime.plans import make_test_plan, tiny_spec, with_spec
 
 HW = "aws/g4dn.xlarge"
@@ -87,8 +87,8 @@ def _run(plan, tmp_path, run_id, **kw):
     cand = next(c for c in plan.candidates if all(s.hardware == HW for s in c.stages))
     try:
         return Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id=run_id, **kw).run()
-    except BudgetExhausted as err:
-        return err.result  # type: ignore[attr-defined]
+    except RunStopped as err:
+        return err.result
 
 
 @pytest.mark.slow  # trains through a real executor

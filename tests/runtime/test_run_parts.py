@@ -12,6 +12,7 @@ from paretrain.runtime.money.ledger import Ledger, read_charges
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.money.prices import Event, ScriptedEvents, StaticPrices
 from paretrain.runtime.run.account import SECONDS_PER_MONTH, Account, EventLog
+from paretrain.runtime.run.changes import CheckpointsFound, EvalScheduled, StateChange, Stepped
 from paretrain.runtime.run.guard import BudgetGuard, run_cap
 from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.recovery import Recovery
@@ -32,6 +33,16 @@ T4 = next(
 @pytest.fixture(scope="module")
 def plan():
     return PLAN
+
+
+def write(state: RunState, change: StateChange) -> None:
+    """Apply a change as the executor does (these tests call the parts without one)."""
+    with state.unlocked():
+        change.apply_to(state)
+
+
+def trained(samples: int, batch: int) -> Stepped:
+    return Stepped(samples, batch, loss=0.0, busy_s=0.0, busy_usd=0.0)
 
 
 def on(plan, hardware):
@@ -90,15 +101,15 @@ def test_meter_step_charger_writes_the_same_money_as_a_charge(tmp_path):
 
 def test_account_charges_storage_of_the_kept_checkpoints_since_the_last_charge(plan, tmp_path):
     setup, meter, account, _, state = parts(plan, tmp_path)
-    state.kept_bytes = [2 * 10**9, 10**9]
+    write(state, CheckpointsFound((2 * 10**9, 10**9)))
     rate = setup.offer(T4).storage_usd_per_gb_month * 3 / SECONDS_PER_MONTH
     assert account.storage_rate(state) == pytest.approx(rate)
     account.charge(state, "compute", "train", seconds=100.0)
     before = meter.spent
-    account.charge_storage(state, "checkpoints")
+    write(state, account.charge_storage(state, "checkpoints"))
     assert meter.spent - before == pytest.approx(rate * 100.0)
     assert state.storage_t == meter.t
-    account.charge_storage(state, "again")  # nothing more is owed at the same moment
+    write(state, account.charge_storage(state, "again"))  # nothing more is owed at the same moment
     assert meter.spent - before == pytest.approx(rate * 100.0)
 
 
@@ -133,7 +144,7 @@ def test_guard_reserves_a_due_evaluation(plan, tmp_path):
     need = price_s * (state.stage.step_s + virtual_checkpoint_s(PARAMS))
     guard.budget = need * 1.0001
     assert not guard.over_budget(state)
-    state.next_eval = state.samples + state.batch_size  # the next step brings an evaluation
+    write(state, EvalScheduled(state.samples + state.batch_size))  # the next step brings an evaluation
     assert guard.over_budget(state)
 
 
@@ -158,7 +169,7 @@ def test_guard_window_ends_a_reserve_before_the_next_price_change(plan, tmp_path
 def test_guard_counts_egress_and_the_switch_when_a_change_moves_offers(plan, tmp_path):
     other = next(o.id for o in plan.offers if o.id != T4 and not o.local)
     _, _meter, _, guard, state = parts(plan, tmp_path)
-    state.kept_bytes = [10**9]
+    write(state, CheckpointsFound((10**9,)))
     same = guard.budget = 10.0
     assert not guard.change_over_budget(state, T4)
     # find the budget at which staying fits but moving does not
@@ -217,6 +228,7 @@ def recovery_parts(plan, tmp_path, budget=1.0, prices=None):
             events,
             prices or StaticPrices({o.id: o.price_usd_per_h for o in plan.offers}),
             lambda m: None,
+            lambda change: write(state, change),
         ),
     )
 
@@ -227,7 +239,7 @@ def test_recovery_restores_the_trainer_and_position_and_records_the_work_lost(pl
     setup, meter, account, _, state, group, rec = recovery_parts(plan, tmp_path)
     for _ in range(3):
         group.trainer.step()
-    state.advance(3 * group.trainer.batch_size, group.trainer.batch_size)
+    write(state, trained(3 * group.trainer.batch_size, group.trainer.batch_size))
     rec.checkpoint(state, "unit")
     saved = {k: v.clone() for k, v in group.trainer.model.state_dict().items()}
     position = (state.stage_i, state.stage_done, state.progress)
@@ -235,7 +247,7 @@ def test_recovery_restores_the_trainer_and_position_and_records_the_work_lost(pl
     for _ in range(5):
         group.trainer.step()
         account.charge(state, "compute", "train", seconds=0.5)
-    state.advance(5 * group.trainer.batch_size, group.trainer.batch_size)
+    write(state, trained(5 * group.trainer.batch_size, group.trainer.batch_size))
     loaded = rec.load_latest()
     lost = meter.spent - loaded[0]["run"]["spent_usd"]  # the checkpoint's own write included
     assert lost >= meter.spent - spent_at_checkpoint > 0

@@ -321,7 +321,8 @@ def _drop_torn_tail(path: Path) -> None:
         f.seek(-1, os.SEEK_END)
         if f.read(1) == b"\n":
             return
-        data = f.seek(0) or f.read()
+        f.seek(0)
+        data = f.read()
         f.truncate(data.rfind(b"\n") + 1)
 
 

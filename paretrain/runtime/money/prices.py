@@ -200,25 +200,7 @@ def parse_trace(text: str, where: str, hardware: Iterable[str]) -> list[tuple[fl
     rows: list[tuple[float, str, float, bool]] = []
     last: float = -math.inf
     for line, r in enumerate(reader, start=2):
-
-        def num(col: str, r: dict[str, str] = r, line: int = line) -> float:
-            try:
-                v = float(r[col])
-            except (TypeError, ValueError):
-                raise SpecError(
-                    where, f"line {line}.{col}", "must be a number", r[col], "write a plain number"
-                ) from None
-            if not math.isfinite(v) or v < 0:
-                raise SpecError(
-                    where,
-                    f"line {line}.{col}",
-                    "must be a finite number >= 0",
-                    r[col],
-                    "write a non-negative number",
-                )
-            return v
-
-        t, price = num("t_s"), num("price_usd_per_h")
+        t, price = _trace_number(r, "t_s", where, line), _trace_number(r, "price_usd_per_h", where, line)
         if t < last:
             raise SpecError(
                 where,
@@ -244,6 +226,25 @@ def parse_trace(text: str, where: str, hardware: Iterable[str]) -> list[tuple[fl
             )
         rows.append((t, h, price, avail == "1"))
     return rows
+
+
+def _trace_number(r: Mapping[str, str], col: str, where: str, line: int) -> float:
+    """Column ``col`` of a trace row: a finite number >= 0, else a ``SpecError`` naming the line."""
+    try:
+        v = float(r[col])
+    except (TypeError, ValueError):
+        raise SpecError(
+            where, f"line {line}.{col}", "must be a number", r[col], "write a plain number"
+        ) from None
+    if not math.isfinite(v) or v < 0:
+        raise SpecError(
+            where,
+            f"line {line}.{col}",
+            "must be a finite number >= 0",
+            r[col],
+            "write a non-negative number",
+        )
+    return v
 
 
 def parse_events(raw: Sequence[Mapping[str, Any]]) -> list[Event]:

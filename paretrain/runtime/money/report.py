@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 from paretrain.runtime.money.ledger import ledger_files, read_charges, spend_by
 
@@ -31,8 +32,8 @@ def period_start(period: str, now: float | None = None) -> float:
     raise ValueError(f"`period` must be all, day, week or month, but got {period!r}")
 
 
-def _charges(folder: Path, since: float) -> list[dict]:
-    out = []
+def _charges(folder: Path, since: float) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for f in ledger_files(folder):
         out.extend(c for c in read_charges(f) if c.get("t", 0.0) >= since)
     return out
@@ -46,7 +47,7 @@ def project_spend(folder: Path, period: str) -> float:
 def ledger_report(folder: Path, period: str) -> tuple[list[list[str]], float]:
     charges = [c for c in _charges(folder, period_start(period)) if c.get("kind") != "event"]
     groups = spend_by(charges, ("run_id", "stage", "kind"))
-    secs = {}
+    secs: dict[tuple[str, str, str], float] = {}
     for c in charges:
         key = (c["run_id"], c["stage"], c["kind"])
         secs[key] = secs.get(key, 0.0) + c.get("seconds", 0.0)

@@ -1,5 +1,6 @@
 """The run's account: charges at the offer and stage the run is on, storage of its checkpoints,
-and its event log (``events.jsonl``, the ledger's event lines, MLflow tags).
+and its event log (``events.jsonl``, the ledger's event lines, MLflow tags). The account only
+reads the run state: a storage charge returns what changed (``StorageCharged``) to the executor.
 
 On an emulated offer a charge without ``seconds`` covers no time: the real time spent there
 is not the offer's time, so the caller gives the virtual seconds or the charge is zero.
@@ -22,6 +23,7 @@ import time
 from typing import Any
 
 from paretrain.runtime.money.meter import Meter
+from paretrain.runtime.run.changes import StorageCharged
 from paretrain.runtime.run.state import RunSetup, RunState
 
 __all__ = ["SECONDS_PER_MONTH", "Account", "EventLog"]
@@ -147,10 +149,10 @@ class Account:
         offer = self.setup.offer(state.hw)
         return offer.storage_usd_per_gb_month * sum(state.kept_bytes) / 1e9 / SECONDS_PER_MONTH
 
-    def charge_storage(self, state: RunState, what: str) -> None:
-        """Storage of the kept checkpoints from the last storage charge until now."""
+    def charge_storage(self, state: RunState, what: str) -> StorageCharged:
+        """Charge the storage of the kept checkpoints from the last storage charge until now;
+        returns the change (storage charged up to now) for the executor to apply."""
         dt = self.meter.t - state.storage_t
-        state.storage_t = self.meter.t
         usd = self.storage_rate(state) * dt
         if usd > 0:
             self.meter.charge_amount(
@@ -163,6 +165,7 @@ class Account:
                 seconds_covered=dt,
                 bytes=sum(state.kept_bytes),
             )
+        return StorageCharged(self.meter.t)
 
     def egress_usd(self, state: RunState) -> float:
         """Moving the newest checkpoint off the current offer."""

@@ -5,8 +5,9 @@ Before every step the executor asks ``BudgetGuard.over_budget``: it reserves wha
 step, a due evaluation, a final checkpoint and the storage accrued until then would cost,
 priced exactly over the coming interval (``paretrain.runtime.money.prices.cost``); if the spend plus that
 reserve would pass the budget, the run stops. On emulated hardware (virtual clock) durations
-are known in advance, so the guarantee is exact; on the real clock the reserve takes three
-times the slowest recent step as its margin, plus the longest a pending rendezvous of a
+are known in advance, so the guarantee is exact; on the real clock each of the step, the
+evaluation and the checkpoint is reserved by the rule of ``paretrain.runtime.money.reserve``
+(three times the slowest recent one), plus the longest a pending rendezvous of a
 data-parallel stage's processes may take (``RunState.connect_s``). On an emulated offer the reserve also holds what
 ending the billing hold would charge (``paretrain.runtime.run.account``: the rest of the increment or
 the minimum), and a run's start reserves its provisioning. A *safe window* (``Window``: up to a
@@ -25,6 +26,7 @@ from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.throughput import virtual_checkpoint_s
 from paretrain.runtime.money.prices import PriceSource
 from paretrain.runtime.money.report import project_spend
+from paretrain.runtime.money.reserve import reserve_s
 from paretrain.runtime.run.account import Account
 from paretrain.runtime.run.state import RunSetup, RunState
 
@@ -75,17 +77,17 @@ class BudgetGuard:
         slow = self.prices.slowdown(state.hw, self.meter.now(emu))
         if emu:
             return state.stage.step_s * slow + state.form_s
-        return 3.0 * max(state.slowest, state.stage.step_s) * slow + 0.002 + state.connect_s
+        return reserve_s(state.stage.step_s * slow, state.slowest * slow) + state.connect_s
 
     def eval_s(self, state: RunState) -> float:
         if self.setup.emulated(state.hw):
             return state.stage.eval_s * self.prices.slowdown(state.hw, self.meter.t)
-        return 2.0 * max(state.eval_real, state.stage.eval_s) + 0.002
+        return reserve_s(state.stage.eval_s, state.eval_real)
 
     def ckpt_s(self, state: RunState) -> float:
         if self.setup.emulated(state.hw):
             return self.virtual_ckpt_s()
-        return 3.0 * state.ckpt_real + 0.01
+        return reserve_s(state.ckpt_real)
 
     def virtual_ckpt_s(self) -> float:
         """Writing a checkpoint on an emulated offer: its size is bounded in advance, so the

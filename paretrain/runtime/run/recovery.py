@@ -6,7 +6,9 @@ never charged twice). A preemption loses the work since the last checkpoint, wai
 charged only, the wait counting against the deadline) until the offer is back, and resumes
 from that checkpoint; if it is not back before the deadline the run stops. On emulated offers
 provisioning, moving and restarting open a billing hold, leaving the offer settles it and a
-preemption ends it (``paretrain.runtime.run.account``).
+preemption ends it (``paretrain.runtime.run.account``). Recovery only reads the run state: each
+change it makes is handed to the executor's ``apply`` (``paretrain.runtime.run.changes``) as it
+happens, so what follows it reads the state it left.
 """
 
 from __future__ import annotations
@@ -18,10 +20,21 @@ from typing import Any
 
 from paretrain.runtime.money.prices import PriceSource, next_available
 from paretrain.runtime.run.account import Account, EventLog
+from paretrain.runtime.run.changes import (
+    Checkpointed,
+    Connecting,
+    Moved,
+    NothingToSave,
+    Restored,
+    StateChange,
+    Stopped,
+    TrainerSynced,
+)
 from paretrain.runtime.run.guard import BudgetGuard
 from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.state import RunState
 from paretrain.runtime.train.checkpoint import load_latest, save_checkpoint
+from paretrain.runtime.train.elastic import GroupUnavailable
 
 __all__ = ["Recovery"]
 
@@ -37,8 +50,10 @@ class Recovery:
         events: EventLog,
         prices: PriceSource,
         log: Callable[[str], None],
+        apply: Callable[[StateChange], None],
     ) -> None:
         self.account, self.guard, self.group, self.events = account, guard, group, events
+        self.apply = apply  # the executor's: the only writer of the run state
         self.setup, self.meter, self.prices, self.log = account.setup, account.meter, prices, log
 
     def provision(self, state: RunState) -> None:
@@ -63,7 +78,7 @@ class Recovery:
                 emulated=self.setup.emulated(state.hw),
             )
         self.account.settle(state)
-        state.hw = hardware
+        self.apply(Moved(hardware))
         self.group.device(hardware)
         self.account.open_hold(state)
         self.account.charge(
@@ -90,18 +105,18 @@ class Recovery:
                 "t_run": self.meter.t,
             },
         }
-        self.account.charge_storage(state, "checkpoints")  # storage of the checkpoints kept until now
+        # storage of the checkpoints kept until now
+        self.apply(self.account.charge_storage(state, "checkpoints"))
         keep = self.setup.spec.runtime.keep_checkpoints
         _, size = save_checkpoint(self.setup.run_dir, saved, keep)
-        state.kept_bytes = ([*state.kept_bytes, size])[-keep:]
+        ckpt_real = None
         if emu:
             self.account.charge(state, "checkpoint", reason, seconds=self.guard.virtual_ckpt_s(), bytes=size)
             self.meter.skip_real()
         else:
             self.account.charge(state, "checkpoint", reason, bytes=size)
-            state.ckpt_real = max(state.ckpt_real * 0.5, time.perf_counter() - t0)
-        state.ckpt_t = self.meter.t
-        state.dirty = False
+            ckpt_real = max(state.ckpt_real * 0.5, time.perf_counter() - t0)
+        self.apply(Checkpointed(at=self.meter.t, size=size, keep=keep, ckpt_real=ckpt_real))
 
     def restore(self, state: RunState, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
         """Go back to a checkpoint: trainer, position, offer and worker count; the work since it
@@ -110,13 +125,15 @@ class Recovery:
         run = saved["run"]
         self.account.settle(state)  # the restart takes a fresh machine
         self.group.trainer.load_state_dict(saved["trainer"])
-        state.restore_position(run)
+        every = self.setup.spec.runtime.eval_every_samples
+        next_eval = (self.group.trainer.samples_seen // every + 1) * every
+        self.apply(Restored(run, at=self.meter.t, next_eval=next_eval))
         self.meter.scale = max(1, int(state.stage.instances))
         self.group.device(state.hw)
         if self.group.regroup(state.stage):  # the checkpoint's stage may run on another worker count
             self.events("workers", stage=state.stage_i, workers=self.group.processes(state.stage))
         trainer = self.group.trainer
-        state.samples, state.batch_size = trainer.samples_seen, trainer.batch_size
+        self.apply(TrainerSynced(trainer.samples_seen, trainer.batch_size))
         lost = self.meter.spent - float(run["spent_usd"])
         lost_s = self.meter.t - float(run.get("t_run", self.meter.t))
         self.events.ledger(
@@ -132,9 +149,6 @@ class Recovery:
             f"{reason}: back to {path.name} (stage {state.stage_i}, {trainer.samples_seen} samples); "
             f"${lost:.3g} of work since it is lost"
         )
-        state.ckpt_t = self.meter.t
-        every = self.setup.spec.runtime.eval_every_samples
-        state.next_eval = (trainer.samples_seen // every + 1) * every
         restart = self.setup.offer(state.hw).switch_s if self.setup.emulated(state.hw) else None
         self.account.open_hold(state)
         self.account.charge(state, "compute", "restore", seconds=restart)
@@ -152,9 +166,9 @@ class Recovery:
         back = next_available(self.prices, state.hw, now, horizon)
         self.events("preemption", hardware=state.hw, back_at=back)
         self.events.ledger("preemption", state, back_at=back)
-        state.dirty = False  # the machine and the work since the checkpoint are gone
+        self.apply(NothingToSave())  # the machine and the work since the checkpoint are gone
         if back is None:
-            self.account.charge_storage(state, "checkpoints while preempted")
+            self.apply(self.account.charge_storage(state, "checkpoints while preempted"))
             return "deadline"
         storage = self.account.storage_rate(state) * (back - state.storage_t)
         loaded = load_latest(self.setup.run_dir)
@@ -163,12 +177,12 @@ class Recovery:
         # the restore happens on the checkpoint's offer: its restart (and a final checkpoint) must fit
         hw = str(loaded[0]["run"].get("hardware", state.hw))
         if self.guard.restore_over_budget(state, hw, back, extra_usd=storage, checkpoints=2):
-            self.account.charge_storage(state, "checkpoints while preempted")
+            self.apply(self.account.charge_storage(state, "checkpoints while preempted"))
             return "budget"
         self.meter.wait(state.hw, back - now, stage=state.stage_name, emulated=emu)
-        self.account.charge_storage(state, "checkpoints while preempted")
+        self.apply(self.account.charge_storage(state, "checkpoints while preempted"))
         self.restore(state, loaded, reason="preempted")
-        state.dirty = False
+        self.apply(NothingToSave())
         return None
 
     def workers_lost(self, state: RunState, detail: str) -> str | None:
@@ -179,14 +193,14 @@ class Recovery:
         self.account.charge(state, "compute", "train")
         self.events("worker_lost", detail=detail, hardware=state.hw)
         self.events.ledger("worker_lost", state, detail=detail)
-        state.dirty = False  # the replicas are gone or out of step: only the checkpoint is sure
+        self.apply(NothingToSave())  # the replicas are gone or out of step: only the checkpoint is sure
         loaded = load_latest(self.setup.run_dir)
         if loaded is None:
             raise RuntimeError(
                 f"run {self.setup.run_id}: a data-parallel helper was lost with no checkpoint to go back to"
             )
         hw = str(loaded[0]["run"].get("hardware", state.hw))
-        state.connect_s = self.group.pending_connect_s()
+        self.apply(Connecting(self.group.pending_connect_s()))
         if self.guard.restore_over_budget(
             state,
             hw,
@@ -198,7 +212,7 @@ class Recovery:
         self.restore(state, loaded, reason="workers_restarted")
         return None
 
-    def workers_unavailable(self, state: RunState, err: Any) -> str:
+    def workers_unavailable(self, state: RunState, err: GroupUnavailable) -> str:
         """A data-parallel stage's processes cannot rendezvous (a machine never joined, or the
         launcher gave up): charge the wait for what was held (this machine's processes and the
         machines that joined, ``err.present``), and stop."""
@@ -207,7 +221,7 @@ class Recovery:
         self.events("workers_unavailable", reason=str(err), present=int(err.present))
         self.events.ledger("workers_unavailable", state, reason=str(err), present=int(err.present))
         self.log(str(err))
-        state.stop_reason = str(err)
+        self.apply(Stopped(str(err)))
         return "workers"
 
     def load_latest(self) -> tuple[dict[str, Any], Path] | None:

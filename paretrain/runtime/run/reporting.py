@@ -10,12 +10,11 @@ from typing import Any
 
 import torch
 
-from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
-from paretrain.runtime.run.runs import RunResult
+from paretrain.runtime.run.runs import RunResult, RunStopped
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.tracking.client import git_commit
 from paretrain.runtime.tracking.plan_log import interval_metrics
@@ -130,8 +129,8 @@ class Reporting:
         )
 
     def finish(self, status: str, state: RunState, meter: Meter, trainer: Any, budget: float) -> RunResult:
-        """The result, status file, last event and MLflow record; ``BudgetExhausted`` (carrying
-        the result) when the run stopped before its target."""
+        """The result, status file, last event and MLflow record; ``RunStopped`` (a
+        ``BudgetExhausted`` carrying the result) when the run stopped before its target."""
         s, cand = self.setup, self.setup.cand
         spent = meter.ledger.spent
         result = RunResult(
@@ -185,9 +184,7 @@ class Reporting:
                 f"{cand.id} --resume'"
             )
         if status != "target":
-            err = BudgetExhausted(message)
-            err.result = result  # type: ignore[attr-defined]
-            raise err
+            raise RunStopped(message, result)
         return result
 
     def _close_tracking(self, status: str, result: RunResult, meter: Meter, trainer: Any) -> None:

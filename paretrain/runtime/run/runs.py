@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FINISHED", "LedgerEnd", "RunResult", "find_resumable", "last_run", "ledger_end"]
+from paretrain.planner.errors import BudgetExhausted
+
+__all__ = ["FINISHED", "LedgerEnd", "RunResult", "RunStopped", "find_resumable", "last_run", "ledger_end"]
 
 
 @dataclass
@@ -45,6 +47,15 @@ class RunResult:
     @property
     def reached(self) -> bool:
         return self.status == "target"
+
+
+class RunStopped(BudgetExhausted):
+    """A run stopped before its target (budget, deadline, sample limit, missing workers);
+    ``result`` is what it reached."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 #: A run's status once it reached its target: nothing is left to do.

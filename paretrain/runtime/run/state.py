@@ -3,7 +3,9 @@
 
 The parts (``paretrain.runtime.run.guard``, ``paretrain.runtime.run.recovery``, ``paretrain.runtime.run.reporting``,
 ``paretrain.runtime.adapt.adaptation``) hold no copy of the run's progress: each is called with the
-state it needs, and the executor is the only one that decides what changes in it.
+state it needs, and the executor is the only one that changes it. A ``RunState`` refuses
+writes (``StateWriteError``) except inside ``RunState.unlocked``, which only ``Executor.apply``
+opens, to apply a change record (``paretrain.runtime.run.changes``).
 
 >>> from paretrain.planner.plan.plan import StagePlan
 >>> st = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 640, 10, 1e-3, 0.0, 1.0, 100.0)
@@ -15,6 +17,8 @@ state it needs, and the executor is the only one that decides what changes in it
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,11 @@ from paretrain.planner.inputs.catalog import Offer
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 
-__all__ = ["RunSetup", "RunState"]
+__all__ = ["RunSetup", "RunState", "StateWriteError"]
+
+
+class StateWriteError(RuntimeError):
+    """A write to a ``RunState`` outside the executor's ``apply``."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +79,10 @@ class RunSetup:
 
 @dataclass
 class RunState:
-    """Where the run is: stage, progress, clocks of its own, spend counters and checkpoints."""
+    """Where the run is: stage, progress, clocks of its own, spend counters and checkpoints.
+    Read by anyone; written only inside ``unlocked`` (the executor's ``apply``)."""
 
-    stages: list[StagePlan]  # the candidate's, with the tail replaced by each replan
+    stages: Sequence[StagePlan]  # the candidate's, with the tail replaced by each replan (a tuple)
     hw: str  # the offer the run is on
     stage_i: int = 0
     stage_done: int = 0  # samples done in the current stage
@@ -82,7 +91,7 @@ class RunState:
     samples: int = 0  # samples trained (mirrors the trainer)
     batch_size: int = 0  # global batch now (mirrors the trainer)
     accuracy: float = 0.0  # the target metric's last value (val_accuracy, val_bpb, ...)
-    metrics: dict[str, float] = field(default_factory=dict)  # every metric of the last evaluation
+    metrics: Mapping[str, float] = field(default_factory=dict)  # every metric of the last evaluation
     loss: float = math.nan
     val_loss: float = math.nan
     next_eval: int = 0
@@ -95,12 +104,36 @@ class RunState:
     compute_steps: int = 0
     busy_s: float = 0.0  # run time of training steps and evaluations
     busy_usd: float = 0.0
-    kept_bytes: list[int] = field(default_factory=list)  # sizes of the checkpoints kept
+    kept_bytes: tuple[int, ...] = ()  # sizes of the checkpoints kept
     dirty: bool = True  # trained since the last checkpoint
     connect_s: float = 0.0  # the longest the next step may wait for its processes to rendezvous
     form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
     group: tuple[str, int] | None = None  # (offer, workers) of the group formed last in this process
     stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "kept_bytes", tuple(self.kept_bytes))
+        object.__setattr__(self, "_sealed", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self.__dict__.get("_sealed") and not self.__dict__.get("_open"):
+            raise StateWriteError(
+                f"RunState.{name} was written outside Executor.apply: a part returns what changed "
+                "(paretrain.runtime.run.changes) and the executor applies it"
+            )
+        object.__setattr__(self, name, value)
+
+    @contextmanager
+    def unlocked(self) -> Iterator[RunState]:
+        """The state open for writing while the executor applies a change record; nothing else
+        opens it (``tests/runtime/test_state_ownership.py`` checks)."""
+        was = self.__dict__.get("_open", False)
+        object.__setattr__(self, "_open", True)
+        try:
+            yield self
+        finally:
+            object.__setattr__(self, "_open", was)
 
     @property
     def stage(self) -> StagePlan:
@@ -128,13 +161,13 @@ class RunState:
             "stages": [asdict(st) for st in self.stages],
         }
 
-    def restore_position(self, run: dict[str, Any]) -> None:
+    def restore_position(self, run: Mapping[str, Any]) -> None:
         """Take back a checkpoint's position (the inverse of ``position``)."""
         self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
         self.accuracy = float(run.get("accuracy", 0.0))
         self.progress = float(run.get("progress", 0.0))
         if run.get("stages"):
-            self.stages = [StagePlan(**st) for st in run["stages"]]
+            self.stages = tuple(StagePlan(**st) for st in run["stages"])
         self.hw = str(run.get("hardware", self.hw))
 
     def advance(self, samples: int, batch: int) -> None:

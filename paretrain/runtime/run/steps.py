@@ -1,8 +1,9 @@
 """Training steps and their charges: one fully checked step, or a run of steps inside a safe
 window (``paretrain.runtime.run.guard.Window``) with nothing but training and the per-step charge.
 
-Both do the same work on the run state; the fast path keeps the bookkeeping in locals
-(``benchmarks/runtime_overhead.py`` measures it). On a local offer a scripted slowdown holds
+Both do the same work and return it as a ``paretrain.runtime.run.changes.Stepped`` record for
+the executor to apply (they only read the run state); the fast path keeps the bookkeeping in
+locals (``benchmarks/runtime_overhead.py`` measures it). On a local offer a scripted slowdown holds
 the hardware that much longer; on an emulated offer the virtual clock charges the plan's step
 time times the slowdown.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from paretrain.runtime.money.prices import PriceSource
 from paretrain.runtime.run.account import Account
+from paretrain.runtime.run.changes import Stepped
 from paretrain.runtime.run.guard import Window
 from paretrain.runtime.run.state import RunState
 
@@ -23,38 +25,44 @@ __all__ = ["checked_step", "window_steps"]
 
 def checked_step(
     state: RunState, trainer: Any, account: Account, prices: PriceSource, window: Window | None
-) -> bool:
-    """One step, charged; returns False when it was slower than ``window`` assumed (close it)."""
+) -> tuple[bool, Stepped]:
+    """One step, charged. Returns whether ``window`` still holds (False: the step was slower
+    than it assumed, close it) and the step done."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     t_before, usd_before = meter.t, meter.ledger.spent
     slow = window.slow if window is not None else prices.slowdown(state.hw, meter.now(emu))
-    if emu and state.form_s > 0:  # the stage's group forms first (reserved with the step)
+    formed = emu and state.form_s > 0
+    if formed:  # the stage's group forms first (reserved with the step)
         account.charge(state, "compute", "rendezvous", seconds=state.form_s)
-        state.form_s = 0.0
     t0 = time.perf_counter()
-    state.loss = trainer.step()
+    loss = trainer.step()
     real = time.perf_counter() - t0
-    keep = True
+    slowest: float | None = None
     if emu:
         seconds = state.stage.step_s * slow
     else:
         seconds = math.nan  # the real time since the last charge
         if slow > 1.0:  # a scripted slowdown on a local device: hold it that much longer
             time.sleep(real * (slow - 1.0))
-        state.compute_s += real
-        state.compute_steps += 1
-        state.slowest = max(state.slowest * 0.995, real)
-        keep = window is None or state.slowest <= window.slowest
+        slowest = max(state.slowest * 0.995, real)
     if window is not None:
         window.charger(window.price_s, seconds, trainer.steps)
     else:
         account.charge(
             state, "compute", "train", seconds=None if seconds != seconds else seconds, step=trainer.steps
         )
-    state.advance(trainer.batch_size, trainer.batch_size)
-    state.busy_s += meter.t - t_before
-    state.busy_usd += meter.ledger.spent - usd_before
-    return keep
+    keep = window is None or slowest is None or slowest <= window.slowest
+    return keep, Stepped(
+        samples=trainer.batch_size,
+        batch=trainer.batch_size,
+        loss=loss,
+        busy_s=meter.t - t_before,
+        busy_usd=meter.ledger.spent - usd_before,
+        compute_s=0.0 if emu else real,
+        compute_steps=0 if emu else 1,
+        slowest=slowest,
+        formed=formed,
+    )
 
 
 def window_steps(
@@ -66,10 +74,10 @@ def window_steps(
     stage_left: int,
     max_samples: int,
     ckpt_at: float,
-) -> bool:
+) -> tuple[bool, Stepped]:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation,
-    checkpoint, ``max_samples``, a step slower than the window assumed). Returns False when
-    the window must close."""
+    checkpoint, ``max_samples``, a step slower than the window assumed). Returns whether the
+    window still holds (False: close it) and the steps done."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
@@ -103,13 +111,14 @@ def window_steps(
             or spent >= spend
         ):
             break
-    state.loss = loss
-    state.busy_s += meter.t - t_start
-    state.busy_usd += spent - start_spent
-    state.advance(done, batch)
-    if not emu:
-        state.compute_s += compute
-        state.compute_steps += done // batch
-        state.slowest = slowest
-        return slowest <= limit
-    return True
+    done_steps = Stepped(
+        samples=done,
+        batch=batch,
+        loss=loss,
+        busy_s=meter.t - t_start,
+        busy_usd=spent - start_spent,
+        compute_s=0.0 if emu else compute,
+        compute_steps=0 if emu else done // batch,
+        slowest=None if emu else slowest,
+    )
+    return emu or slowest <= limit, done_steps

@@ -9,7 +9,8 @@ The protocol, for a trial ``t`` of a study with envelope ``B``:
    over all of the study's rows; grant ``min(usd, free)`` (nothing when ``free <= 0``), add
    it to ``t``'s row and renew its lease. A trial whose row lapsed is granted nothing.
 2. The trial trains; its meter stops it before its spend passes what it holds, asking
-   ``reserve(t, more)`` first (``paretrain.runtime.train.torch_lab``).
+   ``reserve(t, more)`` first (``paretrain.runtime.train.lab_meter``, with the reserve rule of
+   ``paretrain.runtime.money.reserve``).
 3. ``settle(t, spent)``: the row records what the trial spent (the ledger's figure) and
    holds nothing more; the rest is free for the next reservation.
 

@@ -1,0 +1,50 @@
+"""A run's fixed facts (``paretrain.runtime.run.state.RunSetup``) from its plan, candidate and
+working folder: its id, where its files go, and which offers are here or emulated."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from paretrain.planner.errors import InputError
+from paretrain.planner.inputs.spec import Spec
+from paretrain.planner.plan.plan import Candidate, Plan
+from paretrain.runtime.run.state import RunSetup
+from paretrain.runtime.train.devices import local_devices
+
+__all__ = ["run_setup"]
+
+
+def run_setup(
+    plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None, spec: Spec | None = None
+) -> RunSetup:
+    """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
+    spec = spec or plan.spec
+    rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
+    devices = local_devices()
+    local = frozenset(d.id for d in devices)
+    cpus = sorted((d for d in devices if d.kind == "cpu"), key=lambda d: d.threads)
+    emulate_on = spec.runtime.emulate_on or (cpus[-1].id if cpus else "local/cpu-1")
+    if emulate_on not in local:
+        raise InputError(
+            f"runtime.emulate_on: {emulate_on} is not a device here (here: "
+            f"{', '.join(sorted(local))}). To fix: name a local device"
+        )
+    for st in cand.stages:
+        if plan.offer(st.hardware).local and st.hardware not in local:
+            raise InputError(
+                f"plan stage {st.index} uses {st.hardware}, which is not present on this "
+                f"machine (here: {', '.join(sorted(local))}). To fix: plan on this "
+                "machine, or run the plan where that hardware is"
+            )
+    state = Path(workdir) / ".paretrain"
+    return RunSetup(
+        plan=plan,
+        cand=cand,
+        spec=spec,
+        run_id=rid,
+        run_dir=state / "runs" / rid,
+        ledger_path=state / "ledger" / f"{rid}.jsonl",
+        local=local,
+        emulate_on=emulate_on,
+    )

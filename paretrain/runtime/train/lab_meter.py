@@ -1,0 +1,143 @@
+"""The lab's meter: device time charged to the ledger in ticks, and the envelope guarded before
+each unit of work (``paretrain.runtime.money.reserve``: the same reserve rule as a run's).
+
+Every second a measurement keeps a device busy is charged at that device's price under the
+``profile`` (or ``search``) stage, in ticks of at most a quarter second; before each unit of
+work the meter checks that the spend so far, the time not yet charged and the reserve for the
+next unit stay within its envelope, and stops with ``EnvelopeExhausted`` (exit 3) otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from paretrain.planner.errors import BudgetExhausted
+from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.money.reserve import reserve_s
+from paretrain.runtime.train.trainer import Trainer
+
+__all__ = ["EnvelopeExhausted", "LabMeter", "synchronizer", "train_evaluating"]
+
+
+class EnvelopeExhausted(BudgetExhausted):
+    """A measurement stopped at its envelope; ``curve`` holds the evaluations made before it."""
+
+    def __init__(self, message: str, curve: list[tuple[int, float]] | None = None) -> None:
+        super().__init__(message)
+        self.curve: list[tuple[int, float]] = list(curve or [])
+
+
+def synchronizer(device: str) -> Callable[[], None]:
+    """Waits for the kernels queued on a CUDA device (``local/cuda:I`` or ``cuda:I``); a no-op
+    elsewhere. CUDA runs a step's kernels asynchronously: a clock read without waiting times
+    the launches, and the work lands on whatever is timed next."""
+    kind = device.split("/", 1)[-1]
+    if kind.startswith("cuda"):
+        return lambda: torch.cuda.synchronize(kind)
+    return lambda: None
+
+
+class LabMeter:
+    """Charges device time to the ledger in ticks and guards the envelope before each unit."""
+
+    def __init__(
+        self,
+        ledger: Ledger | None,
+        cap_usd: float,
+        price_usd_per_s: float,
+        hardware: str,
+        what: str,
+        tick_s: float = 0.25,
+        stage: str = "profile",
+    ) -> None:
+        self.ledger, self.cap, self.price = ledger, cap_usd, price_usd_per_s
+        self.hardware, self.what, self.stage = hardware, what, stage
+        self.sync = synchronizer(hardware)
+        self.tick_s = tick_s
+        self.start = self.last = time.perf_counter()
+        self.slowest = 0.0
+        self.more: Callable[[float], float] | None = None  # grants more than ``cap`` (the search envelope)
+        self.floor_s = 0.0  # the least a unit of work is expected to take (a stall of the machine)
+        self.trained_s, self.trained_steps = 0.0, 0  # the training steps of ``train_evaluating``
+
+    def _spent(self) -> float:
+        return self.ledger.spent if self.ledger else 0.0
+
+    def guard(self, next_s: float) -> None:
+        """Stop (``EnvelopeExhausted``) unless the next unit of work, expected to take about
+        ``next_s``, fits the envelope with its reserve; asks ``more`` first when set."""
+        spent = self._spent()
+        pending = (time.perf_counter() - self.last) * self.price
+        nxt = reserve_s(next_s, self.slowest, self.floor_s) * self.price
+        if spent + pending + nxt > self.cap and self.more is not None:  # ask the envelope for more
+            self.cap += self.more(spent + pending + nxt - self.cap)
+        if spent + pending + nxt > self.cap:
+            self.flush()
+            raise EnvelopeExhausted(
+                f"{'profiling' if self.stage == 'profile' else 'the search'} stopped at its envelope: spent "
+                f"${self._spent():.6g} of ${self.cap:.6g} while measuring {self.what}. To fix: raise "
+                f"budget.envelopes.{self.stage}, or measure less"
+            )
+
+    def timed(self, work: Callable[[], object], next_s: float = 0.0) -> float:
+        """Guard the envelope for ``work`` (expected to take about ``next_s``), do it, observe
+        and return its seconds."""
+        self.guard(next_s)
+        self.sync()
+        t0 = time.perf_counter()
+        work()
+        self.sync()
+        dt = time.perf_counter() - t0
+        self.observe(dt)
+        return dt
+
+    def observe(self, step_s: float) -> None:
+        self.slowest = max(self.slowest * 0.99, step_s)
+        if time.perf_counter() - self.last >= self.tick_s:
+            self.flush()
+
+    def flush(self) -> None:
+        now = time.perf_counter()
+        dt = now - self.last
+        self.last = now
+        if self.ledger is not None and dt > 0:
+            self.ledger.charge(
+                self.stage,
+                dt * self.price,
+                seconds=dt,
+                stage=self.stage,
+                hardware=self.hardware,
+                what=self.what,
+            )
+
+
+def train_evaluating(
+    trainer: Trainer,
+    meter: LabMeter,
+    max_samples: int,
+    eval_every: int,
+    on_eval: Callable[[int, float, int], bool],
+) -> tuple[list[tuple[int, float]], bool]:
+    """Metered steps up to ``max_samples``, evaluating every ``eval_every`` samples (and at the
+    end); ``on_eval(samples, value, index)`` (the target metric) returning True stops early.
+    Returns the curve and whether it stopped early. An ``EnvelopeExhausted`` from the meter
+    carries the curve so far."""
+    curve: list[tuple[int, float]] = []
+    next_eval = eval_every
+    try:
+        while trainer.samples_seen < max_samples:
+            meter.trained_s += meter.timed(trainer.step)
+            meter.trained_steps += 1
+            if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
+                next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
+                meter.guard(0.0)
+                value = trainer.evaluate().value  # the target metric, in its own units
+                curve.append((trainer.samples_seen, round(value, 5)))
+                if on_eval(trainer.samples_seen, value, len(curve) - 1):
+                    return curve, True
+    except EnvelopeExhausted as err:
+        raise EnvelopeExhausted(str(err), curve) from None
+    return curve, False
