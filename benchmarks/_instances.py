@@ -45,7 +45,7 @@ def instance(
     alpha = rng.uniform(1e-3, 3e-3)
     for m, ch in enumerate(chs):
         c = int(ch.config_id[1:])
-        e_min = rng.uniform(2e4, 2e5) * (1 + 5 * (ch.accuracy - 0.7))
+        e_min = rng.uniform(2e4, 2e5) * (1 + 5 * (ch.score - 0.7))
         beta = rng.uniform(1e-5, 1e-4) * (1 + c)
         for k in range(K):
             b_noise = rng.uniform(100, 300) * (1 + 2 * k / max(1, K - 1))
@@ -68,5 +68,5 @@ def instance(
         rng.uniform(0, 0.01, size=offers),
         budget_usd=budget,
         deadline_s=deadline,
-        accuracy_floor=0.0,
+        score_floor=0.0,
     )

@@ -92,7 +92,7 @@ def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
         "status": r.status,
         "cost_usd": r.cost_usd,
         "wall_s": r.wall_s,
-        "accuracy": r.accuracy,
+        "accuracy": r.level,
         "replans": sum(1 for e in r.events if e["event"] == "replan"),
         "pauses": sum(1 for e in r.events if e["event"] == "pause"),
     }

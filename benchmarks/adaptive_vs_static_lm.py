@@ -122,7 +122,7 @@ def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
         "batches": [s.batch_size for s in cand.stages],
         "status": r.status,
         "samples": r.samples,
-        "val_bpb": round(r.accuracy, 4),
+        "val_bpb": round(r.level, 4),
         "wall_s": r.wall_s,
         "cost_usd": r.cost_usd,
         "process_s": round(time.perf_counter() - t0, 1),
@@ -240,7 +240,7 @@ def main() -> None:
                 "noise": [
                     {
                         "progress_samples": n.progress_samples,
-                        "val_bpb": n.accuracy,
+                        "val_bpb": n.level,
                         "b_simple": round(n.b_simple, 1),
                     }
                     for n in profile.noise

@@ -55,7 +55,7 @@ def nsga2_front(p: Problem, seconds: float, seed: int) -> tuple[list[tuple[float
         for name, value in zip(("absent", "budget", "deadline"), over, strict=False):
             trial.set_constraint(name, value)
         big = 1e9
-        return (s.cost_usd if not absent else big, s.wall_s if not absent else big, s.accuracy)
+        return (s.cost_usd if not absent else big, s.wall_s if not absent else big, s.score)
 
     t0 = time.perf_counter()
     n = 0
@@ -78,7 +78,7 @@ def main() -> None:
             pruned, _ = prune_dominated(p)
             front = pareto_front(pruned)
             ours_s = time.perf_counter() - t0
-            ours = [(s.cost_usd, s.wall_s, s.accuracy) for s in front.schedules]
+            ours = [(s.cost_usd, s.wall_s, s.score) for s in front.schedules]
             theirs, trials = nsga2_front(p, max(ours_s, 1.0), seed)
             allp = ours + theirs
             ref = (max(x[0] for x in allp) * 1.1, max(x[1] for x in allp) * 1.1, 0.0)

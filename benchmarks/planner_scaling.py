@@ -52,7 +52,7 @@ def make(name: str) -> Problem:
 
 
 def _key(schedules) -> list[tuple[float, float, float]]:
-    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.accuracy) for s in schedules]
+    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.score) for s in schedules]
 
 
 def _median_s(fn, repeats: int = 5) -> tuple[float, object]:

@@ -243,10 +243,10 @@ def show_result(ui: Output, r: Any) -> None:
             ],
             [
                 r.metric,
-                f"{r.predicted_accuracy:.4f}",
+                f"{r.predicted_level:.4f}",
                 "-",
-                f"{r.accuracy:.4f}",
-                _error(r.predicted_accuracy, r.accuracy),
+                f"{r.level:.4f}",
+                _error(r.predicted_level, r.level),
                 "-",
             ],
         ],

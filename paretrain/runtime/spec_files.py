@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from paretrain.planner.inputs.spec import Spec
-from paretrain.planner.inputs.spec_parse import parse_spec, parse_spec_text
+from paretrain.planner.inputs.spec_parse import parse_spec_text
 from paretrain.runtime.files import read_text
 from paretrain.runtime.train.workloads import workloads_for
 
-__all__ = ["read_spec", "spec_of"]
+__all__ = ["read_spec"]
 
 
 def read_spec(path: str | Path) -> Spec:
@@ -25,11 +25,6 @@ def read_spec(path: str | Path) -> Spec:
     except yaml.YAMLError:
         raw = None  # parse_spec_text reports the YAML error in its words
     return parse_spec_text(text, str(path), _registry(raw, str(path)))
-
-
-def spec_of(data: Any, where: str) -> Spec:
-    """Validate a spec mapping (e.g. the one a plan file holds) the same way."""
-    return parse_spec(data, where, _registry(data, where))
 
 
 def _registry(raw: Any, where: str) -> dict[str, Any]:

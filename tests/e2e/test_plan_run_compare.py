@@ -96,7 +96,7 @@ def test_run_stops_at_its_budget_with_exit_3_and_never_overspends(tmp_path):
     # The spec claims the MLP converges in 50 samples, so the plan is cheap; the real MLP
     # needs far more, and the tiny training envelope runs out first.
     data = small_spec(
-        convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "accuracy": 0.9}},
+        convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "level": 0.9}},
         configs=[{"id": "mlp-64x2", "family": "mlp", "width": 64, "depth": 2}],
         target={"goal": 0.9, "max_samples": 10**6},
         budget={"total_usd": 0.01, "envelopes": {"profile": 0.003, "train": 0.00001}},

@@ -65,7 +65,7 @@ def random_problem(
         out_c,
         budget_usd=budget,
         deadline_s=deadline,
-        accuracy_floor=float(accs.min()),
+        score_floor=float(accs.min()),
     )
 
 
@@ -78,6 +78,6 @@ def brute_force_front(p: Problem) -> list[Schedule]:
             s = p.evaluate(m, opts)
             if p.feasible(s):
                 found.append(s)
-    found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
-    keep = non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s in found])
+    found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.score, s.choice, s.options))
+    keep = non_dominated([(s.cost_usd, s.wall_s, s.score) for s in found])
     return [found[i] for i in keep]

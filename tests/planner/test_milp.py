@@ -15,7 +15,7 @@ from tests.planner.synthetic import brute_force_front, random_problem
 
 
 def _key(front):
-    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.accuracy) for s in front]
+    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.score) for s in front]
 
 
 def hand_problem(**kw) -> Problem:
@@ -132,7 +132,7 @@ def test_grid_mode_returns_non_dominated_subset_with_extremes():
 
 def test_no_point_on_the_front_dominates_another():
     p = random_problem(11, choices=3, stages=3, hardware=2, batches=2)
-    pts = [(s.cost_usd, s.wall_s, s.accuracy) for s in pareto_front(p).schedules]
+    pts = [(s.cost_usd, s.wall_s, s.score) for s in pareto_front(p).schedules]
     assert not any(dominates(a, b) for a in pts for b in pts if a is not b)
 
 

@@ -17,7 +17,7 @@ from tests.planner.synthetic import brute_force_front, random_problem
 
 
 def _key(front):
-    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.accuracy) for s in front]
+    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.score) for s in front]
 
 
 def _capped(seed: int, rich: bool = False) -> Problem:
@@ -48,7 +48,7 @@ def _capped(seed: int, rich: bool = False) -> Problem:
             batches=int(rng.integers(2, 4)),
             switch=seed % 4 != 0,
         )
-    p = dataclasses.replace(p, accuracy_floor=float(np.median(p.accuracy)) if seed % 2 else 0.0)
+    p = dataclasses.replace(p, score_floor=float(np.median(p.score)) if seed % 2 else 0.0)
     full = pareto_front(p, method="paths").schedules
     caps = {}
     if seed % 3 != 1:
@@ -90,8 +90,8 @@ def test_label_dp_equals_brute_force_with_caps(seed):
 
 
 def _final(found):
-    found = sorted(found, key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
-    pts = [(s.cost_usd, s.wall_s, s.accuracy) for s in found]
+    found = sorted(found, key=lambda s: (s.cost_usd, s.wall_s, -s.score, s.choice, s.options))
+    pts = [(s.cost_usd, s.wall_s, s.score) for s in found]
     return _key([found[i] for i in exact_front(pts)])
 
 

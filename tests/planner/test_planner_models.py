@@ -24,7 +24,7 @@ from tests.planner.synthetic_lab import SyntheticLab
 
 
 def _key(front):
-    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.accuracy) for s in front]
+    return [(round(s.cost_usd, 12), round(s.wall_s, 9), s.score) for s in front]
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -193,3 +193,13 @@ def test_the_digest_follows_a_changed_section():
     changed = replace(spec, planner=replace(spec.planner, stages=3))
     assert changed.digest != spec.digest
     assert spec_to_dict(changed)["planner"]["stages"] == 3
+
+
+def test_a_convergence_hint_names_its_level_for_any_metric_and_reads_the_old_accuracy_key():
+    new = parse(small_spec(convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "level": 2.5}}))
+    old = parse(small_spec(convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000, "accuracy": 0.9}}))
+    assert new.convergence["mlp-64x2"].level == 2.5  # a loss or bits per byte, not only an accuracy
+    assert old.convergence["mlp-64x2"].level == 0.9
+    assert "accuracy" not in spec_to_dict(old)["convergence"]["mlp-64x2"]
+    with pytest.raises(SpecError, match=r"convergence\.mlp-64x2\.level"):
+        parse(small_spec(convergence={"mlp-64x2": {"e_min": 50, "b_noise": 1000}}))

@@ -155,7 +155,7 @@ def test_rollback_restores_the_state_before_the_change_exactly(plan, tmp_path):
         ex.trainer.samples_seen,
     )
     ex.parts.adaptation.bad.add((T4, batch_before))  # so the replan must change something
-    ex.apply(Evaluated(ex.state.accuracy, 1.0))  # an evaluation with validation loss 1.0
+    ex.apply(Evaluated(ex.state.level, 1.0))  # an evaluation with validation loss 1.0
     assert carry_out(ex.parts, Decision(Action.REPLAN, "test")) is None
     changed = ex.parts.adaptation.changed_option
     assert changed is not None and changed != (T4, batch_before)

@@ -251,7 +251,7 @@ def test_a_replan_on_a_held_offer_counts_the_seconds_already_held(tmp_path):
         busy_s=0.0,
         busy_usd=0.0,
         val_loss=1.0,
-        accuracy=0.0,
+        level=0.0,
         held_s=account.held_s(),
     )
     req = adaptation._request(snap, "cost")

@@ -33,7 +33,7 @@ def test_every_family_trains_one_step(tmp_path):
         t = Trainer(w, cfg, batch_size=16)
         loss = t.step()
         assert loss > 0 and t.samples_seen == 16
-        assert 0.0 <= t.evaluate().accuracy <= 1.0
+        assert 0.0 <= t.evaluate().value <= 1.0
 
 
 def test_evaluation_in_chunks_gives_the_same_loss_and_accuracy_as_one_pass(tmp_path):
@@ -43,7 +43,7 @@ def test_evaluation_in_chunks_gives_the_same_loss_and_accuracy_as_one_pass(tmp_p
     for _ in range(5):
         t.step()
     whole, chunked = t.evaluate(chunk=4096), t.evaluate(chunk=64)  # 240 samples: one pass, four chunks
-    assert chunked.accuracy == whole.accuracy
+    assert chunked.value == whole.value
     assert abs(chunked.loss - whole.loss) <= 1e-5 * whole.loss
 
 

@@ -142,7 +142,7 @@ class HardwareSpec:
 class ConvergenceHint:
     e_min: float
     b_noise: float
-    accuracy: float
+    level: float  # the target metric's value these hold at
 
 
 @dataclass(frozen=True, slots=True)

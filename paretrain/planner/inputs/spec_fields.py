@@ -197,10 +197,15 @@ SPEC_FIELDS = Field(
                 fields={
                     "e_min": _num(minimum=0, exclusive_minimum=True),
                     "b_noise": _num(minimum=0, exclusive_minimum=True),
-                    "accuracy": _num(minimum=0, exclusive_minimum=True, maximum=1),
+                    "level": _num(
+                        default=None,
+                        nullable=True,
+                        help="the target metric's level these hold at (any metric, either direction)",
+                    ),
+                    "accuracy": _num(default=None, nullable=True, help="the old name of `level`"),
                 },
             ),
-            help="per config id: known E_min, B_noise and accuracy (skips measuring)",
+            help="per config id: known E_min, B_noise and the level they reach (skips measuring)",
         ),
         "search": Field(
             "section",

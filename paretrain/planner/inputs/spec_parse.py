@@ -66,6 +66,16 @@ def parse_spec_text(
     return parse_spec(data, where, workloads)
 
 
+def _hint(config_id: str, c: Mapping[str, Any], where: str) -> ConvergenceHint:
+    """A ``convergence:`` hint; ``accuracy`` is the old name of ``level`` (read, never written)."""
+    level = c.get("level") if c.get("level") is not None else c.get("accuracy")
+    if level is None:
+        raise SpecError(
+            where, f"convergence.{config_id}.level", "is required", None, "add the metric level E_min reaches"
+        )
+    return ConvergenceHint(float(c["e_min"]), float(c["b_noise"]), float(level))
+
+
 def parse_spec(data: Any, where: str = "<spec>", workloads: Mapping[str, WorkloadInfo] | None = None) -> Spec:
     """Validate a parsed spec mapping into a ``Spec`` (``workloads``: the registry a workload's
     name, metric and config families are checked against; None checks the names' form only)."""
@@ -93,7 +103,7 @@ def parse_spec(data: Any, where: str = "<spec>", workloads: Mapping[str, Workloa
         deadline_s=v["deadline_s"],
         hardware=_hardware(v["hardware"], where),
         profiles=tuple(v["profiles"]),
-        convergence={k: ConvergenceHint(**c) for k, c in v["convergence"].items()}
+        convergence={k: _hint(k, c, where) for k, c in v["convergence"].items()}
         if v["convergence"]
         else None,
         search=SearchSpec(**v["search"]),

@@ -1,4 +1,4 @@
-"""Throughput and convergence models, fitted from profile samples (DESIGN §4).
+"""Throughput and convergence models, fitted from profile samples (the docs: concepts, the models).
 
 Step time: ``t(b) = alpha + beta * b``, fitted by least squares on log step times (so a 1 ms
 step counts as much as a 100 ms one); throughput ``X = b / t(b)`` samples per second. At a

@@ -62,7 +62,7 @@ class ConvergenceRun:
     config_id: str
     batch_size: int
     reached: tuple[tuple[float, int | None], ...]
-    best_accuracy: float
+    best_level: float  # the best value of the target metric it measured
     curve: tuple[tuple[int, float], ...] = ()
     eval_every: int = 0
     precision: str = "fp32"
@@ -80,7 +80,7 @@ class NoiseSample:
 
     config_id: str
     progress_samples: int
-    accuracy: float
+    level: float  # the target metric's value there
     g2: float  # |G|^2 estimate
     trace: float  # tr(Sigma) estimate
     b_simple: float  # tr(Sigma) / |G|^2

@@ -323,6 +323,15 @@ def profile_to_json(profile: Profile) -> str:
     return json.dumps({"schema": PROFILE_SCHEMA, **d}, indent=1, sort_keys=True) + "\n"
 
 
+def _renamed(record: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
+    """A record of a profile file written before the metric-neutral names (``accuracy`` held any
+    metric's value), with the key's new name."""
+    out = dict(record)
+    if old in out and new not in out:
+        out[new] = out.pop(old)
+    return out
+
+
 def profile_from_json(text: str, where: str) -> Profile:
     """Parse a profile file's text; ``InputError`` names the file and what is wrong."""
     try:
@@ -348,14 +357,14 @@ def profile_from_json(text: str, where: str) -> Profile:
             convergence=tuple(
                 ConvergenceRun(
                     **{
-                        **r,
+                        **_renamed(r, "best_accuracy", "best_level"),
                         "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
                         "curve": tuple((int(n), float(a)) for n, a in r["curve"]),
                     }
                 )
                 for r in data["convergence"]
             ),
-            noise=tuple(NoiseSample(**n) for n in data.get("noise", [])),
+            noise=tuple(NoiseSample(**_renamed(n, "accuracy", "level")) for n in data.get("noise", [])),
             measured_at=data.get("measured_at", ""),
             spend_usd=float(data.get("spend_usd", 0.0)),
             notes=data.get("notes", {}),

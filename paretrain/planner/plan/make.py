@@ -63,7 +63,7 @@ def make_plan(
     metric = spec.target.metric_obj
     billed, bill_notes = bill_front(problem, front.schedules, {o.id: o for o in offers}, ctx.instances)
     billing = {(s.choice, s.options): extra for s, extra in billed}
-    scheds = sorted((s for s, _ in billed), key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy))
+    scheds = sorted((s for s, _ in billed), key=lambda s: (s.cost_usd, s.wall_s, -s.score))
     width = max(2, len(str(len(scheds))))
     cands = [
         _candidate(f"p{i + 1:0{width}d}", s, billing[(s.choice, s.options)], problem, ctx, cfg, metric)
@@ -109,7 +109,7 @@ def _candidate(
     """One schedule as a candidate: its stages (``billing``: the dollars billing adds to each),
     the notes on where the models extrapolate or the run moves, and its intervals."""
     ch = problem.choices[s.choice]
-    fit = ctx.convergence[(ch.config_id, ch.accuracy)]
+    fit = ctx.convergence[(ch.config_id, ch.score)]
     stages = []
     notes: list[str] = []
     for k, o in enumerate(s.options):
@@ -142,7 +142,7 @@ def _candidate(
     return Candidate(
         id=ident,
         config_id=ch.config_id,
-        level=metric.level(ch.accuracy),
+        level=metric.level(ch.score),
         cost_usd=figure(s.cost_usd),
         wall_s=figure(s.wall_s),
         stages=tuple(stages),

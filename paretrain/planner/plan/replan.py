@@ -1,4 +1,4 @@
-"""Replanning the rest of a run from what the run has seen (DESIGN §6).
+"""Replanning the rest of a run from what the run has seen (the docs: concepts, replanning).
 
 The runtime sends: the candidate's config and level of the target metric, the ideal progress done so far
 (samples at the noise-free limit, in units of E_min), a convergence factor (observed samples
@@ -256,7 +256,7 @@ def _problem(
         np.array([exit_usd(offers[h], plan.models.egress_bytes) for h in hardware]),
         budget_usd=max(req.budget_left_usd, 0.0),
         deadline_s=max(req.time_left_s, 0.0),
-        accuracy_floor=score,
+        score_floor=score,
     )
     return prune_dominated(problem)[0]
 

@@ -1,4 +1,4 @@
-"""Fill a ``Problem`` from the spec, the offers and the profile (DESIGN §4-§5).
+"""Fill a ``Problem`` from the spec, the offers and the profile (the docs: concepts, the models and the program).
 
 For choice m = (config c, accuracy level a), stage k of K and option o = (offer h, precision
 q, per-worker batch b, workers n), the stage's samples, seconds and dollars are
@@ -60,7 +60,7 @@ def fit_all_convergence(
     for cfg in configs:
         if cfg.id in hints:
             h = hints[cfg.id]
-            fits[(cfg.id, metric.score(h.accuracy))] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
+            fits[(cfg.id, metric.score(h.level))] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
             continue
         runs = profile.runs_for(cfg.id)
         for level in spec.target.levels:
@@ -137,7 +137,7 @@ def build_problem(
         switch_out_usd=np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware]),
         budget_usd=spec.budget.train_usd if budget_usd is None else budget_usd,
         deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
-        accuracy_floor=spec.target.metric_obj.score(spec.target.goal),
+        score_floor=spec.target.metric_obj.score(spec.target.goal),
     )
     problem, pruned = prune_dominated(problem) if prune else (problem, 0)
     runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
@@ -218,7 +218,7 @@ def _noise_by_stage(
     """The noise scale of choice m at stage k, read at the stage's midpoint of ideal progress."""
     out: dict[tuple[int, int], float] = {}
     for m, ch in enumerate(choices):
-        key = (ch.config_id, ch.accuracy)
+        key = (ch.config_id, ch.score)
         for k in range(stages):
             out[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / stages)
     return out
@@ -298,7 +298,7 @@ def _fill(
     cost = np.full((M, K, O), np.inf)
     samples = np.zeros((M, K, O))
     for m, ch in enumerate(choices):
-        fit = fits[(ch.config_id, ch.accuracy)]
+        fit = fits[(ch.config_id, ch.score)]
         for o, opt in enumerate(options):
             key = (opt.hardware, ch.config_id, opt.precision, opt.workers)
             model = models.get(key)

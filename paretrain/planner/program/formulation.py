@@ -1,4 +1,4 @@
-r"""The mixed-integer program (PuLP) of DESIGN §5, built once and re-solved with new caps.
+r"""The mixed-integer program (PuLP) (the docs: concepts, the program), built once and re-solved with new caps.
 
 Sets
     M   choices m: a model configuration trained to an accuracy level acc[m]
@@ -160,7 +160,7 @@ class Formulation:
         self.time_row.changeRHS(t / self.t_scale if math.isfinite(t) else _BIG)
         self.budget_row.changeRHS(c / self.c_scale if math.isfinite(c) else _BIG)
         for m, z in enumerate(self.z):
-            z.upBound = 1 if p.choices[m].accuracy >= floor - 1e-12 else 0
+            z.upBound = 1 if p.choices[m].score >= floor - 1e-12 else 0
         self.lp.setObjective(objective)
         self.lp.sense = pulp.LpMinimize
         self.solves += 1
@@ -200,7 +200,7 @@ class Formulation:
         augment: bool = False,
     ) -> Schedule | None:
         """The cheapest schedule within the caps (then the fastest among the cheapest)."""
-        fl = self.p.accuracy_floor if floor is None else floor
+        fl = self.p.score_floor if floor is None else floor
         s = self._run(self.COST + _AUGMENT * self.TIME if augment else self.COST, time_cap, cost_cap, fl)
         if s is None or not lexicographic:
             return s
@@ -220,7 +220,7 @@ class Formulation:
         lexicographic: bool = True,
     ) -> Schedule | None:
         """The fastest schedule within the caps (then the cheapest among the fastest)."""
-        fl = self.p.accuracy_floor if floor is None else floor
+        fl = self.p.score_floor if floor is None else floor
         s = self._run(self.TIME, time_cap, cost_cap, fl)
         if s is None or not lexicographic:
             return s

@@ -14,7 +14,7 @@ __all__ = ["explain_infeasible"]
 def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
     """Why no schedule fits: the binding constraint and the smallest budget and deadline that
     would each make the program feasible, found by solving with that constraint removed."""
-    floor = problem.accuracy_floor
+    floor = problem.score_floor
     try:
         f.budget_usd = math.inf
         cheapest_in_time = f.min_cost(floor=floor, lexicographic=False)

@@ -1,4 +1,4 @@
-r"""The (cost, wall time, accuracy) Pareto set of a ``Problem`` (DESIGN §5).
+r"""The (cost, wall time, accuracy) Pareto set of a ``Problem`` (the docs: concepts, the program).
 
 The program itself (sets, variables, constraints, objectives) is written out in
 ``paretrain.planner.program.formulation``.
@@ -83,15 +83,15 @@ def pareto_front(
             notes.append(f"front found by the MILP sweep: {err}")
     if found is None:
         f = f or Formulation(problem, solver, time_limit_s)
-        floors = sorted({c.accuracy for c in problem.choices if c.accuracy >= problem.accuracy_floor - 1e-12})
+        floors = sorted({c.score for c in problem.choices if c.score >= problem.score_floor - 1e-12})
         per_floor = None if points is None else max(3, math.ceil(points / max(1, len(floors))) + 1)
         found = []
         for floor in floors:
             found.extend(_sweep_exact(f, floor) if per_floor is None else _sweep_grid(f, floor, per_floor))
     if not found:
         raise explain_infeasible(problem, f or Formulation(problem, solver, time_limit_s))
-    found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.accuracy, s.choice, s.options))
-    front = [found[i] for i in sorted_non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s in found])]
+    found.sort(key=lambda s: (s.cost_usd, s.wall_s, -s.score, s.choice, s.options))
+    front = [found[i] for i in sorted_non_dominated([(s.cost_usd, s.wall_s, s.score) for s in found])]
     if points is not None and len(front) > points:
         front = _thin(front, points)
         notes.append(f"front thinned to planner.pareto_points={points} points")

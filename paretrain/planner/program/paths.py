@@ -200,9 +200,9 @@ def path_front(problem: Problem, max_labels: int | None = None, bound: bool = Tr
     Raises ``LabelLimit`` when a stage would keep more than ``max_labels`` (default
     ``MAX_LABELS``) labels."""
     limit = MAX_LABELS if max_labels is None else max_labels
-    acc = problem.accuracy
+    acc = problem.score
     order = sorted(
-        (m for m in range(len(problem.choices)) if acc[m] >= problem.accuracy_floor - 1e-12),
+        (m for m in range(len(problem.choices)) if acc[m] >= problem.score_floor - 1e-12),
         key=lambda m: (-acc[m], m),
     )
     incumbent = _Incumbent()

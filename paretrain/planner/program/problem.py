@@ -1,6 +1,6 @@
 """The planning problem as arrays: per (choice, stage, option) time, cost and samples.
 
-A *choice* ``m`` is one model configuration trained to one accuracy level; an *option*
+A *choice* ``m`` is one model configuration trained to one level of its target metric; an *option*
 ``o`` is (hardware offer, precision, per-worker batch size, workers). ``paretrain.planner.program.build`` fills
 a ``Problem`` from the spec, the offers and the profile; ``paretrain.planner.program.milp`` solves it; and
 ``Problem.evaluate`` scores any schedule exactly, which is what brute-force checks use.
@@ -23,10 +23,11 @@ __all__ = ["Choice", "Option", "Problem", "ProblemContext", "Schedule", "prune_d
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """Config ``config_id`` trained until validation accuracy ``accuracy``."""
+    """Config ``config_id`` trained until its target metric reaches ``score`` (higher is better,
+    ``paretrain.planner.inputs.metric``)."""
 
     config_id: str
-    accuracy: float
+    score: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Schedule:
     options: tuple[int, ...]
     cost_usd: float
     wall_s: float
-    accuracy: float
+    score: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +69,7 @@ class Problem:
     switch_out_usd: np.ndarray | None = None  # (H,) money to leave hardware h (egress)
     budget_usd: float = math.inf
     deadline_s: float = math.inf
-    accuracy_floor: float = 0.0
+    score_floor: float = 0.0
 
     def __post_init__(self) -> None:
         M, K, O = len(self.choices), self.time_s.shape[1], len(self.options)
@@ -89,8 +90,8 @@ class Problem:
         return int(self.time_s.shape[1])
 
     @property
-    def accuracy(self) -> np.ndarray:
-        return np.array([c.accuracy for c in self.choices], dtype=float)
+    def score(self) -> np.ndarray:
+        return np.array([c.score for c in self.choices], dtype=float)
 
     def evaluate(self, m: int, opts: Sequence[int]) -> Schedule:
         """Exact totals of choice ``m`` run with ``opts[k]`` at stage k (``inf`` if absent)."""
@@ -101,7 +102,7 @@ class Problem:
             if h != prev:
                 cost += float(self.switch_usd[h]) + float(self.leave_usd[prev])
                 time += float(self.switch_s[h])
-        return Schedule(m, tuple(int(o) for o in opts), cost, time, self.choices[m].accuracy)
+        return Schedule(m, tuple(int(o) for o in opts), cost, time, self.choices[m].score)
 
     def feasible(self, s: Schedule, *, budget: float | None = None, deadline: float | None = None) -> bool:
         b = self.budget_usd if budget is None else budget
@@ -110,7 +111,7 @@ class Problem:
             math.isfinite(s.cost_usd)
             and s.cost_usd <= b * (1 + 1e-9)
             and s.wall_s <= d * (1 + 1e-9)
-            and s.accuracy >= self.accuracy_floor - 1e-12
+            and s.score >= self.score_floor - 1e-12
         )
 
 
@@ -170,5 +171,5 @@ def prune_dominated(problem: Problem) -> tuple[Problem, int]:
         problem.switch_out_usd,
         problem.budget_usd,
         problem.deadline_s,
-        problem.accuracy_floor,
+        problem.score_floor,
     ), dropped

@@ -241,7 +241,7 @@ def bill_front(
             binding="budget",
             min_budget_usd=least,
         )
-    keep = non_dominated([(s.cost_usd, s.wall_s, s.accuracy) for s, _ in fits])
+    keep = non_dominated([(s.cost_usd, s.wall_s, s.score) for s, _ in fits])
     if len(keep) < len(fits):
         notes.append(
             f"billing increments: {len(fits) - len(keep)} schedule(s) of the front are dominated once "

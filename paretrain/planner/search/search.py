@@ -1,6 +1,6 @@
 """Optuna constrained multi-objective architecture and hyperparameter search: the trial loop.
 
-The space is ``paretrain.planner.search.space``; the study, its storage and its front are
+The space is ``paretrain.planner.search.narrowed``; the study, its storage and its front are
 ``paretrain.planner.search.study`` (both re-exported here).
 
 Objectives: maximize the target metric's score, minimize the training cost to that score (the
@@ -45,7 +45,7 @@ from paretrain.planner.search.envelope import (
     first_hold,
     more_hold,
 )
-from paretrain.planner.search.space import SearchSpace, search_space, suggest_config
+from paretrain.planner.search.narrowed import SearchSpace, search_space, suggest_config
 from paretrain.planner.search.study import (
     DIRECTIONS,
     complete_trials,

@@ -48,7 +48,7 @@ class Snapshot:
     busy_s: float
     busy_usd: float
     val_loss: float
-    accuracy: float
+    level: float
     held_s: float = 0.0  # seconds the run has held its current (emulated) offer: its billing hold so far
 
     @property
@@ -190,7 +190,7 @@ class Adaptation:
         planned_usd_s = self.planned_prices[snap.hw] / 3600.0
         spend_ratio = ((cur.busy_usd - prev.busy_usd) / dt) / planned_usd_s if planned_usd_s > 0 else 1.0
         tput_ratio = ((cur.samples - prev.samples) / dt) / self._planned_rate(snap.stage)
-        ref = self._reference_progress(snap.accuracy, snap.stage.b_noise)
+        ref = self._reference_progress(snap.level, snap.stage.b_noise)
         tput = self.policy.detectors["throughput"]
         left_s, left_usd = self.remaining(snap, max(tput.level if tput.n else tput_ratio, 1e-6))
         change, which = self._price_change(snap.now)

@@ -3,7 +3,7 @@
 One small interface (``PriceSource``) with three implementations:
 
 - ``StaticPrices``: the plan's prices (catalog or local price) for the whole run;
-- ``TracePrices``: a CSV trace ``t_s, hardware, price_usd_per_h, available`` (DESIGN §3),
+- ``TracePrices``: a CSV trace ``t_s, hardware, price_usd_per_h, available`` (the docs: reference, files),
   piecewise constant from each row's time; before an offer's first row, its plan price;
 - ``ScriptedEvents``: events from the spec (``runtime.events``) on top of another source:
   price x k from t, step slowdown x k from t, preemption at t for a duration.

@@ -34,7 +34,7 @@ def snapshot(p: RunParts) -> Snapshot:
         busy_s=st.busy_s,
         busy_usd=st.busy_usd,
         val_loss=st.val_loss,
-        accuracy=st.accuracy,
+        level=st.level,
         held_s=p.account.held_s(),
     )
 

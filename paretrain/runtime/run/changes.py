@@ -80,7 +80,7 @@ class Evaluated:
     eval_real: float | None = None
 
     def apply_to(self, state: RunState) -> None:
-        state.accuracy, state.val_loss, state.metrics = self.value, self.loss, dict(self.metrics)
+        state.level, state.val_loss, state.metrics = self.value, self.loss, dict(self.metrics)
         state.busy_s += self.busy_s
         state.busy_usd += self.busy_usd
         if self.eval_real is not None:

@@ -78,7 +78,7 @@ class Executor:
         self.log: Callable[[str], None] = log or (lambda msg: None)
         self.metric = self.spec.target.metric_obj
         self.state = RunState(
-            stages=tuple(candidate.stages), hw=candidate.stages[0].hardware, accuracy=self.metric.initial()
+            stages=tuple(candidate.stages), hw=candidate.stages[0].hardware, level=self.metric.initial()
         )
         self.window: Window | None = None  # the open safe window, if any
         self.group: TrainerGroup | None = None  # the trainer's processes, once ``start`` built them
@@ -252,7 +252,7 @@ class Executor:
         return None
 
     def _evaluate(self) -> float:
-        """Evaluate and charge it; the target metric's value (``RunState.accuracy`` holds it)."""
+        """Evaluate and charge it; the target metric's value (``RunState.level`` holds it)."""
         st, p = self.state, self.parts
         t_before, usd_before = p.meter.t, p.meter.ledger.spent
         ev = self.trainer.evaluate()

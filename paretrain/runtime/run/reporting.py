@@ -115,7 +115,7 @@ class Reporting:
                 **state.metrics,
                 "loss": state.loss,
                 "val_loss": state.val_loss,
-                self.metric.name: state.accuracy,
+                self.metric.name: state.level,
                 "spend_usd": meter.spent,
                 "spend_rate_usd_per_h": meter.spent / t * 3600,
                 "batch_size": trainer.batch_size,
@@ -139,11 +139,11 @@ class Reporting:
             status=status,
             cost_usd=spent,
             wall_s=meter.t,
-            accuracy=state.accuracy,
+            level=state.level,
             samples=trainer.samples_seen,
             predicted_cost_usd=cand.cost_usd,
             predicted_wall_s=cand.wall_s,
-            predicted_accuracy=cand.level,
+            predicted_level=cand.level,
             budget_usd=budget,
             ledger_path=str(s.ledger_path),
             emulated=s.emulated_any,
@@ -159,11 +159,11 @@ class Reporting:
             status,
             cost_usd=spent,
             wall_s=meter.t,
-            **{self.metric.name: state.accuracy},
+            **{self.metric.name: state.level},
             samples=trainer.samples_seen,
             emulated=s.emulated_any,
         )
-        self.events("end", status=status, cost_usd=spent, **{self.metric.name: state.accuracy})
+        self.events("end", status=status, cost_usd=spent, **{self.metric.name: state.level})
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
@@ -178,7 +178,7 @@ class Reporting:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             message = (
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
-                f"${budget:.6g}; {self.metric.name} {state.accuracy:.4f} reached of {cand.level:g} after "
+                f"${budget:.6g}; {self.metric.name} {state.level:.4f} reached of {cand.level:g} after "
                 f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
@@ -195,7 +195,7 @@ class Reporting:
             {
                 "cost_usd": result.cost_usd,
                 "wall_s": meter.t,
-                self.metric.name: result.accuracy,
+                self.metric.name: result.level,
                 "predicted_cost_usd": cand.cost_usd,
                 "predicted_wall_s": cand.wall_s,
                 predicted_name(self.metric): cand.level,

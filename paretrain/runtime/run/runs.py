@@ -19,15 +19,15 @@ class RunResult:
     status: str  # "target" | "budget" | "max_samples" | "deadline"
     cost_usd: float
     wall_s: float
-    accuracy: float
+    level: float
     samples: int
     predicted_cost_usd: float
     predicted_wall_s: float
-    predicted_accuracy: float
+    predicted_level: float
     budget_usd: float
     ledger_path: str
     emulated: bool = False
-    metric: str = "val_accuracy"  # the target metric ``accuracy`` and ``predicted_accuracy`` are in
+    metric: str = "val_accuracy"  # the target metric ``level`` and ``predicted_level`` are in
     direction: str = "maximize"
     #: the candidate's predicted P10/P50/P90 (``paretrain.planner.measure.uncertainty``), when the plan has them
     predicted_cost_interval: tuple[float, float, float] | None = None

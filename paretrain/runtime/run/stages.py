@@ -50,9 +50,9 @@ def beyond_plan(p: RunParts, goal: float) -> None:
     st = p.state
     p.apply(Staged(len(st.stages) - 1, -(1 << 62), beyond=True))
     samples = p.group.trainer.samples_seen
-    p.events("beyond_plan", samples=samples, accuracy=st.accuracy)
+    p.events("beyond_plan", samples=samples, level=st.level)
     metric = p.setup.spec.target.metric_obj
     p.log(
-        f"the plan's samples are used up at {metric.name} {st.accuracy:.4f} before "
+        f"the plan's samples are used up at {metric.name} {st.level:.4f} before "
         f"{goal:g}; continuing with the last stage's settings"
     )

@@ -90,7 +90,7 @@ class RunState:
     beyond: bool = False  # the plan's samples are used up before the target
     samples: int = 0  # samples trained (mirrors the trainer)
     batch_size: int = 0  # global batch now (mirrors the trainer)
-    accuracy: float = 0.0  # the target metric's last value (val_accuracy, val_bpb, ...)
+    level: float = 0.0  # the target metric's last value (val_accuracy, val_bpb, ...)
     metrics: Mapping[str, float] = field(default_factory=dict)  # every metric of the last evaluation
     loss: float = math.nan
     val_loss: float = math.nan
@@ -156,7 +156,7 @@ class RunState:
             "stage": self.stage_i,
             "stage_samples": self.stage_done,
             "hardware": self.hw,
-            "accuracy": self.accuracy,
+            "level": self.level,
             "progress": self.progress,
             "stages": [asdict(st) for st in self.stages],
         }
@@ -164,7 +164,7 @@ class RunState:
     def restore_position(self, run: Mapping[str, Any]) -> None:
         """Take back a checkpoint's position (the inverse of ``position``)."""
         self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
-        self.accuracy = float(run.get("accuracy", 0.0))
+        self.level = float(run.get("level", run.get("accuracy", 0.0)))  # "accuracy": before 0.2
         self.progress = float(run.get("progress", 0.0))
         if run.get("stages"):
             self.stages = tuple(StagePlan(**st) for st in run["stages"])

@@ -7,7 +7,7 @@ loads with ``torch.load(weights_only=True)``.
 
 >>> from paretrain.planner.inputs.space import Config                       # doctest: +SKIP
 >>> t = Trainer(workload, Config("m", "mlp"), batch_size=32)  # doctest: +SKIP
->>> loss = t.step(); acc = t.evaluate().accuracy            # doctest: +SKIP
+>>> loss = t.step(); acc = t.evaluate().value               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -62,11 +62,6 @@ class Evaluation:
     @property
     def loss(self) -> float:
         return float(self.metrics.get("val_loss", math.nan))
-
-    @property
-    def accuracy(self) -> float:
-        """The target metric's value (``val_accuracy`` for a classifier); kept for old callers."""
-        return self.value
 
 
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager[Any]:

@@ -132,7 +132,9 @@ class FileBook:
 
         with open(self.lock, "a+") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on kill -9
-            data = json.loads(self.path.read_text()) if self.path.exists() else {"schema": 1, "studies": {}}
+            data: dict[str, Any] = (
+                json.loads(self.path.read_text()) if self.path.exists() else {"schema": 1, "studies": {}}
+            )
             rows = {int(k): Hold(**v) for k, v in data["studies"].get(study, {}).items()}
             before = _snapshot(rows)
             out = change(time.time(), rows)
