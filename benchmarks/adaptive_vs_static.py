@@ -33,11 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.pipeline import Workspace, plan_spec
-from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.run.executor import Executor, RunStopped
 from paretrain.runtime.train.workloads import WORKLOADS
 
 SPEC = {
@@ -86,8 +85,8 @@ def static(plan: Plan, knee: Candidate, batch: int) -> Candidate:
 def run(plan: Plan, cand: Candidate, work: Path, run_id: str) -> dict:
     try:
         r = Executor(plan, cand, workdir=work, run_id=run_id).run()
-    except BudgetExhausted as err:
-        r = err.result  # type: ignore[attr-defined]
+    except RunStopped as err:
+        r = err.result
     return {
         "status": r.status,
         "cost_usd": r.cost_usd,

@@ -36,7 +36,7 @@ def small_spec(**override: object) -> dict:
     for key, value in override.items():
         section, _, field = key.partition("__")
         if field:
-            spec[section][field] = value  # type: ignore[index]
+            spec[section][field] = value  # type: ignore[index]  (a section is a mapping here)
         else:
             spec[section] = value
     return spec

@@ -49,7 +49,9 @@ def test_the_contracts_catch_a_planner_module_that_imports_torch(tmp_path):
     subprocess.run(["cp", "-r", str(ROOT / "paretrain"), str(copy / "paretrain")], check=True)
     bad = copy / "paretrain" / "planner" / "errors.py"
     bad.write_text(
-        bad.read_text(encoding="utf-8") + "\n\ndef _f():\n    import torch  # noqa\n", encoding="utf-8"
+        bad.read_text(encoding="utf-8")
+        + "\n\ndef _f():\n    import torch  # noqa: F401 (the import the contract must catch)\n",
+        encoding="utf-8",
     )
     out = subprocess.run(
         [str(LINT_IMPORTS), "--no-cache"],

@@ -101,9 +101,9 @@ def test_a_session_ends_its_parent_failed_when_the_command_fails(tmp_path, monke
     monkeypatch.setenv("MLFLOW_RUN_ID", "abc")
     session = open_session(None, None, "exp", tmp_path / "spool.jsonl")
     fake = FakeTracker()
-    fake.close = lambda: True  # type: ignore[method-assign]
-    fake.run_id = lambda handle: "run-1"  # type: ignore[method-assign]
-    session.tracker = fake  # type: ignore[assignment]
+    fake.close = lambda: True  # type: ignore[method-assign]  (a tracker that cannot reach MLflow)
+    fake.run_id = lambda handle: "run-1"  # type: ignore[method-assign]  (the same fake)
+    session.tracker = fake  # type: ignore[assignment]  (the fake in the session's place)
     with pytest.raises(RuntimeError), parent_run(session, "plan", kind="plan"):
         raise RuntimeError("boom")
     start = fake.calls[0]

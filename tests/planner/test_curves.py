@@ -39,7 +39,7 @@ def test_a_minimized_loss_extrapolates_like_accuracy_does():
 
 
 def test_samples_to_a_level_bracket_the_truth_and_an_unreachable_level_is_infinite():
-    f = lambda n: 0.9 - 0.5 * math.exp(-n / 8000)  # noqa: E731
+    f = lambda n: 0.9 - 0.5 * math.exp(-n / 8000)  # noqa: E731 (a curve in one line)
     curve = fit_curve(_noisy(f, range(1000, 16_001, 1000), 0.003, seed=1), "maximize")
     assert curve is not None
     truth = -8000 * math.log((0.9 - 0.85) / 0.5)  # where f reaches 0.85

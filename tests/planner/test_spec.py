@@ -28,7 +28,7 @@ def test_example_spec_loads_into_frozen_dataclasses():
     assert spec.budget.train_usd == pytest.approx(0.013)
     assert spec.target.levels[0] == spec.target.goal
     with pytest.raises(AttributeError):
-        spec.budget.total_usd = 1.0  # type: ignore[misc]
+        spec.budget.total_usd = 1.0  # type: ignore[misc]  (the write a frozen spec must refuse)
 
 
 def test_example_in_package_and_examples_folder_are_the_same_file():

@@ -20,7 +20,7 @@ DEFAULT_CPU_PRICE = 0.0425
 DEFAULT_GPU_PRICE = 1.006
 
 _num = lambda **kw: Field("number", **kw)  # noqa: E731 - table shorthand
-_int = lambda **kw: Field("int", **kw)  # noqa: E731
+_int = lambda **kw: Field("int", **kw)  # noqa: E731 - table shorthand
 
 
 _CONFIG_FIELD = Field(
