@@ -37,7 +37,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from paretrain.planner.measure.profile import profile_from_json
+from paretrain.planner.measure.profile_file import profile_from_json
 from paretrain.planner.measure.throughput import speed_factors
 
 

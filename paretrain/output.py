@@ -20,6 +20,7 @@ __all__ = [
     "show_plan",
     "show_plan_written",
     "show_profile",
+    "show_profile_cost",
     "show_result",
     "show_running",
     "show_search",
@@ -41,6 +42,32 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
         ui.line(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${prof.spend_usd:.6f}): {where}")
     else:
         ui.line(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
+
+
+def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
+    """What the profile cost against what the plan's knee is predicted to cost (the profile's
+    budget is ``planner.profile_fraction`` of it; ``paretrain.planner.measure.budgeted``)."""
+    knee = plan.candidate("knee")
+    share = prof.spend_usd / knee.cost_usd if knee.cost_usd > 0 else float("inf")
+    truncated = dict(prof.notes).get("truncated") or {}
+    record = {
+        "spend_usd": prof.spend_usd,
+        "knee_cost_usd": knee.cost_usd,
+        "share": share,
+        "profile_fraction": plan.spec.planner.profile_fraction,
+        "convergence": plan.spec.planner.convergence,
+        "reused": reused,
+    }
+    ui.put("profile_cost", record)
+    how = (
+        f"truncated runs, {truncated.get('rounds')} rounds: {truncated.get('stopped')}"
+        if truncated
+        else f"planner.convergence: {plan.spec.planner.convergence}"
+    )
+    ui.line(
+        f"profile ${prof.spend_usd:.6f} = {share:.0%} of the knee's predicted ${knee.cost_usd:.6f}"
+        f"{' (reused: paid before)' if reused else ''}; {how}"
+    )
 
 
 def show_fits(ui: Output, plan: Any) -> None:
@@ -87,8 +114,18 @@ def show_plan(ui: Output, plan: Any) -> None:
         else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves"
     )
     ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
+    if any(_extrapolated(plan, c) for c in plan.candidates):
+        ui.line(f"~: {metric} extrapolated from a truncated run's learning curve (see the notes)")
     for note in plan.notes:
         ui.line(f"note: {note}")
+
+
+def _extrapolated(plan: Any, c: Any) -> bool:
+    """Whether the candidate's level lies beyond its config's truncated run (marked ``~``)."""
+    try:
+        return bool(plan.models.convergence_of(c.config_id, c.level).extrapolated)
+    except (KeyError, LookupError):
+        return False
 
 
 def _pareto_rows(plan: Any) -> list[list[str]]:
@@ -103,7 +140,8 @@ def _pareto_rows(plan: Any) -> list[list[str]]:
             [
                 c.id,
                 c.config_id,
-                f"{c.level:.2f}" if plan.metric.name == "val_accuracy" else f"{c.level:.3f}",
+                (f"{c.level:.2f}" if plan.metric.name == "val_accuracy" else f"{c.level:.3f}")
+                + ("~" if _extrapolated(plan, c) else ""),
                 f"{c.cost_usd:.6f}",
                 _span(c.cost_interval, ".6f"),
                 f"{c.wall_s:.1f}",

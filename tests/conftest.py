@@ -29,6 +29,8 @@ def small_spec(**override: object) -> dict:
             "stages": 2,
             "batch_sizes": [32, 128],
             "convergence_batch_sizes": [16, 64, 256],
+            # the full measurement: these tests pin what it measures; truncated runs have their own
+            "convergence": "full",
             "profile_steps": 10,
         },
         "runtime": {"eval_every_samples": 1000, "checkpoint_every_s": 5},

@@ -9,7 +9,15 @@ import click
 
 from paretrain.cli.options import format_option, tracking_options, workspace
 from paretrain.console import Output
-from paretrain.output import show_fits, show_plan, show_plan_written, show_profile, show_search, show_tracking
+from paretrain.output import (
+    show_fits,
+    show_plan,
+    show_plan_written,
+    show_profile,
+    show_profile_cost,
+    show_search,
+    show_tracking,
+)
 from paretrain.planner.errors import InputError
 
 __all__ = ["plan", "profile", "search"]
@@ -96,6 +104,7 @@ def plan(
             atomic_write_text(output, plan_to_json(the_plan))
             png = plot_pareto(the_plan, output.parent / "pareto.png")
             show_plan(ui, the_plan)
+            show_profile_cost(ui, prof, reused, the_plan)
             show_plan_written(ui, the_plan, output, png)
             log_plan(session.tracker, parent, spec, the_plan, artifacts=(spec_path, output, png))
         show_tracking(ui, session.close())

@@ -7,7 +7,8 @@ import tempfile
 from pathlib import Path
 
 from paretrain.planner.errors import InputError
-from paretrain.planner.measure.profile import Profile, profile_from_json, profile_to_json
+from paretrain.planner.measure.profile import Profile
+from paretrain.planner.measure.profile_file import profile_from_json, profile_to_json
 
 __all__ = [
     "atomic_write_bytes",

@@ -37,7 +37,13 @@ def long_spec() -> dict:
         convergence={"mlp-64x2": {"e_min": 20000, "b_noise": 500, "level": 0.99}},
         target={"goal": 0.99, "max_samples": 50000},
         hardware={"allow": ["local/cpu-1"]},
-        planner={"stages": 2, "batch_sizes": [32], "profile_steps": 10, "noise": False},
+        planner={
+            "convergence": "full",
+            "stages": 2,
+            "batch_sizes": [32],
+            "profile_steps": 10,
+            "noise": False,
+        },
         runtime={"eval_every_samples": 400, "checkpoint_every_s": 5},
     )
 

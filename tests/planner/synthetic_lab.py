@@ -25,6 +25,7 @@ class SyntheticLab:
         self.b_noise = b_noise
         self.best = best or {}
         self.calls: list[str] = []
+        self.truncated: dict[tuple[str, int], tuple[list, list]] = {}
 
     def devices(self) -> Sequence[LocalDevice]:
         return [LocalDevice("local/cpu-1", "cpu", 1, 1, 16.0), LocalDevice("local/cpu-2", "cpu", 2, 2, 16.0)]
@@ -78,6 +79,49 @@ class SyntheticLab:
             e = base * (1 + 4 * (lv - levels[0])) * (1 + batch_size / self.b_noise)
             reached.append((lv, int(e) if lv <= best and e <= max_samples else None))
         return ConvergenceRun(config.id, batch_size, tuple(reached), best, (), eval_every)
+
+    def value(self, config: Config, batch_size: int, samples: float) -> float:
+        """A power-law learning curve rising from 0.1 to the config's best: halfway at a quarter
+        of its E_min, slower at larger batches as E(B) says."""
+        base = self.e_min.get(config.id, 20000.0) * (1 + batch_size / self.b_noise)
+        best = self.best.get(config.id, 0.95)
+        return best - (best - 0.1) * (1 + samples / (0.25 * base)) ** -1.0
+
+    def measure_truncated(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        evals: Sequence[int],
+        noise_at: Sequence[int],
+        noise_batches: tuple[int, int],
+        device: str | None = None,
+    ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
+        self.calls.append(f"truncated {config.id} {batch_size} to {max(evals)}")
+        key = (config.id, batch_size)
+        curve, noise = self.truncated.setdefault(key, ([], []))
+        for s in sorted(e for e in evals if not curve or e > curve[-1][0]):
+            curve.append((int(s), round(self.value(config, batch_size, s), 5)))
+        for p in noise_at:
+            b = self.b_noise * (p / 50_000) ** self.noise_slope
+            noise.append(NoiseSample(config.id, int(p), 0.5, 1.0, b, b))
+        reached = tuple((lv, next((n for n, v in curve if v >= lv), None)) for lv in levels)
+        best = max(v for _, v in curve)
+        alpha, beta = self._alpha_beta(config, device or "local/cpu-1")
+        step_s = alpha + beta * batch_size
+        run = ConvergenceRun(
+            config.id,
+            batch_size,
+            reached,
+            best,
+            tuple(curve),
+            0,
+            "fp32",
+            seconds=curve[-1][0] / batch_size * step_s,
+            device=device or "",
+            truncated=True,
+        )
+        return run, list(noise)
 
     def measure_noise(
         self, config: Config, progress_samples: Sequence[int], small: int, big: int

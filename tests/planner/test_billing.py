@@ -36,6 +36,7 @@ def _plan(allow, *, change=lambda o: o, stages=2, train_usd=0.5):
         deadline_s=100000,
         hardware={"allow": list(allow), "catalog": "builtin", "spot": True},
         planner={
+            "convergence": "full",
             "stages": stages,
             "batch_sizes": [32, 64],
             "convergence_batch_sizes": [16, 64, 256],

@@ -10,7 +10,8 @@ import pytest
 from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.inputs.spec_parse import parse_spec
-from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.measure.profile import build_profile, profile_key
+from paretrain.planner.measure.profile_file import profile_from_json, profile_to_json
 from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.program.build import build_problem
@@ -88,6 +89,7 @@ def test_a_plan_file_of_the_old_schema_is_refused_in_one_line():
 def test_plan_models_are_typed_with_lookups():
     data = small_spec(
         planner={
+            "convergence": "full",
             "stages": 2,
             "batch_sizes": [32, 128],
             "convergence_batch_sizes": [16, 64, 256],
@@ -146,7 +148,7 @@ def test_candidates_meet_the_goal_budget_and_deadline():
 def test_example_like_spec_gives_at_least_five_candidates():
     data = small_spec(
         target={"goal": 0.7, "levels": [0.7, 0.8, 0.9], "max_samples": 10**6},
-        planner={"stages": 3, "batch_sizes": [16, 32, 64, 128, 256]},
+        planner={"convergence": "full", "stages": 3, "batch_sizes": [16, 32, 64, 128, 256]},
     )
     plan = plan_from_json(plan_text(data), "plan.json")
     assert len(plan.candidates) >= 5

@@ -86,6 +86,7 @@ def test_growing_noise_scale_makes_batches_grow_across_stages():
     plan, _ = _plan(
         lab,
         planner={
+            "convergence": "full",
             "stages": 4,
             "batch_sizes": [16, 32, 64, 128, 256, 512],
             "convergence_batch_sizes": [16, 64, 256, 512],
@@ -106,7 +107,7 @@ def test_flat_noise_scale_gives_constant_batches_per_hardware():
     lab = SyntheticLab(b_noise=120.0, noise_slope=0.0)
     plan, _ = _plan(
         lab,
-        planner={"stages": 3, "batch_sizes": [16, 64, 256]},
+        planner={"convergence": "full", "stages": 3, "batch_sizes": [16, 64, 256]},
         target={"goal": 0.4, "levels": [0.4], "max_samples": 10**7},
     )
     cheapest = plan.candidate("cheapest")
@@ -115,7 +116,9 @@ def test_flat_noise_scale_gives_constant_batches_per_hardware():
 
 def test_an_option_that_does_not_fit_memory_is_never_chosen():
     lab = SyntheticLab()
-    spec = parse_spec(small_spec(planner={"stages": 2, "batch_sizes": [32, 128]}), "s", WORKLOADS)
+    spec = parse_spec(
+        small_spec(planner={"convergence": "full", "stages": 2, "batch_sizes": [32, 128]}), "s", WORKLOADS
+    )
     profile = build_profile(spec, lab, list(spec.configs))
     # SyntheticLab reports 1000 bytes per sample: 64 KiB of device memory fits batch 32 only
     tiny = [

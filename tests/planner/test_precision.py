@@ -13,7 +13,8 @@ from paretrain.planner.errors import SpecError
 from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.lab import LocalDevice
-from paretrain.planner.measure.profile import build_profile, profile_from_json, profile_key, profile_to_json
+from paretrain.planner.measure.profile import build_profile, profile_key
+from paretrain.planner.measure.profile_file import profile_from_json, profile_to_json
 from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan_file import plan_from_json, plan_to_json
 from paretrain.planner.program.build import build_problem

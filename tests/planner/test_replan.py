@@ -56,6 +56,7 @@ def planned():
         budget={"total_usd": 2.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": 1.0}},
         target={"goal": 0.4, "levels": [0.4, 0.5], "max_samples": 10**6},
         planner={
+            "convergence": "full",
             "stages": 3,
             "batch_sizes": [32, 128, 512],
             "convergence_batch_sizes": [16, 64, 256, 1024],

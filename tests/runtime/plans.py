@@ -30,6 +30,7 @@ def tiny_spec(**over: Any) -> dict:
         deadline_s=100000,
         hardware={"allow": ["local/cpu-1", *EMULATED], "catalog": "builtin", "spot": True},
         planner={
+            "convergence": "full",
             "stages": 2,
             "batch_sizes": [32, 64],
             "convergence_batch_sizes": [16, 64, 256],

@@ -27,6 +27,7 @@ def adapt_spec(**over):
         target={"goal": 0.42, "levels": [0.42], "max_samples": 40000},
         hardware={"allow": ["local/cpu-1", T4, L4], "catalog": "builtin"},
         planner={
+            "convergence": "full",
             "stages": 3,
             "batch_sizes": [32, 64],
             "convergence_batch_sizes": [16, 64, 256],

@@ -171,6 +171,8 @@ class PlannerSpec:
     pareto_points: int | None = None
     time_limit_s: float = 60.0
     convergence_batch_sizes: tuple[int, ...] = (16, 64, 256)
+    convergence: str = "full"  # "full" | "truncated" (paretrain.planner.measure.budgeted)
+    profile_fraction: float = 0.1
     profile_steps: int = 50
     noise: bool = True
     confidence: float = 0.9

@@ -287,7 +287,29 @@ SPEC_FIELDS = Field(
                     default=False,
                     help="list every point of the exact front, also those within the prediction's spread",
                 ),
-                "convergence_batch_sizes": Field("list", default=[16, 64, 256], items=_int(minimum=1)),
+                "convergence": Field(
+                    "str",
+                    default="full",
+                    choices=("truncated", "full"),
+                    help="how convergence is measured: truncated (one partial run per config, its "
+                    "learning curve extrapolated; the profile costs profile_fraction of the job) or "
+                    "full (every config to the top level at each convergence batch size; the "
+                    "default until truncated runs are validated against it on every workload)",
+                ),
+                "profile_fraction": _num(
+                    default=0.1,
+                    minimum=0,
+                    exclusive_minimum=True,
+                    maximum=1,
+                    help="the profile's spend on truncated runs stays under this share of the "
+                    "predicted cost of training the cheapest config to the goal",
+                ),
+                "convergence_batch_sizes": Field(
+                    "list",
+                    default=[16, 64, 256],
+                    items=_int(minimum=1),
+                    help="the batch sizes of a full measurement; a truncated run trains at the smallest",
+                ),
                 "profile_steps": _int(default=50, minimum=5, maximum=10_000),
                 "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
             },

@@ -172,7 +172,7 @@ def _planner(p: Mapping[str, Any], target: TargetSpec, where: str) -> PlannerSpe
             p["min_workers"],
             f"set it to at most {p['max_workers']}, or raise planner.max_workers",
         )
-    if len(p["convergence_batch_sizes"]) < 3:
+    if p["convergence"] == "full" and len(p["convergence_batch_sizes"]) < 3:
         raise SpecError(
             where,
             "planner.convergence_batch_sizes",

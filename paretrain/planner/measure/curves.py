@@ -51,7 +51,7 @@ import numpy as np
 __all__ = ["BOOT", "DRAWS", "FAMILIES", "HOLDOUT", "REACH", "Curve", "FamilyFit", "fit_curve"]
 
 DRAWS = 2000
-BOOT = 24
+BOOT = 12
 HOLDOUT = 0.3
 REACH = 0.5
 #: fewest points a family needs beyond its parameter count to be fitted
@@ -201,14 +201,16 @@ def _fit_family(
     return best.x, float(math.sqrt(float(resid @ resid) / dof))
 
 
-def _bootstrap(name: str, x: np.ndarray, u: np.ndarray, p: np.ndarray, seed: int) -> list[np.ndarray]:
-    """``BOOT`` refits of the family to its fitted curve plus resampled residuals."""
+def _bootstrap(
+    name: str, x: np.ndarray, u: np.ndarray, p: np.ndarray, seed: int, n: int = BOOT
+) -> list[np.ndarray]:
+    """``n`` refits of the family to its fitted curve plus resampled residuals."""
     fam = FAMILIES[name]
     fitted = fam.model(x, p)
     resid = u - fitted
     rng = np.random.default_rng(seed)
     out = []
-    for _ in range(BOOT):
+    for _ in range(n):
         refit = _fit_family(
             name, x, fitted + rng.choice(resid, size=len(resid), replace=True), bounds_u=u, warm=p
         )
@@ -298,7 +300,9 @@ def _tail_errors(name: str, x: np.ndarray, u: np.ndarray, seed: int) -> tuple[fl
     fam = FAMILIES[name]
     with np.errstate(all="ignore"):
         pred = fam.model(x[cut:], p)
-        boot = np.array([fam.model(x[cut:], b) for b in _bootstrap(name, x[:cut], u[:cut], p, seed)])
+        boot = np.array(
+            [fam.model(x[cut:], b) for b in _bootstrap(name, x[:cut], u[:cut], p, seed, BOOT // 2)]
+        )
     var = np.var(boot, axis=0) + sigma**2
     err = u[cut:] - pred
     return float(np.mean(err**2)), float(np.mean(err**2 / np.maximum(var, 1e-18)))

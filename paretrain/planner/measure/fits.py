@@ -110,6 +110,8 @@ class ConvergenceFit:
         0.0  # log-scale spread of the measured runs' crossings (paretrain.planner.measure.uncertainty)
     )
     crossing_dof: int = 0  # its degrees of freedom (evaluation differences)
+    #: the level lies beyond a truncated run and is extrapolated from its learning curve
+    extrapolated: bool = False
 
     def samples(self, batch_size: float) -> float:
         return self.e_min * (1.0 + batch_size / self.b_noise)

@@ -46,6 +46,22 @@ class Lab(Protocol):
         reached. ``device``: where to train (None: the lab's convergence device)."""
         ...
 
+    def measure_truncated(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        evals: Sequence[int],
+        noise_at: Sequence[int],
+        noise_batches: tuple[int, int],
+        device: str | None = None,
+    ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
+        """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each and
+        taking a two-batch gradient-noise sample at each of ``noise_at``; a later call for the
+        same (config, batch size, device) continues the run. The whole run so far (its
+        ``truncated`` flag set) and its noise samples."""
+        ...
+
     def measure_peak(self, device: str) -> float:
         """Achieved fp32 matrix-multiply rate of ``device`` in GFLOP/s (scales modeled offers)."""
         ...

@@ -72,6 +72,9 @@ class ConvergenceRun:
     device: str = ""
     step_s: float = 0.0
     steps: int = 0
+    #: a truncated run (``paretrain.planner.measure.budgeted``): it stopped where the profile's
+    #: budget did, and levels beyond it are extrapolated from ``curve``
+    truncated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

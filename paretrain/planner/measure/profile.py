@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from paretrain.planner.errors import InputError
+from paretrain.planner.measure.budgeted import measure_budgeted
 
 # re-exported: these records lived here before paretrain.planner.measure.measurements
 from paretrain.planner.measure.measurements import (
@@ -45,9 +45,7 @@ __all__ = [
     "SyncSample",
     "build_profile",
     "merge_profiles",
-    "profile_from_json",
     "profile_key",
-    "profile_to_json",
 ]
 
 PROFILE_SCHEMA = "paretrain.profile/1"
@@ -96,6 +94,8 @@ def profile_key(spec: Spec, lab_fingerprint: str, configs: Sequence[Config]) -> 
         "batch_sizes": list(spec.planner.batch_sizes),
         "precisions": list(spec.planner.precisions),
         "convergence_batch_sizes": list(spec.planner.convergence_batch_sizes),
+        "convergence": spec.planner.convergence,
+        "profile_fraction": spec.planner.profile_fraction,
         "profile_steps": spec.planner.profile_steps,
         "max_workers": spec.planner.max_workers,
         "noise": spec.planner.noise,
@@ -115,25 +115,34 @@ def build_profile(
     measured_at: str = "",
 ) -> Profile:
     """Measure every allowed local (device, config, precision), each device's matrix-multiply
-    rate, all-reduce times when several workers are allowed, and per config its convergence at
-    several batch sizes and its gradient noise along training."""
+    rate, all-reduce times when several workers are allowed, and per config its convergence:
+    one truncated run under the profile's budget (``planner.convergence: truncated``,
+    ``paretrain.planner.measure.budgeted``), or runs to the top level at several batch sizes and
+    gradient noise along training (``full``)."""
     local = _reference_devices(spec, lab)
     hints = spec.convergence or {}
     cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
     out = _Measured()
+    measured = [c for c in configs if c.id not in hints]
+    truncated = spec.planner.convergence == "truncated"
     # in this order: a convergence run trains on the CPU its step times found fastest
     tasks = [
         *_step_tasks(spec, lab, local, configs, out),
         *_sync_tasks(spec, lab, local, cores, out),
-        *_convergence_tasks(spec, lab, [c for c in configs if c.id not in hints], out),
+        *([] if truncated else _convergence_tasks(spec, lab, measured, out)),
     ]
-    noise_cfgs = [c for c in configs if c.id not in hints] if spec.planner.noise else []
-    total = len(tasks) + len(noise_cfgs)
+    noise_cfgs = measured if spec.planner.noise and not truncated else []
+    total = len(tasks) + len(noise_cfgs) + (1 if truncated and measured else 0)
     for i, (label, task) in enumerate(tasks):
         if progress:
             progress(label, i, total)
         task()
     noise = _measure_noise(spec, lab, noise_cfgs, out.runs, progress, start=len(tasks), total=total)
+    notes: dict[str, Any] = {"cores": cores}
+    if truncated and measured:
+        if progress:
+            progress("truncated convergence runs", len(tasks), total)
+        notes["truncated"] = _truncated(spec, lab, measured, out, noise)
     if progress:
         progress("done", total, total)
     return Profile(
@@ -145,7 +154,7 @@ def build_profile(
         measured_at=measured_at,
         peaks=out.peaks,
         sync=tuple(out.syncs),
-        notes={"cores": cores},
+        notes=notes,
         unsupported=tuple(
             (dev.id, q) for dev in local for q in spec.planner.precisions if q not in dev.precisions
         ),
@@ -163,6 +172,23 @@ class _Measured:
     runs: list[ConvergenceRun] = field(default_factory=list)
     peaks: dict[str, float] = field(default_factory=dict)
     syncs: list[SyncSample] = field(default_factory=list)
+
+
+def _truncated(
+    spec: Spec, lab: Lab, configs: Sequence[Config], out: _Measured, noise: list[NoiseSample]
+) -> dict[str, Any]:
+    """One truncated run per config under the profile's budget (``budgeted``); its account."""
+    got = measure_budgeted(
+        spec,
+        lab,
+        configs,
+        out.steps,
+        lambda cid, b: fastest_cpu(out.steps, cid, b),
+        (NOISE_SMALL_BATCH, NOISE_BIG_BATCH),
+    )
+    out.runs.extend(got.runs)
+    noise.extend(got.noise)
+    return got.notes
 
 
 def _reference_devices(spec: Spec, lab: Lab) -> list[LocalDevice]:
@@ -310,69 +336,3 @@ def merge_profiles(base: Profile, others: Iterable[Profile]) -> Profile:
             if s.source == "measured" or k not in steps:
                 steps[k] = s
     return replace(base, steps=tuple(steps[k] for k in sorted(steps)))
-
-
-# -- the file format ---------------------------------------------------------------------------
-
-
-def profile_to_json(profile: Profile) -> str:
-    """The profile as the text of a ``paretrain.profile/1`` file."""
-    d = asdict(profile)
-    d["notes"] = dict(profile.notes)
-    d["peaks"] = dict(profile.peaks)
-    return json.dumps({"schema": PROFILE_SCHEMA, **d}, indent=1, sort_keys=True) + "\n"
-
-
-def _renamed(record: Mapping[str, Any], old: str, new: str) -> dict[str, Any]:
-    """A record of a profile file written before the metric-neutral names (``accuracy`` held any
-    metric's value), with the key's new name."""
-    out = dict(record)
-    if old in out and new not in out:
-        out[new] = out.pop(old)
-    return out
-
-
-def profile_from_json(text: str, where: str) -> Profile:
-    """Parse a profile file's text; ``InputError`` names the file and what is wrong."""
-    try:
-        data = json.loads(text)
-    except ValueError as err:
-        raise InputError(
-            f"{where}: not a readable profile ({err}). To fix: rewrite it with 'paretrain profile'"
-        ) from None
-    if not isinstance(data, dict) or data.get("schema") != PROFILE_SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise InputError(
-            f"{where}: field 'schema' must be {PROFILE_SCHEMA}; got {got!r}. To fix: "
-            "rewrite it with 'paretrain profile'"
-        )
-    try:
-        return Profile(
-            key=data["key"],
-            device=data["device"],
-            steps=tuple(
-                StepProfile(**{**s, "samples": tuple(StepSample(**x) for x in s["samples"])})
-                for s in data["steps"]
-            ),
-            convergence=tuple(
-                ConvergenceRun(
-                    **{
-                        **_renamed(r, "best_accuracy", "best_level"),
-                        "reached": tuple((float(a), None if n is None else int(n)) for a, n in r["reached"]),
-                        "curve": tuple((int(n), float(a)) for n, a in r["curve"]),
-                    }
-                )
-                for r in data["convergence"]
-            ),
-            noise=tuple(NoiseSample(**_renamed(n, "accuracy", "level")) for n in data.get("noise", [])),
-            measured_at=data.get("measured_at", ""),
-            spend_usd=float(data.get("spend_usd", 0.0)),
-            notes=data.get("notes", {}),
-            peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
-            sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
-            unsupported=tuple((str(d), str(q)) for d, q in data.get("unsupported", [])),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise InputError(
-            f"{where}: a profile entry is malformed ({err}). To fix: rewrite it with 'paretrain profile'"
-        ) from None

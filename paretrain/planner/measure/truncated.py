@@ -94,5 +94,6 @@ def level_from_curve(
         max(max_batch, batch_size),
         crossing=float(spread),
         crossing_dof=dof,
+        extrapolated=curve.extrapolates(mid),
     )
-    return TruncatedLevel(fit, curve.extrapolates(mid), (float(lo), float(mid), float(hi)))
+    return TruncatedLevel(fit, fit.extrapolated, (float(lo), float(mid), float(hi)))

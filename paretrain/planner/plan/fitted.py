@@ -157,9 +157,13 @@ class ConvergenceRecord:
     points: tuple[tuple[int, int], ...]  # (batch size, samples to reach the level) measured
     max_batch: int
     noise_scale: float | None = None
+    #: extrapolated from a truncated run's learning curve (``paretrain.planner.measure.truncated``)
+    extrapolated: bool = False
 
     def fit(self) -> ConvergenceFit:
-        return ConvergenceFit(self.e_min, self.b_noise, self.points, self.max_batch)
+        return ConvergenceFit(
+            self.e_min, self.b_noise, self.points, self.max_batch, extrapolated=self.extrapolated
+        )
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ConvergenceRecord:

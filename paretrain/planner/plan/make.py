@@ -262,6 +262,7 @@ def _plan_models(ctx: ProblemContext, used: set[str], metric: Metric = ACCURACY)
                     tuple((int(b), int(n)) for b, n in fit.points),
                     int(fit.max_batch),
                     None if scale is None else float(scale),
+                    bool(fit.extrapolated),
                 )
             )
     noise_curves = tuple(

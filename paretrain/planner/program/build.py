@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from paretrain.planner.measure.curves import fit_curve
 from paretrain.planner.measure.fits import (
     ConvergenceFit,
     NoiseCurve,
@@ -32,8 +33,10 @@ from paretrain.planner.measure.fits import (
     fit_noise_curve,
     stage_noise,
 )
+from paretrain.planner.measure.measurements import ConvergenceRun
 from paretrain.planner.measure.profile import worker_counts
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
+from paretrain.planner.measure.truncated import level_from_curve
 from paretrain.planner.measure.uncertainty import crossing_dof, crossing_spread
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
 from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
@@ -63,6 +66,9 @@ def fit_all_convergence(
             fits[(cfg.id, metric.score(h.level))] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
             continue
         runs = profile.runs_for(cfg.id)
+        if any(r.truncated for r in runs):
+            _truncated_fits(spec, profile, cfg.id, [r for r in runs if r.truncated], fits, notes)
+            continue
         for level in spec.target.levels:
             pts = [
                 (r.batch_size, n)
@@ -80,6 +86,44 @@ def fit_all_convergence(
             spread, dof = _crossing(runs, level, metric)
             fits[(cfg.id, metric.score(level))] = replace(fit, crossing=spread, crossing_dof=dof)
     return fits, notes
+
+
+def _truncated_fits(
+    spec: Spec,
+    profile: Profile,
+    config_id: str,
+    runs: Sequence[ConvergenceRun],
+    fits: dict[tuple[str, float], ConvergenceFit],
+    notes: list[str],
+) -> None:
+    """Each level's E(B) from one truncated run's learning curve and the gradient noise sampled
+    along it (``paretrain.planner.measure.truncated``); a level beyond the run is extrapolated,
+    and the notes say so."""
+    metric = spec.target.metric_obj
+    run = max(runs, key=lambda r: len(r.curve))
+    curve = fit_curve(run.curve, metric.direction)
+    if curve is None:
+        notes.append(
+            f"{config_id}: its truncated run has too few evaluations for a learning curve; not planned"
+        )
+        return
+    widest = max(spec.planner.batch_sizes) * spec.planner.max_workers
+    for level in spec.target.levels:
+        got = level_from_curve(curve, level, run.batch_size, profile.noise_for(config_id), widest)
+        if got is None:
+            notes.append(
+                f"{config_id}: {metric.name} {level:g} is not reached by its learning curve "
+                f"(best measured {run.best_level:g} after {run.curve[-1][0]} samples); not planned"
+            )
+            continue
+        fits[(config_id, metric.score(level))] = got.fit
+        if got.extrapolated:
+            lo, mid, hi = got.samples
+            notes.append(
+                f"{config_id}: {metric.name} {level:g} extrapolated from a truncated run of "
+                f"{run.curve[-1][0]} samples: {mid:,.0f} samples at batch {run.batch_size} "
+                f"(P10-P90 {lo:,.0f}-{hi:,.0f})"
+            )
 
 
 def _crossing(runs: Sequence[Any], level: float, metric: Any) -> tuple[float, int]:

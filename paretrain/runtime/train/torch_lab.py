@@ -29,6 +29,7 @@ from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
 from paretrain.runtime.train.lab_meter import LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
+from paretrain.runtime.train.lab_truncated import LiveRun, measure_truncated, noise_sample
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
 
 __all__ = ["TRIAL_STALL_S", "TorchLab", "code_version"]
@@ -38,12 +39,14 @@ _CODE_MODULES = (
     "paretrain.runtime.train.trainer",
     "paretrain.runtime.train.torch_lab",
     "paretrain.runtime.train.lab_meter",
+    "paretrain.runtime.train.lab_truncated",
     "paretrain.runtime.money.reserve",
     "paretrain.runtime.train.workloads.mnist1d",
     "paretrain.runtime.train.distributed",
     "paretrain.planner.measure.profile",
     "paretrain.planner.measure.measurements",
     "paretrain.planner.measure.fits",
+    "paretrain.planner.measure.budgeted",
 )
 
 
@@ -120,6 +123,8 @@ class TorchLab:
         self.seed = seed
         self.patience = patience_evals
         self.trial_prior_s = 0.0  # the slowest set-up or step of the last trial (guards the next one's first)
+        #: truncated runs kept between the profile's rounds, by (config id, batch size, device)
+        self.live_runs: dict[tuple[str, int, str], LiveRun] = {}
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
@@ -308,11 +313,25 @@ class TorchLab:
             meter.trained_steps,
         )
 
+    def measure_truncated(
+        self,
+        config: Config,
+        batch_size: int,
+        levels: Sequence[float],
+        evals: Sequence[int],
+        noise_at: Sequence[int],
+        noise_batches: tuple[int, int],
+        device: str | None = None,
+    ) -> tuple[ConvergenceRun, list[NoiseSample]]:
+        """One config's truncated run, continued from the last call
+        (``paretrain.runtime.train.lab_truncated``)."""
+        device = device if device in self.prices else self.convergence_device
+        return measure_truncated(self, config, batch_size, levels, evals, noise_at, noise_batches, device)
+
     def measure_noise(
         self, config: Config, progress_samples: Sequence[int], small: int, big: int, repeats: int = 16
     ) -> Sequence[NoiseSample]:
-        """McCandlish et al. (2018), Appendix A: from |G_small|^2 and |G_big|^2 (averaged over
-        ``repeats`` fresh batches) estimate |G|^2 and tr(Sigma); B_simple = tr(Sigma) / |G|^2."""
+        """Gradient noise (``lab_truncated.noise_sample``) at points of a fresh run's progress."""
         device = self.convergence_device
         torch_device = claim(device)
         meter = self.meter(device, f"gradient noise of {config.id}")
@@ -328,30 +347,6 @@ class TorchLab:
         for target in sorted(progress_samples):
             while trainer.samples_seen < target:
                 meter.timed(trainer.step)
-            gs: list[float] = []
-            gb: list[float] = []
-            pair_s = 0.0
-
-            def pair(gs: list[float] = gs, gb: list[float] = gb) -> None:
-                gs.append(trainer.grad_sq_norm(small))
-                gb.append(trainer.grad_sq_norm(big))
-
-            for _ in range(repeats):
-                pair_s = meter.timed(pair, pair_s)
-            s2, b2 = sum(gs) / repeats, sum(gb) / repeats
-            g2 = (big * b2 - small * s2) / (big - small)
-            tr = (s2 - b2) / (1.0 / small - 1.0 / big)
-            acc = trainer.evaluate().value
-            # a non-positive |G|^2 estimate (noise dominates) gives no usable B_simple: recorded as 0
-            out.append(
-                NoiseSample(
-                    config.id,
-                    trainer.samples_seen,
-                    round(acc, 5),
-                    g2,
-                    tr,
-                    tr / g2 if g2 > 0 and tr > 0 else 0.0,
-                )
-            )
+            out.append(noise_sample(trainer, meter, config.id, small, big, repeats))
         meter.flush()
         return out

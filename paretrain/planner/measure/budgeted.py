@@ -1,0 +1,203 @@
+r"""Truncated convergence runs under the profile's budget: how far each config trains.
+
+The full measurement trains every config to the top level at three or more batch sizes, so
+planning costs more than the job it plans. Here each config (that has no ``convergence:`` hint)
+trains once, at the smallest of ``planner.convergence_batch_sizes`` ``B0``, in rounds; the lab
+continues the same run from round to round (``Lab.measure_truncated``), evaluating ``EVALS``
+times a round and taking one two-batch gradient-noise sample at each round's end.
+
+After each round the run's learning curve (``paretrain.planner.measure.curves``) predicts the
+samples to the goal at ``B0``; with the measured step time at ``B0`` that is the **job
+estimate** ``J``: the seconds to train the cheapest config to the goal on the device the profile
+measures. The rule, in the device's seconds (the profile and the job it estimates train on the
+same local devices at the same price, so seconds stand for dollars):
+
+- a config stops when its run reached the top level (nothing to extrapolate), reached
+  ``target.max_samples``, or its samples to the top level are known to within ``NARROW`` (P90
+  over P50 and P50 over P10, both): its interval is narrow enough to rank it;
+- the profile stops measuring when the next round would take the seconds spent so far past
+  ``planner.profile_fraction`` x ``J``. While no curve predicts the goal yet, ``J`` is unknown and
+  the most the job could need stands for it: training the first config to
+  ``target.max_samples``. So a tight ``target.max_samples`` keeps the profile's first rounds
+  cheap; the plan then reports the profile's cost against its knee's (``paretrain plan``).
+
+Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. The profile's notes
+keep the job estimate, the seconds spent and why it stopped (``budgeted_notes``). The whole
+profile (step timing included) is then held to the fraction of the *plan's knee* by
+``paretrain plan``, which prints the two side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from paretrain.planner.measure.curves import Curve, fit_curve
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
+
+if TYPE_CHECKING:
+    from paretrain.planner.inputs.space import Config
+    from paretrain.planner.inputs.spec import Spec
+    from paretrain.planner.measure.lab import Lab
+
+__all__ = ["EVALS", "FIRST_STEPS", "GROWTH", "NARROW", "Budgeted", "measure_budgeted"]
+
+FIRST_STEPS = 48
+GROWTH = 2.0
+EVALS = 6
+NARROW = 0.15
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class _Run:
+    config: Config
+    device: str | None
+    samples: int = 0
+    run: ConvergenceRun | None = None
+    noise: Sequence[NoiseSample] = ()
+    done: str = ""  # why it stopped ("" while it goes on)
+    fitted: tuple[int, Curve | None] | None = None  # (evaluations fitted, their curve)
+
+
+@dataclass
+class Budgeted:
+    """What the truncated runs measured, and the profile's account of them."""
+
+    runs: list[ConvergenceRun] = field(default_factory=list)
+    noise: list[NoiseSample] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def _step_s(steps: Sequence[StepProfile], config_id: str, device: str | None, batch: int) -> float:
+    """The measured fp32 step time of ``config_id`` nearest ``batch`` on ``device``."""
+    best: tuple[int, float] | None = None
+    for sp in steps:
+        if sp.config_id != config_id or sp.precision != "fp32" or (device and sp.hardware != device):
+            continue
+        for s in sp.samples:
+            if s.workers == 1 and (best is None or abs(s.batch_size - batch) < best[0]):
+                best = (abs(s.batch_size - batch), s.step_s * batch / s.batch_size)
+    return best[1] if best else math.nan
+
+
+def _curve(r: _Run, spec: Spec) -> Curve | None:
+    """The run's learning curve, fitted once per round."""
+    assert r.run is not None
+    if r.fitted is None or r.fitted[0] != len(r.run.curve):
+        r.fitted = (len(r.run.curve), fit_curve(r.run.curve, spec.target.metric_obj.direction))
+    return r.fitted[1]
+
+
+def _to_goal(r: _Run, spec: Spec) -> tuple[float, float, float] | None:
+    """P10, P50, P90 of the samples to the goal at the run's batch size (None: no curve yet)."""
+    curve = _curve(r, spec)
+    return curve.samples_to(spec.target.goal) if curve is not None else None
+
+
+def _top_known(r: _Run, spec: Spec) -> bool:
+    assert r.run is not None
+    top = max(spec.target.levels, key=spec.target.metric_obj.score)
+    if dict(r.run.reached).get(top) is not None:
+        return True
+    curve = _curve(r, spec)
+    if curve is None:
+        return False
+    lo, mid, hi = curve.samples_to(top)
+    return bool(math.isfinite(hi) and mid > 0 and hi / mid <= 1 + NARROW and mid / max(lo, 1.0) <= 1 + NARROW)
+
+
+def measure_budgeted(
+    spec: Spec,
+    lab: Lab,
+    configs: Sequence[Config],
+    steps: Sequence[StepProfile],
+    device_for: Callable[[str, int], str | None],
+    noise_batches: tuple[int, int],
+    progress: Progress | None = None,
+) -> Budgeted:
+    """Truncated runs of ``configs`` under ``planner.profile_fraction`` (see the module docstring)."""
+    b0 = min(spec.planner.convergence_batch_sizes)
+    runs = [_Run(c, device_for(c.id, b0)) for c in configs]
+    step = {r.config.id: _step_s(steps, r.config.id, r.device, b0) for r in runs}
+    eval_s = {sp.config_id: sp.eval_s for sp in steps}
+    limit = spec.target.max_samples
+    target = min(max(FIRST_STEPS * b0, b0 * EVALS), limit)
+    spent_s, budget_s, job_s, why = 0.0, math.inf, math.inf, "every config's run is known well enough"
+    history: list[list[float]] = []  # per round decided: [seconds spent, the next round's, the budget]
+    while any(not r.done for r in runs):
+        for i, r in enumerate(x for x in runs if not x.done):
+            if progress:
+                progress(f"truncated run of {r.config.id} to {target} samples", i, len(runs))
+            _round(spec, lab, r, b0, target, noise_batches)
+        spent_s = sum(r.run.seconds for r in runs if r.run is not None)
+        budget_s, job_s = _budget(spec, runs, step, b0)
+        for r in runs:
+            if not r.done:
+                r.done = _done(r, spec, limit)
+        nxt = min(int(target * GROWTH), limit)
+        left = [r for r in runs if not r.done]
+        more_s = sum(
+            (nxt - r.samples) / b0 * step[r.config.id] + EVALS * eval_s.get(r.config.id, 0.0) for r in left
+        )
+        if left and spent_s + more_s > budget_s:
+            why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
+            for r in left:
+                r.done = "the profile's budget"
+        elif left:
+            history.append([round(spent_s, 4), round(more_s, 4), round(budget_s, 4)])
+        target = nxt
+    out = Budgeted()
+    for r in runs:
+        if r.run is not None:
+            out.runs.append(r.run)
+            out.noise.extend(r.noise)
+    out.notes = {
+        "convergence": "truncated",
+        "batch_size": b0,
+        "rounds": len(history) + 1,
+        "history": history,
+        "convergence_s": round(spent_s, 3),
+        "budget_s": round(budget_s, 3) if math.isfinite(budget_s) else None,
+        "job_estimate_s": round(job_s, 3) if math.isfinite(job_s) else None,
+        "profile_fraction": spec.planner.profile_fraction,
+        "stopped": why,
+        "runs": {r.config.id: {"samples": r.samples, "stopped": r.done} for r in runs},
+    }
+    return out
+
+
+def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int]) -> None:
+    start = r.samples
+    evals = [start + (target - start) * (k + 1) // EVALS for k in range(EVALS)]
+    noise_at = [target] if spec.planner.noise else []
+    r.run, r.noise = lab.measure_truncated(
+        r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
+    )
+    r.samples = target
+
+
+def _done(r: _Run, spec: Spec, limit: int) -> str:
+    if r.samples >= limit:
+        return "target.max_samples"
+    if _top_known(r, spec):
+        return "the top level known"
+    return ""
+
+
+def _budget(spec: Spec, runs: Sequence[_Run], step: dict[str, float], b0: int) -> tuple[float, float]:
+    """(the seconds the convergence runs may take, the job estimate J in seconds)."""
+    jobs = []
+    for r in runs:
+        to_goal = _to_goal(r, spec) if r.run is not None else None
+        if to_goal is not None and math.isfinite(to_goal[1]) and math.isfinite(step[r.config.id]):
+            jobs.append(to_goal[1] / b0 * step[r.config.id])
+    if jobs:
+        job = min(jobs)
+        return spec.planner.profile_fraction * job, job
+    first = runs[0]
+    fallback = spec.target.max_samples / b0 * step[first.config.id]
+    return (spec.planner.profile_fraction * fallback if math.isfinite(fallback) else math.inf), math.inf

@@ -1,0 +1,156 @@
+"""The lab's truncated convergence run: one config trained once, evaluated as it goes, with
+gradient-noise samples taken along the same run (``paretrain.planner.measure.budgeted`` decides
+how far).
+
+A later call for the same (config, batch size, device) continues the run where the last one
+stopped (the trainer stays in the lab), so the profile's rounds extend a run rather than start
+it again: no sample is trained twice. Each call returns the whole run so far.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from paretrain.planner.inputs.space import Config
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample
+from paretrain.runtime.train.devices import claim
+from paretrain.runtime.train.lab_meter import LabMeter
+from paretrain.runtime.train.trainer import Trainer
+
+
+class TorchLab(Protocol):
+    """What this module needs of ``paretrain.runtime.train.torch_lab.TorchLab``."""
+
+    workload: Any
+    seed: int
+    metric: Any
+    live_runs: dict[tuple[str, int, str], LiveRun]
+
+    def train_size(self) -> int: ...
+
+    def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter: ...
+
+
+__all__ = ["NOISE_REPEATS", "LiveRun", "measure_truncated", "noise_sample"]
+
+#: fresh batch pairs averaged per gradient-noise sample
+NOISE_REPEATS = 16
+
+
+@dataclass
+class LiveRun:
+    """A truncated run kept between the profile's rounds."""
+
+    trainer: Trainer
+    device: str
+    curve: list[tuple[int, float]] = field(default_factory=list)
+    noise: list[NoiseSample] = field(default_factory=list)
+    seconds: float = 0.0
+    trained_s: float = 0.0
+    trained_steps: int = 0
+
+
+def noise_sample(
+    trainer: Trainer, meter: LabMeter, config_id: str, small: int, big: int, repeats: int = NOISE_REPEATS
+) -> NoiseSample:
+    """McCandlish et al. (2018), Appendix A: from |G_small|^2 and |G_big|^2 (averaged over
+    ``repeats`` fresh batches) estimate |G|^2 and tr(Sigma); B_simple = tr(Sigma) / |G|^2. No
+    step is taken. A non-positive |G|^2 estimate (noise dominates) gives B_simple 0: unusable."""
+    gs: list[float] = []
+    gb: list[float] = []
+    pair_s = 0.0
+
+    def pair() -> None:
+        gs.append(trainer.grad_sq_norm(small))
+        gb.append(trainer.grad_sq_norm(big))
+
+    for _ in range(repeats):
+        pair_s = meter.timed(pair, pair_s)
+    s2, b2 = sum(gs) / repeats, sum(gb) / repeats
+    g2 = (big * b2 - small * s2) / (big - small)
+    tr = (s2 - b2) / (1.0 / small - 1.0 / big)
+    value = trainer.evaluate().value
+    return NoiseSample(
+        config_id, trainer.samples_seen, round(value, 5), g2, tr, tr / g2 if g2 > 0 and tr > 0 else 0.0
+    )
+
+
+def _live(lab: TorchLab, config: Config, batch_size: int, device: str) -> LiveRun:
+    key = (config.id, batch_size, device)
+    run = lab.live_runs.get(key)
+    if run is None:
+        trainer = Trainer(
+            lab.workload,
+            config,
+            batch_size=min(batch_size, lab.train_size()),
+            device=claim(device),
+            seed=lab.seed,
+            metric=lab.metric,
+        )
+        run = lab.live_runs[key] = LiveRun(trainer, device)
+    else:
+        claim(device)
+    return run
+
+
+def measure_truncated(
+    lab: TorchLab,
+    config: Config,
+    batch_size: int,
+    levels: Sequence[float],
+    evals: Sequence[int],
+    noise_at: Sequence[int],
+    noise_batches: tuple[int, int],
+    device: str,
+) -> tuple[ConvergenceRun, list[NoiseSample]]:
+    """Train ``config`` at ``batch_size`` on ``device`` up to the last of ``evals`` (sample
+    counts), evaluating at each and taking a gradient-noise sample at each of ``noise_at``."""
+    run = _live(lab, config, batch_size, device)
+    meter = lab.meter(device, f"truncated run of {config.id} at batch {batch_size}")
+    trainer, t0 = run.trainer, time.perf_counter()
+    points = sorted({int(s) for s in evals if s > trainer.samples_seen})
+    noise_points = sorted({int(s) for s in noise_at})
+    for target in points:
+        while trainer.samples_seen < target:
+            run.trained_s += meter.timed(trainer.step)
+            run.trained_steps += 1
+        meter.guard(0.0)
+        run.curve.append((trainer.samples_seen, round(trainer.evaluate().value, 5)))
+        if noise_points and trainer.samples_seen >= noise_points[0]:
+            noise_points = [p for p in noise_points if p > trainer.samples_seen]
+            run.noise.append(noise_sample(trainer, meter, config.id, *noise_batches))
+    meter.flush()
+    run.seconds += time.perf_counter() - t0
+    return _record(lab, config, batch_size, levels, run), list(run.noise)
+
+
+def _record(
+    lab: TorchLab, config: Config, batch_size: int, levels: Sequence[float], run: LiveRun
+) -> ConvergenceRun:
+    m = lab.metric
+    reached: dict[float, int | None] = {lv: None for lv in levels}
+    best: Any = m.worst
+    for samples, value in run.curve:
+        for lv in levels:
+            if reached[lv] is None and m.reached(value, lv):
+                reached[lv] = samples
+        if m.better(value, best):
+            best = value
+    return ConvergenceRun(
+        config.id,
+        batch_size,
+        tuple(sorted(reached.items())),
+        round(best, 5) if math.isfinite(best) else best,
+        tuple(run.curve),
+        0,
+        "fp32",
+        round(run.seconds, 3),
+        run.device,
+        run.trained_s / max(run.trained_steps, 1),
+        run.trained_steps,
+        truncated=True,
+    )

@@ -1,0 +1,68 @@
+"""The truncated profile (``paretrain.planner.measure.budgeted``): one partial run per config,
+held to ``planner.profile_fraction`` of the job it estimates, its levels extrapolated."""
+
+from __future__ import annotations
+
+import json
+
+from paretrain.planner.inputs.spec_parse import parse_spec
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.measure.profile_file import profile_from_json, profile_to_json
+from paretrain.runtime.train.workloads import WORKLOADS
+from tests.conftest import small_spec
+from tests.planner.synthetic_lab import SyntheticLab
+from tests.planner.test_plan import plan_text
+
+
+def _spec(fraction: float = 0.1, **over):
+    planner = {**small_spec()["planner"], "convergence": "truncated", "profile_fraction": fraction}
+    data = small_spec(
+        planner=planner,
+        target={"goal": 0.8, "levels": [0.8, 0.9], "max_samples": 400_000},
+        **over,
+    )
+    return data
+
+
+def _profile(fraction: float = 0.1):
+    spec = parse_spec(_spec(fraction), "spec.yaml", WORKLOADS)
+    lab = SyntheticLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})
+    return build_profile(spec, lab, list(spec.configs)), lab
+
+
+def test_each_config_trains_once_at_one_batch_size_with_noise_along_the_same_run():
+    profile, lab = _profile()
+    assert not any(c.startswith("convergence ") for c in lab.calls)  # no run per batch size
+    assert {r.config_id for r in profile.convergence} == {"mlp-64x2", "cnn-8x2"}
+    assert all(r.truncated and r.batch_size == 16 for r in profile.convergence)
+    assert len(profile.convergence) == 2
+    for cfg in ("mlp-64x2", "cnn-8x2"):
+        run = next(r for r in profile.convergence if r.config_id == cfg)
+        assert len(profile.noise_for(cfg)) >= 1
+        assert all(n.progress_samples <= run.curve[-1][0] for n in profile.noise_for(cfg))
+    # the profile file keeps the truncated runs and the account of their budget
+    again = profile_from_json(profile_to_json(profile), "p.json")
+    assert again.convergence == profile.convergence
+    notes = again.notes["truncated"]
+    assert notes["profile_fraction"] == 0.1 and notes["job_estimate_s"] > 0
+
+
+def test_a_round_starts_only_when_it_fits_the_fraction_of_the_job_estimate():
+    for fraction in (0.05, 0.1, 0.3):
+        notes = _profile(fraction)[0].notes["truncated"]
+        assert notes["rounds"] == len(notes["history"]) + 1
+        for spent, nxt, budget in notes["history"]:
+            assert spent + nxt <= budget * (1 + 1e-6), notes
+
+
+def test_a_larger_fraction_buys_longer_runs():
+    short = _profile(0.02)[0]
+    long = _profile(0.5)[0]
+    assert max(r.curve[-1][0] for r in long.convergence) > max(r.curve[-1][0] for r in short.convergence)
+
+
+def test_a_plan_from_truncated_runs_marks_each_extrapolated_level():
+    plan = json.loads(plan_text(_spec(), SyntheticLab(e_min={"mlp-64x2": 30000, "cnn-8x2": 12000})))
+    notes = " ".join(plan["notes"])
+    assert "extrapolated from a truncated run" in notes
+    assert plan["pareto"], "a plan from truncated runs still offers schedules"
