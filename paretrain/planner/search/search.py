@@ -293,10 +293,8 @@ def _train(
             )
     except TrialAborted as aborted:  # a workload's fault or a signal: the lab knows what it spent
         envelope.settle(trial.number, aborted.spend_usd)
-        reason = " ".join(str(aborted.cause).split())
-        fail_trial(
-            study, trial, {aborted.attr: reason, "config": config.to_dict(), "spend_usd": aborted.spend_usd}
-        )
+        attrs = {aborted.attr: aborted.reason, "config": config.to_dict(), "spend_usd": aborted.spend_usd}
+        fail_trial(study, trial, attrs)
         raise aborted.cause from None
     except BaseException:
         envelope.settle(trial.number, None)

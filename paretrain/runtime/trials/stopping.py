@@ -26,7 +26,7 @@ from paretrain.planner.search.faults import SearchInterrupted
 __all__ = ["CONTINUE", "StopFlag", "interrupted", "stop_on_signals"]
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
-CONTINUE = "run the same paretrain search command again to continue the study"
+CONTINUE = "run the same paretrain search command again: it continues the study"
 
 
 def interrupted(signum: int) -> SearchInterrupted:

@@ -4,7 +4,7 @@
 width > 32),
 ``nan_metric`` (val_accuracy NaN for width > 32), ``build`` (build raises for width > 32),
 ``build_all`` (build always raises), ``loader`` (one training sample raises), ``evaluate``
-(evaluate raises), ``slow`` (every step sleeps, for the signal tests), ``ok``.
+(evaluate raises), ``slow`` and ``stall`` (every step sleeps 0.05 s or 2 s, for the signal tests), ``ok``.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class W(Workload):
         return model
 
     def loss(self, model, batch):
-        if self.mode == "slow":
-            time.sleep(0.05)
+        if self.mode in ("slow", "stall"):
+            time.sleep(0.05 if self.mode == "slow" else 2.0)
         x, y = batch
         loss = nn.functional.cross_entropy(model(x), y)
         model.steps += 1
