@@ -107,3 +107,18 @@ def test_a_second_signal_exits_at_once(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "SIGTERM again: stopped at once" in err
+
+
+def test_a_member_raising_in_one_worker_stops_the_pool_with_its_one_line_and_exit_2(tmp_path):
+    write_search(tmp_path, "loader", trials=4)
+    proc = _start(tmp_path, "--workers", "2")
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("paretrain:")]
+    assert len(lines) == 1 and "train_dataset() (training 's" in lines[0], err
+    assert "raised KeyError: 'sample 7 is missing'. To fix:" in lines[0]
+    assert "Traceback" not in err
+    trials = _trials(tmp_path)
+    assert trials and all(t.state == FAIL for t in trials)  # the other worker's trial too
+    assert any("error" in t.user_attrs for t in trials)
+    assert _held(tmp_path) == 0
