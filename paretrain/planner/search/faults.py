@@ -38,6 +38,7 @@ __all__ = [
     "TrialFault",
     "UnbuildableSpace",
     "fail_trial",
+    "fail_unscored",
 ]
 
 MAX_UNBUILDABLE = 5
@@ -91,3 +92,21 @@ def fail_trial(study: optuna.Study, trial: optuna.Trial, attrs: dict[str, Any]) 
     except optuna.exceptions.UpdateFinishedTrialError:
         return
     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def fail_unscored(
+    study: optuna.Study, trial: optuna.Trial, fault: TrialFault, attrs: dict[str, Any], unbuildable: int
+) -> int:
+    """Fail a trial that ran but is not scored (``fault`` recorded with ``attrs``); the number
+    of trials in a row whose config did not build, this one included. ``MAX_UNBUILDABLE`` in
+    a row is a workload's bug: ``UnbuildableSpace`` with the last one's message."""
+    fail_trial(study, trial, {fault.kind: fault.reason, **attrs})
+    if fault.kind != INFEASIBLE:
+        return unbuildable
+    if unbuildable + 1 >= MAX_UNBUILDABLE:
+        raise UnbuildableSpace(
+            f"{fault.reason.removesuffix('.')}. Hint: build() raised for the last {unbuildable + 1} "
+            "configs the search drew, none built in between; narrow search.space to the configs "
+            "build() accepts"
+        )
+    return unbuildable + 1

@@ -48,14 +48,7 @@ from paretrain.planner.search.envelope import (
     first_hold,
     more_hold,
 )
-from paretrain.planner.search.faults import (
-    INFEASIBLE,
-    MAX_UNBUILDABLE,
-    TrialAborted,
-    TrialFault,
-    UnbuildableSpace,
-    fail_trial,
-)
+from paretrain.planner.search.faults import TrialAborted, TrialFault, fail_trial, fail_unscored
 from paretrain.planner.search.narrowed import SearchSpace, search_space, suggest_config
 from paretrain.planner.search.study import (
     DIRECTIONS,
@@ -193,7 +186,8 @@ def run_search(
         spent += run.spend_usd
         new += 1
         if run.fault is not None:
-            unbuildable = _unfit(study, trial, config, run, run.fault, unbuildable)
+            attrs = {"config": config.to_dict(), "spend_usd": run.spend_usd}
+            unbuildable = fail_unscored(study, trial, run.fault, attrs, unbuildable)
             continue
         unbuildable = 0
         frozen = _record(spec, study, trial, config, run, samples)
@@ -231,30 +225,6 @@ def _look(study: optuna.Study, envelope: SearchEnvelope, target: int) -> tuple[s
     if _short(state, dearest):
         return ("wait" if state.held_usd > 0 else "short"), dearest
     return "run", dearest
-
-
-def _unfit(
-    study: optuna.Study,
-    trial: optuna.Trial,
-    config: Config,
-    run: TrialRun,
-    fault: TrialFault,
-    unbuildable: int,
-) -> int:
-    """Fail a trial that is not scored; the number of trials in a row whose config did not
-    build, this one included. ``MAX_UNBUILDABLE`` in a row is a workload's bug: stop with the
-    last one's message (``paretrain.planner.search.faults``)."""
-    fail_trial(
-        study, trial, {fault.kind: fault.reason, "config": config.to_dict(), "spend_usd": run.spend_usd}
-    )
-    if fault.kind != INFEASIBLE:
-        return unbuildable
-    if unbuildable + 1 >= MAX_UNBUILDABLE:
-        raise UnbuildableSpace(
-            f"{fault.reason.removesuffix('.')}. Hint: build() raised for the last {unbuildable + 1} configs the search "
-            "drew, none built in between; narrow search.space to the configs build() accepts"
-        )
-    return unbuildable + 1
 
 
 def _short(state: EnvelopeState, dearest: float | None) -> bool:

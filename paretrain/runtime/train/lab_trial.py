@@ -260,6 +260,8 @@ class _Members:
         self._workload = workload
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_workload":  # asked before __init__ set it (a copy): not a member
+            raise AttributeError(name)
         found = getattr(self._workload, name)
         return _named(name, found) if name in _FIXES and callable(found) else found
 
