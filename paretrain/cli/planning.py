@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,19 @@ from paretrain.output import (
 from paretrain.planner.errors import InputError
 
 __all__ = ["plan", "profile", "search"]
+
+
+@contextlib.contextmanager
+def _stopped_by_signal(ctx: click.Context) -> Iterator[None]:
+    """A search stopped by SIGTERM / SIGINT (``paretrain.runtime.trials.stopping``): its one
+    line, and exit 143 / 130 rather than a stop's 3."""
+    from paretrain.planner.search.faults import SearchInterrupted
+
+    try:
+        yield
+    except SearchInterrupted as err:
+        click.echo(click.style("paretrain:", fg="red", bold=True) + f" {err}", err=True)
+        ctx.exit(err.exit_code)
 
 
 @click.command()
@@ -151,7 +166,7 @@ def search(
     check_storage(storage or spec.search.storage, "--storage" if storage else "search.storage")
     ws = workspace(ctx)
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
-    with Output(fmt) as ui:
+    with _stopped_by_signal(ctx), Output(fmt) as ui:
         with (
             parent_run(
                 session,

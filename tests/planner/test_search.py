@@ -115,3 +115,57 @@ def test_constraints_keep_violating_configs_off_the_front():
         assert info["params"] <= 3200
     violators = [t for t in st.trials if t.user_attrs["params"] > 3200]
     assert violators and all(t.constraints["params"] > 0 for t in violators)
+
+
+class FaultyLab(SyntheticTrialLab):
+    """CNNs diverge; GRUs cannot be built; ``raise_on`` (a trial index) raises ``TrialAborted``."""
+
+    def __init__(self, raise_on: int | None = None, unbuildable: tuple[str, ...] = ("gru",)) -> None:
+        super().__init__(usd_per_eval=1e-5)
+        self.raise_on, self.unbuildable = raise_on, unbuildable
+
+    def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop, more=None):
+        from dataclasses import replace
+
+        from paretrain.planner.search.faults import TrialAborted, TrialFault
+
+        if self.raise_on is not None and len(self.runs) == self.raise_on:
+            self.runs.append(config.id)
+            self.spent += 3e-5
+            raise TrialAborted(ValueError("evaluate raised"), 3e-5)
+        run = super().run_trial(config, max_samples, eval_every, cap_usd, should_stop, more)
+        if config.family == "cnn":
+            return replace(run, fault=TrialFault("divergence", "loss nan at step 3"))
+        if config.family in self.unbuildable:
+            return replace(run, fault=TrialFault("infeasible", f"build({config.id!r}) raised"))
+        return run
+
+
+def test_diverged_and_unbuildable_trials_are_failed_unscored_and_their_spend_counted():
+    lab, st = FaultyLab(), study()
+    result = run_search(spec(trials=6), lab, st, MNIST1D_INFO)
+    failed = st.get_trials(states=(optuna.trial.TrialState.FAIL,))
+    assert failed and result.trials == 6
+    for t in failed:
+        kind = "divergence" if t.user_attrs["config"]["family"] == "cnn" else "infeasible"
+        assert t.user_attrs[kind] and t.values is None and t.user_attrs["spend_usd"] > 0
+    assert {c.family for c, _ in result.front} == {"mlp"}
+    assert result.spent_usd == pytest.approx(lab.spent)
+
+
+def test_a_trial_aborted_by_the_workload_is_failed_and_its_cause_raised():
+    lab, st = FaultyLab(raise_on=2), study()
+    with pytest.raises(ValueError, match="evaluate raised"):
+        run_search(spec(trials=6), lab, st, MNIST1D_INFO)
+    last = st.trials[-1]
+    assert last.state == optuna.trial.TrialState.FAIL and last.user_attrs["error"] == "evaluate raised"
+    assert last.user_attrs["spend_usd"] == 3e-5
+
+
+def test_a_space_where_build_always_raises_stops_after_a_few_trials():
+    from paretrain.planner.search.faults import MAX_UNBUILDABLE, UnbuildableSpace
+
+    lab, st = FaultyLab(unbuildable=("mlp", "cnn", "gru")), study()
+    with pytest.raises(UnbuildableSpace, match="Hint: build"):
+        run_search(spec(trials=6, space={"families": ["mlp", "gru"]}), lab, st, MNIST1D_INFO)
+    assert len(st.trials) == MAX_UNBUILDABLE

@@ -21,6 +21,9 @@ a worker stops when the envelope cannot fund its next trial. Storage is any Optu
 sqlite (default, resumable, one machine), a journal file, or an RDB URL (PostgreSQL) shared by
 workers on many machines; trials of a worker that died are failed by Optuna's heartbeat (RDB)
 or when its envelope lease lapses, and the study goes on.
+
+A trial whose training goes wrong (it diverges, a workload member raises, a signal comes) is
+failed and never scored: ``paretrain.planner.search.faults`` gives the rule for each case.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from paretrain.planner.search.envelope import (
     first_hold,
     more_hold,
 )
+from paretrain.planner.search.faults import TrialAborted, TrialFault, fail_trial, fail_unscored
 from paretrain.planner.search.narrowed import SearchSpace, search_space, suggest_config
 from paretrain.planner.search.study import (
     DIRECTIONS,
@@ -90,6 +94,7 @@ class TrialRun:
     peak_mem_bytes: int
     stopped: bool = False  # should_stop said so
     budget_hit: bool = False  # the envelope ran out mid-trial
+    fault: TrialFault | None = None  # why it is not scored (diverged, or its config did not build)
 
 
 class TrialLab(Protocol):
@@ -144,30 +149,31 @@ def run_search(
     trial_samples: int | None = None,
     on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None = None,
     envelope: SearchEnvelope | None = None,
+    check: Callable[[], None] | None = None,
 ) -> SearchResult:
     """Run trials until the study holds ``trials`` complete or running ones, or the envelope
     cannot fund the next (while other workers' trials hold money, it waits for what they give
     back rather than stop). Each trial trains only on money it holds in ``envelope`` (default:
     an in-process one, starting from what the study's finished trials spent): it reserves
     its worst case before it starts, asks for more in chunks while it trains and settles
-    when it ends, so any number of workers sharing one envelope stay within it."""
+    when it ends, so any number of workers sharing one envelope stay within it. ``check`` is
+    asked before every trial (a worker's signal flag: it raises to stop the search)."""
     space = search_space(info, spec.search.space, spec.path)
     target = trials if trials is not None else spec.search.trials
     budget = spec.budget.search_usd
     envelope = envelope if envelope is not None else LocalEnvelope(budget, _study_spend(study))
     samples = trial_samples or spec.search.trial_samples or spec.target.max_samples
     new, spent, stopped_for_budget = 0, 0.0, False
+    unbuildable = 0  # trials in a row whose config did not build
     while True:
-        state = envelope.state()
-        _fail_stale(study, state.lost)
-        if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
-            break
-        dearest = _dearest_full_trial(study)
-        if _short(state, dearest):
-            if state.held_usd > 0:  # trials of other workers hold money: what they leave comes back
-                time.sleep(WAIT_S)
-                continue
-            stopped_for_budget = True  # the next trial could not finish on what is left
+        if check is not None:
+            check()
+        step, dearest = _look(study, envelope, target)
+        if step == "wait":  # trials of other workers hold money: what they leave comes back
+            time.sleep(WAIT_S)
+            continue
+        if step != "run":
+            stopped_for_budget = step == "short"  # the next trial could not finish on what is left
             break
         trial = _ask(study)
         config = suggest_config(trial, space)
@@ -178,13 +184,24 @@ def run_search(
             continue
         run = _train(spec, lab, study, trial, config, held, samples, envelope)
         spent += run.spend_usd
-        frozen = _record(spec, study, trial, config, run, samples)
         new += 1
+        if run.fault is not None:
+            attrs = {"config": config.to_dict(), "spend_usd": run.spend_usd}
+            unbuildable = fail_unscored(study, trial, run.fault, attrs, unbuildable)
+            continue
+        unbuildable = 0
+        frozen = _record(spec, study, trial, config, run, samples)
         if on_trial is not None and frozen is not None:
             on_trial(frozen, config)
         if run.budget_hit:
             stopped_for_budget = True
             break
+    return _result(spec, study, new, spent, stopped_for_budget)
+
+
+def _result(
+    spec: Spec, study: optuna.Study, new: int, spent: float, stopped_for_budget: bool
+) -> SearchResult:
     complete = study.get_trials(deepcopy=False, states=(_COMPLETE,))
     return SearchResult(
         study.study_name,
@@ -194,6 +211,20 @@ def run_search(
         stopped_for_budget,
         front_configs(study, spec.target.metric_obj),
     )
+
+
+def _look(study: optuna.Study, envelope: SearchEnvelope, target: int) -> tuple[str, float | None]:
+    """What the loop does next: ``done`` (the study holds its target), ``wait`` (what is free
+    is short, but other workers' trials hold money), ``short`` (it is short, and nothing will
+    come back) or ``run``; with what the dearest full trial spent."""
+    state = envelope.state()
+    _fail_stale(study, state.lost)
+    if len(study.get_trials(deepcopy=False, states=(_COMPLETE, _RUNNING))) >= target:
+        return "done", None
+    dearest = _dearest_full_trial(study)
+    if _short(state, dearest):
+        return ("wait" if state.held_usd > 0 else "short"), dearest
+    return "run", dearest
 
 
 def _short(state: EnvelopeState, dearest: float | None) -> bool:
@@ -230,6 +261,11 @@ def _train(
             run = lab.run_trial(
                 config, samples, spec.runtime.eval_every_samples, held, _median_rule(study), more=more
             )
+    except TrialAborted as aborted:  # a workload's fault or a signal: the lab knows what it spent
+        envelope.settle(trial.number, aborted.spend_usd)
+        attrs = {aborted.attr: aborted.reason, "config": config.to_dict(), "spend_usd": aborted.spend_usd}
+        fail_trial(study, trial, attrs)
+        raise aborted.cause from None
     except BaseException:
         envelope.settle(trial.number, None)
         study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)

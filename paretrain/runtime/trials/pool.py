@@ -4,13 +4,20 @@ Each worker (``paretrain.runtime.trials.trial_worker``) runs the same loop again
 share the study's trials and its one envelope exactly as workers on other machines do; this
 process only starts them (``spawn``: a fresh interpreter each, no inherited threads or
 database connections), shows the study's progress while they run, and waits. Every trial is
-logged to MLflow by the worker that ran it, as a child of this command's parent run. A worker
-that fails makes the command fail (exit 1) once the others have finished; the trial it was
-running is failed by the next worker that looks (Optuna's heartbeat, the envelope's lease).
+logged to MLflow by the worker that ran it, as a child of this command's parent run.
+
+A worker that stops on a user's fault (a workload member raised: exit 2) or at a budget (exit
+3) makes this process stop the others (SIGTERM: each fails its trial in flight and settles it)
+and end with that worker's one line and exit code. A worker that crashes makes the command fail
+(exit 1) once the others have finished; the trial it was running is failed by the next worker
+that looks (Optuna's heartbeat, the envelope's lease). SIGTERM or SIGINT to this process is
+forwarded to the workers as SIGTERM (``paretrain.runtime.trials.stopping``); once they have
+stopped it exits 143 / 130; a second signal stops the workers and this process at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -21,17 +28,38 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from paretrain.planner.errors import StopError, UserError
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.search.search import SearchResult, complete_trials, front_configs, open_study
+from paretrain.runtime.trials.stopping import StopFlag, interrupted, stop_on_signals
 
-__all__ = ["SearchWorkerFailed", "WorkerJob", "run_pool", "wait_run_id"]
+__all__ = [
+    "SearchWorkerFailed",
+    "WorkerJob",
+    "WorkerStopped",
+    "WorkerUserError",
+    "run_pool",
+    "stop_workers",
+    "wait_run_id",
+]
 
 
 class SearchWorkerFailed(Exception):
     """A search worker process ended with an error (its message is on stderr)."""
+
+
+class WorkerUserError(UserError):
+    """A worker stopped on a user's fault (exit 2): its one line."""
+
+
+class WorkerStopped(StopError):
+    """A worker stopped at a budget (exit 3): its one line."""
+
+
+Outcome = tuple[Any, ...]  # (index, "ok", new trials, spent, stopped) or (index, "error", code, line)
 
 
 @dataclass(frozen=True)
@@ -62,13 +90,22 @@ def wait_run_id(tracker: Any, handle: str | None, timeout_s: float = 30.0) -> st
 
 
 def worker_main(job: WorkerJob, index: int, results: Any) -> None:
-    """A worker process: run the search, send (index, new trials, spent, stopped) back."""
+    """A worker process: run the search, send its ``Outcome`` back."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
+    with stop_on_signals() as flag:  # a SIGTERM from the parent: stop at the next step
+        code = _work(job, index, results, flag)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # ledger, envelope and tracker are closed: skip the interpreter's teardown of torch and
+    # the rest (seconds per process on a busy machine, all of it after the study is done)
+    os._exit(code)
+
+
+def _work(job: WorkerJob, index: int, results: Any, flag: StopFlag) -> int:
     from paretrain.runtime.tracking.client import Tracker
     from paretrain.runtime.trials.trial_worker import search_worker
     from paretrain.runtime.workspace import Workspace
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops us
-    code = 0
     ws = Workspace(Path(job.root))
     tracker = Tracker(job.tracking_uri, job.experiment, ws.spool) if job.tracking_uri else None
     try:
@@ -81,35 +118,58 @@ def worker_main(job: WorkerJob, index: int, results: Any) -> None:
             parent_run_id=job.parent_run_id,
             worker=index,
             threads=job.threads,
+            stop=flag,
         )
-        results.put((index, r.new_trials, r.spent_usd, r.stopped_for_budget))
-    except (UserError, StopError) as err:
-        print(f"paretrain: search worker {index}: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-        code = err.exit_code
+        results.put((index, "ok", r.new_trials, r.spent_usd, r.stopped_for_budget))
+        return 0
+    except (UserError, StopError) as err:  # the parent says it, once
+        results.put((index, "error", err.exit_code, " ".join(str(err).split())))
+        return int(err.exit_code)
     except Exception:
         print(
             f"paretrain: search worker {index}: internal error:\n{traceback.format_exc()}",
             file=sys.stderr,
             flush=True,
         )
-        code = 1
+        return 1
     finally:
         if tracker is not None:
             tracker.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # ledger, envelope and tracker are closed: skip the interpreter's teardown of torch and
-    # the rest (seconds per process on a busy machine, all of it after the study is done)
-    os._exit(code)
+
+
+class _Forwarding(StopFlag):
+    """The pool's flag: each signal is also sent on to the workers still running, as SIGTERM."""
+
+    def __init__(self, procs: list[Any]) -> None:
+        super().__init__()
+        self.procs = procs
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        stop_workers(self.procs)
+        super().handle(signum, frame)
+
+
+def stop_workers(procs: list[Any]) -> None:
+    """SIGTERM to every worker still running: the first stops it at its next step, the second
+    at once."""
+    for p in procs:
+        if p.pid is not None and p.exitcode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGTERM)
 
 
 def _watch(
     job: WorkerJob, procs: list[Any], progress: Callable[[str, int, int], None] | None, poll_s: float
 ) -> None:
-    """Show the study's complete trials until every worker has ended."""
+    """Show the study's complete trials until every worker has ended; once one has stopped on a
+    user's fault or a budget (exit 2 or 3), stop the others."""
     spec = job.spec
     study = None
+    stopping = False
     while any(p.is_alive() for p in procs):
+        if not stopping and any(p.exitcode in (UserError.exit_code, StopError.exit_code) for p in procs):
+            stopping = True
+            stop_workers(procs)
         if progress is not None:
             try:
                 study = study or open_study(
@@ -145,25 +205,40 @@ def run_pool(
         ctx.Process(target=worker_main, args=(job, i, results), name=f"paretrain-search-{i}")
         for i in range(workers)
     ]
-    for p in procs:
-        p.start()
-    try:
-        _watch(job, procs, progress, poll_s)
-    except BaseException:  # Ctrl-C: stop the workers (their reservations lapse after the lease)
+    with stop_on_signals(_Forwarding(procs)) as flag:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            p.join(timeout=30)
-        raise
-    outcomes = [results.get() for _ in range(sum(p.exitcode == 0 for p in procs))]
+            p.start()
+        try:
+            _watch(job, procs, progress, poll_s)
+        except BaseException:  # stop the workers: each fails and settles its trial in flight
+            stop_workers(procs)
+            for p in procs:
+                p.join(timeout=30)
+            raise
+    outcomes: list[Outcome] = []
+    while not results.empty():
+        outcomes.append(results.get())
+    return _ending(job, procs, flag, outcomes)
+
+
+def _ending(job: WorkerJob, procs: list[Any], flag: StopFlag, outcomes: list[Outcome]) -> SearchResult:
+    """The study's result once every worker has ended, or why the command stops."""
+    if flag.signum is not None:
+        raise interrupted(flag.signum)
+    for _, kind, code, line in (o[:4] for o in outcomes):
+        if kind == "error" and code == UserError.exit_code:
+            raise WorkerUserError(line)
+        if kind == "error" and code == StopError.exit_code:
+            raise WorkerStopped(line)
     failed = [(i, p.exitcode) for i, p in enumerate(procs) if p.exitcode != 0]
     if failed:
         raise SearchWorkerFailed(
-            f"{len(failed)} of {workers} search workers failed ({', '.join(_ended(i, c) for i, c in failed)}; "
-            "their messages are above); the study keeps every trial that finished. To fix: see the "
-            "message, then run the same command again to continue the study"
+            f"{len(failed)} of {len(procs)} search workers failed "
+            f"({', '.join(_ended(i, c) for i, c in failed)}; their messages are above); the study keeps "
+            "every trial that finished. To fix: see the message, then run the same command again to "
+            "continue the study"
         )
-    return _result(job, outcomes)
+    return _result(job, [o for o in outcomes if o[1] == "ok"])
 
 
 def _ended(index: int, code: int | None) -> str:
@@ -172,7 +247,7 @@ def _ended(index: int, code: int | None) -> str:
     return f"worker {index} exit {code}"
 
 
-def _result(job: WorkerJob, outcomes: list[tuple[int, int, float, bool]]) -> SearchResult:
+def _result(job: WorkerJob, outcomes: list[Outcome]) -> SearchResult:
     spec = job.spec
     study = open_study(
         job.storage or spec.search.storage,
@@ -183,8 +258,8 @@ def _result(job: WorkerJob, outcomes: list[tuple[int, int, float, bool]]) -> Sea
     return SearchResult(
         study.study_name,
         len(complete_trials(study)),
-        sum(o[1] for o in outcomes),
-        math.fsum(o[2] for o in outcomes),
-        any(o[3] for o in outcomes),
+        sum(o[2] for o in outcomes),
+        math.fsum(o[3] for o in outcomes),
+        any(o[4] for o in outcomes),
         front_configs(study, spec.target.metric_obj),
     )

@@ -5,6 +5,10 @@ in the same storage (``paretrain.runtime.trials.stored_envelope``), charges ever
 own ledger (``.paretrain/ledger/search-STUDY-HOST-PID.jsonl``: one writer per file) and logs
 each finished trial as an MLflow run. Any number of workers, here or on other machines, may
 run against the same storage: they share the study's trials and its one envelope.
+
+A trial whose training goes wrong is failed and never scored, or stops the search with a
+one-line ``WorkloadError`` (``paretrain.planner.search.faults`` gives the rule); SIGTERM and
+SIGINT stop the worker at the next step (``paretrain.runtime.trials.stopping``).
 """
 
 from __future__ import annotations
@@ -14,18 +18,27 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from paretrain.planner.inputs.catalog import local_offers
+from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import Spec
-from paretrain.planner.search.search import SearchResult, open_study, run_search
+from paretrain.planner.search.search import (
+    SearchResult,
+    TrialRun,
+    complete_trials,
+    open_study,
+    run_search,
+)
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.tracking.search_log import log_trial
 from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.lab_trial import run_trial
 from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.trainer import warm_up_torch
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.trials.stopping import StopFlag, stop_on_signals
 from paretrain.runtime.trials.stored_envelope import StoredEnvelope, lease_seconds, open_envelope
 from paretrain.runtime.workspace import Workspace
 
@@ -74,6 +87,37 @@ def _cpu_within(prices: dict[str, float], threads: int | None) -> str | None:
     return within[-1] if within else (cpus[0][1] if cpus else None)
 
 
+@dataclass(frozen=True)
+class _WatchedLab:
+    """The lab's trials (``paretrain.planner.search.search.TrialLab``), each step asking the
+    worker's stop flag, each workload fault named as the spec names the workload."""
+
+    lab: TorchLab
+    stop: StopFlag
+    name: str
+
+    def run_trial(
+        self,
+        config: Config,
+        max_samples: int,
+        eval_every: int,
+        cap_usd: float,
+        should_stop: Callable[[int, float, int], bool],
+        more: Callable[[float], float] | None = None,
+    ) -> TrialRun:
+        return run_trial(
+            self.lab,
+            config,
+            max_samples,
+            eval_every,
+            cap_usd,
+            should_stop,
+            more,
+            check=self.stop.check,
+            name=self.name,
+        )
+
+
 def search_worker(
     spec: Spec,
     ws: Workspace,
@@ -86,20 +130,19 @@ def search_worker(
     progress: Callable[[str, int, int], None] | None = None,
     worker: int | None = None,
     threads: int | None = None,
+    stop: StopFlag | None = None,
 ) -> SearchResult:
     """Run trials of the spec's study in this process (see the module docstring); each trial
     is logged as a child of the MLflow run ``parent`` (a handle of ``tracker``) or
     ``parent_run_id`` (a run id, for a worker process started by another). ``worker`` (the
     index of a worker among several) gives its sampler a seed of its own; ``threads`` (this
     machine's cores shared among its workers) caps the threads a trial trains on, and so what
-    a second of it is charged."""
+    a second of it is charged. ``stop`` is the flag SIGTERM and SIGINT set (default: one
+    handled while this call runs)."""
     workload = load_workload(spec.workload, ws.cache)
     name, url = study_name(spec), storage or spec.search.storage
     lease = lease_seconds()
     study, envelope = open_shared(spec, url, seed=_seed(spec.search.seed, worker), lease_s=lease)
-    prices = {
-        o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
-    }
     ledger = Ledger(
         ws.ledgers / f"search-{ledger_name(spec)}-{socket.gethostname()}-{os.getpid()}.jsonl",
         f"search-{ledger_name(spec)}-{os.getpid()}",
@@ -110,23 +153,42 @@ def search_worker(
         if progress:
             m = spec.target.metric_obj
             progress(
-                f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}", t.number + 1, target
+                f"trial {t.number} {config.family}: {m.name} {m.level(t.values[0]):.3f}",
+                len(complete_trials(study)),  # failed trials are not counted toward the target
+                target,
             )
         log_trial(tracker, parent, name, t, config, spec.target.metric_obj, parent_run_id=parent_run_id)
 
     try:
-        warm_up_torch()  # library loading is the process's, not a trial's: as the executor does
-        lab = TorchLab(
-            workload,
-            prices_usd_per_h=prices,
-            ledger=ledger,
-            seed=spec.search.seed,
-            metric=spec.target.metric_obj,
-            convergence_device=_cpu_within(prices, threads),
-        )
-        return run_search(
-            spec, lab, study, workload.info, trials=target, on_trial=on_trial, envelope=envelope
-        )
+        with stop_on_signals(stop) as flag:
+            warm_up_torch()  # library loading is the process's, not a trial's: as the executor does
+            lab = _lab(spec, workload, ledger, threads, flag)
+            return run_search(
+                spec,
+                lab,
+                study,
+                workload.info,
+                trials=target,
+                on_trial=on_trial,
+                envelope=envelope,
+                check=flag.check,
+            )
     finally:
         envelope.close()
         ledger.close()
+
+
+def _lab(spec: Spec, workload: Any, ledger: Ledger, threads: int | None, stop: StopFlag) -> _WatchedLab:
+    """The lab a worker's trials train in: this machine's devices at their local prices."""
+    prices = {
+        o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
+    }
+    lab = TorchLab(
+        workload,
+        prices_usd_per_h=prices,
+        ledger=ledger,
+        seed=spec.search.seed,
+        metric=spec.target.metric_obj,
+        convergence_device=_cpu_within(prices, threads),
+    )
+    return _WatchedLab(lab, stop, spec.workload.name)
