@@ -57,4 +57,4 @@ def test_a_growing_noise_scale_is_averaged_harmonically_over_the_levels_progress
 def test_no_noise_sample_means_no_measurable_batch_penalty_and_an_unreachable_level_is_none():
     lv = level_from_curve(_curve(12_000), 0.8, 32, [], 256)
     assert lv is not None and lv.fit.b_noise == B_NOISE_CAP
-    assert level_from_curve(_curve(12_000), 0.99, 32, [], 256) is None
+    assert level_from_curve(_curve(12_000), 1.01, 32, [], 256) is None  # past what an accuracy can be

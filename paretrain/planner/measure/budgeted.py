@@ -123,7 +123,18 @@ def measure_budgeted(
     b0 = min(spec.planner.convergence_batch_sizes)
     runs = [_Run(c, device_for(c.id, b0)) for c in configs]
     step = {r.config.id: _step_s(steps, r.config.id, r.device, b0) for r in runs}
-    eval_s = {sp.config_id: sp.eval_s for sp in steps}
+    # an evaluation's time where the run trains (fp32: the truncated run's precision)
+    eval_s = {
+        r.config.id: next(
+            (
+                sp.eval_s
+                for sp in steps
+                if (sp.config_id, sp.hardware, sp.precision) == (r.config.id, r.device, "fp32")
+            ),
+            0.0,
+        )
+        for r in runs
+    }
     limit = spec.target.max_samples
     target = min(max(FIRST_STEPS * b0, b0 * EVALS), limit)
     spent_s, budget_s, job_s, why = 0.0, math.inf, math.inf, "every config's run is known well enough"

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BOOT", "DRAWS", "FAMILIES", "HOLDOUT", "REACH", "Curve", "FamilyFit", "fit_curve"]
+__all__ = ["BOOT", "DRAWS", "FAMILIES", "HOLDOUT", "REACH", "Curve", "FamilyFit", "ceiling_of", "fit_curve"]
 
 DRAWS = 2000
 BOOT = 12
@@ -115,12 +115,16 @@ FAMILIES = {
 }
 
 
-def _start_and_bounds(name: str, u: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A start and box bounds for a family on progress values ``u`` (x in (0, 1])."""
+def _start_and_bounds(
+    name: str, u: np.ndarray, ceiling: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A start and box bounds for a family on progress values ``u`` (x in (0, 1]). The asymptote
+    lies above the best seen: at most ``REACH`` spans beyond it, or up to ``ceiling`` (in progress
+    units) where the metric has one."""
     lo, hi = float(u.min()), float(u.max())
     span = max(hi - lo, 1e-9)
-    # the asymptote lies above the best seen, at most a few spans beyond it
-    a_lo, a_hi, a0 = hi - 0.05 * span, hi + REACH * span, hi + 0.1 * span
+    a_hi = ceiling if ceiling is not None and ceiling > hi else hi + REACH * span
+    a_lo, a0 = hi - 0.05 * span, hi + 0.1 * span
     if name == "pow4":
         return (
             np.array([a0, span, 0.5, 0.05]),
@@ -156,6 +160,7 @@ def _fit_family(
     u: np.ndarray,
     bounds_u: np.ndarray | None = None,
     warm: np.ndarray | None = None,
+    ceiling: float | None = None,
 ) -> tuple[np.ndarray, float] | None:
     """Least-squares parameters and residual spread of one family, or None when it cannot fit.
     ``bounds_u`` sets the parameter box (the original points' values, for a bootstrap refit),
@@ -165,7 +170,7 @@ def _fit_family(
     fam = FAMILIES[name]
     if len(x) < fam.n_params + 1:
         return None
-    p0, lo, hi = _start_and_bounds(name, u if bounds_u is None else bounds_u)
+    p0, lo, hi = _start_and_bounds(name, u if bounds_u is None else bounds_u, ceiling)
     w = np.sqrt(x / x.max())  # later points weigh more: they decide where the curve goes next
     best = None
     starts = (
@@ -202,7 +207,13 @@ def _fit_family(
 
 
 def _bootstrap(
-    name: str, x: np.ndarray, u: np.ndarray, p: np.ndarray, seed: int, n: int = BOOT
+    name: str,
+    x: np.ndarray,
+    u: np.ndarray,
+    p: np.ndarray,
+    seed: int,
+    n: int = BOOT,
+    ceiling: float | None = None,
 ) -> list[np.ndarray]:
     """``n`` refits of the family to its fitted curve plus resampled residuals."""
     fam = FAMILIES[name]
@@ -212,7 +223,12 @@ def _bootstrap(
     out = []
     for _ in range(n):
         refit = _fit_family(
-            name, x, fitted + rng.choice(resid, size=len(resid), replace=True), bounds_u=u, warm=p
+            name,
+            x,
+            fitted + rng.choice(resid, size=len(resid), replace=True),
+            bounds_u=u,
+            warm=p,
+            ceiling=ceiling,
         )
         if refit is not None:
             out.append(refit[0])
@@ -287,13 +303,15 @@ class Curve:
         return q10, q50, q90
 
 
-def _tail_errors(name: str, x: np.ndarray, u: np.ndarray, seed: int) -> tuple[float, float] | None:
+def _tail_errors(
+    name: str, x: np.ndarray, u: np.ndarray, seed: int, ceiling: float | None = None
+) -> tuple[float, float] | None:
     """(mean squared error, mean squared z) of a family fitted on the head and scored on the tail,
     z in units of the head's bootstrap spread and residual noise there."""
     cut = max(FAMILIES[name].n_params + 1, math.ceil(len(x) * (1.0 - HOLDOUT)))
     if cut >= len(x):
         return None
-    fit = _fit_family(name, x[:cut], u[:cut])
+    fit = _fit_family(name, x[:cut], u[:cut], ceiling=ceiling)
     if fit is None:
         return None
     p, sigma = fit
@@ -301,7 +319,7 @@ def _tail_errors(name: str, x: np.ndarray, u: np.ndarray, seed: int) -> tuple[fl
     with np.errstate(all="ignore"):
         pred = fam.model(x[cut:], p)
         boot = np.array(
-            [fam.model(x[cut:], b) for b in _bootstrap(name, x[:cut], u[:cut], p, seed, BOOT // 2)]
+            [fam.model(x[cut:], b) for b in _bootstrap(name, x[:cut], u[:cut], p, seed, BOOT // 2, ceiling)]
         )
     var = np.var(boot, axis=0) + sigma**2
     err = u[cut:] - pred
@@ -317,8 +335,22 @@ def _evaluation_noise(u: np.ndarray) -> float:
     return float(math.sqrt(float(np.mean(np.diff(tail) ** 2)) / 2.0))
 
 
-def fit_curve(points: Sequence[tuple[float, float]], direction: str, seed: int = 0) -> Curve | None:
-    """Fit the ensemble to (samples, value) points of one run; None when too few to fit any family."""
+def ceiling_of(values: Sequence[float], direction: str) -> float | None:
+    """The best value a metric can take, judged from its values: 1 for a maximized metric whose
+    values all lie in [0, 1] (an accuracy, an F1, an AUC), 0 for a minimized one that is never
+    negative (a loss, bits per byte, an MSE); None when neither holds."""
+    if direction == "maximize" and all(0.0 <= v <= 1.0 for v in values):
+        return 1.0
+    if direction == "minimize" and all(v >= 0.0 for v in values):
+        return 0.0
+    return None
+
+
+def fit_curve(
+    points: Sequence[tuple[float, float]], direction: str, seed: int = 0, ceiling: float | None = None
+) -> Curve | None:
+    """Fit the ensemble to (samples, value) points of one run; None when too few to fit any family.
+    ``ceiling``: the best value the metric can take (default: ``ceiling_of`` its values)."""
     if direction not in ("maximize", "minimize"):
         raise ValueError(f"`direction` must be 'maximize' or 'minimize', but got {direction!r}")
     pts = sorted((float(n), float(y)) for n, y in points if n > 0 and math.isfinite(y))
@@ -328,21 +360,23 @@ def fit_curve(points: Sequence[tuple[float, float]], direction: str, seed: int =
     s = 1.0 if direction == "maximize" else -1.0
     x = np.array([n / n_ref for n, _ in pts])
     u = np.array([s * y for _, y in pts])
+    best = ceiling if ceiling is not None else ceiling_of([y for _, y in pts], direction)
+    cu = None if best is None else s * best
     fits: list[FamilyFit] = []
     z2: list[float] = []
     noise = _evaluation_noise(u)
     for name in FAMILIES:
-        full = _fit_family(name, x, u)
+        full = _fit_family(name, x, u, ceiling=cu)
         if full is None:
             continue
         p, sigma = full
-        tail = _tail_errors(name, x, u, seed)
+        tail = _tail_errors(name, x, u, seed, cu)
         if tail:
             z2.append(tail[1])
         sigma = max(sigma, noise)
-        boot = tuple(tuple(map(float, b)) for b in _bootstrap(name, x, u, p, seed))
+        boot = tuple(tuple(map(float, b)) for b in _bootstrap(name, x, u, p, seed, ceiling=cu))
         weight = 1.0 / max(tail[0] if tail else sigma**2, 1e-18)
-        _, lower, upper = _start_and_bounds(name, u)
+        _, lower, upper = _start_and_bounds(name, u, cu)
         fits.append(
             FamilyFit(
                 name,
