@@ -6,6 +6,7 @@ import optuna
 import pytest
 
 from paretrain.planner.errors import SpecError
+from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.search.search import front_configs, open_study, run_search, search_space
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -96,7 +97,7 @@ def test_running_again_continues_the_study(tmp_path):
 
 def test_trials_below_the_median_are_cut_short_and_extrapolated():
     result_study = study()
-    run_search(spec(trials=16), SyntheticTrialLab(), result_study, MNIST1D_INFO)
+    run_search(spec(trials=16, fidelity="median"), SyntheticTrialLab(), result_study, MNIST1D_INFO)
     cut = [t for t in result_study.trials if t.user_attrs.get("cut_short")]
     assert cut, "the median rule never fired"
     for t in cut:
@@ -169,3 +170,27 @@ def test_a_space_where_build_always_raises_stops_after_a_few_trials():
     with pytest.raises(UnbuildableSpace, match="Hint: build"):
         run_search(spec(trials=6, space={"families": ["mlp", "gru"]}), lab, st, MNIST1D_INFO)
     assert len(st.trials) == MAX_UNBUILDABLE
+
+
+def test_asha_promotes_by_the_extrapolated_score_at_full_fidelity_and_records_its_rungs():
+    from paretrain.planner.search.rungs import ETA, rungs
+
+    assert rungs(90_000, 1000) == [10_000, 30_000]  # a factor ETA apart, the lowest 4 evaluations in
+    assert rungs(10_000, 1000) == []
+    result_study = study()
+    lab = SyntheticTrialLab(usd_per_eval=1e-5)
+    run_search(spec(trials=12, trial_samples=90_000), lab, result_study, MNIST1D_INFO)
+    trials = [t for t in result_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    at_first = [t.user_attrs["rung_10000"] for t in trials if "rung_10000" in t.user_attrs]
+    assert len(at_first) == len(trials)  # every trial reached the first rung and recorded it
+    cut = [t for t in trials if t.user_attrs.get("cut_short")]
+    assert cut and len(cut) < len(trials)
+    for t in cut:
+        rec = t.user_attrs["rung_10000"] if len(t.user_attrs["curve"]) <= 10 else t.user_attrs["rung_30000"]
+        # stopped because its optimistic extrapolation fell below the top third at that rung
+        assert rec["p90"] >= rec["p50"]
+        assert t.user_attrs["extrapolated"] is True
+        assert t.values[0] >= max(a for _, a in t.user_attrs["curve"])
+    # the best config at full fidelity was never cut: a curve headed highest is promoted
+    best = max(trials, key=lambda t: lab.ceiling(Config.from_dict(t.user_attrs["config"])))
+    assert not best.user_attrs.get("cut_short"), ETA

@@ -158,6 +158,7 @@ class SearchSpec:
     trial_samples: int | None = None
     study: str | None = None
     front: int = 3
+    fidelity: str = "asha"  # "asha" | "median" (paretrain.planner.search.rungs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -231,7 +231,15 @@ SPEC_FIELDS = Field(
                 "front": _int(
                     default=3,
                     minimum=1,
-                    help="how many search configs (best accuracy first) feed the planner",
+                    help="how many search configs (best score first) feed the planner",
+                ),
+                "fidelity": Field(
+                    "str",
+                    default="asha",
+                    choices=("asha", "median"),
+                    help="how trials are cut short: asha (rungs a factor 3 apart, promotion by the "
+                    "learning curve's extrapolated value at full fidelity) or median (the older "
+                    "cut below the median of finished trials at the same evaluation)",
                 ),
             },
         ),

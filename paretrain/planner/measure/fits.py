@@ -28,12 +28,10 @@ from scipy.optimize import least_squares, nnls
 __all__ = [
     "B_NOISE_CAP",
     "ConvergenceFit",
-    "LearningCurve",
     "NoiseCurve",
     "StageNoise",
     "StepTimeModel",
     "fit_convergence",
-    "fit_learning_curve",
     "fit_noise_curve",
     "fit_step_time",
     "stage_b_noise",
@@ -222,47 +220,3 @@ def stage_b_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: 
     """B_noise for each of ``stages`` stages of equal ideal progress (at their midpoints)."""
     noise = stage_noise(b_fit, curve, e_min, stages)
     return [noise.at(e_min * (k + 0.5) / stages) for k in range(stages)]
-
-
-@dataclass(frozen=True, slots=True)
-class LearningCurve:
-    """``acc(s) = a - b * s ** -c``: an inverse power law in samples, saturating at ``a``."""
-
-    a: float
-    b: float
-    c: float
-
-    def at(self, samples: float) -> float:
-        return float(min(1.0, max(0.0, self.a - self.b * max(samples, 1.0) ** -self.c)))
-
-
-def fit_learning_curve(points: Sequence[tuple[int, float]]) -> LearningCurve | None:
-    """Fit the inverse power law to (samples, accuracy) points; None with fewer than three.
-
-    Used to extrapolate a trial cut short to the sample budget. The asymptote is bounded by
-    1 and by ``best + 0.5 * (1 - best)``, so a short curve cannot promise the moon.
-    """
-    pts = [(s, a) for s, a in points if s > 0]
-    if len(pts) < 3:
-        return None
-    from scipy.optimize import curve_fit
-
-    x = np.array([p[0] for p in pts], dtype=float)
-    y = np.array([p[1] for p in pts], dtype=float)
-    best = float(y.max())
-    cap = min(1.0, best + 0.5 * (1.0 - best))
-
-    def f(s: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-        return a - b * s**-c
-
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # an unestimable covariance is fine: we want the curve
-            (a, b, c), _ = curve_fit(
-                f, x, y, p0=(best, best, 0.5), bounds=([0.0, 0.0, 0.01], [cap, 1e6, 3.0]), maxfev=5000
-            )
-    except (RuntimeError, ValueError):
-        return None
-    return LearningCurve(float(a), float(b), float(c))

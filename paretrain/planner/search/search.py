@@ -9,11 +9,12 @@ inference latency (median per-sample latency measured on the planning device). C
 reported with ``Trial.set_constraint`` (Optuna 5's replacement for ``constraints_func``):
 parameter count, peak training memory and latency ceilings from the spec.
 
-Multi-objective studies cannot use Optuna's pruners, so a trial is cut short by a median rule
-on intermediate accuracy (below the median of finished trials at the same evaluation, after
-three evaluations); its accuracy is then a learning curve fitted to what it saw and
-extrapolated to the trial's sample budget, marked ``extrapolated``. Trials run through the
-Lab (``lab.run_trial``), which charges the ledger under ``search``.
+Multi-objective studies cannot use Optuna's pruners, so a trial is cut short by paretrain's own
+rule (``paretrain.planner.search.rungs``: successive halving on rungs a factor 3 apart, promotion
+by the learning curve's extrapolated score at full fidelity; or the older median cut); a trial
+cut short is scored by its learning curve extrapolated to the trial's sample budget, marked
+``extrapolated``. Trials run through the Lab (``lab.run_trial``), which charges the ledger under
+``search``.
 
 Money: every trial trains on what it holds in the search envelope (``paretrain.planner.search.envelope``):
 it reserves its worst case before it trains, asks for more in chunks, settles when it ends;
@@ -29,7 +30,6 @@ failed and never scored: ``paretrain.planner.search.faults`` gives the rule for 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -40,7 +40,6 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 
 from paretrain.planner.inputs.space import Config, WorkloadInfo
-from paretrain.planner.measure.fits import fit_learning_curve
 from paretrain.planner.search.envelope import (
     EnvelopeState,
     LocalEnvelope,
@@ -50,6 +49,7 @@ from paretrain.planner.search.envelope import (
 )
 from paretrain.planner.search.faults import TrialAborted, TrialFault, fail_trial, fail_unscored
 from paretrain.planner.search.narrowed import SearchSpace, search_space, suggest_config
+from paretrain.planner.search.rungs import asha_rule, extrapolated_score, median_rule
 from paretrain.planner.search.study import (
     DIRECTIONS,
     complete_trials,
@@ -76,7 +76,6 @@ __all__ = [
     "suggest_config",
 ]
 
-MIN_EVALS_BEFORE_CUT = 3
 WAIT_S = 0.5  # a worker the envelope cannot fund looks again this often while others hold money
 _COMPLETE, _RUNNING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING
 
@@ -122,21 +121,6 @@ class SearchResult:
     spent_usd: float  # by this call
     stopped_for_budget: bool
     front: list[tuple[Config, dict[str, Any]]] = field(default_factory=list)
-
-
-def _median_rule(study: optuna.Study) -> Callable[[int, float, int], bool]:
-    done = [
-        t.user_attrs.get("curve", [])
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    ]
-
-    def should_stop(samples: int, acc: float, i: int) -> bool:
-        if i + 1 < MIN_EVALS_BEFORE_CUT:
-            return False
-        seen = [c[i][1] for c in done if len(c) > i]
-        return len(seen) >= 4 and acc < statistics.median(seen)
-
-    return should_stop
 
 
 def run_search(
@@ -259,7 +243,12 @@ def _train(
     try:
         with get_heartbeat_thread(trial._trial_id, study._storage):  # Optuna's own liveness signal
             run = lab.run_trial(
-                config, samples, spec.runtime.eval_every_samples, held, _median_rule(study), more=more
+                config,
+                samples,
+                spec.runtime.eval_every_samples,
+                held,
+                _rule(spec, study, trial, samples),
+                more=more,
             )
     except TrialAborted as aborted:  # a workload's fault or a signal: the lab knows what it spent
         envelope.settle(trial.number, aborted.spend_usd)
@@ -272,6 +261,15 @@ def _train(
         raise
     envelope.settle(trial.number, run.spend_usd)
     return run
+
+
+def _rule(
+    spec: Spec, study: optuna.Study, trial: optuna.Trial, samples: int
+) -> Callable[[int, float, int], bool]:
+    """The trial's stop rule (``search.fidelity``)."""
+    if spec.search.fidelity == "median":
+        return median_rule(study)
+    return asha_rule(study, trial, samples, spec.runtime.eval_every_samples)
 
 
 def _record(
@@ -329,11 +327,10 @@ def _score(run: TrialRun, samples: int) -> tuple[float, float, bool]:
     best = max((a for _, a in run.curve), default=0.0)
     if not (run.stopped or run.budget_hit) or not run.curve:
         return best, run.cost_to_best_usd, False
-    curve = fit_learning_curve(run.curve)
-    if curve is None:
+    got = extrapolated_score(run.curve, samples)
+    if got is None:
         return best, run.cost_to_best_usd, False
-    projected = max(best, curve.at(samples))
-    return projected, run.cost_per_sample_usd * samples, True
+    return got[0], run.cost_per_sample_usd * samples, True
 
 
 def _constraints(spec: Spec, run: TrialRun) -> dict[str, float]:
