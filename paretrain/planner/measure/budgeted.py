@@ -122,45 +122,18 @@ def measure_budgeted(
     """Truncated runs of ``configs`` under ``planner.profile_fraction`` (see the module docstring)."""
     b0 = min(spec.planner.convergence_batch_sizes)
     runs = [_Run(c, device_for(c.id, b0)) for c in configs]
-    step = {r.config.id: _step_s(steps, r.config.id, r.device, b0) for r in runs}
-    # an evaluation's time where the run trains (fp32: the truncated run's precision)
-    eval_s = {
-        r.config.id: next(
-            (
-                sp.eval_s
-                for sp in steps
-                if (sp.config_id, sp.hardware, sp.precision) == (r.config.id, r.device, "fp32")
-            ),
-            0.0,
-        )
-        for r in runs
-    }
+    account = _Account(
+        step={r.config.id: _step_s(steps, r.config.id, r.device, b0) for r in runs},
+        eval_s={r.config.id: _eval_s(steps, r.config.id, r.device) for r in runs},
+    )
     limit = spec.target.max_samples
     target = min(max(FIRST_STEPS * b0, b0 * EVALS), limit)
-    spent_s, budget_s, job_s, why = 0.0, math.inf, math.inf, "every config's run is known well enough"
-    history: list[list[float]] = []  # per round decided: [seconds spent, the next round's, the budget]
     while any(not r.done for r in runs):
         for i, r in enumerate(x for x in runs if not x.done):
             if progress:
                 progress(f"truncated run of {r.config.id} to {target} samples", i, len(runs))
             _round(spec, lab, r, b0, target, noise_batches)
-        spent_s = sum(r.run.seconds for r in runs if r.run is not None)
-        budget_s, job_s = _budget(spec, runs, step, b0)
-        for r in runs:
-            if not r.done:
-                r.done = _done(r, spec, limit)
-        nxt = min(int(target * GROWTH), limit)
-        left = [r for r in runs if not r.done]
-        more_s = sum(
-            (nxt - r.samples) / b0 * step[r.config.id] + EVALS * eval_s.get(r.config.id, 0.0) for r in left
-        )
-        if left and spent_s + more_s > budget_s:
-            why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
-            for r in left:
-                r.done = "the profile's budget"
-        elif left:
-            history.append([round(spent_s, 4), round(more_s, 4), round(budget_s, 4)])
-        target = nxt
+        target = _decide(spec, runs, account, b0, target)
     out = Budgeted()
     for r in runs:
         if r.run is not None:
@@ -169,16 +142,59 @@ def measure_budgeted(
     out.notes = {
         "convergence": "truncated",
         "batch_size": b0,
-        "rounds": len(history) + 1,
-        "history": history,
-        "convergence_s": round(spent_s, 3),
-        "budget_s": round(budget_s, 3) if math.isfinite(budget_s) else None,
-        "job_estimate_s": round(job_s, 3) if math.isfinite(job_s) else None,
+        "rounds": len(account.history) + 1,
+        "history": account.history,
+        "convergence_s": round(account.spent_s, 3),
+        "budget_s": round(account.budget_s, 3) if math.isfinite(account.budget_s) else None,
+        "job_estimate_s": round(account.job_s, 3) if math.isfinite(account.job_s) else None,
         "profile_fraction": spec.planner.profile_fraction,
-        "stopped": why,
+        "stopped": account.why,
         "runs": {r.config.id: {"samples": r.samples, "stopped": r.done} for r in runs},
     }
     return out
+
+
+@dataclass
+class _Account:
+    """The seconds the rounds spent and may spend, and why they stopped."""
+
+    step: dict[str, float]
+    eval_s: dict[str, float]
+    spent_s: float = 0.0
+    budget_s: float = math.inf
+    job_s: float = math.inf
+    why: str = "every config's run is known well enough"
+    history: list[list[float]] = field(default_factory=list)  # [spent, the next round's, the budget]
+
+
+def _eval_s(steps: Sequence[StepProfile], config_id: str, device: str | None) -> float:
+    """An evaluation's time where the run trains (fp32: the truncated run's precision)."""
+    for sp in steps:
+        if (sp.config_id, sp.hardware, sp.precision) == (config_id, device, "fp32"):
+            return sp.eval_s
+    return 0.0
+
+
+def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target: int) -> int:
+    """After a round: which runs are done, whether the next round fits the budget; its target."""
+    limit = spec.target.max_samples
+    account.spent_s = sum(r.run.seconds for r in runs if r.run is not None)
+    account.budget_s, account.job_s = _budget(spec, runs, account.step, b0)
+    for r in runs:
+        if not r.done:
+            r.done = _done(r, spec, limit)
+    nxt = min(int(target * GROWTH), limit)
+    left = [r for r in runs if not r.done]
+    more_s = sum(
+        (nxt - r.samples) / b0 * account.step[r.config.id] + EVALS * account.eval_s[r.config.id] for r in left
+    )
+    if left and account.spent_s + more_s > account.budget_s:
+        account.why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
+        for r in left:
+            r.done = "the profile's budget"
+    elif left:
+        account.history.append([round(account.spent_s, 4), round(more_s, 4), round(account.budget_s, 4)])
+    return nxt
 
 
 def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int]) -> None:
