@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from typing import Any
 
 import torch
@@ -14,7 +15,14 @@ from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
-from paretrain.runtime.run.runs import RunResult, RunStopped
+from paretrain.runtime.run.runs import (
+    FAULT_STATUSES,
+    RunFailed,
+    RunInterrupted,
+    RunResult,
+    RunStopped,
+    fault_message,
+)
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.tracking.client import git_commit
 from paretrain.runtime.tracking.plan_log import interval_metrics
@@ -167,7 +175,9 @@ class Reporting:
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
-        if status == "workers":
+        if status in FAULT_STATUSES:  # a fault: the message was written when it was met
+            message = fault_message(status, state.stop_reason, spent, budget, cand.cost_usd)
+        elif status == "workers":
             message = (
                 f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
                 f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
@@ -183,6 +193,10 @@ class Reporting:
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
             )
+        if status == "workload":
+            raise RunFailed(message, result)
+        if status in ("SIGTERM", "SIGINT"):
+            raise RunInterrupted(message, result, int(getattr(signal, status)))
         if status != "target":
             raise RunStopped(message, result)
         return result

@@ -1,5 +1,7 @@
 """Training steps and their charges: one fully checked step, or a run of steps inside a safe
-window (``paretrain.runtime.run.guard.Window``) with nothing but training and the per-step charge.
+window (``paretrain.runtime.run.guard.Window``) with nothing but training and the per-step
+charge. A non-finite loss (a divergence) or a signal ends a run of steps at once; the executor
+decides what follows.
 
 Both do the same work and return it as a ``paretrain.runtime.run.changes.Stepped`` record for
 the executor to apply (they only read the run state); the fast path keeps the bookkeeping in
@@ -74,10 +76,12 @@ def window_steps(
     stage_left: int,
     max_samples: int,
     ckpt_at: float,
+    signals: Any = None,
 ) -> tuple[bool, Stepped]:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation,
-    checkpoint, ``max_samples``, a step slower than the window assumed). Returns whether the
-    window still holds (False: close it) and the steps done."""
+    checkpoint, ``max_samples``, a step slower than the window assumed, a non-finite loss, a
+    signal: ``signals.received``). Returns whether the window still holds (False: close it) and
+    the steps done."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
@@ -87,6 +91,7 @@ def window_steps(
     done, compute = 0, 0.0
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
+    finite = math.isfinite
     while True:
         t0 = perf()
         loss = step()
@@ -109,6 +114,8 @@ def window_steps(
             or now >= until
             or slowest > limit
             or spent >= spend
+            or not finite(loss)
+            or (signals is not None and signals.received)
         ):
             break
     done_steps = Stepped(
