@@ -23,7 +23,6 @@ chosen ledger offset, the same on every machine (tests/runtime/test_kill_resume.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
@@ -34,15 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paretrain.planner.errors import StopError
+from paretrain.runtime.money import disk
+from paretrain.runtime.money.disk import DiskFull, disk_full
 
 __all__ = [
     "KINDS",
     "Charge",
-    "DiskFull",
     "ExactSum",
     "Ledger",
-    "disk_full",
     "ledger_files",
     "read_charges",
     "spend_by",
@@ -51,24 +49,6 @@ __all__ = [
 KILL_AT_LINE_ENV = "PARETRAIN_TEST_KILL_AT_LINE"
 
 KINDS = ("compute", "storage", "egress", "checkpoint", "lost", "profile", "search", "event")
-
-
-class DiskFull(StopError):
-    """No space left to write ``what`` in ``folder``: exit 3, nothing half-written."""
-
-    def __init__(self, folder: str | Path, needed: int, what: str) -> None:
-        self.folder, self.needed, self.what = str(folder), int(needed), what
-        super().__init__(f"no space left in {self.folder}: {self.needed} bytes needed to write {what}")
-
-
-def disk_full(err: OSError) -> bool:
-    """Whether ``err`` says the disk (or the user's quota) is full."""
-    return err.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _append(fd: int, data: bytes) -> int:
-    """One append to the ledger file (a seam: tests fill the disk here)."""
-    return os.write(fd, data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +210,7 @@ class Ledger:
         if self._full:
             raise DiskFull(self.path.parent, len(data), f"the ledger {self.path.name}")
         try:
-            wrote = _append(self._fd, data)
+            wrote = disk.append(self._fd, data)  # the seam a test fills the disk at
         except OSError as err:
             if not disk_full(err):
                 raise

@@ -21,7 +21,7 @@ from typing import Any
 
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan
-from paretrain.runtime.money.ledger import DiskFull
+from paretrain.runtime.money.disk import DiskFull
 from paretrain.runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
 from paretrain.runtime.run.adapting import carry_out, snapshot
 from paretrain.runtime.run.changes import (

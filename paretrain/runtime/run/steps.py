@@ -78,14 +78,14 @@ def window_steps(
     ckpt_at: float,
     signals: Any = None,
 ) -> tuple[bool, Stepped]:
-    """Steps until anything else is due (window end, spend threshold, stage end, evaluation,
-    checkpoint, ``max_samples``, a step slower than the window assumed, a non-finite loss, a
-    signal: ``signals.received``). Returns whether the window still holds (False: close it) and
-    the steps done."""
+    """Steps until anything else is due (window end, spend threshold, stage end, evaluation, checkpoint,
+    ``max_samples``, a step slower than the window assumed, a non-finite loss, ``signals.received``).
+    Returns whether the window still holds (False: close it) and the steps done."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
-    batch, eval_at = trainer.batch_size, state.next_eval
+    batch, due = trainer.batch_size, min(state.next_eval, max_samples)  # an evaluation, or the limit
+    ends = min(ckpt_at, until)  # a checkpoint, or the window's end
     virtual_s = state.stage.step_s * slow
     slowest = state.slowest
     done, compute = 0, 0.0
@@ -108,10 +108,8 @@ def window_steps(
         now = meter.t if emu else meter.t + meter.real_pending_s()
         if (
             done >= stage_left
-            or trainer.samples_seen >= eval_at
-            or trainer.samples_seen >= max_samples
-            or now >= ckpt_at
-            or now >= until
+            or trainer.samples_seen >= due
+            or now >= ends
             or slowest > limit
             or spent >= spend
             or not finite(loss)

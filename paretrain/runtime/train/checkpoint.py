@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from paretrain.runtime.files import atomic_write_bytes
-from paretrain.runtime.money.ledger import DiskFull, disk_full
+from paretrain.runtime.money.disk import DiskFull, disk_full
 
 __all__ = ["CheckpointError", "checkpoint_paths", "load_latest", "save_checkpoint"]
 
