@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.money.disk import DiskFull
@@ -43,6 +45,7 @@ from paretrain.runtime.run.faults import (
     workload_failed,
 )
 from paretrain.runtime.run.guard import Window
+from paretrain.runtime.run.memory import fit_memory, halve_after_oom
 from paretrain.runtime.run.parts import RunParts, build_parts
 from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.runs import RunResult, RunStopped, find_resumable
@@ -197,6 +200,7 @@ class Executor:
         every = self.spec.runtime.eval_every_samples
         self.apply(EvalScheduled((self.trainer.samples_seen // every + 1) * every))
         self._enter_stage()
+        fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None
 
     def finish(self, status: str) -> RunResult:
@@ -255,6 +259,10 @@ class Executor:
         except GroupUnavailable as err:
             self.window = None
             return p.recovery.workers_unavailable(self.state, err)
+        except torch.OutOfMemoryError as err:  # the step in flight is lost, not charged twice
+            self.window = None
+            halve_after_oom(p, err)
+            return None
 
     def _steps(self) -> str | None:
         """Steps: a full check and one step, or steps inside the open safe window."""

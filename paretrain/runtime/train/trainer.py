@@ -208,6 +208,8 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
+        except torch.OutOfMemoryError:
+            raise  # not the workload's fault: the run halves the batch
         except Exception as err:
             raise self._fault(f"loss(model {self.config.id!r}, a batch)", "the loss", err) from err
         value = self._reduce(loss.detach())
