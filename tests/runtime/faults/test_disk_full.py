@@ -31,15 +31,17 @@ def full_after(calls: int, write):
     return fill
 
 
-def half_written_after(calls: int):
-    """The ledger's append: from its ``calls``-th call on, half of a write reaches the file."""
-    seen = [0]
+def half_written_beyond(size: int):
+    """The ledger's append once the file would pass ``size`` bytes: half of that write reaches
+    the file (by bytes, not by calls: how the steps' lines are batched depends on the machine)."""
+    written = [0]
 
     def append(fd, data):
-        seen[0] += 1
-        if seen[0] >= calls:
-            return disk.os.write(fd, data[: len(data) // 2])
-        return disk.os.write(fd, data)
+        if written[0] + len(data) > size:
+            data = data[: len(data) // 2]
+        n = disk.os.write(fd, data)
+        written[0] += n
+        return n
 
     return append
 
@@ -66,7 +68,7 @@ def test_a_full_disk_stops_with_exit_3_naming_folder_and_bytes_and_resume_finish
     if where == "checkpoint":
         target, patched = (checkpoint, "atomic_write_bytes"), full_after(3, checkpoint.atomic_write_bytes)
     else:
-        target, patched = (disk, "append"), half_written_after(30)
+        target, patched = (disk, "append"), half_written_beyond(6000)
     plan, stopped, raw, resumed = stopped_then_resumed(tmp_path, monkeypatch, target, patched)
     assert stopped.exit_code == 3, stopped.output
     lines = [ln for ln in stopped.stderr.splitlines() if ln.startswith("paretrain:")]

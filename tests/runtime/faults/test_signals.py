@@ -22,6 +22,8 @@ from tests.runtime.faults.workload import (
     run_plan,
 )
 
+pytestmark = pytest.mark.slow  # a run, a signal and a resume: ~10 s each
+
 #: each step takes 20 ms of real time, so that a signal lands while the run trains
 SLOW_STEPS = """
 import time
