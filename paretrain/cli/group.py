@@ -1,7 +1,8 @@
 """The root command group: its options, and how paretrain's errors become exit codes.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 infeasible plan or a
-run stopped at its budget; 1 an internal fault (``--verbose`` shows the traceback).
+run stopped at its budget, a divergence or a full disk; 130 / 143 a run stopped by SIGINT /
+SIGTERM after its checkpoint; 1 an internal fault (``--verbose`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ class _Group(click.Group):
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except UserError as err:
-            _fail(ctx, err, 2)
-        except StopError as err:
-            _fail(ctx, err, 3)
+            _fail(ctx, err, int(getattr(err, "exit_code", 2)))
+        except StopError as err:  # a run stopped by a signal exits 128 + the signal
+            _fail(ctx, err, int(getattr(err, "exit_code", 3)))
         except KeyboardInterrupt:
             click.echo("paretrain: interrupted", err=True)
             ctx.exit(130)

@@ -10,7 +10,7 @@ import click
 from paretrain.cli.options import format_option, tracking_options, workspace
 from paretrain.console import Output
 from paretrain.output import show_result, show_running, show_tracking
-from paretrain.planner.errors import StopError
+from paretrain.planner.errors import StopError, UserError
 
 __all__ = ["run"]
 
@@ -96,8 +96,10 @@ def _execute(
     tracking: tuple[str | None, bool],
 ) -> None:
     from paretrain.runtime.run.executor import Executor
+    from paretrain.runtime.run.setup import checked_workload
     from paretrain.runtime.tracking.session import open_session
 
+    workload = checked_workload(the_plan, cand, ws.root)  # a broken workload: exit 2, nothing written
     run_id = choice.run_id if choice is not None else None
     session = open_session(tracking[0], spec.tracking.uri, spec.experiment, ws.spool, enabled=tracking[1])
     show_running(ui, cand, choice.message if choice is not None else "", the_plan.metric.name)
@@ -111,11 +113,12 @@ def _execute(
         prices=prices,
         plan_path=plan_path,
         log=ui.log,
+        workload=workload,
     )
     result = None
     try:
         result = ex.run()
-    except StopError as err:
+    except (StopError, UserError) as err:  # a run that stopped or failed still shows what it did
         result = getattr(err, "result", None)
         raise
     finally:

@@ -137,13 +137,17 @@ def read_spec_profiles(spec: Spec) -> list[Profile]:
 
 
 def check_workload(spec: Spec) -> None:
-    """A user's workload imports, its factory runs and returns a workload (its data and models
-    are built only when used); built-in names are checked by the spec itself."""
+    """A user's workload imports, its factory runs and returns a workload, and the dry check
+    (``paretrain.runtime.train.dry_check``, not charged) runs the spec's configs on a tiny batch;
+    built-in names are checked by the spec itself."""
     if spec.workload.builtin:
         return
+    from paretrain.runtime.train.dry_check import dry_check
     from paretrain.runtime.train.workloads import user_workload_info
 
     user_workload_info(spec.workload.name, spec.workload.args, spec.path)
+    workload = load_workload(spec.workload)
+    dry_check(workload, spec.workload.name, spec.configs, target=spec.target.metric)
 
 
 def check_storage(storage: str, where: str = "search.storage") -> None:

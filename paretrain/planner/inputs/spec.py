@@ -195,6 +195,8 @@ class RuntimeSpec:
     adapt: bool = True
     pause_threshold: float = 0.5
     rollback_threshold: float = 0.1
+    on_divergence: str = "retry"  # "retry" once at half the learning rate, or "stop"
+    max_memory_mb: float | None = None  # a CPU step's estimated peak above it halves the batch
 
 
 @dataclass(frozen=True, slots=True)

@@ -357,6 +357,21 @@ SPEC_FIELDS = Field(
                     minimum=0,
                     help="roll back when validation loss worsens this much after a change",
                 ),
+                "on_divergence": Field(
+                    "str",
+                    default="retry",
+                    choices=("retry", "stop"),
+                    help="a non-finite loss or metric: retry once from the last checkpoint at half "
+                    "the learning rate, or stop at once",
+                ),
+                "max_memory_mb": _num(
+                    default=None,
+                    nullable=True,
+                    minimum=0,
+                    exclusive_minimum=True,
+                    help="on a CPU, the most memory a training step may take (its estimated peak): "
+                    "a larger batch is halved until it fits",
+                ),
                 "events": Field(
                     "list",
                     default=[],

@@ -3,7 +3,9 @@
 One JSONL line per charge ``{id, t, run_id, stage, kind, hardware, usd, seconds, ...}``.
 Each line is written to the OS as soon as it is charged (so a ``kill -9`` of the process
 loses nothing) and fsync'd at most once a second (so a step does not wait on the disk).
-The spend of a run is the exact sum (``math.fsum``) of its lines.
+The spend of a run is the exact sum (``math.fsum``) of its lines. A full disk (``ENOSPC``, or a
+short write) cuts the part of the write that reached the file, so no line is ever half-written,
+and raises ``DiskFull``; the ledger then refuses further lines and closes without writing.
 
 Test hook: with ``PARETRAIN_TEST_KILL_AT_LINE=N`` in the environment, a ledger that writes the
 file's N-th line (counting the lines already there) fsyncs it and sends SIGKILL to its own
@@ -31,7 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["KINDS", "Charge", "ExactSum", "Ledger", "ledger_files", "read_charges", "spend_by"]
+from paretrain.runtime.money import disk
+from paretrain.runtime.money.disk import DiskFull, disk_full
+
+__all__ = [
+    "KINDS",
+    "Charge",
+    "ExactSum",
+    "Ledger",
+    "ledger_files",
+    "read_charges",
+    "spend_by",
+]
 
 KILL_AT_LINE_ENV = "PARETRAIN_TEST_KILL_AT_LINE"
 
@@ -184,6 +197,7 @@ class Ledger:
         self._last_flush = time.monotonic()
         kill_at = os.environ.get(KILL_AT_LINE_ENV, "")
         self._kill_at = int(kill_at) if kill_at.strip() else 0  # the test hook; 0: off
+        self._full = False  # a write found the disk full: nothing more is written
 
     def _write(self, lines: list[str], first: int) -> None:
         """Hand lines numbered ``first``, ``first + 1``, ... to the OS in one write."""
@@ -192,7 +206,20 @@ class Ledger:
             os.write(self._fd, "".join(lines[: self._kill_at - first]).encode())
             os.fsync(self._fd)
             os.kill(os.getpid(), signal.SIGKILL)
-        os.write(self._fd, "".join(lines).encode())
+        data = "".join(lines).encode()
+        if self._full:
+            raise DiskFull(self.path.parent, len(data), f"the ledger {self.path.name}")
+        try:
+            wrote = disk.append(self._fd, data)  # the seam a test fills the disk at
+        except OSError as err:
+            if not disk_full(err):
+                raise
+            wrote = 0
+        if wrote != len(data):  # a full disk: cut what did reach the file, so no line is half-written
+            os.ftruncate(self._fd, os.fstat(self._fd).st_size - wrote)
+            self._full = True
+            self._pending.clear()
+            raise DiskFull(self.path.parent, len(data), f"the ledger {self.path.name}")
 
     def charge(
         self,
@@ -279,12 +306,14 @@ class Ledger:
         one write. A kill -9 loses at most ``batch_s`` seconds of step charges (never more
         than ``batch_lines``), like the step in flight that no ledger can hold."""
         if self._pending:
-            add = self._sum.add
             lines = []
             for tpl, n, t, usd, seconds, t_run, step in self._pending:
                 lines.append(tpl % (n, t, usd, round(seconds, 9), round(t_run, 6), step))
+            first, amounts = self._pending[0][1], [c[3] for c in self._pending]
+            self._write(lines, first)  # summed once written: a full disk leaves out what it cut
+            add = self._sum.add
+            for usd in amounts:
                 add(usd)
-            self._write(lines, self._pending[0][1])
             self._pending.clear()
             self._stale = True
             self._dirty = True
@@ -302,9 +331,12 @@ class Ledger:
 
     def close(self) -> None:
         if self._fd >= 0:
-            self.sync()
-            os.close(self._fd)
-            self._fd = -1
+            try:
+                if not self._full:
+                    self.sync()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
 
     def __enter__(self) -> Ledger:
         return self

@@ -14,12 +14,16 @@ budget or (an offer gone past it) at the deadline.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan
+from paretrain.runtime.money.disk import DiskFull
 from paretrain.runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
 from paretrain.runtime.run.adapting import carry_out, snapshot
 from paretrain.runtime.run.changes import (
@@ -32,7 +36,16 @@ from paretrain.runtime.run.changes import (
     StateChange,
     TrainerSynced,
 )
+from paretrain.runtime.run.faults import (
+    FAULT_STATUSES,
+    Signals,
+    disk_full,
+    diverged,
+    interrupted,
+    workload_failed,
+)
 from paretrain.runtime.run.guard import Window
+from paretrain.runtime.run.memory import fit_memory, halve_after_oom
 from paretrain.runtime.run.parts import RunParts, build_parts
 from paretrain.runtime.run.processes import TrainerGroup
 from paretrain.runtime.run.runs import RunResult, RunStopped, find_resumable
@@ -42,6 +55,7 @@ from paretrain.runtime.run.state import RunState
 from paretrain.runtime.run.steps import checked_step, window_steps
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.train.checkpoint import checkpoint_paths
+from paretrain.runtime.train.dry_check import WorkloadError
 from paretrain.runtime.train.elastic import GroupUnavailable, WorkerLost
 from paretrain.runtime.train.trainer import warm_up_torch
 from paretrain.runtime.train.workloads import load_workload
@@ -67,6 +81,7 @@ class Executor:
         plan_path: Path | None = None,
         log: Callable[[str], None] | None = None,
         spec: Spec | None = None,
+        workload: Any = None,
     ) -> None:
         self.setup = run_setup(plan, candidate, Path(workdir), run_id, spec)
         self.spec = self.setup.spec
@@ -83,6 +98,8 @@ class Executor:
         self.window: Window | None = None  # the open safe window, if any
         self.group: TrainerGroup | None = None  # the trainer's processes, once ``start`` built them
         self._parts: RunParts | None = None  # the run's parts, once ``start`` built them
+        self.workload = workload  # already loaded (and dry-checked) by the caller, or None
+        self.signals = Signals()  # SIGTERM / SIGINT while the run trains
 
     @property
     def run_id(self) -> str:
@@ -106,11 +123,24 @@ class Executor:
     def run(self) -> RunResult:
         """Set up, train until a stop condition, and finish (see the module docstring)."""
         try:
-            early = self.start()
-            return self.finish(early or self.loop())
+            with self.signals:
+                early = self.start()
+                return self.finish(early or self._loop_until_fault())
         finally:
             if self.group is not None:
                 self.group.close()
+
+    def _loop_until_fault(self) -> str:
+        """The loop; a workload member that raises or a full disk ends it with a fault status
+        (``paretrain.runtime.run.faults``)."""
+        try:
+            return self.loop()
+        except WorkloadError as err:
+            self.window = None
+            return workload_failed(self.parts, self.state, err, self.plan_path)
+        except DiskFull as err:
+            self.window = None
+            return disk_full(self.parts, self.state, err, self.plan_path)
 
     # -- start and finish --------------------------------------------------------------------
     def start(self) -> str | None:
@@ -121,7 +151,7 @@ class Executor:
         if self.tracker is not None:
             self.tracker.wait_ready()
         warm_up_torch()
-        workload = load_workload(self.spec.workload, self.workdir / ".paretrain" / "cache")
+        workload = self.workload or load_workload(self.spec.workload, self.workdir / ".paretrain" / "cache")
         self.group = TrainerGroup(s, workload, s.plan.config(s.cand.config_id))
         trainer = self.group.start(st.stage)
         p = self._parts = build_parts(
@@ -170,6 +200,7 @@ class Executor:
         every = self.spec.runtime.eval_every_samples
         self.apply(EvalScheduled((self.trainer.samples_seen // every + 1) * every))
         self._enter_stage()
+        fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None
 
     def finish(self, status: str) -> RunResult:
@@ -179,6 +210,10 @@ class Executor:
                 p.recovery.checkpoint(st, "final" if status == "target" else status)
             p.account.charge(st, "compute", "teardown")
             p.account.settle(st)  # the offer is released: its provider bills the hold
+            if status in FAULT_STATUSES:
+                p.events.ledger("end", st, status=status)
+        except DiskFull as err:  # the disk filled while finishing: what was written stays whole
+            status = disk_full(p, st, err, self.plan_path)
         finally:
             p.meter.ledger.close()
         return p.reporting.finish(status, st, p.meter, self.trainer, p.budget)
@@ -187,6 +222,8 @@ class Executor:
     def loop(self) -> str:
         st, spec, p = self.state, self.spec, self.parts
         while True:
+            if self.signals.received:
+                return interrupted(p, st, self.signals, self.plan_path)
             if st.stage_i < len(st.stages) and st.stage_done >= st.stage.samples:
                 if p.guard.transition_over_budget(st):
                     return "budget"
@@ -222,6 +259,10 @@ class Executor:
         except GroupUnavailable as err:
             self.window = None
             return p.recovery.workers_unavailable(self.state, err)
+        except torch.OutOfMemoryError as err:  # the step in flight is lost, not charged twice
+            self.window = None
+            halve_after_oom(p, err)
+            return None
 
     def _steps(self) -> str | None:
         """Steps: a full check and one step, or steps inside the open safe window."""
@@ -237,6 +278,7 @@ class Executor:
                 stage_left=st.stage.samples - st.stage_done,
                 max_samples=self.spec.target.max_samples,
                 ckpt_at=st.ckpt_t + every,
+                signals=self.signals,
             )
         else:
             if not self.prices.available(st.hw, now):
@@ -249,7 +291,14 @@ class Executor:
         self.apply(done)
         if not holds:
             self.window = None
+        if not math.isfinite(done.loss):
+            return self._diverged("the training loss", done.loss)
         return None
+
+    def _diverged(self, what: str, value: float) -> str | None:
+        self.window = None
+        retry = self.spec.runtime.on_divergence == "retry" and self.trainer.lr_scale >= 1.0
+        return diverged(self.parts, self.state, what=what, value=value, retry=retry)
 
     def _evaluate(self) -> float:
         """Evaluate and charge it; the target metric's value (``RunState.level`` holds it)."""
@@ -271,7 +320,10 @@ class Executor:
 
     def _evaluate_and_adapt(self) -> str | None:
         p = self.parts
-        if self.metric.reached(self._evaluate(), self.setup.cand.level):
+        value = self._evaluate()
+        if not math.isfinite(value):
+            return self._diverged(f"the evaluated {self.metric.name}", value)
+        if self.metric.reached(value, self.setup.cand.level):
             return "target"
         if not p.adaptation.enabled:
             return None

@@ -118,12 +118,16 @@ class Recovery:
             ckpt_real = max(state.ckpt_real * 0.5, time.perf_counter() - t0)
         self.apply(Checkpointed(at=self.meter.t, size=size, keep=keep, ckpt_real=ckpt_real))
 
-    def restore(self, state: RunState, loaded: tuple[dict[str, Any], Path], reason: str) -> None:
+    def restore(
+        self, state: RunState, loaded: tuple[dict[str, Any], Path], reason: str, *, restart: bool = True
+    ) -> None:
         """Go back to a checkpoint: trainer, position, offer and worker count; the work since it
-        is recorded as lost, and the restart is charged."""
+        is recorded as lost, and the restart is charged (without ``restart``, a rollback on the
+        same machine, as after a divergence: no restart, the billing hold goes on)."""
         saved, path = loaded
         run = saved["run"]
-        self.account.settle(state)  # the restart takes a fresh machine
+        if restart:
+            self.account.settle(state)  # the restart takes a fresh machine
         self.group.trainer.load_state_dict(saved["trainer"])
         every = self.setup.spec.runtime.eval_every_samples
         next_eval = (self.group.trainer.samples_seen // every + 1) * every
@@ -149,9 +153,10 @@ class Recovery:
             f"{reason}: back to {path.name} (stage {state.stage_i}, {trainer.samples_seen} samples); "
             f"${lost:.3g} of work since it is lost"
         )
-        restart = self.setup.offer(state.hw).switch_s if self.setup.emulated(state.hw) else None
-        self.account.open_hold(state)
-        self.account.charge(state, "compute", "restore", seconds=restart)
+        if restart:
+            seconds = self.setup.offer(state.hw).switch_s if self.setup.emulated(state.hw) else None
+            self.account.open_hold(state)
+            self.account.charge(state, "compute", "restore", seconds=seconds)
 
     def preempted(self, state: RunState) -> str | None:
         """The offer is gone: lose the work since the checkpoint, wait (storage charged) until it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from typing import Any
 
 import torch
@@ -14,7 +15,14 @@ from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
-from paretrain.runtime.run.runs import RunResult, RunStopped
+from paretrain.runtime.run.runs import (
+    FAULT_STATUSES,
+    RunFailed,
+    RunInterrupted,
+    RunResult,
+    RunStopped,
+    fault_message,
+)
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.tracking.client import git_commit
 from paretrain.runtime.tracking.plan_log import interval_metrics
@@ -167,25 +175,37 @@ class Reporting:
         if self.handle is not None:
             self._close_tracking(status, result, meter, trainer)
             result.tracking_run = self.handle
-        if status == "workers":
+        if status != "target":
+            raise self._stopped(status, result, state, trainer.samples_seen)
+        return result
+
+    def _stopped(self, status: str, result: RunResult, state: RunState, samples: int) -> Exception:
+        """What a run that stopped before its target raises: ``RunFailed`` (exit 2) for a workload
+        member that raised, ``RunInterrupted`` (exit 128 + signal) for a signal, else ``RunStopped``."""
+        s, cand, spent, budget = self.setup, self.setup.cand, result.cost_usd, result.budget_usd
+        if status in FAULT_STATUSES:  # a fault: the message was written when it was met
+            message = fault_message(status, state.stop_reason, spent, budget, cand.cost_usd)
+        elif status == "workers":
             message = (
                 f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "
                 f"${budget:.6g} (the wait charged for the processes that were there). To fix: start the "
                 f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
                 f"--candidate {cand.id} --resume'"
             )
-        elif status != "target":
+        else:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             message = (
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
                 f"${budget:.6g}; {self.metric.name} {state.level:.4f} reached of {cand.level:g} after "
-                f"{trainer.samples_seen} samples. To fix: raise budget.envelopes.train (or "
+                f"{samples} samples. To fix: raise budget.envelopes.train (or "
                 f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
             )
-        if status != "target":
-            raise RunStopped(message, result)
-        return result
+        if status == "workload":
+            return RunFailed(message, result)
+        if status in ("SIGTERM", "SIGINT"):
+            return RunInterrupted(message, result, int(getattr(signal, status)))
+        return RunStopped(message, result)
 
     def _close_tracking(self, status: str, result: RunResult, meter: Meter, trainer: Any) -> None:
         s, cand, tr, h = self.setup, self.setup.cand, self.tracker, self.handle

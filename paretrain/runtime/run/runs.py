@@ -7,9 +7,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.errors import BudgetExhausted, StopError, UserError
 
-__all__ = ["FINISHED", "LedgerEnd", "RunResult", "RunStopped", "find_resumable", "last_run", "ledger_end"]
+__all__ = [
+    "FAULT_STATUSES",
+    "FINISHED",
+    "LedgerEnd",
+    "RunFailed",
+    "RunInterrupted",
+    "RunResult",
+    "RunStopped",
+    "fault_message",
+    "find_resumable",
+    "last_run",
+    "ledger_end",
+]
 
 
 @dataclass
@@ -56,6 +68,41 @@ class RunStopped(BudgetExhausted):
     def __init__(self, message: str, result: RunResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+class RunFailed(UserError):
+    """A member of the user's workload raised mid-run (exit 2): the ledger is closed and the
+    last checkpoint kept, so the run continues with ``--resume`` once the workload is fixed."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RunInterrupted(StopError):
+    """SIGTERM or SIGINT stopped the run after a checkpoint: exit 143 or 130 (128 + the signal)."""
+
+    def __init__(self, message: str, result: RunResult, signum: int) -> None:
+        super().__init__(message)
+        self.result = result
+        self.exit_code = 128 + signum
+
+
+#: the statuses a fault ends a run with (``paretrain.runtime.run.faults``; ``RunState.stop_reason``
+#: holds its message)
+FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT")
+
+
+def fault_message(status: str, reason: str, spent: float, budget: float, predicted: float) -> str:
+    """The one line a fault ends with, once the run's spend is final."""
+    message = f"{reason}; spent ${spent:.6g} of ${budget:.6g}"
+    if status == "diverged":
+        message += (
+            f"; stopping saved ${max(0.0, predicted - spent):.6g} of the candidate's predicted "
+            f"${predicted:.6g}. To fix: lower the config's lr (or set runtime.on_divergence: retry) "
+            "and start the run again"
+        )
+    return message
 
 
 #: A run's status once it reached its target: nothing is left to do.

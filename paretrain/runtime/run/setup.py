@@ -1,18 +1,34 @@
 """A run's fixed facts (``paretrain.runtime.run.state.RunSetup``) from its plan, candidate and
-working folder: its id, where its files go, and which offers are here or emulated."""
+working folder: its id, where its files go, and which offers are here or emulated; and its
+workload, loaded and dry-checked before the ledger opens (``checked_workload``)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.run.state import RunSetup
 from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.dry_check import dry_check
+from paretrain.runtime.train.workloads import load_workload
 
-__all__ = ["run_setup"]
+__all__ = ["checked_workload", "run_setup"]
+
+
+def checked_workload(plan: Plan, cand: Candidate, workdir: Path) -> Any:
+    """The candidate's workload, loaded; a user's workload passes the dry check on the
+    candidate's config (a searched one; the spec's are checked with the plan's spec) first (``paretrain.runtime.train.dry_check``, not charged): a fault is a
+    ``WorkloadError`` (exit 2) before anything is written."""
+    spec, config = plan.spec, plan.config(cand.config_id)
+    workload = load_workload(spec.workload, Path(workdir) / ".paretrain" / "cache")
+    # the spec's own configs were checked with the plan's spec (``pipeline.check_workload``)
+    if not spec.workload.builtin and config.id not in {c.id for c in spec.configs}:
+        dry_check(workload, spec.workload.name, [config], target=spec.target.metric)
+    return workload
 
 
 def run_setup(

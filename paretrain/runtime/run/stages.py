@@ -5,6 +5,7 @@ Each step reads the run state and hands what changed to the executor's ``apply``
 from __future__ import annotations
 
 from paretrain.runtime.run.changes import Staged, StageEntered, TrainerSynced
+from paretrain.runtime.run.memory import fit_memory
 from paretrain.runtime.run.parts import RunParts
 
 __all__ = ["beyond_plan", "enter_stage", "next_stage", "take_up_stage"]
@@ -31,6 +32,7 @@ def take_up_stage(p: RunParts) -> int:
     if gb != trainer.batch_size:
         trainer.set_batch_size(gb, warmup_steps=5)
     p.apply(TrainerSynced(trainer.samples_seen, trainer.batch_size))
+    fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
     return gb
 
 

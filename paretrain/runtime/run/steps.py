@@ -1,5 +1,7 @@
 """Training steps and their charges: one fully checked step, or a run of steps inside a safe
-window (``paretrain.runtime.run.guard.Window``) with nothing but training and the per-step charge.
+window (``paretrain.runtime.run.guard.Window``) with nothing but training and the per-step
+charge. A non-finite loss (a divergence) or a signal ends a run of steps at once; the executor
+decides what follows.
 
 Both do the same work and return it as a ``paretrain.runtime.run.changes.Stepped`` record for
 the executor to apply (they only read the run state); the fast path keeps the bookkeeping in
@@ -74,19 +76,22 @@ def window_steps(
     stage_left: int,
     max_samples: int,
     ckpt_at: float,
+    signals: Any = None,
 ) -> tuple[bool, Stepped]:
-    """Steps until anything else is due (window end, spend threshold, stage end, evaluation,
-    checkpoint, ``max_samples``, a step slower than the window assumed). Returns whether the
-    window still holds (False: close it) and the steps done."""
+    """Steps until anything else is due (window end, spend threshold, stage end, evaluation, checkpoint,
+    ``max_samples``, a step slower than the window assumed, a non-finite loss, ``signals.received``).
+    Returns whether the window still holds (False: close it) and the steps done."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
-    batch, eval_at = trainer.batch_size, state.next_eval
+    batch, due = trainer.batch_size, min(state.next_eval, max_samples)  # an evaluation, or the limit
+    ends = min(ckpt_at, until)  # a checkpoint, or the window's end
     virtual_s = state.stage.step_s * slow
     slowest = state.slowest
     done, compute = 0, 0.0
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
+    finite = math.isfinite
     while True:
         t0 = perf()
         loss = step()
@@ -103,12 +108,12 @@ def window_steps(
         now = meter.t if emu else meter.t + meter.real_pending_s()
         if (
             done >= stage_left
-            or trainer.samples_seen >= eval_at
-            or trainer.samples_seen >= max_samples
-            or now >= ckpt_at
-            or now >= until
+            or trainer.samples_seen >= due
+            or now >= ends
             or slowest > limit
             or spent >= spend
+            or not finite(loss)
+            or (signals is not None and signals.received)
         ):
             break
     done_steps = Stepped(

@@ -5,7 +5,8 @@ state (model, optimizer, RNG, data position) and the run's position (stage, samp
 the stage, ledger lines at the time). It is written to a temp file in the same folder,
 fsync'd and renamed, so a crash leaves either the old file or the new one. Loading uses
 ``torch.load(weights_only=True)``; a file that fails to load (truncated, corrupt) is skipped
-and the one before it used. Only the last ``keep`` checkpoints are kept.
+and the one before it used. Only the last ``keep`` checkpoints are kept. A full disk is a
+``DiskFull`` naming the folder and the bytes the checkpoint needs; the older ones stay.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from paretrain.runtime.files import atomic_write_bytes
+from paretrain.runtime.money.disk import DiskFull, disk_full
 
 __all__ = ["CheckpointError", "checkpoint_paths", "load_latest", "save_checkpoint"]
 
@@ -53,7 +55,12 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any], keep: int) -> tup
     torch.save(state, buf)
     data = buf.getvalue()
     path = folder / f"ckpt-{seq:08d}.pt"
-    atomic_write_bytes(path, data)
+    try:
+        atomic_write_bytes(path, data)  # a failed write leaves no temp file and the old checkpoints
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        raise DiskFull(folder, len(data), f"checkpoint {path.name}") from err
     for old in checkpoint_paths(folder)[:-keep]:
         old.unlink(missing_ok=True)
     return path, len(data)

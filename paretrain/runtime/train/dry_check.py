@@ -161,7 +161,7 @@ def _check_evaluate(
             name,
             what,
             f"returned {sorted(out)}, without {missing}",
-            "return every metric the workload's info declares",
+            "return every metric the workload's info declares and the spec's target.metric",
         )
     for m in metrics:
         try:
@@ -172,13 +172,16 @@ def _check_evaluate(
             raise WorkloadError(name, what, f"returned {m}={out[m]!r}", f"make {m} a finite number")
 
 
-def dry_check(workload: Any, name: str, configs: Sequence[Config]) -> None:
+def dry_check(workload: Any, name: str, configs: Sequence[Config], target: str | None = None) -> None:
     """Try ``workload`` on every config on a tiny batch; raise ``WorkloadError`` at the first fault.
-    ``name`` is how the spec names the workload (a file and factory, a module, a built-in)."""
+    ``name`` is how the spec names the workload (a file and factory, a module, a built-in);
+    ``target`` is the spec's target metric, which ``evaluate`` must return too."""
     state = torch.get_rng_state()
     try:
         train, val = _datasets(workload, name)
         metrics = [m for m, _direction in workload.info.metrics]
+        if target is not None and target not in metrics:
+            metrics.append(target)
         for cfg in configs:
             _check_config(workload, name, cfg, train, val, metrics)
     finally:

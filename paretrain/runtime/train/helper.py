@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import time
 from collections.abc import Sequence
@@ -46,6 +47,9 @@ def main(argv: Sequence[str]) -> int:
             flush=True,
         )
         return 2
+    # Ctrl-C reaches every process of the terminal's group: rank 0 alone answers it (it stops
+    # after the step in flight, saves and then stops the helpers), so a helper must not die first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     host, port = parse_endpoint(endpoint)
     store = connect_store(host, port, CONNECT_TIMEOUT_S)
     job: dict[str, Any] = json.loads(store.get(JOB))

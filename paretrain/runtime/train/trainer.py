@@ -26,6 +26,7 @@ from torch.utils.data import TensorDataset
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
+from paretrain.runtime.train.dry_check import WorkloadError
 from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
 
@@ -121,6 +122,7 @@ class Trainer:
         self._warmup_left = 0
         self._warmup_total = 0
         self._lr_target = config.lr
+        self.lr_scale = 1.0  # halved after a divergence (``scale_lr``); kept across batch sizes
         self.set_batch_size(batch_size, warmup_steps=warmup_steps)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -151,7 +153,7 @@ class Trainer:
             self._rescale_second_moments(self.batch_size / batch_size)
         self.batch_size = batch_size
         self.stream.invalidate()
-        self._lr_target = self.config.lr_at(batch_size)
+        self._lr_target = self.config.lr_at(batch_size) * self.lr_scale
         self._warmup_total = self._warmup_left = warmup_steps
         self._apply_lr()
 
@@ -178,22 +180,38 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the learning rate by ``factor`` from now on (a divergence halves it)."""
+        self.lr_scale *= factor
+        self._lr_target *= factor
+        self._apply_lr()
+
     @property
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
     # -- work ----------------------------------------------------------------------------
     def step(self) -> float:
-        """One optimizer step on the next batch; returns the training loss."""
-        batch = self._next_batch()
+        """One optimizer step on the next batch; returns the training loss (which may be
+        non-finite: the caller decides what a divergence means). What the workload's data,
+        model or ``loss`` raise comes out as a ``WorkloadError`` naming it."""
+        try:
+            batch = self._next_batch()
+        except Exception as err:  # a user's dataset: named, never an internal error
+            raise self._fault("train_dataset()", "a training batch", err) from err
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.precision):
-            loss = self._loss(self.model, batch)
-        if self.scaler is not None:  # fp16: scaled gradients, no underflow
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
+        try:
+            with autocast(self.device, self.precision):
+                loss = self._loss(self.model, batch)
+            if self.scaler is not None:  # fp16: scaled gradients, no underflow
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        except torch.OutOfMemoryError:
+            raise  # not the workload's fault: the run halves the batch
+        except Exception as err:
+            raise self._fault(f"loss(model {self.config.id!r}, a batch)", "the loss", err) from err
         value = self._reduce(loss.detach())
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
@@ -206,6 +224,12 @@ class Trainer:
         self.samples_seen += self.batch_size
         self.steps += 1
         return value
+
+    def _fault(self, what: str, fix: str, err: BaseException) -> WorkloadError:
+        got = f"raised {type(err).__name__}: {err}".replace("\n", " ")[:200]
+        return WorkloadError(
+            self.workload.info.name, what, f"{got} at step {self.steps + 1}", f"make {fix} work at this step"
+        )
 
     def _next_batch(self) -> Any:
         return self.stream.next(self.batch_size)
@@ -239,7 +263,10 @@ class Trainer:
         try:
             with autocast(self.device, self.precision):
                 batches = eval_batches(self.val_dataset, self.device, chunk, self.loader_workers)
-                metrics = self._evaluate(self.model, batches)
+                try:
+                    metrics = self._evaluate(self.model, batches)
+                except Exception as err:  # a user's evaluate() or validation data: named
+                    raise self._fault(f"evaluate(model {self.config.id!r})", "evaluate()", err) from err
         finally:
             self.model.train(was_training)
         return Evaluation({k: float(v) for k, v in metrics.items()}, time.perf_counter() - t0, self.metric)
@@ -286,7 +313,7 @@ class Trainer:
                 ],
                 dtype=torch.int64,
             ),
-            "lr_target": torch.tensor([self._lr_target], dtype=torch.float64),
+            "lr_target": torch.tensor([self._lr_target, self.lr_scale], dtype=torch.float64),
             **({"scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
@@ -305,6 +332,7 @@ class Trainer:
         ) = (int(v) for v in state["position"].tolist())
         self.stream.restore(epoch, cursor)
         self._lr_target = float(state["lr_target"][0])
+        self.lr_scale = float(state["lr_target"][1]) if len(state["lr_target"]) > 1 else 1.0
         self._apply_lr()
         if self.scaler is not None and "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])

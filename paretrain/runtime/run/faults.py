@@ -1,0 +1,138 @@
+"""When a user's training goes wrong: signals, divergence, a failing workload member, a full disk.
+
+Each fault ends the run the same clean way: the executor's ``finish`` settles the billing hold,
+writes the ledger's ``end`` line and closes it, and the status file says what stopped the run.
+What differs is what is kept and the exit code (DESIGN.md §6, docs/troubleshooting.md):
+
+- SIGTERM / SIGINT (``Signals``): the step in flight finishes, a checkpoint is written (its cost
+  is always inside the budget guard's reserve), exit 143 / 130; a second signal exits at once.
+- a non-finite loss or evaluated metric (``diverged``): back to the last checkpoint with the
+  learning rate halved, once (``runtime.on_divergence: retry``); the next one stops (exit 3),
+  saying what stopping saved of the candidate's predicted cost.
+- a workload member that raises (``workload_failed``): the last checkpoint is kept, exit 2.
+- a full disk (``disk_full``): nothing more is written, exit 3; ``--resume`` once space is freed.
+
+The functions here only read the run state; what changes is handed to the executor's ``apply``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from paretrain.runtime.run.changes import NothingToSave, Stopped
+from paretrain.runtime.run.parts import RunParts
+from paretrain.runtime.run.runs import FAULT_STATUSES
+from paretrain.runtime.run.state import RunState
+
+__all__ = [
+    "FAULT_STATUSES",
+    "Signals",
+    "disk_full",
+    "diverged",
+    "interrupted",
+    "resume_hint",
+    "workload_failed",
+]
+
+
+class Signals:
+    """SIGTERM and SIGINT while a run trains: the first is remembered (``received``, the signal's
+    number) for the run to stop after the step in flight; a second exits at once (128 + signal),
+    the ledger holding what was charged as after a kill -9. Handlers are installed only in the
+    main thread (elsewhere Python cannot take signals) and restored on exit."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self._before: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._before[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, before in self._before.items():
+            signal.signal(sig, before)
+        self._before.clear()
+
+    def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        if self.received:
+            os.write(2, b"paretrain: a second signal: stopped at once; continue with --resume\n")
+            os._exit(128 + signum)
+        self.received = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name
+
+
+def resume_hint(p: RunParts, plan_path: Any) -> str:
+    return f"'paretrain run {plan_path or 'PLAN'} --candidate {p.setup.cand.id} --resume'"
+
+
+def interrupted(p: RunParts, state: RunState, signals: Signals, plan_path: Any) -> str:
+    """The run stops for a signal: ``finish`` writes the checkpoint. Returns the status."""
+    p.events("signal", signal=signals.name, hardware=state.hw)
+    p.apply(
+        Stopped(
+            f"run {p.setup.run_id} stopped by {signals.name} after {p.group.trainer.samples_seen} samples, "
+            f"its checkpoint written and its ledger settled. To continue: {resume_hint(p, plan_path)}"
+        )
+    )
+    return signals.name
+
+
+def workload_failed(p: RunParts, state: RunState, err: Exception, plan_path: Any) -> str:
+    """A workload member raised mid-run: the last checkpoint is what is kept. Returns the status."""
+    p.events("workload_failed", detail=str(err), hardware=state.hw)
+    p.apply(NothingToSave())  # the step or evaluation in flight failed: the checkpoint is sure
+    p.apply(
+        Stopped(
+            f"run {p.setup.run_id} stopped: {err}; the last checkpoint is kept: once fixed, continue "
+            f"with {resume_hint(p, plan_path)}"
+        )
+    )
+    return "workload"
+
+
+def disk_full(p: RunParts, state: RunState, err: Exception, plan_path: Any) -> str:
+    """A checkpoint or the ledger found no space: nothing more is saved. Returns the status."""
+    p.apply(NothingToSave())
+    p.apply(
+        Stopped(
+            f"run {p.setup.run_id} stopped: {err}; free space and continue with {resume_hint(p, plan_path)}"
+        )
+    )
+    return "disk"
+
+
+def diverged(p: RunParts, state: RunState, *, what: str, value: float, retry: bool) -> str | None:
+    """A non-finite ``what`` (the loss, or the target metric) at this step. With ``retry``, go
+    back to the last checkpoint with the learning rate halved and return None; else (or when
+    there is no checkpoint, or its restore would pass the budget) stop: returns "diverged"."""
+    trainer = p.group.trainer
+    step = trainer.steps
+    p.events("divergence", what=what, value=str(value), step=step, hardware=state.hw)
+    p.events.ledger("divergence", state, what=what, value=str(value), step=step)
+    p.apply(NothingToSave())  # the weights are no longer good: only the checkpoint is
+    loaded = p.recovery.load_latest() if retry else None
+    if loaded is not None:
+        hw = str(loaded[0]["run"].get("hardware", state.hw))
+        now = p.meter.now(p.setup.emulated(state.hw))
+        if not p.guard.restore_over_budget(state, hw, now, checkpoints=2):
+            p.recovery.restore(state, loaded, reason="rollback", restart=False)
+            trainer.scale_lr(0.5)
+            p.events("lr_halved", lr=trainer.lr, step=trainer.steps)
+            p.events.ledger("lr_halved", state, lr=trainer.lr, step=trainer.steps)
+            p.log(
+                f"{what} was {value} at step {step}: retrying from the checkpoint at half the learning rate"
+            )
+            return None
+    again = " again, after a retry at half the learning rate" if trainer.lr_scale < 1.0 else ""
+    p.apply(Stopped(f"run {p.setup.run_id} diverged: {what} was {value} at step {step}{again}"))
+    return "diverged"
