@@ -28,10 +28,15 @@ from paretrain.planner.errors import UserError
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.workloads.api import member
 
-__all__ = ["BATCH", "VAL_SAMPLES", "WorkloadError", "dry_check"]
+__all__ = ["BATCH", "VAL_SAMPLES", "NamedFault", "WorkloadError", "dry_check"]
 
 BATCH = 4
 VAL_SAMPLES = 16
+
+
+class NamedFault(Exception):
+    """A fault already named by a caller that watches the workload's members (a search trial):
+    the trainer passes it on as it is rather than name it again."""
 
 
 class WorkloadError(UserError):

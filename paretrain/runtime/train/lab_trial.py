@@ -30,7 +30,7 @@ from paretrain.planner.search.faults import (
 )
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.train.devices import claim
-from paretrain.runtime.train.dry_check import WorkloadError
+from paretrain.runtime.train.dry_check import NamedFault, WorkloadError
 from paretrain.runtime.train.lab_meter import EnvelopeExhausted, LabMeter, train_evaluating
 from paretrain.runtime.train.trainer import Evaluation, Trainer, estimate_peak_bytes
 
@@ -224,7 +224,7 @@ def _what(member: str, cfg: Config) -> str:
     return f"{member}(model {label})"
 
 
-class _MemberRaised(Exception):
+class _MemberRaised(NamedFault):
     """A workload member raised ``err`` during a trial."""
 
     def __init__(self, member: str, err: BaseException) -> None:
@@ -237,7 +237,7 @@ class _MemberRaised(Exception):
         return WorkloadError(workload, _what(self.member, cfg), got, _FIXES[self.member])
 
 
-class _Diverged(Exception):
+class _Diverged(NamedFault):
     """A non-finite loss or metric: the message says which, and when."""
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import TensorDataset
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
-from paretrain.runtime.train.dry_check import WorkloadError
+from paretrain.runtime.train.dry_check import NamedFault, WorkloadError
 from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
 
@@ -197,6 +197,8 @@ class Trainer:
         model or ``loss`` raise comes out as a ``WorkloadError`` naming it."""
         try:
             batch = self._next_batch()
+        except (WorkloadError, NamedFault):
+            raise  # named already
         except Exception as err:  # a user's dataset: named, never an internal error
             raise self._fault("train_dataset()", "a training batch", err) from err
         self.model.train()
@@ -208,8 +210,8 @@ class Trainer:
                 self.scaler.scale(loss).backward()
             else:
                 loss.backward()
-        except torch.OutOfMemoryError:
-            raise  # not the workload's fault: the run halves the batch
+        except (torch.OutOfMemoryError, WorkloadError, NamedFault):
+            raise  # not the workload's fault (the run halves the batch), or named already
         except Exception as err:
             raise self._fault(f"loss(model {self.config.id!r}, a batch)", "the loss", err) from err
         value = self._reduce(loss.detach())
@@ -265,6 +267,8 @@ class Trainer:
                 batches = eval_batches(self.val_dataset, self.device, chunk, self.loader_workers)
                 try:
                     metrics = self._evaluate(self.model, batches)
+                except (WorkloadError, NamedFault):
+                    raise  # named already
                 except Exception as err:  # a user's evaluate() or validation data: named
                     raise self._fault(f"evaluate(model {self.config.id!r})", "evaluate()", err) from err
         finally:
