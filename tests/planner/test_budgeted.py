@@ -51,8 +51,9 @@ def test_a_round_starts_only_when_it_fits_the_fraction_of_the_job_estimate():
     for fraction in (0.05, 0.1, 0.3):
         notes = _profile(fraction)[0].notes["truncated"]
         assert notes["rounds"] == len(notes["history"]) + 1
-        for spent, nxt, budget in notes["history"]:
-            assert spent + nxt <= budget * (1 + 1e-6), notes
+        for spent, nxt, budget, floor in notes["history"]:
+            assert floor or spent + nxt <= budget * (1 + 1e-6), notes
+        assert sum(row[3] for row in notes["history"]) < 3  # at most the first rounds run on the floor
 
 
 def test_a_larger_fraction_buys_longer_runs():

@@ -21,7 +21,10 @@ same local devices at the same price, so seconds stand for dollars):
   ``target.max_samples``. So a tight ``target.max_samples`` keeps the profile's first rounds
   cheap; the plan then reports the profile's cost against its knee's (``paretrain plan``).
 
-Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. The profile's notes
+Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. While no curve
+predicts the goal, the first ``MIN_ROUNDS`` rounds run whatever the fraction says (a job of a few
+seconds costs less than its first rounds' fixed costs: evaluations, a noise sample); the profile
+envelope (``budget.envelopes.profile``) stays the hard cap throughout. The profile's notes
 keep the job estimate, the seconds spent and why it stopped (``budgeted_notes``). The whole
 profile (step timing included) is then held to the fraction of the *plan's knee* by
 ``paretrain plan``, which prints the two side by side.
@@ -42,10 +45,11 @@ if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
     from paretrain.planner.measure.lab import Lab
 
-__all__ = ["EVALS", "FIRST_STEPS", "GROWTH", "NARROW", "Budgeted", "measure_budgeted"]
+__all__ = ["EVALS", "FIRST_STEPS", "GROWTH", "MIN_ROUNDS", "NARROW", "Budgeted", "measure_budgeted"]
 
 FIRST_STEPS = 48
 GROWTH = 2.0
+MIN_ROUNDS = 3
 EVALS = 6
 NARROW = 0.15
 
@@ -164,7 +168,7 @@ class _Account:
     budget_s: float = math.inf
     job_s: float = math.inf
     why: str = "every config's run is known well enough"
-    history: list[list[float]] = field(default_factory=list)  # [spent, the next round's, the budget]
+    history: list[list[float]] = field(default_factory=list)  # [spent, next round's, budget, a floor round]
 
 
 def _eval_s(steps: Sequence[StepProfile], config_id: str, device: str | None) -> float:
@@ -188,12 +192,15 @@ def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target
     more_s = sum(
         (nxt - r.samples) / b0 * account.step[r.config.id] + EVALS * account.eval_s[r.config.id] for r in left
     )
-    if left and account.spent_s + more_s > account.budget_s:
+    floor = not math.isfinite(account.job_s) and len(account.history) + 1 < MIN_ROUNDS
+    if left and account.spent_s + more_s > account.budget_s and not floor:
         account.why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
         for r in left:
             r.done = "the profile's budget"
     elif left:
-        account.history.append([round(account.spent_s, 4), round(more_s, 4), round(account.budget_s, 4)])
+        account.history.append(
+            [round(account.spent_s, 4), round(more_s, 4), round(account.budget_s, 4), int(floor)]
+        )
     return nxt
 
 
