@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -144,3 +145,18 @@ def test_min_time_and_min_cost_extremes_match_enumeration():
     assert f.min_time().wall_s == pytest.approx(min(s.wall_s for s in bf))
     assert f.min_cost(time_cap=0.0) is None
     assert math.isfinite(f.min_time(cost_cap=math.inf).wall_s)
+
+
+def test_a_level_no_config_reaches_is_named_in_the_metrics_own_units_and_direction():
+    from paretrain.planner.inputs.metric import Metric
+
+    bpb = Metric("val_bpb", "minimize")
+    # the one config reaches a val_bpb of 2.8 (score -2.8); the goal asks for 2.5 or lower
+    problem = dataclasses.replace(
+        hand_problem(), choices=(Choice("a", bpb.score(2.8)),), score_floor=bpb.score(2.5), metric=bpb
+    )
+    with pytest.raises(InfeasiblePlan) as info:
+        pareto_front(problem)
+    text = str(info.value)
+    assert "val_bpb <= 2.5" in text and "val_accuracy" not in text and "-2.5" not in text
+    assert "raise target.goal" in text and info.value.binding == "level"

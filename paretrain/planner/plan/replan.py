@@ -257,6 +257,7 @@ def _problem(
         budget_usd=max(req.budget_left_usd, 0.0),
         deadline_s=max(req.time_left_s, 0.0),
         score_floor=score,
+        metric=plan.metric,
     )
     return prune_dominated(problem)[0]
 

@@ -182,6 +182,7 @@ def build_problem(
         budget_usd=spec.budget.train_usd if budget_usd is None else budget_usd,
         deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
         score_floor=spec.target.metric_obj.score(spec.target.goal),
+        metric=spec.target.metric_obj,
     )
     problem, pruned = prune_dominated(problem) if prune else (problem, 0)
     runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}

@@ -26,16 +26,17 @@ def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
     finally:
         f.budget_usd, f.deadline_s = problem.budget_usd, problem.deadline_s
     budget, deadline = problem.budget_usd, problem.deadline_s
+    m = problem.metric
     head = (
-        f"no schedule reaches val_accuracy >= {floor:g} within the training budget "
-        f"${budget:.6g} and the deadline {deadline:.6g} s"
+        f"no schedule reaches {m.name} {'>=' if m.maximize else '<='} {m.level(floor):g} within the "
+        f"training budget ${budget:.6g} and the deadline {deadline:.6g} s"
     )
     if cheapest_any is None:
         return InfeasiblePlan(
-            f"{head}: no measured configuration reaches that accuracy at any "
-            "allowed batch size. To fix: lower target.goal, allow more batch sizes "
-            "or raise target.max_samples",
-            binding="accuracy",
+            f"{head}: no measured configuration reaches that level at any allowed batch size "
+            "(the plan's notes say why for each). To fix: "
+            f"{'lower' if m.maximize else 'raise'} target.goal, allow more batch sizes or raise target.max_samples",
+            binding="level",
         )
     min_budget = cheapest_in_time.cost_usd if cheapest_in_time else None
     min_deadline = fastest_in_budget.wall_s if fastest_in_budget else None

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from paretrain.planner.inputs.metric import ACCURACY, Metric
+
 __all__ = ["Choice", "Option", "Problem", "ProblemContext", "Schedule", "prune_dominated"]
 
 
@@ -70,6 +72,8 @@ class Problem:
     budget_usd: float = math.inf
     deadline_s: float = math.inf
     score_floor: float = 0.0
+    #: the target metric (names the floor in messages, in its own units)
+    metric: Metric = ACCURACY
 
     def __post_init__(self) -> None:
         M, K, O = len(self.choices), self.time_s.shape[1], len(self.options)

@@ -1,0 +1,162 @@
+"""The cost of knowing: what a plan's profile costs against the run it plans, with truncated
+convergence runs (``planner.convergence: truncated``) and with the full measurement, side by side.
+
+Per case (a workload's example spec) and mode, ``--rounds`` times from a fresh profile: plan, run
+the knee for real, and record
+
+- ``profile_usd / run_usd``: the profile's spend over the knee's realized run cost;
+- the knee's realized wall time and cost against its P10-P90 (inside or not), and the P50's
+  relative error (realized - predicted) / predicted.
+
+Goals (the issue's): profile over run at most 0.25 for a 3-minute job and 0.10 for a 15-minute
+one; 70-90% of runs inside P10-P90 with a P50 error of at most 12%, truncated. The example specs
+plan jobs of seconds to a minute on 2 cores, so their ratios show the fixed cost of a profile
+(step timing, evaluations, a noise sample), which longer jobs amortize: ``--scale`` multiplies
+the job (``target.max_samples`` and the workload's data) where the spec allows it.
+
+    .venv/bin/python benchmarks/cost_of_knowing.py [--case digits] [--mode truncated] [--rounds 1]
+
+Writes ``benchmarks/results/cost_of_knowing.json`` (cases merge across invocations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "cost_of_knowing.json"
+
+CASES = {
+    "mnist1d": (ROOT / "paretrain" / "examples" / "mnist1d.yaml", ()),
+    "stdlib_lm": (ROOT / "paretrain" / "examples" / "stdlib_lm.yaml", ()),
+    "digits": (
+        ROOT / "examples" / "custom_workload" / "digits.yaml",
+        (ROOT / "examples" / "custom_workload" / "digits_workload.py",),
+    ),
+}
+
+
+def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
+
+
+def one(case: str, mode: str, seed: int) -> dict:
+    spec_path, extra = CASES[case]
+    with tempfile.TemporaryDirectory(prefix="paretrain-cok-") as tmp:
+        work = Path(tmp)
+        spec = yaml.safe_load(spec_path.read_text())
+        spec["planner"] = {**spec.get("planner", {}), "convergence": mode}
+        spec["workload"] = {**spec["workload"], "seed": seed}
+        (work / "spec.yaml").write_text(yaml.safe_dump(spec))
+        for f in extra:
+            shutil.copy(f, work / f.name)
+        t0 = time.perf_counter()
+        p = sh(work, "plan", "spec.yaml", "-o", "plan.json", "--no-track", "--format", "json")
+        plan_s = time.perf_counter() - t0
+        if p.returncode != 0:
+            return {
+                "case": case,
+                "mode": mode,
+                "seed": seed,
+                "plan_exit": p.returncode,
+                "error": p.stderr.strip()[-300:],
+            }
+        out = json.loads(p.stdout)
+        cost = out["profile_cost"]
+        r = sh(work, "run", "plan.json", "--candidate", "knee", "--no-track", "--format", "json", "--approve")
+        row = {
+            "case": case,
+            "mode": mode,
+            "seed": seed,
+            "plan_s": round(plan_s, 1),
+            "profile_usd": cost["spend_usd"],
+            "knee_predicted_usd": cost["knee_cost_usd"],
+            "run_exit": r.returncode,
+        }
+        if r.returncode != 0:
+            return {**row, "error": r.stderr.strip()[-300:]}
+        run = json.loads(r.stdout)["run"]
+        lo_c, _mid_c, hi_c = run["predicted_cost_interval"]
+        lo_w, _mid_w, hi_w = run["predicted_wall_interval"]
+        return {
+            **row,
+            "run_usd": run["cost_usd"],
+            "run_wall_s": run["wall_s"],
+            "profile_over_run": cost["spend_usd"] / run["cost_usd"] if run["cost_usd"] > 0 else None,
+            "cost_inside": lo_c <= run["cost_usd"] <= hi_c,
+            "wall_inside": lo_w <= run["wall_s"] <= hi_w,
+            "wall_err": (run["wall_s"] - run["predicted_wall_s"]) / run["predicted_wall_s"],
+            "cost_err": (run["cost_usd"] - run["predicted_cost_usd"]) / run["predicted_cost_usd"],
+        }
+
+
+def summary(rows: list[dict]) -> list[dict]:
+    out = []
+    for case in sorted({r["case"] for r in rows}):
+        for mode in ("truncated", "full"):
+            got = [r for r in rows if r["case"] == case and r["mode"] == mode]
+            done = [r for r in got if "run_usd" in r]
+            if not got:
+                continue
+            out.append(
+                {
+                    "case": case,
+                    "mode": mode,
+                    "runs": len(done),
+                    "failed": len(got) - len(done),
+                    "profile_over_run_median": median(r["profile_over_run"] for r in done) if done else None,
+                    "wall_inside": sum(r["wall_inside"] for r in done),
+                    "wall_err_median_abs": median(abs(r["wall_err"]) for r in done) if done else None,
+                    "plan_s_median": median(r["plan_s"] for r in got if "plan_s" in r) if done else None,
+                }
+            )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--case", action="append", choices=sorted(CASES))
+    ap.add_argument("--mode", action="append", choices=("truncated", "full"))
+    ap.add_argument("--rounds", type=int, default=1)
+    args = ap.parse_args()
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    cases, modes = args.case or sorted(CASES), args.mode or ["truncated", "full"]
+    rows = [r for r in rows if not (r["case"] in cases and r["mode"] in modes)]
+    for case in cases:
+        for mode in modes:
+            for seed in range(args.rounds):
+                row = one(case, mode, seed)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+                RESULTS.write_text(json.dumps({"rows": rows, "summary": summary(rows)}, indent=1) + "\n")
+    print(
+        f"{'case':10s} {'mode':9s} {'runs':>4s} {'profile/run':>11s} {'inside':>6s} {'|wall err|':>10s} {'plan s':>7s}"
+    )
+    for s in summary(rows):
+        ratio = "-" if s["profile_over_run_median"] is None else f"{s['profile_over_run_median']:.2f}"
+        err = "-" if s["wall_err_median_abs"] is None else f"{s['wall_err_median_abs']:.1%}"
+        plan_s = "-" if s["plan_s_median"] is None else f"{s['plan_s_median']:.0f}"
+        print(
+            f"{s['case']:10s} {s['mode']:9s} {s['runs']:4d} {ratio:>11s} "
+            f"{s['wall_inside']:>3d}/{s['runs']:<2d} {err:>10s} {plan_s:>7s}"
+        )
+
+
+if __name__ == "__main__":
+    main()
