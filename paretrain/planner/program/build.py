@@ -166,8 +166,7 @@ def build_problem(
         spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage
     )
     notes.extend(_offers_left_out(spec, offers, options, time, models))
-    entry = [entry_cost(offer_of[h]) for h in hardware]
-    egress_bytes = max((_checkpoint_bytes(4.0 * sp.param_count, 1) for sp in profile.steps), default=0.0)
+    switch_s, switch_usd, switch_out_usd, egress_bytes = _switches(hardware, offer_of, profile)
     problem = Problem(
         choices=choices,
         options=options,
@@ -176,9 +175,9 @@ def build_problem(
         cost_usd=cost,
         samples=samples,
         option_hw=np.array([hardware.index(o.hardware) for o in options], dtype=int),
-        switch_s=np.array([e[0] for e in entry]),
-        switch_usd=np.array([e[1] for e in entry]),
-        switch_out_usd=np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware]),
+        switch_s=switch_s,
+        switch_usd=switch_usd,
+        switch_out_usd=switch_out_usd,
         budget_usd=spec.budget.train_usd if budget_usd is None else budget_usd,
         deadline_s=spec.deadline_s if deadline_s is None else deadline_s,
         score_floor=spec.target.metric_obj.score(spec.target.goal),
@@ -200,6 +199,17 @@ def build_problem(
         curves=runs,
     )
     return problem, ctx
+
+
+def _switches(
+    hardware: Sequence[str], offer_of: Mapping[str, Offer], profile: Profile
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Moving onto each offer (seconds, dollars), leaving it (dollars: the checkpoint's egress),
+    and the checkpoint's bytes that a move carries."""
+    entry = [entry_cost(offer_of[h]) for h in hardware]
+    egress_bytes = max((_checkpoint_bytes(4.0 * sp.param_count, 1) for sp in profile.steps), default=0.0)
+    out_usd = np.array([exit_usd(offer_of[h], egress_bytes) for h in hardware])
+    return np.array([e[0] for e in entry]), np.array([e[1] for e in entry]), out_usd, egress_bytes
 
 
 def _speed_notes(profile: Profile) -> list[str]:
