@@ -28,7 +28,7 @@ __all__ = ["compare", "ledger", "server", "sync"]
     help="Where to write the plot.",
 )
 def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: Path) -> None:
-    """Predicted against realized cost, wall time and accuracy of an experiment's runs."""
+    """Predicted against realized cost, wall time and target metric of an experiment's runs."""
     from paretrain.runtime.tracking.client import default_uri
     from paretrain.runtime.tracking.compare import compare_rows, latest_plan_run, log_plot
     from paretrain.runtime.tracking.plots import plot_compare
