@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from paretrain.planner.measure.curves import fit_curve
+from paretrain.planner.measure.curves import concave_part, fit_curve
 
 CURVES = Path(__file__).parent / "data" / "curves.json"
 
@@ -73,3 +73,30 @@ def test_a_recorded_runs_held_back_tail_falls_inside_the_interval(workload):
     seen = [(v, curve.predict(n)) for n, v in pts[cut:]]
     inside = [min(lo, hi) <= v <= max(lo, hi) for v, (lo, _mid, hi) in seen]
     assert len(inside) == 10 and sum(inside) >= 8, (workload, seen)
+
+
+def test_a_level_the_points_reached_is_read_off_the_points():
+    pts = [(1000, 0.5), (2000, 0.7), (3000, 0.82), (4000, 0.79), (5000, 0.86), (6000, 0.87), (7000, 0.88)]
+    curve = fit_curve(pts, "maximize")
+    assert curve is not None
+    lo, mid, hi = curve.samples_to(0.8)
+    assert (lo, mid) == (2000, 3000)  # first reached at 3000, so between 2000 and 3000
+    assert 3000 <= hi <= 5000  # it dipped back below 0.8 at 4000
+    # a level the points did not reach is never predicted before the last of them
+    assert curve.samples_to(0.89)[0] >= 7000
+
+
+def test_a_plateau_then_a_climb_is_fitted_from_the_climb():
+    """A sigmoid in samples (flat, then a climb that slows): the saturating families describe it
+    from its steepest rise on, and a level beyond the points is predicted near the truth."""
+    f = lambda n: 0.2 + 0.75 / (1 + math.exp(-(n - 40_000) / 5000))  # noqa: E731 (a curve in one line)
+    pts = _noisy(f, range(2000, 50_001, 2000), 0.004, seed=2)
+    part = concave_part(pts)
+    assert 30_000 <= part[0][0] <= 46_000 and part[-1] == pts[-1]
+    assert concave_part(pts[:12]) == pts[:12]  # on the plateau alone: nothing to cut
+    curve = fit_curve(pts, "maximize")
+    assert curve is not None
+    truth = 40_000 - 5000 * math.log(0.75 / (0.9 - 0.2) - 1)  # where f reaches 0.9, past the points
+    lo, _mid, hi = curve.samples_to(0.9)
+    grid = 2000  # evaluations 2,000 samples apart
+    assert lo - grid / 2 <= truth <= hi + grid / 2 and hi < 1.2 * truth  # the whole run: P90 never

@@ -88,7 +88,11 @@ PLANNER_SECTION = Field(
             help="the batch sizes of a full measurement; a truncated run trains at the smallest",
         ),
         "profile_steps": _int(default=50, minimum=5, maximum=10_000),
-        "noise": Field("bool", default=True, help="measure gradient noise for per-stage B_noise"),
+        "noise": Field(
+            "bool",
+            default=True,
+            help="convergence: full only: one more run to the top level measuring how the gradient noise grows, for per-stage B_noise (truncated runs always sample it along the same run)",
+        ),
     },
 )
 

@@ -16,18 +16,25 @@ same local devices at the same price, so seconds stand for dollars):
   ``target.max_samples``, or its samples to the top level are known to within ``NARROW`` (P90
   over P50 and P50 over P10, both): its interval is narrow enough to rank it;
 - the profile stops measuring when the next round would take the seconds spent so far past
-  ``planner.profile_fraction`` x ``J``. While no curve predicts the goal yet, ``J`` is unknown and
-  the most the job could need stands for it: training the first config to
-  ``target.max_samples``. So a tight ``target.max_samples`` keeps the profile's first rounds
-  cheap; the plan then reports the profile's cost against its knee's (``paretrain plan``).
+  ``planner.profile_fraction`` x ``J``.
 
-Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. While no curve
-predicts the goal, the first ``MIN_ROUNDS`` rounds run whatever the fraction says (a job of a few
-seconds costs less than its first rounds' fixed costs: evaluations, a noise sample); the profile
-envelope (``budget.envelopes.profile``) stays the hard cap throughout. The profile's notes
-keep the job estimate, the seconds spent and why it stopped (``budgeted_notes``). The whole
-profile (step timing included) is then held to the fraction of the *plan's knee* by
-``paretrain plan``, which prints the two side by side.
+While no curve predicts the goal yet, ``J`` is unknown and the rounds go on: a plan needs at
+least one config whose samples to the goal are predicted, and a learning curve that has not
+left its plateau (a recurrent net on MNIST-1D sits near 0.5 for its first 30k samples, then
+climbs) predicts nothing. The rounds stop then at ``target.max_samples`` or at the profile
+envelope (``budget.envelopes.profile``), the hard cap throughout: when it runs out while no
+curve predicts the goal, profiling stops with exit 3 as the full measurement does; when one
+does, the plan is made from the rounds completed. So the fraction holds from the round in which
+the first curve predicts the goal; what the profile spent before that is its price of knowing
+anything, and ``paretrain plan`` prints the profile's cost against its knee's either way.
+
+Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. The first
+``MIN_ROUNDS`` rounds run whatever the fraction says: a curve from one or two rounds is too
+short to trust its estimate of ``J`` (and a job of a few seconds costs less than its first
+rounds' fixed costs: evaluations, a noise sample). The profile's notes keep the job estimate,
+the seconds spent and why it stopped (``budgeted_notes``). The whole profile (step timing
+included) is then held to the fraction of the *plan's knee* by ``paretrain plan``, which prints
+the two side by side.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.measure.curves import Curve, fit_curve
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
@@ -136,8 +144,17 @@ def measure_budgeted(
         for i, r in enumerate(x for x in runs if not x.done):
             if progress:
                 progress(f"truncated run of {r.config.id} to {target} samples", i, len(runs))
-            _round(spec, lab, r, b0, target, noise_batches)
-        target = _decide(spec, runs, account, b0, target)
+            try:
+                _round(spec, lab, r, b0, target, noise_batches)
+            except BudgetExhausted:
+                if not math.isfinite(_budget(spec, runs, account.step, b0)[1]):
+                    raise  # no curve predicts the goal: nothing to plan from
+                account.why = "the profile envelope (budget.envelopes.profile)"
+                for x in runs:
+                    x.done = x.done or "the profile envelope"
+                break
+        else:
+            target = _decide(spec, runs, account, b0, target)
     out = Budgeted()
     for r in runs:
         if r.run is not None:
@@ -168,7 +185,13 @@ class _Account:
     budget_s: float = math.inf
     job_s: float = math.inf
     why: str = "every config's run is known well enough"
-    history: list[list[float]] = field(default_factory=list)  # [spent, next round's, budget, a floor round]
+    history: list[list[float | None]] = field(
+        default_factory=list
+    )  # [spent, next round's, budget (None: no J yet), a floor round]
+
+
+def _finite(x: float) -> float | None:
+    return round(x, 4) if math.isfinite(x) else None
 
 
 def _eval_s(steps: Sequence[StepProfile], config_id: str, device: str | None) -> float:
@@ -192,14 +215,14 @@ def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target
     more_s = sum(
         (nxt - r.samples) / b0 * account.step[r.config.id] + EVALS * account.eval_s[r.config.id] for r in left
     )
-    floor = not math.isfinite(account.job_s) and len(account.history) + 1 < MIN_ROUNDS
+    floor = not math.isfinite(account.job_s) or len(account.history) + 1 < MIN_ROUNDS
     if left and account.spent_s + more_s > account.budget_s and not floor:
         account.why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
         for r in left:
             r.done = "the profile's budget"
     elif left:
         account.history.append(
-            [round(account.spent_s, 4), round(more_s, 4), round(account.budget_s, 4), int(floor)]
+            [round(account.spent_s, 4), round(more_s, 4), _finite(account.budget_s), int(floor)]
         )
     return nxt
 
@@ -207,7 +230,7 @@ def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target
 def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int]) -> None:
     start = r.samples
     evals = [start + (target - start) * (k + 1) // EVALS for k in range(EVALS)]
-    noise_at = [target] if spec.planner.noise else []
+    noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
     r.run, r.noise = lab.measure_truncated(
         r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
     )
@@ -223,7 +246,8 @@ def _done(r: _Run, spec: Spec, limit: int) -> str:
 
 
 def _budget(spec: Spec, runs: Sequence[_Run], step: dict[str, float], b0: int) -> tuple[float, float]:
-    """(the seconds the convergence runs may take, the job estimate J in seconds)."""
+    """(the seconds the convergence runs may take, the job estimate J in seconds); both
+    infinite while no curve predicts the goal."""
     jobs = []
     for r in runs:
         to_goal = _to_goal(r, spec) if r.run is not None else None
@@ -232,6 +256,4 @@ def _budget(spec: Spec, runs: Sequence[_Run], step: dict[str, float], b0: int) -
     if jobs:
         job = min(jobs)
         return spec.planner.profile_fraction * job, job
-    first = runs[0]
-    fallback = spec.target.max_samples / b0 * step[first.config.id]
-    return (spec.planner.profile_fraction * fallback if math.isfinite(fallback) else math.inf), math.inf
+    return math.inf, math.inf

@@ -6,11 +6,8 @@ metric and either direction: a maximized accuracy and a minimized loss, bits per
 fitted alike, in *progress* units ``u = y`` (maximize) or ``u = -y`` (minimize), where a curve
 rises toward an asymptote.
 
-Families (``x`` is samples over ``n_ref``, the most samples fitted, so parameters are O(1)):
-
-- ``pow4``: ``u = a - b (x + d)^{-c}``, the 4-parameter power law;
-- ``mmf4``: ``u = a - (a - b) / (1 + (k x)^d)``, Morgan-Mercer-Flodin;
-- ``exp3``: ``u = a - b e^{-c x}``, which saturates fastest.
+The families (``paretrain.planner.measure.curve_families``): ``pow4``, the 4-parameter power law;
+``mmf4``, Morgan-Mercer-Flodin; ``exp3``, which saturates fastest.
 
 On LCDB's curves, POW4 and MMF4 extrapolate best among parametric families; EXP3 is there to
 disagree when a curve is flattening, so that the ensemble's spread shows it.
@@ -25,6 +22,11 @@ weights families by how well they predict a *held-back tail*: each is fitted aga
 spread: ``inflation`` is the root mean square of the tail's errors in units of the family's
 predicted spread there (never below 1), and the bootstrap curves' distance from the fit is scaled
 by it.
+
+A run that sits on a plateau and then climbs (a recurrent net on MNIST-1D holds near 0.5 for
+30k samples) is not a saturating curve until its climb slows: the families are fitted from the
+steepest rise on (``concave_part``), and the levels the run's points reached are read off the
+points (``Curve.reached``), never off a model that cannot bend that way.
 
 A prediction mixes the families' bootstrap curves by weight (``DRAWS`` in all); ``predict`` adds
 the evaluation's own noise (the fit's residual spread), since it is the interval of what an
@@ -42,102 +44,37 @@ True
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["BOOT", "DRAWS", "FAMILIES", "HOLDOUT", "REACH", "Curve", "FamilyFit", "ceiling_of", "fit_curve"]
+from paretrain.planner.measure.curve_families import (
+    BOOT,
+    FAMILIES,
+    MIN_POINTS,
+    REACH,
+    Family,
+    bootstrap,
+    fit_family,
+    start_and_bounds,
+)
+
+__all__ = [
+    "BOOT",
+    "DRAWS",
+    "FAMILIES",
+    "HOLDOUT",
+    "REACH",
+    "Curve",
+    "FamilyFit",
+    "ceiling_of",
+    "concave_part",
+    "fit_curve",
+]
 
 DRAWS = 2000
-BOOT = 12
 HOLDOUT = 0.3
-REACH = 0.5
-#: fewest points a family needs beyond its parameter count to be fitted
-MIN_POINTS = 4
-
-Model = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-
-def _pow4(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    a, b, c, d = p
-    return a - b * np.power(x + d, -c)
-
-
-def _mmf4(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    a, b, k, d = p
-    return a - (a - b) / (1.0 + np.power(k * x, d))
-
-
-def _exp3(x: np.ndarray, p: np.ndarray) -> np.ndarray:
-    a, b, c = p
-    return a - b * np.exp(-c * x)
-
-
-def _cross_pow4(u: float, p: np.ndarray) -> float:
-    a, b, c, d = p
-    if u >= a or b <= 0:
-        return math.inf if u >= a else 0.0
-    return max((b / (a - u)) ** (1.0 / c) - d, 0.0)
-
-
-def _cross_mmf4(u: float, p: np.ndarray) -> float:
-    a, b, k, d = p
-    if u >= a:
-        return math.inf
-    if u <= b:
-        return 0.0
-    return ((u - b) / (a - u)) ** (1.0 / d) / k
-
-
-def _cross_exp3(u: float, p: np.ndarray) -> float:
-    a, b, c = p
-    if u >= a:
-        return math.inf
-    if a - u >= b:
-        return 0.0
-    return -math.log((a - u) / b) / c
-
-
-@dataclass(frozen=True, slots=True)
-class _Family:
-    name: str
-    model: Model
-    cross: Callable[[float, np.ndarray], float]
-    n_params: int
-
-
-FAMILIES = {
-    "pow4": _Family("pow4", _pow4, _cross_pow4, 4),
-    "mmf4": _Family("mmf4", _mmf4, _cross_mmf4, 4),
-    "exp3": _Family("exp3", _exp3, _cross_exp3, 3),
-}
-
-
-def _start_and_bounds(
-    name: str, u: np.ndarray, ceiling: float | None = None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A start and box bounds for a family on progress values ``u`` (x in (0, 1]). The asymptote
-    lies above the best seen: at most ``REACH`` spans beyond it, or up to ``ceiling`` (in progress
-    units) where the metric has one."""
-    lo, hi = float(u.min()), float(u.max())
-    span = max(hi - lo, 1e-9)
-    a_hi = ceiling if ceiling is not None and ceiling > hi else hi + REACH * span
-    a_lo, a0 = hi - 0.05 * span, hi + 0.1 * span
-    if name == "pow4":
-        return (
-            np.array([a0, span, 0.5, 0.05]),
-            np.array([a_lo, 1e-9, 0.01, 0.0]),
-            np.array([a_hi, 100.0 * span, 5.0, 2.0]),
-        )
-    if name == "mmf4":
-        return (
-            np.array([a0, lo - span, 5.0, 1.0]),
-            np.array([a_lo, lo - 100.0 * span, 1e-3, 0.1]),
-            np.array([a_hi, hi, 1e4, 5.0]),
-        )
-    return (np.array([a0, span, 2.0]), np.array([a_lo, 1e-9, 1e-3]), np.array([a_hi, 100.0 * span, 100.0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,87 +89,6 @@ class FamilyFit:
     #: the parameter box it was fitted in (a widened bootstrap curve is kept inside it)
     lower: tuple[float, ...] = ()
     upper: tuple[float, ...] = ()
-
-
-def _fit_family(
-    name: str,
-    x: np.ndarray,
-    u: np.ndarray,
-    bounds_u: np.ndarray | None = None,
-    warm: np.ndarray | None = None,
-    ceiling: float | None = None,
-) -> tuple[np.ndarray, float] | None:
-    """Least-squares parameters and residual spread of one family, or None when it cannot fit.
-    ``bounds_u`` sets the parameter box (the original points' values, for a bootstrap refit),
-    which starts from ``warm`` (the fit it perturbs) alone."""
-    from scipy.optimize import least_squares
-
-    fam = FAMILIES[name]
-    if len(x) < fam.n_params + 1:
-        return None
-    p0, lo, hi = _start_and_bounds(name, u if bounds_u is None else bounds_u, ceiling)
-    w = np.sqrt(x / x.max())  # later points weigh more: they decide where the curve goes next
-    best = None
-    starts = (
-        [warm]
-        if warm is not None
-        else [p0 * np.where(np.arange(len(p0)) == 2, f, 1.0) for f in (1.0, 0.3, 3.0)]
-    )
-    for start in starts:  # the curvature parameter at, below and above its default
-        start = np.clip(start, lo + 1e-12, hi - 1e-12)
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            try:
-                res = least_squares(
-                    lambda p: (fam.model(x, p) - u) * w,
-                    start,
-                    bounds=(lo, hi),
-                    max_nfev=400,
-                    ftol=1e-6,
-                    xtol=1e-6,
-                )
-            except (ValueError, FloatingPointError):
-                continue
-        if (
-            np.all(np.isfinite(res.x))
-            and np.all(np.isfinite(res.fun))
-            and (best is None or res.cost < best.cost)
-        ):
-            best = res
-    if best is None:
-        return None
-    dof = max(len(x) - fam.n_params, 1)
-    resid = fam.model(x, best.x) - u
-    return best.x, float(math.sqrt(float(resid @ resid) / dof))
-
-
-def _bootstrap(
-    name: str,
-    x: np.ndarray,
-    u: np.ndarray,
-    p: np.ndarray,
-    seed: int,
-    n: int = BOOT,
-    ceiling: float | None = None,
-) -> list[np.ndarray]:
-    """``n`` refits of the family to its fitted curve plus resampled residuals."""
-    fam = FAMILIES[name]
-    fitted = fam.model(x, p)
-    resid = u - fitted
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        refit = _fit_family(
-            name,
-            x,
-            fitted + rng.choice(resid, size=len(resid), replace=True),
-            bounds_u=u,
-            warm=p,
-            ceiling=ceiling,
-        )
-        if refit is not None:
-            out.append(refit[0])
-    return out or [p]
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,12 +117,12 @@ class Curve:
     def _sign(self) -> float:
         return 1.0 if self.direction == "maximize" else -1.0
 
-    def _draws(self) -> list[tuple[_Family, np.ndarray, float]]:
+    def _draws(self) -> list[tuple[Family, np.ndarray, float]]:
         """(family, parameters, residual spread) of ``DRAWS`` curves mixed by weight."""
         weights = np.array([f.weight for f in self.fits])
         counts = np.floor(weights / weights.sum() * DRAWS).astype(int)
         counts[int(np.argmax(weights))] += DRAWS - int(counts.sum())
-        out: list[tuple[_Family, np.ndarray, float]] = []
+        out: list[tuple[Family, np.ndarray, float]] = []
         for f, n in zip(self.fits, counts, strict=True):
             fam, center = FAMILIES[f.family], np.array(f.params)
             lo, hi = np.array(f.lower), np.array(f.upper)
@@ -293,14 +149,54 @@ class Curve:
         return (lo, mid, hi) if s > 0 else (hi, mid, lo)  # P10 is the worse value
 
     def samples_to(self, level: float) -> tuple[float, float, float]:
-        """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never)."""
+        """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never).
+
+        Where the fitted points reached the level, the crossing is measured, not modeled
+        (``reached``); beyond them, the ensemble's draws give it."""
+        seen = self.reached(level)
+        if seen is not None:
+            return seen
         u = self._sign() * level
-        xs = np.array([fam.cross(u, p) for fam, p, _sd in self._draws()])
+        # the points did not reach it: no draw may cross before the last of them
+        last = self.last_samples / self.n_ref
+        xs = np.array([max(fam.cross(u, p), last) for fam, p, _sd in self._draws()])
         # an order statistic, not an interpolation: draws that never reach the level are inf
         q10, q50, q90 = (
             float(v) * self.n_ref for v in np.quantile(xs, [0.1, 0.5, 0.9], method="inverted_cdf")
         )
         return q10, q50, q90
+
+    def reached(self, level: float) -> tuple[float, float, float] | None:
+        """Where the points themselves reached ``level``: P50 the first evaluation at or past it,
+        P10 the evaluation before (the crossing lies between), P90 the first from which every
+        later evaluation stays within the evaluations' noise of it; None when no point did."""
+        s = self._sign()
+        u = s * level
+        vals = [(n, s * y) for n, y in self.points]
+        first = next((i for i, (_n, v) in enumerate(vals) if v >= u), None)
+        if first is None:
+            return None
+        noise = _evaluation_noise(np.array([v for _n, v in vals]))
+        stays = next(i for i in range(first, len(vals)) if all(v >= u - noise for _n, v in vals[i:]))
+        before = vals[first - 1][0] if first > 0 else 0.0
+        return float(before), float(vals[first][0]), float(vals[stays][0])
+
+
+def concave_part(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points from the steepest rise on, in progress units (rising): a run that first sits on
+    a plateau and then climbs (a recurrent net on MNIST-1D does) is not what a saturating family
+    describes until its climb slows; fitted from its steepest rise on, it is. The whole run when the
+    steepest rise is at its start (the usual case) or too few points follow it to fit a family."""
+    if len(points) < 2 * MIN_POINTS + 2:
+        return list(points)
+    u = np.array([v for _n, v in points])
+    smooth = np.convolve(u, np.ones(3) / 3.0, mode="valid")  # smooth[i] centres point i + 1
+    xs = np.array([n for n, _v in points])[1:-1]
+    slope = np.diff(smooth) / np.maximum(np.diff(xs), 1e-12)
+    k = int(np.argmax(slope)) + 1  # the steepest rise is between points k and k + 1
+    if k < 2 or len(points) - k < MIN_POINTS + 2:
+        return list(points)
+    return list(points[k:])
 
 
 def _tail_errors(
@@ -311,7 +207,7 @@ def _tail_errors(
     cut = max(FAMILIES[name].n_params + 1, math.ceil(len(x) * (1.0 - HOLDOUT)))
     if cut >= len(x):
         return None
-    fit = _fit_family(name, x[:cut], u[:cut], ceiling=ceiling)
+    fit = fit_family(name, x[:cut], u[:cut], ceiling=ceiling)
     if fit is None:
         return None
     p, sigma = fit
@@ -319,7 +215,7 @@ def _tail_errors(
     with np.errstate(all="ignore"):
         pred = fam.model(x[cut:], p)
         boot = np.array(
-            [fam.model(x[cut:], b) for b in _bootstrap(name, x[:cut], u[:cut], p, seed, BOOT // 2, ceiling)]
+            [fam.model(x[cut:], b) for b in bootstrap(name, x[:cut], u[:cut], p, seed, BOOT // 2, ceiling)]
         )
     var = np.var(boot, axis=0) + sigma**2
     err = u[cut:] - pred
@@ -358,15 +254,16 @@ def fit_curve(
         return None
     n_ref = pts[-1][0]
     s = 1.0 if direction == "maximize" else -1.0
-    x = np.array([n / n_ref for n, _ in pts])
-    u = np.array([s * y for _, y in pts])
     best = ceiling if ceiling is not None else ceiling_of([y for _, y in pts], direction)
+    part = concave_part([(n, s * y) for n, y in pts])
+    x = np.array([n / n_ref for n, _ in part])
+    u = np.array([v for _, v in part])
     cu = None if best is None else s * best
     fits: list[FamilyFit] = []
     z2: list[float] = []
     noise = _evaluation_noise(u)
     for name in FAMILIES:
-        full = _fit_family(name, x, u, ceiling=cu)
+        full = fit_family(name, x, u, ceiling=cu)
         if full is None:
             continue
         p, sigma = full
@@ -374,9 +271,9 @@ def fit_curve(
         if tail:
             z2.append(tail[1])
         sigma = max(sigma, noise)
-        boot = tuple(tuple(map(float, b)) for b in _bootstrap(name, x, u, p, seed, ceiling=cu))
+        boot = tuple(tuple(map(float, b)) for b in bootstrap(name, x, u, p, seed, ceiling=cu))
         weight = 1.0 / max(tail[0] if tail else sigma**2, 1e-18)
-        _, lower, upper = _start_and_bounds(name, u, cu)
+        _, lower, upper = start_and_bounds(name, u, cu)
         fits.append(
             FamilyFit(
                 name,
