@@ -124,6 +124,24 @@ def _execute(
     finally:
         if result is not None:
             show_result(ui, result)
+            _profile_share(ui, ws, the_plan.profile_key, result.cost_usd)
         report = session.close(result.tracking_run if result is not None else None)
         if result is not None and result.tracking_run:
             show_tracking(ui, report)
+
+
+def _profile_share(ui: Output, ws: Any, key: str, run_usd: float) -> None:
+    """What knowing cost against what doing did: the plan's profile (when its file is in this
+    workspace) over this run's spend, as ``profile $X = N% of the run``."""
+    from paretrain.runtime.files import read_profile
+
+    path = ws.profiles / f"{key}.json"
+    if not key or not path.is_file():
+        return
+    try:
+        spent = read_profile(path).spend_usd
+    except (OSError, ValueError, UserError):
+        return
+    share = spent / run_usd if run_usd > 0 else float("inf")
+    ui.put("profile_share", {"profile_usd": spent, "run_usd": run_usd, "share": share})
+    ui.line(f"profile ${spent:.6f} = {share:.0%} of the run (${run_usd:.6f})")
