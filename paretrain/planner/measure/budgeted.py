@@ -215,6 +215,8 @@ def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: t
 
 
 def _done(r: _Run, spec: Spec, limit: int) -> str:
+    if r.run is not None and r.run.diverged:
+        return "diverged"
     if r.samples >= limit:
         return "target.max_samples"
     if _top_known(r, spec):
@@ -226,7 +228,7 @@ def _budget(spec: Spec, runs: Sequence[_Run], step: dict[str, float], b0: int) -
     """(the seconds the convergence runs may take, the job estimate J in seconds)."""
     jobs = []
     for r in runs:
-        to_goal = _to_goal(r, spec) if r.run is not None else None
+        to_goal = _to_goal(r, spec) if r.run is not None and not r.run.diverged else None
         if to_goal is not None and math.isfinite(to_goal[1]) and math.isfinite(step[r.config.id]):
             jobs.append(to_goal[1] / b0 * step[r.config.id])
     if jobs:

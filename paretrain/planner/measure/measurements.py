@@ -75,6 +75,9 @@ class ConvergenceRun:
     #: a truncated run (``paretrain.planner.measure.budgeted``): it stopped where the profile's
     #: budget did, and levels beyond it are extrapolated from ``curve``
     truncated: bool = False
+    #: why the run stopped early on a non-finite loss or metric ("the training loss was nan at
+    #: step 37"); "" when it did not. Its curve holds the evaluations before that
+    diverged: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,15 @@ class Profile:
     def runs_for(self, config_id: str) -> tuple[ConvergenceRun, ...]:
         return tuple(r for r in self.convergence if r.config_id == config_id)
 
+    def diverged(self) -> dict[str, str]:
+        """Config id -> why its convergence run diverged (a non-finite loss or metric): such a
+        config is marked failed and never planned."""
+        out: dict[str, str] = {}
+        for r in self.convergence:
+            if r.diverged and r.config_id not in out:
+                out[r.config_id] = f"{r.diverged} of its run at batch {r.batch_size}"
+        return out
+
     def noise_for(self, config_id: str) -> tuple[NoiseSample, ...]:
         return tuple(
             sorted((n for n in self.noise if n.config_id == config_id), key=lambda n: n.progress_samples)
@@ -251,6 +260,8 @@ def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
 
 
 def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measured) -> None:
+    if any(r.config_id == cfg.id and r.diverged for r in out.runs):
+        return  # marked failed at another batch size: nothing more is spent on it
     out.runs.append(
         lab.measure_convergence(
             cfg,
@@ -277,7 +288,7 @@ def _measure_noise(
     noise: list[NoiseSample] = []
     for j, cfg in enumerate(configs):
         reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
-        if not reached:
+        if not reached or any(r.config_id == cfg.id and r.diverged for r in runs):
             continue
         if progress:
             progress(f"gradient noise of {cfg.id}", start + j, total)

@@ -27,7 +27,7 @@ from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepP
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
-from paretrain.runtime.train.lab_meter import LabMeter, train_evaluating
+from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
 from paretrain.runtime.train.lab_truncated import LiveRun, measure_truncated, noise_sample
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
@@ -113,8 +113,10 @@ class TorchLab:
         convergence_device: str | None = None,
         patience_evals: int = 15,
         metric: Metric | None = None,
+        stop: Callable[[], None] | None = None,
     ) -> None:
         self.workload = workload
+        self.stop = stop  # asked before each unit of work (a signal stops the profile there)
         info = workload.info
         self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
         self.prices = dict(prices_usd_per_h)
@@ -138,7 +140,7 @@ class TorchLab:
         return f"{machine_fingerprint()}-{code_version()}"
 
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter:
-        return LabMeter(
+        meter = LabMeter(
             self.ledger,
             self.cap if cap is None else cap,
             self.prices.get(device, 0.0) / 3600.0,
@@ -146,6 +148,8 @@ class TorchLab:
             what,
             stage=stage,
         )
+        meter.stop = self.stop
+        return meter
 
     def spent(self) -> float:
         """What the lab's ledger holds so far (0 without one)."""
@@ -297,7 +301,11 @@ class TorchLab:
             best, since_best = (value, 0) if m.better(value, best) else (best, since_best + 1)
             return all(v is not None for v in reached.values()) or since_best >= self.patience
 
-        curve, _ = train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
+        diverged = ""
+        try:
+            curve, _ = train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
+        except Diverged as err:  # marked, and the profile goes on without the config
+            curve, diverged = err.curve, err.reason
         meter.flush()
         return ConvergenceRun(
             config.id,
@@ -311,6 +319,7 @@ class TorchLab:
             device,
             meter.trained_s / max(meter.trained_steps, 1),
             meter.trained_steps,
+            diverged=diverged,
         )
 
     def measure_truncated(
