@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.measure.curves import Curve, fit_curve
+from paretrain.planner.measure.lab import OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
 if TYPE_CHECKING:
@@ -208,9 +209,13 @@ def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: t
     start = r.samples
     evals = [start + (target - start) * (k + 1) // EVALS for k in range(EVALS)]
     noise_at = [target] if spec.planner.noise else []
-    r.run, r.noise = lab.measure_truncated(
-        r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
-    )
+    try:
+        r.run, r.noise = lab.measure_truncated(
+            r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
+        )
+    except OutOfMemory as err:  # its batch does not fit: nothing to extrapolate, not planned
+        r.done, r.run, r.noise = f"out of memory ({err})", None, ()
+        return
     r.samples = target
 
 

@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.measure.budgeted import measure_budgeted
+from paretrain.planner.measure.lab import OutOfMemory
 
 # re-exported: these records lived here before paretrain.planner.measure.measurements
 from paretrain.planner.measure.measurements import (
@@ -152,6 +153,8 @@ def build_profile(
         if progress:
             progress("truncated convergence runs", len(tasks), total)
         notes["truncated"] = _truncated(spec, lab, measured, out, noise)
+    if out.out_of_memory:
+        notes["out_of_memory"] = out.out_of_memory
     if progress:
         progress("done", total, total)
     return Profile(
@@ -181,6 +184,7 @@ class _Measured:
     runs: list[ConvergenceRun] = field(default_factory=list)
     peaks: dict[str, float] = field(default_factory=dict)
     syncs: list[SyncSample] = field(default_factory=list)
+    out_of_memory: list[str] = field(default_factory=list)  # what was not measured, and why
 
 
 def _truncated(
@@ -250,9 +254,12 @@ def _peak(lab: Lab, device: str, out: _Measured) -> None:
 
 
 def _steps(spec: Spec, lab: Lab, cfg: Config, device: str, precision: str, out: _Measured) -> None:
-    out.steps.append(
-        lab.measure_steps(cfg, device, precision, spec.planner.batch_sizes, spec.planner.profile_steps)
-    )
+    try:
+        out.steps.append(
+            lab.measure_steps(cfg, device, precision, spec.planner.batch_sizes, spec.planner.profile_steps)
+        )
+    except OutOfMemory as err:  # not even the smallest batch fits: not planned there
+        out.out_of_memory.append(f"{err} ({precision}); not planned there")
 
 
 def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
@@ -262,8 +269,8 @@ def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
 def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measured) -> None:
     if any(r.config_id == cfg.id and r.diverged for r in out.runs):
         return  # marked failed at another batch size: nothing more is spent on it
-    out.runs.append(
-        lab.measure_convergence(
+    try:
+        run = lab.measure_convergence(
             cfg,
             batch_size,
             spec.target.levels,
@@ -271,7 +278,10 @@ def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measu
             spec.runtime.eval_every_samples,
             device=fastest_cpu(out.steps, cfg.id, batch_size),
         )
-    )
+    except OutOfMemory as err:
+        out.out_of_memory.append(f"{err}; its convergence is not measured at that batch")
+        return
+    out.runs.append(run)
 
 
 def _measure_noise(

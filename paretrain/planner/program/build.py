@@ -33,7 +33,7 @@ from paretrain.planner.measure.profile import worker_counts
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
 from paretrain.planner.program.convergence import fit_all_convergence
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
-from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
+from paretrain.planner.program.stagecost import entry_cost, exit_usd, memory_bytes, option_fits, stage_cost
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.catalog import Offer
@@ -216,8 +216,9 @@ def _offers_left_out(
         mine = [m for key, m in models.items() if key[0] == o.id]
         if not mine:
             why = "no step model (not measured here, and no measured device to scale it from)"
-        elif all((m.memory_at(smallest) or 0) > o.memory_gib * 2**30 for m in mine):
-            why = f"no memory fit (batch {smallest} needs more than its {o.memory_gib:g} GiB)"
+        elif all((m.memory_at(smallest) or 0) > memory_bytes(o, spec.runtime.max_memory_mb) for m in mine):
+            limit = memory_bytes(o, spec.runtime.max_memory_mb) / 2**20
+            why = f"no memory fit (batch {smallest} needs more than its {limit:,.6g} MiB)"
         else:
             why = "no batch size both fits its memory and was measured to reach a level"
         notes.append(f"{o.id}: left out, {why}")
@@ -262,7 +263,8 @@ def _fill(
         for o, opt in enumerate(options):
             key = (opt.hardware, ch.config_id, opt.precision, opt.workers)
             model = models.get(key)
-            if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch):
+            cap_mb = spec.runtime.max_memory_mb
+            if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch, cap_mb):
                 continue
             for k in range(K):
                 c = stage_cost(

@@ -40,7 +40,13 @@ def fit_all_convergence(
     for that reason is ``all_diverged``'s ``InfeasiblePlan``."""
     metric = spec.target.metric_obj
     fits: dict[tuple[str, float], ConvergenceFit] = {}
-    notes: list[str] = []
+    notes = [
+        f"{sp.config_id} on {sp.hardware} {sp.precision}: a step at batch {sp.oom_batch} ran out of "
+        "memory while profiling; batch sizes from it up are not planned there"
+        for sp in profile.steps
+        if sp.oom_batch
+    ]
+    notes += [f"profiling: {n}" for n in dict(profile.notes).get("out_of_memory", ())]
     hints = spec.convergence or {}
     diverged = profile.diverged()
     for cfg in configs:

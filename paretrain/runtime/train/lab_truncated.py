@@ -15,9 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
+
 from paretrain.planner.inputs.space import Config
+from paretrain.planner.measure.lab import OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample
 from paretrain.runtime.train.devices import claim
+from paretrain.runtime.train.lab_memory import free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, checked_step, checked_value
 from paretrain.runtime.train.trainer import Trainer
 
@@ -128,6 +132,11 @@ def measure_truncated(
                 run.noise.append(noise_sample(trainer, meter, config.id, *noise_batches))
     except Diverged as err:
         run.diverged = err.reason
+    except torch.OutOfMemoryError:
+        meter.flush()
+        free_memory(str(trainer.device))
+        del lab.live_runs[(config.id, batch_size, device)]
+        raise OutOfMemory(f"{config.id} at batch {batch_size} on {device}: out of memory") from None
     meter.flush()
     run.seconds += time.perf_counter() - t0
     return _record(lab, config, batch_size, levels, run), list(run.noise)

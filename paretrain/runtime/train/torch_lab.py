@@ -22,11 +22,12 @@ import torch
 
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.inputs.space import Config
-from paretrain.planner.measure.lab import LocalDevice
+from paretrain.planner.measure.lab import LocalDevice, OutOfMemory
 from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
+from paretrain.runtime.train.lab_memory import fitting_batches, free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
 from paretrain.runtime.train.lab_truncated import LiveRun, measure_truncated, noise_sample
@@ -40,6 +41,7 @@ _CODE_MODULES = (
     "paretrain.runtime.train.torch_lab",
     "paretrain.runtime.train.lab_meter",
     "paretrain.runtime.train.lab_truncated",
+    "paretrain.runtime.train.lab_memory",
     "paretrain.runtime.money.reserve",
     "paretrain.runtime.train.workloads.mnist1d",
     "paretrain.runtime.train.distributed",
@@ -179,7 +181,7 @@ class TorchLab:
         torch_device = claim(device)
         meter = self.meter(device, f"steps of {config.id} on {device}")
         n_train = _train_size(self.workload)
-        usable = [b for b in batch_sizes if b <= n_train]
+        usable = sorted(b for b in batch_sizes if b <= n_train)
         trainer = Trainer(
             self.workload,
             config,
@@ -189,6 +191,7 @@ class TorchLab:
             seed=self.seed,
             metric=self.metric,
         )
+        usable, oom_batch = fitting_batches(trainer, meter, usable, f"{config.id} on {device}")
         # interleaved passes over the batch sizes (see ``_interleaved_passes``)
         passes, warm_s = _interleaved_passes(trainer, meter, usable, steps)
         samples = []
@@ -216,6 +219,7 @@ class TorchLab:
             param_count=trainer.parameter_count(),
             ckpt_s=self._ckpt_s(trainer, meter),
             fixed_s=round(fixed, 6),
+            oom_batch=oom_batch,
         )
 
     def _ckpt_s(self, trainer: Trainer, meter: LabMeter, repeats: int = 3) -> float:
@@ -306,6 +310,10 @@ class TorchLab:
             curve, _ = train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
         except Diverged as err:  # marked, and the profile goes on without the config
             curve, diverged = err.curve, err.reason
+        except torch.OutOfMemoryError:
+            meter.flush()
+            free_memory(torch_device)
+            raise OutOfMemory(f"{config.id} at batch {batch_size} on {device}: out of memory") from None
         meter.flush()
         return ConvergenceRun(
             config.id,

@@ -67,6 +67,15 @@ def _loss(self, model, batch):
 W.loss = _loss
 """
 
+OOM_ABOVE_16 = """
+_base_loss = W.loss
+def _loss(self, model, batch):
+    if len(batch[0]) > 16:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+    return _base_loss(self, model, batch)
+W.loss = _loss
+"""
+
 WIDE = {"id": "mlp-32", "family": "mlp", "width": 32, "lr": 0.01}
 
 
@@ -200,4 +209,27 @@ def test_a_member_that_raises_while_profiling_exits_2_with_one_line(tmp_path, co
         line,
     ), line
     assert written(tmp_path) == set()
+    assert_ledger_whole(tmp_path)
+
+
+def test_a_batch_that_runs_out_of_memory_while_profiling_is_not_planned(tmp_path):
+    """What a GPU raises, raised on a CPU: the step timing records the first batch that ran out
+    (larger ones are not timed), the convergence run there is not measured, and the plan uses
+    only the batches that fit, saying why in its notes."""
+    setup(tmp_path, OOM_ABOVE_16, wide="none", batch_sizes=[16, 64], convergence_batch_sizes=[8, 16, 64])
+    data = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    data["hardware"] = {"allow": ["local/cpu-1"], "catalog": "none"}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    done = paretrain(tmp_path, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "paretrain:" not in done.stderr
+    [profile] = (tmp_path / ".paretrain" / "profiles").glob("*.json")
+    prof = json.loads(profile.read_text())
+    [steps] = prof["steps"]
+    assert steps["oom_batch"] == 64 and [s["batch_size"] for s in steps["samples"]] == [16]
+    assert sorted(r["batch_size"] for r in prof["convergence"]) == [8, 16]
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert {s["batch_size"] for c in plan["pareto"] for s in c["stages"]} == {16}
+    assert [n for n in plan["notes"] if "a step at batch 64 ran out of memory while profiling" in n]
+    assert [n for n in plan["notes"] if "mlp-16 at batch 64 on local/cpu-1: out of memory" in n]
     assert_ledger_whole(tmp_path)

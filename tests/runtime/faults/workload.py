@@ -68,7 +68,7 @@ def write_workload(folder: Path, fault: str = "") -> Path:
     return path
 
 
-def spec_data(lr: float = 0.01, **runtime: Any) -> dict:
+def spec_data(lr: float = 0.01, planner: dict | None = None, **runtime: Any) -> dict:
     return {
         "name": "faults",
         "workload": {"file": "./wl.py", "factory": "make_workload"},
@@ -82,15 +82,19 @@ def spec_data(lr: float = 0.01, **runtime: Any) -> dict:
             "batch_sizes": [32],
             "convergence_batch_sizes": [16, 64, 256],
             "noise": False,
+            **(planner or {}),
         },
         "runtime": {"eval_every_samples": 512, "checkpoint_every_s": 0.05, "keep_checkpoints": 2, **runtime},
     }
 
 
-def make_plan_in(folder: Path, fault: str = "", lr: float = 0.01, **runtime: Any) -> Plan:
-    """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage, no search."""
+def make_plan_in(
+    folder: Path, fault: str = "", lr: float = 0.01, planner: dict | None = None, **runtime: Any
+) -> Plan:
+    """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage (unless
+    ``planner`` says otherwise), no search."""
     write_workload(folder, fault)
-    data = spec_data(lr, **runtime)
+    data = spec_data(lr, planner, **runtime)
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
