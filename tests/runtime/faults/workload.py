@@ -165,14 +165,16 @@ def ledger(folder: Path) -> list[dict]:
     return [c for f in files for c in read_charges(f)]
 
 
-def assert_ledger_consistent(folder: Path, budget: float) -> float:
+def assert_ledger_consistent(folder: Path, budget: float, *, billed: bool = True) -> float:
     """The ledger's lines are whole, numbered without gap, within ``budget``, and its last hold
-    settled (no compute after the last billing increment). Returns its total."""
+    settled (no compute after the last billing increment; a local offer, ``billed`` False, bills
+    as it goes: its teardown is the last compute). Returns its total."""
     lines = ledger(folder)
     ids = [int(c["id"].rsplit(":", 1)[1]) for c in lines]
     assert ids == list(range(len(lines)))
     total = math.fsum(c["usd"] for c in lines)
     assert total <= budget
-    last_bill = max(i for i, c in enumerate(lines) if c.get("what") == "billing increment")
+    ends = "billing increment" if billed else "teardown"
+    last_bill = max(i for i, c in enumerate(lines) if c.get("what") == ends)
     assert not [c for c in lines[last_bill + 1 :] if c["kind"] == "compute" and c["usd"] > 0]
     return total
