@@ -1,14 +1,21 @@
-"""When a user's training goes wrong, on MNIST-1D: each fault against an unfaulted run.
+"""When a user's training goes wrong, on MNIST-1D and on the digits example: each fault against
+an unfaulted run.
 
-Every case trains the same candidate (an MLP on MNIST-1D, one emulated stage: virtual clock,
-so the spend is the same on any machine) through the real command line, with the fault put
-into a user's workload file (``workload: {file: ./wl.py}``, the built-in MNIST-1D underneath).
-Where the fault stops the run, the fault is removed ("fixed", space freed) and the run
-continued with ``--resume``. For each case: the exit code of the faulted run, the spend of the
-whole run (faulted run and resume) against the unfaulted one, the training samples lost (steps
-the ledger declares lost by a resume or a rollback, times the batch) and whether the run reached
-its target in the end. The full disk is injected in this process (``ENOSPC`` at the third
-checkpoint), the others run as subprocesses.
+Run cases: every case trains the same candidate (an MLP, one emulated stage: virtual clock, so the
+spend is the same on any machine) through the real command line, with the fault put into a
+user's workload file (``workload: {file: ./wl.py}``): the built-in MNIST-1D underneath, or the
+digits example's ``digits_workload.py`` (examples/custom_workload), copied beside it and
+imported from there as a user's own module. Where the fault stops the run, the fault is removed
+("fixed", space freed) and the run continued with ``--resume``. For each case: the exit code of
+the faulted run, the spend of the whole run (faulted run and resume) against the unfaulted one,
+the training samples lost (steps the ledger declares lost by a resume or a rollback, times the
+batch) and whether the run reached its target in the end. The full disk is injected in this
+process (``ENOSPC`` at the third checkpoint), the others run as subprocesses.
+
+Plan cases: ``paretrain plan`` measures for real (the TorchLab on ``local/cpu-1``, charged to the
+profile envelope): unfaulted; SIGTERM while it times steps (then the same command again, which
+must write the plan); a second config whose loss turns NaN in its convergence run (left out of
+the plan). Their spend is the profile ledger's, against the unfaulted plan's.
 
     .venv/bin/python benchmarks/faults.py
 """
@@ -19,13 +26,14 @@ import errno
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +54,47 @@ from paretrain.runtime.train.workloads import workloads_for
 from tests.planner.synthetic_lab import SyntheticLab
 
 OFFER, BATCH = "aws/g4dn.xlarge", 32
+CALLS = 'CALLS = {"loss": 0, "evaluate": 0, "items": 0}\n'
+DIGITS_FILE = ROOT / "examples" / "custom_workload" / "digits_workload.py"
 
-BASE = """
-from paretrain.runtime.train.workloads.mnist1d import Mnist1D as W
-CALLS = {"loss": 0, "evaluate": 0, "items": 0}
-"""
+
+@dataclass(frozen=True)
+class Workload:
+    """A workload the cases run on: how ``wl.py`` gets it (a subclass of its own, which the fault
+    patches: the full disk runs in this process, where the base class is shared), its config and
+    goal, the files it needs beside it, and a ``runtime.max_memory_mb`` that its step at batch 32
+    passes and at 16 fits."""
+
+    name: str
+    base: str
+    factory: str
+    config: dict[str, Any]
+    goal: float
+    files: tuple[Path, ...]
+    memory_mb: float
+
+
+WORKLOADS = (
+    Workload(
+        "mnist1d",
+        "from paretrain.runtime.train.workloads.mnist1d import Mnist1D\nclass W(Mnist1D): pass\n",
+        "W(samples=4000, seed=0)",
+        {"id": "mlp-64", "family": "mlp", "width": 64, "depth": 1, "lr": 0.003},
+        0.45,
+        (),
+        0.08,  # the step's estimated peak: 0.094 MB at batch 32, 0.072 at 16
+    ),
+    Workload(
+        "digits",
+        "from digits_workload import Digits\nclass W(Digits): pass\n",  # the user's module beside wl.py
+        "W(seed=0, val_fraction=0.2)",
+        {"id": "mlp-64x2", "family": "mlp", "width": 64, "depth": 2, "lr": 0.003},
+        0.93,
+        (DIGITS_FILE,),
+        0.2,  # 0.230 MB at batch 32, 0.184 at 16
+    ),
+)
+
 SLOW = """
 import time
 _loss = W.loss
@@ -91,27 +135,55 @@ def _third(self, model, batches):
     return _evaluate(self, model, batches)
 W.evaluate = _third
 """
+OOM = """
+import torch
+_loss = W.loss
+def _oom(self, model, batch):
+    if len(batch[0]) > 16:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+    return _loss(self, model, batch)
+W.loss = _oom
+"""
+#: the second config (width 128) diverges in its convergence runs: NaN after its model's 20th step
+WIDE_NAN = """
+_build, _loss = W.build, W.loss
+def _marked(self, config):
+    model = _build(self, config)
+    model.diverges, model.steps = config.param("width") == 128, 0
+    return model
+def _nan(self, model, batch):
+    model.steps += 1
+    loss = _loss(self, model, batch)
+    return loss * float("nan") if model.diverges and model.steps > 20 else loss
+W.build, W.loss = _marked, _nan
+"""
 
 
-def write_workload(folder: Path, fault: str) -> None:
-    text = BASE + textwrap.dedent(fault) + "\n\ndef make_workload():\n    return W(samples=4000, seed=0)\n"
+def write_workload(folder: Path, wl: Workload, fault: str) -> None:
+    for f in wl.files:
+        shutil.copy(f, folder / f.name)
+    text = wl.base + CALLS + textwrap.dedent(fault) + f"\n\ndef make_workload():\n    return {wl.factory}\n"
     (folder / "wl.py").write_text(text)
 
 
-def make_case(folder: Path, fault: str, **runtime: Any) -> float:
-    """wl.py, spec.yaml and plan.json in ``folder``; returns the candidate's predicted cost."""
-    write_workload(folder, fault)
-    data = {
-        "name": "faults-bench",
+def spec_data(wl: Workload, **runtime: Any) -> dict[str, Any]:
+    return {
+        "name": f"faults-bench-{wl.name}",
         "workload": {"file": "./wl.py", "factory": "make_workload"},
-        "configs": [{"id": "mlp-64", "family": "mlp", "width": 64, "depth": 1, "lr": 0.003}],
-        "target": {"goal": 0.45, "levels": [0.45], "max_samples": 80000},
+        "configs": [wl.config],
+        "target": {"goal": wl.goal, "levels": [wl.goal], "max_samples": 80000},
         "budget": {"total_usd": 1.0, "envelopes": {"profile": 0.1, "search": 0.1, "train": 0.5}},
         "deadline_s": 100000,
         "hardware": {"allow": [OFFER], "catalog": "builtin", "spot": False},
         "planner": {"stages": 1, "batch_sizes": [BATCH], "noise": False},
         "runtime": {"eval_every_samples": 1024, "checkpoint_every_s": 0.02, "keep_checkpoints": 2, **runtime},
     }
+
+
+def make_case(folder: Path, wl: Workload, fault: str, **runtime: Any) -> float:
+    """wl.py, spec.yaml and plan.json in ``folder``; returns the candidate's predicted cost."""
+    write_workload(folder, wl, fault)
+    data = spec_data(wl, **runtime)
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
@@ -157,29 +229,33 @@ def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def ledger(folder: Path) -> list[dict[str, Any]]:
+def ledger(folder: Path, kind: str = "run") -> list[dict[str, Any]]:
     return [
-        c for f in sorted((folder / ".paretrain" / "ledger").glob("run-*.jsonl")) for c in read_charges(f)
+        c for f in sorted((folder / ".paretrain" / "ledger").glob(f"{kind}-*.jsonl")) for c in read_charges(f)
     ]
 
 
-def run(folder: Path, *extra: str, signal_after: int = 0) -> int:
+def run(folder: Path, *extra: str, signal_after: int = 0, args: list[str] | None = None) -> int:
+    """``paretrain run`` (or ``args``) in ``folder``; with ``signal_after``, that signal once the
+    run has charged 30 steps (``args``: once the profile has charged its step timing)."""
     proc = subprocess.Popen(
-        command(*extra), cwd=folder, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        args or command(*extra), cwd=folder, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     if signal_after:
-        while proc.poll() is None and sum(c.get("what") == "train" for c in _safe_ledger(folder)) < 30:
+        while proc.poll() is None and not _due(folder, args is not None):
             time.sleep(0.05)
         proc.send_signal(signal_after)
     proc.communicate(timeout=600)
     return proc.returncode
 
 
-def _safe_ledger(folder: Path) -> list[dict[str, Any]]:
+def _due(folder: Path, profiling: bool) -> bool:
     try:
-        return ledger(folder)
+        if profiling:
+            return any(c.get("what", "").startswith("steps of") for c in ledger(folder, "profile"))
+        return sum(c.get("what") == "train" for c in ledger(folder)) >= 30
     except (OSError, ValueError, StopIteration):
-        return []
+        return False
 
 
 def full_disk_run(folder: Path) -> int:
@@ -218,7 +294,14 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
     ("SIGTERM", SLOW, {}, "SIGTERM"),
     ("SIGINT", SLOW, {}, "SIGINT"),
     ("full disk at a checkpoint", "", {}, "disk"),
-    ("max_memory_mb", "", {"max_memory_mb": 0.05}, "run"),
+    ("max_memory_mb", "", {"max_memory_mb": None}, "run"),  # the workload's own cap
+    ("out of memory above batch 16", OOM, {}, "run"),
+]
+
+PLAN_CASES: list[tuple[str, str, str]] = [
+    ("plan: unfaulted", "", "run"),
+    ("plan: SIGTERM while profiling", SLOW, "SIGTERM"),
+    ("plan: a config diverges", WIDE_NAN, "run"),
 ]
 
 
@@ -231,9 +314,11 @@ def lost_samples(lines: list[dict[str, Any]]) -> int:
     return lost
 
 
-def one_case(name: str, fault: str, runtime: dict[str, Any], how: str) -> dict[str, Any]:
+def one_case(wl: Workload, name: str, fault: str, runtime: dict[str, Any], how: str) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="faults-"))
-    predicted = make_case(folder, fault, **runtime)
+    if "max_memory_mb" in runtime:
+        runtime = {**runtime, "max_memory_mb": wl.memory_mb}
+    predicted = make_case(folder, wl, fault, **runtime)
     t0 = time.perf_counter()
     if how == "disk":
         code = full_disk_run(folder)
@@ -241,13 +326,14 @@ def one_case(name: str, fault: str, runtime: dict[str, Any], how: str) -> dict[s
         code = run(folder, signal_after=int(getattr(signal, how)) if how.startswith("SIG") else 0)
     resumed = None
     if code not in (0, 3) or how == "disk":  # fixed (the fault removed, space freed), then continued
-        write_workload(folder, "")
+        write_workload(folder, wl, "")
         resumed = run(folder, "--resume") == 0
     lines = ledger(folder)
     statuses = [
         json.loads(p.read_text())["status"] for p in (folder / ".paretrain" / "runs").glob("*/status.json")
     ]
     return {
+        "workload": wl.name,
         "case": name,
         "exit_code": code,
         "spend_usd": math.fsum(c["usd"] for c in lines),
@@ -260,13 +346,58 @@ def one_case(name: str, fault: str, runtime: dict[str, Any], how: str) -> dict[s
     }
 
 
+def plan_case(wl: Workload, name: str, fault: str, how: str) -> dict[str, Any]:
+    """``paretrain plan`` measuring for real on ``local/cpu-1``; after a signal, the same command
+    again without the fault. ``reached_target``: a plan was written, of the config(s) that train."""
+    folder = Path(tempfile.mkdtemp(prefix="faults-plan-"))
+    write_workload(folder, wl, fault)
+    data = spec_data(wl)
+    data["hardware"] = {"allow": ["local/cpu-1"], "catalog": "none"}
+    data["planner"] = {**data["planner"], "convergence": "full", "convergence_batch_sizes": [16, 64, 256]}
+    if fault == WIDE_NAN:
+        data["configs"] = [wl.config, {**wl.config, "id": f"{wl.config['id']}-w128", "width": 128}]
+    (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    args = [sys.executable, "-m", "paretrain.cli", "plan", "spec.yaml", "-o", "plan.json", "--no-track"]
+    t0 = time.perf_counter()
+    code = run(folder, args=args, signal_after=int(getattr(signal, how)) if how.startswith("SIG") else 0)
+    written = (folder / "plan.json").exists()
+    resumed = None
+    if code != 0:
+        write_workload(folder, wl, "")
+        resumed = run(folder, args=args) == 0 and (folder / "plan.json").exists()
+    planned = (
+        sorted({c["config"] for c in json.loads((folder / "plan.json").read_text())["pareto"]})
+        if (folder / "plan.json").exists()
+        else []
+    )
+    lines = ledger(folder, "profile")
+    return {
+        "workload": wl.name,
+        "case": name,
+        "exit_code": code,
+        "spend_usd": math.fsum(c["usd"] for c in lines),
+        "plan_written_by_faulted_command": written,
+        "planned_configs": planned,
+        "samples_lost": 0,
+        "resume_reached_target": resumed,
+        "reached_target": planned == [wl.config["id"]],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def main() -> None:
-    rows = [one_case(*case) for case in CASES]
-    base = rows[0]["spend_usd"]
-    for r in rows:
-        r["spend_vs_unfaulted"] = r["spend_usd"] / base if base else math.nan
+    rows: list[dict[str, Any]] = []
+    for wl in WORKLOADS:
+        runs = [one_case(wl, *case) for case in CASES]
+        plans = [plan_case(wl, *case) for case in PLAN_CASES]
+        for group in (runs, plans):
+            base = group[0]["spend_usd"]
+            for r in group:
+                r["spend_vs_unfaulted"] = r["spend_usd"] / base if base else math.nan
+        rows += runs + plans
     head = (
-        f"{'case':32} {'exit':>4} {'spend $':>10} {'x unfaulted':>11} {'lost':>6} {'resume':>7} {'target':>6}"
+        f"{'workload':8} {'case':32} {'exit':>4} {'spend $':>10} {'x unfaulted':>11} {'lost':>6} "
+        f"{'resume':>7} {'target':>6}"
     )
     print(head)
     print("-" * len(head))
@@ -275,13 +406,19 @@ def main() -> None:
             "-" if r["resume_reached_target"] is None else ("yes" if r["resume_reached_target"] else "no")
         )
         print(
-            f"{r['case']:32} {r['exit_code']:>4} {r['spend_usd']:>10.6f} {r['spend_vs_unfaulted']:>11.3f} "
-            f"{r['samples_lost']:>6} {resume:>7} {'yes' if r['reached_target'] else 'no':>6}"
+            f"{r['workload']:8} {r['case']:32} {r['exit_code']:>4} {r['spend_usd']:>10.6f} "
+            f"{r['spend_vs_unfaulted']:>11.3f} {r['samples_lost']:>6} {resume:>7} "
+            f"{'yes' if r['reached_target'] else 'no':>6}"
         )
     out = ROOT / "benchmarks" / "results" / "faults.json"
-    out.write_text(
-        json.dumps({"benchmark": "faults", "offer": OFFER, "batch": BATCH, "cases": rows}, indent=1) + "\n"
-    )
+    record = {
+        "benchmark": "faults",
+        "offer": OFFER,
+        "batch": BATCH,
+        "workloads": [w.name for w in WORKLOADS],
+        "cases": rows,
+    }
+    out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
 
 

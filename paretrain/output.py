@@ -44,6 +44,12 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
         ui.line(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
 
 
+def show_diverged(ui: Output, prof: Any) -> None:
+    """One line on stderr per config whose convergence run diverged while profiling."""
+    for cid, why in prof.diverged().items():
+        ui.line(f"paretrain: {cid} diverged while profiling ({why}): marked failed, not planned", err=True)
+
+
 def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
     """What the profile cost against what the plan's knee is predicted to cost (the profile's
     budget is ``planner.profile_fraction`` of it; ``paretrain.planner.measure.budgeted``)."""

@@ -1,8 +1,9 @@
 """The root command group: its options, and how paretrain's errors become exit codes.
 
 Exit codes: 0 done; 2 bad input (one line on stderr, nothing written); 3 infeasible plan or a
-run stopped at its budget, a divergence or a full disk; 130 / 143 a run stopped by SIGINT /
-SIGTERM after its checkpoint; 1 an internal fault (``--verbose`` shows the traceback).
+run stopped at its budget, a divergence or a full disk; 130 / 143 stopped by SIGINT / SIGTERM (a
+run after its checkpoint; plan, profile and search at their next unit of work, nothing half-written);
+1 an internal fault (``--verbose`` shows the traceback).
 """
 
 from __future__ import annotations

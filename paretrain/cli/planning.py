@@ -12,6 +12,7 @@ import click
 from paretrain.cli.options import format_option, tracking_options, workspace
 from paretrain.console import Output
 from paretrain.output import (
+    show_diverged,
     show_fits,
     show_plan,
     show_plan_written,
@@ -38,6 +39,16 @@ def _stopped_by_signal(ctx: click.Context) -> Iterator[None]:
         ctx.exit(err.exit_code)
 
 
+def _planning_flag() -> Any:
+    """SIGTERM / SIGINT while profiling or planning: the first stops at the next unit of
+    measuring (``paretrain.runtime.pipeline.get_profile``), the second at once."""
+    from paretrain.runtime.train.signals import StopFlag
+
+    return StopFlag(
+        again="what was measured is charged in the profile's ledger; no profile or plan was written"
+    )
+
+
 @click.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(path_type=Path))
 @click.option(
@@ -54,13 +65,17 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
     from paretrain.runtime.files import write_profile
     from paretrain.runtime.pipeline import check_inputs, get_profile
     from paretrain.runtime.spec_files import read_spec
+    from paretrain.runtime.train.signals import stop_on_signals
 
     spec = read_spec(spec_path)
     offers = check_inputs(spec)
     ws = workspace(ctx)
-    with Output(fmt) as ui:
+    with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
         with ui.progress("profiling") as bar:
-            prof, reused = get_profile(spec, ws, list(spec.configs), offers, progress=bar, force=force)
+            prof, reused = get_profile(
+                spec, ws, list(spec.configs), offers, progress=bar, force=force, stop=flag
+            )
+        show_diverged(ui, prof)
         if output:
             write_profile(prof, output)
         show_profile(ui, prof, reused, output or ws.profiles / f"{prof.key}.json")
@@ -97,12 +112,13 @@ def plan(
     from paretrain.runtime.tracking.plan_log import log_plan
     from paretrain.runtime.tracking.plots import plot_pareto
     from paretrain.runtime.tracking.session import open_session, parent_run
+    from paretrain.runtime.train.signals import stop_on_signals
 
     spec = read_spec(spec_path)
     ws = workspace(ctx)
     check_inputs(spec, search=spec.search.trials > 0)  # bad input: exit 2 before anything is spent or logged
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
-    with Output(fmt) as ui:
+    with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
         with parent_run(session, "plan", kind="plan") as parent:
             found: list[Any] = []
             if spec.search.trials > 0:
@@ -112,9 +128,10 @@ def plan(
                 found = [c for c, _ in result.front[: spec.search.front]]
             with ui.progress("profiling") as bar:
                 the_plan, prof, reused = plan_spec(
-                    spec, ws, progress=bar, force_profile=reprofile, search_configs=found
+                    spec, ws, progress=bar, force_profile=reprofile, search_configs=found, stop=flag
                 )
             show_profile(ui, prof, reused)
+            show_diverged(ui, prof)
             show_fits(ui, the_plan)
             atomic_write_text(output, plan_to_json(the_plan))
             png = plot_pareto(the_plan, output.parent / "pareto.png")

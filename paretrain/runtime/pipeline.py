@@ -28,6 +28,7 @@ from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.files import read_profile, read_text, write_profile
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
 from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.workloads import load_workload
 from paretrain.runtime.workspace import Workspace
@@ -186,9 +187,12 @@ def get_profile(
     *,
     progress: Callable[[str, int, int], None] | None = None,
     force: bool = False,
+    stop: StopFlag | None = None,
 ) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
-    is unchanged, else measured for real (charged to the profile envelope). Returns
+    is unchanged, else measured for real (charged to the profile envelope) and written whole.
+    A signal caught by ``stop`` ends the measuring at its next unit of work
+    (``MeasureInterrupted``: one line with what was spent, no profile written). Returns
     (profile, reused)."""
     brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
     workload = load_workload(spec.workload, ws.cache)
@@ -204,18 +208,18 @@ def get_profile(
         reused = True
     else:
         ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
+        start = ledger.spent
         try:
-            cap = ledger.spent + spec.budget.profile_usd
             lab = TorchLab(
                 workload,
                 prices_usd_per_h=prices,
                 ledger=ledger,
-                cap_usd=cap,
+                cap_usd=start + spec.budget.profile_usd,
                 seed=spec.workload.seed,
                 metric=spec.target.metric_obj,
                 convergence_device=_convergence_device(offers),
+                stop=stop.check if stop is not None else None,
             )
-            start = ledger.spent
             profile = build_profile(
                 spec,
                 lab,
@@ -225,6 +229,9 @@ def get_profile(
                 measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
             profile = replace(profile, spend_usd=ledger.spent - start)
+        except MeasureInterrupted as err:
+            ledger.close()
+            raise _profile_interrupted(err, ledger, start, spec) from None
         finally:
             ledger.close()
         write_profile(profile, path)
@@ -234,6 +241,32 @@ def get_profile(
     return profile, reused
 
 
+def _profile_interrupted(
+    err: MeasureInterrupted, ledger: Ledger, start: float, spec: Spec
+) -> MeasureInterrupted:
+    """The one line of a profile stopped by a signal: what it spent, and that nothing was written."""
+    return MeasureInterrupted(
+        err.signum,
+        f"profiling stopped by {err.signal_name} at a measurement boundary: spent "
+        f"${ledger.spent - start:.6g} of the profile envelope ${spec.budget.profile_usd:.6g} (charged "
+        f"in {ledger.path}); no profile was written. To continue: run the same command again (it "
+        "measures from the start)",
+    )
+
+
+def _stop_here(stop: StopFlag | None, profile: Profile, reused: bool) -> None:
+    """A signal caught after the profile: stop before the plan is solved and written."""
+    if stop is None or stop.signum is None:
+        return
+    err = MeasureInterrupted(stop.signum)
+    kept = "reused" if reused else f"measured for ${profile.spend_usd:.6g} and kept"
+    raise MeasureInterrupted(
+        stop.signum,
+        f"planning stopped by {err.signal_name} after the profile ({kept}: the next plan reuses "
+        "it); no plan was written. To continue: run the same command again",
+    )
+
+
 def plan_spec(
     spec: Spec,
     ws: Workspace,
@@ -241,12 +274,17 @@ def plan_spec(
     progress: Callable[[str, int, int], None] | None = None,
     force_profile: bool = False,
     search_configs: Sequence[Config] = (),
+    stop: StopFlag | None = None,
 ) -> tuple[Plan, Profile, bool]:
     """Profile (cached), build the program, sweep the Pareto set, and make the plan. The
-    configs are the spec's and ``search_configs`` (the search's front)."""
+    configs are the spec's and ``search_configs`` (the search's front). A signal caught by
+    ``stop`` ends it at the next unit of measuring, or after the profile, before the solve."""
     offers, left_out = allowed_offers(spec)
     configs = list(spec.configs) + [c for c in search_configs if c.id not in {x.id for x in spec.configs}]
-    profile, reused = get_profile(spec, ws, configs, offers, progress=progress, force=force_profile)
+    profile, reused = get_profile(
+        spec, ws, configs, offers, progress=progress, force=force_profile, stop=stop
+    )
+    _stop_here(stop, profile, reused)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
     plan = make_plan(

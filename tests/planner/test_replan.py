@@ -195,3 +195,25 @@ def test_replan_of_the_cheapest_under_the_spec_deadline_keeps_it(planned):
         assert [s.hardware for s in new.stages] == [s.hardware for s in cand.stages[j:]]
         assert new.cost_usd == pytest.approx(cost_left, rel=REL)
         assert new.wall_s == pytest.approx(time_left, rel=REL)
+
+
+def test_a_replan_within_a_memory_cap_plans_the_cap_where_no_spec_batch_fits(planned):
+    """Out of memory above per-worker batch 16 everywhere (the spec's smallest is 32): the rest
+    runs at 16, the cap itself, rather than at a batch that does not fit or at none."""
+    plan, _, _, spec = planned
+    cand = plan.candidate("cheapest")
+    req = ReplanRequest(
+        current_hardware=cand.stages[0].hardware,
+        stage_index=0,
+        stages_left=len(cand.stages),
+        progress_done=0.0,
+        convergence_factor=1.0,
+        step_factor={},
+        prices_usd_per_h={o.id: o.price_usd_per_h for o in plan.offers},
+        budget_left_usd=spec.budget.train_usd,
+        time_left_s=spec.deadline_s,
+    )
+    free = replan(plan, cand, req)
+    assert min(s.batch_size for s in free.stages) >= 32
+    capped = replan(plan, cand, replace(req, batch_cap={o.id: 16 for o in plan.offers}))
+    assert capped.stages and [s.batch_size for s in capped.stages] == [16] * len(capped.stages)

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.measure.curves import Curve, fit_curve
+from paretrain.planner.measure.lab import OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
 if TYPE_CHECKING:
@@ -231,13 +232,19 @@ def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: t
     start = r.samples
     evals = [start + (target - start) * (k + 1) // EVALS for k in range(EVALS)]
     noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
-    r.run, r.noise = lab.measure_truncated(
-        r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
-    )
+    try:
+        r.run, r.noise = lab.measure_truncated(
+            r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
+        )
+    except OutOfMemory as err:  # its batch does not fit: nothing to extrapolate, not planned
+        r.done, r.run, r.noise = f"out of memory ({err})", None, ()
+        return
     r.samples = target
 
 
 def _done(r: _Run, spec: Spec, limit: int) -> str:
+    if r.run is not None and r.run.diverged:
+        return "diverged"
     if r.samples >= limit:
         return "target.max_samples"
     if _top_known(r, spec):
@@ -250,7 +257,7 @@ def _budget(spec: Spec, runs: Sequence[_Run], step: dict[str, float], b0: int) -
     infinite while no curve predicts the goal."""
     jobs = []
     for r in runs:
-        to_goal = _to_goal(r, spec) if r.run is not None else None
+        to_goal = _to_goal(r, spec) if r.run is not None and not r.run.diverged else None
         if to_goal is not None and math.isfinite(to_goal[1]) and math.isfinite(step[r.config.id]):
             jobs.append(to_goal[1] / b0 * step[r.config.id])
     if jobs:

@@ -13,7 +13,12 @@ from paretrain.planner.inputs.catalog import LocalDevice
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
-__all__ = ["Lab", "LocalDevice"]
+__all__ = ["Lab", "LocalDevice", "OutOfMemory"]
+
+
+class OutOfMemory(Exception):
+    """A measurement's batch does not fit its device's memory (a GPU step ran out of it): the
+    measurement at that batch size is not taken and the profile says so."""
 
 
 class Lab(Protocol):
@@ -30,7 +35,9 @@ class Lab(Protocol):
     def measure_steps(
         self, config: Config, device: str, precision: str, batch_sizes: Sequence[int], steps: int
     ) -> StepProfile:
-        """Time ``steps`` training steps at each batch size; peak memory; evaluation time."""
+        """Time ``steps`` training steps at each batch size; peak memory; evaluation time. The
+        batch sizes from the first that runs out of memory on ``device`` are not timed
+        (``StepProfile.oom_batch``); ``OutOfMemory`` when even the smallest does."""
         ...
 
     def measure_convergence(
@@ -43,7 +50,8 @@ class Lab(Protocol):
         device: str | None = None,
     ) -> ConvergenceRun:
         """Train at ``batch_size`` until the top level or ``max_samples``; when each level is
-        reached. ``device``: where to train (None: the lab's convergence device)."""
+        reached. ``device``: where to train (None: the lab's convergence device).
+        ``OutOfMemory`` when the batch does not fit there."""
         ...
 
     def measure_truncated(

@@ -42,6 +42,9 @@ class StepProfile:
     #: seconds a fresh trainer's first steps take beyond the steady state (allocator and kernel
     #: warm-up): what every run pays once on top of its steps
     fixed_s: float = 0.0
+    #: the smallest batch size whose step ran out of the device's memory (0: none did); it and
+    #: larger ones were not timed, and the planner takes them as not fitting
+    oom_batch: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in ("measured", "modeled"):
@@ -75,6 +78,9 @@ class ConvergenceRun:
     #: a truncated run (``paretrain.planner.measure.budgeted``): it stopped where the profile's
     #: budget did, and levels beyond it are extrapolated from ``curve``
     truncated: bool = False
+    #: why the run stopped early on a non-finite loss or metric ("the training loss was nan at
+    #: step 37"); "" when it did not. Its curve holds the evaluations before that
+    diverged: str = ""
 
 
 @dataclass(frozen=True, slots=True)

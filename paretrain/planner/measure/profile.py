@@ -20,6 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.measure.budgeted import measure_budgeted
+from paretrain.planner.measure.lab import OutOfMemory
 
 # re-exported: these records lived here before paretrain.planner.measure.measurements
 from paretrain.planner.measure.measurements import (
@@ -76,6 +77,15 @@ class Profile:
 
     def runs_for(self, config_id: str) -> tuple[ConvergenceRun, ...]:
         return tuple(r for r in self.convergence if r.config_id == config_id)
+
+    def diverged(self) -> dict[str, str]:
+        """Config id -> why its convergence run diverged (a non-finite loss or metric): such a
+        config is marked failed and never planned."""
+        out: dict[str, str] = {}
+        for r in self.convergence:
+            if r.diverged and r.config_id not in out:
+                out[r.config_id] = f"{r.diverged} of its run at batch {r.batch_size}"
+        return out
 
     def noise_for(self, config_id: str) -> tuple[NoiseSample, ...]:
         return tuple(
@@ -143,6 +153,8 @@ def build_profile(
         if progress:
             progress("truncated convergence runs", len(tasks), total)
         notes["truncated"] = _truncated(spec, lab, measured, out, noise)
+    if out.out_of_memory:
+        notes["out_of_memory"] = out.out_of_memory
     if progress:
         progress("done", total, total)
     return Profile(
@@ -172,6 +184,7 @@ class _Measured:
     runs: list[ConvergenceRun] = field(default_factory=list)
     peaks: dict[str, float] = field(default_factory=dict)
     syncs: list[SyncSample] = field(default_factory=list)
+    out_of_memory: list[str] = field(default_factory=list)  # what was not measured, and why
 
 
 def _truncated(
@@ -241,9 +254,12 @@ def _peak(lab: Lab, device: str, out: _Measured) -> None:
 
 
 def _steps(spec: Spec, lab: Lab, cfg: Config, device: str, precision: str, out: _Measured) -> None:
-    out.steps.append(
-        lab.measure_steps(cfg, device, precision, spec.planner.batch_sizes, spec.planner.profile_steps)
-    )
+    try:
+        out.steps.append(
+            lab.measure_steps(cfg, device, precision, spec.planner.batch_sizes, spec.planner.profile_steps)
+        )
+    except OutOfMemory as err:  # not even the smallest batch fits: not planned there
+        out.out_of_memory.append(f"{err} ({precision}); not planned there")
 
 
 def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
@@ -251,8 +267,10 @@ def _sync(lab: Lab, workers: int, nbytes: int, out: _Measured) -> None:
 
 
 def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measured) -> None:
-    out.runs.append(
-        lab.measure_convergence(
+    if any(r.config_id == cfg.id and r.diverged for r in out.runs):
+        return  # marked failed at another batch size: nothing more is spent on it
+    try:
+        run = lab.measure_convergence(
             cfg,
             batch_size,
             spec.target.levels,
@@ -260,7 +278,10 @@ def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measu
             spec.runtime.eval_every_samples,
             device=fastest_cpu(out.steps, cfg.id, batch_size),
         )
-    )
+    except OutOfMemory as err:
+        out.out_of_memory.append(f"{err}; its convergence is not measured at that batch")
+        return
+    out.runs.append(run)
 
 
 def _measure_noise(
@@ -277,7 +298,7 @@ def _measure_noise(
     noise: list[NoiseSample] = []
     for j, cfg in enumerate(configs):
         reached = [n for r in runs if r.config_id == cfg.id for _, n in r.reached if n]
-        if not reached:
+        if not reached or any(r.config_id == cfg.id and r.diverged for r in runs):
             continue
         if progress:
             progress(f"gradient noise of {cfg.id}", start + j, total)

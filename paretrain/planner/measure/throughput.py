@@ -234,7 +234,7 @@ def _one_worker(
             4.0 * sp.param_count,
             sp.eval_s * f,
             False,
-            {s.batch_size: s.peak_mem_bytes for s in sp.samples},
+            _memory(sp),
             sp.ckpt_s,
             sum(s.spread for s in sp.samples) / max(len(sp.samples), 1),
             sp.fixed_s,
@@ -250,12 +250,25 @@ def _one_worker(
         4.0 * rsp.param_count,
         rsp.eval_s * min(1.0, ratio),
         True,
-        {s.batch_size: s.peak_mem_bytes for s in rsp.samples},
+        _memory(rsp),
         virtual_checkpoint_s(rsp.param_count),
         0.0,
         0.0,
         1.0,
     )
+
+
+#: the peak memory the planner takes for a batch whose step ran out of memory: more than any device
+OUT_OF_MEMORY = 1 << 62
+
+
+def _memory(sp: StepProfile) -> dict[int, int]:
+    """Peak memory by batch size as measured, and a batch that ran out of memory as more than any
+    device has (batches between the largest that fit and it interpolate to more than fits)."""
+    memory = {s.batch_size: s.peak_mem_bytes for s in sp.samples}
+    if sp.oom_batch:
+        memory[sp.oom_batch] = OUT_OF_MEMORY
+    return memory
 
 
 def speed_factors(profile: Profile) -> dict[str, float]:

@@ -58,6 +58,9 @@ class ReplanRequest:
     prefer: str = "cost"  # "cost" | "time"
     bad: frozenset[tuple[str, int]] = field(default_factory=frozenset)  # (offer, batch) to avoid
     held_s: float = 0.0  # seconds the run has held its current offer (its billing hold so far)
+    #: offer -> the largest per-worker batch a step fits in its memory, as the run found (out
+    #: of memory at twice it): larger ones are not planned there, and this one may be
+    batch_cap: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,15 +135,19 @@ def _options(
 ) -> list[Option]:
     """The options the rest may use, in the order ``paretrain.planner.program.build`` gives
     them: every planned (offer, precision, workers) at every batch size of the spec that fits,
-    less those marked bad."""
+    less those marked bad; on an offer whose memory the run found short, only batches up to
+    its cap, the cap itself included."""
     offers = {o.id: o for o in plan.offers}
+    cap_mb = plan.spec.runtime.max_memory_mb
     opts: list[Option] = []
     for key in _option_order(plan, records):
-        for b in plan.spec.planner.batch_sizes:
+        cap = req.batch_cap.get(key[0])
+        sizes = sorted({*plan.spec.planner.batch_sizes, cap}) if cap else plan.spec.planner.batch_sizes
+        for b in sizes:
             opt = Option(key[0], key[1], int(b), key[2])
-            if (opt.hardware, opt.global_batch) not in req.bad and option_fits(
-                opt, models[key], offers[opt.hardware], max_batch
-            ):
+            if (cap is not None and b > cap) or (opt.hardware, opt.global_batch) in req.bad:
+                continue
+            if option_fits(opt, models[key], offers[opt.hardware], max_batch, cap_mb):
                 opts.append(opt)
     return opts
 

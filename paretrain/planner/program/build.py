@@ -17,29 +17,23 @@ on the same hardware are then pruned (exactly; ``paretrain.planner.program.probl
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from paretrain.planner.measure.curves import fit_curve
 from paretrain.planner.measure.fits import (
     ConvergenceFit,
     NoiseCurve,
     StageNoise,
-    fit_convergence,
     fit_noise_curve,
     stage_noise,
 )
-from paretrain.planner.measure.measurements import ConvergenceRun
 from paretrain.planner.measure.profile import worker_counts
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
-from paretrain.planner.measure.truncated import level_from_curve
-from paretrain.planner.measure.uncertainty import crossing_dof, crossing_spread
+from paretrain.planner.program.convergence import fit_all_convergence
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
-from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
+from paretrain.planner.program.stagecost import entry_cost, exit_usd, memory_bytes, option_fits, stage_cost
 
 if TYPE_CHECKING:
     from paretrain.planner.inputs.catalog import Offer
@@ -48,95 +42,6 @@ if TYPE_CHECKING:
     from paretrain.planner.measure.profile import Profile
 
 __all__ = ["build_problem", "fit_all_convergence"]
-
-
-def fit_all_convergence(
-    spec: Spec, profile: Profile, configs: Sequence[Config]
-) -> tuple[dict[tuple[str, float], ConvergenceFit], list[str]]:
-    """Fit E(B) per (config, level) from the profile's runs (or take the spec's hints). Keys
-    are (config, *score* of the level): higher is better whatever the metric's direction
-    (``paretrain.planner.inputs.metric``), which is what the program's accuracy axis maximizes."""
-    metric = spec.target.metric_obj
-    fits: dict[tuple[str, float], ConvergenceFit] = {}
-    notes: list[str] = []
-    hints = spec.convergence or {}
-    for cfg in configs:
-        if cfg.id in hints:
-            h = hints[cfg.id]
-            fits[(cfg.id, metric.score(h.level))] = ConvergenceFit(h.e_min, h.b_noise, (), 1 << 30)
-            continue
-        runs = profile.runs_for(cfg.id)
-        if any(r.truncated for r in runs):
-            _truncated_fits(spec, profile, cfg.id, [r for r in runs if r.truncated], fits, notes)
-            continue
-        for level in spec.target.levels:
-            pts = [
-                (r.batch_size, n)
-                for r in runs
-                for a, n in r.reached
-                if abs(a - level) < 1e-9 and n is not None
-            ]
-            if len(pts) < 2:
-                notes.append(
-                    f"{cfg.id}: {metric.name} {level:g} reached at {len(pts)} of {len(runs)} "
-                    "measured batch sizes; not planned"
-                )
-                continue
-            fit = fit_convergence(pts)
-            spread, dof = _crossing(runs, level, metric)
-            fits[(cfg.id, metric.score(level))] = replace(fit, crossing=spread, crossing_dof=dof)
-    return fits, notes
-
-
-def _truncated_fits(
-    spec: Spec,
-    profile: Profile,
-    config_id: str,
-    runs: Sequence[ConvergenceRun],
-    fits: dict[tuple[str, float], ConvergenceFit],
-    notes: list[str],
-) -> None:
-    """Each level's E(B) from one truncated run's learning curve and the gradient noise sampled
-    along it (``paretrain.planner.measure.truncated``); a level beyond the run is extrapolated,
-    and the notes say so."""
-    metric = spec.target.metric_obj
-    run = max(runs, key=lambda r: len(r.curve))
-    curve = fit_curve(run.curve, metric.direction)
-    if curve is None:
-        notes.append(
-            f"{config_id}: its truncated run has too few evaluations for a learning curve; not planned"
-        )
-        return
-    widest = max(spec.planner.batch_sizes) * spec.planner.max_workers
-    for level in spec.target.levels:
-        got = level_from_curve(curve, level, run.batch_size, profile.noise_for(config_id), widest)
-        if got is None:
-            notes.append(
-                f"{config_id}: {metric.name} {level:g} is not reached by its learning curve "
-                f"(best measured {run.best_level:g} after {run.curve[-1][0]} samples); not planned"
-            )
-            continue
-        fits[(config_id, metric.score(level))] = got.fit
-        if got.extrapolated:
-            lo, mid, hi = got.samples
-            notes.append(
-                f"{config_id}: {metric.name} {level:g} extrapolated from a truncated run of "
-                f"{run.curve[-1][0]} samples: {mid:,.0f} samples at batch {run.batch_size} "
-                f"(P10-P90 {lo:,.0f}-{hi:,.0f})"
-            )
-
-
-def _crossing(runs: Sequence[Any], level: float, metric: Any) -> tuple[float, int]:
-    """Root mean square of the crossing spreads of the runs that reached ``level``, and the
-    degrees of freedom of their evaluation noise together."""
-    hit = [(r, n) for r in runs for a, n in r.reached if abs(a - level) < 1e-9 and n]
-    spreads = [
-        crossing_spread([(s, metric.score(v)) for s, v in r.curve], metric.score(level), n, r.eval_every)
-        for r, n in hit
-    ]
-    if not spreads:
-        return 0.0, 0
-    return math.sqrt(sum(x * x for x in spreads) / len(spreads)), sum(crossing_dof(r.curve) for r, _ in hit)
 
 
 def build_problem(
@@ -311,8 +216,9 @@ def _offers_left_out(
         mine = [m for key, m in models.items() if key[0] == o.id]
         if not mine:
             why = "no step model (not measured here, and no measured device to scale it from)"
-        elif all((m.memory_at(smallest) or 0) > o.memory_gib * 2**30 for m in mine):
-            why = f"no memory fit (batch {smallest} needs more than its {o.memory_gib:g} GiB)"
+        elif all((m.memory_at(smallest) or 0) > memory_bytes(o, spec.runtime.max_memory_mb) for m in mine):
+            limit = memory_bytes(o, spec.runtime.max_memory_mb) / 2**20
+            why = f"no memory fit (batch {smallest} needs more than its {limit:,.6g} MiB)"
         else:
             why = "no batch size both fits its memory and was measured to reach a level"
         notes.append(f"{o.id}: left out, {why}")
@@ -357,7 +263,8 @@ def _fill(
         for o, opt in enumerate(options):
             key = (opt.hardware, ch.config_id, opt.precision, opt.workers)
             model = models.get(key)
-            if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch):
+            cap_mb = spec.runtime.max_memory_mb
+            if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch, cap_mb):
                 continue
             for k in range(K):
                 c = stage_cost(

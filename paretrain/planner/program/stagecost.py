@@ -76,6 +76,7 @@ __all__ = [
     "billing_usd",
     "entry_cost",
     "exit_usd",
+    "memory_bytes",
     "option_fits",
     "schedule_billing",
     "stage_cost",
@@ -134,13 +135,24 @@ def stage_cost(
     return StageCost(s, t, cost, t_step, t_eval)
 
 
-def option_fits(option: Option, step: StepModel, offer: Offer, max_batch: int) -> bool:
+def memory_bytes(offer: Offer, max_memory_mb: float | None = None) -> float:
+    """The memory a step may use on ``offer``: the device's (a GPU's own, a CPU offer's RAM),
+    and on a CPU offer at most ``runtime.max_memory_mb`` when the spec sets it."""
+    limit = offer.memory_gib * 2**30
+    if max_memory_mb is not None and offer.kind == "cpu":
+        limit = min(limit, max_memory_mb * 2**20)
+    return limit
+
+
+def option_fits(
+    option: Option, step: StepModel, offer: Offer, max_batch: int, max_memory_mb: float | None = None
+) -> bool:
     """Whether an option may be planned: its global batch was measured to reach the level and
-    its per-worker batch fits the offer's memory."""
+    its per-worker batch's profiled peak memory fits the offer (``memory_bytes``)."""
     if option.global_batch > max_batch:
         return False
     mem = step.memory_at(option.batch_size)
-    return mem is None or mem <= offer.memory_gib * 2**30
+    return mem is None or mem <= memory_bytes(offer, max_memory_mb)
 
 
 def entry_cost(offer: Offer, price_usd_per_h: float | None = None) -> tuple[float, float]:

@@ -114,6 +114,9 @@ class Adaptation:
         self.embedded: dict[str, float] = {}
         self.rollback_embedded: dict[str, float] = {}
         self._pending: dict[str, float] = {}  # the factors of the change last proposed
+        #: offer -> the largest per-worker batch whose step fits its memory (out of memory above)
+        self.batch_cap: dict[str, int] = {}
+        self.memory_due = ""  # why the rest must be replanned within ``batch_cap`` ("" when not)
 
     # -- signals ------------------------------------------------------------------------------
     def _planned_rate(self, st: StagePlan) -> float:
@@ -218,6 +221,12 @@ class Adaptation:
             )
         )
 
+    def cap_batch(self, hw: str, batch: int, reason: str) -> None:
+        """A step on ``hw`` ran out of memory above per-worker ``batch``: the rest is replanned
+        within it (``memory_due``) and never goes above it there."""
+        self.batch_cap[hw] = min(self.batch_cap.get(hw, batch), batch)
+        self.memory_due = reason
+
     # -- what should change ---------------------------------------------------------------------
     def _request(self, snap: Snapshot, objective: str) -> ReplanRequest:
         tput = self.policy.detectors["throughput"]
@@ -237,6 +246,7 @@ class Adaptation:
             prefer=objective,
             bad=frozenset(self.bad),
             held_s=snap.held_s,
+            batch_cap=dict(self.batch_cap),
         )
 
     def replan(self, snap: Snapshot, decision: Decision) -> Change:
@@ -265,6 +275,9 @@ class Adaptation:
             new.cost_usd <= req.budget_left_usd,
             decision.reason,
         )
+        memory = bool(decision.detail.get("memory"))
+        if memory and outcome.action == Action.CONTINUE and new.stages:  # the batch already changed
+            outcome = Decision(Action.RESIZE_BATCH, f"{decision.reason}: the rest replanned at that batch")
         record = {
             "reason": decision.reason,
             "action": outcome.action.value,
@@ -275,6 +288,7 @@ class Adaptation:
             "feasible": new.feasible,
             "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages],
             "step_factor": {h: round(f, 3) for h, f in sorted(req.step_factor.items())},
+            **({"batch_cap": dict(self.batch_cap)} if memory else {}),
         }
         if outcome.action == Action.CONTINUE:
             self.policy.acknowledge(decision)
@@ -286,8 +300,9 @@ class Adaptation:
         return Change(outcome.action, outcome.reason, stages, first, record)
 
     def committed(self, change: Change, snap: Snapshot) -> None:
-        """The executor took ``change`` up (from ``snap``): remember how to undo it."""
-        self.rollback_stages = snap.stages
+        """The executor took ``change`` up (from ``snap``): remember how to undo it (a change
+        forced by memory is not undone: the batch before it did not fit)."""
+        self.rollback_stages = None if "batch_cap" in change.record else snap.stages
         self.rollback_embedded, self.embedded = self.embedded, self._pending
         self.loss_before = snap.val_loss
         self.evals_since = 0

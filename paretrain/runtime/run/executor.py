@@ -23,6 +23,7 @@ import torch
 
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan
+from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.money.disk import DiskFull
 from paretrain.runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
 from paretrain.runtime.run.adapting import carry_out, snapshot
@@ -234,7 +235,7 @@ class Executor:
                 beyond_plan(p, self.setup.cand.level)
             if self.trainer.samples_seen >= spec.target.max_samples:
                 return "max_samples"
-            stop = self._train()
+            stop = self._memory_replan() or self._train()
             if stop:
                 return stop
             if self.trainer.samples_seen >= st.next_eval:
@@ -264,6 +265,17 @@ class Executor:
             halve_after_oom(p, err)
             return None
 
+    def _memory_replan(self) -> str | None:
+        """The batch was halved for memory (``paretrain.runtime.run.memory``): replan the rest
+        within the offer's new cap (without adaptation, ``runtime.adapt: false``, the stage
+        just goes on at the smaller batch)."""
+        p = self.parts
+        reason, p.adaptation.memory_due = p.adaptation.memory_due, ""
+        if not reason or not p.adaptation.enabled or self.state.stage_i >= len(self.state.stages):
+            return None
+        self.window = None
+        return carry_out(p, Decision(Action.REPLAN, reason, detail={"memory": True}))
+
     def _steps(self) -> str | None:
         """Steps: a full check and one step, or steps inside the open safe window."""
         st, w, p = self.state, self.window, self.parts
@@ -279,6 +291,7 @@ class Executor:
                 max_samples=self.spec.target.max_samples,
                 ckpt_at=st.ckpt_t + every,
                 signals=self.signals,
+                on_fault=self.apply,
             )
         else:
             if not self.prices.available(st.hw, now):

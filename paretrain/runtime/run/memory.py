@@ -4,8 +4,10 @@ weights, gradients, optimizer state and a real forward pass's activations). Whil
 stage's batch passes the cap, the batch is halved (the learning rate rescaled by the config's
 rule, a short warm-up), recorded as a ``memory`` event in the ledger, ``events.jsonl`` and MLflow.
 On a GPU, a step that raises ``torch.OutOfMemoryError`` is taken again at half the batch
-(``halve_after_oom``), recorded the same way. The stage keeps its samples; the budget guard
-prices the smaller steps as they come."""
+(``halve_after_oom``), recorded the same way. Either way the offer's batch is capped there
+(``Adaptation.cap_batch``) and the executor replans the rest of the run within the cap through
+the adaptive side (``paretrain.runtime.run.adapting``): the stage's samples at the smaller batch,
+later stages never above it on that offer; the budget guard prices every step as it comes."""
 
 from __future__ import annotations
 
@@ -63,3 +65,5 @@ def _halve_to(p: RunParts, batch: int, why: dict[str, object]) -> None:
     p.events("memory", stage=p.state.stage_i, **facts)
     p.events.ledger("memory", p.state, **facts)
     p.log(f"out of memory at batch {was}: batch {batch}, lr {trainer.lr:.3g}")
+    workers = max(1, p.state.stage.workers) if p.state.stage_i < len(p.state.stages) else 1
+    p.adaptation.cap_batch(p.state.hw, max(1, batch // workers), f"out of memory at batch {was}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from paretrain.runtime.money.prices import PriceSource
@@ -77,10 +78,12 @@ def window_steps(
     max_samples: int,
     ckpt_at: float,
     signals: Any = None,
+    on_fault: Callable[[Stepped], None] | None = None,
 ) -> tuple[bool, Stepped]:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation, checkpoint,
     ``max_samples``, a step slower than the window assumed, a non-finite loss, ``signals.received``).
-    Returns whether the window still holds (False: close it) and the steps done."""
+    Returns whether the window still holds (False: close it) and the steps done. A step that
+    raises hands the steps before it (charged already) to ``on_fault`` first."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
@@ -91,10 +94,17 @@ def window_steps(
     done, compute = 0, 0.0
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
-    finite = math.isfinite
+    finite, loss = math.isfinite, math.nan
     while True:
         t0 = perf()
-        loss = step()
+        try:
+            loss = step()
+        except BaseException:  # out of memory, a member that raised: the steps before it count
+            if done and on_fault is not None:
+                on_fault(
+                    _stepped(emu, done, batch, loss, meter.t - t_start, spent - start_spent, compute, slowest)
+                )
+            raise
         real = perf() - t0
         if emu:
             spent += charge(price, virtual_s, trainer.steps)
@@ -116,14 +126,28 @@ def window_steps(
             or (signals is not None and signals.received)
         ):
             break
-    done_steps = Stepped(
+    busy_s, busy_usd = meter.t - t_start, spent - start_spent
+    return emu or slowest <= limit, _stepped(emu, done, batch, loss, busy_s, busy_usd, compute, slowest)
+
+
+def _stepped(
+    emu: bool,
+    done: int,
+    batch: int,
+    loss: float,
+    busy_s: float,
+    busy_usd: float,
+    compute: float,
+    slowest: float,
+) -> Stepped:
+    """The record of ``done`` samples of a window's steps at ``batch``."""
+    return Stepped(
         samples=done,
         batch=batch,
         loss=loss,
-        busy_s=meter.t - t_start,
-        busy_usd=spent - start_spent,
+        busy_s=busy_s,
+        busy_usd=busy_usd,
         compute_s=0.0 if emu else compute,
         compute_steps=0 if emu else done // batch,
         slowest=None if emu else slowest,
     )
-    return emu or slowest <= limit, done_steps

@@ -9,6 +9,7 @@ next unit stay within its envelope, and stops with ``EnvelopeExhausted`` (exit 3
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -19,7 +20,15 @@ from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.reserve import reserve_s
 from paretrain.runtime.train.trainer import Trainer
 
-__all__ = ["EnvelopeExhausted", "LabMeter", "synchronizer", "train_evaluating"]
+__all__ = [
+    "Diverged",
+    "EnvelopeExhausted",
+    "LabMeter",
+    "checked_step",
+    "checked_value",
+    "synchronizer",
+    "train_evaluating",
+]
 
 
 class EnvelopeExhausted(BudgetExhausted):
@@ -28,6 +37,40 @@ class EnvelopeExhausted(BudgetExhausted):
     def __init__(self, message: str, curve: list[tuple[int, float]] | None = None) -> None:
         super().__init__(message)
         self.curve: list[tuple[int, float]] = list(curve or [])
+
+
+class Diverged(Exception):
+    """A measured run met a non-finite training loss or evaluated metric: ``reason`` says which
+    and when; ``curve`` holds the evaluations before it."""
+
+    def __init__(self, reason: str, curve: list[tuple[int, float]] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.curve: list[tuple[int, float]] = list(curve or [])
+
+
+def checked_step(trainer: Trainer, meter: LabMeter, curve: list[tuple[int, float]]) -> float:
+    """One metered step; its seconds. A non-finite loss raises ``Diverged`` (with ``curve``)."""
+    loss = math.nan
+
+    def step() -> None:
+        nonlocal loss
+        loss = trainer.step()
+
+    dt = meter.timed(step)
+    if not math.isfinite(loss):
+        raise Diverged(f"the training loss was {loss} at step {trainer.steps}", curve)
+    return dt
+
+
+def checked_value(trainer: Trainer, curve: list[tuple[int, float]]) -> float:
+    """The target metric evaluated now; a non-finite one raises ``Diverged`` (with ``curve``)."""
+    value = trainer.evaluate().value
+    if not math.isfinite(value):
+        raise Diverged(
+            f"the evaluated {trainer.metric.name} was {value} at {trainer.samples_seen} samples", curve
+        )
+    return value
 
 
 def synchronizer(device: str) -> Callable[[], None]:
@@ -62,13 +105,22 @@ class LabMeter:
         self.more: Callable[[float], float] | None = None  # grants more than ``cap`` (the search envelope)
         self.floor_s = 0.0  # the least a unit of work is expected to take (a stall of the machine)
         self.trained_s, self.trained_steps = 0.0, 0  # the training steps of ``train_evaluating``
+        #: asked before each unit of work; raises to stop there (a signal: ``runtime.train.signals``)
+        self.stop: Callable[[], None] | None = None
 
     def _spent(self) -> float:
         return self.ledger.spent if self.ledger else 0.0
 
     def guard(self, next_s: float) -> None:
         """Stop (``EnvelopeExhausted``) unless the next unit of work, expected to take about
-        ``next_s``, fits the envelope with its reserve; asks ``more`` first when set."""
+        ``next_s``, fits the envelope with its reserve; asks ``more`` first when set. ``stop``
+        is asked first: what it raises ends the measurement here, the time so far charged."""
+        if self.stop is not None:
+            try:
+                self.stop()
+            except BaseException:
+                self.flush()
+                raise
         spent = self._spent()
         pending = (time.perf_counter() - self.last) * self.price
         nxt = reserve_s(next_s, self.slowest, self.floor_s) * self.price
@@ -88,7 +140,11 @@ class LabMeter:
         self.guard(next_s)
         self.sync()
         t0 = time.perf_counter()
-        work()
+        try:
+            work()
+        except BaseException:  # a member that raised, a divergence: the time it took is charged
+            self.flush()
+            raise
         self.sync()
         dt = time.perf_counter() - t0
         self.observe(dt)
@@ -124,17 +180,17 @@ def train_evaluating(
     """Metered steps up to ``max_samples``, evaluating every ``eval_every`` samples (and at the
     end); ``on_eval(samples, value, index)`` (the target metric) returning True stops early.
     Returns the curve and whether it stopped early. An ``EnvelopeExhausted`` from the meter
-    carries the curve so far."""
+    carries the curve so far; so does ``Diverged``, at a non-finite loss or metric."""
     curve: list[tuple[int, float]] = []
     next_eval = eval_every
     try:
         while trainer.samples_seen < max_samples:
-            meter.trained_s += meter.timed(trainer.step)
+            meter.trained_s += checked_step(trainer, meter, curve)
             meter.trained_steps += 1
             if trainer.samples_seen >= next_eval or trainer.samples_seen >= max_samples:
                 next_eval += eval_every * max(1, (trainer.samples_seen - next_eval) // eval_every + 1)
                 meter.guard(0.0)
-                value = trainer.evaluate().value  # the target metric, in its own units
+                value = checked_value(trainer, curve)  # the target metric, in its own units
                 curve.append((trainer.samples_seen, round(value, 5)))
                 if on_eval(trainer.samples_seen, value, len(curve) - 1):
                     return curve, True

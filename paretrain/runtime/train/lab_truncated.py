@@ -15,10 +15,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import torch
+
 from paretrain.planner.inputs.space import Config
+from paretrain.planner.measure.lab import OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample
 from paretrain.runtime.train.devices import claim
-from paretrain.runtime.train.lab_meter import LabMeter
+from paretrain.runtime.train.lab_memory import free_memory
+from paretrain.runtime.train.lab_meter import Diverged, LabMeter, checked_step, checked_value
 from paretrain.runtime.train.trainer import Trainer
 
 
@@ -52,6 +56,7 @@ class LiveRun:
     seconds: float = 0.0
     trained_s: float = 0.0
     trained_steps: int = 0
+    diverged: str = ""  # a non-finite loss or metric stopped it (``lab_meter.Diverged``)
 
 
 def noise_sample(
@@ -108,21 +113,30 @@ def measure_truncated(
     device: str,
 ) -> tuple[ConvergenceRun, list[NoiseSample]]:
     """Train ``config`` at ``batch_size`` on ``device`` up to the last of ``evals`` (sample
-    counts), evaluating at each and taking a gradient-noise sample at each of ``noise_at``."""
+    counts), evaluating at each and taking a gradient-noise sample at each of ``noise_at``. A
+    non-finite loss or metric ends the run for good: its record says so (``diverged``)."""
     run = _live(lab, config, batch_size, device)
     meter = lab.meter(device, f"truncated run of {config.id} at batch {batch_size}")
     trainer, t0 = run.trainer, time.perf_counter()
-    points = sorted({int(s) for s in evals if s > trainer.samples_seen})
+    points = sorted({int(s) for s in evals if s > trainer.samples_seen}) if not run.diverged else []
     noise_points = sorted({int(s) for s in noise_at})
-    for target in points:
-        while trainer.samples_seen < target:
-            run.trained_s += meter.timed(trainer.step)
-            run.trained_steps += 1
-        meter.guard(0.0)
-        run.curve.append((trainer.samples_seen, round(trainer.evaluate().value, 5)))
-        if noise_points and trainer.samples_seen >= noise_points[0]:
-            noise_points = [p for p in noise_points if p > trainer.samples_seen]
-            run.noise.append(noise_sample(trainer, meter, config.id, *noise_batches))
+    try:
+        for target in points:
+            while trainer.samples_seen < target:
+                run.trained_s += checked_step(trainer, meter, run.curve)
+                run.trained_steps += 1
+            meter.guard(0.0)
+            run.curve.append((trainer.samples_seen, round(checked_value(trainer, run.curve), 5)))
+            if noise_points and trainer.samples_seen >= noise_points[0]:
+                noise_points = [p for p in noise_points if p > trainer.samples_seen]
+                run.noise.append(noise_sample(trainer, meter, config.id, *noise_batches))
+    except Diverged as err:
+        run.diverged = err.reason
+    except torch.OutOfMemoryError:
+        meter.flush()
+        free_memory(str(trainer.device))
+        del lab.live_runs[(config.id, batch_size, device)]
+        raise OutOfMemory(f"{config.id} at batch {batch_size} on {device}: out of memory") from None
     meter.flush()
     run.seconds += time.perf_counter() - t0
     return _record(lab, config, batch_size, levels, run), list(run.noise)
@@ -153,4 +167,5 @@ def _record(
         run.trained_s / max(run.trained_steps, 1),
         run.trained_steps,
         truncated=True,
+        diverged=run.diverged,
     )

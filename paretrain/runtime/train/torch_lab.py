@@ -22,12 +22,13 @@ import torch
 
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.inputs.space import Config
-from paretrain.planner.measure.lab import LocalDevice
+from paretrain.planner.measure.lab import LocalDevice, OutOfMemory
 from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
-from paretrain.runtime.train.lab_meter import LabMeter, train_evaluating
+from paretrain.runtime.train.lab_memory import fitting_batches, free_memory
+from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
 from paretrain.runtime.train.lab_truncated import LiveRun, measure_truncated, noise_sample
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
@@ -40,6 +41,7 @@ _CODE_MODULES = (
     "paretrain.runtime.train.torch_lab",
     "paretrain.runtime.train.lab_meter",
     "paretrain.runtime.train.lab_truncated",
+    "paretrain.runtime.train.lab_memory",
     "paretrain.runtime.money.reserve",
     "paretrain.runtime.train.workloads.mnist1d",
     "paretrain.runtime.train.distributed",
@@ -113,8 +115,10 @@ class TorchLab:
         convergence_device: str | None = None,
         patience_evals: int = 15,
         metric: Metric | None = None,
+        stop: Callable[[], None] | None = None,
     ) -> None:
         self.workload = workload
+        self.stop = stop  # asked before each unit of work (a signal stops the profile there)
         info = workload.info
         self.metric = metric or Metric(info.target, info.direction(info.target) or "maximize")
         self.prices = dict(prices_usd_per_h)
@@ -138,7 +142,7 @@ class TorchLab:
         return f"{machine_fingerprint()}-{code_version()}"
 
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter:
-        return LabMeter(
+        meter = LabMeter(
             self.ledger,
             self.cap if cap is None else cap,
             self.prices.get(device, 0.0) / 3600.0,
@@ -146,6 +150,8 @@ class TorchLab:
             what,
             stage=stage,
         )
+        meter.stop = self.stop
+        return meter
 
     def spent(self) -> float:
         """What the lab's ledger holds so far (0 without one)."""
@@ -175,7 +181,7 @@ class TorchLab:
         torch_device = claim(device)
         meter = self.meter(device, f"steps of {config.id} on {device}")
         n_train = _train_size(self.workload)
-        usable = [b for b in batch_sizes if b <= n_train]
+        usable = sorted(b for b in batch_sizes if b <= n_train)
         trainer = Trainer(
             self.workload,
             config,
@@ -185,6 +191,7 @@ class TorchLab:
             seed=self.seed,
             metric=self.metric,
         )
+        usable, oom_batch = fitting_batches(trainer, meter, usable, f"{config.id} on {device}")
         # interleaved passes over the batch sizes (see ``_interleaved_passes``)
         passes, warm_s = _interleaved_passes(trainer, meter, usable, steps)
         samples = []
@@ -212,6 +219,7 @@ class TorchLab:
             param_count=trainer.parameter_count(),
             ckpt_s=self._ckpt_s(trainer, meter),
             fixed_s=round(fixed, 6),
+            oom_batch=oom_batch,
         )
 
     def _ckpt_s(self, trainer: Trainer, meter: LabMeter, repeats: int = 3) -> float:
@@ -297,7 +305,15 @@ class TorchLab:
             best, since_best = (value, 0) if m.better(value, best) else (best, since_best + 1)
             return all(v is not None for v in reached.values()) or since_best >= self.patience
 
-        curve, _ = train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
+        diverged = ""
+        try:
+            curve, _ = train_evaluating(trainer, meter, max_samples, eval_every, on_eval)
+        except Diverged as err:  # marked, and the profile goes on without the config
+            curve, diverged = err.curve, err.reason
+        except torch.OutOfMemoryError:
+            meter.flush()
+            free_memory(torch_device)
+            raise OutOfMemory(f"{config.id} at batch {batch_size} on {device}: out of memory") from None
         meter.flush()
         return ConvergenceRun(
             config.id,
@@ -311,6 +327,7 @@ class TorchLab:
             device,
             meter.trained_s / max(meter.trained_steps, 1),
             meter.trained_steps,
+            diverged=diverged,
         )
 
     def measure_truncated(

@@ -1,31 +1,26 @@
 """SIGTERM and SIGINT to a search worker: the first stops it at the next step, the second at once.
 
-The first signal only sets a flag (``StopFlag``); the worker asks it before every training step
-and before every trial (``StopFlag.check``), so it stops at a point where it can fail the trial
-in flight, settle that trial's spend to the envelope and close its ledger; then it exits
-128 + the signal's number (143 for SIGTERM, 130 for SIGINT) with one line saying how to go on.
-A second signal exits at once: the trial in flight is then failed by Optuna's heartbeat and its
-reservation counts as spent once its lease lapses (``paretrain.runtime.trials.stored_envelope``).
-A signal the process ignores (a pool's worker ignores SIGINT: its parent forwards SIGTERM) stays
-ignored.
+The first signal only sets a flag (``StopFlag``, ``paretrain.runtime.train.signals``); the worker
+asks it before every training step and before every trial (``StopFlag.check``), so it stops at a
+point where it can fail the trial in flight, settle that trial's spend to the envelope and close
+its ledger; then it exits 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) with one
+line saying how to go on. A second signal exits at once: the trial in flight is then failed by
+Optuna's heartbeat and its reservation counts as spent once its lease lapses
+(``paretrain.runtime.trials.stored_envelope``). A signal the process ignores (a pool's worker
+ignores SIGINT: its parent forwards SIGTERM) stays ignored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import sys
-import threading
 from collections.abc import Iterator
-from types import FrameType
-from typing import Any
 
 from paretrain.planner.search.faults import SearchInterrupted
+from paretrain.runtime.train import signals
 
 __all__ = ["CONTINUE", "StopFlag", "interrupted", "stop_on_signals"]
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
 CONTINUE = "run the same paretrain search command again: it continues the study"
 
 
@@ -40,41 +35,19 @@ def interrupted(signum: int) -> SearchInterrupted:
     )
 
 
-class StopFlag:
+class StopFlag(signals.StopFlag):
     """Set by the first signal; ``check`` raises ``SearchInterrupted`` once it is set."""
 
     def __init__(self) -> None:
-        self.signum: int | None = None
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise interrupted(self.signum)
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        if self.signum is not None:  # the second: at once
-            name = signal.Signals(signum).name
-            sys.stderr.write(
-                f"paretrain: {name} again: stopped at once; the trial in flight is failed once its "
-                f"lease lapses. To continue: {CONTINUE}\n"
-            )
-            sys.stderr.flush()
-            os._exit(128 + signum)
-        self.signum = signum
+        super().__init__(
+            interrupted, f"the trial in flight is failed once its lease lapses. To continue: {CONTINUE}"
+        )
 
 
 @contextlib.contextmanager
 def stop_on_signals(flag: StopFlag | None = None) -> Iterator[StopFlag]:
-    """Handle SIGTERM and SIGINT with ``flag`` (a new one by default) while the block runs, then
-    put the previous handlers back. Off the main thread (where Python takes no handlers) the
-    flag is only ever set by hand."""
+    """Handle SIGTERM and SIGINT with ``flag`` (a new one by default) while the block runs
+    (``paretrain.runtime.train.signals.stop_on_signals``)."""
     flag = flag if flag is not None else StopFlag()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for s in SIGNALS:
-            if signal.getsignal(s) is not signal.SIG_IGN:
-                previous[s] = signal.signal(s, flag.handle)
-    try:
+    with signals.stop_on_signals(flag):
         yield flag
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

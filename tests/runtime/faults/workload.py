@@ -68,7 +68,7 @@ def write_workload(folder: Path, fault: str = "") -> Path:
     return path
 
 
-def spec_data(lr: float = 0.01, **runtime: Any) -> dict:
+def spec_data(lr: float = 0.01, planner: dict | None = None, **runtime: Any) -> dict:
     return {
         "name": "faults",
         "workload": {"file": "./wl.py", "factory": "make_workload"},
@@ -82,15 +82,19 @@ def spec_data(lr: float = 0.01, **runtime: Any) -> dict:
             "batch_sizes": [32],
             "convergence_batch_sizes": [16, 64, 256],
             "noise": False,
+            **(planner or {}),
         },
         "runtime": {"eval_every_samples": 512, "checkpoint_every_s": 0.05, "keep_checkpoints": 2, **runtime},
     }
 
 
-def make_plan_in(folder: Path, fault: str = "", lr: float = 0.01, **runtime: Any) -> Plan:
-    """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage, no search."""
+def make_plan_in(
+    folder: Path, fault: str = "", lr: float = 0.01, planner: dict | None = None, **runtime: Any
+) -> Plan:
+    """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage (unless
+    ``planner`` says otherwise), no search."""
     write_workload(folder, fault)
-    data = spec_data(lr, **runtime)
+    data = spec_data(lr, planner, **runtime)
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
@@ -161,14 +165,16 @@ def ledger(folder: Path) -> list[dict]:
     return [c for f in files for c in read_charges(f)]
 
 
-def assert_ledger_consistent(folder: Path, budget: float) -> float:
+def assert_ledger_consistent(folder: Path, budget: float, *, billed: bool = True) -> float:
     """The ledger's lines are whole, numbered without gap, within ``budget``, and its last hold
-    settled (no compute after the last billing increment). Returns its total."""
+    settled (no compute after the last billing increment; a local offer, ``billed`` False, bills
+    as it goes: its teardown is the last compute). Returns its total."""
     lines = ledger(folder)
     ids = [int(c["id"].rsplit(":", 1)[1]) for c in lines]
     assert ids == list(range(len(lines)))
     total = math.fsum(c["usd"] for c in lines)
     assert total <= budget
-    last_bill = max(i for i, c in enumerate(lines) if c.get("what") == "billing increment")
+    ends = "billing increment" if billed else "teardown"
+    last_bill = max(i for i, c in enumerate(lines) if c.get("what") == ends)
     assert not [c for c in lines[last_bill + 1 :] if c["kind"] == "compute" and c["usd"] > 0]
     return total
