@@ -70,7 +70,8 @@ class Stepped:
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     """An evaluation: the target metric's value, the validation loss, every metric, the run time
-    and money it took, and (local offers) the slowest recent evaluation's real seconds."""
+    and money it took, (local offers) the slowest recent evaluation's real seconds and, when
+    given, the samples seen: a point of the run's learning curve."""
 
     value: float
     loss: float
@@ -78,9 +79,12 @@ class Evaluated:
     busy_s: float = 0.0
     busy_usd: float = 0.0
     eval_real: float | None = None
+    samples: int | None = None
 
     def apply_to(self, state: RunState) -> None:
         state.level, state.val_loss, state.metrics = self.value, self.loss, dict(self.metrics)
+        if self.samples is not None:
+            state.add_point(self.samples, self.value)
         state.busy_s += self.busy_s
         state.busy_usd += self.busy_usd
         if self.eval_real is not None:
@@ -233,12 +237,15 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Stopped:
-    """Why the run stops, when it is not the budget, the deadline or the samples."""
+    """Why the run stops, when it is not the budget, the deadline or the samples; and, when
+    known, what it would have spent in all had it gone on (what stopping saves is the rest)."""
 
     reason: str
+    projected_usd: float = 0.0
 
     def apply_to(self, state: RunState) -> None:
         state.stop_reason = self.reason
+        state.stop_projected_usd = self.projected_usd
 
 
 StateChange = (
