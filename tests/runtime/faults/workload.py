@@ -87,10 +87,13 @@ def spec_data(lr: float = 0.01, **runtime: Any) -> dict:
     }
 
 
-def make_plan_in(folder: Path, fault: str = "", lr: float = 0.01, **runtime: Any) -> Plan:
+def make_plan_in(
+    folder: Path, fault: str = "", lr: float = 0.01, max_samples: int = 40000, **runtime: Any
+) -> Plan:
     """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage, no search."""
     write_workload(folder, fault)
     data = spec_data(lr, **runtime)
+    data["target"]["max_samples"] = max_samples
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
