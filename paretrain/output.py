@@ -351,6 +351,7 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
             metric,
             "err",
             "front",
+            "to_target (first -> last)",
         ],
         [
             [
@@ -369,11 +370,22 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 f"{r[r['metric']]:.3f}",
                 _shown_error(r.get("metric_err")),
                 "yes" if r["on_front"] else "no",
+                _refit_spans(r),
             ]
             for r in rows
         ],
-        title=f"err = {ERROR_RULE}",
+        title=f"err = {ERROR_RULE}; to_target: samples to the target, P10-P90, at the first and last refit",
     )
+
+
+def _refit_spans(r: dict[str, Any]) -> str:
+    """The first and last refit's P10-P90 of the samples to the target ("-": no refit)."""
+
+    def n(v: float | None) -> str:
+        return "inf" if v is None else f"{v / 1e3:.3g}k" if v >= 1e3 else f"{v:.0f}"
+
+    ends = [r.get(f"samples_to_target_{w}") for w in ("first", "last")]
+    return "-" if None in ends else " -> ".join(f"{n(e['p10'])}-{n(e['p90'])}" for e in ends)
 
 
 def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:
