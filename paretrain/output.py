@@ -384,8 +384,10 @@ def _refit_spans(r: dict[str, Any]) -> str:
     def n(v: float | None) -> str:
         return "inf" if v is None else f"{v / 1e3:.3g}k" if v >= 1e3 else f"{v:.0f}"
 
-    ends = [r.get(f"samples_to_target_{w}") for w in ("first", "last")]
-    return "-" if None in ends else " -> ".join(f"{n(e['p10'])}-{n(e['p90'])}" for e in ends)
+    first, last = r.get("samples_to_target_first"), r.get("samples_to_target_last")
+    if first is None or last is None:
+        return "-"
+    return " -> ".join(f"{n(e['p10'])}-{n(e['p90'])}" for e in (first, last))
 
 
 def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:
