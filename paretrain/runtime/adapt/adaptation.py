@@ -2,9 +2,11 @@
 what should change.
 
 At each evaluation the executor hands over a ``Snapshot`` (plain numbers: where the run is,
-what it has spent and done). ``Adaptation.decide`` measures the three drift signals against
-the current stage's plan (spend rate, throughput, convergence), projects the rest of the run
-at the observed speed and the current prices, and asks ``paretrain.runtime.adapt.policy.Policy``.
+what it has spent and done) and, when one was due, the refit of the run's own learning curve
+(``paretrain.runtime.adapt.learning``). ``Adaptation.decide`` measures the three drift signals
+against the current stage's plan (spend rate, throughput, convergence), projects the rest of the
+run at the observed speed and the current prices, sets the curve against the plan's interval
+and the samples the run can still train, and asks ``paretrain.runtime.adapt.policy.Policy``.
 ``Adaptation.replan`` turns a decision into a ``Change``: new stages for the rest of the run
 from ``paretrain.planner.plan.replan`` (the same cost model as the plan), classified as a batch-size change,
 a move to another offer, no change, or a stop. ``Adaptation.rollback`` says which stages to go
@@ -24,7 +26,14 @@ from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.replan import ReplanRequest, replan
 from paretrain.runtime.adapt.learning import Refit, RunCurve
-from paretrain.runtime.adapt.policy import Action, CurveObservation, Decision, Observation, Policy
+from paretrain.runtime.adapt.policy import (
+    Action,
+    CurveObservation,
+    Decision,
+    Observation,
+    Policy,
+    Triple,
+)
 from paretrain.runtime.money.prices import PriceSource
 
 __all__ = ["Adaptation", "Change", "Snapshot"]
@@ -245,21 +254,23 @@ class Adaptation:
         )
 
     # -- what should change ---------------------------------------------------------------------
-    def _request(self, snap: Snapshot, decision: Decision) -> ReplanRequest:
+    def _request(self, snap: Snapshot, objective: str, curve: Triple | None = None) -> ReplanRequest:
+        """What the replan is asked; ``curve``: the samples to the target the run's curve
+        predicts, when the replan is for it."""
         tput = self.policy.detectors["throughput"]
         conv = self.policy.detectors["convergence"]
         if tput.n:  # the detector compares with the current stage, made with ``embedded``
             self.speed[snap.hw] = self.embedded.get(snap.hw, 1.0) / max(tput.level, 1e-3)
         factor = min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0
-        if "curve_interval" in decision.detail:  # the run's own curve: its P50 over the plan's
-            factor = self.learning.convergence(decision.detail["curve_interval"])
+        if curve is not None:  # the run's own curve: its P50 over the plan's
+            factor = self.learning.convergence(curve)
         return ReplanRequest(
             current_hardware=snap.hw,
             stage_index=snap.stage_i,
             stages_left=max(1, len(snap.stages) - snap.stage_i),
             progress_done=snap.progress,
             convergence_factor=factor,
-            prefer=decision.objective,
+            prefer=objective,
             step_factor=dict(self.speed),
             prices_usd_per_h={o.id: self.prices.price_usd_per_h(o.id, snap.now) for o in self.plan.offers},
             budget_left_usd=snap.budget - snap.spent - snap.reserve_usd,
@@ -274,9 +285,10 @@ class Adaptation:
         self.replans += 1
         tput = self.policy.detectors["throughput"]
         old_left_s, old_left_usd = self.remaining(snap, tput.level if tput.n else 1.0)
-        req = self._request(snap, decision)
-        if "curve_interval" in decision.detail:  # whatever comes of it, the replan took it in
-            self.learning.expect(decision.detail["curve_interval"])
+        curve = decision.detail.get("curve_interval")
+        req = self._request(snap, decision.objective, curve)
+        if curve is not None:  # whatever comes of it, the replan took it in
+            self.learning.expect(curve)
         new = replan(plan, cand, req, solver=solver)
         if not (new.feasible and new.cost_usd <= req.budget_left_usd) and req.convergence_factor > 1.0:
             # Stopping gives up the target, and the observed convergence is the noisiest signal
