@@ -87,7 +87,9 @@ def observe(target: float, pts, *, budget_left: float = 1.0, max_samples: int = 
 )
 def test_the_runs_curve_decides_stop_replan_or_continue(f, target, action):
     c = observe(target, points(f))
-    d = Policy().decide(observation(c))
+    policy = Policy()
+    assert policy.decide(observation(c)).action == Action.CONTINUE  # one refit is not yet evidence
+    d = policy.decide(observation(c))  # a second refit in a row that says the same
     assert d.action == action, d.reason
     if action == Action.STOP:
         assert c.to_target[0] == math.inf and c.best[0] < 0.75
@@ -126,15 +128,19 @@ def curve_obs(**kw) -> CurveObservation:
     return CurveObservation(**base)
 
 
-def test_the_stop_waits_for_enough_points_and_a_share_of_the_planned_samples():
-    policy = Policy(min_points=8, min_fraction=0.25)
-    assert policy.out_of_reach(curve_obs(points=7)) is None
-    assert policy.out_of_reach(curve_obs(samples=2000)) is None  # under a quarter of 10,000
+def test_the_stop_waits_for_enough_points_a_share_of_the_planned_samples_and_two_refits():
+    policy = Policy(min_points=10, min_fraction=0.5, confirm=2)
+    for _ in range(2):
+        assert policy.out_of_reach(curve_obs(points=9)) is None
+        assert policy.out_of_reach(curve_obs(samples=4000)) is None  # under half of 10,000
+    assert policy.out_of_reach(curve_obs()) is None
+    assert policy.out_of_reach(curve_obs(to_target=(30000.0, math.inf, math.inf))) is None  # reachable
+    assert policy.out_of_reach(curve_obs()) is None  # in a row, counted afresh
     assert policy.out_of_reach(curve_obs()).action == Action.STOP
 
 
 def test_the_stop_needs_even_the_optimistic_end_beyond_what_the_run_can_reach():
-    policy = Policy()
+    policy = Policy(confirm=1)
     # the P10 within the samples left: the run may still get there
     assert policy.out_of_reach(curve_obs(to_target=(30000.0, math.inf, math.inf))) is None
     # the budget binds before target.max_samples: the P10 beyond what it buys stops the run
@@ -146,12 +152,21 @@ def test_the_stop_needs_even_the_optimistic_end_beyond_what_the_run_can_reach():
 
 
 def test_out_of_reach_stops_even_in_cooldown_and_learning_waits_for_it():
-    policy = Policy(cooldown_s=1e9)
+    policy = Policy(cooldown_s=1e9, confirm=1)
     policy.adapted(99.0)
     assert policy.decide(observation(curve_obs())).action == Action.STOP
     slower = curve_obs(to_target=(15000.0, 20000.0, 30000.0))
     assert policy.decide(observation(slower)).action == Action.CONTINUE  # cooldown
-    assert Policy().decide(observation(slower)).action == Action.REPLAN
+    assert Policy(confirm=1).decide(observation(slower)).action == Action.REPLAN
+
+
+def test_a_curve_replan_needs_two_refits_outside_on_the_same_side():
+    policy = Policy()
+    slower, faster = (15000.0, 20000.0, 30000.0), (5000.0, 6000.0, 7000.0)
+    for to_target in (slower, faster, slower, (8000.0, 10000.0, 12000.0), slower):
+        assert policy.decide(observation(curve_obs(to_target=to_target))).action == Action.CONTINUE
+    d = policy.decide(observation(curve_obs(to_target=slower)))
+    assert d.action == Action.REPLAN and d.detail["ratio"] == 2.0
 
 
 def test_refits_start_at_min_points_and_come_at_most_every_refit_every_evaluations():

@@ -30,7 +30,7 @@ W.val_dataset = lambda self: self._data(2048, 1)
 """
 
 
-@pytest.mark.slow  # ~10 s: a run through the command line and three refits of its curve
+@pytest.mark.slow  # ~15 s: a run through the command line and four refits of its curve
 def test_a_target_the_curve_cannot_reach_stops_early_with_exit_3_and_what_it_saved(tmp_path):
     plan = make_plan_in(tmp_path, PLATEAU, max_samples=4_000_000)
     done = run_plan(tmp_path)
