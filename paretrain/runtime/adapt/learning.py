@@ -15,9 +15,10 @@ Measured on a 2-core machine at a load of about 5, a refit (``fit_curve`` and ``
 takes 0.2-1.3 s whatever the number of points from 6 to 80 (median 0.4-1.0 s), up to 3.5 s
 when the machine is busier: a run that evaluates every second or two would spend about as
 long refitting as training if it refitted at each evaluation. This schedule refits a run of N
-evaluations about ``log_1.25`` times while its curve is young and N / ``REFIT_EVERY`` after. On a local offer the refit's real seconds are held hardware
-time, charged with the next charge; the virtual clock of an emulated offer charges what the
-plan models (steps, evaluations, checkpoints), which has no refit in it.
+evaluations about ``log_1.25`` times while its curve is young and N / ``REFIT_EVERY`` after.
+On a local offer the refit's real seconds are held hardware time, reserved before it and
+charged after it; the virtual clock of an emulated offer charges what the plan models (steps,
+evaluations, checkpoints), which has no refit in it.
 """
 
 from __future__ import annotations

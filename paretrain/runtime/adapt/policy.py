@@ -51,7 +51,7 @@ from typing import Any
 
 from paretrain.runtime.adapt.drift import Detector
 
-__all__ = ["Action", "CurveObservation", "Decision", "Observation", "Policy"]
+__all__ = ["Action", "CurveObservation", "Decision", "Observation", "Policy", "Triple"]
 
 
 class Action(str, Enum):  # noqa: UP042 (str(member) prints Action.X in logs; StrEnum would not)

@@ -18,8 +18,8 @@ from paretrain.runtime.run.stages import enter_stage, take_up_stage
 
 __all__ = ["FIRST_FIT_S", "carry_out", "learn", "pause", "roll_back", "snapshot"]
 
-#: seconds a refit is reserved for on the real clock before one was timed here (the slowest
-#: measured on a loaded 2-core machine: 0.8 s)
+#: seconds a refit is taken to need on the real clock before one was timed here (a refit's
+#: median on a loaded 2-core machine: 0.4-1.0 s), reserved as a step's are (three times over)
 FIRST_FIT_S = 1.0
 
 
