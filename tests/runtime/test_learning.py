@@ -7,14 +7,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
 from paretrain.planner.measure.uncertainty import Interval
 from paretrain.planner.plan.plan import Candidate, StagePlan
-from paretrain.runtime.adapt.learning import MIN_POINTS, REFIT_EVERY, RunCurve
+from paretrain.runtime.adapt.learning import MIN_POINTS, REFIT_EVERY, RunCurve, refit_due
 from paretrain.runtime.adapt.policy import Action, CurveObservation, Observation, Policy
-from paretrain.runtime.run.changes import Evaluated, Restored
+from paretrain.runtime.run.changes import Evaluated, Refitted, Restored
 from paretrain.runtime.run.state import RunState
 
 STAGE = StagePlan(0, "local/cpu-1", "fp32", 64, 1, 10000, 157, 1e-3, 0.01, 10.0, 200.0)
@@ -62,9 +63,11 @@ def observation(curve: CurveObservation | None, **kw) -> Observation:
 
 
 def observe(target: float, pts, *, budget_left: float = 1.0, max_samples: int = 40000) -> CurveObservation:
+    """The curve refitted to ``pts`` as the policy sees it, the refit before having said the same."""
     run = RunCurve(candidate(target), "maximize", max_samples)
     refit = run.refit(pts)
     assert refit is not None
+    refit = replace(refit, previous=refit.to_target)
     return run.observe(
         refit,
         samples=pts[-1][0],
@@ -87,9 +90,9 @@ def observe(target: float, pts, *, budget_left: float = 1.0, max_samples: int = 
 )
 def test_the_runs_curve_decides_stop_replan_or_continue(f, target, action):
     c = observe(target, points(f))
-    policy = Policy()
-    assert policy.decide(observation(c)).action == Action.CONTINUE  # one refit is not yet evidence
-    d = policy.decide(observation(c))  # a second refit in a row that says the same
+    first = replace(c, previous=None)  # the run's first refit is not yet evidence
+    assert Policy().decide(observation(first)).action == Action.CONTINUE
+    d = Policy().decide(observation(c))
     assert d.action == action, d.reason
     if action == Action.STOP:
         assert c.to_target[0] == math.inf and c.best[0] < 0.75
@@ -114,6 +117,7 @@ def curve_obs(**kw) -> CurveObservation:
         points=16,
         planned_samples=10000,
         to_target=(math.inf, math.inf, math.inf),
+        previous=(math.inf, math.inf, math.inf),
         expected=(9000.0, 10000.0, 11000.0),
         reach=40000.0,
         reach_by="target.max_samples",
@@ -129,18 +133,16 @@ def curve_obs(**kw) -> CurveObservation:
 
 
 def test_the_stop_waits_for_enough_points_a_share_of_the_planned_samples_and_two_refits():
-    policy = Policy(min_points=10, min_fraction=0.5, confirm=2)
-    for _ in range(2):
-        assert policy.out_of_reach(curve_obs(points=9)) is None
-        assert policy.out_of_reach(curve_obs(samples=4000)) is None  # under half of 10,000
-    assert policy.out_of_reach(curve_obs()) is None
-    assert policy.out_of_reach(curve_obs(to_target=(30000.0, math.inf, math.inf))) is None  # reachable
-    assert policy.out_of_reach(curve_obs()) is None  # in a row, counted afresh
+    policy = Policy(min_points=10, min_fraction=0.5, confirm=True)
+    assert policy.out_of_reach(curve_obs(points=9)) is None
+    assert policy.out_of_reach(curve_obs(samples=4000)) is None  # under half of 10,000
+    assert policy.out_of_reach(curve_obs(previous=None)) is None  # the run's first refit
+    assert policy.out_of_reach(curve_obs(previous=(30000.0, math.inf, math.inf))) is None  # was reachable
     assert policy.out_of_reach(curve_obs()).action == Action.STOP
 
 
 def test_the_stop_needs_even_the_optimistic_end_beyond_what_the_run_can_reach():
-    policy = Policy(confirm=1)
+    policy = Policy(confirm=False)
     # the P10 within the samples left: the run may still get there
     assert policy.out_of_reach(curve_obs(to_target=(30000.0, math.inf, math.inf))) is None
     # the budget binds before target.max_samples: the P10 beyond what it buys stops the run
@@ -152,41 +154,38 @@ def test_the_stop_needs_even_the_optimistic_end_beyond_what_the_run_can_reach():
 
 
 def test_out_of_reach_stops_even_in_cooldown_and_learning_waits_for_it():
-    policy = Policy(cooldown_s=1e9, confirm=1)
+    policy = Policy(cooldown_s=1e9, confirm=False)
     policy.adapted(99.0)
     assert policy.decide(observation(curve_obs())).action == Action.STOP
     slower = curve_obs(to_target=(15000.0, 20000.0, 30000.0))
     assert policy.decide(observation(slower)).action == Action.CONTINUE  # cooldown
-    assert Policy(confirm=1).decide(observation(slower)).action == Action.REPLAN
+    assert Policy(confirm=False).decide(observation(slower)).action == Action.REPLAN
 
 
-def test_a_curve_replan_needs_two_refits_outside_on_the_same_side():
+def test_a_curve_replan_needs_the_refit_before_outside_on_the_same_side():
     policy = Policy()
-    slower, faster = (15000.0, 20000.0, 30000.0), (5000.0, 6000.0, 7000.0)
-    for to_target in (slower, faster, slower, (8000.0, 10000.0, 12000.0), slower):
-        assert policy.decide(observation(curve_obs(to_target=to_target))).action == Action.CONTINUE
-    d = policy.decide(observation(curve_obs(to_target=slower)))
+    slower, faster, inside = (15000.0, 20000.0, 30000.0), (5000.0, 6000.0, 7000.0), (8e3, 1e4, 1.2e4)
+    for previous in (None, faster, inside):
+        d = policy.decide(observation(curve_obs(to_target=slower, previous=previous)))
+        assert d.action == Action.CONTINUE
+    d = policy.decide(observation(curve_obs(to_target=slower, previous=(12000.0, 18000.0, 25000.0))))
     assert d.action == Action.REPLAN and d.detail["ratio"] == 2.0
 
 
-def test_refits_start_at_min_points_and_come_at_most_every_refit_every_evaluations():
-    run = RunCurve(candidate(0.9), "maximize", 40000)
-    done = []
-    for n in range(1, 80):
-        if run.due(n):
-            done.append(n)
-            run.fitted_at = n
+def test_refits_come_at_fixed_counts_of_points_at_most_every_refit_every_evaluations():
+    done = [n for n in range(1, 80) if refit_due(n)]
     assert done[0] == MIN_POINTS
     gaps = [b - a for a, b in itertools.pairwise(done)]
     assert max(gaps) == REFIT_EVERY and gaps == sorted(gaps)
     assert len(done) < 80 / 4
 
 
-def test_the_points_survive_a_checkpoint_and_lose_what_was_rolled_back():
+def test_the_points_and_the_last_refit_survive_a_checkpoint_and_rolled_back_points_go():
     state = RunState(stages=[STAGE], hw="local/cpu-1")
     with state.unlocked():
         for n in (512, 1024, 1536):
             Evaluated(0.5 + n / 1e4, 1.0, samples=n).apply_to(state)
+        Refitted((9000.0, 12000.0, math.inf)).apply_to(state)
         saved = state.position()
         Evaluated(0.9, 1.0, samples=2048).apply_to(state)
         Evaluated(0.7, 1.0, samples=1024).apply_to(state)  # back at 1,024 samples (a rollback)
@@ -195,3 +194,4 @@ def test_the_points_survive_a_checkpoint_and_lose_what_was_rolled_back():
     with resumed.unlocked():
         Restored(saved, at=0.0, next_eval=2048).apply_to(resumed)
     assert resumed.curve_points == ((512, 0.5512), (1024, 0.6024), (1536, 0.6536))
+    assert resumed.curve_refit == (9000.0, 12000.0, math.inf)  # the next refit's "refit before"

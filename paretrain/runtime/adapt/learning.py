@@ -9,8 +9,10 @@ candidate's level. ``RunCurve.observe`` sets it against what the schedule expect
 (``paretrain.runtime.adapt.policy``: REPLAN when the prediction leaves the plan's interval, STOP
 when even its optimistic end is out of reach).
 
-When: from ``MIN_POINTS`` evaluations on, and then every ``REFIT_EVERY`` evaluations at most,
-sooner while the curve is short (once a quarter more points came in than the last refit had).
+When: at fixed counts of points (``refit_due``), so that a resumed run refits where an
+uninterrupted one would: from ``MIN_POINTS`` evaluations on, then every ``REFIT_EVERY``
+evaluations at most, sooner while the curve is short (once a quarter more points came in than
+the last refit had): 6, 8, 10, 13, 17, 22, 27, 32, ...
 Measured on a 2-core machine at a load of about 5, a refit (``fit_curve`` and ``samples_to``)
 takes 0.2-1.3 s whatever the number of points from 6 to 80 (median 0.4-1.0 s), up to 3.5 s
 when the machine is busier: a run that evaluates every second or two would spend about as
@@ -31,7 +33,7 @@ from paretrain.planner.measure.curves import Curve, fit_curve
 from paretrain.planner.plan.plan import Candidate
 from paretrain.runtime.adapt.policy import CurveObservation, Triple
 
-__all__ = ["FACTOR_MAX", "FACTOR_MIN", "MIN_POINTS", "REFIT_EVERY", "Refit", "RunCurve"]
+__all__ = ["FACTOR_MAX", "FACTOR_MIN", "MIN_POINTS", "REFIT_EVERY", "Refit", "RunCurve", "refit_due"]
 
 #: evaluations before the first refit (the curve model fits from 4; 6 leave it a held-back tail)
 MIN_POINTS = 6
@@ -42,20 +44,35 @@ REFIT_EVERY = 5
 FACTOR_MIN, FACTOR_MAX = 0.2, 5.0
 
 
+def refit_due(points: int) -> bool:
+    """Whether a run with ``points`` evaluations refits its curve now (the module docstring's
+    schedule, a function of the count alone).
+
+    >>> [n for n in range(40) if refit_due(n)]
+    [6, 8, 10, 13, 17, 22, 27, 32, 37]
+    """
+    n = MIN_POINTS
+    while n < points:
+        n += min(REFIT_EVERY, max(1, math.ceil(n / 4)))
+    return n == points
+
+
 @dataclass(frozen=True)
 class Refit:
     """The run's curve fitted at ``samples`` to ``points`` evaluations; ``to_target``: P10 / P50 /
-    P90 of the samples (from the run's start) at which it reaches the candidate's level."""
+    P90 of the samples (from the run's start) at which it reaches the candidate's level;
+    ``previous``: the same at the run's refit before this one (None: this is its first)."""
 
     samples: int
     points: int
     to_target: Triple
     fit_s: float
     curve: Curve
+    previous: Triple | None = None
 
 
 class RunCurve:
-    """When to refit, the refit, and what the schedule expects of it."""
+    """The refit, and what the schedule expects of it."""
 
     def __init__(self, cand: Candidate, direction: str, max_samples: int) -> None:
         self.cand, self.direction, self.max_samples = cand, direction, max_samples
@@ -64,27 +81,19 @@ class RunCurve:
         self.planned: Triple | None = None if iv is None else (iv.p10, iv.p50, iv.p90)
         #: the same, that the current schedule was made with: the plan's, then a curve replan's
         self.expected = self.planned
-        self.fitted_at = 0  # points at the last refit
         self.fit_s = 0.0  # how long the last refit took
 
-    def due(self, points: int) -> bool:
-        """Whether ``points`` evaluations call for a refit (the module docstring's schedule)."""
-        if points < MIN_POINTS:
-            return False
-        if not self.fitted_at:
-            return True
-        return points - self.fitted_at >= min(REFIT_EVERY, max(1, math.ceil(self.fitted_at / 4)))
-
-    def refit(self, points: tuple[tuple[int, float], ...]) -> Refit | None:
-        """Fit the curve to ``points``; None when the model cannot fit them yet."""
+    def refit(self, points: tuple[tuple[int, float], ...], previous: Triple | None = None) -> Refit | None:
+        """Fit the curve to ``points`` (``previous``: the last refit's samples to the target);
+        None when the model cannot fit them yet."""
         t0 = time.perf_counter()
         curve = fit_curve(points, self.direction)
         self.fit_s = time.perf_counter() - t0
-        self.fitted_at = len(points)
         if curve is None:
             return None
         samples = int(points[-1][0]) if points else 0
-        return Refit(samples, len(points), curve.samples_to(self.cand.level), self.fit_s, curve)
+        to_target = curve.samples_to(self.cand.level)
+        return Refit(samples, len(points), to_target, self.fit_s, curve, previous)
 
     def convergence(self, to_target: Triple) -> float:
         """The samples to the target the curve predicts (P50) over the plan's: the replan's
@@ -122,6 +131,7 @@ class RunCurve:
             points=refit.points,
             planned_samples=self.cand.samples,
             to_target=refit.to_target,
+            previous=refit.previous,
             expected=self.expected,
             reach=reach,
             reach_by=by,

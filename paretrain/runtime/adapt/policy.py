@@ -15,7 +15,7 @@ Order of precedence:
    (a curve that plateaus short of the target needs infinitely many): STOP. Whichever limit
    comes first ends the run anyway, so going on would only spend. Not too early: only once
    the curve has ``min_points`` evaluations (10), the run is past ``min_fraction`` (half) of
-   its planned samples, and ``confirm`` refits in a row (2) say so. A short curve's asymptote
+   its planned samples, and (``confirm``) the refit before said so too. A short curve's asymptote
    is the least certain of its parameters, and its bootstrap can be overconfident: a noisy
    accuracy curve (MNIST-1D, evaluations 0.02 apart) fitted at 8 points put the whole
    ensemble below a target the run reached at 3x those samples; the next refit did not.
@@ -29,7 +29,7 @@ Order of precedence:
    schedule was made: REPLAN. Prices are known exactly, so no detector waits for evidence.
 7. **Learning**: the run's curve (``min_points`` evaluations or more) puts the samples to the
    target, P10-P90, wholly outside the interval the schedule expects (the plan's, then the
-   last such replan's), on the same side at ``confirm`` refits in a row: REPLAN, the
+   last such replan's), on the same side as the refit before (``confirm``): REPLAN, the
    convergence scaled by the curve's P50 over the plan's (``paretrain.runtime.adapt.learning``).
    A P50 the curve never reaches is left to rule 2.
 8. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
@@ -75,6 +75,7 @@ class CurveObservation:
     points: int  # evaluations the curve was fitted to
     planned_samples: int  # the candidate's schedule
     to_target: Triple  # samples at which the curve reaches the target (inf: never)
+    previous: Triple | None  # the same at the refit before (None: this is the run's first)
     expected: Triple | None  # what the schedule expects of the same: the plan's, then a curve replan's
     reach: float  # the most samples the run can still train (the fewer of the two limits)
     reach_by: str  # which limit: "target.max_samples" or "the budget left"
@@ -118,6 +119,16 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
 
 
+def _side(to_target: Triple, expected: Triple) -> int:
+    """Where a curve's P10-P90 of the samples to the target lies against the expected P10-P90:
+    +1 wholly above (slower), -1 wholly below (faster), 0 overlapping or a P50 never reached."""
+    lo, mid, hi = to_target
+    a, p50, b = expected
+    if not math.isfinite(mid) or p50 <= 0:
+        return 0
+    return int(lo > b) - int(hi < a)
+
+
 #: Each drift detector's answer to the latest observation: +1 a rise, -1 a fall, 0 none.
 Alarms = dict[str, int]
 
@@ -138,14 +149,10 @@ class Policy:
         price_threshold: float = 0.2,
         min_points: int = 10,
         min_fraction: float = 0.5,
-        confirm: int = 2,
+        confirm: bool = True,
     ) -> None:
         self.cooldown_s = cooldown_s
         self.min_points, self.min_fraction, self.confirm = min_points, min_fraction, confirm
-        #: refits in a row that put the target out of reach; that put it outside the expected
-        #: interval, and on which side (+1 slower, -1 faster)
-        self.unreachable_refits = 0
-        self.outside_refits, self.outside_side = 0, 0
         self.price_threshold = price_threshold
         self.pause_threshold = pause_threshold
         self.rollback_threshold = rollback_threshold
@@ -207,8 +214,9 @@ class Policy:
         optimistic end (P10): STOP, saying where it plateaus and what going on would cost."""
         if c is None or c.points < self.min_points or c.samples < self.min_fraction * c.planned_samples:
             return None
-        self.unreachable_refits = self.unreachable_refits + 1 if c.to_target[0] > c.reach else 0
-        if self.unreachable_refits < self.confirm:
+        if c.to_target[0] <= c.reach:
+            return None
+        if self.confirm and (c.previous is None or c.previous[0] <= c.reach):
             return None
         needs = "never reaches it" if math.isinf(c.to_target[0]) else f"needs {c.to_target[0]:.0f} samples"
         return Decision(
@@ -282,13 +290,10 @@ class Policy:
         c = obs.curve
         if c is None or c.expected is None or c.points < self.min_points:
             return None
-        (lo, mid, hi), (a, expected, b) = c.to_target, c.expected
-        side = 0 if not math.isfinite(mid) or expected <= 0 else (lo > b) - (hi < a)
-        same = side != 0 and side == self.outside_side
-        self.outside_refits, self.outside_side = (self.outside_refits + 1 if same else int(side != 0)), side
-        if self.outside_refits < self.confirm:
+        mid, (a, expected, b) = c.to_target[1], c.expected
+        side = _side(c.to_target, c.expected)
+        if side == 0 or (self.confirm and (c.previous is None or _side(c.previous, c.expected) != side)):
             return None
-        self.outside_refits = self.outside_side = 0  # the replan takes it in: the next are judged by it
         return Decision(
             Action.REPLAN,
             f"the run's curve predicts {mid:.0f} samples to the target, outside the plan's "

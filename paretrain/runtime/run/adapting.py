@@ -7,10 +7,10 @@ observes a ``snapshot`` of the run and, when ``learn`` refitted it, the run's ow
 from __future__ import annotations
 
 from paretrain.runtime.adapt.adaptation import Change, Snapshot
-from paretrain.runtime.adapt.learning import Refit
+from paretrain.runtime.adapt.learning import Refit, refit_due
 from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.money.reserve import reserve_s
-from paretrain.runtime.run.changes import Staged, TrainerSynced
+from paretrain.runtime.run.changes import Refitted, Staged, TrainerSynced
 from paretrain.runtime.run.faults import unreachable
 from paretrain.runtime.run.parts import RunParts
 from paretrain.runtime.run.rollback import load_rollback_point, rollback_path, save_rollback_point
@@ -52,19 +52,19 @@ def learn(p: RunParts) -> Refit | None:
     and report it. None when none is due, when the points do not fit a curve yet, or when on a
     local offer the refit's seconds (reserved as a step's are) would not fit the budget."""
     st, curve = p.state, p.adaptation.learning
-    if not curve.due(len(st.curve_points)):
+    if not refit_due(len(st.curve_points)):
         return None
     emulated = p.setup.emulated(st.hw)
     if not emulated and p.guard.over_budget(st, extra_s=reserve_s(curve.fit_s or FIRST_FIT_S)):
         return None
-    expected = curve.expected
-    refit = curve.refit(st.curve_points)
+    refit = curve.refit(st.curve_points, st.curve_refit)
     if emulated:
         p.meter.skip_real()  # the virtual clock charges what the plan models
     else:
         p.account.charge(st, "compute", "refit")  # the hardware was held meanwhile
     if refit is not None:
-        p.reporting.refit(refit, expected)
+        p.apply(Refitted(refit.to_target))
+        p.reporting.refit(refit, curve.expected)
     return refit
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "Evaluated",
     "Moved",
     "NothingToSave",
+    "Refitted",
     "Restored",
     "StageEntered",
     "Staged",
@@ -89,6 +90,16 @@ class Evaluated:
         state.busy_usd += self.busy_usd
         if self.eval_real is not None:
             state.eval_real = self.eval_real
+
+
+@dataclass(frozen=True, slots=True)
+class Refitted:
+    """The run's learning curve was refitted: P10 / P50 / P90 of the samples to the target."""
+
+    to_target: tuple[float, float, float]
+
+    def apply_to(self, state: RunState) -> None:
+        state.curve_refit = self.to_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +262,7 @@ class Stopped:
 StateChange = (
     Stepped
     | Evaluated
+    | Refitted
     | Checkpointed
     | CheckpointsFound
     | StorageCharged

@@ -114,6 +114,8 @@ class RunState:
     #: (samples seen, target metric) at each evaluation of this run, resumes included: the points
     #: its learning curve is refitted to (``paretrain.runtime.adapt.learning``)
     curve_points: tuple[tuple[int, float], ...] = ()
+    #: the P10 / P50 / P90 of the samples to the target at the run's last refit of that curve
+    curve_refit: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -165,6 +167,7 @@ class RunState:
             "progress": self.progress,
             "stages": [asdict(st) for st in self.stages],
             "curve": [[s, v] for s, v in self.curve_points],
+            "curve_refit": None if self.curve_refit is None else list(self.curve_refit),
         }
 
     def restore_position(self, run: Mapping[str, Any]) -> None:
@@ -176,6 +179,8 @@ class RunState:
             self.stages = tuple(StagePlan(**st) for st in run["stages"])
         self.hw = str(run.get("hardware", self.hw))
         self.curve_points = tuple((int(s), float(v)) for s, v in run.get("curve", ()))
+        refit = run.get("curve_refit")
+        self.curve_refit = None if refit is None else (float(refit[0]), float(refit[1]), float(refit[2]))
 
     def add_point(self, samples: int, value: float) -> None:
         """An evaluation's (samples, value): a point at or past ``samples`` belongs to work that
