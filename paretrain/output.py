@@ -357,6 +357,7 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
             metric,
             "err",
             "front",
+            "to_target (first -> last)",
         ],
         [
             [
@@ -375,11 +376,24 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 f"{r[r['metric']]:.3f}",
                 _shown_error(r.get("metric_err")),
                 "yes" if r["on_front"] else "no",
+                _refit_spans(r),
             ]
             for r in rows
         ],
-        title=f"err = {ERROR_RULE}",
+        title=f"err = {ERROR_RULE}; to_target: samples to the target, P10-P90, at the first and last refit",
     )
+
+
+def _refit_spans(r: dict[str, Any]) -> str:
+    """The first and last refit's P10-P90 of the samples to the target ("-": no refit)."""
+
+    def n(v: float | None) -> str:
+        return "inf" if v is None else f"{v / 1e3:.3g}k" if v >= 1e3 else f"{v:.0f}"
+
+    first, last = r.get("samples_to_target_first"), r.get("samples_to_target_last")
+    if first is None or last is None:
+        return "-"
+    return " -> ".join(f"{n(e['p10'])}-{n(e['p90'])}" for e in (first, last))
 
 
 def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period: str) -> None:

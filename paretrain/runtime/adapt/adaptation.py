@@ -2,9 +2,11 @@
 what should change.
 
 At each evaluation the executor hands over a ``Snapshot`` (plain numbers: where the run is,
-what it has spent and done). ``Adaptation.decide`` measures the three drift signals against
-the current stage's plan (spend rate, throughput, convergence), projects the rest of the run
-at the observed speed and the current prices, and asks ``paretrain.runtime.adapt.policy.Policy``.
+what it has spent and done) and, when one was due, the refit of the run's own learning curve
+(``paretrain.runtime.adapt.learning``). ``Adaptation.decide`` measures the three drift signals
+against the current stage's plan (spend rate, throughput, convergence), projects the rest of the
+run at the observed speed and the current prices, sets the curve against the plan's interval
+and the samples the run can still train, and asks ``paretrain.runtime.adapt.policy.Policy``.
 ``Adaptation.replan`` turns a decision into a ``Change``: new stages for the rest of the run
 from ``paretrain.planner.plan.replan`` (the same cost model as the plan), classified as a batch-size change,
 a move to another offer, no change, or a stop. ``Adaptation.rollback`` says which stages to go
@@ -23,7 +25,15 @@ from typing import Any
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.replan import ReplanRequest, replan
-from paretrain.runtime.adapt.policy import Action, Decision, Observation, Policy
+from paretrain.runtime.adapt.learning import Refit, RunCurve
+from paretrain.runtime.adapt.policy import (
+    Action,
+    CurveObservation,
+    Decision,
+    Observation,
+    Policy,
+    Triple,
+)
 from paretrain.runtime.money.prices import PriceSource
 
 __all__ = ["Adaptation", "Change", "Snapshot"]
@@ -95,6 +105,8 @@ class Adaptation:
             rollback_threshold=rt.rollback_threshold,
         )
         self.enabled = rt.adapt
+        target = spec.target
+        self.learning = RunCurve(cand, target.metric_obj.direction, target.max_samples)
         self.bad: set[tuple[str, int]] = set()
         self.last: _Window | None = None
         self.evals_since = 1 << 30
@@ -182,13 +194,35 @@ class Adaptation:
                 best, which = r, hw
         return best, which
 
-    def decide(self, snap: Snapshot) -> Decision:
-        """The policy's answer to this evaluation."""
+    def curve(self, snap: Snapshot, refit: Refit | None) -> CurveObservation | None:
+        """The run's refitted curve against its limits, for the policy (None: no refit now)."""
+        if refit is None:
+            return None
+        tput = self.policy.detectors["throughput"]
+        rate = self._planned_rate(snap.stage) * (max(tput.level, 1e-6) if tput.n else 1.0)
+        return self.learning.observe(
+            refit,
+            samples=snap.samples,
+            budget_left_usd=snap.budget - snap.spent - snap.reserve_usd,
+            samples_per_s=rate if rate < math.inf else 0.0,
+            usd_per_s=self.cost_ahead(snap.hw, snap.now, 1.0),
+            level=snap.level,
+            metric=self.spec.target.metric_obj.name,
+        )
+
+    def out_of_reach(self, snap: Snapshot, refit: Refit | None) -> Decision:
+        """The out-of-reach rule alone (a run that does not adapt still stops paying for a
+        target its curve cannot reach)."""
+        return self.policy.out_of_reach(self.curve(snap, refit)) or Decision(Action.CONTINUE)
+
+    def decide(self, snap: Snapshot, refit: Refit | None = None) -> Decision:
+        """The policy's answer to this evaluation (``refit``: the run's curve, refitted at it)."""
         self.evals_since += 1
+        curve = self.curve(snap, refit)
         cur = _Window(snap.busy_s, snap.busy_usd, snap.samples)
         prev, self.last = self.last, cur
         if prev is None or cur.busy_s <= prev.busy_s or cur.samples <= prev.samples:
-            return Decision(Action.CONTINUE, "first observation")
+            return self.policy.out_of_reach(curve) or Decision(Action.CONTINUE, "first observation")
         dt = cur.busy_s - prev.busy_s
         planned_usd_s = self.planned_prices[snap.hw] / 3600.0
         spend_ratio = ((cur.busy_usd - prev.busy_usd) / dt) / planned_usd_s if planned_usd_s > 0 else 1.0
@@ -218,6 +252,7 @@ class Adaptation:
                 prefer=self.spec.runtime.prefer,
                 price_change=change,
                 price_change_offer=which,
+                curve=curve,
             )
         )
 
@@ -228,22 +263,27 @@ class Adaptation:
         self.memory_due = reason
 
     # -- what should change ---------------------------------------------------------------------
-    def _request(self, snap: Snapshot, objective: str) -> ReplanRequest:
+    def _request(self, snap: Snapshot, objective: str, curve: Triple | None = None) -> ReplanRequest:
+        """What the replan is asked; ``curve``: the samples to the target the run's curve
+        predicts, when the replan is for it."""
         tput = self.policy.detectors["throughput"]
         conv = self.policy.detectors["convergence"]
         if tput.n:  # the detector compares with the current stage, made with ``embedded``
             self.speed[snap.hw] = self.embedded.get(snap.hw, 1.0) / max(tput.level, 1e-3)
+        factor = min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0
+        if curve is not None:  # the run's own curve: its P50 over the plan's
+            factor = self.learning.convergence(curve)
         return ReplanRequest(
             current_hardware=snap.hw,
             stage_index=snap.stage_i,
             stages_left=max(1, len(snap.stages) - snap.stage_i),
             progress_done=snap.progress,
-            convergence_factor=min(max(conv.shift, 0.5), 3.0) if conv.ready else 1.0,
+            convergence_factor=factor,
+            prefer=objective,
             step_factor=dict(self.speed),
             prices_usd_per_h={o.id: self.prices.price_usd_per_h(o.id, snap.now) for o in self.plan.offers},
             budget_left_usd=snap.budget - snap.spent - snap.reserve_usd,
             time_left_s=self.spec.deadline_s - snap.now,
-            prefer=objective,
             bad=frozenset(self.bad),
             held_s=snap.held_s,
             batch_cap=dict(self.batch_cap),
@@ -255,7 +295,10 @@ class Adaptation:
         self.replans += 1
         tput = self.policy.detectors["throughput"]
         old_left_s, old_left_usd = self.remaining(snap, tput.level if tput.n else 1.0)
-        req = self._request(snap, decision.objective)
+        curve = decision.detail.get("curve_interval")
+        req = self._request(snap, decision.objective, curve)
+        if curve is not None:  # whatever comes of it, the replan took it in
+            self.learning.expect(curve)
         new = replan(plan, cand, req, solver=solver)
         if not (new.feasible and new.cost_usd <= req.budget_left_usd) and req.convergence_factor > 1.0:
             # Stopping gives up the target, and the observed convergence is the noisiest signal
@@ -286,6 +329,7 @@ class Adaptation:
             "old_wall_s": old_left_s,
             "new_wall_s": new.wall_s,
             "feasible": new.feasible,
+            "convergence_factor": round(req.convergence_factor, 4),
             "stages": [f"{s.hardware} b{s.batch_size}" for s in new.stages],
             "step_factor": {h: round(f, 3) for h, f in sorted(req.step_factor.items())},
             **({"batch_cap": dict(self.batch_cap)} if memory else {}),

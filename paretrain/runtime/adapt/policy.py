@@ -8,18 +8,34 @@ Order of precedence:
 1. **Rollback**: the first evaluations after an adaptation show validation loss worse than
    just before it by more than ``rollback_threshold`` (relative): go back to the checkpoint
    taken before it, mark that option bad, replan.
-2. **Projected overrun** (fires at once, cooldown or not): spent + the remaining work at the
+2. **Out of reach** (fires at once, cooldown or not): the run's own learning curve
+   (``CurveObservation``, refitted by ``paretrain.runtime.adapt.learning``) says that even
+   its optimistic end, the P10 of the samples to the target, lies beyond the most samples the
+   run can still train: the fewer of what the budget left buys and ``target.max_samples``
+   (a curve that plateaus short of the target needs infinitely many): STOP. Whichever limit
+   comes first ends the run anyway, so going on would only spend. Not too early: only once
+   the curve has ``min_points`` evaluations (10), the run is past ``min_fraction`` (half) of
+   its planned samples, and (``confirm``) the refit before said so too. A short curve's asymptote
+   is the least certain of its parameters, and its bootstrap can be overconfident: a noisy
+   accuracy curve (MNIST-1D, evaluations 0.02 apart) fitted at 8 points put the whole
+   ensemble below a target the run reached at 3x those samples; the next refit did not.
+3. **Projected overrun** (fires at once, cooldown or not): spent + the remaining work at the
    observed throughput and the current prices would pass the budget, or its end the deadline.
    A price peak with deadline slack is waited out (PAUSE); otherwise REPLAN.
-3. **Price peak**: the price is above the plan's by more than ``pause_threshold`` and the
+4. **Price peak**: the price is above the plan's by more than ``pause_threshold`` and the
    deadline leaves room to wait until it falls: PAUSE (storage charged only).
-4. **Cooldown**: within ``cooldown_s`` of the last adaptation nothing else changes.
-5. **Prices**: an offer's price moved by more than ``price_threshold`` (either way) since the
+5. **Cooldown**: within ``cooldown_s`` of the last adaptation nothing else changes.
+6. **Prices**: an offer's price moved by more than ``price_threshold`` (either way) since the
    schedule was made: REPLAN. Prices are known exactly, so no detector waits for evidence.
-6. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
+7. **Learning**: the run's curve (``min_points`` evaluations or more) puts the samples to the
+   target, P10-P90, wholly outside the interval the schedule expects (the plan's, then the
+   last such replan's), on the same side as the refit before (``confirm``): REPLAN, the
+   convergence scaled by the curve's P50 over the plan's (``paretrain.runtime.adapt.learning``).
+   A P50 the curve never reaches is left to rule 2.
+8. **Drift**: a CUSUM alarm on spend rate (up), throughput (down) or convergence (slower):
    REPLAN.
-7. **Slack**: with ``prefer: time``, spending under the plan buys speed: REPLAN for time.
-8. Otherwise CONTINUE.
+9. **Slack**: with ``prefer: time``, spending under the plan buys speed: REPLAN for time.
+10. Otherwise CONTINUE.
 
 A replan's result is classified by ``after_replan``: RESIZE_BATCH (same offer, new batch),
 SWITCH (new offer), CONTINUE (nothing better) or STOP (no schedule reaches the target within
@@ -35,7 +51,7 @@ from typing import Any
 
 from paretrain.runtime.adapt.drift import Detector
 
-__all__ = ["Action", "Decision", "Observation", "Policy"]
+__all__ = ["Action", "CurveObservation", "Decision", "Observation", "Policy", "Triple"]
 
 
 class Action(str, Enum):  # noqa: UP042 (str(member) prints Action.X in logs; StrEnum would not)
@@ -45,6 +61,30 @@ class Action(str, Enum):  # noqa: UP042 (str(member) prints Action.X in logs; St
     SWITCH = "switch"
     PAUSE = "pause"
     STOP = "stop"
+
+
+#: P10, P50 and P90 of a predicted quantity
+Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class CurveObservation:
+    """The run's own learning curve at a refit, in samples counted from the run's start."""
+
+    samples: int  # trained so far
+    points: int  # evaluations the curve was fitted to
+    planned_samples: int  # the candidate's schedule
+    to_target: Triple  # samples at which the curve reaches the target (inf: never)
+    previous: Triple | None  # the same at the refit before (None: this is the run's first)
+    expected: Triple | None  # what the schedule expects of the same: the plan's, then a curve replan's
+    reach: float  # the most samples the run can still train (the fewer of the two limits)
+    reach_by: str  # which limit: "target.max_samples" or "the budget left"
+    go_on_s: float  # how long training on to ``reach`` would take
+    go_on_usd: float  # and what it would cost
+    metric: str
+    level: float  # the target metric now
+    target: float  # the candidate's level
+    best: tuple[float, float]  # the level the curve predicts at ``reach``: P50 and its optimistic end
 
 
 @dataclass(frozen=True)
@@ -67,6 +107,7 @@ class Observation:
     prefer: str = "cost"
     price_change: float = 1.0  # the largest move of an offer's price since the last (re)plan, as a ratio
     price_change_offer: str = ""
+    curve: CurveObservation | None = None  # at an evaluation that refitted the run's curve
 
 
 @dataclass(frozen=True)
@@ -76,6 +117,16 @@ class Decision:
     objective: str = "cost"
     rollback: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+def _side(to_target: Triple, expected: Triple) -> int:
+    """Where a curve's P10-P90 of the samples to the target lies against the expected P10-P90:
+    +1 wholly above (slower), -1 wholly below (faster), 0 overlapping or a P50 never reached."""
+    lo, mid, hi = to_target
+    a, p50, b = expected
+    if not math.isfinite(mid) or p50 <= 0:
+        return 0
+    return int(lo > b) - int(hi < a)
 
 
 #: Each drift detector's answer to the latest observation: +1 a rise, -1 a fall, 0 none.
@@ -96,8 +147,12 @@ class Policy:
         slack: float = 0.2,
         rollback_evals: int = 2,
         price_threshold: float = 0.2,
+        min_points: int = 10,
+        min_fraction: float = 0.5,
+        confirm: bool = True,
     ) -> None:
         self.cooldown_s = cooldown_s
+        self.min_points, self.min_fraction, self.confirm = min_points, min_fraction, confirm
         self.price_threshold = price_threshold
         self.pause_threshold = pause_threshold
         self.rollback_threshold = rollback_threshold
@@ -111,9 +166,9 @@ class Policy:
         self.slack_used = False
 
     def decide(self, obs: Observation) -> Decision:
-        """The first of the rules that applies, in order: rollback, projected overrun, price
-        peak, cooldown, prices, drift, slack; CONTINUE when none does. The drift detectors see
-        every observation past the rollback check."""
+        """The first of the rules that applies, in order: rollback, out of reach, projected
+        overrun, price peak, cooldown, prices, learning, drift, slack; CONTINUE when none does.
+        The drift detectors see every observation past the rollback check."""
         decision = self._rollback(obs)
         if decision is not None:
             return decision
@@ -122,7 +177,17 @@ class Policy:
             "throughput": self.detectors["throughput"].update(obs.throughput_ratio),
             "convergence": self.detectors["convergence"].update(obs.convergence_ratio),
         }
-        for rule in (self._overrun, self._price_peak, self._cooldown, self._prices, self._drift, self._slack):
+        rules = (
+            self._out_of_reach,
+            self._overrun,
+            self._price_peak,
+            self._cooldown,
+            self._prices,
+            self._learning,
+            self._drift,
+            self._slack,
+        )
+        for rule in rules:
             decision = rule(obs, alarms)
             if decision is not None:
                 return decision
@@ -144,6 +209,27 @@ class Policy:
             )
         return None
 
+    def out_of_reach(self, c: CurveObservation | None) -> Decision | None:
+        """2. The run's curve puts the target beyond what the run can still train, even at its
+        optimistic end (P10): STOP, saying where it plateaus and what going on would cost."""
+        if c is None or c.points < self.min_points or c.samples < self.min_fraction * c.planned_samples:
+            return None
+        if c.to_target[0] <= c.reach:
+            return None
+        if self.confirm and (c.previous is None or c.previous[0] <= c.reach):
+            return None
+        needs = "never reaches it" if math.isinf(c.to_target[0]) else f"needs {c.to_target[0]:.0f} samples"
+        return Decision(
+            Action.STOP,
+            f"{c.metric} will not reach {c.target:g}: the run's curve levels off at {c.best[0]:.4g} "
+            f"(at best {c.best[1]:.4g}) by {c.reach:.0f} samples, where {c.reach_by} ends the run; "
+            f"{c.level:.4g} now after {c.samples} samples; even its optimistic P10 {needs}",
+            detail={"go_on_s": c.go_on_s, "go_on_usd": c.go_on_usd, "best": c.best, "to_target": c.to_target},
+        )
+
+    def _out_of_reach(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        return self.out_of_reach(obs.curve)
+
     def _can_pause(self, obs: Observation) -> bool:
         """The price is past the pause threshold and waiting for it still meets the deadline."""
         return (
@@ -153,7 +239,7 @@ class Policy:
         )
 
     def _overrun(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """2. The run is projected past its budget or deadline: wait out a price peak, or replan."""
+        """3. The run is projected past its budget or deadline: wait out a price peak, or replan."""
         over_budget = obs.projected_cost_usd > obs.budget_usd
         over_deadline = obs.projected_end_s > obs.deadline_s
         if not (over_budget or over_deadline):
@@ -173,7 +259,7 @@ class Policy:
         )
 
     def _price_peak(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """3. A price peak the deadline leaves time to wait out."""
+        """4. A price peak the deadline leaves time to wait out."""
         if not self._can_pause(obs):
             return None
         return Decision(
@@ -183,13 +269,13 @@ class Policy:
         )
 
     def _cooldown(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """4. Too soon after the last change to make another."""
+        """5. Too soon after the last change to make another."""
         if obs.t_s - self.last_adaptation < self.cooldown_s:
             return Decision(Action.CONTINUE, "cooldown")
         return None
 
     def _prices(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """5. A price moved past the threshold since the schedule was made."""
+        """6. A price moved past the threshold since the schedule was made."""
         change = obs.price_change
         if change > 1.0 + self.price_threshold or change < 1.0 / (1.0 + self.price_threshold):
             return Decision(
@@ -199,8 +285,24 @@ class Policy:
             )
         return None
 
+    def _learning(self, obs: Observation, alarms: Alarms) -> Decision | None:
+        """7. The run's curve moved the samples to the target outside what the schedule expects."""
+        c = obs.curve
+        if c is None or c.expected is None or c.points < self.min_points:
+            return None
+        mid, (a, expected, b) = c.to_target[1], c.expected
+        side = _side(c.to_target, c.expected)
+        if side == 0 or (self.confirm and (c.previous is None or _side(c.previous, c.expected) != side)):
+            return None
+        return Decision(
+            Action.REPLAN,
+            f"the run's curve predicts {mid:.0f} samples to the target, outside the plan's "
+            f"P10-P90 [{a:.0f}, {b:.0f}]",
+            detail={"curve_interval": c.to_target, "ratio": mid / expected},
+        )
+
     def _drift(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """6. Throughput fell, or spend or convergence rose, against the baseline."""
+        """8. Throughput fell, or spend or convergence rose, against the baseline."""
         if alarms["throughput"] < 0 or alarms["spend"] > 0 or alarms["convergence"] > 0:
             which = [n for n, a in alarms.items() if (a < 0 if n == "throughput" else a > 0)]
             shifts = {n: round(self.detectors[n].shift, 3) for n in which}
@@ -213,7 +315,7 @@ class Policy:
         return None
 
     def _slack(self, obs: Observation, alarms: Alarms) -> Decision | None:
-        """7. Money to spare and a spec that prefers time: replan once for speed."""
+        """9. Money to spare and a spec that prefers time: replan once for speed."""
         if (
             obs.prefer == "time"
             and not self.slack_used

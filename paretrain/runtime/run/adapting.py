@@ -1,18 +1,26 @@
 """Carrying out the adaptive side's decisions (``paretrain.runtime.adapt.policy``): a replan's
 change (checkpoint before and after, the rollback point kept, the new stages taken up), a
-rollback to the state before the last change, and a pause over a price peak. The decisions
-come from ``paretrain.runtime.adapt.adaptation``, which observes a ``snapshot`` of the run."""
+rollback to the state before the last change, a pause over a price peak and a stop for a
+target out of reach. The decisions come from ``paretrain.runtime.adapt.adaptation``, which
+observes a ``snapshot`` of the run and, when ``learn`` refitted it, the run's own curve."""
 
 from __future__ import annotations
 
 from paretrain.runtime.adapt.adaptation import Change, Snapshot
+from paretrain.runtime.adapt.learning import Refit, refit_due
 from paretrain.runtime.adapt.policy import Action, Decision
-from paretrain.runtime.run.changes import Staged, TrainerSynced
+from paretrain.runtime.money.reserve import reserve_s
+from paretrain.runtime.run.changes import Refitted, Staged, TrainerSynced
+from paretrain.runtime.run.faults import unreachable
 from paretrain.runtime.run.parts import RunParts
 from paretrain.runtime.run.rollback import load_rollback_point, rollback_path, save_rollback_point
 from paretrain.runtime.run.stages import enter_stage, take_up_stage
 
-__all__ = ["carry_out", "pause", "roll_back", "snapshot"]
+__all__ = ["FIRST_FIT_S", "carry_out", "learn", "pause", "roll_back", "snapshot"]
+
+#: seconds a refit is taken to need on the real clock before one was timed here (a refit's
+#: median on a loaded 2-core machine: 0.4-1.0 s), reserved as a step's are (three times over)
+FIRST_FIT_S = 1.0
 
 
 def snapshot(p: RunParts) -> Snapshot:
@@ -39,10 +47,34 @@ def snapshot(p: RunParts) -> Snapshot:
     )
 
 
+def learn(p: RunParts) -> Refit | None:
+    """Refit the run's curve to its points when one is due (``paretrain.runtime.adapt.learning``)
+    and report it. None when none is due, when the points do not fit a curve yet, or when on a
+    local offer the refit's seconds (reserved as a step's are) would not fit the budget."""
+    st, curve = p.state, p.adaptation.learning
+    if not refit_due(len(st.curve_points)):
+        return None
+    emulated = p.setup.emulated(st.hw)
+    if not emulated and p.guard.over_budget(st, extra_s=reserve_s(curve.fit_s or FIRST_FIT_S)):
+        return None
+    refit = curve.refit(st.curve_points, st.curve_refit)
+    if emulated:
+        p.meter.skip_real()  # the virtual clock charges what the plan models
+    else:
+        p.account.charge(st, "compute", "refit")  # the hardware was held meanwhile
+    if refit is not None:
+        p.apply(Refitted(refit.to_target))
+        p.reporting.refit(refit, curve.expected)
+    return refit
+
+
 def carry_out(p: RunParts, decision: Decision) -> str | None:
     """Carry a policy decision out; returns a stop status or None to go on."""
     if decision.action == Action.CONTINUE:
         return None
+    if decision.action == Action.STOP:
+        d = decision.detail
+        return unreachable(p, p.state, decision.reason, float(d["go_on_usd"]), float(d["go_on_s"]))
     if decision.action == Action.PAUSE:
         pause(p, float(decision.detail["until"]), decision.reason)
         return None

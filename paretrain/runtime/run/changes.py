@@ -27,6 +27,7 @@ __all__ = [
     "Evaluated",
     "Moved",
     "NothingToSave",
+    "Refitted",
     "Restored",
     "StageEntered",
     "Staged",
@@ -70,7 +71,8 @@ class Stepped:
 @dataclass(frozen=True, slots=True)
 class Evaluated:
     """An evaluation: the target metric's value, the validation loss, every metric, the run time
-    and money it took, and (local offers) the slowest recent evaluation's real seconds."""
+    and money it took, (local offers) the slowest recent evaluation's real seconds and, when
+    given, the samples seen: a point of the run's learning curve."""
 
     value: float
     loss: float
@@ -78,13 +80,26 @@ class Evaluated:
     busy_s: float = 0.0
     busy_usd: float = 0.0
     eval_real: float | None = None
+    samples: int | None = None
 
     def apply_to(self, state: RunState) -> None:
         state.level, state.val_loss, state.metrics = self.value, self.loss, dict(self.metrics)
+        if self.samples is not None:
+            state.add_point(self.samples, self.value)
         state.busy_s += self.busy_s
         state.busy_usd += self.busy_usd
         if self.eval_real is not None:
             state.eval_real = self.eval_real
+
+
+@dataclass(frozen=True, slots=True)
+class Refitted:
+    """The run's learning curve was refitted: P10 / P50 / P90 of the samples to the target."""
+
+    to_target: tuple[float, float, float]
+
+    def apply_to(self, state: RunState) -> None:
+        state.curve_refit = self.to_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,17 +248,21 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Stopped:
-    """Why the run stops, when it is not the budget, the deadline or the samples."""
+    """Why the run stops, when it is not the budget, the deadline or the samples; and, when
+    known, what it would have spent in all had it gone on (what stopping saves is the rest)."""
 
     reason: str
+    projected_usd: float = 0.0
 
     def apply_to(self, state: RunState) -> None:
         state.stop_reason = self.reason
+        state.stop_projected_usd = self.projected_usd
 
 
 StateChange = (
     Stepped
     | Evaluated
+    | Refitted
     | Checkpointed
     | CheckpointsFound
     | StorageCharged

@@ -26,7 +26,7 @@ from paretrain.planner.plan.plan import Candidate, Plan
 from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.money.disk import DiskFull
 from paretrain.runtime.money.prices import PriceSource, ScriptedEvents, StaticPrices, parse_events
-from paretrain.runtime.run.adapting import carry_out, snapshot
+from paretrain.runtime.run.adapting import carry_out, learn, snapshot
 from paretrain.runtime.run.changes import (
     CheckpointsFound,
     Connecting,
@@ -326,7 +326,8 @@ class Executor:
             eval_real = max(st.eval_real * 0.9, ev.seconds)
             p.account.charge(st, "compute", "eval")
         busy_s, busy_usd = p.meter.t - t_before, p.meter.ledger.spent - usd_before
-        self.apply(Evaluated(ev.value, ev.loss, dict(ev.metrics), busy_s, busy_usd, eval_real))
+        samples = self.trainer.samples_seen
+        self.apply(Evaluated(ev.value, ev.loss, dict(ev.metrics), busy_s, busy_usd, eval_real, samples))
         price = self.prices.price_usd_per_h(st.hw, p.meter.t)
         p.reporting.evaluation(st, p.meter, self.trainer, price)
         return ev.value
@@ -338,10 +339,11 @@ class Executor:
             return self._diverged(f"the evaluated {self.metric.name}", value)
         if self.metric.reached(value, self.setup.cand.level):
             return "target"
-        if not p.adaptation.enabled:
-            return None
-        self.window = None  # whatever is carried out changes what the window assumed
-        return carry_out(p, p.adaptation.decide(snapshot(p)))
+        refit = learn(p)
+        self.window = None  # a refit took time, and what is carried out changes what the window assumed
+        if not p.adaptation.enabled:  # a run that does not adapt still stops for a target out of reach
+            return carry_out(p, p.adaptation.out_of_reach(snapshot(p), refit))
+        return carry_out(p, p.adaptation.decide(snapshot(p), refit))
 
     def _enter_stage(self) -> None:
         enter_stage(self.parts)

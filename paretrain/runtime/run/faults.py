@@ -11,6 +11,9 @@ What differs is what is kept and the exit code (DESIGN.md §6, docs/troubleshoot
   saying what stopping saved of the candidate's predicted cost.
 - a workload member that raises (``workload_failed``): the last checkpoint is kept, exit 2.
 - a full disk (``disk_full``): nothing more is written, exit 3; ``--resume`` once space is freed.
+- a target the run's own curve cannot reach (``unreachable``, the policy's out-of-reach rule):
+  the last checkpoint is kept, exit 3, saying where the curve levels off and what stopping
+  saved of what going on would have spent.
 
 The functions here only read the run state; what changes is handed to the executor's ``apply``.
 """
@@ -35,6 +38,7 @@ __all__ = [
     "diverged",
     "interrupted",
     "resume_hint",
+    "unreachable",
     "workload_failed",
 ]
 
@@ -136,3 +140,19 @@ def diverged(p: RunParts, state: RunState, *, what: str, value: float, retry: bo
     again = " again, after a retry at half the learning rate" if trainer.lr_scale < 1.0 else ""
     p.apply(Stopped(f"run {p.setup.run_id} diverged: {what} was {value} at step {step}{again}"))
     return "diverged"
+
+
+def unreachable(p: RunParts, state: RunState, reason: str, go_on_usd: float, go_on_s: float) -> str:
+    """The run's curve puts the target out of reach (``reason`` says where it levels off);
+    going on would have taken ``go_on_s`` more seconds at ``go_on_usd``. What the run would
+    have spent in all counts its billing hold settled then rather than now (a provider's
+    minimum is paid either way). Returns the status."""
+    trainer = p.group.trainer
+    step, samples = trainer.steps, trainer.samples_seen
+    now = p.meter.now(p.setup.emulated(state.hw))
+    projected = p.meter.spent + go_on_usd + p.account.settle_usd(state, now + go_on_s)
+    p.events("unreachable", reason=reason, step=step, samples=samples, go_on_usd=go_on_usd)
+    p.events.ledger("unreachable", state, reason=reason, step=step, samples=samples, go_on_usd=go_on_usd)
+    p.log(f"stopping at step {step}: {reason}")
+    p.apply(Stopped(f"run {p.setup.run_id} stopped at step {step}: {reason}", projected_usd=projected))
+    return "unreachable"

@@ -95,12 +95,13 @@ class BudgetGuard:
         return virtual_checkpoint_s(self.param_count)
 
     # -- checks ------------------------------------------------------------------------------
-    def over_budget(self, state: RunState) -> bool:
-        """Whether the next step (with a due evaluation and a final checkpoint) could pass it."""
+    def over_budget(self, state: RunState, extra_s: float = 0.0) -> bool:
+        """Whether the next step (with a due evaluation and a final checkpoint) could pass it,
+        after ``extra_s`` more seconds held (a refit of the run's curve on the real clock)."""
         emu = self.setup.emulated(state.hw)
         now = self.meter.now(emu)
         due_eval = state.samples + state.batch_size >= state.next_eval
-        ahead = self.step_s(state) + (self.eval_s(state) if due_eval else 0.0)
+        ahead = extra_s + self.step_s(state) + (self.eval_s(state) if due_eval else 0.0)
         ckpt = self.ckpt_s(state)
         # the final checkpoint may come now (if we stop) or after the step: reserve the dearer
         reserve = self.meter.cost_ahead(state.hw, now, ahead) + max(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import signal
 from typing import Any
 
 import torch
 
 from paretrain.planner.plan.plan_file import plan_to_json
+from paretrain.runtime.adapt.learning import Refit
+from paretrain.runtime.adapt.policy import Triple
 from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
@@ -32,6 +35,11 @@ __all__ = ["Reporting", "predicted_name"]
 
 def _triple(iv: Any) -> tuple[float, float, float] | None:
     return None if iv is None else (iv.p10, iv.p50, iv.p90)
+
+
+def _finite(v: float) -> float | None:
+    """A number for a JSON record: None for a sample count never reached."""
+    return v if math.isfinite(v) else None
 
 
 def predicted_name(metric: Any) -> str:
@@ -136,6 +144,33 @@ class Reporting:
             step=trainer.steps,
         )
 
+    def refit(self, refit: Refit, expected: Triple | None) -> None:
+        """A refit of the run's curve: an event, and in MLflow the P10 / P50 / P90 of the samples
+        to the target at step = the samples seen (never reached: inf, which MLflow stores as the
+        largest float)."""
+        lo, mid, hi = refit.to_target
+        self.events(
+            "curve",
+            samples=refit.samples,
+            points=refit.points,
+            samples_to_target=[_finite(v) for v in refit.to_target],
+            expected=None if expected is None else [_finite(v) for v in expected],
+            fit_s=round(refit.fit_s, 4),
+        )
+        if self.handle is None:
+            return
+        self.tracker.log_metrics(
+            self.handle,
+            {
+                "curve_samples_to_target_p10": lo,
+                "curve_samples_to_target_p50": mid,
+                "curve_samples_to_target_p90": hi,
+                "curve_points": refit.points,
+                "curve_fit_s": refit.fit_s,
+            },
+            step=refit.samples,
+        )
+
     def finish(self, status: str, state: RunState, meter: Meter, trainer: Any, budget: float) -> RunResult:
         """The result, status file, last event and MLflow record; ``RunStopped`` (a
         ``BudgetExhausted`` carrying the result) when the run stopped before its target."""
@@ -184,7 +219,9 @@ class Reporting:
         member that raised, ``RunInterrupted`` (exit 128 + signal) for a signal, else ``RunStopped``."""
         s, cand, spent, budget = self.setup, self.setup.cand, result.cost_usd, result.budget_usd
         if status in FAULT_STATUSES:  # a fault: the message was written when it was met
-            message = fault_message(status, state.stop_reason, spent, budget, cand.cost_usd)
+            message = fault_message(
+                status, state.stop_reason, spent, budget, cand.cost_usd, state.stop_projected_usd
+            )
         elif status == "workers":
             message = (
                 f"run {s.run_id} stopped before its target: {state.stop_reason}; spent ${spent:.6g} of "

@@ -90,12 +90,21 @@ class RunInterrupted(StopError):
 
 #: the statuses a fault ends a run with (``paretrain.runtime.run.faults``; ``RunState.stop_reason``
 #: holds its message)
-FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT")
+FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT", "unreachable")
 
 
-def fault_message(status: str, reason: str, spent: float, budget: float, predicted: float) -> str:
-    """The one line a fault ends with, once the run's spend is final."""
+def fault_message(
+    status: str, reason: str, spent: float, budget: float, predicted: float, projected: float = 0.0
+) -> str:
+    """The one line a fault ends with, once the run's spend is final (``projected``: what the run
+    would have spent in all had it gone on, when the fault knows)."""
     message = f"{reason}; spent ${spent:.6g} of ${budget:.6g}"
+    if status == "unreachable":
+        message += (
+            f"; stopping saved ${max(0.0, projected - spent):.6g} of the ${projected:.6g} going on "
+            "would have spent. To fix: plan for a level the curve reaches (target.goal), or another "
+            "config; the last checkpoint is kept"
+        )
     if status == "diverged":
         message += (
             f"; stopping saved ${max(0.0, predicted - spent):.6g} of the candidate's predicted "

@@ -110,10 +110,17 @@ class RunState:
     form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
     group: tuple[str, int] | None = None  # (offer, workers) of the group formed last in this process
     stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
+    stop_projected_usd: float = 0.0  # what the run would have spent in all had it not stopped (0: unknown)
+    #: (samples seen, target metric) at each evaluation of this run, resumes included: the points
+    #: its learning curve is refitted to (``paretrain.runtime.adapt.learning``)
+    curve_points: tuple[tuple[int, float], ...] = ()
+    #: the P10 / P50 / P90 of the samples to the target at the run's last refit of that curve
+    curve_refit: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "kept_bytes", tuple(self.kept_bytes))
+        object.__setattr__(self, "curve_points", tuple(self.curve_points))
         object.__setattr__(self, "_sealed", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -159,6 +166,8 @@ class RunState:
             "level": self.level,
             "progress": self.progress,
             "stages": [asdict(st) for st in self.stages],
+            "curve": [[s, v] for s, v in self.curve_points],
+            "curve_refit": None if self.curve_refit is None else list(self.curve_refit),
         }
 
     def restore_position(self, run: Mapping[str, Any]) -> None:
@@ -169,6 +178,15 @@ class RunState:
         if run.get("stages"):
             self.stages = tuple(StagePlan(**st) for st in run["stages"])
         self.hw = str(run.get("hardware", self.hw))
+        self.curve_points = tuple((int(s), float(v)) for s, v in run.get("curve", ()))
+        refit = run.get("curve_refit")
+        self.curve_refit = None if refit is None else (float(refit[0]), float(refit[1]), float(refit[2]))
+
+    def add_point(self, samples: int, value: float) -> None:
+        """An evaluation's (samples, value): a point at or past ``samples`` belongs to work that
+        was rolled back, so it goes."""
+        kept = tuple(p for p in self.curve_points if p[0] < samples)
+        self.curve_points = (*kept, (samples, value))
 
     def advance(self, samples: int, batch: int) -> None:
         """Count ``samples`` trained at global batch ``batch`` in the current stage."""

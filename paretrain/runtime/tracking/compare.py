@@ -3,17 +3,24 @@
 A row names the target metric's predicted level and realized value by the metric
 (``predicted_val_mse``, ``val_mse``), and gives each error as a number: (realized - predicted) /
 predicted, so +0.1 is 10% over the prediction (None where nothing was predicted).
+
+A run that refitted its learning curve (``paretrain.runtime.adapt.learning``) logged the P10 /
+P50 / P90 of the samples to its target at each refit (``curve_samples_to_target_p10`` ...,
+step = the samples seen). Its row holds the first and the last refit,
+``samples_to_target_first`` and ``samples_to_target_last`` ({samples, p10, p50, p90}; None for
+a count the curve never reaches), and ``refits``: how the prediction tightened as the run went.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.pareto import non_dominated
 
-__all__ = ["compare_rows", "latest_plan_run", "log_plot", "relative_error"]
+__all__ = ["CURVE_METRICS", "compare_rows", "latest_plan_run", "log_plot", "relative_error"]
 
 
 def relative_error(predicted: float, realized: float) -> float | None:
@@ -76,7 +83,7 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         max_results=5000,
     )
     # a run still running, or stopped before its final record, has no cost_usd yet
-    rows = [_row(r) for r in runs if "cost_usd" in r.data.metrics]
+    rows = [{**_row(r), **_refits(client, r)} for r in runs if "cost_usd" in r.data.metrics]
     keep = set(
         non_dominated(
             [
@@ -108,6 +115,36 @@ def _experiment(client: Any, uri: str, experiment: str | None) -> Any:
             "the name (the spec's tracking.experiment, else its name)"
         )
     return exp
+
+
+#: the metrics a refit of a run's curve logs, P10 / P50 / P90 of the samples to the target
+CURVE_METRICS = tuple(f"curve_samples_to_target_p{q}" for q in (10, 50, 90))
+
+
+def _count(v: float) -> float | None:
+    """A sample count as logged; None for never (MLflow stores an infinity as the largest float)."""
+    return None if v >= 1e300 or not math.isfinite(v) else v
+
+
+def _refits(client: Any, r: Any) -> dict[str, Any]:
+    """The first and last refit of the run's curve (see the module docstring); nothing when the
+    run never refitted it."""
+    if CURVE_METRICS[1] not in r.data.metrics:
+        return {"refits": 0, "samples_to_target_first": None, "samples_to_target_last": None}
+    history = {
+        key: {m.step: m.value for m in client.get_metric_history(r.info.run_id, key)} for key in CURVE_METRICS
+    }
+    steps = sorted(set.intersection(*(set(h) for h in history.values())))
+
+    def at(step: int) -> dict[str, Any]:
+        lo, mid, hi = (_count(history[key][step]) for key in CURVE_METRICS)
+        return {"samples": step, "p10": lo, "p50": mid, "p90": hi}
+
+    return {
+        "refits": len(steps),
+        "samples_to_target_first": at(steps[0]) if steps else None,
+        "samples_to_target_last": at(steps[-1]) if steps else None,
+    }
 
 
 def _row(r: Any) -> dict[str, Any]:

@@ -89,12 +89,18 @@ def spec_data(lr: float = 0.01, planner: dict | None = None, **runtime: Any) -> 
 
 
 def make_plan_in(
-    folder: Path, fault: str = "", lr: float = 0.01, planner: dict | None = None, **runtime: Any
+    folder: Path,
+    fault: str = "",
+    lr: float = 0.01,
+    planner: dict | None = None,
+    max_samples: int = 40000,
+    **runtime: Any,
 ) -> Plan:
     """``wl.py``, ``spec.yaml`` and ``plan.json`` in ``folder``: one emulated stage (unless
     ``planner`` says otherwise), no search."""
     write_workload(folder, fault)
     data = spec_data(lr, planner, **runtime)
+    data["target"]["max_samples"] = max_samples
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
