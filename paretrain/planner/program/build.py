@@ -5,7 +5,8 @@ q, per-worker batch b, workers n), the stage's samples, seconds and dollars are
 ``paretrain.planner.program.stagecost.stage_cost`` of ideal progress E_min(c, a) / K at ``B_noise(c, a, k)``:
 the one cost model that every replan (``paretrain.planner.plan.replan``) uses too. Moving onto an offer and
 leaving one cost ``stagecost.entry_cost`` and ``stagecost.exit_usd``; stage 0 on a non-local
-offer includes its provisioning (the run starts there), so every schedule pays its entry.
+offer includes its provisioning (the run starts there), so every schedule pays its entry. A first
+stage that starts from the profile's checkpoint needs only the rest (``program.reuse``).
 
 ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``paretrain.planner.measure.fits.stage_noise``);
 ``t(b, n)`` is measured or modeled (``paretrain.planner.measure.throughput``). An option is absent when its memory
@@ -39,6 +40,7 @@ from paretrain.planner.measure.throughput import StepModel, instances_for, speed
 from paretrain.planner.measure.truncated import level_from_curve
 from paretrain.planner.measure.uncertainty import crossing_dof, crossing_spread
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
+from paretrain.planner.program.reuse import StartFrom, start_points
 from paretrain.planner.program.stagecost import entry_cost, exit_usd, option_fits, stage_cost
 
 if TYPE_CHECKING:
@@ -162,8 +164,9 @@ def build_problem(
     curves, noise, b_noise_stage = _noise_models(profile, configs, fits, choices, spec.planner.stages, notes)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
     storage = {key: _storage_bytes(spec, m) for key, m in models.items()}
+    starts = start_points(spec, profile.checkpoints, choices, options, b_noise_stage)
     time, cost, samples = _fill(
-        spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage
+        spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage, starts
     )
     notes.extend(_offers_left_out(spec, offers, options, time, models))
     switch_s, switch_usd, switch_out_usd, egress_bytes = _switches(hardware, offer_of, profile)
@@ -197,6 +200,7 @@ def build_problem(
         notes=tuple(notes),
         pruned=pruned,
         curves=runs,
+        starts=starts,
     )
     return problem, ctx
 
@@ -345,8 +349,10 @@ def _fill(
     b_noise_stage: Mapping[tuple[int, int], float],
     instances: Mapping[tuple[str, int], int],
     storage: Mapping[tuple[str, str, str, int], float],
+    starts: Mapping[tuple[int, int], StartFrom],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost``."""
+    """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost``, a
+    first stage less the work of the checkpoint it starts from (``starts``)."""
     K = spec.planner.stages
     M, O = len(choices), len(options)
     time = np.full((M, K, O), np.inf)
@@ -360,8 +366,9 @@ def _fill(
             if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch):
                 continue
             for k in range(K):
+                reused = starts[(m, o)].progress if k == 0 and (m, o) in starts else 0.0
                 c = stage_cost(
-                    work=fit.e_min / K,
+                    work=max(fit.e_min / K - reused, 0.0),
                     b_noise=b_noise_stage[(m, k)],
                     option=opt,
                     step=model,

@@ -135,6 +135,9 @@ class ProblemContext:
     curves: Mapping[str, Mapping[int, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     pruned: int = 0
+    #: (choice m, option o) -> ``paretrain.planner.program.reuse.StartFrom``: a first stage of m
+    #: under o starts from the profile's checkpoint
+    starts: Mapping[tuple[int, int], Any] = field(default_factory=dict)
 
 
 def prune_dominated(problem: Problem) -> tuple[Problem, int]:
