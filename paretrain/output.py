@@ -233,8 +233,10 @@ def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accura
     """The run's first line: what trains, stage by stage (and a resume note, if any)."""
     if how:
         ui.log(how)
+    start = getattr(cand, "start", None)
     ui.line(
         f"running {cand.id} ({cand.config_id} to {metric} {cand.level:g}): "
+        + (f"from the profile's checkpoint at {start.samples} samples -> " if start is not None else "")
         + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages)
     )
 
@@ -289,8 +291,10 @@ def show_result(ui: Output, r: Any) -> None:
             ],
         ],
     )
+    reused = getattr(r, "reused_samples", 0)
     ui.line(
-        f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
+        f"run {r.run_id}: {r.status}; {r.samples} samples"
+        f"{f' ({reused} of them trained by the profile, not paid twice)' if reused else ''}; spent ${r.cost_usd:.6f} of "
         f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
         f"ledger {r.ledger_path}"
     )

@@ -25,11 +25,12 @@ from tests.planner.synthetic_lab import SyntheticLab
 
 HW = "local/cpu-1"
 S = 6000  # samples the profile's run of a config trained
+B0 = 64  # at this batch size
 
 
 def _spec(batch_sizes=(16, 64), **over):
     """Convergence given as hints (E(B) known, nothing to fit), as a truncated profile would
-    measure it at batch 16 on local/cpu-1."""
+    measure it at batch 64 on local/cpu-1."""
     planner = {**small_spec()["planner"], "batch_sizes": list(batch_sizes), "stages": 2}
     data = small_spec(
         planner=planner,
@@ -45,12 +46,12 @@ def _spec(batch_sizes=(16, 64), **over):
 
 
 def _with_checkpoints(profile: Profile, seed: int = 0, **over) -> Profile:
-    """The profile with a checkpoint of each config's run at batch 16 (as the lab keeps them)."""
+    """The profile with a checkpoint of each config's run at batch 64 (as the lab keeps them)."""
     cks = tuple(
         TruncatedCheckpoint(
             **{
                 "config_id": cid,
-                "batch_size": 16,
+                "batch_size": B0,
                 "precision": "fp32",
                 "device": HW,
                 "seed": seed,
@@ -87,36 +88,56 @@ def _profile(spec):
     return build_profile(spec, SyntheticLab(), list(spec.configs))
 
 
-def test_a_matching_first_stage_starts_at_the_checkpoint_and_counts_only_the_samples_left():
+def _twins(problem):
+    """(twin m, its choice from scratch m0, the option o that trained the checkpoint)."""
+    for m, ch in enumerate(problem.choices):
+        if ch.reused:
+            m0 = next(
+                i
+                for i, c in enumerate(problem.choices)
+                if (c.config_id, c.score, c.reused) == (ch.config_id, ch.score, False)
+            )
+            o = next(i for i, opt in enumerate(problem.options) if np.isfinite(problem.time_s[m, 0, i]))
+            yield m, m0, o
+
+
+def test_a_choice_that_starts_from_the_checkpoint_counts_only_the_work_left():
     spec = _spec()
     bare = _profile(spec)
     _, p0, _ = _plan(spec, bare)
     plan, p1, ctx = _plan(spec, _with_checkpoints(bare))
-    assert ctx.starts, "some first-stage option trains what a truncated run trained"
-    for (m, o), start in ctx.starts.items():
-        opt = p1.options[o]
-        assert (opt.hardware, opt.batch_size, opt.precision, opt.workers) == (HW, 16, "fp32", 1)
+    assert not any(c.reused for c in p0.choices)
+    assert len(p1.choices) == 2 * len(p0.choices)  # a twin of each (config, level)
+    assert np.array_equal(p1.samples[: len(p0.choices)], p0.samples)  # the choices from scratch as before
+    for m, m0, o in _twins(p1):
+        opt, start = p1.options[o], ctx.starts[m]
+        # its first stage only where the checkpoint was trained; later stages anywhere
+        assert (opt.hardware, opt.batch_size, opt.precision, opt.workers) == (HW, B0, "fp32", 1)
+        assert np.isfinite(p1.time_s[m, 0]).sum() == 1 and np.isfinite(p1.time_s[m, 1]).sum() > 1
         assert start.samples == S and start.config_id == p1.choices[m].config_id
-        assert p0.samples[m, 0, o] > S
-        assert p1.samples[m, 0, o] == pytest.approx(p0.samples[m, 0, o] - S)
-        assert p1.time_s[m, 0, o] < p0.time_s[m, 0, o] and p1.cost_usd[m, 0, o] < p0.cost_usd[m, 0, o]
-        # later stages are costed as before
-        assert np.array_equal(p1.samples[m, 1:], p0.samples[m, 1:])
-    # a candidate that starts from a checkpoint says so, and its samples exclude the checkpoint's
+        # hints give a flat B_noise of 400: the checkpoint's samples at batch 64 are worth S / 1.16
+        assert start.progress == pytest.approx(S / (1 + B0 / 400))
+        ideal = [
+            p1.samples[i, k, o] / (1 + B0 / ctx.b_noise_stage[(i, k)]) for i in (m, m0) for k in range(2)
+        ]
+        assert sum(ideal[2:]) - sum(ideal[:2]) == pytest.approx(start.progress)
+        assert all(p1.time_s[m, k, o] < p1.time_s[m0, k, o] for k in range(2))
+    # a candidate that starts from the checkpoint says so, and its samples exclude the checkpoint's
     started = [c for c in plan.candidates if c.start is not None]
-    assert started, "the cheaper first stage is on the front"
+    assert started, "the cheaper start is on the front"
     for c in started:
         first = c.stages[0]
-        assert (first.hardware, first.batch_size, first.precision) == (c.start.hardware, 16, "fp32")
-        assert c.reused_samples == c.start.samples > 0
+        assert (first.hardware, first.batch_size, first.precision) == (c.start.hardware, B0, "fp32")
+        assert c.reused_samples == c.start.samples == S
         assert c.samples == sum(s.samples for s in c.stages)
+        assert c.samples_interval.p50 < c.samples + S  # the interval counts the samples left too
         assert any("starts from the profile's checkpoint" in n for n in c.notes)
     # the plan file records where each run starts, and reads it back
     again = plan_from_json(plan_to_json(plan), "plan.json")
     assert [c.start for c in again.candidates] == [c.start for c in plan.candidates]
     d = json.loads(plan_to_json(plan))
     assert all("start" in c for c in d["pareto"])
-    assert {c["start"]["samples"] for c in d["pareto"] if c["start"]} == {c.start.samples for c in started}
+    assert {c["start"]["samples"] for c in d["pareto"] if c["start"]} == {S}
 
 
 def test_reuse_makes_the_knee_no_dearer():
@@ -127,12 +148,12 @@ def test_reuse_makes_the_knee_no_dearer():
 
 
 def test_a_first_stage_at_another_batch_size_does_not_reuse():
-    spec = _spec(batch_sizes=(32, 128))  # the profile's runs trained at 16
+    spec = _spec(batch_sizes=(32, 128))  # the profile's runs trained at 64
     bare = _profile(spec)
     plan, p1, ctx = _plan(spec, _with_checkpoints(bare))
     _, p0, _ = _plan(spec, bare)
     assert not ctx.starts and all(c.start is None for c in plan.candidates)
-    assert np.array_equal(p0.samples, p1.samples) and np.array_equal(p0.time_s, p1.time_s)
+    assert p0.choices == p1.choices and np.array_equal(p0.time_s, p1.time_s)
 
 
 @pytest.mark.parametrize(
@@ -155,14 +176,11 @@ def test_the_profile_file_keeps_its_checkpoints_and_reads_files_without_them():
     assert profile_from_json(json.dumps(d), "p.json").checkpoints == ()
 
 
-def test_a_checkpoint_past_the_first_stage_completes_it_and_credits_no_later_stage():
+def test_a_checkpoint_already_past_the_level_leaves_one_step_per_stage():
     spec = _spec()
-    bare = _profile(spec)
-    _, p0, _ = _plan(spec, bare)
-    plan, p1, ctx = _plan(spec, _with_checkpoints(bare, samples=100_000))
+    plan, p1, ctx = _plan(spec, _with_checkpoints(_profile(spec), samples=100_000))
     assert ctx.starts
-    for m, o in ctx.starts:
-        assert p0.samples[m, 0, o] < 100_000 and p1.samples[m, 0, o] == 0
-        assert np.array_equal(p1.samples[m, 1:], p0.samples[m, 1:])
+    for m, _, o in _twins(p1):
+        assert ctx.starts[m].progress > 20000 and p1.samples[m, 0, o] == p1.samples[m, 1, o] == 0
     for c in (c for c in plan.candidates if c.start is not None):
-        assert c.stages[0].steps == 1  # one step is left to it
+        assert [s.steps for s in c.stages] == [1, 1]

@@ -2,17 +2,21 @@ r"""Starting a run from the profile's checkpoint of its config, so that no work 
 
 A truncated profile (``paretrain.planner.measure.budgeted``) trains each config once, at the
 smallest convergence batch size, in fp32 on one local device, and keeps the state each run ended
-in (``TruncatedCheckpoint``: ``S`` samples trained). A schedule whose first stage trains what
-that run trained starts from it: the run loads the checkpoint and goes on from ``S`` samples.
-With B the stage's global batch and ``B_noise(m, 0)`` the choice's noise scale at its first stage
-(the one ``paretrain.planner.program.stagecost`` costs the stage at), the first stage needs
+in (``TruncatedCheckpoint``: ``S`` samples trained at global batch ``B0``). A run whose first
+stage trains what that run trained may start from it: it loads the checkpoint and goes on from
+``S`` samples. For each choice (config c, level a) with such a checkpoint the program gets a
+twin, ``Choice(c, a, reused=True)``, that starts there:
 
-    ideal progress reused    P   = S / (1 + B / B_noise(m, 0))
-    its work                 W0' = max(E_min / K - P, 0)
+    ideal progress reused    P  = S / (1 + B0 / B_noise(P / 2))        (a fixed point)
+    each stage's work        W' = max(E_min - P, 0) / K
+    B_noise at stage k       B_noise(P + W' (k + 1/2))
 
-so its samples are what is left of the stage (``S0 - S``, whole steps) and its seconds and
-dollars follow from the one cost model. The program sees the cheaper first stage, so a schedule
-that reuses the profile's training may win because of it.
+and its stage 0 may only use the option that trained the checkpoint. Its stages, samples,
+seconds and dollars then count only what is left, through the one cost model
+(``paretrain.planner.program.stagecost``); a replan from the run's progress ``P`` cuts the same
+remaining work the same way (``paretrain.planner.plan.replan``). The program keeps both twins,
+so a schedule from scratch on a faster offer and one from the checkpoint can both be on the
+front; where the checkpoint's start is no dearer and no slower, it wins.
 
 Rules (each one keeps the start exactly what the profile trained):
 
@@ -20,19 +24,17 @@ Rules (each one keeps the start exactly what the profile trained):
   count of the same CPU is another device) equal the checkpoint's, the spec's
   ``workload.seed`` is the seed it trained with, and the stage runs on one worker;
 - a first stage at another batch size does not reuse the checkpoint (its learning rate,
-  optimizer moments and data order belong to the profile's batch);
+  optimizer moments and data order belong to the profile's batch): the choice from scratch
+  covers it;
 - ``S`` stays below ``target.max_samples`` (a run starting there would stop before it
-  evaluates);
-- a checkpoint past the first stage's samples (``S >= S0``) completes that stage (one step is
-  left to it); the samples beyond are not credited to the later stages, so the prediction errs
-  high by at most them (the run stops at its target when it reaches it).
+  evaluates); a checkpoint already past a level (``P >= E_min``) leaves one step per stage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from paretrain.planner.measure.measurements import TruncatedCheckpoint
 from paretrain.planner.program.problem import Choice, Option
@@ -40,7 +42,13 @@ from paretrain.planner.program.problem import Choice, Option
 if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
 
-__all__ = ["StartFrom", "matches", "start_points"]
+__all__ = ["StartFrom", "matches", "reused_progress", "stage_work", "trains", "with_starts"]
+
+
+class NoiseAt(Protocol):
+    """B_noise at a point of ideal progress (``paretrain.planner.measure.fits.StageNoise``)."""
+
+    def at(self, progress_samples: float) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,32 +99,61 @@ def matches(ck: TruncatedCheckpoint, config_id: str, option: Option, seed: int, 
     )
 
 
-def start_points(
+def trains(start: StartFrom, option: Option) -> bool:
+    """Whether ``option`` is the one that trained the checkpoint ``start`` names."""
+    return (option.hardware, option.precision, option.batch_size, option.workers) == (
+        start.hardware,
+        start.precision,
+        start.batch_size,
+        1,
+    )
+
+
+def reused_progress(samples: int, batch: int, noise: NoiseAt) -> float:
+    """Ideal progress (E_min units) of ``samples`` trained at global batch ``batch``, B_noise read
+    at the middle of that progress (a fixed point: a few iterations settle it)."""
+    p = float(samples)
+    for _ in range(8):
+        p = samples / (1.0 + batch / noise.at(p / 2.0))
+    return p
+
+
+def stage_work(e_min: float, stages: int, start: StartFrom | None) -> tuple[float, float]:
+    """(ideal progress done before the first stage, each stage's ideal work) of a choice that
+    starts at ``start`` (None: from scratch)."""
+    done = min(start.progress, e_min) if start is not None else 0.0
+    return done, (e_min - done) / stages
+
+
+def with_starts(
     spec: Spec,
     checkpoints: Sequence[TruncatedCheckpoint],
     choices: Sequence[Choice],
     options: Sequence[Option],
-    b_noise_stage: Mapping[tuple[int, int], float],
-) -> dict[tuple[int, int], StartFrom]:
-    """(choice m, option o) -> where a first stage of m under o starts, for every pair that
-    may start from one of ``checkpoints``."""
+    noise: Mapping[tuple[str, float], NoiseAt],
+) -> tuple[tuple[Choice, ...], dict[int, StartFrom]]:
+    """``choices`` followed by the twin of each one that may start from one of ``checkpoints``,
+    and where each twin starts (by its index)."""
     seed, max_samples = spec.workload.seed, spec.target.max_samples
-    out: dict[tuple[int, int], StartFrom] = {}
-    for m, ch in enumerate(choices):
-        for ck in checkpoints:
-            for o, opt in enumerate(options):
-                if not matches(ck, ch.config_id, opt, seed, max_samples):
-                    continue
-                progress = ck.samples / (1.0 + opt.global_batch / b_noise_stage[(m, 0)])
-                out[(m, o)] = StartFrom(
-                    ck.path,
-                    ck.sha256,
-                    ck.samples,
-                    float(progress),
-                    ck.config_id,
-                    ck.batch_size,
-                    ck.precision,
-                    ck.device,
-                    ck.seed,
-                )
-    return out
+    out, starts = list(choices), {}
+    for ch in choices:
+        ck = next(
+            (k for k in checkpoints if any(matches(k, ch.config_id, o, seed, max_samples) for o in options)),
+            None,
+        )
+        if ck is None:
+            continue
+        progress = reused_progress(ck.samples, ck.batch_size, noise[(ch.config_id, ch.score)])
+        starts[len(out)] = StartFrom(
+            ck.path,
+            ck.sha256,
+            ck.samples,
+            float(progress),
+            ck.config_id,
+            ck.batch_size,
+            ck.precision,
+            ck.device,
+            ck.seed,
+        )
+        out.append(Choice(ch.config_id, ch.score, reused=True))
+    return tuple(out), starts

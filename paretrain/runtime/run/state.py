@@ -55,6 +55,11 @@ class RunSetup:
         return self.plan.offer(hardware)
 
     @property
+    def profiles(self) -> Path:
+        """The workspace's profile folder: a candidate's ``start`` names a file relative to it."""
+        return self.run_dir.parents[1] / "profiles"
+
+    @property
     def emulated_any(self) -> bool:
         return any(self.emulated(s.hardware) for s in self.cand.stages)
 
@@ -110,6 +115,7 @@ class RunState:
     form_s: float = 0.0  # virtual seconds of an emulated stage's group forming, charged before its next step
     group: tuple[str, int] | None = None  # (offer, workers) of the group formed last in this process
     stop_reason: str = ""  # why the run stopped, when it is not the budget, deadline or samples
+    reused: int = 0  # samples the profile's checkpoint it started from had trained (0: from scratch)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -158,6 +164,7 @@ class RunState:
             "hardware": self.hw,
             "level": self.level,
             "progress": self.progress,
+            "reused": self.reused,
             "stages": [asdict(st) for st in self.stages],
         }
 
@@ -166,6 +173,7 @@ class RunState:
         self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
         self.level = float(run.get("level", run.get("accuracy", 0.0)))  # "accuracy": before 0.2
         self.progress = float(run.get("progress", 0.0))
+        self.reused = int(run.get("reused", 0))
         if run.get("stages"):
             self.stages = tuple(StagePlan(**st) for st in run["stages"])
         self.hw = str(run.get("hardware", self.hw))
