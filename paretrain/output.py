@@ -57,6 +57,7 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         "profile_fraction": plan.spec.planner.profile_fraction,
         "convergence": plan.spec.planner.convergence,
         "reused": reused,
+        "knee_reused_samples": knee.reused_samples,
     }
     ui.put("profile_cost", record)
     how = (
@@ -68,6 +69,11 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         f"profile ${prof.spend_usd:.6f} = {share:.0%} of the knee's predicted ${knee.cost_usd:.6f}"
         f"{' (reused: paid before)' if reused else ''}; {how}"
     )
+    if knee.start is not None:
+        ui.line(
+            f"the knee's run starts from the profile's checkpoint at {knee.start.samples} samples "
+            "(not paid twice: its prediction counts only the samples left)"
+        )
 
 
 def show_fits(ui: Output, plan: Any) -> None:

@@ -158,11 +158,9 @@ def build_problem(
     notes.extend(_speed_notes(profile))
     left_out = _unsupported_precisions(spec, offers, profile, notes)
     options = _options(spec, offers, configs, models, workers, left_out)
-    hardware = tuple(o.id for o in offers)
-    offer_of = {o.id: o for o in offers}
+    hardware, offer_of = tuple(o.id for o in offers), {o.id: o for o in offers}
     curves, noise = _noise_models(profile, configs, fits, spec.planner.stages, notes)
-    base = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
-    choices, starts = with_starts(spec, profile.checkpoints, base, options, noise)
+    choices, starts = with_starts(spec, profile.checkpoints, sorted(fits), options, noise)
     b_noise_stage = _noise_by_stage(choices, fits, noise, spec.planner.stages, starts)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
     storage = {key: _storage_bytes(spec, m) for key, m in models.items()}
@@ -188,7 +186,6 @@ def build_problem(
         metric=spec.target.metric_obj,
     )
     problem, pruned = prune_dominated(problem) if prune else (problem, 0)
-    runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
     ctx = ProblemContext(
         step_models=models,
         convergence=fits,
@@ -200,7 +197,7 @@ def build_problem(
         egress_bytes=egress_bytes,
         notes=tuple(notes),
         pruned=pruned,
-        curves=runs,
+        curves={c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs},
         starts=starts,
     )
     return problem, ctx

@@ -128,13 +128,14 @@ def stage_work(e_min: float, stages: int, start: StartFrom | None) -> tuple[floa
 def with_starts(
     spec: Spec,
     checkpoints: Sequence[TruncatedCheckpoint],
-    choices: Sequence[Choice],
+    levels: Sequence[tuple[str, float]],
     options: Sequence[Option],
     noise: Mapping[tuple[str, float], NoiseAt],
 ) -> tuple[tuple[Choice, ...], dict[int, StartFrom]]:
-    """``choices`` followed by the twin of each one that may start from one of ``checkpoints``,
-    and where each twin starts (by its index)."""
+    """The program's choices: one per (config, score of a level) of ``levels``, then the twin of
+    each one that may start from one of ``checkpoints``; and where each twin starts (by index)."""
     seed, max_samples = spec.workload.seed, spec.target.max_samples
+    choices = [Choice(cid, score) for cid, score in levels]
     out, starts = list(choices), {}
     for ch in choices:
         ck = next(
