@@ -13,8 +13,8 @@ twin, ``Choice(c, a, reused=True)``, that starts there:
 
 and its stage 0 may only use the option that trained the checkpoint. Its stages, samples,
 seconds and dollars then count only what is left, through the one cost model
-(``paretrain.planner.program.stagecost``); a replan from the run's progress ``P`` cuts the same
-remaining work the same way (``paretrain.planner.plan.replan``). The program keeps both twins,
+(``paretrain.planner.program.stagecost``); a replan from the run's progress ``P`` splits the
+remaining work into stages the same way (``paretrain.planner.plan.replan``). The program keeps both twins,
 so a schedule from scratch on a faster offer and one from the checkpoint can both be on the
 front; where the checkpoint's start is no dearer and no slower, it wins.
 
@@ -23,9 +23,9 @@ Rules (each one keeps the start exactly what the profile trained):
 - the first stage's config, global batch, precision and offer (the very device: another thread
   count of the same CPU is another device) equal the checkpoint's, the spec's
   ``workload.seed`` is the seed it trained with, and the stage runs on one worker;
-- a first stage at another batch size does not reuse the checkpoint (its learning rate,
-  optimizer moments and data order belong to the profile's batch): the choice from scratch
-  covers it;
+- a first stage at another batch size does not reuse the checkpoint: the profile's learning
+  curve predicts the rest of *that* run, while a run that changed its batch at once would lean on
+  the E(B) model for all of it (the choice from scratch covers such a first stage);
 - ``S`` stays below ``target.max_samples`` (a run starting there would stop before it
   evaluates); a checkpoint already past a level (``P >= E_min``) leaves one step per stage.
 """
