@@ -35,6 +35,7 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
             "key": prof.key,
             "reused": reused,
             "spend_usd": prof.spend_usd,
+            "checkpoints": [c.path for c in getattr(prof, "checkpoints", ())],
             **({"path": str(where)} if where is not None else {}),
         },
     )

@@ -199,8 +199,11 @@ class Executor:
                 return "budget"
             p.recovery.provision(st)
             p.recovery.checkpoint(st, "start")
-        every = self.spec.runtime.eval_every_samples
-        self.apply(EvalScheduled((self.trainer.samples_seen // every + 1) * every))
+        every, seen = self.spec.runtime.eval_every_samples, self.trainer.samples_seen
+        # a run that starts from the profile's checkpoint evaluates after its first step: where it
+        # starts is known at once (a checkpoint past its level ends it there)
+        first = seen + 1 if st.reused and resumed is None else (seen // every + 1) * every
+        self.apply(EvalScheduled(first))
         self._enter_stage()
         fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None

@@ -5,7 +5,9 @@ A candidate whose first stage trains what the profile's truncated run trained ca
 folder, the SHA-256 of its bytes and the samples it holds, which the plan's stages and
 predictions already leave out. A fresh run (not ``--resume``) loads it before its first
 checkpoint: the bytes must have the digest and hold what the plan says (config, batch, samples).
-The run then goes on from those samples with their ideal progress counted, and says so:
+The run then goes on from those samples with their ideal progress counted, evaluates after its
+first step (so the level it starts at is known, and a checkpoint already past the candidate's
+level ends the run there), and says so:
 
 - a zero-dollar ``reused`` line in the ledger and an event in ``events.jsonl`` (samples, path,
   digest),
