@@ -35,6 +35,7 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
             "key": prof.key,
             "reused": reused,
             "spend_usd": prof.spend_usd,
+            "checkpoints": [c.path for c in getattr(prof, "checkpoints", ())],
             **({"path": str(where)} if where is not None else {}),
         },
     )
@@ -63,6 +64,7 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         "profile_fraction": plan.spec.planner.profile_fraction,
         "convergence": plan.spec.planner.convergence,
         "reused": reused,
+        "knee_reused_samples": knee.reused_samples,
     }
     ui.put("profile_cost", record)
     how = (
@@ -74,6 +76,11 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         f"profile ${prof.spend_usd:.6f} = {share:.0%} of the knee's predicted ${knee.cost_usd:.6f}"
         f"{' (reused: paid before)' if reused else ''}; {how}"
     )
+    if knee.start is not None:
+        ui.line(
+            f"the knee's run starts from the profile's checkpoint at {knee.start.samples} samples "
+            "(not paid twice: its prediction counts only the samples left)"
+        )
 
 
 def show_fits(ui: Output, plan: Any) -> None:
@@ -239,8 +246,10 @@ def show_running(ui: Output, cand: Any, how: str = "", metric: str = "val_accura
     """The run's first line: what trains, stage by stage (and a resume note, if any)."""
     if how:
         ui.log(how)
+    start = getattr(cand, "start", None)
     ui.line(
         f"running {cand.id} ({cand.config_id} to {metric} {cand.level:g}): "
+        + (f"from the profile's checkpoint at {start.samples} samples -> " if start is not None else "")
         + " -> ".join(f"{s.hardware} b{s.batch_size} x{s.samples}" for s in cand.stages)
     )
 
@@ -295,8 +304,10 @@ def show_result(ui: Output, r: Any) -> None:
             ],
         ],
     )
+    reused = getattr(r, "reused_samples", 0)
     ui.line(
-        f"run {r.run_id}: {r.status}; {r.samples} samples; spent ${r.cost_usd:.6f} of "
+        f"run {r.run_id}: {r.status}; {r.samples} samples"
+        f"{f' ({reused} of them trained by the profile, not paid twice)' if reused else ''}; spent ${r.cost_usd:.6f} of "
         f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
         f"ledger {r.ledger_path}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -15,6 +16,7 @@ __all__ = [
     "atomic_write_text",
     "read_profile",
     "read_text",
+    "sha256_file",
     "write_profile",
 ]
 
@@ -73,3 +75,12 @@ def read_profile(path: str | Path) -> Profile:
 
 def write_profile(profile: Profile, path: str | Path) -> None:
     atomic_write_text(path, profile_to_json(profile))
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (``OSError`` when it cannot be read)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -25,7 +25,7 @@ from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
-from paretrain.runtime.files import read_profile, read_text, write_profile
+from paretrain.runtime.files import read_profile, read_text, sha256_file, write_profile
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
@@ -44,6 +44,7 @@ __all__ = [
     "plan_spec",
     "read_spec_profiles",
     "search_spec",
+    "usable_checkpoints",
 ]
 
 
@@ -190,10 +191,10 @@ def get_profile(
     stop: StopFlag | None = None,
 ) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
-    is unchanged, else measured for real (charged to the profile envelope) and written whole.
-    A signal caught by ``stop`` ends the measuring at its next unit of work
-    (``MeasureInterrupted``: one line with what was spent, no profile written). Returns
-    (profile, reused)."""
+    is unchanged, else measured for real (charged to the profile envelope; truncated runs keep
+    their last state in ``profiles/KEY.checkpoints/``) and written whole. A signal caught by
+    ``stop`` ends the measuring at its next unit of work (``MeasureInterrupted``: one line with
+    what was spent, no profile written). Returns (profile, reused)."""
     brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
     workload = load_workload(spec.workload, ws.cache)
     # every local device is priced, also one measured only as the reference for catalog offers
@@ -228,6 +229,10 @@ def get_profile(
                 key=key,
                 measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
+            if profile.convergence and spec.planner.convergence == "truncated":
+                # the state each truncated run ended in, beside the profile file: no work paid twice
+                label = f"{key}.checkpoints"
+                profile = replace(profile, checkpoints=tuple(lab.keep_truncated(ws.profiles / label, label)))
             profile = replace(profile, spend_usd=ledger.spent - start)
         except MeasureInterrupted as err:
             ledger.close()
@@ -285,6 +290,7 @@ def plan_spec(
         spec, ws, configs, offers, progress=progress, force=force_profile, stop=stop
     )
     _stop_here(stop, profile, reused)
+    profile, unusable = usable_checkpoints(profile, ws.profiles)
     problem, ctx = build_problem(spec, offers, profile, configs)
     front = pareto_front(problem, spec.planner.solver, spec.planner.time_limit_s, spec.planner.pareto_points)
     plan = make_plan(
@@ -297,8 +303,30 @@ def plan_spec(
         offers=offers,
         solver=spec.planner.solver,
     )
-    plan = replace(plan, notes=tuple(left_out) + plan.notes)
+    plan = replace(plan, notes=tuple(left_out) + tuple(unusable) + plan.notes)
     return plan, profile, reused
+
+
+def usable_checkpoints(profile: Profile, folder: Path) -> tuple[Profile, list[str]]:
+    """The profile less the checkpoints whose file (relative to ``folder``, the profile file's)
+    is gone or no longer has its digest, and a note for each one left out: no run is planned to
+    start from a file it could not load."""
+    kept, notes = [], []
+    for ck in profile.checkpoints:
+        path = folder / ck.path
+        try:
+            ok = sha256_file(path) == ck.sha256
+            why = "has changed since the profile wrote it"
+        except OSError:
+            ok, why = False, "is missing"
+        if ok:
+            kept.append(ck)
+        else:
+            notes.append(
+                f"{ck.config_id}: the profile's checkpoint {path} {why}; its runs start from scratch "
+                "(to fix: paretrain plan --reprofile)"
+            )
+    return replace(profile, checkpoints=tuple(kept)), notes
 
 
 def search_spec(

@@ -41,6 +41,11 @@ def test_truncated_runs_plan_the_digits_example_and_say_what_the_profile_cost(tm
     assert cost["spend_usd"] <= spec["budget"]["envelopes"]["profile"]
     plan = json.loads((tmp_path / "plan.json").read_text())
     assert plan["pareto"]
+    # each run's last state is kept beside the profile; the runs trained at batch 16, which
+    # planner.batch_sizes does not offer, so no candidate starts from one
+    assert {c["config_id"] for c in profile["checkpoints"]} == {r["config_id"] for r in runs}
+    assert all(c["batch_size"] == 16 and c["path"].endswith(".pt") for c in profile["checkpoints"])
+    assert all(c["start"] is None for c in plan["pareto"])
     extrapolated = [n for n in plan["notes"] if "extrapolated from a truncated run" in n]
     records = [c for c in plan["models"]["convergence"] if c["extrapolated"]]
     assert bool(extrapolated) == bool(records)

@@ -59,7 +59,7 @@ def test_same_spec_and_profile_give_byte_identical_plans():
 
 def test_plan_has_no_timestamps_and_a_schema():
     d = json.loads(plan_text(small_spec()))
-    assert d["schema"] == "paretrain.plan/3"
+    assert d["schema"] == "paretrain.plan/4"
     assert all(set(c["predicted"]) >= {"cost_usd", "wall_s", "level"} for c in d["pareto"])
     assert not any("accuracy" in c["predicted"] for c in d["pareto"])
     text = json.dumps(d)
@@ -83,7 +83,7 @@ def test_a_plan_file_of_the_old_schema_is_refused_in_one_line():
     with pytest.raises(InputError) as info:
         plan_from_json(json.dumps(d), "old.json")
     msg = str(info.value)
-    assert "\n" not in msg and "old.json" in msg and "paretrain.plan/3" in msg and "paretrain plan" in msg
+    assert "\n" not in msg and "old.json" in msg and "paretrain.plan/4" in msg and "paretrain plan" in msg
 
 
 def test_plan_models_are_typed_with_lookups():

@@ -1,4 +1,5 @@
-"""The plan file across its versions: a typed spec parsed once, schema 3 written, schema 2 read."""
+"""The plan file across its versions: a typed spec parsed once, schema 4 written, schemas 3 and 2
+read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tests.planner.test_plan import plan_text
 
 #: a plan file written by paretrain before schema 3 (``predicted.accuracy``), from small_spec()
 V2 = Path(__file__).parent / "data" / "plan_v2.json"
+#: a plan file written by paretrain before schema 4 (no candidate ``start``), from small_spec()
+V3 = Path(__file__).parent / "data" / "plan_v3.json"
 
 
 def test_the_plans_spec_is_a_spec_parsed_once_and_written_as_its_mapping():
@@ -58,7 +61,18 @@ def test_a_schema_2_plan_file_still_reads_its_levels_and_spec():
     assert plan.candidate("knee").id == old["chosen"]
 
 
-def test_a_schema_2_plan_file_is_written_again_as_schema_3():
+def test_a_schema_3_plan_file_reads_as_runs_from_scratch_and_is_refused_when_edited():
+    old = json.loads(V3.read_text())
+    assert old["schema"] == "paretrain.plan/3" and all("start" not in c for c in old["pareto"])
+    plan = plan_from_json(V3.read_text(), str(V3))
+    assert [c.id for c in plan.candidates] == [c["id"] for c in old["pareto"]]
+    assert all(c.start is None and c.reused_samples == 0 for c in plan.candidates)
+    assert json.loads(plan_to_json(plan))["schema"] == PLAN_SCHEMA == "paretrain.plan/4"
+    with pytest.raises(InputError, match="fingerprint"):
+        plan_from_json(V3.read_text().replace('"chosen": "', '"chosen": "x', 1), "old.json")
+
+
+def test_a_schema_2_plan_file_is_written_again_as_schema_4():
     plan = plan_from_json(V2.read_text(), str(V2))
     text = plan_to_json(plan)
     d = json.loads(text)

@@ -1,4 +1,5 @@
-"""What a Lab returns: timed steps, convergence runs, gradient-noise and all-reduce samples.
+"""What a Lab returns: timed steps, convergence runs, gradient-noise and all-reduce samples, and
+the checkpoints a truncated profile keeps of its runs.
 
 Plain frozen records shared by the Lab protocol (``paretrain.planner.measure.lab``), which returns them, and the
 profile file (``paretrain.planner.measure.profile``), which holds them; a module of their own so that neither of
@@ -9,7 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ConvergenceRun", "NoiseSample", "StepProfile", "StepSample", "SyncSample"]
+__all__ = [
+    "ConvergenceRun",
+    "NoiseSample",
+    "StepProfile",
+    "StepSample",
+    "SyncSample",
+    "TruncatedCheckpoint",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +112,27 @@ class SyncSample:
     seconds: float
     start_s: float = 0.0  # launching the processes and their rendezvous, until the group is formed
     contention: float = 1.0  # a compute block's time with all the processes running it, over alone
+
+
+@dataclass(frozen=True, slots=True)
+class TruncatedCheckpoint:
+    """The state a truncated run (``paretrain.planner.measure.budgeted``) ended in, kept so that a
+    run of the same config can start from it (``paretrain.planner.program.reuse``): what it
+    trained (config, global batch, precision, device, seed), how far (``samples``), and where
+    its file is (``path``, relative to the profile file's folder) with the SHA-256 of its bytes."""
+
+    config_id: str
+    batch_size: int
+    precision: str
+    device: str
+    seed: int
+    samples: int
+    path: str
+    sha256: str
+    bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.samples < 0 or self.batch_size < 1:
+            raise ValueError(f"a checkpoint needs samples >= 0 and batch_size >= 1; got {self}")
+        if len(self.sha256) != 64:
+            raise ValueError(f"`sha256` must be 64 hex digits, but got {self.sha256!r}")

@@ -2,7 +2,10 @@
 
 A profile holds, per (hardware, config, precision), timed training steps at several batch
 sizes; per (config, batch size), a convergence run (samples until each accuracy level);
-and gradient-noise samples at points of training progress. A precision is measured only on
+and gradient-noise samples at points of training progress; with truncated runs, the checkpoint
+each run ended in (``checkpoints``: a run of the same config may start there, so the profile's
+training is not paid twice; the lab writes the files, the profile names them). A precision is
+measured only on
 the local devices that train in it (``LocalDevice.precisions``); the (device, precision) pairs
 the spec asked for and a device does not support are listed in ``unsupported``, so that the
 plan can say why they are not planned. Measurement goes through a
@@ -29,6 +32,7 @@ from paretrain.planner.measure.measurements import (
     StepProfile,
     StepSample,
     SyncSample,
+    TruncatedCheckpoint,
 )
 
 if TYPE_CHECKING:
@@ -44,6 +48,7 @@ __all__ = [
     "StepProfile",
     "StepSample",
     "SyncSample",
+    "TruncatedCheckpoint",
     "build_profile",
     "merge_profiles",
     "profile_key",
@@ -68,6 +73,8 @@ class Profile:
     sync: tuple[SyncSample, ...] = ()
     #: (device, precision) pairs the spec asked for that the device does not train in
     unsupported: tuple[tuple[str, str], ...] = ()
+    #: the checkpoints the truncated runs ended in (written by the lab beside the profile file)
+    checkpoints: tuple[TruncatedCheckpoint, ...] = ()
 
     def step_profile(self, hardware: str, config_id: str, precision: str) -> StepProfile | None:
         for s in self.steps:

@@ -1,7 +1,8 @@
 """The profile file (``paretrain.profile/1``): a ``Profile`` as JSON text and back.
 
 Files written before the metric-neutral names (a run's ``best_accuracy``, a noise sample's
-``accuracy``) still read.
+``accuracy``) still read, and so do files without ``checkpoints`` (the truncated runs' kept
+states, ``TruncatedCheckpoint``; none: no run starts from the profile).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from paretrain.planner.measure.measurements import (
     StepProfile,
     StepSample,
     SyncSample,
+    TruncatedCheckpoint,
 )
 from paretrain.planner.measure.profile import PROFILE_SCHEMA, Profile
 
@@ -80,6 +82,7 @@ def profile_from_json(text: str, where: str) -> Profile:
             peaks={k: float(v) for k, v in data.get("peaks", {}).items()},
             sync=tuple(SyncSample(**x) for x in data.get("sync", [])),
             unsupported=tuple((str(d), str(q)) for d, q in data.get("unsupported", [])),
+            checkpoints=tuple(TruncatedCheckpoint(**c) for c in data.get("checkpoints", [])),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(

@@ -33,7 +33,11 @@ same plan gives the same bytes): a draw scales each stage's samples by
 ``f_E (1 + B / (B_noise f_B)) / (1 + B / B_noise)`` and its time by that ratio times the speed
 factor of its offer (one draw per offer, shared by its stages: a slow machine is slow all
 run); cost follows time at each stage's own dollars per second; the run's fixed part (switches)
-is kept as predicted. P50 is the median of the draws; the plan's point prediction stays the model
+is kept as predicted. A schedule that starts from the profile's checkpoint needs a drawn E_min
+less the progress the checkpoint holds, which is known: each stage carries its share of that
+progress (``StageDraw.reused``, in its samples), and its samples drawn are
+``(S + reused) ratio - reused``, so the uncertainty of the whole work is kept on the work left.
+P50 is the median of the draws; the plan's point prediction stays the model
 at the fitted values. ``p_reach`` is the share of draws whose samples needed fit the samples the
 schedule plans (the run goes on past them until its target or ``target.max_samples``, so the
 cost and time intervals count that too).
@@ -159,6 +163,7 @@ class StageDraw:
     cost_usd: float
     b_noise: float
     speed_spread: float
+    reused: float = 0.0  # the stage's share of the checkpoint's progress the run starts from, in samples
 
 
 def crossing_spread(curve: Sequence[tuple[int, float]], level: float, reached: int, eval_every: int) -> float:
@@ -251,9 +256,13 @@ def candidate_intervals(
         base = 1.0 + s.batch / s.b_noise
         ratio = f_e * (1.0 + s.batch / (s.b_noise * f_b)) / base
         f_t = np.exp(max(s.speed_spread, SPEED_FLOOR) * z_t[s.hardware])
+        drawn = s.samples * ratio
+        if s.reused > 0:  # the whole stage drawn, less what the checkpoint trained
+            drawn = np.maximum((s.samples + s.reused) * ratio - s.reused, 0.0)
+            ratio = drawn / s.samples if s.samples > 0 else np.ones(n)  # none left: its fixed time
         time += s.time_s * ratio * f_t
         cost += s.cost_usd * ratio * f_t
-        needed += s.samples * ratio
+        needed += drawn
         planned += s.samples
     p_reach = float(np.mean(needed <= planned * (1 + 1e-9)))
     return _deciles(cost), _deciles(time), p_reach, _deciles(needed)

@@ -33,6 +33,7 @@ from paretrain.planner.plan.fitted import (
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.plan_body import figure
 from paretrain.planner.program.pareto import knee_index
+from paretrain.planner.program.reuse import stage_work
 from paretrain.planner.program.stagecost import bill_front
 
 if TYPE_CHECKING:
@@ -110,8 +111,14 @@ def _candidate(
     the notes on where the models extrapolate or the run moves, and its intervals."""
     ch = problem.choices[s.choice]
     fit = ctx.convergence[(ch.config_id, ch.score)]
+    start = ctx.starts.get(s.choice)
     stages = []
     notes: list[str] = []
+    if start is not None:
+        notes.append(
+            f"stage 0: starts from the profile's checkpoint of {ch.config_id} at {start.samples:,} "
+            "samples; the predictions count only the samples still needed"
+        )
     for k, o in enumerate(s.options):
         opt = problem.options[o]
         model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
@@ -147,6 +154,7 @@ def _candidate(
         wall_s=figure(s.wall_s),
         stages=tuple(stages),
         notes=tuple(notes),
+        start=start,
         **_intervals_of(s, problem, ctx, fit),
     )
 
@@ -154,10 +162,13 @@ def _candidate(
 def _intervals_of(s: Any, problem: Problem, ctx: ProblemContext, fit: ConvergenceFit) -> dict[str, Any]:
     """A schedule's prediction intervals (``paretrain.planner.measure.uncertainty``)."""
     ch = problem.choices[s.choice]
+    # the progress of the checkpoint a choice starts from, shared by its stages as their work is
+    done = stage_work(fit.e_min, problem.stages, ctx.starts.get(s.choice))[0] / problem.stages
     draws = []
     for k, o in enumerate(s.options):
         opt = problem.options[o]
         model = ctx.step_models[(opt.hardware, ch.config_id, opt.precision, opt.workers)]
+        b_noise = ctx.b_noise_stage[(s.choice, k)]
         draws.append(
             StageDraw(
                 opt.hardware,
@@ -165,8 +176,9 @@ def _intervals_of(s: Any, problem: Problem, ctx: ProblemContext, fit: Convergenc
                 float(problem.samples[s.choice, k, o]),
                 float(problem.time_s[s.choice, k, o]),
                 float(problem.cost_usd[s.choice, k, o]),
-                ctx.b_noise_stage[(s.choice, k)],
+                b_noise,
                 MODELED_SPREAD if model.modeled else getattr(model, "spread", 0.0),
+                done * (1.0 + opt.global_batch / b_noise),
             )
         )
     fixed_s = s.wall_s - sum(d.time_s for d in draws)

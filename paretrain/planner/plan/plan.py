@@ -3,7 +3,7 @@
 A plan holds everything a run needs: the validated spec (a ``Spec``), the configs, the offers,
 the Pareto candidates and the fitted models every replan rebuilds its options from
 (``paretrain.planner.plan.fitted``). ``paretrain.planner.plan.make`` builds one from the solver's
-front; ``paretrain.planner.plan.plan_file`` writes and reads it (``paretrain.plan/3``).
+front; ``paretrain.planner.plan.plan_file`` writes and reads it (``paretrain.plan/4``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from paretrain.planner.plan.fitted import (
     StepModelRecord,
 )
 from paretrain.planner.plan.plan_body import body_fingerprint, plan_body
+from paretrain.planner.program.reuse import StartFrom
 
 if TYPE_CHECKING:
     from paretrain.planner.measure.fits import NoiseCurve
@@ -73,10 +74,19 @@ class Candidate:
     wall_interval: Interval | None = None
     samples_interval: Interval | None = None
     p_reach: float | None = None
+    #: the run starts from the profile's checkpoint of its config (``paretrain.planner.program.reuse``):
+    #: the stages, ``samples`` and the predictions count only the samples still needed
+    start: StartFrom | None = None
 
     @property
     def samples(self) -> int:
+        """Samples the candidate trains (those of a checkpoint it starts from not counted)."""
         return sum(s.samples for s in self.stages)
+
+    @property
+    def reused_samples(self) -> int:
+        """Samples the checkpoint it starts from has trained (0: it starts from scratch)."""
+        return self.start.samples if self.start is not None else 0
 
     @property
     def hardware(self) -> tuple[str, ...]:

@@ -1,9 +1,11 @@
-"""A plan as the JSON mapping its file holds (``paretrain.plan/3``), and the fingerprint of it.
+"""A plan as the JSON mapping its file holds (``paretrain.plan/4``), and the fingerprint of it.
 
 The body holds nothing that changes between two plannings of the same spec and profile: no
 timestamps, no random ids. Predicted figures are written to 12 significant digits
 (``figure``), model parameters at full precision, the spec as its validated mapping
-(``paretrain.planner.inputs.spec.spec_to_dict``). The fingerprint is the SHA-256 of the body's
+(``paretrain.planner.inputs.spec.spec_to_dict``). A candidate's ``start`` is the profile's
+checkpoint its run starts from (``paretrain.planner.program.reuse.StartFrom``), or null: from
+scratch. The fingerprint is the SHA-256 of the body's
 canonical JSON (the file without its fingerprint field).
 """
 
@@ -19,7 +21,7 @@ from paretrain.planner.inputs.spec import spec_to_dict
 
 __all__ = ["PLAN_SCHEMA", "body_fingerprint", "figure", "plan_body"]
 
-PLAN_SCHEMA = "paretrain.plan/3"
+PLAN_SCHEMA = "paretrain.plan/4"
 
 
 def figure(x: float) -> float:
@@ -50,6 +52,7 @@ def plan_body(plan: Any) -> dict[str, Any]:
                     **_intervals_dict(c),
                 },
                 "stages": [asdict(s) for s in c.stages],
+                "start": c.start.to_dict() if c.start is not None else None,
                 "notes": list(c.notes),
             }
             for c in plan.candidates

@@ -1,10 +1,11 @@
-"""The plan file: a ``Plan`` written as JSON (``paretrain.plan/3``) and read back.
+"""The plan file: a ``Plan`` written as JSON (``paretrain.plan/4``) and read back.
 
 The file is the plan's body (``paretrain.planner.plan.plan_body``) with its fingerprint; its spec
 is parsed back into a ``Spec`` once, here, so that nothing downstream reads a spec field from a
-mapping. Schema 3 names a candidate's predicted level of the target metric ``predicted.level``;
-schema 2 files (``predicted.accuracy``) still read, their fingerprint checked against their own
-body (a plan read from one gets the fingerprint of its schema 3 form).
+mapping. Schema 4 adds a candidate's ``start`` (the profile's checkpoint its run starts from, or
+null); schema 3 files (no ``start``: every run from scratch) and schema 2 files (the predicted
+level named ``predicted.accuracy``) still read, their fingerprint checked against their own body
+(a plan read from one gets the fingerprint of its schema 4 form).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from paretrain.planner.measure.uncertainty import Interval
 from paretrain.planner.plan.fitted import PlanModels
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.plan_body import PLAN_SCHEMA, body_fingerprint, plan_body
+from paretrain.planner.program.reuse import StartFrom
 
 __all__ = ["PLAN_SCHEMA", "READ_SCHEMAS", "plan_from_json", "plan_to_json"]
 
 #: schema -> the ``predicted`` field that holds a candidate's level of the target metric
-READ_SCHEMAS = {PLAN_SCHEMA: "level", "paretrain.plan/2": "accuracy"}
+READ_SCHEMAS = {PLAN_SCHEMA: "level", "paretrain.plan/3": "level", "paretrain.plan/2": "accuracy"}
 
 _FIX = "write it again with 'paretrain plan SPEC -o PLAN'"
 
@@ -37,7 +39,7 @@ def plan_to_json(plan: Plan) -> str:
 
 
 def plan_from_json(text: str, where: str) -> Plan:
-    """Parse a plan file (schema 3, or 2); ``InputError`` names the file and what is wrong."""
+    """Parse a plan file (schema 4, 3 or 2); ``InputError`` names the file and what is wrong."""
     try:
         d = json.loads(text)
     except ValueError as err:
@@ -49,7 +51,7 @@ def plan_from_json(text: str, where: str) -> Plan:
         plan = _plan_of(d, READ_SCHEMAS[d["schema"]], where)
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: a plan field is missing or malformed ({err!r}). To fix: {_FIX}") from None
-    # a schema 3 file is checked against the plan it parses into; an older one against its own body
+    # a file of this schema is checked against the plan it parses into; an older one against its own body
     found = plan.fingerprint if d["schema"] == PLAN_SCHEMA else body_fingerprint(_without_fingerprint(d))
     if d.get("fingerprint") != found:
         raise InputError(
@@ -89,6 +91,7 @@ def _candidate_of(c: Mapping[str, Any], level_field: str) -> Candidate:
         wall_s=float(predicted["wall_s"]),
         stages=tuple(StagePlan(**s) for s in c["stages"]),
         notes=tuple(c.get("notes", ())),
+        start=StartFrom.from_dict(c["start"]) if c.get("start") is not None else None,
         **_intervals_from(predicted),
     )
 

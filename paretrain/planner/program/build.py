@@ -5,7 +5,8 @@ q, per-worker batch b, workers n), the stage's samples, seconds and dollars are
 ``paretrain.planner.program.stagecost.stage_cost`` of ideal progress E_min(c, a) / K at ``B_noise(c, a, k)``:
 the one cost model that every replan (``paretrain.planner.plan.replan``) uses too. Moving onto an offer and
 leaving one cost ``stagecost.entry_cost`` and ``stagecost.exit_usd``; stage 0 on a non-local
-offer includes its provisioning (the run starts there), so every schedule pays its entry.
+offer includes its provisioning (the run starts there), so every schedule pays its entry. A
+choice may also start from the profile's checkpoint of its config (``program.reuse``).
 
 ``B_noise(c, a, k)`` follows the measured gradient-noise curve (``paretrain.planner.measure.fits.stage_noise``);
 ``t(b, n)`` is measured or modeled (``paretrain.planner.measure.throughput``). An option is absent when its memory
@@ -33,6 +34,7 @@ from paretrain.planner.measure.profile import worker_counts
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
 from paretrain.planner.program.convergence import fit_all_convergence
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
+from paretrain.planner.program.reuse import StartFrom, stage_work, trains, with_starts
 from paretrain.planner.program.stagecost import entry_cost, exit_usd, memory_bytes, option_fits, stage_cost
 
 if TYPE_CHECKING:
@@ -56,19 +58,19 @@ def build_problem(
 ) -> tuple[Problem, ProblemContext]:
     """The ``Problem`` of the module docstring, with its context for the plan file."""
     fits, notes = fit_all_convergence(spec, profile, configs)
-    choices = tuple(Choice(cid, acc) for (cid, acc) in sorted(fits))
     workers = [n for n in worker_counts(spec.planner.max_workers) if n >= spec.planner.min_workers]
     models = step_models(profile, offers, [c.id for c in configs], spec.planner.precisions, workers)
     notes.extend(_speed_notes(profile))
     left_out = _unsupported_precisions(spec, offers, profile, notes)
     options = _options(spec, offers, configs, models, workers, left_out)
-    hardware = tuple(o.id for o in offers)
-    offer_of = {o.id: o for o in offers}
-    curves, noise, b_noise_stage = _noise_models(profile, configs, fits, choices, spec.planner.stages, notes)
+    hardware, offer_of = tuple(o.id for o in offers), {o.id: o for o in offers}
+    curves, noise = _noise_models(profile, configs, fits, spec.planner.stages, notes)
+    choices, starts = with_starts(spec, profile.checkpoints, sorted(fits), options, noise)
+    b_noise_stage = _noise_by_stage(choices, fits, noise, spec.planner.stages, starts)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
     storage = {key: _storage_bytes(spec, m) for key, m in models.items()}
     time, cost, samples = _fill(
-        spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage
+        spec, choices, options, offer_of, fits, models, b_noise_stage, instances, storage, starts
     )
     notes.extend(_offers_left_out(spec, offers, options, time, models))
     switch_s, switch_usd, switch_out_usd, egress_bytes = _switches(hardware, offer_of, profile)
@@ -89,7 +91,6 @@ def build_problem(
         metric=spec.target.metric_obj,
     )
     problem, pruned = prune_dominated(problem) if prune else (problem, 0)
-    runs = {c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs}
     ctx = ProblemContext(
         step_models=models,
         convergence=fits,
@@ -101,7 +102,8 @@ def build_problem(
         egress_bytes=egress_bytes,
         notes=tuple(notes),
         pruned=pruned,
-        curves=runs,
+        curves={c.id: {r.batch_size: r.curve for r in profile.runs_for(c.id) if r.curve} for c in configs},
+        starts=starts,
     )
     return problem, ctx
 
@@ -151,17 +153,15 @@ def _noise_models(
     profile: Profile,
     configs: Sequence[Config],
     fits: Mapping[tuple[str, float], ConvergenceFit],
-    choices: Sequence[Choice],
     stages: int,
     notes: list[str],
-) -> tuple[dict[str, NoiseCurve], dict[tuple[str, float], StageNoise], dict[tuple[int, int], float]]:
-    """The measured noise curves, each choice's noise model along its stages, and its noise
-    scale at each stage."""
+) -> tuple[dict[str, NoiseCurve], dict[tuple[str, float], StageNoise]]:
+    """The measured noise curves, and each (config, level)'s noise model along its stages."""
     curves = _noise_curves(profile, configs, notes)
     noise = {
         key: stage_noise(fit.b_noise, curves.get(key[0]), fit.e_min, stages) for key, fit in fits.items()
     }
-    return curves, noise, _noise_by_stage(choices, fits, noise, stages)
+    return curves, noise
 
 
 def _storage_bytes(spec: Spec, model: StepModel) -> float:
@@ -174,13 +174,16 @@ def _noise_by_stage(
     fits: Mapping[tuple[str, float], ConvergenceFit],
     noise: Mapping[tuple[str, float], StageNoise],
     stages: int,
+    starts: Mapping[int, StartFrom],
 ) -> dict[tuple[int, int], float]:
-    """The noise scale of choice m at stage k, read at the stage's midpoint of ideal progress."""
+    """The noise scale of choice m at stage k, read at the stage's midpoint of ideal progress
+    (after the progress of the checkpoint it starts from)."""
     out: dict[tuple[int, int], float] = {}
     for m, ch in enumerate(choices):
         key = (ch.config_id, ch.score)
+        done, work = stage_work(fits[key].e_min, stages, starts.get(m))
         for k in range(stages):
-            out[(m, k)] = noise[key].at(fits[key].e_min * (k + 0.5) / stages)
+            out[(m, k)] = noise[key].at(done + work * (k + 0.5))
     return out
 
 
@@ -251,15 +254,18 @@ def _fill(
     b_noise_stage: Mapping[tuple[int, int], float],
     instances: Mapping[tuple[str, int], int],
     storage: Mapping[tuple[str, str, str, int], float],
+    starts: Mapping[int, StartFrom],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost``."""
+    """Seconds, dollars and samples per (choice, stage, option): ``stagecost.stage_cost`` of the
+    work left after the checkpoint a choice starts from (``starts``, ``program.reuse``)."""
     K = spec.planner.stages
     M, O = len(choices), len(options)
     time = np.full((M, K, O), np.inf)
     cost = np.full((M, K, O), np.inf)
     samples = np.zeros((M, K, O))
     for m, ch in enumerate(choices):
-        fit = fits[(ch.config_id, ch.score)]
+        fit, start = fits[(ch.config_id, ch.score)], starts.get(m)
+        work = stage_work(fit.e_min, K, start)[1]
         for o, opt in enumerate(options):
             key = (opt.hardware, ch.config_id, opt.precision, opt.workers)
             model = models.get(key)
@@ -267,8 +273,10 @@ def _fill(
             if model is None or not option_fits(opt, model, offer_of[opt.hardware], fit.max_batch, cap_mb):
                 continue
             for k in range(K):
+                if k == 0 and start is not None and not trains(start, opt):
+                    continue  # a choice that starts from a checkpoint goes on where it was trained
                 c = stage_cost(
-                    work=fit.e_min / K,
+                    work=work,
                     b_noise=b_noise_stage[(m, k)],
                     option=opt,
                     step=model,

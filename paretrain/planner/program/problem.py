@@ -26,10 +26,12 @@ __all__ = ["Choice", "Option", "Problem", "ProblemContext", "Schedule", "prune_d
 @dataclass(frozen=True, slots=True)
 class Choice:
     """Config ``config_id`` trained until its target metric reaches ``score`` (higher is better,
-    ``paretrain.planner.inputs.metric``)."""
+    ``paretrain.planner.inputs.metric``); ``reused``: from the profile's checkpoint of the config,
+    its first stage on the option that trained it (``paretrain.planner.program.reuse``)."""
 
     config_id: str
     score: float
+    reused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,9 @@ class ProblemContext:
     curves: Mapping[str, Mapping[int, tuple[tuple[int, float], ...]]] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     pruned: int = 0
+    #: choice m -> where it starts (``paretrain.planner.program.reuse.StartFrom``): the profile's
+    #: checkpoint of its config
+    starts: Mapping[int, Any] = field(default_factory=dict)
 
 
 def prune_dominated(problem: Problem) -> tuple[Problem, int]:

@@ -32,6 +32,7 @@ __all__ = [
     "StageEntered",
     "Staged",
     "Started",
+    "StartedFrom",
     "StateChange",
     "Stepped",
     "Stopped",
@@ -247,6 +248,18 @@ class Started:
 
 
 @dataclass(frozen=True, slots=True)
+class StartedFrom:
+    """The run starts from the profile's checkpoint of its config: ``samples`` trained there,
+    worth ``progress`` ideal samples (``paretrain.planner.program.reuse``)."""
+
+    samples: int
+    progress: float
+
+    def apply_to(self, state: RunState) -> None:
+        state.reused, state.progress = self.samples, self.progress
+
+
+@dataclass(frozen=True, slots=True)
 class Stopped:
     """Why the run stops, when it is not the budget, the deadline or the samples; and, when
     known, what it would have spent in all had it gone on (what stopping saves is the rest)."""
@@ -275,5 +288,6 @@ StateChange = (
     | Connecting
     | EvalScheduled
     | Started
+    | StartedFrom
     | Stopped
 )

@@ -49,6 +49,7 @@ from paretrain.runtime.run.guard import Window
 from paretrain.runtime.run.memory import fit_memory, halve_after_oom
 from paretrain.runtime.run.parts import RunParts, build_parts
 from paretrain.runtime.run.processes import TrainerGroup
+from paretrain.runtime.run.reuse import start_from_profile
 from paretrain.runtime.run.runs import RunResult, RunStopped, find_resumable
 from paretrain.runtime.run.setup import run_setup
 from paretrain.runtime.run.stages import beyond_plan, enter_stage, next_stage
@@ -192,14 +193,18 @@ class Executor:
             self.apply(NothingToSave())
             if over:
                 return "budget"
-        elif p.guard.start_over_budget(st):
-            self.apply(NothingToSave())  # not even provisioning, a first step and its checkpoint fit
-            return "budget"
         else:
+            start_from_profile(p)  # the plan's start: the profile's checkpoint of the config, if any
+            if p.guard.start_over_budget(st):
+                self.apply(NothingToSave())  # not even provisioning, a first step and its checkpoint fit
+                return "budget"
             p.recovery.provision(st)
             p.recovery.checkpoint(st, "start")
-        every = self.spec.runtime.eval_every_samples
-        self.apply(EvalScheduled((self.trainer.samples_seen // every + 1) * every))
+        every, seen = self.spec.runtime.eval_every_samples, self.trainer.samples_seen
+        # a run that starts from the profile's checkpoint evaluates after its first step: where it
+        # starts is known at once (a checkpoint past its level ends it there)
+        first = seen + 1 if st.reused and resumed is None else (seen // every + 1) * every
+        self.apply(EvalScheduled(first))
         self._enter_stage()
         fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None

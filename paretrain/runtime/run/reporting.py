@@ -111,6 +111,14 @@ class Reporting:
             },
         )
 
+    def reused(self, samples: int, path: str, why: str = "") -> None:
+        """The run's start from the profile's checkpoint as MLflow params and a tag (``why``: it
+        could not be used, and the run trains from scratch)."""
+        if self.handle is None:
+            return
+        self.tracker.log_params(self.handle, {"reused_samples": samples, "reused_checkpoint": path})
+        self.tracker.set_tags(self.handle, {"paretrain.reused": f"false: {why}" if why else "true"})
+
     def _log_dataset(self, trainer: Any) -> None:
         """The training data as the run's MLflow input: the workload's digest, its source and size."""
         w, wl = self.setup.spec.workload, trainer.workload
@@ -197,6 +205,7 @@ class Reporting:
             predicted_wall_interval=_triple(cand.wall_interval),
             compute_s=state.compute_s,
             compute_steps=state.compute_steps,
+            reused_samples=state.reused,
         )
         self.status(
             status,
@@ -204,6 +213,7 @@ class Reporting:
             wall_s=meter.t,
             **{self.metric.name: state.level},
             samples=trainer.samples_seen,
+            reused_samples=state.reused,
             emulated=s.emulated_any,
         )
         self.events("end", status=status, cost_usd=spent, **{self.metric.name: state.level})

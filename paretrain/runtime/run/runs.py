@@ -53,6 +53,9 @@ class RunResult:
 
     compute_s: float = 0.0  # real seconds inside training steps on local hardware
     compute_steps: int = 0
+    #: of ``samples``, those the profile's checkpoint the run started from had trained (not paid
+    #: by the run, nor counted in its predictions)
+    reused_samples: int = 0
     tracking_run: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
 

@@ -55,6 +55,11 @@ class RunSetup:
         return self.plan.offer(hardware)
 
     @property
+    def profiles(self) -> Path:
+        """The workspace's profile folder: a candidate's ``start`` names a file relative to it."""
+        return self.run_dir.parents[1] / "profiles"
+
+    @property
     def emulated_any(self) -> bool:
         return any(self.emulated(s.hardware) for s in self.cand.stages)
 
@@ -116,6 +121,7 @@ class RunState:
     curve_points: tuple[tuple[int, float], ...] = ()
     #: the P10 / P50 / P90 of the samples to the target at the run's last refit of that curve
     curve_refit: tuple[float, float, float] | None = None
+    reused: int = 0  # samples the profile's checkpoint it started from had trained (0: from scratch)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -165,6 +171,7 @@ class RunState:
             "hardware": self.hw,
             "level": self.level,
             "progress": self.progress,
+            "reused": self.reused,
             "stages": [asdict(st) for st in self.stages],
             "curve": [[s, v] for s, v in self.curve_points],
             "curve_refit": None if self.curve_refit is None else list(self.curve_refit),
@@ -175,6 +182,7 @@ class RunState:
         self.stage_i, self.stage_done = int(run["stage"]), int(run["stage_samples"])
         self.level = float(run.get("level", run.get("accuracy", 0.0)))  # "accuracy": before 0.2
         self.progress = float(run.get("progress", 0.0))
+        self.reused = int(run.get("reused", 0))
         if run.get("stages"):
             self.stages = tuple(StagePlan(**st) for st in run["stages"])
         self.hw = str(run.get("hardware", self.hw))

@@ -34,10 +34,12 @@ def plan_params(spec: Any, plan: Any) -> dict[str, Any]:
 
 
 def candidate_params(candidate: Any) -> dict[str, Any]:
-    """A candidate child run's params: its config, level of the target metric and one line per stage."""
+    """A candidate child run's params: its config, level of the target metric, the samples of the
+    profile's checkpoint its run starts from (0: from scratch) and one line per stage."""
     return {
         "config": candidate.config_id,
         "level": candidate.level,
+        "reused_samples": getattr(candidate, "reused_samples", 0),
         **{
             f"stage{s.index}": f"{s.hardware} {s.precision} b={s.batch_size} n={s.workers} "
             f"samples={s.samples}"

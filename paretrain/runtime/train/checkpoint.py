@@ -7,10 +7,15 @@ fsync'd and renamed, so a crash leaves either the old file or the new one. Loadi
 ``torch.load(weights_only=True)``; a file that fails to load (truncated, corrupt) is skipped
 and the one before it used. Only the last ``keep`` checkpoints are kept. A full disk is a
 ``DiskFull`` naming the folder and the bytes the checkpoint needs; the older ones stay.
+
+A truncated profile keeps the state each of its runs ended in as one such file
+(``save_state``), named by the profile with the SHA-256 of its bytes; a run that starts from it
+loads it only when the bytes still have that digest (``load_verified``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from pathlib import Path
@@ -21,7 +26,14 @@ import torch
 from paretrain.runtime.files import atomic_write_bytes
 from paretrain.runtime.money.disk import DiskFull, disk_full
 
-__all__ = ["CheckpointError", "checkpoint_paths", "load_latest", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "checkpoint_paths",
+    "load_latest",
+    "load_verified",
+    "save_checkpoint",
+    "save_state",
+]
 
 _NAME = re.compile(r"^ckpt-(\d{8})\.pt$")
 
@@ -78,3 +90,37 @@ def load_latest(folder: str | Path) -> tuple[dict[str, Any], Path] | None:
         except Exception:
             path.rename(path.with_suffix(".damaged"))
     return None
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> tuple[str, int]:
+    """Write ``state`` to ``path`` atomically; the SHA-256 of its bytes and their number."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    data = buf.getvalue()
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        if not disk_full(err):
+            raise
+        raise DiskFull(Path(path).parent, len(data), f"checkpoint {Path(path).name}") from err
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def load_verified(path: str | Path, sha256: str) -> dict[str, Any]:
+    """The state ``save_state`` wrote to ``path``, if its bytes still have the digest ``sha256``;
+    else ``CheckpointError`` saying what is wrong (missing, changed, unreadable)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"is missing ({err.strerror or err})") from None
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise CheckpointError(f"has changed (SHA-256 {got[:12]}..., the plan expects {sha256[:12]}...)")
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"does not load ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or "trainer" not in state:
+        raise CheckpointError("holds no trainer state")
+    return state

@@ -5,24 +5,39 @@ how far).
 A later call for the same (config, batch size, device) continues the run where the last one
 stopped (the trainer stays in the lab), so the profile's rounds extend a run rather than start
 it again: no sample is trained twice. Each call returns the whole run so far.
+
+When the profile is done, ``keep_runs`` writes the state each run ended in (the trainer's
+checkpoint format: model, optimizer, RNG, data position), charged to the profile like any of its
+work, so that a run of the same config can start there
+(``paretrain.planner.program.reuse``): the profile's training is not paid twice.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.lab import OutOfMemory
-from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample
+from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, TruncatedCheckpoint
+from paretrain.runtime.train.checkpoint import save_state
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.lab_memory import free_memory
-from paretrain.runtime.train.lab_meter import Diverged, LabMeter, checked_step, checked_value
+from paretrain.runtime.train.lab_meter import (
+    Diverged,
+    EnvelopeExhausted,
+    LabMeter,
+    checked_step,
+    checked_value,
+)
 from paretrain.runtime.train.trainer import Trainer
 
 
@@ -39,7 +54,7 @@ class TorchLab(Protocol):
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter: ...
 
 
-__all__ = ["NOISE_REPEATS", "LiveRun", "measure_truncated", "noise_sample"]
+__all__ = ["NOISE_REPEATS", "LiveRun", "keep_runs", "measure_truncated", "noise_sample"]
 
 #: fresh batch pairs averaged per gradient-noise sample
 NOISE_REPEATS = 16
@@ -169,3 +184,50 @@ def _record(
         truncated=True,
         diverged=run.diverged,
     )
+
+
+def keep_runs(lab: TorchLab, folder: Path, label: str) -> list[TruncatedCheckpoint]:
+    """Write the state each live truncated run ended in to ``folder`` (one file per run, its path
+    recorded as ``label/NAME``: ``label`` is the folder as the profile file names it), each write
+    charged to the profile under its envelope. A write that does not fit the envelope is left
+    out: that config's runs start from scratch."""
+    kept = []
+    for (config_id, _, device), run in sorted(lab.live_runs.items()):
+        trainer = run.trainer
+        name = f"{re.sub(r'[^A-Za-z0-9._-]', '_', config_id)}-b{trainer.batch_size}.pt"
+        meter = lab.meter(device, f"checkpoint of the truncated run of {config_id}")
+        what = {
+            "config_id": config_id,
+            "batch_size": trainer.batch_size,
+            "samples": trainer.samples_seen,
+            "device": device,
+            "seed": lab.seed,
+        }
+        written: list[tuple[str, int]] = []
+        try:
+            meter.timed(
+                partial(_write, folder / name, {"trainer": trainer.state_dict(), "profile": what}, written)
+            )
+        except EnvelopeExhausted:
+            continue
+        finally:
+            meter.flush()
+        sha, size = written[0]
+        kept.append(
+            TruncatedCheckpoint(
+                config_id,
+                trainer.batch_size,
+                trainer.precision,
+                device,
+                lab.seed,
+                trainer.samples_seen,
+                f"{label}/{name}",
+                sha,
+                size,
+            )
+        )
+    return kept
+
+
+def _write(path: Path, state: dict[str, Any], written: list[tuple[str, int]]) -> None:
+    written.append(save_state(path, state))

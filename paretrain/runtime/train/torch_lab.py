@@ -23,14 +23,20 @@ import torch
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.lab import LocalDevice, OutOfMemory
-from paretrain.planner.measure.profile import ConvergenceRun, NoiseSample, StepProfile, StepSample
+from paretrain.planner.measure.profile import (
+    ConvergenceRun,
+    NoiseSample,
+    StepProfile,
+    StepSample,
+    TruncatedCheckpoint,
+)
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
 from paretrain.runtime.train.lab_memory import fitting_batches, free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
-from paretrain.runtime.train.lab_truncated import LiveRun, measure_truncated, noise_sample
+from paretrain.runtime.train.lab_truncated import LiveRun, keep_runs, measure_truncated, noise_sample
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
 
 __all__ = ["TRIAL_STALL_S", "TorchLab", "code_version"]
@@ -344,6 +350,13 @@ class TorchLab:
         (``paretrain.runtime.train.lab_truncated``)."""
         device = device if device in self.prices else self.convergence_device
         return measure_truncated(self, config, batch_size, levels, evals, noise_at, noise_batches, device)
+
+    def keep_truncated(self, folder: Path, label: str) -> list[TruncatedCheckpoint]:
+        """Write the state each truncated run ended in beside the profile, charged to it
+        (``paretrain.runtime.train.lab_truncated.keep_runs``), and let the runs go."""
+        kept = keep_runs(self, folder, label)
+        self.live_runs.clear()
+        return kept
 
     def measure_noise(
         self, config: Config, progress_samples: Sequence[int], small: int, big: int, repeats: int = 16

@@ -1,0 +1,66 @@
+"""No work paid twice, for real: a truncated profile on this machine keeps each run's last state
+beside the profile file, the plan starts the knee there, and the run goes on from it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from paretrain.planner.inputs.spec_parse import parse_spec
+from paretrain.runtime.money.ledger import read_charges
+from paretrain.runtime.pipeline import Workspace, plan_spec
+from paretrain.runtime.run.executor import Executor
+from paretrain.runtime.train.workloads import WORKLOADS
+from tests.runtime.plans import tiny_spec
+
+pytestmark = pytest.mark.slow
+
+
+def _spec():
+    data = tiny_spec(
+        hardware={"allow": ["local/cpu-1"]},
+        target={"goal": 0.3, "levels": [0.3], "max_samples": 20000},
+        planner={
+            "convergence": "truncated",
+            "stages": 2,
+            "batch_sizes": [16],  # the truncated run's batch (the smallest convergence batch size)
+            "convergence_batch_sizes": [16, 64],
+            "profile_steps": 5,
+            "noise": False,
+        },
+    )
+    return parse_spec(data, "spec.yaml", WORKLOADS)
+
+
+def test_a_truncated_profile_plans_and_runs_the_knee_from_its_checkpoint(tmp_path):
+    spec, ws = _spec(), Workspace(Path(tmp_path))
+    plan, profile, _ = plan_spec(spec, ws)
+    # the profile file names the checkpoint beside it, and its ledger paid for writing it
+    (ck,) = profile.checkpoints
+    on_disk = json.loads((ws.profiles / f"{profile.key}.json").read_text())
+    assert on_disk["checkpoints"][0]["sha256"] == ck.sha256
+    assert (ws.profiles / ck.path).is_file() and ck.path.startswith(f"{profile.key}.checkpoints/")
+    assert (ck.batch_size, ck.precision, ck.device, ck.seed) == (16, "fp32", "local/cpu-1", 0)
+    assert ck.samples == profile.convergence[0].curve[-1][0]
+    charges = list(read_charges(next(ws.ledgers.glob("profile-*.jsonl"))))
+    assert any("checkpoint of the truncated run" in str(c.get("what")) for c in charges)
+    assert profile.spend_usd <= spec.budget.profile_usd
+    knee = plan.candidate("knee")
+    assert knee.start is not None and knee.start.samples == ck.samples
+
+    ex = Executor(plan, knee, workdir=ws.root, run_id="r")
+    result = ex.run()
+    assert result.reused_samples == ck.samples and result.samples > ck.samples
+    (line,) = [c for c in read_charges(ws.ledgers / "r.jsonl") if c.get("event") == "reused"]
+    assert (line["samples"], line["path"]) == (ck.samples, ck.path)
+
+    # without the file the plan starts from scratch, says why, and counts the samples again
+    shutil.rmtree(ws.profiles / f"{profile.key}.checkpoints")
+    again, _, reused = plan_spec(spec, ws)
+    assert reused and all(c.start is None for c in again.candidates)
+    assert any("is missing" in n for n in again.notes)
+    # the same batch throughout: the checkpoint's samples are what the first plan left out
+    assert again.candidate("knee").samples - knee.samples == pytest.approx(ck.samples, abs=16 * 2)
