@@ -19,9 +19,9 @@ from paretrain.output import (
     show_profile,
     show_profile_cost,
     show_search,
-    show_tracking,
 )
 from paretrain.planner.errors import InputError
+from paretrain.run_output import show_tracking
 
 __all__ = ["plan", "profile", "search"]
 

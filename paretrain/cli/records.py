@@ -10,7 +10,7 @@ import click
 
 from paretrain.cli.options import format_option, workspace
 from paretrain.console import Output
-from paretrain.output import show_compare, show_ledger
+from paretrain.run_output import show_compare, show_ledger
 
 __all__ = ["compare", "ledger", "server", "sync"]
 

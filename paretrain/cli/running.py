@@ -9,8 +9,8 @@ import click
 
 from paretrain.cli.options import format_option, tracking_options, workspace
 from paretrain.console import Output
-from paretrain.output import show_result, show_running, show_tracking
 from paretrain.planner.errors import StopError, UserError
+from paretrain.run_output import show_result, show_running, show_tracking
 
 __all__ = ["run"]
 

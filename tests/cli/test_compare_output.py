@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from paretrain.console import Output
-from paretrain.output import show_compare
+from paretrain.run_output import show_compare
 from paretrain.runtime.tracking.compare import compare_rows, relative_error
 
 

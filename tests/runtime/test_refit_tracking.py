@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from paretrain.console import Output
-from paretrain.output import show_compare
 from paretrain.planner.inputs.metric import Metric
+from paretrain.run_output import show_compare
 from paretrain.runtime.adapt.learning import RunCurve
 from paretrain.runtime.run.account import EventLog
 from paretrain.runtime.run.reporting import Reporting
