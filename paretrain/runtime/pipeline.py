@@ -205,45 +205,59 @@ def get_profile(
     key = profile_key(spec, lab_probe.fingerprint(), configs)
     path = ws.profiles / f"{key}.json"
     if path.exists() and not force:
-        profile = read_profile(path)
-        reused = True
+        profile, reused = read_profile(path), True
     else:
-        ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
-        start = ledger.spent
-        try:
-            lab = TorchLab(
-                workload,
-                prices_usd_per_h=prices,
-                ledger=ledger,
-                cap_usd=start + spec.budget.profile_usd,
-                seed=spec.workload.seed,
-                metric=spec.target.metric_obj,
-                convergence_device=_convergence_device(offers),
-                stop=stop.check if stop is not None else None,
-            )
-            profile = build_profile(
-                spec,
-                lab,
-                configs,
-                progress=progress,
-                key=key,
-                measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            )
-            if profile.convergence and spec.planner.convergence == "truncated":
-                # the state each truncated run ended in, beside the profile file: no work paid twice
-                label = f"{key}.checkpoints"
-                profile = replace(profile, checkpoints=tuple(lab.keep_truncated(ws.profiles / label, label)))
-            profile = replace(profile, spend_usd=ledger.spent - start)
-        except MeasureInterrupted as err:
-            ledger.close()
-            raise _profile_interrupted(err, ledger, start, spec) from None
-        finally:
-            ledger.close()
+        profile, reused = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop), False
         write_profile(profile, path)
-        reused = False
     if brought:
         profile = merge_profiles(profile, brought)
     return profile, reused
+
+
+def _measure(
+    spec: Spec,
+    ws: Workspace,
+    workload: Any,
+    prices: dict[str, float],
+    key: str,
+    configs: Sequence[Config],
+    offers: Sequence[Offer],
+    progress: Callable[[str, int, int], None] | None,
+    stop: StopFlag | None,
+) -> Profile:
+    """Measure the profile for real, charged to its own ledger under the profile envelope."""
+    ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
+    start = ledger.spent
+    try:
+        lab = TorchLab(
+            workload,
+            prices_usd_per_h=prices,
+            ledger=ledger,
+            cap_usd=start + spec.budget.profile_usd,
+            seed=spec.workload.seed,
+            metric=spec.target.metric_obj,
+            convergence_device=_convergence_device(offers),
+            stop=stop.check if stop is not None else None,
+        )
+        profile = build_profile(
+            spec,
+            lab,
+            configs,
+            progress=progress,
+            key=key,
+            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        if profile.convergence and spec.planner.convergence == "truncated":
+            # the state each truncated run ended in, beside the profile file: no work paid twice
+            label = f"{key}.checkpoints"
+            profile = replace(profile, checkpoints=tuple(lab.keep_truncated(ws.profiles / label, label)))
+        profile = replace(profile, spend_usd=ledger.spent - start)
+    except MeasureInterrupted as err:
+        ledger.close()
+        raise _profile_interrupted(err, ledger, start, spec) from None
+    finally:
+        ledger.close()
+    return profile
 
 
 def _profile_interrupted(
