@@ -66,12 +66,12 @@ PLANNER_SECTION = Field(
         ),
         "convergence": Field(
             "str",
-            default="full",
+            default="truncated",
             choices=("truncated", "full"),
             help="how convergence is measured: truncated (one partial run per config, its "
-            "learning curve extrapolated; the profile costs profile_fraction of the job) or "
-            "full (every config to the top level at each convergence batch size; the "
-            "default until truncated runs are validated against it on every workload)",
+            "learning curve extrapolated; the profile aims at profile_fraction of the job, and a "
+            "run may start from its checkpoint) or full (every config to the top level at each "
+            "convergence batch size: the reference the fidelity benchmark compares against)",
         ),
         "profile_fraction": _num(
             default=0.1,
