@@ -219,6 +219,7 @@ def test_a_batch_that_runs_out_of_memory_while_profiling_is_not_planned(tmp_path
     setup(tmp_path, OOM_ABOVE_16, wide="none", batch_sizes=[16, 64], convergence_batch_sizes=[8, 16, 64])
     data = yaml.safe_load((tmp_path / "spec.yaml").read_text())
     data["hardware"] = {"allow": ["local/cpu-1"], "catalog": "none"}
+    data["planner"]["convergence"] = "full"  # a convergence run at each batch size
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     done = paretrain(tmp_path, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
     assert done.returncode == 0, done.stderr
