@@ -28,6 +28,14 @@ the batches costs 0.3 ms per 64 windows, about 1% of a step. Roughly 1,500 steps
 windows (1.5 MB of text, 42 s on one thread) take the default model from 7.8 to 2.5 bits per
 byte at learning rate 3e-3.
 
+The learning rate is constant (AdamW at the config's ``lr``, no schedule that depends on the
+run's length; ``gpt.warmup_cosine`` is there for a user who wants one). So a truncated profile
+run (``planner.convergence: truncated``) is the beginning of the real run, step for step, and
+the samples its learning curve predicts hold for the run's own schedule; a run may start from
+its checkpoint. A workload whose schedule decays over the planned samples would make a truncated
+run train faster early than the run does; such a workload should plan with
+``planner.convergence: full``.
+
 >>> wl = StdlibLM(max_bytes=200_000)                                   # doctest: +SKIP
 >>> model = wl.build(Config("g", "gpt", (("layers", 2), ("width", 64))))  # doctest: +SKIP
 >>> loader = torch.utils.data.DataLoader(wl.val_dataset(), batch_size=64)  # doctest: +SKIP
