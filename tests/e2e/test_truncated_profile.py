@@ -47,7 +47,7 @@ def test_truncated_runs_plan_the_digits_example_and_say_what_the_profile_cost(tm
     assert all(c["batch_size"] == 16 and c["path"].endswith(".pt") for c in profile["checkpoints"])
     assert all(c["start"] is None for c in plan["pareto"])
     # the plan's records cover the configs on its front; the notes, every config
-    used = {c["config_id"] for c in plan["pareto"]}
+    used = {c["config"] for c in plan["pareto"]}
     extrapolated = {
         (n.split(":")[0], n.split(" ")[2])
         for n in plan["notes"]
