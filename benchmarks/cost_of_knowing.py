@@ -98,6 +98,8 @@ def one(case: str, mode: str, seed: int) -> dict:
             **row,
             "run_usd": run["cost_usd"],
             "run_wall_s": run["wall_s"],
+            "run_samples": run["samples"],
+            "reused_samples": run.get("reused_samples", 0),  # trained by the profile, not paid twice
             "profile_over_run": cost["spend_usd"] / run["cost_usd"] if run["cost_usd"] > 0 else None,
             "cost_inside": lo_c <= run["cost_usd"] <= hi_c,
             "wall_inside": lo_w <= run["wall_s"] <= hi_w,
