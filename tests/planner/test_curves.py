@@ -100,3 +100,22 @@ def test_a_plateau_then_a_climb_is_fitted_from_the_climb():
     lo, _mid, hi = curve.samples_to(0.9)
     grid = 2000  # evaluations 2,000 samples apart
     assert lo - grid / 2 <= truth <= hi + grid / 2 and hi < 1.2 * truth  # the whole run: P90 never
+
+
+@pytest.mark.parametrize("name", ["pow4", "mmf4", "exp3"])
+def test_each_familys_derivatives_match_finite_differences(name):
+    from paretrain.planner.measure.curve_families import FAMILIES, start_and_bounds
+
+    fam = FAMILIES[name]
+    x = np.linspace(0.05, 1.0, 12)
+    _p0, lo, hi = start_and_bounds(name, np.linspace(0.3, 0.8, 12))
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        p = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=len(lo))
+        numeric = np.column_stack(
+            [
+                (fam.model(x, p + h) - fam.model(x, p - h)) / (2 * h[i])
+                for i, h in enumerate(np.eye(len(p)) * 1e-6 * np.maximum(np.abs(p), 1.0))
+            ]
+        )
+        assert np.allclose(fam.jac(x, p), numeric, rtol=1e-4, atol=1e-6)

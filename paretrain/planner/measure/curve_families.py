@@ -47,6 +47,27 @@ def _exp3(x: np.ndarray, p: np.ndarray) -> np.ndarray:
     return a - b * np.exp(-c * x)
 
 
+def _jac_pow4(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    _a, b, c, d = p
+    t = np.power(x + d, -c)
+    return np.column_stack([np.ones_like(x), -t, b * t * np.log(x + d), b * c * t / (x + d)])
+
+
+def _jac_mmf4(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    a, b, k, d = p
+    q = np.power(k * x, d)
+    inv = 1.0 / (1.0 + q)
+    return np.column_stack(
+        [1.0 - inv, inv, (a - b) * inv**2 * d * q / k, (a - b) * inv**2 * q * np.log(k * x)]
+    )
+
+
+def _jac_exp3(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    _a, b, c = p
+    e = np.exp(-c * x)
+    return np.column_stack([np.ones_like(x), -e, b * x * e])
+
+
 def _cross_pow4(u: float, p: np.ndarray) -> float:
     a, b, c, d = p
     if u >= a or b <= 0:
@@ -78,12 +99,14 @@ class Family:
     model: Model
     cross: Callable[[float, np.ndarray], float]
     n_params: int
+    #: the model's derivatives by parameter, one column each (least squares needs no differencing)
+    jac: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 FAMILIES = {
-    "pow4": Family("pow4", _pow4, _cross_pow4, 4),
-    "mmf4": Family("mmf4", _mmf4, _cross_mmf4, 4),
-    "exp3": Family("exp3", _exp3, _cross_exp3, 3),
+    "pow4": Family("pow4", _pow4, _cross_pow4, 4, _jac_pow4),
+    "mmf4": Family("mmf4", _mmf4, _cross_mmf4, 4, _jac_mmf4),
+    "exp3": Family("exp3", _exp3, _cross_exp3, 3, _jac_exp3),
 }
 
 
@@ -144,6 +167,7 @@ def fit_family(
                 res = least_squares(
                     lambda p: (fam.model(x, p) - u) * w,
                     start,
+                    jac=lambda p: fam.jac(x, p) * w[:, None],
                     bounds=(lo, hi),
                     max_nfev=400,
                     ftol=1e-6,
