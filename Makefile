@@ -5,7 +5,12 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.paretrain-installed
 DEMO   ?= demo-output
-PYTEST_ARGS ?=
+# The tests run on every core (pytest-xdist, `-n auto`), a module's tests on one worker
+# (`--dist loadscope`: its shared fixtures are built once). PYTEST_WORKERS=0 runs them in one
+# process; PYTEST_ARGS adds options (`PYTEST_ARGS='-k budget'`).
+PYTEST_WORKERS ?= auto
+PYTEST_ARGS ?= --durations=10
+PYTEST := $(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 .PHONY: install system-deps demo check test test-fast test-slow bench clean
 
@@ -47,14 +52,14 @@ check: install
 # Everything, in order: the checks, the fast tests, then the slow end-to-end ones (real training,
 # real servers). Each step stops `make test` when it fails.
 test: install system-deps check
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow"
+	$(PYTEST) -m slow
 
 test-fast: install system-deps
-	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PYTEST) -m "not slow"
 
 test-slow: install system-deps
-	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+	$(PYTEST) -m slow
 
 bench: install
 	$(PY) benchmarks/planner_scaling.py

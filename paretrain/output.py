@@ -45,11 +45,48 @@ def show_diverged(ui: Output, prof: Any) -> None:
         ui.line(f"paretrain: {cid} diverged while profiling ({why}): marked failed, not planned", err=True)
 
 
+def knowing(profile_usd: float, run_usd: float, start: Any) -> dict[str, float]:
+    """The profile's cost against a run's, two ways.
+
+    ``share`` is the profile's whole spend over the run's. When the run starts from the
+    profile's checkpoint (``start``, a ``StartFrom``), part of the profile's spend trained the
+    run's first samples (``start.trained_usd``): training the run would have paid for anyway, so
+    the price of knowing is what is left, ``knowing_usd = profile - trained``, and the run's whole
+    training is ``training_usd = run + trained``. ``knowing_share`` is the one over the other
+    (equal to ``share`` for a run from scratch). Both are shown: neither hides the other."""
+    trained = float(start.trained_usd) if start is not None else 0.0
+    trained = min(trained, profile_usd)
+    know, training = profile_usd - trained, run_usd + trained
+    return {
+        "profile_usd": profile_usd,
+        "run_usd": run_usd,
+        "share": profile_usd / run_usd if run_usd > 0 else float("inf"),
+        "reused_usd": trained,
+        "knowing_usd": know,
+        "training_usd": training,
+        "knowing_share": know / training if training > 0 else float("inf"),
+    }
+
+
+def knowing_line(k: dict[str, float], samples: int, whose: str) -> str:
+    """``knowing``'s second figure as a line (empty when the run reuses nothing)."""
+    if k["reused_usd"] <= 0:
+        return ""
+    return (
+        f"of it, ${k['reused_usd']:.6f} trained {whose} first {samples} samples (reused, not paid twice): "
+        f"knowing cost ${k['knowing_usd']:.6f} = {k['knowing_share']:.0%} of {whose} whole training "
+        f"(${k['training_usd']:.6f})"
+    )
+
+
 def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
     """What the profile cost against what the plan's knee is predicted to cost (the profile's
-    budget is ``planner.profile_fraction`` of it; ``paretrain.planner.measure.budgeted``)."""
+    budget is ``planner.profile_fraction`` of it; ``paretrain.planner.measure.budgeted``); with a
+    knee that starts from the profile's checkpoint, what knowing cost net of that start
+    (``knowing``)."""
     knee = plan.candidate("knee")
-    share = prof.spend_usd / knee.cost_usd if knee.cost_usd > 0 else float("inf")
+    k = knowing(prof.spend_usd, knee.cost_usd, knee.start)
+    share = k["share"]
     truncated = dict(prof.notes).get("truncated") or {}
     record = {
         "spend_usd": prof.spend_usd,
@@ -59,6 +96,9 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         "convergence": plan.spec.planner.convergence,
         "reused": reused,
         "knee_reused_samples": knee.reused_samples,
+        "reused_usd": k["reused_usd"],
+        "knowing_usd": k["knowing_usd"],
+        "knowing_share": k["knowing_share"],
     }
     ui.put("profile_cost", record)
     how = (
@@ -75,6 +115,8 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
             f"the knee's run starts from the profile's checkpoint at {knee.start.samples} samples "
             "(not paid twice: its prediction counts only the samples left)"
         )
+        if line := knowing_line(k, knee.start.samples, "the knee's"):
+            ui.line(line)
 
 
 def show_fits(ui: Output, plan: Any) -> None:

@@ -1,12 +1,17 @@
-"""Shared fixtures: a small valid spec, written where a test wants it."""
+"""Shared fixtures: a small valid spec, written where a test wants it, and its profile measured
+once per test process."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -68,3 +73,43 @@ def postgres():
         pytest.fail(str(err), pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_profiles(tmp_path_factory, worker_id: str) -> Path:
+    """The profiles folder of ``small_spec()``, measured once per test session by the real CLI
+    (``paretrain profile``; under pytest-xdist the workers share it, the first one measures it
+    under a file lock). A test that plans ``small_spec()`` but is not about measuring it starts
+    from a copy (``profiled``): its plan reuses the profile, as a user's second plan does. The
+    tests about measuring (``tests/e2e/test_plan_run_compare.py``) measure their own."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent  # the session's folder, above the workers'
+    cwd = shared / "small-profile"
+    with FileLock(str(shared / "small-profile.lock")):
+        profiles = cwd / ".paretrain" / "profiles"
+        if not profiles.is_dir():
+            _measure_small_profile(cwd)
+        return profiles
+
+
+def _measure_small_profile(cwd: Path) -> None:
+    cwd.mkdir(parents=True, exist_ok=True)
+    (cwd / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+    r = subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", "profile", "spec.yaml"],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.fixture
+def profiled(small_profiles: Path, tmp_path: Path) -> Path:
+    """``tmp_path`` holding ``small_spec()`` as ``spec.yaml`` and a copy of its profile in its
+    workspace (``.paretrain/profiles``)."""
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+    shutil.copytree(small_profiles, tmp_path / ".paretrain" / "profiles")
+    return tmp_path

@@ -124,17 +124,22 @@ def _execute(
     finally:
         if result is not None:
             show_result(ui, result)
-            _profile_share(ui, ws, the_plan.profile_key, result.cost_usd)
+            _profile_share(ui, ws, the_plan.profile_key, result, cand.start)
         report = session.close(result.tracking_run if result is not None else None)
         if result is not None and result.tracking_run:
             show_tracking(ui, report)
 
 
-def _profile_share(ui: Output, ws: Any, key: str, run_usd: float) -> None:
+def _profile_share(ui: Output, ws: Any, key: str, result: Any, start: Any) -> None:
     """What knowing cost against what doing did: the plan's profile (when its file is in this
-    workspace) over this run's spend, as ``profile $X = N% of the run``."""
+    workspace) over this run's spend, as ``profile $X = N% of the run``; when the run started
+    from the profile's checkpoint (``start``, and the run did load it), also net of that start
+    (``paretrain.output.knowing``)."""
+    from paretrain.output import knowing, knowing_line
     from paretrain.runtime.files import read_profile
 
+    run_usd = result.cost_usd
+    reused = int(getattr(result, "reused_samples", 0) or 0)
     path = ws.profiles / f"{key}.json"
     if not key or not path.is_file():
         return
@@ -142,6 +147,8 @@ def _profile_share(ui: Output, ws: Any, key: str, run_usd: float) -> None:
         spent = read_profile(path).spend_usd
     except (OSError, ValueError, UserError):
         return
-    share = spent / run_usd if run_usd > 0 else float("inf")
-    ui.put("profile_share", {"profile_usd": spent, "run_usd": run_usd, "share": share})
-    ui.line(f"profile ${spent:.6f} = {share:.0%} of the run (${run_usd:.6f})")
+    k = knowing(spent, run_usd, start if reused else None)
+    ui.put("profile_share", k)
+    ui.line(f"profile ${spent:.6f} = {k['share']:.0%} of the run (${run_usd:.6f})")
+    if line := knowing_line(k, reused, "the run's"):
+        ui.line(line)

@@ -25,8 +25,14 @@ _SPEC_TEMPLATE = "{where}: field '{field}' {rule}; got {value}. To fix: {fix}"
 
 
 def _show(value: Any) -> str:
+    """The value as the error line shows it: its repr, cut in the middle past 80 characters so
+    that both ends stay (a long path keeps its file name, a long list its first and last items).
+
+    >>> _show("/tmp/" + "x" * 100 + "/nowhere.py")
+    "'/tmp/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...xxxxxxxxxxxxxxxxxxxxxxxxxxx/nowhere.py'"
+    """
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= 80 else text[:38] + "..." + text[-39:]
 
 
 class UserError(Exception):

@@ -48,8 +48,8 @@ def long_spec() -> dict:
     )
 
 
-def test_plan_and_run_log_to_a_real_server(tmp_path):
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+def test_plan_and_run_log_to_a_real_server(profiled):
+    tmp_path = profiled
     with mlflow_server(tmp_path / "server") as server:
         p = cli(tmp_path, server.url, "plan", "spec.yaml", "-o", "plan.json")
         assert p.returncode == 0, p.stderr
@@ -115,8 +115,8 @@ def test_a_server_killed_mid_run_loses_nothing_and_sync_replays_each_metric_once
         server.stop()
 
 
-def test_an_unreachable_server_never_blocks_a_run(tmp_path):
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+def test_an_unreachable_server_never_blocks_a_run(profiled):
+    tmp_path = profiled
     dead = f"http://127.0.0.1:{free_port()}"
     t0 = time.monotonic()
     p = cli(tmp_path, dead, "plan", "spec.yaml", "-o", "plan.json")

@@ -1,7 +1,8 @@
 """The MLflow UI in a real browser: the plan's candidate runs and their metrics are listed.
 
 Headless Debian Chromium (/usr/bin/chromium, installed by `make test` through `make system-deps`)
-driven by Playwright; a screenshot is saved to benchmarks/results/mlflow_ui.png.
+driven by Playwright. The screenshots go to the test's temp dir; set PARETRAIN_SCREENSHOT_DIR
+(for example to benchmarks/results, where the docs' figures live) to keep them.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT, small_spec
+from tests.conftest import ROOT
 from tests.e2e.servers import mlflow_server
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,8 @@ ARGS = [
 ]
 
 
-def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
+def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(profiled):
+    tmp_path = profiled
     if not Path(CHROMIUM).exists():
         pytest.fail(
             f"{CHROMIUM} is missing: run `make system-deps` (installs Debian's chromium) "
@@ -40,7 +41,6 @@ def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
         )
     from playwright.sync_api import sync_playwright
 
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
     with mlflow_server(tmp_path / "server") as server:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": server.url}
         for args in (
@@ -76,7 +76,8 @@ def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
             page.get_by_text(name, exact=True).first.wait_for(timeout=60000)
             for c in candidates:
                 assert page.get_by_text(c.info.run_name, exact=True).count() >= 1
-            shot = ROOT / "benchmarks" / "results" / "mlflow_ui.png"
+            shots = Path(os.environ.get("PARETRAIN_SCREENSHOT_DIR", tmp_path))
+            shot = shots / "mlflow_ui.png"
             page.screenshot(path=str(shot), full_page=True)
             page.goto(
                 f"{server.url}/#/experiments/{exp.experiment_id}/runs/{candidates[0].info.run_id}",
@@ -84,6 +85,6 @@ def test_candidate_runs_and_metrics_are_listed_in_the_mlflow_ui(tmp_path):
             )  # the run page keeps polling: no network idle
             page.get_by_text("predicted_cost_usd", exact=False).first.wait_for(timeout=60000)
             assert page.get_by_text("predicted_cost_usd", exact=False).count() >= 1
-            page.screenshot(path=str(ROOT / "benchmarks" / "results" / "mlflow_ui_run.png"), full_page=True)
+            page.screenshot(path=str(shots / "mlflow_ui_run.png"), full_page=True)
             browser.close()
         assert shot.stat().st_size > 10000

@@ -12,16 +12,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import ROOT, small_spec
+from tests.conftest import ROOT
 from tests.e2e.servers import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def test_mlproject_entry_points_plan_and_run(tmp_path):
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+def test_mlproject_entry_points_plan_and_run(profiled):
+    tmp_path = profiled
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",

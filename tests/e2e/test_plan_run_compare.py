@@ -111,7 +111,8 @@ def test_run_stops_at_its_budget_with_exit_3_and_never_overspends(tmp_path):
     assert list((tmp_path / ".paretrain" / "runs").glob("*/ckpt-*.pt"))
 
 
-def test_infeasible_spec_exits_3_naming_the_binding_constraint(tmp_path):
+def test_infeasible_spec_exits_3_naming_the_binding_constraint(profiled):
+    tmp_path = profiled
     data = small_spec(deadline_s=0.001)
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data))
     p = paretrain(tmp_path, "plan", "spec.yaml", "--no-track")

@@ -50,6 +50,8 @@ def test_a_truncated_profile_plans_and_runs_the_knee_from_its_checkpoint(tmp_pat
     assert profile.spend_usd <= spec.budget.profile_usd
     knee = plan.candidate("knee")
     assert knee.start is not None and knee.start.samples == ck.samples
+    # what the profile paid for the training the knee reuses: some of its spend, not all of it
+    assert 0 < ck.trained_usd < profile.spend_usd and knee.start.trained_usd == ck.trained_usd
 
     ex = Executor(plan, knee, workdir=ws.root, run_id="r")
     result = ex.run()

@@ -78,7 +78,7 @@ def scenarios(draw: st.DrawFn) -> tuple:
 
 
 @settings(
-    max_examples=40,
+    max_examples=25,
     deadline=None,
     derandomize=True,
     database=None,

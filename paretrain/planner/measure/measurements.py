@@ -119,7 +119,12 @@ class TruncatedCheckpoint:
     """The state a truncated run (``paretrain.planner.measure.budgeted``) ended in, kept so that a
     run of the same config can start from it (``paretrain.planner.program.reuse``): what it
     trained (config, global batch, precision, device, seed), how far (``samples``), and where
-    its file is (``path``, relative to the profile file's folder) with the SHA-256 of its bytes."""
+    its file is (``path``, relative to the profile file's folder) with the SHA-256 of its bytes.
+
+    ``trained_usd`` is what the profile paid for the training steps that brought the run to
+    ``samples`` (the steps' seconds at the device's price; its evaluations, gradient-noise
+    samples and the file's write not counted): the work a run that starts here does not pay
+    again. 0 in profiles written before it was recorded."""
 
     config_id: str
     batch_size: int
@@ -130,6 +135,7 @@ class TruncatedCheckpoint:
     path: str
     sha256: str
     bytes: int = 0
+    trained_usd: float = 0.0
 
     def __post_init__(self) -> None:
         if self.samples < 0 or self.batch_size < 1:

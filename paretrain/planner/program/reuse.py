@@ -55,7 +55,9 @@ class NoiseAt(Protocol):
 class StartFrom:
     """A candidate's start from the profile's checkpoint: its file (``path``, relative to the
     profile file's folder, and the SHA-256 of its bytes), the ``samples`` it trained and the
-    ideal ``progress`` (E_min units) they count for, and what it trained."""
+    ideal ``progress`` (E_min units) they count for, what it trained, and what the profile paid
+    for that training (``trained_usd``, ``TruncatedCheckpoint.trained_usd``; 0 in plans written
+    before it was recorded)."""
 
     path: str
     sha256: str
@@ -66,6 +68,7 @@ class StartFrom:
     precision: str
     hardware: str
     seed: int
+    trained_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +85,7 @@ class StartFrom:
             precision=str(d["precision"]),
             hardware=str(d["hardware"]),
             seed=int(d["seed"]),
+            trained_usd=float(d.get("trained_usd", 0.0)),
         )
 
 
@@ -155,6 +159,7 @@ def with_starts(
             ck.precision,
             ck.device,
             ck.seed,
+            ck.trained_usd,
         )
         out.append(Choice(ch.config_id, ch.score, reused=True))
     return tuple(out), starts

@@ -71,6 +71,7 @@ class LiveRun:
     seconds: float = 0.0
     trained_s: float = 0.0
     trained_steps: int = 0
+    trained_usd: float = 0.0  # the training steps' dollars (``TruncatedCheckpoint.trained_usd``)
     diverged: str = ""  # a non-finite loss or metric stopped it (``lab_meter.Diverged``)
 
 
@@ -138,7 +139,9 @@ def measure_truncated(
     try:
         for target in points:
             while trainer.samples_seen < target:
-                run.trained_s += checked_step(trainer, meter, run.curve)
+                step_s = checked_step(trainer, meter, run.curve)
+                run.trained_s += step_s
+                run.trained_usd += step_s * meter.price
                 run.trained_steps += 1
             meter.guard(0.0)
             run.curve.append((trainer.samples_seen, round(checked_value(trainer, run.curve), 5)))
@@ -224,6 +227,7 @@ def keep_runs(lab: TorchLab, folder: Path, label: str) -> list[TruncatedCheckpoi
                 f"{label}/{name}",
                 sha,
                 size,
+                round(run.trained_usd, 9),
             )
         )
     return kept
