@@ -6,13 +6,17 @@ the knee for real, and record
 
 - ``profile_usd / run_usd``: the profile's spend over the knee's realized run cost;
 - the knee's realized wall time and cost against its P10-P90 (inside or not), and the P50's
-  relative error (realized - predicted) / predicted.
+  relative error (realized - predicted) / predicted;
+- when the knee starts from the profile's checkpoint, what the profile paid for the training it
+  reused (``reused_usd``) and the profile's cost net of it over the run's whole training
+  (``knowing_over_training``, ``paretrain.output.knowing``).
 
 Goals (the issue's): profile over run at most 0.25 for a 3-minute job and 0.10 for a 15-minute
 one; 70-90% of runs inside P10-P90 with a P50 error of at most 12%, truncated. The example specs
 plan jobs of seconds to a minute on 2 cores, so their ratios show the fixed cost of a profile
-(step timing, evaluations, a noise sample), which longer jobs amortize: ``--scale`` multiplies
-the job (``target.max_samples`` and the workload's data) where the spec allows it.
+(step timing, evaluations, noise samples), which longer jobs amortize. The cases run the example
+specs as shipped: larger jobs (the issue's 3- and 15-minute knees) need specs of their own,
+which this benchmark does not write yet.
 
     .venv/bin/python benchmarks/cost_of_knowing.py [--case digits] [--mode truncated] [--rounds 1]
 
@@ -101,6 +105,8 @@ def one(case: str, mode: str, seed: int) -> dict:
             "run_samples": run["samples"],
             "reused_samples": run.get("reused_samples", 0),  # trained by the profile, not paid twice
             "profile_over_run": cost["spend_usd"] / run["cost_usd"] if run["cost_usd"] > 0 else None,
+            "reused_usd": (json.loads(r.stdout).get("profile_share") or {}).get("reused_usd", 0.0),
+            "knowing_over_training": (json.loads(r.stdout).get("profile_share") or {}).get("knowing_share"),
             "cost_inside": lo_c <= run["cost_usd"] <= hi_c,
             "wall_inside": lo_w <= run["wall_s"] <= hi_w,
             "wall_err": (run["wall_s"] - run["predicted_wall_s"]) / run["predicted_wall_s"],

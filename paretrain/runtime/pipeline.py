@@ -28,9 +28,10 @@ from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.files import read_profile, read_text, sha256_file, write_profile
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import local_devices
+from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
 from paretrain.runtime.train.torch_lab import TorchLab
-from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.train.workloads import load_workload, prepare_data
 from paretrain.runtime.workspace import Workspace
 
 __all__ = [
@@ -207,6 +208,10 @@ def get_profile(
     if path.exists() and not force:
         profile, reused = read_profile(path), True
     else:
+        # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
+        # are the process's, not a measurement of the hardware
+        prepare_data(workload)
+        warm_up_torch()
         profile, reused = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop), False
         write_profile(profile, path)
     if brought:

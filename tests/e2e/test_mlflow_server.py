@@ -34,8 +34,8 @@ def long_spec() -> dict:
     target.max_samples, evaluating (and logging) every 400 samples."""
     return small_spec(
         configs=[{"id": "mlp-64x2", "family": "mlp", "width": 64, "depth": 2, "lr": 0.003}],
-        convergence={"mlp-64x2": {"e_min": 20000, "b_noise": 500, "level": 0.99}},
-        target={"goal": 0.99, "max_samples": 50000},
+        convergence={"mlp-64x2": {"e_min": 10000, "b_noise": 500, "level": 0.99}},
+        target={"goal": 0.99, "max_samples": 16000},
         hardware={"allow": ["local/cpu-1"]},
         planner={
             "convergence": "full",

@@ -37,7 +37,7 @@ from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.lab_trial import run_trial
 from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.trainer import warm_up_torch
-from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.train.workloads import load_workload, prepare_data
 from paretrain.runtime.trials.stopping import StopFlag, stop_on_signals
 from paretrain.runtime.trials.stored_envelope import StoredEnvelope, lease_seconds, open_envelope
 from paretrain.runtime.workspace import Workspace
@@ -139,7 +139,7 @@ def search_worker(
     machine's cores shared among its workers) caps the threads a trial trains on, and so what
     a second of it is charged. ``stop`` is the flag SIGTERM and SIGINT set (default: one
     handled while this call runs)."""
-    workload = load_workload(spec.workload, ws.cache)
+    workload = prepare_data(load_workload(spec.workload, ws.cache))  # uncharged: its setup
     name, url = study_name(spec), storage or spec.search.storage
     lease = lease_seconds()
     study, envelope = open_shared(spec, url, seed=_seed(spec.search.seed, worker), lease_s=lease)
