@@ -102,7 +102,8 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
     }
     ui.put("profile_cost", record)
     how = (
-        f"truncated runs, {truncated.get('rounds')} rounds: {truncated.get('stopped')}"
+        f"truncated runs, {truncated.get('rounds')} round{'s' if truncated.get('rounds') != 1 else ''}: "
+        f"{truncated.get('stopped')}"
         if truncated
         else f"planner.convergence: {plan.spec.planner.convergence}"
     )
@@ -158,11 +159,12 @@ def show_plan(ui: Output, plan: Any) -> None:
         _pareto_rows(plan),
     )
     how = (
-        "exact front by label-setting over stages (paretrain/planner/program/paths.py)"
+        "exact front by label-setting over stages (no MILP needed)"
         if plan.solver.get("method") == "paths"
         else f"{plan.solver.get('name')}, {plan.solver.get('solves')} solves"
     )
-    ui.line(f"solver: {how} ({plan.solver.get('status')}); {len(plan.candidates)} Pareto candidates")
+    n = len(plan.candidates)
+    ui.line(f"solver: {how} ({plan.solver.get('status')}); {n} Pareto candidate{'s' if n != 1 else ''}")
     if any(_extrapolated(plan, c) for c in plan.candidates):
         ui.line(f"~: {metric} extrapolated from a truncated run's learning curve (see the notes)")
     for note in plan.notes:

@@ -11,7 +11,8 @@ import pytest
 from paretrain.planner.errors import InfeasiblePlan
 from paretrain.planner.program.milp import Formulation, pareto_front
 from paretrain.planner.program.pareto import dominates
-from paretrain.planner.program.problem import Choice, Option, Problem
+from paretrain.planner.inputs.metric import Metric
+from paretrain.planner.program.problem import Choice, Option, Problem, prune_dominated
 from tests.planner.synthetic import brute_force_front, random_problem
 
 
@@ -61,7 +62,19 @@ def test_infeasible_plan_reports_smallest_budget_and_deadline():
     assert err.min_budget_usd == pytest.approx(6.0)  # the only schedule within 12 s: all fast
     assert err.min_deadline_s is None  # nothing costs $1.5 or less, whatever the deadline
     assert err.binding == "budget"
-    assert "budget.train_usd to at least $6" in str(err)
+    assert "budget.envelopes.train to at least $6" in str(err)  # the spec's own field
+
+
+def test_a_minimized_metric_is_named_in_its_own_units_after_pruning():
+    # the front prunes dominated options first: the message must still name the spec's metric,
+    # its direction and its level, not the program's internal score
+    mse = Metric("val_mse", "minimize")
+    problem = hand_problem(budget_usd=1.5, deadline_s=12.0, metric=mse, score_floor=mse.score(0.05))
+    pruned, _ = prune_dominated(problem)
+    assert pruned.metric == mse and pruned.score_floor == problem.score_floor
+    with pytest.raises(InfeasiblePlan) as info:
+        pareto_front(problem)
+    assert "val_mse <= 0.05" in str(info.value) and "val_accuracy" not in str(info.value)
 
 
 def test_infeasible_deadline_only():

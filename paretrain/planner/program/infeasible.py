@@ -43,12 +43,12 @@ def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
     if min_budget is not None and min_deadline is not None:
         binding = "budget and deadline (either one alone)"
         fix = (
-            f"raise budget.train_usd to at least ${min_budget:.6g} (keeping the deadline), or "
+            f"raise budget.envelopes.train to at least ${min_budget:.6g} (keeping the deadline), or "
             f"deadline_s to at least {math.ceil(min_deadline)} s (keeping the budget)"
         )
     elif min_budget is not None:
         binding = "budget"
-        fix = f"raise budget.train_usd to at least ${min_budget:.6g} (the deadline can stay)"
+        fix = f"raise budget.envelopes.train to at least ${min_budget:.6g} (the deadline can stay)"
     elif min_deadline is not None:
         binding = "deadline"
         fix = f"raise deadline_s to at least {math.ceil(min_deadline)} s (the budget can stay)"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -167,18 +167,5 @@ def prune_dominated(problem: Problem) -> tuple[Problem, int]:
                     else:  # some option no slower is at least as cheap
                         T[m, k, cols[i]] = C[m, k, cols[i]] = np.inf
                         dropped += 1
-    return Problem(
-        problem.choices,
-        problem.options,
-        problem.hardware,
-        T,
-        C,
-        problem.samples,
-        problem.option_hw,
-        problem.switch_s,
-        problem.switch_usd,
-        problem.switch_out_usd,
-        problem.budget_usd,
-        problem.deadline_s,
-        problem.score_floor,
-    ), dropped
+    # every other field as it was (the metric that names the floor in messages included)
+    return replace(problem, time_s=T, cost_usd=C), dropped

@@ -248,7 +248,7 @@ def bill_front(
         raise InfeasiblePlan(
             f"every schedule on the front passes the training budget ${problem.budget_usd:.6g} "
             f"once billed as its providers bill (increments, minimums, provisioning); the cheapest "
-            f"is billed ${least:.6g}. To fix: raise budget.train_usd to at least ${least:.6g}, or "
+            f"is billed ${least:.6g}. To fix: raise budget.envelopes.train to at least ${least:.6g}, or "
             "allow offers billed by shorter increments",
             binding="budget",
             min_budget_usd=least,

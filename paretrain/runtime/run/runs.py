@@ -109,10 +109,11 @@ def fault_message(
             "config; the last checkpoint is kept"
         )
     if status == "diverged":
+        # a run that already retried at half the rate needs a lower rate, not another retry
+        retry = "" if "after a retry" in reason else " (or set runtime.on_divergence: retry)"
         message += (
             f"; stopping saved ${max(0.0, predicted - spent):.6g} of the candidate's predicted "
-            f"${predicted:.6g}. To fix: lower the config's lr (or set runtime.on_divergence: retry) "
-            "and start the run again"
+            f"${predicted:.6g}. To fix: lower the config's lr{retry} and start the run again"
         )
     return message
 

@@ -68,6 +68,8 @@ def test_a_run_that_keeps_diverging_stops_with_exit_3_and_what_it_saved(
     line = one_line(done.stderr)
     assert what in line and re.search(r"at step \d+", line), line
     assert ("again, after a retry at half the learning rate" in line) == again
+    # the fix: a lower rate; another retry only where the run did not already retry
+    assert "lower the config's lr" in line and ("on_divergence: retry" in line) == (not again)
     saved = float(re.search(r"stopping saved \$([0-9.e-]+)", line).group(1))
     total = assert_ledger_consistent(tmp_path, plan.spec.budget.train_usd)
     cost = plan.candidate("cheapest").cost_usd
