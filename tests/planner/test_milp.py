@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from paretrain.planner.errors import InfeasiblePlan
+from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.milp import Formulation, pareto_front
 from paretrain.planner.program.pareto import dominates
-from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.problem import Choice, Option, Problem, prune_dominated
 from tests.planner.synthetic import brute_force_front, random_problem
 
