@@ -42,12 +42,22 @@ def _shown_error(err: float | None) -> str:
 
 
 def show_result(ui: Output, r: Any) -> None:
-    """Predicted (point and P10-P90) against realized, whether it fell inside, and the ledger."""
+    """Predicted (point and P10-P90) against realized, whether it fell inside, and the ledger.
+
+    A run stopped part-way that ``--resume`` continues (a signal, a full disk, a workload fault:
+    ``INTERRUPTED``) shows what it did so far, neither judged against the prediction (error and
+    inside "-") nor called realized: the resumed run is."""
+    from paretrain.runtime.tracking.compare import INTERRUPTED
+
     ui.put("run", {k: v for k, v in dataclasses.asdict(r).items() if k != "events"})
+    partial = r.status in INTERRUPTED
 
     def inside(what: str) -> str:
-        found = r.inside(what)
+        found = None if partial else r.inside(what)
         return "-" if found is None else ("yes" if found else "no")
+
+    def error(predicted: float, realized: float) -> str:
+        return "-" if partial else _error(predicted, realized)
 
     civ, wiv = r.predicted_cost_interval, r.predicted_wall_interval
     ui.table(
@@ -58,7 +68,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_cost_usd:.6f}",
                 f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
                 f"{r.cost_usd:.6f}",
-                _error(r.predicted_cost_usd, r.cost_usd),
+                error(r.predicted_cost_usd, r.cost_usd),
                 inside("cost"),
             ],
             [
@@ -66,7 +76,7 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_wall_s:.1f}",
                 f"{wiv[0]:.1f}-{wiv[2]:.1f}" if wiv else "-",
                 f"{r.wall_s:.1f}",
-                _error(r.predicted_wall_s, r.wall_s),
+                error(r.predicted_wall_s, r.wall_s),
                 inside("wall"),
             ],
             [
@@ -74,11 +84,13 @@ def show_result(ui: Output, r: Any) -> None:
                 f"{r.predicted_level:.4f}",
                 "-",
                 f"{r.level:.4f}",
-                _error(r.predicted_level, r.level),
+                error(r.predicted_level, r.level),
                 "-",
             ],
         ],
     )
+    if partial:
+        ui.line(f"{r.status}: the figures are the run so far, not judged against the prediction")
     reused = getattr(r, "reused_samples", 0)
     ui.line(
         f"run {r.run_id}: {r.status}; {r.samples} samples"
@@ -149,7 +161,7 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
             [
                 r["candidate"],
                 r["run"][:8],
-                r["status"],
+                r["status"] + (f" ({r['attempts']} attempts)" if r.get("attempts", 1) > 1 else ""),
                 f"{r['predicted_cost_usd']:.6f}",
                 f"{r['cost_usd']:.6f}",
                 _shown_error(r["cost_err"]),
@@ -161,7 +173,7 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 f"{r['predicted_' + r['metric']]:.3f}",
                 f"{r[r['metric']]:.3f}",
                 _shown_error(r.get("metric_err")),
-                "yes" if r["on_front"] else "no",
+                yn(r["on_front"]),
                 _refit_spans(r),
             ]
             for r in rows

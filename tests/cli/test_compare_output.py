@@ -111,3 +111,28 @@ def test_json_record_and_table_show_the_same_errors(mse_runs):
     assert "pred_val_mse" in head.split() and "val_mse" in head.split()
     row = next(line for line in text.splitlines() if line.startswith("c-r1"))
     assert "+10.0%" in row and "-20.0%" in row
+
+
+def test_a_resumed_run_is_one_row_and_a_stopped_one_is_not_judged(monkeypatch):
+    def attempt(mlflow_id: str, run_id: str, status: str, cost: float) -> SimpleNamespace:
+        r = _run(mlflow_id, {"cost_usd": cost, "wall_s": cost * 10, "val_mse": 0.4}, "val_mse", "minimize")
+        r.data.tags.update({"paretrain.run_id": run_id, "paretrain.status": status})
+        return r
+
+    runs = [  # oldest first, as the store returns them
+        attempt("a1", "run-a", "SIGTERM", 0.5),  # stopped, then resumed as a2
+        attempt("b1", "run-b", "SIGINT", 0.1),  # stopped, never resumed: partial figures
+        attempt("a2", "run-a", "target", 1.2),
+    ]
+    monkeypatch.setattr("paretrain.runtime.tracking.client._client", lambda uri: _Client(runs))
+    _, rows = compare_rows("sqlite:///x.db", "exp")
+    assert [(r["run"], r["attempts"], r["status"]) for r in rows] == [
+        ("b1", 1, "SIGINT"),
+        ("a2", 2, "target"),
+    ]
+    # b1 is cheaper and as good, but its figures are the run so far: only a2 is judged
+    assert [r["on_front"] for r in rows] == [None, True]
+    table = io.StringIO()
+    with Output("table", out=table) as ui:
+        show_compare(ui, "exp", rows)
+    assert "target (2 attempts)" in table.getvalue()

@@ -9,6 +9,13 @@ P50 / P90 of the samples to its target at each refit (``curve_samples_to_target_
 step = the samples seen). Its row holds the first and the last refit,
 ``samples_to_target_first`` and ``samples_to_target_last`` ({samples, p10, p50, p90}; None for
 a count the curve never reaches), and ``refits``: how the prediction tightened as the run went.
+
+One row per paretrain run, not per MLflow run: a run stopped part-way (a signal, a full disk, a
+workload fault) and continued with ``--resume`` logs one MLflow run per attempt, all tagged with
+its ``paretrain.run_id``, and the last attempt's figures hold the whole run (its ledger is the
+run's). So the row is the latest attempt with a final record, and ``attempts`` counts them. A
+row whose status is still an interruption (``INTERRUPTED``: not resumed yet) holds partial
+figures: it is shown, but not judged against the front (``on_front`` None).
 """
 
 from __future__ import annotations
@@ -20,7 +27,10 @@ from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.pareto import non_dominated
 
-__all__ = ["CURVE_METRICS", "compare_rows", "latest_plan_run", "log_plot", "relative_error"]
+__all__ = ["CURVE_METRICS", "INTERRUPTED", "compare_rows", "latest_plan_run", "log_plot", "relative_error"]
+
+#: a run's statuses after a stop that ``--resume`` continues (its figures are the run so far)
+INTERRUPTED = ("SIGTERM", "SIGINT", "disk", "workload")
 
 
 def relative_error(predicted: float, realized: float) -> float | None:
@@ -83,17 +93,25 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         max_results=5000,
     )
     # a run still running, or stopped before its final record, has no cost_usd yet
-    rows = [{**_row(r), **_refits(client, r)} for r in runs if "cost_usd" in r.data.metrics]
-    keep = set(
-        non_dominated(
+    latest: dict[str, Any] = {}
+    attempts: dict[str, int] = {}
+    for r in (r for r in runs if "cost_usd" in r.data.metrics):  # oldest first: the last one stays
+        key = r.data.tags.get("paretrain.run_id") or r.info.run_id
+        latest.pop(key, None)  # re-inserted: the row goes where its latest attempt started
+        latest[key], attempts[key] = r, attempts.get(key, 0) + 1
+    rows = [{**_row(r), **_refits(client, r), "attempts": attempts[key]} for key, r in latest.items()]
+    judged = [i for i, r in enumerate(rows) if r["status"] not in INTERRUPTED]
+    keep = {
+        judged[j]
+        for j in non_dominated(
             [
                 (r["cost_usd"], r["wall_s"], Metric(r["metric"], r["direction"]).score(r[r["metric"]]))
-                for r in rows
+                for r in (rows[i] for i in judged)
             ]
         )
-    )
+    }
     for i, r in enumerate(rows):
-        r["on_front"] = i in keep
+        r["on_front"] = (i in keep) if i in set(judged) else None
     return exp.name, rows
 
 

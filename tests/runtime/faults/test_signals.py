@@ -67,6 +67,10 @@ def test_a_signal_checkpoints_settles_and_resume_reaches_the_target(tmp_path, si
     budget = plan.spec.budget.train_usd
     total = assert_ledger_consistent(tmp_path, budget)
     assert f"spent ${total:.6g}" in line
+    # what it did so far is shown, not judged against the prediction: the resumed run will be
+    assert f"{name}: the figures are the run so far, not judged" in stopped.stdout
+    cost_row = next(x for x in stopped.stdout.splitlines() if x.startswith("cost_usd"))
+    assert cost_row.split()[-1] == "-", cost_row
     before = ledger(tmp_path)
     assert [c["status"] for c in before if c.get("event") == "end"] == [name]
     assert [c["what"] for c in before if c["kind"] == "checkpoint"][-1] == name
