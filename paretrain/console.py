@@ -37,7 +37,19 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["FORMATS", "Output", "ProgressBar"]
+__all__ = ["FORMATS", "Output", "ProgressBar", "usd"]
+
+
+def usd(x: float) -> str:
+    """A dollar figure for people: six decimals, as every table shows money, or three
+    significant digits where six decimals would print a figure that is not zero as 0.000000
+    (a job of a few seconds on one CPU core costs well under a millionth of a dollar).
+
+    >>> usd(0.000376), usd(2.1e-07), usd(0.0)
+    ('0.000376', '2.1e-07', '0.000000')
+    """
+    return f"{x:.6f}" if x == 0 or abs(x) >= 5e-7 else f"{x:.3g}"
+
 
 FORMATS = ("table", "json")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paretrain.console import Output
+from paretrain.console import Output, usd
 
 __all__ = [
     "show_fits",
@@ -34,9 +34,9 @@ def show_profile(ui: Output, prof: Any, reused: bool, where: Any = None) -> None
         },
     )
     if where is not None:
-        ui.line(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${prof.spend_usd:.6f}): {where}")
+        ui.line(f"profile {prof.key} ({'reused' if reused else 'measured'}, ${usd(prof.spend_usd)}): {where}")
     else:
-        ui.line(f"profile {prof.key}: {'reused' if reused else 'measured'} (${prof.spend_usd:.6f})")
+        ui.line(f"profile {prof.key}: {'reused' if reused else 'measured'} (${usd(prof.spend_usd)})")
 
 
 def show_diverged(ui: Output, prof: Any) -> None:
@@ -73,9 +73,9 @@ def knowing_line(k: dict[str, float], samples: int, whose: str) -> str:
     if k["reused_usd"] <= 0:
         return ""
     return (
-        f"of it, ${k['reused_usd']:.6f} trained {whose} first {samples} samples (reused, not paid twice): "
-        f"knowing cost ${k['knowing_usd']:.6f} = {k['knowing_share']:.0%} of {whose} whole training "
-        f"(${k['training_usd']:.6f})"
+        f"of it, ${usd(k['reused_usd'])} trained {whose} first {samples} samples (reused, not paid twice): "
+        f"knowing cost ${usd(k['knowing_usd'])} = {k['knowing_share']:.0%} of {whose} whole training "
+        f"(${usd(k['training_usd'])})"
     )
 
 
@@ -108,7 +108,7 @@ def show_profile_cost(ui: Output, prof: Any, reused: bool, plan: Any) -> None:
         else f"planner.convergence: {plan.spec.planner.convergence}"
     )
     ui.line(
-        f"profile ${prof.spend_usd:.6f} = {share:.0%} of the knee's predicted ${knee.cost_usd:.6f}"
+        f"profile ${usd(prof.spend_usd)} = {share:.0%} of the knee's predicted ${usd(knee.cost_usd)}"
         f"{' (reused: paid before)' if reused else ''}; {how}"
     )
     if knee.start is not None:
@@ -193,8 +193,8 @@ def _pareto_rows(plan: Any) -> list[list[str]]:
                 c.config_id,
                 (f"{c.level:.2f}" if plan.metric.name == "val_accuracy" else f"{c.level:.3f}")
                 + ("~" if _extrapolated(plan, c) else ""),
-                f"{c.cost_usd:.6f}",
-                _span(c.cost_interval, ".6f"),
+                usd(c.cost_usd),
+                "-" if c.cost_interval is None else f"{usd(c.cost_interval.p10)}-{usd(c.cost_interval.p90)}",
                 f"{c.wall_s:.1f}",
                 _span(c.wall_interval, ".1f"),
                 stages,
@@ -269,7 +269,7 @@ def show_search(ui: Output, result: Any) -> None:
     ui.table(["trial", "family", "params", "opt", "lr", metric, "cost_usd", "latency_ms"], rows)
     ui.line(
         f"search '{result.study_name}': {result.trials} trials ({result.new_trials} new, "
-        f"${result.spent_usd:.6f} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
+        f"${usd(result.spent_usd)} spent){'; stopped at its envelope' if result.stopped_for_budget else ''}"
         "; * = extrapolated from a learning curve"
     )
 

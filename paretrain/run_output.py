@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from paretrain.console import Output
+from paretrain.console import Output, usd
 
 __all__ = ["ERROR_RULE", "show_compare", "show_ledger", "show_result", "show_running", "show_tracking"]
 
@@ -65,9 +65,9 @@ def show_result(ui: Output, r: Any) -> None:
         [
             [
                 "cost_usd",
-                f"{r.predicted_cost_usd:.6f}",
-                f"{civ[0]:.6f}-{civ[2]:.6f}" if civ else "-",
-                f"{r.cost_usd:.6f}",
+                usd(r.predicted_cost_usd),
+                f"{usd(civ[0])}-{usd(civ[2])}" if civ else "-",
+                usd(r.cost_usd),
                 error(r.predicted_cost_usd, r.cost_usd),
                 inside("cost"),
             ],
@@ -94,8 +94,8 @@ def show_result(ui: Output, r: Any) -> None:
     reused = getattr(r, "reused_samples", 0)
     ui.line(
         f"run {r.run_id}: {r.status}; {r.samples} samples"
-        f"{f' ({reused} of them trained by the profile, not paid twice)' if reused else ''}; spent ${r.cost_usd:.6f} of "
-        f"${r.budget_usd:.6f}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
+        f"{f' ({reused} of them trained by the profile, not paid twice)' if reused else ''}; spent ${usd(r.cost_usd)} of "
+        f"${usd(r.budget_usd)}{' (emulated hardware: virtual clock)' if r.emulated else ''}; "
         f"ledger {r.ledger_path}"
     )
 
@@ -162,8 +162,8 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
                 r["candidate"],
                 r["run"][:8],
                 r["status"] + (f" ({r['attempts']} attempts)" if r.get("attempts", 1) > 1 else ""),
-                f"{r['predicted_cost_usd']:.6f}",
-                f"{r['cost_usd']:.6f}",
+                usd(r["predicted_cost_usd"]),
+                usd(r["cost_usd"]),
                 _shown_error(r["cost_err"]),
                 yn(r.get("cost_inside")),
                 f"{r['predicted_wall_s']:.1f}",
@@ -199,4 +199,4 @@ def show_ledger(ui: Output, rows: Sequence[Sequence[Any]], total: float, period:
     ui.put("rows", [dict(zip(("run", "stage", "kind", "usd", "seconds"), r, strict=False)) for r in rows])
     ui.put("total_usd", total)
     ui.table(["run", "stage", "kind", "usd", "seconds"], rows)
-    ui.line(f"total ${total:.6f} ({period})")
+    ui.line(f"total ${usd(total)} ({period})")

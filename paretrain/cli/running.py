@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from paretrain.cli.options import format_option, tracking_options, workspace
-from paretrain.console import Output
+from paretrain.console import Output, usd
 from paretrain.planner.errors import StopError, UserError
 from paretrain.run_output import show_result, show_running, show_tracking
 
@@ -149,6 +149,6 @@ def _profile_share(ui: Output, ws: Any, key: str, result: Any, start: Any) -> No
         return
     k = knowing(spent, run_usd, start if reused else None)
     ui.put("profile_share", k)
-    ui.line(f"profile ${spent:.6f} = {k['share']:.0%} of the run (${run_usd:.6f})")
+    ui.line(f"profile ${usd(spent)} = {k['share']:.0%} of the run (${usd(run_usd)})")
     if line := knowing_line(k, reused, "the run's"):
         ui.line(line)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from paretrain.output import knowing, knowing_line
 from paretrain.planner.program.reuse import StartFrom
 
@@ -40,3 +42,11 @@ def test_plans_written_before_the_figure_read_as_nothing_reused():
     assert StartFrom.from_dict(d).trained_usd == 0.002
     del d["trained_usd"]
     assert StartFrom.from_dict(d).trained_usd == 0.0
+
+
+def test_a_tiny_dollar_figure_is_never_shown_as_zero():
+    from paretrain.console import usd
+
+    assert usd(0.000376) == "0.000376" and usd(1.5) == "1.500000"  # the tables' six decimals
+    assert usd(2.1e-07) == "2.1e-07" and float(usd(3.456e-09)) == pytest.approx(3.46e-09)
+    assert usd(0.0) == "0.000000"
