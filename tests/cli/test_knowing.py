@@ -48,5 +48,5 @@ def test_a_tiny_dollar_figure_is_never_shown_as_zero():
     from paretrain.console import usd
 
     assert usd(0.000376) == "0.000376" and usd(1.5) == "1.500000"  # the tables' six decimals
-    assert usd(2.1e-07) == "2.1e-07" and float(usd(3.456e-09)) == pytest.approx(3.46e-09)
+    assert usd(2.1e-07) == "2.1e-07" and float(usd(3.456e-09)) == pytest.approx(3.46e-09, rel=1e-9)
     assert usd(0.0) == "0.000000"
