@@ -30,6 +30,7 @@ from paretrain.planner.plan.fitted import (
     PlanModels,
     StepModelRecord,
 )
+from paretrain.planner.plan.left_out import left_out_notes
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.plan_body import figure
 from paretrain.planner.program.pareto import knee_index
@@ -94,7 +95,11 @@ def make_plan(
             "method": front.method,
         },
         models=_plan_models(ctx, used, metric),
-        notes=tuple(ctx.notes) + tuple(front.notes) + tuple(bill_notes) + tuple(offered_notes),
+        notes=tuple(ctx.notes)
+        + tuple(front.notes)
+        + tuple(bill_notes)
+        + tuple(offered_notes)
+        + tuple(left_out_notes(spec, problem, cands)),
     )
 
 
