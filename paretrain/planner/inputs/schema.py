@@ -65,7 +65,14 @@ class Field:
 
 
 def _fail(where: str, path: str, rule: str, value: Any, spec: Field, fix: str = "") -> SpecError:
-    return SpecError(where, path, rule, value, fix or spec.fix or f"set '{path}' {spec.help or 'correctly'}")
+    return SpecError(where, path, rule, value, fix or spec.fix or _fix_from(path, rule, spec.help))
+
+
+def _fix_from(path: str, rule: str, help_text: str) -> str:
+    """The fix a rule implies, with what the field is for: "set 'planner.batch_sizes[0]' to a
+    value that is >= 1 (the batch sizes the program may choose)"."""
+    wanted = rule.replace("must not be", "is not", 1).replace("must be", "is", 1)
+    return f"set '{path}' to a value that {wanted}" + (f" ({help_text})" if help_text else "")
 
 
 def check(value: Any, spec: Field, where: str, path: str) -> Any:
