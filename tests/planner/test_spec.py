@@ -92,6 +92,15 @@ def test_bad_field_names_field_rule_value_and_fix(mutate, field, rule):
     assert text.startswith("spec.yaml: field ")
     assert "got" in text and "To fix:" in text
     assert "\n" not in text
+    assert "correctly" not in text  # a fix says what to do, not "set it correctly"
+
+
+def test_a_rule_without_its_own_fix_says_what_value_it_wants():
+    data = small_spec()
+    data["planner"]["batch_sizes"] = [0]
+    with pytest.raises(SpecError) as info:
+        parse(data)
+    assert info.value.fix.startswith("set 'planner.batch_sizes[0]' to a value that is >= 1")
 
 
 def test_bad_yaml_names_line_and_column():
