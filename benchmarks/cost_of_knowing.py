@@ -114,6 +114,10 @@ def one(case: str, mode: str, seed: int) -> dict:
         }
 
 
+def _net(done: list[dict]) -> list[float]:
+    return [r["knowing_over_training"] for r in done if r.get("knowing_over_training") is not None]
+
+
 def summary(rows: list[dict]) -> list[dict]:
     out = []
     for case in sorted({r["case"] for r in rows}):
@@ -129,6 +133,8 @@ def summary(rows: list[dict]) -> list[dict]:
                     "runs": len(done),
                     "failed": len(got) - len(done),
                     "profile_over_run_median": median(r["profile_over_run"] for r in done) if done else None,
+                    # net of the training the run reused (rows from before it was recorded: none)
+                    "knowing_over_training_median": median(net) if (net := _net(done)) else None,
                     "wall_inside": sum(r["wall_inside"] for r in done),
                     "wall_err_median_abs": median(abs(r["wall_err"]) for r in done) if done else None,
                     "plan_s_median": median(r["plan_s"] for r in got if "plan_s" in r) if done else None,
@@ -154,14 +160,20 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
                 RESULTS.write_text(json.dumps({"rows": rows, "summary": summary(rows)}, indent=1) + "\n")
     print(
-        f"{'case':10s} {'mode':9s} {'runs':>4s} {'profile/run':>11s} {'inside':>6s} {'|wall err|':>10s} {'plan s':>7s}"
+        f"{'case':10s} {'mode':9s} {'runs':>4s} {'profile/run':>11s} {'net':>6s} {'inside':>6s} "
+        f"{'|wall err|':>10s} {'plan s':>7s}"
     )
     for s in summary(rows):
         ratio = "-" if s["profile_over_run_median"] is None else f"{s['profile_over_run_median']:.2f}"
+        net = (
+            "-"
+            if s.get("knowing_over_training_median") is None
+            else f"{s['knowing_over_training_median']:.2f}"
+        )
         err = "-" if s["wall_err_median_abs"] is None else f"{s['wall_err_median_abs']:.1%}"
         plan_s = "-" if s["plan_s_median"] is None else f"{s['plan_s_median']:.0f}"
         print(
-            f"{s['case']:10s} {s['mode']:9s} {s['runs']:4d} {ratio:>11s} "
+            f"{s['case']:10s} {s['mode']:9s} {s['runs']:4d} {ratio:>11s} {net:>6s} "
             f"{s['wall_inside']:>3d}/{s['runs']:<2d} {err:>10s} {plan_s:>7s}"
         )
 
