@@ -9,6 +9,7 @@ predicted/realized table): keep their words stable.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,11 +35,13 @@ ERROR_RULE = "(realized-predicted)/predicted"
 
 
 def _error(predicted: float, realized: float) -> str:
-    return f"{(realized - predicted) / predicted:+.1%}" if predicted else "-"
+    return _shown_error((realized - predicted) / predicted if predicted else None)
 
 
 def _shown_error(err: float | None) -> str:
-    return "-" if err is None else f"{err:+.1%}"
+    """An error in percent; "-" when there is none to show (nothing predicted, or a realized
+    value that is not finite: a diverged run's metric)."""
+    return "-" if err is None or not math.isfinite(err) else f"{err:+.1%}"
 
 
 def show_result(ui: Output, r: Any) -> None:

@@ -136,3 +136,10 @@ def test_a_resumed_run_is_one_row_and_a_stopped_one_is_not_judged(monkeypatch):
     with Output("table", out=table) as ui:
         show_compare(ui, "exp", rows)
     assert "target (2 attempts)" in table.getvalue()
+
+
+def test_an_error_that_is_not_finite_is_not_shown_as_a_percentage():
+    from paretrain.run_output import _error, _shown_error
+
+    assert _error(0.5, float("inf")) == "-" and _shown_error(float("nan")) == "-"
+    assert _error(0.5, 0.55) == "+10.0%" and _shown_error(None) == "-"
