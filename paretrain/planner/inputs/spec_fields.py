@@ -78,7 +78,13 @@ SPEC_FIELDS = Field(
                 "val_fraction": _num(
                     default=0.1, minimum=0.01, maximum=0.5, help="share held out for validation"
                 ),
-                "seed": _int(default=0, minimum=0, help="data and model seed"),
+                "seed": _int(
+                    default=0,
+                    minimum=0,
+                    help="seeds the model's initialization and the training order (and a built-in "
+                    "workload's data; a workload.file or workload.python factory seeds its data from "
+                    "its own args)",
+                ),
             },
             help="the workload to train; there is no default",
             fix="add a section naming the workload, e.g. "
