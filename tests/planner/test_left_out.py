@@ -6,11 +6,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.left_out import left_out_notes
 from paretrain.planner.program.problem import Choice, Option, Problem
-from paretrain.runtime.train.workloads import WORKLOADS
-from tests.conftest import small_spec
 
 
 def _problem(budget: float, deadline: float) -> Problem:
@@ -29,13 +26,12 @@ def _problem(budget: float, deadline: float) -> Problem:
         np.zeros(1),
         budget_usd=budget,
         deadline_s=deadline,
-    )
+    )  # the default metric: val_accuracy
 
 
 def _notes(budget: float, deadline: float = 1e6) -> list[str]:
-    spec = parse_spec(small_spec(), "spec.yaml", WORKLOADS)
     front = [SimpleNamespace(config_id="a", level=0.4)]  # the front kept a@0.4 alone
-    return left_out_notes(spec, _problem(budget, deadline), front)
+    return left_out_notes(_problem(budget, deadline), front)
 
 
 def test_a_dominated_config_and_a_level_past_the_budget_are_named():

@@ -18,19 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
-    from paretrain.planner.inputs.spec import Spec
     from paretrain.planner.plan.plan import Candidate
     from paretrain.planner.program.problem import Problem
 
 __all__ = ["left_out_notes"]
 
 
-def left_out_notes(spec: Spec, problem: Problem, cands: Sequence[Candidate]) -> list[str]:
+def left_out_notes(problem: Problem, cands: Sequence[Candidate]) -> list[str]:
     """One note per config and per level of the program that no candidate trains."""
-    metric = spec.target.metric_obj
+    metric = problem.metric
     used_configs = {c.config_id for c in cands}
     used_levels = {round(metric.score(c.level), 12) for c in cands}
     notes: list[str] = []
@@ -41,8 +38,8 @@ def left_out_notes(spec: Spec, problem: Problem, cands: Sequence[Candidate]) -> 
                 f"{cid}: on no candidate: each of its schedules is dominated (another candidate is "
                 "no dearer, no slower and at least as good)"
             )
-    least_cost = np.where(np.isfinite(problem.cost_usd), problem.cost_usd, np.inf).min(axis=2).sum(axis=1)
-    least_time = np.where(np.isfinite(problem.time_s), problem.time_s, np.inf).min(axis=2).sum(axis=1)
+    # absent options are inf: a stage's least over its options, summed over the stages
+    least_cost, least_time = problem.cost_usd.min(axis=2).sum(axis=1), problem.time_s.min(axis=2).sum(axis=1)
     scores = dict.fromkeys(round(ch.score, 12) for ch in problem.choices)
     for score in scores:
         if score in used_levels:

@@ -99,7 +99,7 @@ def make_plan(
         + tuple(front.notes)
         + tuple(bill_notes)
         + tuple(offered_notes)
-        + tuple(left_out_notes(spec, problem, cands)),
+        + tuple(left_out_notes(problem, cands)),
     )
 
 

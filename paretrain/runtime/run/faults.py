@@ -28,7 +28,7 @@ from typing import Any
 
 from paretrain.runtime.run.changes import NothingToSave, Stopped
 from paretrain.runtime.run.parts import RunParts
-from paretrain.runtime.run.runs import FAULT_STATUSES
+from paretrain.runtime.run.runs import FAULT_STATUSES, RETRIED
 from paretrain.runtime.run.state import RunState
 
 __all__ = [
@@ -137,7 +137,7 @@ def diverged(p: RunParts, state: RunState, *, what: str, value: float, retry: bo
                 f"{what} was {value} at step {step}: retrying from the checkpoint at half the learning rate"
             )
             return None
-    again = " again, after a retry at half the learning rate" if trainer.lr_scale < 1.0 else ""
+    again = f" again, {RETRIED}" if trainer.lr_scale < 1.0 else ""
     p.apply(Stopped(f"run {p.setup.run_id} diverged: {what} was {value} at step {step}{again}"))
     return "diverged"
 

@@ -95,6 +95,10 @@ class RunInterrupted(StopError):
 #: holds its message)
 FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT", "unreachable")
 
+#: how a divergence's reason says the run already retried at half the learning rate
+#: (``paretrain.runtime.run.faults``); its fix then asks for a lower rate, not another retry
+RETRIED = "after a retry at half the learning rate"
+
 
 def fault_message(
     status: str, reason: str, spent: float, budget: float, predicted: float, projected: float = 0.0
@@ -109,8 +113,7 @@ def fault_message(
             "config; the last checkpoint is kept"
         )
     if status == "diverged":
-        # a run that already retried at half the rate needs a lower rate, not another retry
-        retry = "" if "after a retry" in reason else " (or set runtime.on_divergence: retry)"
+        retry = "" if RETRIED in reason else " (or set runtime.on_divergence: retry)"
         message += (
             f"; stopping saved ${max(0.0, predicted - spent):.6g} of the candidate's predicted "
             f"${predicted:.6g}. To fix: lower the config's lr{retry} and start the run again"

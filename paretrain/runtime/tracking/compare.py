@@ -111,7 +111,7 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         )
     }
     for i, r in enumerate(rows):
-        r["on_front"] = (i in keep) if i in set(judged) else None
+        r["on_front"] = None if r["status"] in INTERRUPTED else i in keep
     return exp.name, rows
 
 
