@@ -50,6 +50,49 @@ CASES = {
 }
 
 
+#: larger jobs of a case: spec fields replaced (``configs`` whole, other sections merged)
+SIZES: dict[str, dict[str, dict]] = {
+    "mnist1d/m": {
+        "workload": {"samples": 60000},
+        "configs": [
+            {"id": "gru-256", "family": "gru", "hidden": 256, "depth": 1, "optimizer": "adam", "lr": 0.001}
+        ],
+        "target": {"goal": 0.98, "levels": [0.98, 0.985, 0.99], "max_samples": 2_000_000},
+        "budget": {
+            "total_usd": 0.2,
+            "envelopes": {"profile": 0.05, "search": 0.0, "train": 0.15},
+            "approval_above_usd": 1.0,
+        },
+        "deadline_s": 7200,
+        "runtime": {"eval_every_samples": 20000},
+    },
+    "mnist1d/l": {
+        "workload": {"samples": 100000},
+        "configs": [
+            {"id": "gru-512", "family": "gru", "hidden": 512, "depth": 1, "optimizer": "adam", "lr": 0.001}
+        ],
+        "target": {"goal": 0.985, "levels": [0.985, 0.99, 0.993], "max_samples": 4_000_000},
+        "budget": {
+            "total_usd": 0.5,
+            "envelopes": {"profile": 0.1, "search": 0.0, "train": 0.4},
+            "approval_above_usd": 1.0,
+        },
+        "deadline_s": 14400,
+        "runtime": {"eval_every_samples": 40000},
+    },
+}
+
+
+def sized(spec: dict, case: str, size: str) -> dict:
+    """The case's spec at job size ``size`` (``s``: as shipped)."""
+    if size == "s":
+        return spec
+    out = dict(spec)
+    for key, value in SIZES[f"{case}/{size}"].items():
+        out[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
+    return out
+
+
 def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "paretrain.cli", *args],
@@ -60,11 +103,11 @@ def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def one(case: str, mode: str, seed: int) -> dict:
+def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
     spec_path, extra = CASES[case]
     with tempfile.TemporaryDirectory(prefix="paretrain-cok-") as tmp:
         work = Path(tmp)
-        spec = yaml.safe_load(spec_path.read_text())
+        spec = sized(yaml.safe_load(spec_path.read_text()), case, size)
         spec["planner"] = {**spec.get("planner", {}), "convergence": mode}
         spec["workload"] = {**spec["workload"], "seed": seed}
         (work / "spec.yaml").write_text(yaml.safe_dump(spec))
@@ -76,6 +119,7 @@ def one(case: str, mode: str, seed: int) -> dict:
         if p.returncode != 0:
             return {
                 "case": case,
+                "size": size,
                 "mode": mode,
                 "seed": seed,
                 "plan_exit": p.returncode,
@@ -86,6 +130,7 @@ def one(case: str, mode: str, seed: int) -> dict:
         r = sh(work, "run", "plan.json", "--candidate", "knee", "--no-track", "--format", "json", "--approve")
         row = {
             "case": case,
+            "size": size,
             "mode": mode,
             "seed": seed,
             "plan_s": round(plan_s, 1),
@@ -120,18 +165,20 @@ def _net(done: list[dict]) -> list[float]:
 
 def summary(rows: list[dict]) -> list[dict]:
     out = []
-    for case in sorted({r["case"] for r in rows}):
+    for case, size in sorted({(r["case"], r.get("size", "s")) for r in rows}):
         for mode in ("truncated", "full"):
-            got = [r for r in rows if r["case"] == case and r["mode"] == mode]
+            got = [r for r in rows if (r["case"], r.get("size", "s"), r["mode"]) == (case, size, mode)]
             done = [r for r in got if "run_usd" in r]
             if not got:
                 continue
             out.append(
                 {
                     "case": case,
+                    "size": size,
                     "mode": mode,
                     "runs": len(done),
                     "failed": len(got) - len(done),
+                    "run_wall_s_median": median(r["run_wall_s"] for r in done) if done else None,
                     "profile_over_run_median": median(r["profile_over_run"] for r in done) if done else None,
                     # net of the training the run reused (rows from before it was recorded: none)
                     "knowing_over_training_median": median(net) if (net := _net(done)) else None,
@@ -147,20 +194,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--case", action="append", choices=sorted(CASES))
     ap.add_argument("--mode", action="append", choices=("truncated", "full"))
+    ap.add_argument("--size", action="append", choices=("s", "m", "l"), help="job size (default: s)")
     ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
     cases, modes = args.case or sorted(CASES), args.mode or ["truncated", "full"]
-    rows = [r for r in rows if not (r["case"] in cases and r["mode"] in modes)]
-    for case in cases:
+    sizes = args.size or ["s"]
+    todo = [(c, z) for c in cases for z in sizes if z == "s" or f"{c}/{z}" in SIZES]
+    rows = [r for r in rows if not ((r["case"], r.get("size", "s")) in todo and r["mode"] in modes)]
+    for case, size in todo:
         for mode in modes:
             for seed in range(args.rounds):
-                row = one(case, mode, seed)
+                row = one(case, mode, seed, size)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
                 RESULTS.write_text(json.dumps({"rows": rows, "summary": summary(rows)}, indent=1) + "\n")
     print(
-        f"{'case':10s} {'mode':9s} {'runs':>4s} {'profile/run':>11s} {'net':>6s} {'inside':>6s} "
+        f"{'case':10s} {'size':4s} {'mode':9s} {'runs':>4s} {'run s':>6s} {'profile/run':>11s} {'net':>6s} {'inside':>6s} "
         f"{'|wall err|':>10s} {'plan s':>7s}"
     )
     for s in summary(rows):
@@ -172,8 +222,9 @@ def main() -> None:
         )
         err = "-" if s["wall_err_median_abs"] is None else f"{s['wall_err_median_abs']:.1%}"
         plan_s = "-" if s["plan_s_median"] is None else f"{s['plan_s_median']:.0f}"
+        wall = "-" if s["run_wall_s_median"] is None else f"{s['run_wall_s_median']:.0f}"
         print(
-            f"{s['case']:10s} {s['mode']:9s} {s['runs']:4d} {ratio:>11s} {net:>6s} "
+            f"{s['case']:10s} {s['size']:4s} {s['mode']:9s} {s['runs']:4d} {wall:>6s} {ratio:>11s} {net:>6s} "
             f"{s['wall_inside']:>3d}/{s['runs']:<2d} {err:>10s} {plan_s:>7s}"
         )
 
