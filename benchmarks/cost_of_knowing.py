@@ -69,7 +69,7 @@ SIZES: dict[str, dict[str, dict]] = {
     "mnist1d/l": {
         "workload": {"samples": 100000},
         "configs": [
-            {"id": "gru-512", "family": "gru", "hidden": 512, "depth": 1, "optimizer": "adam", "lr": 0.001}
+            {"id": "gru-256x2", "family": "gru", "hidden": 256, "depth": 2, "optimizer": "adam", "lr": 0.001}
         ],
         "target": {"goal": 0.985, "levels": [0.985, 0.99, 0.993], "max_samples": 4_000_000},
         "budget": {
@@ -81,6 +81,18 @@ SIZES: dict[str, dict[str, dict]] = {
         "runtime": {"eval_every_samples": 40000},
     },
 }
+
+
+def _code() -> str:
+    """The commit the rows were measured at (``+`` when the tree had changes)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "paretrain"], cwd=ROOT, capture_output=True, text=True
+    )
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "")
+
+
+CODE = _code()
 
 
 def sized(spec: dict, case: str, size: str) -> dict:
@@ -129,6 +141,7 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
         cost = out["profile_cost"]
         r = sh(work, "run", "plan.json", "--candidate", "knee", "--no-track", "--format", "json", "--approve")
         row = {
+            "code": CODE,
             "case": case,
             "size": size,
             "mode": mode,
