@@ -25,6 +25,7 @@ class SyntheticLab:
         self.b_noise = b_noise
         self.best = best or {}
         self.calls: list[str] = []
+        self.noise_repeats: list[int] = []  # per truncated round: the batch pairs asked for
         self.truncated: dict[tuple[str, int], tuple[list, list]] = {}
 
     def devices(self) -> Sequence[LocalDevice]:
@@ -96,8 +97,10 @@ class SyntheticLab:
         noise_at: Sequence[int],
         noise_batches: tuple[int, int],
         device: str | None = None,
+        noise_repeats: int = 16,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         self.calls.append(f"truncated {config.id} {batch_size} to {max(evals)}")
+        self.noise_repeats.append(noise_repeats)
         key = (config.id, batch_size)
         curve, noise = self.truncated.setdefault(key, ([], []))
         for s in sorted(e for e in evals if not curve or e > curve[-1][0]):

@@ -7,7 +7,17 @@ import functools
 import json
 
 from paretrain.planner.inputs.spec_parse import parse_spec
-from paretrain.planner.measure.budgeted import MIN_ROUNDS
+from paretrain.planner.measure.budgeted import (
+    EVAL_SHARE,
+    EVALS,
+    MIN_NOISE_REPEATS,
+    MIN_ROUND_EVALS,
+    MIN_ROUNDS,
+    NOISE_REPEATS,
+    NOISE_SHARE,
+    noise_repeats,
+    round_evals,
+)
 from paretrain.planner.measure.profile import build_profile
 from paretrain.planner.measure.profile_file import profile_from_json, profile_to_json
 from paretrain.runtime.train.workloads import WORKLOADS
@@ -72,3 +82,24 @@ def test_a_plan_from_truncated_runs_marks_each_extrapolated_level():
     notes = " ".join(plan["notes"])
     assert "extrapolated from a truncated run" in notes
     assert plan["pareto"], "a plan from truncated runs still offers schedules"
+
+
+def test_a_round_evaluates_less_when_its_evaluations_would_outweigh_its_training():
+    assert round_evals(train_s=100.0, eval_s=0.1) == EVALS  # cheap evaluations: all of them
+    assert round_evals(train_s=1.0, eval_s=0.5) == MIN_ROUND_EVALS  # dear ones: the fewest
+    n = round_evals(train_s=10.0, eval_s=0.5)  # between: their share of the round's training
+    assert MIN_ROUND_EVALS < n < EVALS and n * 0.5 <= EVAL_SHARE * 10.0
+    assert round_evals(train_s=float("inf"), eval_s=0.5) == EVALS  # no step time measured yet
+    assert round_evals(train_s=10.0, eval_s=0.0) == EVALS
+
+
+def test_a_noise_sample_averages_fewer_pairs_in_short_rounds():
+    pair = (16, 512)
+    assert noise_repeats(1000, pair) == MIN_NOISE_REPEATS
+    assert noise_repeats(10_000_000, pair) == NOISE_REPEATS
+    mid = noise_repeats(20_000, pair)
+    assert MIN_NOISE_REPEATS < mid < NOISE_REPEATS and mid * sum(pair) <= NOISE_SHARE * 20_000
+    # along a profile the rounds double, so the pairs asked for never decrease
+    _, lab = _profile()
+    assert lab.noise_repeats and lab.noise_repeats == sorted(lab.noise_repeats)
+    assert all(MIN_NOISE_REPEATS <= r <= NOISE_REPEATS for r in lab.noise_repeats)

@@ -3,7 +3,7 @@ r"""Truncated convergence runs under the profile's budget: how far each config t
 The full measurement trains every config to the top level at three or more batch sizes, so
 planning costs more than the job it plans. Here each config (that has no ``convergence:`` hint)
 trains once, at the smallest of ``planner.convergence_batch_sizes`` ``B0``, in rounds; the lab
-continues the same run from round to round (``Lab.measure_truncated``), evaluating ``EVALS``
+continues the same run from round to round (``Lab.measure_truncated``), evaluating up to ``EVALS``
 times a round and taking one two-batch gradient-noise sample at each round's end.
 
 After each round the run's learning curve (``paretrain.planner.measure.curves``) predicts the
@@ -27,6 +27,16 @@ curve predicts the goal, profiling stops with exit 3 as the full measurement doe
 does, the plan is made from the rounds completed. So the fraction holds from the round in which
 the first curve predicts the goal; what the profile spent before that is its price of knowing
 anything, and ``paretrain plan`` prints the profile's cost against its knee's either way.
+
+What a round measures besides training is sized to its training, so that knowing stays a share of
+the run it extends. A round evaluates ``EVALS`` times, fewer when its evaluations would take more
+than ``EVAL_SHARE`` of its training time (at least ``MIN_ROUND_EVALS``): a first round of 48 steps
+need not evaluate a large validation set six times. Its gradient-noise sample averages
+``NOISE_REPEATS`` batch pairs, fewer when the pairs' samples would pass ``NOISE_SHARE`` of the
+round's training samples (at least ``MIN_NOISE_REPEATS``): early in training the gradient is large
+against its noise, so few pairs estimate ``B_simple`` well; later rounds, where it is small, are
+long enough to afford every pair. The sample reuses the round's last evaluation (taken at the
+same point) rather than evaluating again.
 
 Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. The first
 ``MIN_ROUNDS`` rounds run whatever the fraction says: a curve from one or two rounds is too
@@ -54,12 +64,32 @@ if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
     from paretrain.planner.measure.lab import Lab
 
-__all__ = ["EVALS", "FIRST_STEPS", "GROWTH", "MIN_ROUNDS", "NARROW", "Budgeted", "measure_budgeted"]
+__all__ = [
+    "EVALS",
+    "EVAL_SHARE",
+    "FIRST_STEPS",
+    "GROWTH",
+    "MIN_NOISE_REPEATS",
+    "MIN_ROUNDS",
+    "MIN_ROUND_EVALS",
+    "NARROW",
+    "NOISE_REPEATS",
+    "NOISE_SHARE",
+    "Budgeted",
+    "measure_budgeted",
+    "noise_repeats",
+    "round_evals",
+]
 
 FIRST_STEPS = 48
 GROWTH = 2.0
 MIN_ROUNDS = 3
 EVALS = 6
+MIN_ROUND_EVALS = 2
+EVAL_SHARE = 0.25
+NOISE_REPEATS = 16
+MIN_NOISE_REPEATS = 4
+NOISE_SHARE = 0.25
 NARROW = 0.15
 
 Progress = Callable[[str, int, int], None]
@@ -146,7 +176,7 @@ def measure_budgeted(
             if progress:
                 progress(f"truncated run of {r.config.id} to {target} samples", i, len(runs))
             try:
-                _round(spec, lab, r, b0, target, noise_batches)
+                _round(spec, lab, r, b0, target, noise_batches, account)
             except BudgetExhausted:
                 if not math.isfinite(_budget(spec, runs, account.step, b0)[1]):
                     raise  # no curve predicts the goal: nothing to plan from
@@ -213,9 +243,7 @@ def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target
             r.done = _done(r, spec, limit)
     nxt = min(int(target * GROWTH), limit)
     left = [r for r in runs if not r.done]
-    more_s = sum(
-        (nxt - r.samples) / b0 * account.step[r.config.id] + EVALS * account.eval_s[r.config.id] for r in left
-    )
+    more_s = sum(_round_s(account, r.config.id, nxt - r.samples, b0) for r in left)
     floor = not math.isfinite(account.job_s) or len(account.history) + 1 < MIN_ROUNDS
     if left and account.spent_s + more_s > account.budget_s and not floor:
         account.why = f"the next round ({more_s:.2f} s) would pass profile_fraction of the job estimate"
@@ -228,13 +256,47 @@ def _decide(spec: Spec, runs: Sequence[_Run], account: _Account, b0: int, target
     return nxt
 
 
-def _round(spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int]) -> None:
+def round_evals(train_s: float, eval_s: float) -> int:
+    """How many times a round of ``train_s`` seconds of training evaluates (``eval_s`` each):
+    ``EVALS``, fewer when they would take more than ``EVAL_SHARE`` of its training, never fewer
+    than ``MIN_ROUND_EVALS``."""
+    if not (eval_s > 0 and math.isfinite(train_s)):
+        return EVALS
+    return max(MIN_ROUND_EVALS, min(EVALS, int(EVAL_SHARE * train_s / eval_s)))
+
+
+def noise_repeats(new_samples: int, noise_batches: tuple[int, int]) -> int:
+    """How many batch pairs the gradient-noise sample of a round of ``new_samples`` averages:
+    ``NOISE_REPEATS``, fewer when their samples would pass ``NOISE_SHARE`` of the round's, never
+    fewer than ``MIN_NOISE_REPEATS``."""
+    fit = int(NOISE_SHARE * new_samples / max(sum(noise_batches), 1))
+    return max(MIN_NOISE_REPEATS, min(NOISE_REPEATS, fit))
+
+
+def _round_s(account: _Account, config_id: str, new_samples: int, b0: int) -> float:
+    """A round's predicted seconds of training and evaluation."""
+    train_s = new_samples / b0 * account.step[config_id]
+    eval_s = account.eval_s[config_id]
+    return train_s + round_evals(train_s, eval_s) * eval_s
+
+
+def _round(
+    spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int], account: _Account
+) -> None:
     start = r.samples
-    evals = [start + (target - start) * (k + 1) // EVALS for k in range(EVALS)]
+    n = round_evals((target - start) / b0 * account.step[r.config.id], account.eval_s[r.config.id])
+    evals = [start + (target - start) * (k + 1) // n for k in range(n)]
     noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
     try:
         r.run, r.noise = lab.measure_truncated(
-            r.config, b0, spec.target.levels, evals, noise_at, noise_batches, device=r.device
+            r.config,
+            b0,
+            spec.target.levels,
+            evals,
+            noise_at,
+            noise_batches,
+            device=r.device,
+            noise_repeats=noise_repeats(target - start, noise_batches),
         )
     except OutOfMemory as err:  # its batch does not fit: nothing to extrapolate, not planned
         r.done, r.run, r.noise = f"out of memory ({err})", None, ()

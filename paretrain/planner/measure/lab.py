@@ -63,11 +63,12 @@ class Lab(Protocol):
         noise_at: Sequence[int],
         noise_batches: tuple[int, int],
         device: str | None = None,
+        noise_repeats: int = 16,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each and
-        taking a two-batch gradient-noise sample at each of ``noise_at``; a later call for the
-        same (config, batch size, device) continues the run. The whole run so far (its
-        ``truncated`` flag set) and its noise samples."""
+        taking a two-batch gradient-noise sample (``noise_repeats`` batch pairs averaged) at each
+        of ``noise_at``; a later call for the same (config, batch size, device) continues the
+        run. The whole run so far (its ``truncated`` flag set) and its noise samples."""
         ...
 
     def measure_peak(self, device: str) -> float:

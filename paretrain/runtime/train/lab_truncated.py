@@ -76,11 +76,19 @@ class LiveRun:
 
 
 def noise_sample(
-    trainer: Trainer, meter: LabMeter, config_id: str, small: int, big: int, repeats: int = NOISE_REPEATS
+    trainer: Trainer,
+    meter: LabMeter,
+    config_id: str,
+    small: int,
+    big: int,
+    repeats: int = NOISE_REPEATS,
+    value: float | None = None,
 ) -> NoiseSample:
     """McCandlish et al. (2018), Appendix A: from |G_small|^2 and |G_big|^2 (averaged over
     ``repeats`` fresh batches) estimate |G|^2 and tr(Sigma); B_simple = tr(Sigma) / |G|^2. No
-    step is taken. A non-positive |G|^2 estimate (noise dominates) gives B_simple 0: unusable."""
+    step is taken. A non-positive |G|^2 estimate (noise dominates) gives B_simple 0: unusable.
+    ``value``: the metric where the sample is taken, when an evaluation there measured it
+    already (else it is evaluated)."""
     gs: list[float] = []
     gb: list[float] = []
     pair_s = 0.0
@@ -94,7 +102,7 @@ def noise_sample(
     s2, b2 = sum(gs) / repeats, sum(gb) / repeats
     g2 = (big * b2 - small * s2) / (big - small)
     tr = (s2 - b2) / (1.0 / small - 1.0 / big)
-    value = trainer.evaluate().value
+    value = trainer.evaluate().value if value is None else value
     return NoiseSample(
         config_id, trainer.samples_seen, round(value, 5), g2, tr, tr / g2 if g2 > 0 and tr > 0 else 0.0
     )
@@ -127,9 +135,11 @@ def measure_truncated(
     noise_at: Sequence[int],
     noise_batches: tuple[int, int],
     device: str,
+    noise_repeats: int = NOISE_REPEATS,
 ) -> tuple[ConvergenceRun, list[NoiseSample]]:
     """Train ``config`` at ``batch_size`` on ``device`` up to the last of ``evals`` (sample
-    counts), evaluating at each and taking a gradient-noise sample at each of ``noise_at``. A
+    counts), evaluating at each and taking a gradient-noise sample (``noise_repeats`` batch
+    pairs, at the evaluation's point: its value is the evaluation's) at each of ``noise_at``. A
     non-finite loss or metric ends the run for good: its record says so (``diverged``)."""
     run = _live(lab, config, batch_size, device)
     meter = lab.meter(device, f"truncated run of {config.id} at batch {batch_size}")
@@ -147,7 +157,9 @@ def measure_truncated(
             run.curve.append((trainer.samples_seen, round(checked_value(trainer, run.curve), 5)))
             if noise_points and trainer.samples_seen >= noise_points[0]:
                 noise_points = [p for p in noise_points if p > trainer.samples_seen]
-                run.noise.append(noise_sample(trainer, meter, config.id, *noise_batches))
+                small, big = noise_batches
+                value = run.curve[-1][1]
+                run.noise.append(noise_sample(trainer, meter, config.id, small, big, noise_repeats, value))
     except Diverged as err:
         run.diverged = err.reason
     except torch.OutOfMemoryError:

@@ -36,7 +36,13 @@ from paretrain.runtime.train.devices import claim, local_devices, machine_finger
 from paretrain.runtime.train.lab_memory import fitting_batches, free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
-from paretrain.runtime.train.lab_truncated import LiveRun, keep_runs, measure_truncated, noise_sample
+from paretrain.runtime.train.lab_truncated import (
+    NOISE_REPEATS,
+    LiveRun,
+    keep_runs,
+    measure_truncated,
+    noise_sample,
+)
 from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
 
 __all__ = ["TRIAL_STALL_S", "TorchLab", "code_version"]
@@ -345,11 +351,14 @@ class TorchLab:
         noise_at: Sequence[int],
         noise_batches: tuple[int, int],
         device: str | None = None,
+        noise_repeats: int = NOISE_REPEATS,
     ) -> tuple[ConvergenceRun, list[NoiseSample]]:
         """One config's truncated run, continued from the last call
         (``paretrain.runtime.train.lab_truncated``)."""
         device = device if device in self.prices else self.convergence_device
-        return measure_truncated(self, config, batch_size, levels, evals, noise_at, noise_batches, device)
+        return measure_truncated(
+            self, config, batch_size, levels, evals, noise_at, noise_batches, device, noise_repeats
+        )
 
     def keep_truncated(self, folder: Path, label: str) -> list[TruncatedCheckpoint]:
         """Write the state each truncated run ended in beside the profile, charged to it
