@@ -11,14 +11,19 @@ the knee for real, and record
   reused (``reused_usd``) and the profile's cost net of it over the run's whole training
   (``knowing_over_training``, ``paretrain.output.knowing``).
 
-Goals (the issue's): profile over run at most 0.25 for a 3-minute job and 0.10 for a 15-minute
-one; 70-90% of runs inside P10-P90 with a P50 error of at most 12%, truncated. The example specs
-plan jobs of seconds to a minute on 2 cores, so their ratios show the fixed cost of a profile
-(step timing, evaluations, noise samples), which longer jobs amortize. The cases run the example
-specs as shipped: larger jobs (the issue's 3- and 15-minute knees) need specs of their own,
-which this benchmark does not write yet.
+Goals: profile over run at most 0.25 for a 3-minute job and 0.10 for a 15-minute one; 70-90% of
+runs inside P10-P90 with a P50 error of at most 12%, truncated.
 
-    .venv/bin/python benchmarks/cost_of_knowing.py [--case digits] [--mode truncated] [--rounds 1]
+Job sizes (``--size``): ``s`` runs the example spec as shipped (its knee trains for seconds to
+half a minute); ``m`` and ``l`` scale MNIST-1D's job to knees of minutes (``SIZES``: a wider or
+deeper GRU, more data and higher levels, with budgets and a deadline to match; their knees
+trained for about 2 and 9 minutes here). A job grows in two ways, and both are here: a larger
+model makes every sample dearer, the profile's included, so that share stays; higher levels need
+more samples after the learning curve has left its plateau, and only then does the profile's
+fixed part (step timing, evaluations, noise samples) amortize.
+
+    .venv/bin/python benchmarks/cost_of_knowing.py [--case digits] [--mode truncated] \
+        [--size m] [--rounds 1]
 
 Writes ``benchmarks/results/cost_of_knowing.json`` (cases merge across invocations).
 """
