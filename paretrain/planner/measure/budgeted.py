@@ -56,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.measure.curves import Curve, fit_curve
-from paretrain.planner.measure.lab import OutOfMemory
+from paretrain.planner.measure.lab import NOISE_REPEATS, OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
 if TYPE_CHECKING:
@@ -87,7 +87,6 @@ MIN_ROUNDS = 3
 EVALS = 6
 MIN_ROUND_EVALS = 2
 EVAL_SHARE = 0.25
-NOISE_REPEATS = 16
 MIN_NOISE_REPEATS = 4
 NOISE_SHARE = 0.25
 NARROW = 0.15

@@ -13,7 +13,10 @@ from paretrain.planner.inputs.catalog import LocalDevice
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
-__all__ = ["Lab", "LocalDevice", "OutOfMemory"]
+__all__ = ["NOISE_REPEATS", "Lab", "LocalDevice", "OutOfMemory"]
+
+#: batch pairs a gradient-noise sample averages, at most (the two-batch estimator)
+NOISE_REPEATS = 16
 
 
 class OutOfMemory(Exception):
@@ -63,7 +66,7 @@ class Lab(Protocol):
         noise_at: Sequence[int],
         noise_batches: tuple[int, int],
         device: str | None = None,
-        noise_repeats: int = 16,
+        noise_repeats: int = NOISE_REPEATS,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each and
         taking a two-batch gradient-noise sample (``noise_repeats`` batch pairs averaged) at each

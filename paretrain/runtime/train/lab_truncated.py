@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import torch
 
 from paretrain.planner.inputs.space import Config
-from paretrain.planner.measure.lab import OutOfMemory
+from paretrain.planner.measure.lab import NOISE_REPEATS, OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, TruncatedCheckpoint
 from paretrain.runtime.train.checkpoint import save_state
 from paretrain.runtime.train.devices import claim
@@ -55,9 +55,6 @@ class TorchLab(Protocol):
 
 
 __all__ = ["NOISE_REPEATS", "LiveRun", "keep_runs", "measure_truncated", "noise_sample"]
-
-#: fresh batch pairs averaged per gradient-noise sample
-NOISE_REPEATS = 16
 
 
 @dataclass

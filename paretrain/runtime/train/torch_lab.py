@@ -368,7 +368,12 @@ class TorchLab:
         return kept
 
     def measure_noise(
-        self, config: Config, progress_samples: Sequence[int], small: int, big: int, repeats: int = 16
+        self,
+        config: Config,
+        progress_samples: Sequence[int],
+        small: int,
+        big: int,
+        repeats: int = NOISE_REPEATS,
     ) -> Sequence[NoiseSample]:
         """Gradient noise (``lab_truncated.noise_sample``) at points of a fresh run's progress."""
         device = self.convergence_device
