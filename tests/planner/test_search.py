@@ -175,18 +175,20 @@ def test_a_space_where_build_always_raises_stops_after_a_few_trials():
 def test_asha_promotes_by_the_extrapolated_score_at_full_fidelity_and_records_its_rungs():
     from paretrain.planner.search.rungs import ETA, rungs
 
-    assert rungs(90_000, 1000) == [10_000, 30_000]  # a factor ETA apart, the lowest 4 evaluations in
-    assert rungs(10_000, 1000) == []
+    assert rungs(90_000, 1000) == [4_000, 12_000, 36_000]  # a factor ETA apart from 4 evaluations in
+    assert rungs(40_000, 2000) == [8_000, 24_000]
+    assert rungs(4_000, 1000) == []  # a curve cannot be fitted before the budget ends
     result_study = study()
     lab = SyntheticTrialLab(usd_per_eval=1e-5)
     run_search(spec(trials=12, trial_samples=90_000), lab, result_study, MNIST1D_INFO)
     trials = [t for t in result_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    at_first = [t.user_attrs["rung_10000"] for t in trials if "rung_10000" in t.user_attrs]
+    at_first = [t.user_attrs["rung_4000"] for t in trials if "rung_4000" in t.user_attrs]
     assert len(at_first) == len(trials)  # every trial reached the first rung and recorded it
     cut = [t for t in trials if t.user_attrs.get("cut_short")]
     assert cut and len(cut) < len(trials)
     for t in cut:
-        rec = t.user_attrs["rung_10000"] if len(t.user_attrs["curve"]) <= 10 else t.user_attrs["rung_30000"]
+        # the rung it stopped at: the last it recorded
+        rec = t.user_attrs[f"rung_{max(r for r in rungs(90_000, 1000) if f'rung_{r}' in t.user_attrs)}"]
         # stopped because its optimistic extrapolation fell below the top third at that rung
         assert rec["p90"] >= rec["p50"]
         assert t.user_attrs["extrapolated"] is True

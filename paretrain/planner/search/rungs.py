@@ -1,7 +1,11 @@
 r"""Successive halving on learning curves: when a search trial stops short (``search.fidelity: asha``).
 
 A trial's sample budget ``R`` (``search.trial_samples``) is cut into *rungs* a factor ``ETA`` (3)
-apart: ``R / 3^k, ..., R / 9, R / 3`` (the lowest at least ``MIN_EVALS`` evaluations in). When a
+apart, from the first point a learning curve can be fitted, ``r = MIN_EVALS`` evaluations in:
+``r, 3r, 9r, ...`` below ``R``, as ASHA's rungs ``r * ETA^k`` (Li et al. 2020). Anchored at ``r``
+rather than at ``R`` (``R / 3, R / 9, ...``), the first cut comes as early as a curve allows: with
+``R`` = 40k samples and an evaluation every 2k, rungs at 8k and 24k, where ``R / 3^k`` gives one
+rung at 13.3k and a cut trial costs a third of a full one. When a
 trial reaches a rung it fits its learning curve so far (``paretrain.planner.measure.curves``) and
 records, in the study's storage, its **extrapolated score at full fidelity**: P50 and P90 of the
 target metric's score after ``R`` samples (``rung_<samples>`` user attributes; this is
@@ -40,14 +44,14 @@ StopRule = Callable[[int, float, int], bool]
 
 
 def rungs(budget: int, eval_every: int) -> list[int]:
-    """The rungs below ``budget``, lowest first: ``budget / ETA^k`` while at least ``MIN_EVALS``
-    evaluations in (none when even ``budget / ETA`` is not)."""
+    """The rungs below ``budget``, lowest first: ``MIN_EVALS * eval_every * ETA^k`` (none when
+    the lowest is not below ``budget``)."""
     out = []
-    r = budget / ETA
-    while r >= MIN_EVALS * eval_every:
-        out.append(round(r))
-        r /= ETA
-    return sorted(out)
+    r = MIN_EVALS * eval_every
+    while 0 < r < budget:
+        out.append(r)
+        r *= ETA
+    return out
 
 
 def extrapolated_score(curve: Sequence[tuple[int, float]], budget: int) -> tuple[float, float] | None:
