@@ -55,36 +55,45 @@ CASES = {
 }
 
 
+def _gru_job(
+    hidden: int,
+    depth: int,
+    data: tuple[int, int, int],
+    levels: list[float],
+    budget: tuple[float, float, int],
+) -> dict:
+    """A larger MNIST-1D job: a GRU of ``hidden`` x ``depth`` aiming at ``levels`` (the lowest is
+    the goal); ``data``: (examples, ``target.max_samples``, ``runtime.eval_every_samples``);
+    ``budget``: (profile envelope, train envelope, deadline in seconds)."""
+    samples, max_samples, every = data
+    profile_usd, train_usd, deadline_s = budget
+    return {
+        "workload": {"samples": samples},
+        "configs": [
+            {
+                "id": f"gru-{hidden}" + (f"x{depth}" if depth > 1 else ""),
+                "family": "gru",
+                "hidden": hidden,
+                "depth": depth,
+                "optimizer": "adam",
+                "lr": 0.001,
+            }
+        ],
+        "target": {"goal": levels[0], "levels": levels, "max_samples": max_samples},
+        "budget": {
+            "total_usd": round(profile_usd + train_usd, 6),
+            "envelopes": {"profile": profile_usd, "search": 0.0, "train": train_usd},
+            "approval_above_usd": 1.0,
+        },
+        "deadline_s": deadline_s,
+        "runtime": {"eval_every_samples": every},
+    }
+
+
 #: larger jobs of a case: spec fields replaced (``configs`` whole, other sections merged)
 SIZES: dict[str, dict[str, dict]] = {
-    "mnist1d/m": {
-        "workload": {"samples": 60000},
-        "configs": [
-            {"id": "gru-256", "family": "gru", "hidden": 256, "depth": 1, "optimizer": "adam", "lr": 0.001}
-        ],
-        "target": {"goal": 0.98, "levels": [0.98, 0.985, 0.99], "max_samples": 2_000_000},
-        "budget": {
-            "total_usd": 0.2,
-            "envelopes": {"profile": 0.05, "search": 0.0, "train": 0.15},
-            "approval_above_usd": 1.0,
-        },
-        "deadline_s": 7200,
-        "runtime": {"eval_every_samples": 20000},
-    },
-    "mnist1d/l": {
-        "workload": {"samples": 100000},
-        "configs": [
-            {"id": "gru-256x2", "family": "gru", "hidden": 256, "depth": 2, "optimizer": "adam", "lr": 0.001}
-        ],
-        "target": {"goal": 0.985, "levels": [0.985, 0.99, 0.993], "max_samples": 4_000_000},
-        "budget": {
-            "total_usd": 0.5,
-            "envelopes": {"profile": 0.1, "search": 0.0, "train": 0.4},
-            "approval_above_usd": 1.0,
-        },
-        "deadline_s": 14400,
-        "runtime": {"eval_every_samples": 40000},
-    },
+    "mnist1d/m": _gru_job(256, 1, (60_000, 2_000_000, 20_000), [0.98, 0.985, 0.99], (0.05, 0.15, 7200)),
+    "mnist1d/l": _gru_job(256, 2, (100_000, 4_000_000, 40_000), [0.985, 0.99, 0.993], (0.1, 0.4, 14400)),
 }
 
 
