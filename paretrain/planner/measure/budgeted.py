@@ -272,18 +272,23 @@ def noise_repeats(new_samples: int, noise_batches: tuple[int, int]) -> int:
     return max(MIN_NOISE_REPEATS, min(NOISE_REPEATS, fit))
 
 
+def _round_evals(account: _Account, config_id: str, new_samples: int, b0: int) -> tuple[float, int]:
+    """A round's predicted seconds of training, and how many times it evaluates."""
+    train_s = new_samples / b0 * account.step[config_id]
+    return train_s, round_evals(train_s, account.eval_s[config_id])
+
+
 def _round_s(account: _Account, config_id: str, new_samples: int, b0: int) -> float:
     """A round's predicted seconds of training and evaluation."""
-    train_s = new_samples / b0 * account.step[config_id]
-    eval_s = account.eval_s[config_id]
-    return train_s + round_evals(train_s, eval_s) * eval_s
+    train_s, n = _round_evals(account, config_id, new_samples, b0)
+    return train_s + n * account.eval_s[config_id]
 
 
 def _round(
     spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int], account: _Account
 ) -> None:
     start = r.samples
-    n = round_evals((target - start) / b0 * account.step[r.config.id], account.eval_s[r.config.id])
+    _, n = _round_evals(account, r.config.id, target - start, b0)
     evals = [start + (target - start) * (k + 1) // n for k in range(n)]
     noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
     try:
