@@ -175,8 +175,8 @@ def _convergence_device(offers: Sequence[Offer]) -> str | None:
     """The lab's default device for convergence and noise runs: the allowed local CPU with the
     most threads (a spec allowing only local/cpu-1 must not have them run, and be charged, on two
     threads); None (the lab's own choice) when no local CPU is allowed. A convergence run trains
-    on the allowed CPU measured fastest for its config instead (``paretrain.planner.measure.profile.fastest_cpu``)
-    when the profile measured one."""
+    on the allowed CPU where a sample of its config costs least instead
+    (``paretrain.planner.measure.profile.convergence_cpu``) when the profile measured one."""
     cpus = [o for o in offers if o.local and o.kind == "cpu"]
     return max(cpus, key=lambda o: o.threads).id if cpus else None
 

@@ -212,18 +212,28 @@ def test_builtin_catalog_has_the_required_offers_with_sources():
     assert any(o.spot and o.interruption_per_h > 0 for o in offers)
 
 
-def test_convergence_runs_train_on_the_cpu_measured_fastest_for_the_config():
+def test_convergence_runs_train_on_the_cpu_where_a_sample_costs_least():
     from paretrain.planner.measure.measurements import StepProfile, StepSample
-    from paretrain.planner.measure.profile import fastest_cpu
+    from paretrain.planner.measure.profile import convergence_cpu
 
     def prof(hw, step_s):
         return StepProfile(
             hw, "gru", "fp32", tuple(StepSample(b, 1, step_s * b / 64, 1.0, 0) for b in (64, 256))
         )
 
+    prices = {"local/cpu-1": 0.04, "local/cpu-2": 0.08}
     # a GRU whose steps are slower on two (contended) threads than on one
     steps = [prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.030)]
-    assert fastest_cpu(steps, "gru", 128) == "local/cpu-1"
-    assert fastest_cpu(list(reversed(steps)), "gru", 128) == "local/cpu-1"
-    assert fastest_cpu([prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.006)], "gru", 128) == "local/cpu-2"
-    assert fastest_cpu(steps, "cnn", 128) is None
+    assert convergence_cpu(steps, "gru", 128) == "local/cpu-1"
+    assert convergence_cpu(list(reversed(steps)), "gru", 128, prices) == "local/cpu-1"
+    # faster on two threads but not twice as fast: one thread is cheaper per sample
+    faster = [prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.006)]
+    assert convergence_cpu(faster, "gru", 128, prices) == "local/cpu-1"
+    # prices unknown (or equal): the faster device
+    assert convergence_cpu(faster, "gru", 128) == "local/cpu-2"
+    assert convergence_cpu(faster, "gru", 128, {"local/cpu-1": 0.04, "local/cpu-2": 0.04}) == "local/cpu-2"
+    # more than twice as fast on two threads: two threads are the cheaper per sample
+    assert convergence_cpu([prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.004)], "gru", 128, prices) == (
+        "local/cpu-2"
+    )
+    assert convergence_cpu(steps, "cnn", 128, prices) is None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.measure.budgeted import measure_budgeted
 from paretrain.planner.measure.lab import OutOfMemory
 
@@ -139,10 +140,10 @@ def build_profile(
     local = _reference_devices(spec, lab)
     hints = spec.convergence or {}
     cores = max((d.threads for d in lab.devices() if d.kind == "cpu"), default=1)
-    out = _Measured()
+    out = _Measured(usd_per_h={o.id: o.price_usd_per_h for o in local_offers(local, spec.hardware)})
     measured = [c for c in configs if c.id not in hints]
     truncated = spec.planner.convergence == "truncated"
-    # in this order: a convergence run trains on the CPU its step times found fastest
+    # in this order: a convergence run trains on the CPU its step times found cheapest per sample
     tasks = [
         *_step_tasks(spec, lab, local, configs, out),
         *_sync_tasks(spec, lab, local, cores, out),
@@ -192,6 +193,7 @@ class _Measured:
     peaks: dict[str, float] = field(default_factory=dict)
     syncs: list[SyncSample] = field(default_factory=list)
     out_of_memory: list[str] = field(default_factory=list)  # what was not measured, and why
+    usd_per_h: dict[str, float] = field(default_factory=dict)  # the local devices' prices
 
 
 def _truncated(
@@ -203,7 +205,7 @@ def _truncated(
         lab,
         configs,
         out.steps,
-        lambda cid, b: fastest_cpu(out.steps, cid, b),
+        lambda cid, b: convergence_cpu(out.steps, cid, b, out.usd_per_h),
         (NOISE_SMALL_BATCH, NOISE_BIG_BATCH),
     )
     out.runs.extend(got.runs)
@@ -283,7 +285,7 @@ def _convergence(spec: Spec, lab: Lab, cfg: Config, batch_size: int, out: _Measu
             spec.target.levels,
             spec.target.max_samples,
             spec.runtime.eval_every_samples,
-            device=fastest_cpu(out.steps, cfg.id, batch_size),
+            device=convergence_cpu(out.steps, cfg.id, batch_size, out.usd_per_h),
         )
     except OutOfMemory as err:
         out.out_of_memory.append(f"{err}; its convergence is not measured at that batch")
@@ -319,12 +321,25 @@ NOISE_SMALL_BATCH = 16
 NOISE_BIG_BATCH = 512
 
 
-def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -> str | None:
-    """The measured local CPU that trains ``config_id`` fastest at ``batch_size`` (the nearest
-    measured batch size), fp32; None when none was measured. Convergence runs train there: a
-    model whose steps do not speed up on two threads (a GRU's small sequential kernels, or a
-    busy machine) is not measured on the slower two-thread device."""
-    best: tuple[float, str] | None = None
+def convergence_cpu(
+    steps: Sequence[StepProfile],
+    config_id: str,
+    batch_size: int,
+    usd_per_h: Mapping[str, float] | None = None,
+) -> str | None:
+    """The measured local CPU where a convergence run of ``config_id`` at ``batch_size`` (the
+    nearest measured batch size, fp32) costs least per sample: step time over batch size times
+    the device's price (``usd_per_h``, from ``hardware.prices``), the faster device on a tie and
+    wherever a price is unknown; None when none was measured.
+
+    By cost, not speed: knowing is paid in money, and the cheapest device per sample is where
+    the cheapest schedules train, so the run's checkpoint is the one a knee on that device starts
+    from (``paretrain.planner.measure.measurements.TruncatedCheckpoint``). On this machine a GRU
+    at batch 64 ran 1.24x faster on two threads than on one, at twice the price: its truncated run
+    cost 0.62x on one thread. By speed alone, a model whose steps do not speed up on two threads
+    (small sequential kernels, or a busy machine) was already not run on the two-thread device."""
+    prices = usd_per_h or {}
+    best: tuple[float, float, str] | None = None
     for sp in steps:
         if sp.config_id != config_id or sp.precision != "fp32" or not sp.hardware.startswith("local/cpu"):
             continue
@@ -333,9 +348,13 @@ def fastest_cpu(steps: Sequence[StepProfile], config_id: str, batch_size: int) -
             key=lambda s: abs(s.batch_size - batch_size),
             default=None,
         )
-        if near is not None and (best is None or near.step_s / near.batch_size < best[0]):
-            best = (near.step_s / near.batch_size, sp.hardware)
-    return best[1] if best else None
+        if near is None:
+            continue
+        per_sample_s = near.step_s / near.batch_size
+        key = (per_sample_s * prices.get(sp.hardware, 0.0), per_sample_s, sp.hardware)
+        if best is None or key < best:
+            best = key
+    return best[2] if best else None
 
 
 def noise_points(top: int, n: int = 6) -> list[int]:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from paretrain.planner.inputs.metric import Metric
@@ -27,14 +26,14 @@ from paretrain.planner.measure.profile import (
     ConvergenceRun,
     NoiseSample,
     StepProfile,
-    StepSample,
     TruncatedCheckpoint,
 )
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
-from paretrain.runtime.train.lab_memory import fitting_batches, free_memory
+from paretrain.runtime.train.lab_memory import free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
+from paretrain.runtime.train.lab_steps import measure_steps, train_size
 from paretrain.runtime.train.lab_trial import TRIAL_STALL_S, run_trial
 from paretrain.runtime.train.lab_truncated import (
     NOISE_REPEATS,
@@ -43,7 +42,7 @@ from paretrain.runtime.train.lab_truncated import (
     measure_truncated,
     noise_sample,
 )
-from paretrain.runtime.train.trainer import Trainer, estimate_peak_bytes
+from paretrain.runtime.train.trainer import Trainer
 
 __all__ = ["TRIAL_STALL_S", "TorchLab", "code_version"]
 
@@ -54,6 +53,7 @@ _CODE_MODULES = (
     "paretrain.runtime.train.lab_meter",
     "paretrain.runtime.train.lab_truncated",
     "paretrain.runtime.train.lab_memory",
+    "paretrain.runtime.train.lab_steps",
     "paretrain.runtime.money.reserve",
     "paretrain.runtime.train.workloads.mnist1d",
     "paretrain.runtime.train.distributed",
@@ -72,45 +72,6 @@ def code_version() -> str:
         origin = Path(spec.origin) if spec is not None and spec.origin else None
         h.update(origin.read_bytes() if origin is not None and origin.exists() else name.encode())
     return h.hexdigest()[:12]
-
-
-def _train_size(workload: Any) -> int:
-    """Samples in the workload's training set (a large number for an unsized iterable one)."""
-    try:
-        return len(workload.train_dataset())
-    except TypeError:
-        return 1 << 40
-
-
-def _interleaved_passes(
-    trainer: Trainer, meter: LabMeter, usable: Sequence[int], steps: int
-) -> tuple[dict[int, list[float]], list[float]]:
-    """Per batch size, the mean step time of each pass, and the warm-up steps' times.
-
-    Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
-    after one untimed step at the new size, and the mean of a size's per-pass means. A
-    slow spell of a shared machine then lands on every batch size alike instead of on
-    whichever size was being measured, so the planner's comparison between batch sizes
-    holds even when the absolute speed drifts; the mean (not the median) keeps the slow
-    spells a run will also meet, since a run's time is the sum of its steps. Before it, a
-    quarter second of untimed steps: a fresh process runs its first steps up to 1.6x slower."""
-    rounds = max(1, min(5, steps // 4))
-    passes: dict[int, list[float]] = {b: [] for b in usable}
-    warm_s: list[float] = []
-    warm_until = time.perf_counter() + 0.25
-    while len(warm_s) < 3 or time.perf_counter() < warm_until:
-        warm_s.append(meter.timed(trainer.step))
-    for r in range(rounds):
-        for b in usable:
-            trainer.set_batch_size(b)
-            share = steps * (r + 1) // rounds - steps * r // rounds
-            timed = []
-            for i in range(share + 1):
-                dt = meter.timed(trainer.step, passes[b][-1] if passes[b] else 0.0)
-                if i:
-                    timed.append(dt)
-            passes[b].append(sum(timed) / len(timed))
-    return passes, warm_s
 
 
 class TorchLab:
@@ -170,7 +131,7 @@ class TorchLab:
         return self.ledger.spent if self.ledger else 0.0
 
     def train_size(self) -> int:
-        return _train_size(self.workload)
+        return train_size(self.workload)
 
     # -- the search's trials ------------------------------------------------------------------
     def run_trial(
@@ -190,66 +151,7 @@ class TorchLab:
     def measure_steps(
         self, config: Config, device: str, precision: str, batch_sizes: Sequence[int], steps: int
     ) -> StepProfile:
-        torch_device = claim(device)
-        meter = self.meter(device, f"steps of {config.id} on {device}")
-        n_train = _train_size(self.workload)
-        usable = sorted(b for b in batch_sizes if b <= n_train)
-        trainer = Trainer(
-            self.workload,
-            config,
-            batch_size=usable[0],
-            precision=precision,
-            device=torch_device,
-            seed=self.seed,
-            metric=self.metric,
-        )
-        usable, oom_batch = fitting_batches(trainer, meter, usable, f"{config.id} on {device}")
-        # interleaved passes over the batch sizes (see ``_interleaved_passes``)
-        passes, warm_s = _interleaved_passes(trainer, meter, usable, steps)
-        samples = []
-        for b in usable:
-            step_s = float(np.mean(passes[b]))
-            spread = float(np.std(passes[b]) / step_s) if len(passes[b]) > 1 else 0.0
-            samples.append(
-                StepSample(b, 1, step_s, b / step_s, estimate_peak_bytes(trainer, b), round(spread, 5))
-            )
-        # what the warm-up steps took beyond the steady state at the first batch size: paid once per run
-        fixed = max(0.0, sum(warm_s) - len(warm_s) * float(np.mean(passes[usable[0]])))
-        evals: list[float] = []
-        for _ in range(4):  # the first evaluation warms up and is not counted
-            meter.guard(evals[-1] if evals else 0.0)
-            evals.append(trainer.evaluate().seconds)
-        meter.flush()
-        return StepProfile(
-            device,
-            config.id,
-            precision,
-            tuple(samples),
-            eval_s=sum(evals[1:]) / 3,
-            source="measured",
-            measured_on=machine_fingerprint(),
-            param_count=trainer.parameter_count(),
-            ckpt_s=self._ckpt_s(trainer, meter),
-            fixed_s=round(fixed, 6),
-            oom_batch=oom_batch,
-        )
-
-    def _ckpt_s(self, trainer: Trainer, meter: LabMeter, repeats: int = 3) -> float:
-        """Median seconds to write the trainer's checkpoint as the runtime does (atomic, fsync)."""
-        import tempfile
-
-        from paretrain.runtime.train.checkpoint import save_checkpoint
-
-        times: list[float] = []
-        with tempfile.TemporaryDirectory(prefix="paretrain-ckpt-") as tmp:
-            for _ in range(repeats):
-                meter.guard(times[-1] if times else 0.0)
-                t0 = time.perf_counter()
-                save_checkpoint(tmp, {"trainer": trainer.state_dict(), "run": {}}, keep=1)
-                times.append(time.perf_counter() - t0)
-                meter.observe(times[-1])
-        meter.flush()
-        return sorted(times)[len(times) // 2]
+        return measure_steps(self, config, device, precision, batch_sizes, steps)
 
     def measure_peak(self, device: str, size: int = 512, repeats: int = 20) -> float:
         """Achieved fp32 matrix-multiply rate on ``device`` (GFLOP/s): the scale against which
@@ -299,7 +201,7 @@ class TorchLab:
         trainer = Trainer(
             self.workload,
             config,
-            batch_size=min(batch_size, _train_size(self.workload)),
+            batch_size=min(batch_size, train_size(self.workload)),
             device=torch_device,
             seed=self.seed,
             metric=self.metric,

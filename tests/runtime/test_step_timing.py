@@ -1,0 +1,53 @@
+"""Step timing (``paretrain.runtime.train.lab_steps``): passes stop once the shape of step time
+over batch sizes is known; what it times is charged to the profile's ledger."""
+
+from __future__ import annotations
+
+import pytest
+
+from paretrain.planner.inputs.space import Config
+from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.train.lab_steps import PASS_SE, _known
+from paretrain.runtime.train.torch_lab import TorchLab
+from paretrain.runtime.train.workloads.mnist1d import Mnist1D
+
+
+def test_the_shape_is_known_when_each_sizes_ratio_to_the_smallest_holds_pass_by_pass():
+    # the machine slows whole passes alike (x1, x1.5, x0.8): the ratios hold, the means do not
+    drifting = {64: [0.10, 0.15, 0.08], 128: [0.18, 0.27, 0.144]}
+    assert _known(drifting)
+    # a size whose ratio to the smallest moves pass by pass is not known yet
+    assert not _known({64: [0.10, 0.10, 0.10], 128: [0.18, 0.24, 0.15]})
+
+    # at the bound: a ratio's standard error just under and just over PASS_SE of its mean
+    def ratios(se: float) -> dict[int, list[float]]:
+        d = se * 3**0.5  # three ratios 1-d, 1, 1+d have standard deviation d, error d / sqrt(3)
+        return {64: [1.0, 1.0, 1.0], 256: [1 - d, 1.0, 1 + d]}
+
+    assert _known(ratios(0.99 * PASS_SE))
+    assert not _known(ratios(1.01 * PASS_SE))
+    # one batch size: its mean itself
+    assert _known({64: [0.100, 0.101, 0.099]})
+    assert not _known({64: [0.10, 0.15, 0.08]})
+    assert not _known({64: [0.1], 128: [0.2]})  # one pass says nothing about its spread
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("steps")
+    workload = Mnist1D(samples=1200, val_fraction=0.2, seed=1, cache_dir=tmp / "cache")
+    ledger = Ledger(tmp / "ledger.jsonl", run_id="profile")
+    return TorchLab(workload, prices_usd_per_h={"local/cpu-1": 0.0425}, ledger=ledger)
+
+
+def test_step_timing_measures_every_size_and_charges_what_it_timed(lab):
+    cfg = Config("m", "mlp", (("width", 32), ("depth", 2)))
+    before = lab.spent()
+    sp = lab.measure_steps(cfg, "local/cpu-1", "fp32", [16, 32, 64], steps=20)
+    assert [s.batch_size for s in sp.samples] == [16, 32, 64]
+    assert all(s.step_s > 0 and s.samples_per_s > 0 for s in sp.samples)
+    assert sp.eval_s > 0 and sp.ckpt_s > 0
+    # every second the device was busy is charged at its price: at least the steps, evaluations
+    # (one warming up, at least one timed) and checkpoint writes it timed
+    least_s = sum(s.step_s for s in sp.samples) * 3 + sp.eval_s * 2 + sp.ckpt_s * 3
+    assert lab.spent() - before >= 0.9 * least_s * 0.0425 / 3600
