@@ -87,7 +87,13 @@ PLANNER_SECTION = Field(
             items=_int(minimum=1),
             help="the batch sizes of a full measurement; a truncated run trains at the smallest",
         ),
-        "profile_steps": _int(default=50, minimum=5, maximum=10_000),
+        "profile_steps": _int(
+            default=50,
+            minimum=5,
+            maximum=10_000,
+            help="the most training steps timed per batch size and device; timing stops earlier "
+            "once the shape of step time over batch sizes is known (2% standard error)",
+        ),
         "noise": Field(
             "bool",
             default=True,
