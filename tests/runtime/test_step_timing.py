@@ -51,3 +51,57 @@ def test_step_timing_measures_every_size_and_charges_what_it_timed(lab):
     # (one warming up, at least one timed) and checkpoint writes it timed
     least_s = sum(s.step_s for s in sp.samples) * 3 + sp.eval_s * 2 + sp.ckpt_s * 3
     assert lab.spent() - before >= 0.9 * least_s * 0.0425 / 3600
+
+
+def test_an_evaluation_is_timed_on_the_head_of_the_validation_set_and_scaled_by_its_share():
+    import torch
+    from torch.utils.data import Dataset, IterableDataset, TensorDataset
+
+    from paretrain.runtime.train.batches import head
+
+    x = torch.arange(10.0)
+    tensors = TensorDataset(x, x * 2)
+    first, share = head(tensors, 4)
+    assert share == 0.4 and len(first) == 4 and first[3][1].item() == 6.0
+
+    class Mapped(Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return i
+
+    mapped, share = head(Mapped(), 2)
+    assert share == 0.25 and list(mapped) == [0, 1]
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter(range(5))
+
+    stream = Stream()
+    assert head(stream, 2) == (stream, 1.0)  # no length: the whole set
+    assert head(tensors, None) == (tensors, 1.0)
+    assert head(tensors, 10) == (tensors, 1.0)
+
+
+def test_evaluate_with_a_limit_reads_only_the_first_examples(lab):
+    from paretrain.runtime.train.trainer import Trainer
+
+    t = Trainer(lab.workload, Config("m", "mlp", (("width", 16), ("depth", 1))), batch_size=16)
+    seen: list[int] = []
+    evaluate = t._evaluate
+
+    def counting(model, batches):
+        def each():
+            for b in batches:
+                seen.append(len(b[0]))
+                yield b
+
+        return evaluate(model, each())
+
+    t._evaluate = counting
+    t.evaluate(chunk=64, limit=100)
+    assert sum(seen) == 100 and seen == [64, 36]
+    seen.clear()
+    t.evaluate(chunk=64)
+    assert sum(seen) == 240  # the whole validation set (1200 examples, a fifth of them)

@@ -18,10 +18,10 @@ from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["BatchStream", "eval_batches", "to_device"]
+__all__ = ["BatchStream", "eval_batches", "head", "to_device"]
 
 
 def to_device(batch: Any, device: str) -> Any:
@@ -224,3 +224,17 @@ def eval_batches(dataset: Dataset, device: str, chunk: int, workers: int = 0) ->
     )
     for batch in loader:
         yield to_device(batch, device)
+
+
+def head(dataset: Dataset, n: int | None) -> tuple[Dataset, float]:
+    """The first ``n`` examples of ``dataset`` and the share of the whole set they are; the
+    whole set (share 1) when ``n`` is None or not smaller, or when the set has no length (an
+    ``IterableDataset``). What times an evaluation reads a head and scales by its share."""
+    if n is None or isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
+        return dataset, 1.0
+    total = len(dataset)
+    if n >= total:
+        return dataset, 1.0
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[:n] for t in dataset.tensors)), n / total
+    return Subset(dataset, range(n)), n / total

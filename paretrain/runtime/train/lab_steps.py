@@ -4,8 +4,8 @@
 (``_interleaved_passes``), then the evaluation and the checkpoint write, each under the lab's
 meter (``paretrain.runtime.train.lab_meter.LabMeter``): what timing costs is charged like any
 other measurement. What is timed is sized to what the plan needs from it: the passes stop once
-the mean step times are known (``PASS_SE``), and evaluations are timed until ``EVAL_TIMING_S``
-seconds or ``EVAL_TIMINGS`` of them, whichever comes first, after one that warms up.
+the shape of step time over batch sizes is known (``PASS_SE``), and an evaluation is timed on the
+validation set's first ``EVAL_TIMING_EXAMPLES`` examples, scaled to the whole set.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.measurements import StepProfile, StepSample
+from paretrain.runtime.train.batches import head
 from paretrain.runtime.train.checkpoint import save_checkpoint
 from paretrain.runtime.train.devices import claim, machine_fingerprint
 from paretrain.runtime.train.lab_memory import fitting_batches
@@ -36,16 +37,26 @@ class TorchLab(Protocol):
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter: ...
 
 
-__all__ = ["EVAL_TIMINGS", "EVAL_TIMING_S", "MIN_PASSES", "PASS_SE", "measure_steps", "train_size"]
+__all__ = [
+    "EVAL_TIMINGS",
+    "EVAL_TIMING_EXAMPLES",
+    "EVAL_TIMING_S",
+    "MIN_PASSES",
+    "PASS_SE",
+    "measure_steps",
+    "train_size",
+]
 
 #: passes over the batch sizes before step timing may stop early
 MIN_PASSES = 3
 #: the shape of step time is known when each size's per-pass ratio to the smallest size has a
 #: standard error of at most this share of its mean (``_known``)
 PASS_SE = 0.02
-#: timed evaluations: at most this many, fewer once they add up to ``EVAL_TIMING_S`` seconds
+#: timed evaluations: at most this many, fewer once they add up to ``EVAL_TIMING_S`` seconds,
+#: each of the validation set's first ``EVAL_TIMING_EXAMPLES`` examples (four chunks)
 EVAL_TIMINGS = 3
 EVAL_TIMING_S = 1.0
+EVAL_TIMING_EXAMPLES = 2048
 
 
 def measure_steps(
@@ -101,19 +112,22 @@ def train_size(workload: Any) -> int:
 
 
 def _eval_s(trainer: Trainer, meter: LabMeter) -> float:
-    """Mean seconds of an evaluation after one that warms up (not counted): ``EVAL_TIMINGS`` of
-    them, or fewer once they add up to ``EVAL_TIMING_S``. An evaluation of a few milliseconds is
-    averaged over three; one of seconds (a large validation set: 2.3 s for a GRU of width 256
-    on 6,000 MNIST-1D examples on one thread) is timed once, which already measures it to a
-    few percent, instead of paying three more."""
+    """Seconds of an evaluation of the whole validation set, timed on its first
+    ``EVAL_TIMING_EXAMPLES`` examples and scaled to the whole (an evaluation's time is its
+    chunks' time): after one that warms up (not counted), the mean of ``EVAL_TIMINGS`` of them,
+    or fewer once they add up to ``EVAL_TIMING_S``. Timing the whole set cost the profile of a GRU
+    of width 256 on 6,000 MNIST-1D examples 2.3 s an evaluation on one thread, a quarter of its
+    step timing; what the run's evaluations really take is checked against the convergence runs
+    (the speed factor)."""
+    share = head(trainer.val_dataset, EVAL_TIMING_EXAMPLES)[1]
     meter.guard(0.0)
-    warm = trainer.evaluate().seconds
+    warm = trainer.evaluate(limit=EVAL_TIMING_EXAMPLES).seconds
     timed: list[float] = []
     while len(timed) < EVAL_TIMINGS and sum(timed) < EVAL_TIMING_S:
         meter.guard(timed[-1] if timed else warm)
-        timed.append(trainer.evaluate().seconds)
+        timed.append(trainer.evaluate(limit=EVAL_TIMING_EXAMPLES).seconds)
     meter.flush()
-    return sum(timed) / len(timed)
+    return sum(timed) / len(timed) / share
 
 
 def _ckpt_s(trainer: Trainer, meter: LabMeter, repeats: int = 3) -> float:

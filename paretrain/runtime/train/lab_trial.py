@@ -285,8 +285,8 @@ class _WatchedTrainer(Trainer):
         except Exception as err:  # the user's dataset, read one sample at a time
             raise _MemberRaised("train_dataset", err) from err
 
-    def evaluate(self, chunk: int = 512) -> Evaluation:
-        out = super().evaluate(chunk)
+    def evaluate(self, chunk: int = 512, limit: int | None = None) -> Evaluation:
+        out = super().evaluate(chunk, limit)
         for metric, value in out.metrics.items():
             if not math.isfinite(value):
                 raise _Diverged(f"{metric} {value} at sample {self.samples_seen}")
