@@ -84,7 +84,8 @@ def test_an_evaluation_is_timed_on_the_head_of_the_validation_set_and_scaled_by_
     assert head(tensors, 10) == (tensors, 1.0)
 
 
-def test_evaluate_with_a_limit_reads_only_the_first_examples(lab):
+def test_evaluate_on_a_head_reads_only_its_examples(lab):
+    from paretrain.runtime.train.batches import head
     from paretrain.runtime.train.trainer import Trainer
 
     t = Trainer(lab.workload, Config("m", "mlp", (("width", 16), ("depth", 1))), batch_size=16)
@@ -100,8 +101,24 @@ def test_evaluate_with_a_limit_reads_only_the_first_examples(lab):
         return evaluate(model, each())
 
     t._evaluate = counting
-    t.evaluate(chunk=64, limit=100)
+    t.evaluate(chunk=64, val=head(t.val_dataset, 100)[0])
     assert sum(seen) == 100 and seen == [64, 36]
     seen.clear()
     t.evaluate(chunk=64)
     assert sum(seen) == 240  # the whole validation set (1200 examples, a fifth of them)
+
+
+def test_a_part_of_the_validation_set_is_drawn_at_random_and_fixed_by_its_seed():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from paretrain.runtime.train.batches import part
+
+    x = torch.arange(100.0)  # a set sorted by its value, as a validation set sorted by class
+    parts = [part(TensorDataset(x), 10, seed)[:][0] for seed in range(5)]
+    assert all(len(p) == 10 and len(set(p.tolist())) == 10 for p in parts)
+    assert torch.equal(parts[0], part(TensorDataset(x), 10, 0)[:][0])  # the same seed, the same part
+    assert any(not torch.equal(p, x[:10]) for p in parts)  # not the head of the set
+    assert not torch.equal(parts[0], parts[1])
+    whole = TensorDataset(x)
+    assert part(whole, 100, 0) is whole

@@ -119,13 +119,13 @@ def _eval_s(trainer: Trainer, meter: LabMeter) -> float:
     of width 256 on 6,000 MNIST-1D examples 2.3 s an evaluation on one thread, a quarter of its
     step timing; what the run's evaluations really take is checked against the convergence runs
     (the speed factor)."""
-    share = head(trainer.val_dataset, EVAL_TIMING_EXAMPLES)[1]
+    val, share = head(trainer.val_dataset, EVAL_TIMING_EXAMPLES)
     meter.guard(0.0)
-    warm = trainer.evaluate(limit=EVAL_TIMING_EXAMPLES).seconds
+    warm = trainer.evaluate(val=val).seconds
     timed: list[float] = []
     while len(timed) < EVAL_TIMINGS and sum(timed) < EVAL_TIMING_S:
         meter.guard(timed[-1] if timed else warm)
-        timed.append(trainer.evaluate(limit=EVAL_TIMING_EXAMPLES).seconds)
+        timed.append(trainer.evaluate(val=val).seconds)
     meter.flush()
     return sum(timed) / len(timed) / share
 

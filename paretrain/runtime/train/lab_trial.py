@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
+from torch.utils.data import Dataset
 
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.inputs.space import Config
@@ -285,8 +286,8 @@ class _WatchedTrainer(Trainer):
         except Exception as err:  # the user's dataset, read one sample at a time
             raise _MemberRaised("train_dataset", err) from err
 
-    def evaluate(self, chunk: int = 512, limit: int | None = None) -> Evaluation:
-        out = super().evaluate(chunk, limit)
+    def evaluate(self, chunk: int = 512, val: Dataset | None = None) -> Evaluation:
+        out = super().evaluate(chunk, val)
         for metric, value in out.metrics.items():
             if not math.isfinite(value):
                 raise _Diverged(f"{metric} {value} at sample {self.samples_seen}")

@@ -21,11 +21,11 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
-from paretrain.runtime.train.batches import BatchStream, eval_batches, head
+from paretrain.runtime.train.batches import BatchStream, eval_batches
 from paretrain.runtime.train.dry_check import NamedFault, WorkloadError
 from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
@@ -251,9 +251,9 @@ class Trainer:
             yield self.step()
 
     @torch.no_grad()
-    def evaluate(self, chunk: int = 512, limit: int | None = None) -> Evaluation:
-        """The workload's metrics on the validation set (its first ``limit`` examples when set:
-        ``paretrain.runtime.train.batches.head``), read ``chunk`` samples at a time.
+    def evaluate(self, chunk: int = 512, val: Dataset | None = None) -> Evaluation:
+        """The workload's metrics on the validation set (or on ``val``, a part of it:
+        ``paretrain.runtime.train.batches.head`` and ``part``), read ``chunk`` samples at a time.
 
         Small chunks keep each activation buffer to a few MiB. With 4,096-sample chunks (20 MiB
         buffers for the 32-channel CNN) the time of one evaluation depended on the process's
@@ -265,8 +265,8 @@ class Trainer:
         self.model.eval()
         try:
             with autocast(self.device, self.precision):
-                val = head(self.val_dataset, limit)[0]
-                batches = eval_batches(val, self.device, chunk, self.loader_workers)
+                data = self.val_dataset if val is None else val
+                batches = eval_batches(data, self.device, chunk, self.loader_workers)
                 try:
                     metrics = self._evaluate(self.model, batches)
                 except (WorkloadError, NamedFault):
