@@ -54,6 +54,7 @@ _CODE_MODULES = (
     "paretrain.runtime.train.lab_truncated",
     "paretrain.runtime.train.lab_memory",
     "paretrain.runtime.train.lab_steps",
+    "paretrain.runtime.train.batches",
     "paretrain.runtime.money.reserve",
     "paretrain.runtime.train.workloads.mnist1d",
     "paretrain.runtime.train.distributed",
