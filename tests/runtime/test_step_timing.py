@@ -122,3 +122,14 @@ def test_a_part_of_the_validation_set_is_drawn_at_random_and_fixed_by_its_seed()
     assert not torch.equal(parts[0], parts[1])
     whole = TensorDataset(x)
     assert part(whole, 100, 0) is whole
+
+
+def test_parts_drawn_by_one_seed_are_nested():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from paretrain.runtime.train.batches import part
+
+    x = TensorDataset(torch.arange(100.0))
+    small, large = set(part(x, 10, 3)[:][0].tolist()), set(part(x, 40, 3)[:][0].tolist())
+    assert len(small) == 10 and len(large) == 40 and small <= large

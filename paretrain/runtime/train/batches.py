@@ -241,8 +241,9 @@ def head(dataset: Dataset, n: int | None) -> tuple[Dataset, float]:
 
 
 def part(dataset: Dataset, n: int, seed: int) -> Dataset:
-    """A fixed random part of ``n`` examples of ``dataset`` (drawn by ``seed``, in the set's
-    order); the whole set when ``n`` is not smaller or the set has no length. Random, not the
+    """A fixed random part of ``n`` examples of ``dataset``: the first ``n`` of a permutation
+    drawn by ``seed`` (so parts of one seed are nested), in the set's order; the whole set when
+    ``n`` is not smaller or the set has no length. Random, not the
     first ``n``: a validation set may be sorted (by class, by source), and a part of it then
     measures a metric of the whole only when it is drawn at random."""
     if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized) or n >= len(dataset):

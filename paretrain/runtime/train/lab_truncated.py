@@ -177,8 +177,8 @@ def measure_truncated(
 
 def _part(run: LiveRun, seed: int, share: float) -> Dataset | None:
     """The part of the validation set a round with ``share`` evaluates on (None: the whole set):
-    at least ``MIN_EVAL_EXAMPLES`` examples, drawn once per size and kept for the run, so that
-    its points are comparable from round to round."""
+    at least ``MIN_EVAL_EXAMPLES`` examples, the head of one permutation seeded by the lab's
+    seed, so that a later round's larger part holds every example of an earlier one."""
     whole = run.trainer.val_dataset
     size = len(whole) if isinstance(whole, Sized) else 0
     n = max(MIN_EVAL_EXAMPLES, math.ceil(share * size))
