@@ -116,3 +116,23 @@ def test_a_round_evaluates_a_part_of_the_validation_set_when_even_its_fewest_eva
     _, lab = _profile()
     assert lab.eval_shares and lab.eval_shares == sorted(lab.eval_shares)
     assert all(0 < s <= 1 for s in lab.eval_shares)
+
+
+def test_a_run_that_reached_the_top_level_goes_on_until_it_has_a_learning_curve():
+    """Under load a first round evaluates fewer times; a run that reached the top level in three
+    evaluations is not done, since the plan is made from its learning curve."""
+    from paretrain.planner.measure.budgeted import _done, _Run
+    from paretrain.planner.measure.measurements import ConvergenceRun
+
+    spec = parse_spec(_spec(), "spec.yaml", WORKLOADS)
+    cfg = spec.configs[0]
+
+    def run(curve):
+        reached = tuple((lv, next((n for n, v in curve if v >= lv), None)) for lv in (0.8, 0.9))
+        r = _Run(cfg, "local/cpu-1", samples=curve[-1][0])
+        r.run = ConvergenceRun(cfg.id, 16, reached, max(v for _, v in curve), tuple(curve), truncated=True)
+        return r
+
+    assert _done(run([(256, 0.77), (512, 0.90), (768, 0.94)]), spec, 4_000_000) == ""
+    six = [(128, 0.72), (256, 0.77), (384, 0.85), (512, 0.90), (640, 0.91), (768, 0.94)]
+    assert _done(run(six), spec, 4_000_000) == "the top level known"

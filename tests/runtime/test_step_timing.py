@@ -133,3 +133,19 @@ def test_parts_drawn_by_one_seed_are_nested():
     x = TensorDataset(torch.arange(100.0))
     small, large = set(part(x, 10, 3)[:][0].tolist()), set(part(x, 40, 3)[:][0].tolist())
     assert len(small) == 10 and len(large) == 40 and small <= large
+
+
+def test_a_trial_whose_money_runs_out_measuring_its_latency_is_a_trial_at_its_budget(lab, monkeypatch):
+    """Under load a trial's training can end at the edge of what it holds; the latency measured
+    after it then meets the envelope. That is the trial's budget, not the search's end."""
+    from paretrain.runtime.train import lab_trial
+    from paretrain.runtime.train.lab_meter import EnvelopeExhausted
+
+    def out_of_money(trainer, meter, repeats=50):
+        raise EnvelopeExhausted("the search stopped at its envelope")
+
+    monkeypatch.setattr(lab_trial, "latency_ms", out_of_money)
+    cfg = Config("m", "mlp", (("width", 16), ("depth", 1)))
+    run = lab.run_trial(cfg, max_samples=256, eval_every=128, cap_usd=1.0, should_stop=lambda *_: False)
+    assert run.budget_hit and run.latency_ms == 1e9
+    assert [n for n, _ in run.curve] == [128, 256] and run.spend_usd > 0

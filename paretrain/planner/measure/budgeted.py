@@ -152,11 +152,11 @@ def _to_goal(r: _Run, spec: Spec) -> tuple[float, float, float] | None:
 def _top_known(r: _Run, spec: Spec) -> bool:
     assert r.run is not None
     top = max(spec.target.levels, key=spec.target.metric_obj.score)
+    curve = _curve(r, spec)
+    if curve is None:  # the plan is made from the run's learning curve: too few evaluations yet
+        return False
     if dict(r.run.reached).get(top) is not None:
         return True
-    curve = _curve(r, spec)
-    if curve is None:
-        return False
     lo, mid, hi = curve.samples_to(top)
     return bool(math.isfinite(hi) and mid > 0 and hi / mid <= 1 + NARROW and mid / max(lo, 1.0) <= 1 + NARROW)
 

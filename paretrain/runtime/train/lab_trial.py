@@ -138,7 +138,12 @@ def _measure(
     meter.flush()
     lab.trial_prior_s = max(built, meter.slowest)
     train_spend = lab.spent() - start
-    latency = _latency(trainer, meter) if not budget_hit else math.nan
+    latency = math.nan
+    if not budget_hit:
+        try:
+            latency = _latency(trainer, meter)
+        except EnvelopeExhausted:  # the money ran out after the training: a trial at its budget
+            budget_hit = True
     meter.flush()
     if not curve:  # the envelope ran out before the first evaluation
         curve = [(trainer.samples_seen, round(trainer.evaluate().value, 5))]
