@@ -138,12 +138,7 @@ def _measure(
     meter.flush()
     lab.trial_prior_s = max(built, meter.slowest)
     train_spend = lab.spent() - start
-    latency = math.nan
-    if not budget_hit:
-        try:
-            latency = _latency(trainer, meter)
-        except EnvelopeExhausted:  # the money ran out after the training: a trial at its budget
-            budget_hit = True
+    latency, budget_hit = _latency(trainer, meter) if not budget_hit else (math.nan, True)
     meter.flush()
     if not curve:  # the envelope ran out before the first evaluation
         curve = [(trainer.samples_seen, round(trainer.evaluate().value, 5))]
@@ -174,10 +169,14 @@ def _unscored(lab: TrialHost, start: float, fault: TrialFault) -> TrialRun:
     )
 
 
-def _latency(trainer: Trainer, meter: LabMeter) -> float:
+def _latency(trainer: Trainer, meter: LabMeter) -> tuple[float, bool]:
+    """The trained model's latency, and whether the trial's money ran out measuring it (then it
+    is a trial at its budget, with no latency, not the search's end)."""
     try:
-        return latency_ms(trainer, meter)
-    except (_MemberRaised, EnvelopeExhausted):
+        return latency_ms(trainer, meter), False
+    except EnvelopeExhausted:
+        return math.nan, True
+    except _MemberRaised:
         raise
     except Exception as err:  # the user's model, run on what inputs() gave
         raise _MemberRaised("forward", err) from err
