@@ -26,7 +26,6 @@ class SyntheticLab:
         self.best = best or {}
         self.calls: list[str] = []
         self.noise_repeats: list[int] = []  # per truncated round: the batch pairs asked for
-        self.eval_shares: list[float] = []  # per truncated round: the share of the validation set read
         self.truncated: dict[tuple[str, int], tuple[list, list]] = {}
 
     def devices(self) -> Sequence[LocalDevice]:
@@ -99,11 +98,9 @@ class SyntheticLab:
         noise_batches: tuple[int, int],
         device: str | None = None,
         noise_repeats: int = 16,
-        eval_share: float = 1.0,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         self.calls.append(f"truncated {config.id} {batch_size} to {max(evals)}")
         self.noise_repeats.append(noise_repeats)
-        self.eval_shares.append(eval_share)
         key = (config.id, batch_size)
         curve, noise = self.truncated.setdefault(key, ([], []))
         for s in sorted(e for e in evals if not curve or e > curve[-1][0]):

@@ -15,7 +15,6 @@ from paretrain.planner.measure.budgeted import (
     MIN_ROUNDS,
     NOISE_REPEATS,
     NOISE_SHARE,
-    eval_share,
     noise_repeats,
     round_evals,
 )
@@ -104,18 +103,6 @@ def test_a_noise_sample_averages_fewer_pairs_in_short_rounds():
     _, lab = _profile()
     assert lab.noise_repeats and lab.noise_repeats == sorted(lab.noise_repeats)
     assert all(MIN_NOISE_REPEATS <= r <= NOISE_REPEATS for r in lab.noise_repeats)
-
-
-def test_a_round_evaluates_a_part_of_the_validation_set_when_even_its_fewest_evaluations_are_dear():
-    assert eval_share(train_s=100.0, evals=6, eval_s=0.1) == 1.0  # cheap: the whole set
-    share = eval_share(train_s=4.0, evals=2, eval_s=2.5)  # two full ones would take 5 s of 4
-    assert 0 < share < 1 and 2 * 2.5 * share == EVAL_SHARE * 4.0
-    assert eval_share(train_s=float("inf"), evals=2, eval_s=2.5) == 1.0  # no step time yet
-    assert eval_share(train_s=4.0, evals=2, eval_s=0.0) == 1.0
-    # along a profile the rounds double while the evaluations stay few: the share never decreases
-    _, lab = _profile()
-    assert lab.eval_shares and lab.eval_shares == sorted(lab.eval_shares)
-    assert all(0 < s <= 1 for s in lab.eval_shares)
 
 
 def test_a_run_that_reached_the_top_level_goes_on_until_it_has_a_learning_curve():

@@ -108,33 +108,6 @@ def test_evaluate_on_a_head_reads_only_its_examples(lab):
     assert sum(seen) == 240  # the whole validation set (1200 examples, a fifth of them)
 
 
-def test_a_part_of_the_validation_set_is_drawn_at_random_and_fixed_by_its_seed():
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from paretrain.runtime.train.batches import part
-
-    x = torch.arange(100.0)  # a set sorted by its value, as a validation set sorted by class
-    parts = [part(TensorDataset(x), 10, seed)[:][0] for seed in range(5)]
-    assert all(len(p) == 10 and len(set(p.tolist())) == 10 for p in parts)
-    assert torch.equal(parts[0], part(TensorDataset(x), 10, 0)[:][0])  # the same seed, the same part
-    assert any(not torch.equal(p, x[:10]) for p in parts)  # not the head of the set
-    assert not torch.equal(parts[0], parts[1])
-    whole = TensorDataset(x)
-    assert part(whole, 100, 0) is whole
-
-
-def test_parts_drawn_by_one_seed_are_nested():
-    import torch
-    from torch.utils.data import TensorDataset
-
-    from paretrain.runtime.train.batches import part
-
-    x = TensorDataset(torch.arange(100.0))
-    small, large = set(part(x, 10, 3)[:][0].tolist()), set(part(x, 40, 3)[:][0].tolist())
-    assert len(small) == 10 and len(large) == 40 and small <= large
-
-
 def test_a_trial_whose_money_runs_out_measuring_its_latency_is_a_trial_at_its_budget(lab, monkeypatch):
     """Under load a trial's training can end at the edge of what it holds; the latency measured
     after it then meets the envelope. That is the trial's budget, not the search's end."""

@@ -31,14 +31,7 @@ anything, and ``paretrain plan`` prints the profile's cost against its knee's ei
 What a round measures besides training is sized to its training, so that knowing stays a share of
 the run it extends. A round evaluates ``EVALS`` times, fewer when its evaluations would take more
 than ``EVAL_SHARE`` of its training time (at least ``MIN_ROUND_EVALS``): a first round of 48 steps
-need not evaluate a large validation set six times. When even ``MIN_ROUND_EVALS`` evaluations of
-the whole validation set would pass that share, each reads a fixed random part of it
-(``eval_share``, at least ``MIN_EVAL_EXAMPLES`` examples): the points of a learning curve far
-from its levels need not be known to a few thousandths, and an evaluation that reaches a level
-is taken again on the whole set (``Lab.measure_truncated``), so that what the run reached is
-judged as a run judges it. A GRU of width 256 on MNIST-1D with 6,000 validation examples spent
-more on its truncated run's six evaluations (2.6 s each on one thread) than on its 12,288
-samples of training. Its gradient-noise sample averages
+need not evaluate a large validation set six times. Its gradient-noise sample averages
 ``NOISE_REPEATS`` batch pairs, fewer when the pairs' samples would pass ``NOISE_SHARE`` of the
 round's training samples (at least ``MIN_NOISE_REPEATS``): early in training the gradient is large
 against its noise, so few pairs estimate ``B_simple`` well; later rounds, where it is small, are
@@ -63,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.planner.measure.curves import Curve, fit_curve
-from paretrain.planner.measure.lab import MIN_EVAL_EXAMPLES, NOISE_REPEATS, OutOfMemory
+from paretrain.planner.measure.lab import NOISE_REPEATS, OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
 if TYPE_CHECKING:
@@ -76,7 +69,6 @@ __all__ = [
     "EVAL_SHARE",
     "FIRST_STEPS",
     "GROWTH",
-    "MIN_EVAL_EXAMPLES",
     "MIN_NOISE_REPEATS",
     "MIN_ROUNDS",
     "MIN_ROUND_EVALS",
@@ -84,7 +76,6 @@ __all__ = [
     "NOISE_REPEATS",
     "NOISE_SHARE",
     "Budgeted",
-    "eval_share",
     "measure_budgeted",
     "noise_repeats",
     "round_evals",
@@ -287,27 +278,17 @@ def _round_evals(account: _Account, config_id: str, new_samples: int, b0: int) -
     return train_s, round_evals(train_s, account.eval_s[config_id])
 
 
-def eval_share(train_s: float, evals: int, eval_s: float) -> float:
-    """The share of the validation set each of a round's ``evals`` evaluations reads: the whole
-    set, less when their time (``eval_s`` each, on the whole set) would pass ``EVAL_SHARE`` of the
-    round's ``train_s`` seconds of training (the lab reads at least ``MIN_EVAL_EXAMPLES``)."""
-    if not (eval_s > 0 and evals > 0 and math.isfinite(train_s)):
-        return 1.0
-    return max(0.0, min(1.0, EVAL_SHARE * train_s / (evals * eval_s)))
-
-
 def _round_s(account: _Account, config_id: str, new_samples: int, b0: int) -> float:
     """A round's predicted seconds of training and evaluation."""
     train_s, n = _round_evals(account, config_id, new_samples, b0)
-    eval_s = account.eval_s[config_id]
-    return train_s + n * eval_s * eval_share(train_s, n, eval_s)
+    return train_s + n * account.eval_s[config_id]
 
 
 def _round(
     spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int], account: _Account
 ) -> None:
     start = r.samples
-    train_s, n = _round_evals(account, r.config.id, target - start, b0)
+    _, n = _round_evals(account, r.config.id, target - start, b0)
     evals = [start + (target - start) * (k + 1) // n for k in range(n)]
     noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
     try:
@@ -320,7 +301,6 @@ def _round(
             noise_batches,
             device=r.device,
             noise_repeats=noise_repeats(target - start, noise_batches),
-            eval_share=eval_share(train_s, n, account.eval_s[r.config.id]),
         )
     except OutOfMemory as err:  # its batch does not fit: nothing to extrapolate, not planned
         r.done, r.run, r.noise = f"out of memory ({err})", None, ()

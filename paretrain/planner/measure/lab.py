@@ -13,12 +13,10 @@ from paretrain.planner.inputs.catalog import LocalDevice
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, StepProfile
 
-__all__ = ["MIN_EVAL_EXAMPLES", "NOISE_REPEATS", "Lab", "LocalDevice", "OutOfMemory"]
+__all__ = ["NOISE_REPEATS", "Lab", "LocalDevice", "OutOfMemory"]
 
 #: batch pairs a gradient-noise sample averages, at most (the two-batch estimator)
 NOISE_REPEATS = 16
-#: a truncated run's evaluation on a part of the validation set reads at least this many examples
-MIN_EVAL_EXAMPLES = 1024
 
 
 class OutOfMemory(Exception):
@@ -69,16 +67,11 @@ class Lab(Protocol):
         noise_batches: tuple[int, int],
         device: str | None = None,
         noise_repeats: int = NOISE_REPEATS,
-        eval_share: float = 1.0,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each and
         taking a two-batch gradient-noise sample (``noise_repeats`` batch pairs averaged) at each
         of ``noise_at``; a later call for the same (config, batch size, device) continues the
-        run. ``eval_share`` below 1: each evaluation reads that share of the validation set (a
-        fixed random part of it, at least ``MIN_EVAL_EXAMPLES`` examples), and one whose value
-        reaches a level not reached before is taken again on the whole set, so that a level is
-        only ever marked reached by the whole set. The whole run so far (its ``truncated`` flag
-        set) and its noise samples."""
+        run. The whole run so far (its ``truncated`` flag set) and its noise samples."""
         ...
 
     def measure_peak(self, device: str) -> float:

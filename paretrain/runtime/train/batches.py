@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["BatchStream", "eval_batches", "head", "part", "to_device"]
+__all__ = ["BatchStream", "eval_batches", "head", "to_device"]
 
 
 def to_device(batch: Any, device: str) -> Any:
@@ -238,18 +238,3 @@ def head(dataset: Dataset, n: int | None) -> tuple[Dataset, float]:
     if isinstance(dataset, TensorDataset):
         return TensorDataset(*(t[:n] for t in dataset.tensors)), n / total
     return Subset(dataset, range(n)), n / total
-
-
-def part(dataset: Dataset, n: int, seed: int) -> Dataset:
-    """A fixed random part of ``n`` examples of ``dataset``: the first ``n`` of a permutation
-    drawn by ``seed`` (so parts of one seed are nested), in the set's order; the whole set when
-    ``n`` is not smaller or the set has no length. Random, not the
-    first ``n``: a validation set may be sorted (by class, by source), and a part of it then
-    measures a metric of the whole only when it is drawn at random."""
-    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized) or n >= len(dataset):
-        return dataset
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(dataset), generator=g)[:n].sort().values
-    if isinstance(dataset, TensorDataset):
-        return TensorDataset(*(t[idx.to(t.device)] for t in dataset.tensors))
-    return Subset(dataset, idx.tolist())

@@ -17,19 +17,17 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
-from torch.utils.data import Dataset
 
 from paretrain.planner.inputs.space import Config
-from paretrain.planner.measure.lab import MIN_EVAL_EXAMPLES, NOISE_REPEATS, OutOfMemory
+from paretrain.planner.measure.lab import NOISE_REPEATS, OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, TruncatedCheckpoint
-from paretrain.runtime.train.batches import part
 from paretrain.runtime.train.checkpoint import save_state
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.lab_memory import free_memory
@@ -72,7 +70,6 @@ class LiveRun:
     trained_steps: int = 0
     trained_usd: float = 0.0  # the training steps' dollars (``TruncatedCheckpoint.trained_usd``)
     diverged: str = ""  # a non-finite loss or metric stopped it (``lab_meter.Diverged``)
-    parts: dict[int, Dataset] = field(default_factory=dict)  # parts of the validation set by size
 
 
 def noise_sample(
@@ -136,17 +133,14 @@ def measure_truncated(
     noise_batches: tuple[int, int],
     device: str,
     noise_repeats: int = NOISE_REPEATS,
-    eval_share: float = 1.0,
 ) -> tuple[ConvergenceRun, list[NoiseSample]]:
     """Train ``config`` at ``batch_size`` on ``device`` up to the last of ``evals`` (sample
-    counts), evaluating at each (on ``eval_share`` of the validation set: ``_evaluated``) and
-    taking a gradient-noise sample (``noise_repeats`` batch pairs, at the evaluation's point: its
-    value is the evaluation's) at each of ``noise_at``. A non-finite loss or metric ends the run
-    for good: its record says so (``diverged``)."""
+    counts), evaluating at each and taking a gradient-noise sample (``noise_repeats`` batch
+    pairs, at the evaluation's point: its value is the evaluation's) at each of ``noise_at``. A
+    non-finite loss or metric ends the run for good: its record says so (``diverged``)."""
     run = _live(lab, config, batch_size, device)
     meter = lab.meter(device, f"truncated run of {config.id} at batch {batch_size}")
     trainer, t0 = run.trainer, time.perf_counter()
-    val = _part(run, lab.seed, eval_share)
     points = sorted({int(s) for s in evals if s > trainer.samples_seen}) if not run.diverged else []
     noise_points = sorted({int(s) for s in noise_at})
     try:
@@ -157,7 +151,7 @@ def measure_truncated(
                 run.trained_usd += step_s * meter.price
                 run.trained_steps += 1
             meter.guard(0.0)
-            run.curve.append((trainer.samples_seen, round(_evaluated(lab, run, levels, val), 5)))
+            run.curve.append((trainer.samples_seen, round(checked_value(trainer, run.curve), 5)))
             if noise_points and trainer.samples_seen >= noise_points[0]:
                 noise_points = [p for p in noise_points if p > trainer.samples_seen]
                 small, big = noise_batches
@@ -173,36 +167,6 @@ def measure_truncated(
     meter.flush()
     run.seconds += time.perf_counter() - t0
     return _record(lab, config, batch_size, levels, run), list(run.noise)
-
-
-def _part(run: LiveRun, seed: int, share: float) -> Dataset | None:
-    """The part of the validation set a round with ``share`` evaluates on (None: the whole set):
-    at least ``MIN_EVAL_EXAMPLES`` examples, the head of one permutation seeded by the lab's
-    seed, so that a later round's larger part holds every example of an earlier one."""
-    whole = run.trainer.val_dataset
-    size = len(whole) if isinstance(whole, Sized) else 0
-    n = max(MIN_EVAL_EXAMPLES, math.ceil(share * size))
-    if share >= 1.0 or n >= size:
-        return None
-    if n not in run.parts:
-        run.parts[n] = part(whole, n, seed)
-    return None if run.parts[n] is whole else run.parts[n]
-
-
-def _evaluated(lab: TorchLab, run: LiveRun, levels: Sequence[float], val: Dataset | None) -> float:
-    """The metric now: on ``val`` (a part of the validation set) when given, taken again on the
-    whole set when that reaches a level the run had not reached, so that only the whole set ever
-    marks a level reached, as in a run."""
-    value = checked_value(run.trainer, run.curve, val)
-    if val is None:
-        return value
-    seen = [v for _, v in run.curve]
-    fresh = [
-        lv
-        for lv in levels
-        if lab.metric.reached(value, lv) and not any(lab.metric.reached(v, lv) for v in seen)
-    ]
-    return checked_value(run.trainer, run.curve) if fresh else value
 
 
 def _record(
