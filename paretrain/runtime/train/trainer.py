@@ -252,8 +252,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, chunk: int = 512, val: Dataset | None = None) -> Evaluation:
-        """The workload's metrics on the validation set (or on ``val``, a part of it:
-        ``paretrain.runtime.train.batches.head`` and ``part``), read ``chunk`` samples at a time.
+        """The workload's metrics on the validation set (or on ``val``, a part of it such as
+        ``paretrain.runtime.train.batches.head``), read ``chunk`` samples at a time.
 
         Small chunks keep each activation buffer to a few MiB. With 4,096-sample chunks (20 MiB
         buffers for the 32-channel CNN) the time of one evaluation depended on the process's
