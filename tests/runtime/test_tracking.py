@@ -63,3 +63,26 @@ def test_an_unreachable_store_spools_everything_without_blocking_then_sync_repla
     sync_spool(spool, uri)  # a second sync changes nothing
     assert len(_runs(uri, "unit")) == 1
     assert len(_client(uri).get_metric_history(run.info.run_id, "val_accuracy")) == 20
+
+
+def test_a_store_slow_to_open_is_waited_for_before_the_close_timeout_starts(tmp_path, monkeypatch):
+    """Importing MLflow and opening a store took over 15 s on a loaded machine: a process that
+    closed its tracker meanwhile spooled what it had logged. The close timeout guards sending,
+    not the client's start-up."""
+    from paretrain.runtime.tracking import client as tracking
+
+    real = tracking._client
+
+    def slow(uri):
+        time.sleep(3.0)  # longer than the close timeout below
+        return real(uri)
+
+    monkeypatch.setattr(tracking, "_client", slow)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tr = Tracker(uri, "unit", tmp_path / "spool.jsonl", timeout_s=2.0)
+    h = tr.start_run("trial-0")
+    tr.log_metrics(h, {"val_accuracy": 0.5})
+    tr.end_run(h)
+    assert tr.close() is True
+    assert [r.info.run_name for r in _runs(uri, "unit")] == ["trial-0"]
+    assert not (tmp_path / "spool.jsonl").exists() or not (tmp_path / "spool.jsonl").read_text().strip()

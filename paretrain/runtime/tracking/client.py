@@ -80,10 +80,11 @@ class Tracker:
         *,
         flush_every_s: float = 2.0,
         timeout_s: float = 15.0,
+        connect_s: float = 60.0,
     ) -> None:
         self.uri, self.experiment = uri, experiment
         self.spool_path = Path(spool_path)
-        self.flush_every_s, self.timeout_s = flush_every_s, timeout_s
+        self.flush_every_s, self.timeout_s, self.connect_s = flush_every_s, timeout_s, connect_s
         self.run_ids: dict[str, str] = {}  # handle -> MLflow run id
         self.failed: set[str] = set()  # handles whose ops now go to the spool
         self.errors: list[str] = []
@@ -193,7 +194,12 @@ class Tracker:
         self._put({"op": "end", "handle": handle, "status": status})
 
     def close(self) -> bool:
-        """Send what is queued, waiting at most ``timeout_s``; spool the rest. True if all sent."""
+        """Send what is queued, waiting at most ``timeout_s``; spool the rest. True if all sent.
+
+        The client's start-up (importing MLflow, opening the store; it fails within seconds for
+        a server that is away) is waited for first, up to ``connect_s``: it is not what
+        ``timeout_s`` guards. A search worker whose first trial ended at once on a loaded
+        machine closed while MLflow was still importing, and its trial went to the spool."""
         if self._closed:
             return not self.failed
         with self._start_lock:
@@ -202,6 +208,7 @@ class Tracker:
         if not started:
             return True  # nothing was ever logged
         self._q.put(_STOP)
+        self._ready.wait(self.connect_s)
         self._thread.join(self.timeout_s)
         if self._thread.is_alive():
             self.errors.append(f"tracking did not finish within {self.timeout_s:g} s; the rest is spooled")
