@@ -236,4 +236,6 @@ def test_convergence_runs_train_on_the_cpu_where_a_sample_costs_least():
     assert convergence_cpu([prof("local/cpu-1", 0.010), prof("local/cpu-2", 0.004)], "gru", 128, prices) == (
         "local/cpu-2"
     )
+    # a device without a price: costs are not comparable, so speed alone
+    assert convergence_cpu(steps, "gru", 128, {"local/cpu-1": 0.04}) == "local/cpu-1"
     assert convergence_cpu(steps, "cnn", 128, prices) is None

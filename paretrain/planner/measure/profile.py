@@ -338,8 +338,7 @@ def convergence_cpu(
     at batch 64 ran 1.24x faster on two threads than on one, at twice the price: its truncated run
     cost 0.62x on one thread. By speed alone, a model whose steps do not speed up on two threads
     (small sequential kernels, or a busy machine) was already not run on the two-thread device."""
-    prices = usd_per_h or {}
-    best: tuple[float, float, str] | None = None
+    measured: list[tuple[float, str]] = []  # (seconds a sample, device)
     for sp in steps:
         if sp.config_id != config_id or sp.precision != "fp32" or not sp.hardware.startswith("local/cpu"):
             continue
@@ -348,13 +347,12 @@ def convergence_cpu(
             key=lambda s: abs(s.batch_size - batch_size),
             default=None,
         )
-        if near is None:
-            continue
-        per_sample_s = near.step_s / near.batch_size
-        key = (per_sample_s * prices.get(sp.hardware, 0.0), per_sample_s, sp.hardware)
-        if best is None or key < best:
-            best = key
-    return best[2] if best else None
+        if near is not None:
+            measured.append((near.step_s / near.batch_size, sp.hardware))
+    prices = usd_per_h or {}
+    priced = all(hw in prices for _, hw in measured)  # else speed alone: costs not comparable
+    ranked = sorted((s * prices[hw] if priced else 0.0, s, hw) for s, hw in measured)
+    return ranked[0][2] if ranked else None
 
 
 def noise_points(top: int, n: int = 6) -> list[int]:
