@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -113,3 +114,11 @@ def profiled(small_profiles: Path, tmp_path: Path) -> Path:
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
     shutil.copytree(small_profiles, tmp_path / ".paretrain" / "profiles")
     return tmp_path
+
+
+def as_from_a_terminal() -> None:
+    """``preexec_fn`` for a child a test sends SIGINT: SIGINT at its default, as a command typed
+    in a terminal has it. A suite started in the background by a non-interactive shell
+    (``make test &``) has SIGINT ignored, every child inherits that, and paretrain keeps a signal
+    its parent chose to ignore ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

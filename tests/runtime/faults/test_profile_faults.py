@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from paretrain.runtime.money.ledger import read_charges
+from tests.conftest import as_from_a_terminal
 from tests.runtime.faults.workload import one_line, paretrain, paretrain_env, spec_data, write_workload
 
 pytestmark = pytest.mark.slow  # each measures for real in a fresh process: 6-12 s
@@ -119,6 +120,7 @@ def signalled(folder: Path, args: list[str], sig: int) -> subprocess.CompletedPr
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:

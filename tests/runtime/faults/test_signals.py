@@ -12,6 +12,7 @@ import time
 import pytest
 
 from paretrain.runtime.train.checkpoint import checkpoint_paths
+from tests.conftest import as_from_a_terminal
 from tests.runtime.faults.workload import (
     assert_ledger_consistent,
     ledger,
@@ -44,7 +45,13 @@ def train_lines(folder) -> int:
 
 def signalled(folder, sig: int) -> subprocess.CompletedProcess:
     proc = subprocess.Popen(
-        run_args(), cwd=folder, env=paretrain_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        run_args(),
+        cwd=folder,
+        env=paretrain_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
     )
     deadline = time.monotonic() + 120
     while train_lines(folder) < 10 and proc.poll() is None and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ import pytest
 
 from paretrain.runtime.spec_files import read_spec
 from paretrain.runtime.trials.stored_envelope import LEASE_ENV, open_envelope
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_from_a_terminal
 from tests.runtime.trial_faults.workload import STUDY, write_search
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,13 @@ def _start(folder: Path, *args: str) -> subprocess.Popen[str]:
     env.pop("MLFLOW_TRACKING_URI", None)
     cmd = [sys.executable, "-m", "paretrain.cli", "search", "spec.yaml", "--no-track", *args]
     return subprocess.Popen(
-        cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
     )
 
 
