@@ -86,6 +86,19 @@ def test_a_level_the_points_reached_is_read_off_the_points():
     assert curve.samples_to(0.89)[0] >= 7000
 
 
+def test_points_that_reached_a_level_and_fell_back_below_it_give_the_first_crossing_and_a_modeled_p90():
+    """The last evaluations sit below the level by more than their noise: the first crossing is
+    still read off the points, and when the curve stays past it comes from the model."""
+    pts = [(1000, 0.5), (2000, 0.7), (3000, 0.8), (4000, 0.81), (5000, 0.79), (6000, 0.795), (7000, 0.8)]
+    pts += [(8000, 0.799), (9000, 0.802), (10_000, 0.801), (11_000, 0.79)]
+    curve = fit_curve(pts, "maximize")
+    assert curve is not None
+    lo, mid, hi = curve.samples_to(0.81)
+    assert (lo, mid) == (3000, 4000)
+    assert hi >= 11_000  # not before the last point, which fell back: the model's P90 (may be inf)
+    assert curve.reached(0.81)[2] == math.inf
+
+
 def test_a_plateau_then_a_climb_is_fitted_from_the_climb():
     """A sigmoid in samples (flat, then a climb that slows): the saturating families describe it
     from its steepest rise on, and a level beyond the points is predicted near the truth."""

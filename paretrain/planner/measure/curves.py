@@ -152,12 +152,18 @@ class Curve:
         """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never).
 
         Where the fitted points reached the level, the crossing is measured, not modeled
-        (``reached``); beyond them, the ensemble's draws give it."""
+        (``reached``); beyond them, the ensemble's draws give it. Points that reached the level
+        and then fell back below it by more than their noise give the first crossing, and the
+        draws say when the curve stays past it (P90)."""
         seen = self.reached(level)
-        if seen is not None:
+        if seen is not None and math.isfinite(seen[2]):
             return seen
+        modeled = self._modeled_samples_to(level)
+        return modeled if seen is None else (seen[0], seen[1], max(modeled[2], seen[1]))
+
+    def _modeled_samples_to(self, level: float) -> tuple[float, float, float]:
+        """``samples_to`` from the ensemble's draws alone, none crossing before the last point."""
         u = self._sign() * level
-        # the points did not reach it: no draw may cross before the last of them
         last = self.last_samples / self.n_ref
         xs = np.array([max(fam.cross(u, p), last) for fam, p, _sd in self._draws()])
         # an order statistic, not an interpolation: draws that never reach the level are inf
@@ -169,7 +175,8 @@ class Curve:
     def reached(self, level: float) -> tuple[float, float, float] | None:
         """Where the points themselves reached ``level``: P50 the first evaluation at or past it,
         P10 the evaluation before (the crossing lies between), P90 the first from which every
-        later evaluation stays within the evaluations' noise of it; None when no point did."""
+        later evaluation stays within the evaluations' noise of it (inf when the last one fell
+        back below that); None when no point did."""
         s = self._sign()
         u = s * level
         vals = [(n, s * y) for n, y in self.points]
@@ -177,9 +184,10 @@ class Curve:
         if first is None:
             return None
         noise = _evaluation_noise(np.array([v for _n, v in vals]))
-        stays = next(i for i in range(first, len(vals)) if all(v >= u - noise for _n, v in vals[i:]))
+        stays = next((i for i in range(first, len(vals)) if all(v >= u - noise for _n, v in vals[i:])), None)
         before = vals[first - 1][0] if first > 0 else 0.0
-        return float(before), float(vals[first][0]), float(vals[stays][0])
+        held = math.inf if stays is None else float(vals[stays][0])
+        return float(before), float(vals[first][0]), held
 
 
 def concave_part(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
