@@ -10,7 +10,7 @@ import pytest
 from paretrain.planner.measure.curves import fit_curve
 from paretrain.planner.measure.fits import B_NOISE_CAP
 from paretrain.planner.measure.measurements import NoiseSample
-from paretrain.planner.measure.truncated import level_from_curve, noise_scale
+from paretrain.planner.measure.truncated import FAR, Z90, level_from_curve, noise_scale
 
 
 def _curve(until: int):
@@ -58,3 +58,19 @@ def test_no_noise_sample_means_no_measurable_batch_penalty_and_an_unreachable_le
     lv = level_from_curve(_curve(12_000), 0.8, 32, [], 256)
     assert lv is not None and lv.fit.b_noise == B_NOISE_CAP
     assert level_from_curve(_curve(12_000), 1.01, 32, [], 256) is None  # past what an accuracy can be
+
+
+def test_a_p90_far_past_the_median_is_held_to_a_factor_far_in_the_level_spread():
+    """The run reached the level, and its last evaluation fell far below it: the model's P90 of
+    when the curve stays past it lies at 1e200 samples, and the level's spread takes a factor
+    ``FAR`` from it, not an exp that overflows the plan's intervals."""
+    pts = [(n * 1000, 0.9 - 0.6 * (n + 1) ** -0.8) for n in range(1, 21)]
+    level = pts[10][1]
+    pts[-1] = (pts[-1][0], pts[-1][1] - 0.2)
+    curve = fit_curve(pts, "maximize")
+    assert curve is not None
+    lo, mid, hi = curve.samples_to(level)
+    assert (lo, mid) == (10_000, 11_000) and hi > FAR * mid
+    lv = level_from_curve(curve, level, 32, [], 256)
+    assert lv is not None
+    assert lv.fit.crossing == pytest.approx(math.log(FAR) / Z90)

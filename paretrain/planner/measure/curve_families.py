@@ -170,10 +170,10 @@ def fit_family(
     )
     for start in starts:  # the curvature parameter at, below and above its default
         inside = np.clip(start, lo + EDGE * (hi - lo), hi - EDGE * (hi - lo))
-        q0 = np.arcsin((inside - mid) / half)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
             try:
+                q0 = np.arcsin((inside - mid) / half)  # a box of no width: nan, and lm refuses it
                 res = least_squares(
                     lambda q: (fam.model(x, mid + half * np.sin(q)) - u) * w,
                     q0,

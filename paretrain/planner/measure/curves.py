@@ -25,8 +25,9 @@ by it.
 
 A run that sits on a plateau and then climbs (a recurrent net on MNIST-1D holds near 0.5 for
 30k samples) is not a saturating curve until its climb slows: the families are fitted from the
-steepest rise on (``concave_part``), and the levels the run's points reached are read off the
-points (``Curve.reached``), never off a model that cannot bend that way.
+steepest rise on (``concave_part``), and where the run's points reached a level, its crossing is
+read off the points (``Curve.reached``), never off a model that cannot bend that way (only when
+the points fell back below it does the model say when the curve stays past it).
 
 A prediction mixes the families' bootstrap curves by weight (``DRAWS`` in all); ``predict`` adds
 the evaluation's own noise (the fit's residual spread), since it is the interval of what an
@@ -159,7 +160,7 @@ class Curve:
         if seen is not None and math.isfinite(seen[2]):
             return seen
         modeled = self._modeled_samples_to(level)
-        return modeled if seen is None else (seen[0], seen[1], max(modeled[2], seen[1]))
+        return modeled if seen is None else (seen[0], seen[1], modeled[2])
 
     def _modeled_samples_to(self, level: float) -> tuple[float, float, float]:
         """``samples_to`` from the ensemble's draws alone, none crossing before the last point."""

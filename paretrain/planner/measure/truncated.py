@@ -34,11 +34,13 @@ from paretrain.planner.measure.curves import Curve
 from paretrain.planner.measure.fits import B_NOISE_CAP, ConvergenceFit, NoiseCurve, fit_noise_curve
 from paretrain.planner.measure.measurements import NoiseSample
 
-__all__ = ["Z90", "TruncatedLevel", "level_from_curve", "noise_scale"]
+__all__ = ["FAR", "Z90", "TruncatedLevel", "level_from_curve", "noise_scale"]
 
 Z90 = 1.2815515655446004
 #: fixed-point iterations of steps 2 and 3 (the change after a few is far below the spread)
 ITERATIONS = 8
+#: the widest a level's P90 may lie from its P50, as a factor (``level_from_curve``)
+FAR = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +85,10 @@ def level_from_curve(
         e_min = mid / (1.0 + batch_size / b_noise)
         b_noise = _harmonic(trend, flat, e_min)
     e_min = mid / (1.0 + batch_size / b_noise)
-    # the wider side of the level's interval, log scale; a P90 that never reaches it: a factor 2
-    up = math.log(hi / mid) if math.isfinite(hi) else math.log(2.0)
+    # the wider side of the level's interval, log scale; a P90 that never reaches it: a factor 2;
+    # a finite one at most ``FAR``: beyond it the extrapolation says nothing more (a model's far
+    # tail can put P90 at 1e200 samples, and the spread's exp would overflow the intervals)
+    up = math.log(min(hi / mid, FAR)) if math.isfinite(hi) else math.log(2.0)
     spread = max(up, math.log(mid / lo) if lo > 0 else 0.0) / Z90
     dof = max(len(curve.points) - 4, 1)
     fit = ConvergenceFit(
