@@ -13,9 +13,9 @@ When: at fixed counts of points (``refit_due``), so that a resumed run refits wh
 uninterrupted one would: from ``MIN_POINTS`` evaluations on, then every ``REFIT_EVERY``
 evaluations at most, sooner while the curve is short (once a quarter more points came in than
 the last refit had): 6, 8, 10, 13, 17, 22, 27, 32, ...
-Measured on a 2-core machine at a load of about 5, a refit (``fit_curve`` and ``samples_to``)
-takes 0.2-1.3 s whatever the number of points from 6 to 80 (median 0.4-1.0 s), up to 3.5 s
-when the machine is busier: a run that evaluates every second or two would spend about as
+A refit (``fit_curve`` and ``samples_to``) takes about a third of a second on an idle 2-core
+machine whatever the number of points from 8 to 70 (0.36 s on average over 60 synthetic curves),
+a second or more on a busy one: a run that evaluates every second or two would spend about as
 long refitting as training if it refitted at each evaluation. This schedule refits a run of N
 evaluations about ``log_1.25`` times while its curve is young and N / ``REFIT_EVERY`` after.
 On a local offer the refit's real seconds are held hardware time, reserved before it and
