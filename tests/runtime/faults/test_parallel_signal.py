@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,10 +30,10 @@ from tests.runtime.faults.workload import (
     assert_ledger_consistent,
     ledger,
     one_line,
-    paretrain_env,
     run_args,
     run_plan,
     spec_data,
+    start,
     write_workload,
 )
 
@@ -102,14 +101,7 @@ def alive(pid: int) -> bool:
 def test_sigterm_in_a_data_parallel_stage_checkpoints_on_rank_0_stops_the_helpers_and_resumes(tmp_path):
     plan = data_parallel_plan(tmp_path)
     assert all(s.workers == 2 for s in plan.candidate("cheapest").stages)
-    proc = subprocess.Popen(
-        run_args(),
-        cwd=tmp_path,
-        env=paretrain_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start(tmp_path, run_args())
     helpers: set[int] = set()
     deadline = time.monotonic() + 120
     while train_lines(tmp_path) < 10 and proc.poll() is None and time.monotonic() < deadline:

@@ -20,8 +20,7 @@ import pytest
 import yaml
 
 from paretrain.runtime.money.ledger import read_charges
-from tests.conftest import as_from_a_terminal
-from tests.runtime.faults.workload import one_line, paretrain, paretrain_env, spec_data, write_workload
+from tests.runtime.faults.workload import one_line, paretrain, spec_data, start, write_workload
 
 pytestmark = pytest.mark.slow  # each measures for real in a fresh process: 6-12 s
 
@@ -113,15 +112,7 @@ def written(folder: Path) -> set[str]:
 
 def signalled(folder: Path, args: list[str], sig: int) -> subprocess.CompletedProcess:
     """``args`` in ``folder``, sent ``sig`` once the step timing has been charged."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "paretrain.cli", *args],
-        cwd=folder,
-        env=paretrain_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=as_from_a_terminal,
-    )
+    proc = start(folder, [sys.executable, "-m", "paretrain.cli", *args])
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
         try:

@@ -12,15 +12,14 @@ import time
 import pytest
 
 from paretrain.runtime.train.checkpoint import checkpoint_paths
-from tests.conftest import as_from_a_terminal
 from tests.runtime.faults.workload import (
     assert_ledger_consistent,
     ledger,
     make_plan_in,
     one_line,
-    paretrain_env,
     run_args,
     run_plan,
+    start,
 )
 
 pytestmark = pytest.mark.slow  # a run, a signal and a resume: ~10 s each
@@ -44,15 +43,7 @@ def train_lines(folder) -> int:
 
 
 def signalled(folder, sig: int) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(
-        run_args(),
-        cwd=folder,
-        env=paretrain_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=as_from_a_terminal,
-    )
+    proc = start(folder, run_args())
     deadline = time.monotonic() + 120
     while train_lines(folder) < 10 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -26,7 +26,7 @@ from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.train.workloads import workloads_for
-from tests.conftest import ROOT
+from tests.conftest import ROOT, as_from_a_terminal
 from tests.planner.synthetic_lab import SyntheticLab
 
 OFFER = "aws/g4dn.xlarge"
@@ -141,6 +141,20 @@ def run_args(*extra: str) -> list[str]:
         "--no-track",
         *extra,
     ]
+
+
+def start(folder: Path, args: list[str]) -> subprocess.Popen[str]:
+    """``args`` (a whole command line) started in ``folder``, its output piped, with SIGINT at its
+    default as from a terminal (``tests.conftest.as_from_a_terminal``): for the tests that signal it."""
+    return subprocess.Popen(
+        args,
+        cwd=folder,
+        env=paretrain_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=as_from_a_terminal,
+    )
 
 
 def paretrain(folder: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
