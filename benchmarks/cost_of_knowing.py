@@ -5,6 +5,8 @@ Per case (a workload's example spec) and mode, ``--rounds`` times from a fresh p
 the knee for real, and record
 
 - ``profile_usd / run_usd``: the profile's spend over the knee's realized run cost;
+- the profile's spend by what it paid for (``profile_parts_usd``: step timing, truncated runs,
+  noise samples, checkpoints, ...);
 - the knee's realized wall time and cost against its P10-P90 (inside or not), and the P50's
   relative error (realized - predicted) / predicted;
 - when the knee starts from the profile's checkpoint, what the profile paid for the training it
@@ -129,6 +131,31 @@ def sh(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+#: what a profile ledger line paid for, by how its ``what`` starts
+PARTS = {
+    "steps of": "step timing",
+    "truncated run": "truncated runs",
+    "convergence of": "convergence runs",
+    "gradient noise": "noise samples",
+    "checkpoint of": "checkpoints",
+    "matrix-multiply": "device peaks",
+    "all-reduce": "all-reduce",
+}
+
+
+def profile_parts(work: Path) -> dict[str, float]:
+    """The profile's spend in ``work`` by what it paid for (``PARTS``; the rest as ``other``)."""
+    from paretrain.runtime.money.ledger import read_charges
+
+    parts: dict[str, float] = {}
+    for f in sorted((work / ".paretrain" / "ledger").glob("profile-*.jsonl")):
+        for c in read_charges(f):
+            what = str(c.get("what", ""))
+            key = next((v for k, v in PARTS.items() if what.startswith(k)), "other")
+            parts[key] = parts.get(key, 0.0) + float(c.get("usd", 0.0))
+    return {k: round(v, 9) for k, v in sorted(parts.items())}
+
+
 def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
     spec_path, extra = CASES[case]
     with tempfile.TemporaryDirectory(prefix="paretrain-cok-") as tmp:
@@ -153,6 +180,7 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
             }
         out = json.loads(p.stdout)
         cost = out["profile_cost"]
+        parts = profile_parts(work)
         r = sh(work, "run", "plan.json", "--candidate", "knee", "--no-track", "--format", "json", "--approve")
         row = {
             "code": CODE,
@@ -163,6 +191,7 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
             "plan_s": round(plan_s, 1),
             "profile_usd": cost["spend_usd"],
             "knee_predicted_usd": cost["knee_cost_usd"],
+            "profile_parts_usd": parts,
             "run_exit": r.returncode,
         }
         if r.returncode != 0:
