@@ -3,11 +3,13 @@ over batch sizes is known; what it times is charged to the profile's ledger."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.money.ledger import Ledger
-from paretrain.runtime.train.lab_steps import PASS_SE, _known
+from paretrain.runtime.train.lab_steps import PASS_SE, _known, _timed_steps
 from paretrain.runtime.train.torch_lab import TorchLab
 from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 
@@ -122,3 +124,41 @@ def test_a_trial_whose_money_runs_out_measuring_its_latency_is_a_trial_at_its_bu
     run = lab.run_trial(cfg, max_samples=256, eval_every=128, cap_usd=1.0, should_stop=lambda *_: False)
     assert run.budget_hit and run.latency_ms == 1e9
     assert [n for n, _ in run.curve] == [128, 256] and run.spend_usd > 0
+
+
+class _ScriptedMeter:
+    """A meter whose every timed call 'takes' the same scripted seconds."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+
+    def timed(self, fn, _guess: float = 0.0) -> float:
+        fn()
+        self.calls += 1
+        return self.seconds
+
+
+class _Steps:
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def step(self) -> float:
+        self.steps += 1
+        return 0.0
+
+
+@pytest.mark.parametrize(
+    ("step_s", "seconds", "timed"),
+    [(0.4, 1.0, 3), (0.3, 1.0, 4), (0.05, 1.0, 10), (0.4, math.inf, 10), (2.0, 1.0, 3)],
+    ids=[
+        "long-steps-stop-at-the-smallest-sizes-time",
+        "until-past-it",
+        "short-steps-take-the-share",
+        "first-size",
+        "at-least-three",
+    ],
+)
+def test_a_size_is_timed_for_about_the_smallest_sizes_time_in_a_pass(step_s, seconds, timed):
+    trainer, meter = _Steps(), _ScriptedMeter(step_s)
+    out = _timed_steps(trainer, meter, 10, seconds, 0.0)
+    assert len(out) == timed and trainer.steps == timed + 1  # one untimed step at the new size first

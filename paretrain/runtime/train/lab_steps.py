@@ -10,6 +10,7 @@ validation set's first ``EVAL_TIMING_EXAMPLES`` examples, scaled to the whole se
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -42,6 +43,7 @@ __all__ = [
     "EVAL_TIMING_EXAMPLES",
     "EVAL_TIMING_S",
     "MIN_PASSES",
+    "MIN_PASS_STEPS",
     "PASS_SE",
     "measure_steps",
     "train_size",
@@ -49,6 +51,8 @@ __all__ = [
 
 #: passes over the batch sizes before step timing may stop early
 MIN_PASSES = 3
+#: the fewest steps a batch size is timed in a pass (``_timed_steps``)
+MIN_PASS_STEPS = 3
 #: the shape of step time is known when each size's per-pass ratio to the smallest size has a
 #: standard error of at most this share of its mean (``_known``)
 PASS_SE = 0.02
@@ -160,7 +164,11 @@ def _interleaved_passes(
     ``steps`` is the most a size is timed: from ``MIN_PASSES`` passes on, the passes stop once
     the shape of step time over batch sizes is known (``_known``). That shape is what the plan
     takes from these passes; the level comes from the profile's convergence runs (the speed
-    factor), so a quiet machine need not time every step asked for."""
+    factor), so a quiet machine need not time every step asked for. Within a pass, each size
+    is timed for about as long as the smallest size's share took (at least ``MIN_PASS_STEPS``
+    steps): a long step varies less against its length than a short one, so equal time rather
+    than equal steps gives each size's mean a like precision, and the largest sizes, whose
+    steps are most of a pass's cost at equal steps, cost no more than the smallest."""
     rounds = max(1, min(5, steps // 4))
     passes: dict[int, list[float]] = {b: [] for b in usable}
     warm_s: list[float] = []
@@ -168,18 +176,26 @@ def _interleaved_passes(
     while len(warm_s) < 3 or time.perf_counter() < warm_until:
         warm_s.append(meter.timed(trainer.step))
     for r in range(rounds):
+        share = steps * (r + 1) // rounds - steps * r // rounds
+        seconds = math.inf  # what the smallest size's share took in this pass
         for b in usable:
             trainer.set_batch_size(b)
-            share = steps * (r + 1) // rounds - steps * r // rounds
-            timed = []
-            for i in range(share + 1):
-                dt = meter.timed(trainer.step, passes[b][-1] if passes[b] else 0.0)
-                if i:
-                    timed.append(dt)
+            timed = _timed_steps(trainer, meter, share, seconds, passes[b][-1] if passes[b] else 0.0)
+            seconds = min(seconds, sum(timed))
             passes[b].append(sum(timed) / len(timed))
         if r + 1 >= MIN_PASSES and _known(passes):
             break
     return passes, warm_s
+
+
+def _timed_steps(trainer: Trainer, meter: LabMeter, share: int, seconds: float, guess: float) -> list[float]:
+    """One pass at the trainer's batch size: one untimed step, then up to ``share`` timed steps,
+    fewer once they add up to ``seconds`` (at least ``MIN_PASS_STEPS``)."""
+    meter.timed(trainer.step, guess)
+    timed: list[float] = []
+    while len(timed) < share and (len(timed) < MIN_PASS_STEPS or sum(timed) < seconds):
+        timed.append(meter.timed(trainer.step, timed[-1] if timed else guess))
+    return timed
 
 
 def _known(passes: dict[int, list[float]]) -> bool:
