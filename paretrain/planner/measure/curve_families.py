@@ -156,13 +156,10 @@ def fit_family(
     the same extrapolation error and interval coverage (``benchmarks/curve_fits.py``). A start is
     moved ``EDGE`` of the box's width inside it, where the sine's slope is not zero (a start at a
     bound would stay there: its bootstrap refits would not spread)."""
-    from scipy.optimize import least_squares
-
     fam = FAMILIES[name]
     if len(x) < fam.n_params + 1:
         return None
     p0, lo, hi = start_and_bounds(name, u if bounds_u is None else bounds_u, ceiling)
-    mid, half = (hi + lo) / 2.0, (hi - lo) / 2.0
     w = np.sqrt(x / x.max())  # later points weigh more: they decide where the curve goes next
     best: tuple[np.ndarray, float] | None = None
     starts = (
@@ -171,33 +168,49 @@ def fit_family(
         else [p0 * np.where(np.arange(len(p0)) == 2, f, 1.0) for f in (1.0, 0.3, 3.0)]
     )
     for start in starts:  # the curvature parameter at, below and above its default
-        inside = np.clip(start, lo + EDGE * (hi - lo), hi - EDGE * (hi - lo))
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")
-            try:
-                q0 = np.arcsin((inside - mid) / half)  # a box of no width: nan, and lm refuses it
-                res = least_squares(
-                    lambda q: (fam.model(x, mid + half * np.sin(q)) - u) * w,
-                    q0,
-                    jac=lambda q: fam.jac(x, mid + half * np.sin(q)) * (half * np.cos(q) * w[:, None]),
-                    method="lm",
-                    max_nfev=400,
-                    ftol=1e-6,
-                    xtol=1e-6,
-                )
-            except (ValueError, FloatingPointError):
-                continue
-        if (
-            np.all(np.isfinite(res.x))
-            and np.all(np.isfinite(res.fun))
-            and (best is None or res.cost < best[1])
-        ):
-            best = (mid + half * np.sin(res.x), float(res.cost))
+        solved = _solve(fam, x, u, w, start, (lo, hi))
+        if solved is not None and (best is None or solved[1] < best[1]):
+            best = solved
     if best is None:
         return None
     dof = max(len(x) - fam.n_params, 1)
     resid = fam.model(x, best[0]) - u
     return best[0], float(math.sqrt(float(resid @ resid) / dof))
+
+
+def _solve(
+    fam: Family,
+    x: np.ndarray,
+    u: np.ndarray,
+    w: np.ndarray,
+    start: np.ndarray,
+    box: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, float] | None:
+    """One start's weighted least squares in ``box`` (``fit_family``'s change of variables):
+    the parameters and the cost, or None when the solver fails or ends on a non-finite value."""
+    from scipy.optimize import least_squares
+
+    lo, hi = box
+    mid, half = (hi + lo) / 2.0, (hi - lo) / 2.0
+    inside = np.clip(start, lo + EDGE * (hi - lo), hi - EDGE * (hi - lo))
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            q0 = np.arcsin((inside - mid) / half)  # a box of no width: nan, and lm refuses it
+            res = least_squares(
+                lambda q: (fam.model(x, mid + half * np.sin(q)) - u) * w,
+                q0,
+                jac=lambda q: fam.jac(x, mid + half * np.sin(q)) * (half * np.cos(q) * w[:, None]),
+                method="lm",
+                max_nfev=400,
+                ftol=1e-6,
+                xtol=1e-6,
+            )
+        except (ValueError, FloatingPointError):
+            return None
+    if not (np.all(np.isfinite(res.x)) and np.all(np.isfinite(res.fun))):
+        return None
+    return mid + half * np.sin(res.x), float(res.cost)
 
 
 def bootstrap(
