@@ -14,6 +14,8 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from paretrain.runtime.workspace import CACHE_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -48,6 +50,19 @@ def small_spec(**override: object) -> dict:
         else:
             spec[section] = value
     return spec
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_data_cache(tmp_path_factory, worker_id: str) -> Path:
+    """The session's processes share one folder of generated data (``PARETRAIN_CACHE_DIR``), as
+    the projects on one machine may: a dataset is made once per session, not once per test
+    folder (MNIST-1D's 3,000 examples take seconds of CPU to make). The tests about the cache
+    itself give their own folder."""
+    base = tmp_path_factory.getbasetemp()
+    shared = (base if worker_id == "master" else base.parent) / "data-cache"
+    shared.mkdir(parents=True, exist_ok=True)
+    os.environ[CACHE_ENV] = str(shared)
+    return shared
 
 
 @pytest.fixture

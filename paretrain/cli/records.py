@@ -81,7 +81,12 @@ def sync(ctx: click.Context, tracking_uri: str | None) -> None:
 @click.option("--backend-store-uri", default="sqlite:///mlflow.db", show_default=True)
 @click.option("--artifacts", default="./mlartifacts", show_default=True, help="Artifacts folder.")
 def server(host: str, port: int, backend_store_uri: str, artifacts: str) -> None:
-    """Start the MLflow tracking server (mlflow/server.sh does the same)."""
+    """Start the MLflow tracking server (mlflow/server.sh does the same).
+
+    MLflow's job runner (eight helper processes that run GenAI evaluation jobs, which paretrain
+    never submits) stays off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set: it halves the
+    server's start-up and keeps its idle processes off the cores a run trains on."""
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     args = [
         sys.executable,
         "-m",

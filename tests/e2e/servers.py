@@ -49,6 +49,8 @@ class MlflowServer:
                 "1",
             ],
             cwd=self.root,
+            # as `paretrain server` starts it: without MLflow's job runner (eight idle processes)
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
             stdout=log,
             stderr=log,
             start_new_session=True,

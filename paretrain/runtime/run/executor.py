@@ -61,6 +61,7 @@ from paretrain.runtime.train.dry_check import WorkloadError
 from paretrain.runtime.train.elastic import GroupUnavailable, WorkerLost
 from paretrain.runtime.train.trainer import warm_up_torch
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.workspace import Workspace
 
 __all__ = ["Executor", "RunResult", "RunStopped", "find_resumable", "run_setup"]
 
@@ -153,7 +154,7 @@ class Executor:
         if self.tracker is not None:
             self.tracker.wait_ready()
         warm_up_torch()
-        workload = self.workload or load_workload(self.spec.workload, self.workdir / ".paretrain" / "cache")
+        workload = self.workload or load_workload(self.spec.workload, Workspace(self.workdir).cache)
         self.group = TrainerGroup(s, workload, s.plan.config(s.cand.config_id))
         trainer = self.group.start(st.stage)
         p = self._parts = build_parts(

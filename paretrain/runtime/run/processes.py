@@ -18,6 +18,7 @@ from paretrain.planner.plan.plan import StagePlan
 from paretrain.runtime.run.state import RunSetup
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.trainer import Trainer
+from paretrain.runtime.workspace import Workspace
 
 __all__ = ["TrainerGroup"]
 
@@ -63,7 +64,7 @@ class TrainerGroup:
                 metric=metric,
                 source=self.setup.spec.workload,
                 rendezvous=self.rendezvous,
-                cache_dir=self.setup.run_dir.parents[1] / "cache",
+                cache_dir=Workspace(self.setup.run_dir.parents[2]).cache,  # .paretrain/runs/ID
             )
         return Trainer(
             self.workload,

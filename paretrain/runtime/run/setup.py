@@ -15,6 +15,7 @@ from paretrain.runtime.run.state import RunSetup
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.dry_check import dry_check
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.workspace import Workspace
 
 __all__ = ["checked_workload", "run_setup"]
 
@@ -24,7 +25,7 @@ def checked_workload(plan: Plan, cand: Candidate, workdir: Path) -> Any:
     candidate's config (a searched one; the spec's are checked with the plan's spec) first (``paretrain.runtime.train.dry_check``, not charged): a fault is a
     ``WorkloadError`` (exit 2) before anything is written."""
     spec, config = plan.spec, plan.config(cand.config_id)
-    workload = load_workload(spec.workload, Path(workdir) / ".paretrain" / "cache")
+    workload = load_workload(spec.workload, Workspace(Path(workdir)).cache)
     # the spec's own configs were checked with the plan's spec (``pipeline.check_workload``)
     if not spec.workload.builtin and config.id not in {c.id for c in spec.configs}:
         dry_check(workload, spec.workload.name, [config], target=spec.target.metric)

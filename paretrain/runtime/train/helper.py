@@ -30,6 +30,7 @@ from paretrain.runtime.train.elastic_settings import parse_endpoint
 from paretrain.runtime.train.parallel import BATCH, STATE, STEP, STOP, Replica, join_groups, receive_state
 from paretrain.runtime.train.process_setup import set_threads
 from paretrain.runtime.train.workloads import load_workload
+from paretrain.runtime.workspace import Workspace
 
 __all__ = ["main"]
 
@@ -81,7 +82,7 @@ def main(argv: Sequence[str]) -> int:
 def _build(job: dict[str, Any]) -> Any:
     set_threads(int(job["threads"]))
     cache = job.get("cache_dir")
-    cache_dir = Path(cache) if cache and Path(cache).is_dir() else Path(".paretrain") / "cache"
+    cache_dir = Path(cache) if cache and Path(cache).is_dir() else Workspace(Path(".")).cache
     workload = load_workload(WorkloadSpec(**job["workload"]), cache_dir)
     return Replica(
         workload,
