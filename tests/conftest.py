@@ -97,7 +97,7 @@ def small_profiles(tmp_path_factory, worker_id: str) -> Path:
     (``paretrain profile``; under pytest-xdist the workers share it, the first one measures it
     under a file lock). A test that plans ``small_spec()`` but is not about measuring it starts
     from a copy (``profiled``): its plan reuses the profile, as a user's second plan does. The
-    tests about measuring (``tests/e2e/test_plan_run_compare.py``) measure their own."""
+    ``paretrain profile``'s output is kept beside it, in ``profile.out``."""
     base = tmp_path_factory.getbasetemp()
     shared = base if worker_id == "master" else base.parent  # the session's folder, above the workers'
     cwd = shared / "small-profile"
@@ -120,6 +120,7 @@ def _measure_small_profile(cwd: Path) -> None:
         timeout=900,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+    (cwd / "profile.out").write_text(r.stdout)
 
 
 @pytest.fixture

@@ -1,8 +1,13 @@
-"""End to end through the real CLI: plan, run and compare a small MNIST-1D spec, with MLflow."""
+"""End to end through the real CLI: plan, run and compare a small MNIST-1D spec, with MLflow.
+
+The plan starts from the session's measured profile of the spec (``small_profiles``, measured by
+``paretrain profile``), with that profile's ledger: a user's plan after ``paretrain profile``."""
 
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -15,22 +20,24 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def planned(tmp_path_factory):
+def planned(tmp_path_factory, small_profiles: Path):
     cwd = tmp_path_factory.mktemp("e2e")
     (cwd / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+    shutil.copytree(small_profiles.parent, cwd / ".paretrain")  # the profiles and their ledger
     p = paretrain(cwd, "plan", "spec.yaml", "-o", "plan.json")
     assert p.returncode == 0, p.stderr
     return cwd, p
 
 
-def test_plan_prints_the_pareto_table_and_writes_plan_and_plot(planned):
+def test_plan_prints_the_pareto_table_and_writes_plan_and_plot(planned, small_profiles: Path):
     cwd, p = planned
     assert "id" in p.stdout and "cost_usd" in p.stdout and "knee" in p.stdout
     plan = json.loads((cwd / "plan.json").read_text())
     assert plan["schema"] == PLAN_SCHEMA and len(plan["pareto"]) >= 1
     assert (cwd / "pareto.png").stat().st_size > 1000
-    assert "measured" in p.stdout  # the profile was measured for real this time
-    assert ledger_total(cwd, "profile-") <= 0.003  # the profile envelope
+    assert "measured" in (small_profiles.parents[1] / "profile.out").read_text()  # for real, once
+    assert "reused" in p.stdout  # and the plan read it back
+    assert 0 < ledger_total(cwd, "profile-") <= 0.003  # the profile envelope
 
 
 def test_planning_again_reuses_the_profile_and_gives_the_same_bytes(planned):
