@@ -197,6 +197,7 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
         if r.returncode != 0:
             return {**row, "error": r.stderr.strip()[-300:]}
         run = json.loads(r.stdout)["run"]
+        row.update(samples_split(json.loads((work / "plan.json").read_text()), run))
         lo_c, _mid_c, hi_c = run["predicted_cost_interval"]
         lo_w, _mid_w, hi_w = run["predicted_wall_interval"]
         return {
@@ -213,6 +214,24 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
             "wall_err": (run["wall_s"] - run["predicted_wall_s"]) / run["predicted_wall_s"],
             "cost_err": (run["cost_usd"] - run["predicted_cost_usd"]) / run["predicted_cost_usd"],
         }
+
+
+def samples_split(plan: dict, run: dict) -> dict:
+    """Where a wall-time error comes from: the samples the knee was planned to train (its
+    stages, beyond any reused start) against those it trained, and the seconds a sample that
+    the plan predicted against those the run took (steps, evaluations and checkpoints alike)."""
+    knee = next(c for c in plan["pareto"] if c["id"] == plan["chosen"])
+    planned = sum(st["samples"] for st in knee["stages"])
+    trained = run["samples"] - run.get("reused_samples", 0)
+    return {
+        "knee_planned_samples": planned,
+        "knee_samples_p50": knee["predicted"].get("samples_interval", {}).get("p50"),
+        "run_new_samples": trained,
+        "samples_err": (trained - planned) / planned if planned else None,
+        "s_per_sample_err": (run["wall_s"] / trained) / (knee["predicted"]["wall_s"] / planned) - 1
+        if planned and trained
+        else None,
+    }
 
 
 def _net(done: list[dict]) -> list[float]:
