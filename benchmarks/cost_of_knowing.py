@@ -8,7 +8,9 @@ the knee for real, and record
 - the profile's spend by what it paid for (``profile_parts_usd``: step timing, truncated runs,
   noise samples, checkpoints, ...);
 - the knee's realized wall time and cost against its P10-P90 (inside or not), and the P50's
-  relative error (realized - predicted) / predicted;
+  relative error (realized - predicted) / predicted, split into its two causes: the samples
+  the knee trained against those it was planned to train (``samples_err``) and the seconds a
+  sample took against the plan's (``s_per_sample_err``);
 - when the knee starts from the profile's checkpoint, what the profile paid for the training it
   reused (``reused_usd``) and the profile's cost net of it over the run's whole training
   (``knowing_over_training``, ``paretrain.output.knowing``).
