@@ -143,6 +143,22 @@ def test_piped_output_is_plain_one_row_a_line_with_no_colour_or_trailing_spaces(
     assert any("knee" in r for r in rows)
 
 
+def test_levels_that_differ_in_the_third_decimal_are_shown_apart():
+    plan = plan_from_json(plan_text(small_spec(target__levels=[0.4, 0.405, 0.5])), "plan.json")
+    out = io.StringIO()
+    with Output("table", out=out) as ui:
+        show_plan(ui, plan)
+    ids = {c.id: c.level for c in plan.candidates}
+    shown = {
+        ln.split()[0]: ln.split()[2].rstrip("~")
+        for ln in out.getvalue().splitlines()
+        if ln.split()[:1] and ln.split()[0] in ids
+    }
+    assert 0.405 in ids.values()
+    assert all(float(shown[i]) == level for i, level in ids.items())  # 0.405 is not "0.41" or "0.40"
+    assert "0.40" in shown.values() or "0.50" in shown.values()  # two decimals where they suffice
+
+
 def test_json_format_puts_one_document_on_stdout(tmp_path):
     ledger = tmp_path / ".paretrain" / "ledger"
     ledger.mkdir(parents=True)
