@@ -36,3 +36,11 @@ def tracking_options(fn: F) -> F:
 def workspace(ctx: click.Context) -> Workspace:
     """The workspace under the root group's ``--workdir``."""
     return Workspace(Path(ctx.obj["workdir"]))
+
+
+def data_workspace(ctx: click.Context) -> Workspace:
+    """The workspace of a command that loads a workload's data (``profile``, ``plan``,
+    ``search``, ``run``): a bad ``PARETRAIN_CACHE_DIR`` is bad input there, before anything runs."""
+    ws = workspace(ctx)
+    ws.check_cache()
+    return ws

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from paretrain.cli.options import format_option, tracking_options, workspace
+from paretrain.cli.options import data_workspace, format_option, tracking_options
 from paretrain.console import Output
 from paretrain.output import (
     show_diverged,
@@ -69,7 +69,7 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
 
     spec = read_spec(spec_path)
     offers = check_inputs(spec)
-    ws = workspace(ctx)
+    ws = data_workspace(ctx)
     with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
         with ui.progress("profiling") as bar:
             prof, reused = get_profile(
@@ -115,7 +115,7 @@ def plan(
     from paretrain.runtime.train.signals import stop_on_signals
 
     spec = read_spec(spec_path)
-    ws = workspace(ctx)
+    ws = data_workspace(ctx)
     check_inputs(spec, search=spec.search.trials > 0)  # bad input: exit 2 before anything is spent or logged
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
     with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
@@ -181,7 +181,7 @@ def search(
         raise InputError(f"--trials must be >= 1; got {trials}. To fix: pass a positive number")
     check_workload(spec)
     check_storage(storage or spec.search.storage, "--storage" if storage else "search.storage")
-    ws = workspace(ctx)
+    ws = data_workspace(ctx)
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
     with _stopped_by_signal(ctx), Output(fmt) as ui:
         with (

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from paretrain.cli.options import format_option, tracking_options, workspace
+from paretrain.cli.options import data_workspace, format_option, tracking_options
 from paretrain.console import Output, usd
 from paretrain.planner.errors import StopError, UserError
 from paretrain.run_output import show_result, show_running, show_tracking
@@ -59,7 +59,7 @@ def run(
     cand = the_plan.candidate(candidate)
     spec = plan_spec_of(the_plan)
     prices = read_prices(prices_path, the_plan)
-    ws = workspace(ctx)
+    ws = data_workspace(ctx)
     choice = choose_resume(ws.root, the_plan, cand) if resume else None
     with Output(fmt) as ui:
         if choice is not None and choice.finished:

@@ -140,3 +140,23 @@ def test_bad_rendezvous_settings_are_one_line_and_exit_2_before_anything_runs(tm
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "To fix" in lines[0] and "Traceback" not in proc.stderr
     assert files(tmp_path) == {"plan.json"}
+
+
+@pytest.mark.parametrize(
+    "command", [["plan", "spec.yaml"], ["profile", "spec.yaml"], ["search", "spec.yaml"]]
+)
+def test_a_cache_folder_that_cannot_be_one_is_one_line_and_exit_2_before_anything_runs(tmp_path, command):
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+    (tmp_path / "a-file").write_text("")
+    proc = subprocess.run(
+        [sys.executable, "-m", "paretrain.cli", *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PARETRAIN_CACHE_DIR": str(tmp_path / "a-file" / "data")},
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "PARETRAIN_CACHE_DIR" in lines[0] and "To fix" in lines[0], proc.stderr
+    assert files(tmp_path) == {"spec.yaml", "a-file"}  # no store, no ledger, no data

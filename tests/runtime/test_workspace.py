@@ -3,8 +3,10 @@ names one folder for every project on the machine."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from paretrain.planner.errors import InputError
 from paretrain.runtime.train.workloads.mnist1d import Mnist1D
 from paretrain.runtime.workspace import CACHE_ENV, Workspace
 
@@ -26,3 +28,17 @@ def test_two_projects_share_the_data_the_first_one_made(tmp_path, monkeypatch):
     assert torch.equal(first.x_train, second.x_train) and first.digest == second.digest
     assert made.stat().st_mtime_ns == stamp  # read, not made again
     assert not (tmp_path / "a" / ".paretrain").exists() and not (tmp_path / "b" / ".paretrain").exists()
+
+
+def test_a_cache_folder_is_checked_without_being_made(tmp_path, monkeypatch):
+    ws = Workspace(tmp_path / "project")
+    monkeypatch.delenv(CACHE_ENV, raising=False)
+    ws.check_cache()  # the project's own: nothing to check
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "not" / "yet" / "made"))
+    ws.check_cache()  # may be made under a writable folder
+    assert not (tmp_path / "not").exists()
+    (tmp_path / "a-file").write_text("")
+    for bad in (tmp_path / "a-file", tmp_path / "a-file" / "below"):
+        monkeypatch.setenv(CACHE_ENV, str(bad))
+        with pytest.raises(InputError, match=f"{CACHE_ENV} must name a folder"):
+            ws.check_cache()
