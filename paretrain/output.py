@@ -179,7 +179,7 @@ def _extrapolated(plan: Any, c: Any) -> bool:
         return False
 
 
-def level_text(level: float, metric: str) -> str:
+def _level_text(level: float, metric: str) -> str:
     """A level as the table shows it: two decimals for an accuracy, three for another metric,
     more when those would show a different level (0.985 is not "0.98"; 0.0005 is not "0.001")."""
     text = f"{level:.2f}" if metric == "val_accuracy" else f"{level:.3f}"
@@ -198,7 +198,7 @@ def _pareto_rows(plan: Any) -> list[list[str]]:
             [
                 c.id,
                 c.config_id,
-                level_text(c.level, plan.metric.name) + ("~" if _extrapolated(plan, c) else ""),
+                _level_text(c.level, plan.metric.name) + ("~" if _extrapolated(plan, c) else ""),
                 usd(c.cost_usd),
                 "-" if c.cost_interval is None else f"{usd(c.cost_interval.p10)}-{usd(c.cost_interval.p90)}",
                 f"{c.wall_s:.1f}",

@@ -84,8 +84,8 @@ def server(host: str, port: int, backend_store_uri: str, artifacts: str) -> None
     """Start the MLflow tracking server (mlflow/server.sh does the same).
 
     MLflow's job runner (eight helper processes that run GenAI evaluation jobs, which paretrain
-    never submits) stays off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set: it halves the
-    server's start-up and keeps its idle processes off the cores a run trains on."""
+    never submits) stays off unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION is set: the server then
+    starts on half the CPU, and no idle helpers poll beside the runs it tracks."""
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     args = [
         sys.executable,
