@@ -18,7 +18,9 @@ point: a short curve cannot promise the moon. Its parameter spread comes from a 
 bootstrap (``BOOT`` refits to the fitted curve plus resampled residuals, from a fixed seed), which
 stays honest where the least-squares covariance of a flat direction would not. The ensemble
 weights families by how well they predict a *held-back tail*: each is fitted again on the first
-``1 - HOLDOUT`` of the points and scored on the rest. The same held-back tails calibrate the
+``1 - HOLDOUT`` of the points and scored on the rest, all families on the same rest
+(``tail_cut``: a curve too short to hold a tail back from the family with the most parameters
+weighs them all by their residual spread). The same held-back tails calibrate the
 spread: ``inflation`` is the root mean square of the tail's errors in units of the family's
 predicted spread there (never below 1), and the bootstrap curves' distance from the fit is scaled
 by it.
@@ -72,6 +74,7 @@ __all__ = [
     "ceiling_of",
     "concave_part",
     "fit_curve",
+    "tail_cut",
 ]
 
 DRAWS = 2000
@@ -213,7 +216,7 @@ def _tail_errors(
 ) -> tuple[float, float] | None:
     """(mean squared error, mean squared z) of a family fitted on the head and scored on the tail,
     z in units of the head's bootstrap spread and residual noise there."""
-    cut = max(FAMILIES[name].n_params + 1, math.ceil(len(x) * (1.0 - HOLDOUT)))
+    cut = tail_cut(len(x))
     if cut >= len(x):
         return None
     fit = fit_family(name, x[:cut], u[:cut], ceiling=ceiling)
@@ -229,6 +232,14 @@ def _tail_errors(
     var = np.var(boot, axis=0) + sigma**2
     err = u[cut:] - pred
     return float(np.mean(err**2)), float(np.mean(err**2 / np.maximum(var, 1e-18)))
+
+
+def tail_cut(n: int) -> int:
+    """Where the held-back tail of ``n`` points starts: after the first ``1 - HOLDOUT`` of them,
+    and after enough points to fit every family. One cut for all families, so their tail errors
+    weigh them on the same points (``n`` at most: no tail, and no family is weighed by one)."""
+    need = max(f.n_params for f in FAMILIES.values()) + 1
+    return min(n, max(need, math.ceil(n * (1.0 - HOLDOUT))))
 
 
 def _evaluation_noise(u: np.ndarray) -> float:
