@@ -50,7 +50,7 @@ def test_step_timing_measures_every_size_and_charges_what_it_timed(lab):
     assert all(s.step_s > 0 and s.samples_per_s > 0 for s in sp.samples)
     assert sp.eval_s > 0 and sp.ckpt_s > 0
     # every second the device was busy is charged at its price: at least the steps, evaluations
-    # (one warming up, at least one timed) and checkpoint writes it timed
+    # (a warm-up chunk, here the whole 240-example set, and at least one timed) and checkpoint writes it timed
     least_s = sum(s.step_s for s in sp.samples) * 3 + sp.eval_s * 2 + sp.ckpt_s * 3
     assert lab.spent() - before >= 0.9 * least_s * 0.0425 / 3600
 

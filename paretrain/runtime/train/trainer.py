@@ -31,6 +31,7 @@ from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads
 from paretrain.runtime.train.workloads.api import member
 
 __all__ = [
+    "EVAL_CHUNK",
     "Evaluation",
     "Trainer",
     "autocast",
@@ -40,6 +41,9 @@ __all__ = [
     "set_threads",
     "warm_up_torch",
 ]
+
+#: samples an evaluation reads at a time (``Trainer.evaluate``)
+EVAL_CHUNK = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,7 +255,7 @@ class Trainer:
             yield self.step()
 
     @torch.no_grad()
-    def evaluate(self, chunk: int = 512, val: Dataset | None = None) -> Evaluation:
+    def evaluate(self, chunk: int = EVAL_CHUNK, val: Dataset | None = None) -> Evaluation:
         """The workload's metrics on the validation set (or on ``val``, a part of it such as
         ``paretrain.runtime.train.batches.head``), read ``chunk`` samples at a time.
 
