@@ -149,16 +149,57 @@ class _Steps:
 
 @pytest.mark.parametrize(
     ("step_s", "seconds", "timed"),
-    [(0.4, 1.0, 3), (0.3, 1.0, 4), (0.05, 1.0, 10), (0.4, math.inf, 10), (2.0, 1.0, 3)],
+    [(0.4, 1.0, 3), (0.3, 1.0, 4), (0.05, 1.0, 10), (0.4, math.inf, 10), (2.0, 1.0, 2)],
     ids=[
         "long-steps-stop-at-the-smallest-sizes-time",
         "until-past-it",
         "short-steps-take-the-share",
         "first-size",
-        "at-least-three",
+        "at-least-two",
     ],
 )
 def test_a_size_is_timed_for_about_the_smallest_sizes_time_in_a_pass(step_s, seconds, timed):
     trainer, meter = _Steps(), _ScriptedMeter(step_s)
     out = _timed_steps(trainer, meter, 10, seconds, 0.0)
-    assert len(out) == timed and trainer.steps == timed + 1  # one untimed step at the new size first
+    assert len(out) == timed and trainer.steps == timed  # every step it takes is timed
+
+
+class _Stream:
+    def __init__(self, restarts: bool) -> None:
+        self.restarts_on_switch = restarts
+
+
+class _Switching(_Steps):
+    """A trainer that knows whether its next step is the first after a switch of batch size."""
+
+    def __init__(self, restarts: bool) -> None:
+        super().__init__()
+        self.stream, self.switched = _Stream(restarts), False
+
+    def set_batch_size(self, b: int) -> None:
+        self.switched = True
+
+
+class _SwitchMeter:
+    """A meter whose first step after a switch 'takes' 1 s, every other step 10 ms."""
+
+    def __init__(self, trainer: _Switching) -> None:
+        self.trainer = trainer
+
+    def timed(self, fn, _guess: float = 0.0) -> float:
+        first, self.trainer.switched = self.trainer.switched, False
+        fn()
+        return 1.0 if first else 0.01
+
+
+@pytest.mark.parametrize("restarts", [False, True], ids=["tensors", "loader"])
+def test_the_step_after_a_switch_is_untimed_on_a_sizes_first_pass_or_when_a_loader_restarts(restarts):
+    """A size's first pass never times the step after the switch; later passes do, unless the
+    switch restarts the data loader (whose start the run pays once, not every step)."""
+    from paretrain.runtime.train.lab_steps import _interleaved_passes
+
+    trainer = _Switching(restarts)
+    passes, _warm = _interleaved_passes(trainer, _SwitchMeter(trainer), [32, 64], steps=20)
+    assert all(p[0] == 0.01 for p in passes.values())  # first pass: the switch's step untimed
+    later = [t for p in passes.values() for t in p[1:]]
+    assert later and all((t == 0.01) == restarts for t in later), passes

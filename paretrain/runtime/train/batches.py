@@ -210,6 +210,13 @@ class BatchStream:
         """The batch size changed: a loader's prefetched batches are for the old one."""
         self._loader = None
 
+    @property
+    def restarts_on_switch(self) -> bool:
+        """Whether the first batch after a switch of batch size starts a ``DataLoader`` again (its
+        worker processes included): tensors indexed on the device and an iterable dataset's
+        iterator go on as they were."""
+        return self.workers > 0 and self.tensors is None and not self.iterable
+
 
 def eval_batches(dataset: Dataset, device: str, chunk: int, workers: int = 0) -> Iterator[Any]:
     """The validation set in order, ``chunk`` samples at a time, on the device."""

@@ -52,7 +52,7 @@ __all__ = [
 #: passes over the batch sizes before step timing may stop early
 MIN_PASSES = 3
 #: the fewest steps a batch size is timed in a pass (``_timed_steps``)
-MIN_PASS_STEPS = 3
+MIN_PASS_STEPS = 2
 #: the shape of step time is known when each size's per-pass ratio to the smallest size has a
 #: standard error of at most this share of its mean (``_known``)
 PASS_SE = 0.02
@@ -159,13 +159,19 @@ def _interleaved_passes(
 ) -> tuple[dict[int, list[float]], list[float]]:
     """Per batch size, the mean step time of each pass, and the warm-up steps' times.
 
-    Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps
-    after one untimed step at the new size, and the mean of a size's per-pass means. A
-    slow spell of a shared machine then lands on every batch size alike instead of on
-    whichever size was being measured, so the planner's comparison between batch sizes
-    holds even when the absolute speed drifts; the mean (not the median) keeps the slow
-    spells a run will also meet, since a run's time is the sum of its steps. Before it, a
-    quarter second of untimed steps: a fresh process runs its first steps up to 1.6x slower.
+    Interleaved: ``rounds`` passes over the batch sizes, each timing a share of the steps, and
+    the mean of a size's per-pass means. A slow spell of a shared machine then lands on every
+    batch size alike instead of on whichever size was being measured, so the planner's
+    comparison between batch sizes holds even when the absolute speed drifts; the mean (not the
+    median) keeps the slow spells a run will also meet, since a run's time is the sum of its
+    steps. Before it, a quarter second of untimed steps: a fresh process runs its first steps up
+    to 1.6x slower.
+
+    A size's first pass starts with one untimed step (a new shape's first step allocates its
+    buffers). Later passes time the step after a switch too, unless the switch starts a data
+    loader's workers again (``BatchStream.restarts_on_switch``): on the m job's GRU
+    (``benchmarks/cost_of_knowing.py --size m``) the first step after a switch took 0.96-1.02x
+    the steps after it on either device, and the untimed steps had been a fifth of a pass.
 
     ``steps`` is the most a size is timed: from ``MIN_PASSES`` passes on, the passes stop once
     the shape of step time over batch sizes is known (``_known``). That shape is what the plan
@@ -186,6 +192,8 @@ def _interleaved_passes(
         seconds = math.inf  # what the smallest size's share took in this pass
         for b in usable:
             trainer.set_batch_size(b)
+            if r == 0 or trainer.stream.restarts_on_switch:
+                meter.timed(trainer.step, passes[b][-1] if passes[b] else 0.0)  # untimed: see above
             timed = _timed_steps(trainer, meter, share, seconds, passes[b][-1] if passes[b] else 0.0)
             seconds = min(seconds, sum(timed))
             passes[b].append(sum(timed) / len(timed))
@@ -195,9 +203,8 @@ def _interleaved_passes(
 
 
 def _timed_steps(trainer: Trainer, meter: LabMeter, share: int, seconds: float, guess: float) -> list[float]:
-    """One pass at the trainer's batch size: one untimed step, then up to ``share`` timed steps,
-    fewer once they add up to ``seconds`` (at least ``MIN_PASS_STEPS``)."""
-    meter.timed(trainer.step, guess)
+    """One pass at the trainer's batch size: up to ``share`` timed steps, fewer once they add up
+    to ``seconds`` (at least ``MIN_PASS_STEPS``)."""
     timed: list[float] = []
     while len(timed) < share and (len(timed) < MIN_PASS_STEPS or sum(timed) < seconds):
         timed.append(meter.timed(trainer.step, timed[-1] if timed else guess))
