@@ -7,7 +7,8 @@ built-in workloads (``tests/planner/data/curves.json``, 20 evaluations each, by
 ``benchmarks/record_curves.py``) are cut after their first 4 to 12 evaluations and fitted. Each
 cut is judged against the samples at which the recorded run first reached two of its own later
 levels (those of its 15th and 20th evaluation): the P50's relative error, (predicted - true) /
-true (``inf`` when the fit's asymptote falls short of the level), whether the truth lies inside
+true (``inf`` when the fit's asymptote falls short of the level; the table shows the median of
+its absolute value per cut), whether the truth lies inside
 P10-P90, and whether that interval is bounded (a P90 of ``inf`` holds anything).
 
     .venv/bin/python benchmarks/early_cuts.py
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import sys
 import warnings
 from pathlib import Path
@@ -63,10 +65,12 @@ def summary(rows: list[dict]) -> list[dict]:
     for cut in CUTS:
         at = [r for r in rows if r["cut"] == cut and r["p50_err"] is not None]
         finite = [r for r in at if math.isfinite(r["p50_err"])]
+        errs = sorted(abs(r["p50_err"]) for r in at)
         out.append(
             {
                 "cut": cut,
                 "cases": len(at),
+                "p50_abs_err_median": round(statistics.median(errs), 3) if errs else None,
                 "p50_finite": len(finite),
                 "p50_within_25pct": sum(abs(r["p50_err"]) <= 0.25 for r in finite),
                 "inside_and_bounded": sum(bool(r["inside"] and r["bounded"]) for r in at),
@@ -84,11 +88,14 @@ def main() -> None:
         for cut in CUTS
     ]
     table = summary(rows)
-    print(f"{'cut':>4} {'cases':>6} {'P50 finite':>11} {'within 25%':>11} {'inside, bounded':>16}")
+    print(
+        f"{'cut':>4} {'cases':>6} {'|P50 err| median':>17} {'P50 finite':>11} {'within 25%':>11} "
+        f"{'inside, bounded':>16}"
+    )
     for s in table:
         print(
-            f"{s['cut']:>4} {s['cases']:>6} {s['p50_finite']:>11} {s['p50_within_25pct']:>11} "
-            f"{s['inside_and_bounded']:>16}"
+            f"{s['cut']:>4} {s['cases']:>6} {s['p50_abs_err_median']:>17} {s['p50_finite']:>11} "
+            f"{s['p50_within_25pct']:>11} {s['inside_and_bounded']:>16}"
         )
     RESULTS.write_text(
         json.dumps({"summary": table, "rows": rows}, indent=1, allow_nan=True).replace("Infinity", '"inf"')
