@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from paretrain.planner.measure.curves import fit_curve
-from paretrain.planner.measure.fits import B_NOISE_CAP
+from paretrain.planner.measure.fits import B_NOISE_CAP, B_NOISE_FLOOR, fit_convergence
 from paretrain.planner.measure.measurements import NoiseSample
 from paretrain.planner.measure.truncated import FAR, Z90, level_from_curve, noise_scale
 
@@ -52,6 +52,25 @@ def test_a_growing_noise_scale_is_averaged_harmonically_over_the_levels_progress
     curve, _geo = noise_scale(_noise(lambda p: 0.05 * p))
     assert curve is not None and curve.slope == pytest.approx(1.0)
     assert lv.fit.b_noise < curve.at(lv.fit.e_min)  # early, small noise scales weigh most
+
+
+def test_a_steep_noise_trend_from_two_samples_is_held_at_its_first_value_before_them():
+    """Two samples at 3,072 and 6,144 samples growing as p^2 (the slope's clip bound), as on
+    MNIST-1D's example with the workload's seed 1: followed toward p = 0 the trend and the level's
+    E_min fed each other down to B_noise = 6e-7, and the plan's stages divided by zero."""
+    samples = [NoiseSample("c", p, 0.3, 1.0, 1.0, 8.0 * (p / 3072) ** 2) for p in (3072, 6144)]
+    curve, _geo = noise_scale(samples)
+    assert curve is not None and curve.slope == pytest.approx(2.0)
+    lv = level_from_curve(_curve(12_000), 0.8, 64, samples, 256)
+    assert lv is not None and 7.99 <= lv.fit.b_noise <= 32.0, lv.fit
+    assert lv.fit.samples(64) == pytest.approx(lv.samples[1], rel=1e-6)
+
+
+def test_b_noise_never_falls_below_one_sample():
+    tiny = [NoiseSample("c", p, 0.3, 1.0, 1.0, 1e-6) for p in (1000, 4000, 16000)]
+    lv = level_from_curve(_curve(12_000), 0.8, 32, tiny, 256)
+    assert lv is not None and lv.fit.b_noise == B_NOISE_FLOOR
+    assert fit_convergence([(16, 1000), (64, 4000), (256, 16000)]).b_noise == B_NOISE_FLOOR
 
 
 def test_no_noise_sample_means_no_measurable_batch_penalty_and_an_unreachable_level_is_none():

@@ -27,6 +27,7 @@ from scipy.optimize import least_squares, nnls
 
 __all__ = [
     "B_NOISE_CAP",
+    "B_NOISE_FLOOR",
     "ConvergenceFit",
     "NoiseCurve",
     "StageNoise",
@@ -40,6 +41,9 @@ __all__ = [
 
 #: B_noise above this is treated as "no measurable batch penalty" (a slope of ~0).
 B_NOISE_CAP = 1e9
+#: the least B_noise a model gives, one sample: a smaller one would charge even a batch of one
+#: more than twice the ideal samples, which no two-batch estimate (batches of 16 and 512) resolves
+B_NOISE_FLOOR = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +139,7 @@ def fit_convergence(points: Sequence[tuple[int, int]]) -> ConvergenceFit:
         q = float(np.sum(w * w * b * (e - p)) / np.sum(w * w * b * b))
     b_noise = B_NOISE_CAP if q <= p / B_NOISE_CAP else p / q
     pts = tuple(sorted((int(x), int(y)) for x, y in points))
-    return ConvergenceFit(float(p), float(min(b_noise, B_NOISE_CAP)), pts, int(b.max()))
+    return ConvergenceFit(float(p), float(min(max(b_noise, B_NOISE_FLOOR), B_NOISE_CAP)), pts, int(b.max()))
 
 
 def relative_error(predicted: float, realized: float) -> float:
@@ -199,8 +203,8 @@ class StageNoise:
 
     def at(self, progress_samples: float) -> float:
         if self.curve is None:
-            return self.b_fit
-        return min(self.curve.at(progress_samples) * self.scale, B_NOISE_CAP)
+            return max(self.b_fit, B_NOISE_FLOOR)
+        return min(max(self.curve.at(progress_samples) * self.scale, B_NOISE_FLOOR), B_NOISE_CAP)
 
 
 def stage_noise(b_fit: float, curve: NoiseCurve | None, e_min: float, stages: int) -> StageNoise:

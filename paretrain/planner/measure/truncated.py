@@ -31,7 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from paretrain.planner.measure.curves import Curve
-from paretrain.planner.measure.fits import B_NOISE_CAP, ConvergenceFit, NoiseCurve, fit_noise_curve
+from paretrain.planner.measure.fits import (
+    B_NOISE_CAP,
+    B_NOISE_FLOOR,
+    ConvergenceFit,
+    NoiseCurve,
+    fit_noise_curve,
+)
 from paretrain.planner.measure.measurements import NoiseSample
 
 __all__ = ["FAR", "Z90", "TruncatedLevel", "level_from_curve", "noise_scale"]
@@ -61,10 +67,19 @@ def noise_scale(samples: Sequence[NoiseSample]) -> tuple[NoiseCurve | None, floa
 
 
 def _harmonic(curve: NoiseCurve | None, flat: float, e_min: float) -> float:
+    """Step 2's harmonic mean of the noise curve over ``[0, e_min]``, the curve held at its first
+    sample's value before it (``p_min``).
+
+    Not followed before ``p_min``: the power law rests on the run's few samples, its slope may
+    sit at the clip bound, and toward ``p = 0`` it falls toward zero, so that a smaller ``E_min``
+    gave a smaller B_noise and that a smaller ``E_min`` again, until both collapsed. On MNIST-1D's
+    example with the workload's seed 1, a slope of 2 from samples at 3,072 and 6,144 gave
+    B_noise = 6e-7, and the plan's stages divided by zero. Early training has the smaller noise
+    scale, so holding the first sample's value slightly understates the earliest batch penalty."""
     if curve is None:
         return flat
-    grid = [e_min * (i + 0.5) / 16 for i in range(16)]
-    return min(1.0 / float(np.mean([1.0 / curve.at(p) for p in grid])), B_NOISE_CAP)
+    grid = [max(e_min * (i + 0.5) / 16, curve.p_min) for i in range(16)]
+    return min(max(1.0 / float(np.mean([1.0 / curve.at(p) for p in grid])), B_NOISE_FLOOR), B_NOISE_CAP)
 
 
 def level_from_curve(
@@ -79,6 +94,7 @@ def level_from_curve(
     trend, flat = noise_scale(noise)
     if flat <= 0:
         flat = B_NOISE_CAP  # no gradient-noise sample: no batch penalty can be measured
+    flat = max(flat, B_NOISE_FLOOR)
     b_noise = flat
     e_min = mid
     for _ in range(ITERATIONS):

@@ -248,7 +248,7 @@ def stage_plan(
         lr=float(f"{config.lr_at(per_step):.6g}"),
         cost_usd=figure(cost_usd),
         wall_s=figure(time_s),
-        b_noise=round(float(b_noise), 3),
+        b_noise=float(f"{b_noise:.6g}"),
         modeled=bool(step.modeled),
         extrapolated=extrap,
         spot=option.hardware.endswith(":spot"),
