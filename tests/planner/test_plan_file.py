@@ -93,3 +93,16 @@ def test_a_schema_2_plan_without_its_level_says_what_is_missing():
     del d["pareto"][0]["predicted"]["accuracy"]
     with pytest.raises(InputError, match=r"missing or malformed.*accuracy"):
         plan_from_json(json.dumps(d), "old.json")
+
+
+def test_a_plan_whose_stage_has_no_positive_b_noise_is_refused_before_a_run_divides_by_it():
+    """An older paretrain wrote B_noise 0 where a truncated profile's noise trend collapsed; its
+    run died on a division by zero. Such a plan is bad input: one line, naming the stage."""
+    plan = plan_from_json(V2.read_text(), str(V2))
+    cand = plan.candidates[0]
+    broken = replace(cand, stages=(replace(cand.stages[0], b_noise=0.0), *cand.stages[1:]))
+    text = plan_to_json(replace(plan, candidates=(broken, *plan.candidates[1:])))
+    with pytest.raises(
+        InputError, match=rf"pareto\[{cand.id}\]\.stages\[0\]\.b_noise.*got 0\.0.*paretrain plan"
+    ):
+        plan_from_json(text, "plan.json")

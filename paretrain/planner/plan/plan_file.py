@@ -11,6 +11,7 @@ level named ``predicted.accuracy``) still read, their fingerprint checked agains
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -59,7 +60,21 @@ def plan_from_json(text: str, where: str) -> Plan:
             f"(got {d.get('fingerprint')!r}, content gives {found!r}); the file "
             f"was edited or damaged. To fix: {_FIX}"
         )
+    _check_stages(plan, where)
     return plan
+
+
+def _check_stages(plan: Plan, where: str) -> None:
+    """A stage's B_noise divides its samples (``E(B) = E_min (1 + B / B_noise)``): it must be a
+    positive number. An older paretrain could write 0 where a truncated profile's noise trend
+    collapsed; such a plan is refused here, before a run divides by it."""
+    for c in plan.candidates:
+        for st in c.stages:
+            if not (math.isfinite(st.b_noise) and st.b_noise > 0):
+                raise InputError(
+                    f"{where}: field 'pareto[{c.id}].stages[{st.index}].b_noise' must be a positive "
+                    f"number; got {st.b_noise!r}. To fix: {_FIX}"
+                )
 
 
 def _plan_of(d: Mapping[str, Any], level_field: str, where: str) -> Plan:
