@@ -132,6 +132,9 @@ def test_points_that_reached_a_level_and_fell_back_below_it_give_the_first_cross
     assert (lo, mid) == (3000, 4000)
     assert hi >= 11_000  # not before the last point, which fell back: the model's P90 (may be inf)
     assert curve.reached(0.81)[2] == math.inf
+    # a run going on from the last point has the level still ahead: the model's P50, not 4,000
+    lo, mid, hi = curve.samples_to(0.81, going_on=True)
+    assert lo == 3000 and 11_000 <= mid <= hi
 
 
 def test_a_plateau_then_a_climb_is_fitted_from_the_climb():

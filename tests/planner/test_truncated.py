@@ -10,7 +10,7 @@ import pytest
 from paretrain.planner.measure.curves import fit_curve
 from paretrain.planner.measure.fits import B_NOISE_CAP, B_NOISE_FLOOR, fit_convergence
 from paretrain.planner.measure.measurements import NoiseSample
-from paretrain.planner.measure.truncated import FAR, Z90, level_from_curve, noise_scale
+from paretrain.planner.measure.truncated import FAR, Z90, level_from_curve, noise_scale, worth
 
 
 def _curve(until: int):
@@ -54,16 +54,38 @@ def test_a_growing_noise_scale_is_averaged_harmonically_over_the_levels_progress
     assert lv.fit.b_noise < curve.at(lv.fit.e_min)  # early, small noise scales weigh most
 
 
-def test_a_steep_noise_trend_from_two_samples_is_held_at_its_first_value_before_them():
+def test_a_steep_noise_trend_is_integrated_over_the_samples_the_run_saw():
     """Two samples at 3,072 and 6,144 samples growing as p^2 (the slope's clip bound), as on
-    MNIST-1D's example with the workload's seed 1: followed toward p = 0 the trend and the level's
-    E_min fed each other down to B_noise = 6e-7, and the plan's stages divided by zero."""
+    MNIST-1D's example with the workload's seeds 1 and 3. Read against ideal progress in a fixed
+    point, the trend and the level's E_min fed each other down to B_noise = 6e-7 (the plan's
+    stages divided by zero) or 3.5 (E_min a twentieth of the samples' worth). Integrated over the
+    samples seen at the run's batch, the noise scale weighs each part of the run as it was."""
     samples = [NoiseSample("c", p, 0.3, 1.0, 1.0, 8.0 * (p / 3072) ** 2) for p in (3072, 6144)]
     curve, _geo = noise_scale(samples)
     assert curve is not None and curve.slope == pytest.approx(2.0)
     lv = level_from_curve(_curve(12_000), 0.8, 64, samples, 256)
-    assert lv is not None and 7.99 <= lv.fit.b_noise <= 32.0, lv.fit
-    assert lv.fit.samples(64) == pytest.approx(lv.samples[1], rel=1e-6)
+    assert lv is not None
+    s = lv.samples[1]
+    assert lv.fit.samples(64) == pytest.approx(s, rel=1e-9)  # E(B0) = S
+    assert 8.0 < lv.fit.b_noise < curve.at(s)  # between the noise scale's first and last values
+    # by hand: 3,072 samples at 1 / (1 + 64 / 8), then the trend, midpoint rule on a fine grid
+    grid = np.linspace(3072, s, 100_001)
+    worth = 3072 / 9 + np.trapezoid(1.0 / (1.0 + 64.0 / (8.0 * (grid / 3072) ** 2)), grid)
+    assert lv.fit.e_min == pytest.approx(worth, rel=0.01)
+
+
+def test_a_checkpoint_short_of_a_level_is_worth_less_than_the_level_by_the_same_measure():
+    """The plan counts a run from the truncated run's checkpoint as ``worth`` its samples; a level
+    the run had not reached by then is work still to do. Measured by the stages' noise model
+    instead, MNIST-1D's checkpoint at 49,152 samples (seed 3) was worth 48,039 ideal samples and
+    the level 0.98 (61,536 samples) 43,695: the run was planned 64 samples and trained 8,320."""
+    samples = [NoiseSample("c", p, 0.3, 1.0, 1.0, 8.0 * (p / 3072) ** 2) for p in (3072, 6144)]
+    lv = level_from_curve(_curve(12_000), 0.8, 64, samples, 256)
+    assert lv is not None
+    s = lv.samples[1]
+    assert worth(samples, s, 64) == pytest.approx(lv.fit.e_min, rel=1e-9)
+    assert worth(samples, 0.9 * s, 64) < lv.fit.e_min
+    assert worth(samples, 1.1 * s, 64) > lv.fit.e_min
 
 
 def test_b_noise_never_falls_below_one_sample():

@@ -167,18 +167,26 @@ class Curve:
         lo, mid, hi = centered(lo, mid, hi)
         return (lo, mid, hi) if s > 0 else (hi, mid, lo)  # P10 is the worse value
 
-    def samples_to(self, level: float) -> tuple[float, float, float]:
+    def samples_to(self, level: float, *, going_on: bool = False) -> tuple[float, float, float]:
         """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never).
 
         Where the fitted points reached the level, the crossing is measured, not modeled
         (``reached``); beyond them, the ensemble's draws give it. Points that reached the level
         and then fell back below it by more than their noise give the first crossing, and the
-        draws say when the curve stays past it (P90)."""
+        draws say when the curve stays past it (P90).
+
+        ``going_on``: for a run that goes on from the last point (one that starts from the
+        truncated run's checkpoint), a level its points reached and fell back from is still
+        ahead of it: its P50 is then the draws' (never before the last point), not the first
+        crossing behind it. On MNIST-1D's example with the workload's seed 3, the first crossing
+        lay before the checkpoint, the plan gave the run 64 samples to go, and it trained 8,320."""
         seen = self.reached(level)
         if seen is not None and math.isfinite(seen[2]):
             return seen
         modeled = self._modeled_samples_to(level)
-        return modeled if seen is None else (seen[0], seen[1], modeled[2])
+        if seen is None:
+            return modeled
+        return (seen[0], modeled[1] if going_on else seen[1], modeled[2])
 
     def _modeled_samples_to(self, level: float) -> tuple[float, float, float]:
         """``samples_to`` from the ensemble's draws alone, none crossing before the last point."""

@@ -9,12 +9,23 @@ two-batch gradient-noise samples along the same run. Then, for each level:
 1. ``S`` = samples at ``B0`` to reach the level, from the run's learning curve
    (``paretrain.planner.measure.curves``): measured where the run reached it, extrapolated (and
    marked so) where it did not; its P10 / P90 give the level's spread.
-2. ``B_noise`` = the harmonic mean of the measured noise scale ``B_simple(p)`` over the level's
-   ideal progress ``[0, E_min]``: the noise scale grows as training goes on, and a fixed batch pays
-   ``1 + B0 / B(p)`` at every point ``p``, so its average penalty is the harmonic mean's. With no
-   trend in the samples, their geometric mean stands for the whole run.
-3. ``E_min = S / (1 + B0 / B_noise)``; steps 2 and 3 are iterated to a fixed point, since the
-   progress range of step 2 depends on ``E_min``.
+2. ``E_min`` = the ideal samples (those a batch far below the noise scale would need) that
+   the run's ``S`` samples at ``B0`` amount to: each sample seen at ``B0`` is worth
+   ``1 / (1 + B0 / B(s))`` of one, where ``B(s)`` is the noise scale measured along the run at
+   ``s`` samples seen, so ``E_min = integral_0^S ds / (1 + B0 / B(s))``. ``B(s)`` follows the
+   samples' trend, held at its first sample's value before it; with no trend in the samples,
+   their geometric mean stands for the whole run.
+3. ``B_noise = B0 / (S / E_min - 1)``: the one noise scale with which ``E(B0) = S`` exactly.
+
+   Earlier versions solved steps 2 and 3 as a fixed point: B_noise the harmonic mean of the noise
+   curve over ideal progress ``[0, E_min]`` and ``E_min = S / (1 + B0 / B_noise)``. But the
+   curve is measured against samples seen at ``B0``, not ideal progress; where the noise scale
+   is small early (a steep trend), ideal progress runs far behind samples seen, and the fixed
+   point read the curve at its earliest values for the whole level. On MNIST-1D's example with
+   the workload's seeds 1 and 3 it gave B_noise = 6e-7 and 3.5 and E_min a twentieth of the
+   samples' worth, while the checkpoint the run starts from was worth 48,039 ideal samples by
+   the stages' own noise model: the run was planned 64 samples (it trained 8,320), or its stages
+   divided by zero.
 
 The McCandlish form then carries the level to other batch sizes. The interval of ``S`` becomes
 the fit's ``crossing`` spread (log scale), which the plan's intervals already carry
@@ -40,11 +51,9 @@ from paretrain.planner.measure.fits import (
 )
 from paretrain.planner.measure.measurements import NoiseSample
 
-__all__ = ["FAR", "Z90", "TruncatedLevel", "level_from_curve", "noise_scale"]
+__all__ = ["FAR", "GRID", "Z90", "TruncatedLevel", "level_from_curve", "noise_scale", "worth"]
 
 Z90 = 1.2815515655446004
-#: fixed-point iterations of steps 2 and 3 (the change after a few is far below the spread)
-ITERATIONS = 8
 #: the widest a level's P90 may lie from its P50, as a factor (``level_from_curve``)
 FAR = 10.0
 
@@ -66,20 +75,34 @@ def noise_scale(samples: Sequence[NoiseSample]) -> tuple[NoiseCurve | None, floa
     return fit_noise_curve(pts), geo
 
 
-def _harmonic(curve: NoiseCurve | None, flat: float, e_min: float) -> float:
-    """Step 2's harmonic mean of the noise curve over ``[0, e_min]``, the curve held at its first
-    sample's value before it (``p_min``).
+#: midpoints of the integral of step 2 (``_ideal``)
+GRID = 256
 
-    Not followed before ``p_min``: the power law rests on the run's few samples, its slope may
-    sit at the clip bound, and toward ``p = 0`` it falls toward zero, so that a smaller ``E_min``
-    gave a smaller B_noise and that a smaller ``E_min`` again, until both collapsed. On MNIST-1D's
-    example with the workload's seed 1, a slope of 2 from samples at 3,072 and 6,144 gave
-    B_noise = 6e-7, and the plan's stages divided by zero. Early training has the smaller noise
-    scale, so holding the first sample's value slightly understates the earliest batch penalty."""
+
+def worth(noise: Sequence[NoiseSample], samples: float, batch_size: int) -> float:
+    """Step 2 for any point of the run: the ideal samples that its first ``samples`` samples,
+    seen at ``batch_size`` with the noise scale of ``noise`` along it, amount to. The plan counts
+    a run that starts from the truncated run's checkpoint as this far along
+    (``paretrain.planner.program.reuse``), by the same measure as its levels' ``E_min``: a level
+    past the checkpoint is always work still to do."""
+    trend, flat = noise_scale(noise)
+    return _ideal(trend, _flat(flat), samples, batch_size)
+
+
+def _flat(geo: float) -> float:
+    """The noise scale without a trend: the samples' geometric mean, ``B_NOISE_CAP`` with none
+    (no batch penalty can be measured), never below ``B_NOISE_FLOOR``."""
+    return max(geo if geo > 0 else B_NOISE_CAP, B_NOISE_FLOOR)
+
+
+def _ideal(curve: NoiseCurve | None, flat: float, samples: float, batch_size: int) -> float:
+    """Step 2: the ideal samples that ``samples`` seen at ``batch_size`` amount to."""
     if curve is None:
-        return flat
-    grid = [max(e_min * (i + 0.5) / 16, curve.p_min) for i in range(16)]
-    return min(max(1.0 / float(np.mean([1.0 / curve.at(p) for p in grid])), B_NOISE_FLOOR), B_NOISE_CAP)
+        return samples / (1.0 + batch_size / flat)
+    s = (np.arange(GRID) + 0.5) * (samples / GRID)
+    b = np.array([curve.at(max(x, curve.p_min)) for x in s])
+    b = np.clip(b, B_NOISE_FLOOR, B_NOISE_CAP)
+    return float(np.sum(1.0 / (1.0 + batch_size / b)) * (samples / GRID))
 
 
 def level_from_curve(
@@ -88,19 +111,13 @@ def level_from_curve(
     """A level's ``ConvergenceFit`` from a truncated run's curve (fitted at ``batch_size``) and its
     noise samples; None when the curve never reaches the level (its median does not).
     ``max_batch`` is the largest global batch the plan may use it at."""
-    lo, mid, hi = curve.samples_to(level)
+    lo, mid, hi = curve.samples_to(level, going_on=True)  # the plan's run goes on from its checkpoint
     if not math.isfinite(mid):
         return None
-    trend, flat = noise_scale(noise)
-    if flat <= 0:
-        flat = B_NOISE_CAP  # no gradient-noise sample: no batch penalty can be measured
-    flat = max(flat, B_NOISE_FLOOR)
-    b_noise = flat
-    e_min = mid
-    for _ in range(ITERATIONS):
-        e_min = mid / (1.0 + batch_size / b_noise)
-        b_noise = _harmonic(trend, flat, e_min)
-    e_min = mid / (1.0 + batch_size / b_noise)
+    e_min = worth(noise, mid, batch_size)
+    ratio = mid / e_min - 1.0
+    b_noise = min(max(batch_size / ratio, B_NOISE_FLOOR), B_NOISE_CAP) if ratio > 0 else B_NOISE_CAP
+    e_min = mid / (1.0 + batch_size / b_noise)  # E(B0) = S, whatever the bounds did
     # the wider side of the level's interval, log scale; a P90 that never reaches it: a factor 2;
     # a finite one at most ``FAR``: beyond it the extrapolation says nothing more (a model's far
     # tail can put P90 at 1e200 samples, and the spread's exp would overflow the intervals)

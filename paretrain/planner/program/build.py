@@ -32,9 +32,10 @@ from paretrain.planner.measure.fits import (
 )
 from paretrain.planner.measure.profile import worker_counts
 from paretrain.planner.measure.throughput import StepModel, instances_for, speed_factors, step_models
+from paretrain.planner.measure.truncated import worth
 from paretrain.planner.program.convergence import fit_all_convergence
 from paretrain.planner.program.problem import Choice, Option, Problem, ProblemContext, prune_dominated
-from paretrain.planner.program.reuse import StartFrom, stage_work, trains, with_starts
+from paretrain.planner.program.reuse import StartFrom, reused_progress, stage_work, trains, with_starts
 from paretrain.planner.program.stagecost import entry_cost, exit_usd, memory_bytes, option_fits, stage_cost
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def build_problem(
     options = _options(spec, offers, configs, models, workers, left_out)
     hardware, offer_of = tuple(o.id for o in offers), {o.id: o for o in offers}
     curves, noise = _noise_models(profile, configs, fits, spec.planner.stages, notes)
-    choices, starts = with_starts(spec, profile.checkpoints, sorted(fits), options, noise)
+    choices, starts = _choices(spec, profile, fits, options, noise)
     b_noise_stage = _noise_by_stage(choices, fits, noise, spec.planner.stages, starts)
     instances = {(o.hardware, o.workers): instances_for(offer_of[o.hardware], o.workers) for o in options}
     storage = {key: _storage_bytes(spec, m) for key, m in models.items()}
@@ -167,6 +168,26 @@ def _noise_models(
 def _storage_bytes(spec: Spec, model: StepModel) -> float:
     """The disk a run of this step model holds: its checkpoints and its data."""
     return _checkpoint_bytes(model.grad_bytes, spec.runtime.keep_checkpoints) + _data_bytes(spec)
+
+
+def _choices(
+    spec: Spec,
+    profile: Profile,
+    fits: Mapping[tuple[str, float], ConvergenceFit],
+    options: Sequence[Option],
+    noise: Mapping[tuple[str, float], StageNoise],
+) -> tuple[tuple[Choice, ...], dict[int, StartFrom]]:
+    """The program's choices and where those from the profile's checkpoints start
+    (``with_starts``), a checkpoint's progress measured as the level was: a truncated run's by
+    the noise scale along it (``paretrain.planner.measure.truncated.worth``), levels fitted
+    across batch sizes by the stages' noise model."""
+
+    def progress_of(cid: str, score: float, samples: int, batch: int) -> float:
+        if spec.planner.convergence == "truncated":
+            return worth(profile.noise_for(cid), samples, batch)
+        return reused_progress(samples, batch, noise[(cid, score)])
+
+    return with_starts(spec, profile.checkpoints, sorted(fits), options, progress_of)
 
 
 def _noise_by_stage(

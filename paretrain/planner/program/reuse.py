@@ -7,7 +7,12 @@ stage trains what that run trained may start from it: it loads the checkpoint an
 ``S`` samples. For each choice (config c, level a) with such a checkpoint the program gets a
 twin, ``Choice(c, a, reused=True)``, that starts there:
 
-    ideal progress reused    P  = S / (1 + B0 / B_noise(P / 2))        (a fixed point)
+    ideal progress reused    P  = integral_0^S ds / (1 + B0 / B(s))   (B: the noise scale along the run)
+
+by the measure the truncated run's levels were fitted with
+(``paretrain.planner.measure.truncated.worth``), so that a level past the checkpoint is work still
+to do (levels fitted across batch sizes, with ``planner.convergence: full``, count the checkpoint
+by the stages' noise model: ``reused_progress``),
     each stage's work        W' = max(E_min - P, 0) / K
     B_noise at stage k       B_noise(P + W' (k + 1/2))
 
@@ -32,7 +37,7 @@ Rules (each one keeps the start exactly what the profile trained):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,13 +47,7 @@ from paretrain.planner.program.problem import Choice, Option
 if TYPE_CHECKING:
     from paretrain.planner.inputs.spec import Spec
 
-__all__ = ["StartFrom", "matches", "reused_progress", "stage_work", "trains", "with_starts"]
-
-
-class NoiseAt(Protocol):
-    """B_noise at a point of ideal progress (``paretrain.planner.measure.fits.StageNoise``)."""
-
-    def at(self, progress_samples: float) -> float: ...
+__all__ = ["NoiseAt", "StartFrom", "matches", "reused_progress", "stage_work", "trains", "with_starts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +114,19 @@ def trains(start: StartFrom, option: Option) -> bool:
 
 def reused_progress(samples: int, batch: int, noise: NoiseAt) -> float:
     """Ideal progress (E_min units) of ``samples`` trained at global batch ``batch``, B_noise read
-    at the middle of that progress (a fixed point: a few iterations settle it)."""
+    at the middle of that progress (a fixed point: a few iterations settle it). For levels fitted
+    across batch sizes (``planner.convergence: full``); a truncated run's levels and checkpoint
+    are measured alike by ``paretrain.planner.measure.truncated.worth``."""
     p = float(samples)
     for _ in range(8):
         p = samples / (1.0 + batch / noise.at(p / 2.0))
     return p
+
+
+class NoiseAt(Protocol):
+    """B_noise at a point of ideal progress (``paretrain.planner.measure.fits.StageNoise``)."""
+
+    def at(self, progress_samples: float) -> float: ...
 
 
 def stage_work(e_min: float, stages: int, start: StartFrom | None) -> tuple[float, float]:
@@ -134,10 +141,12 @@ def with_starts(
     checkpoints: Sequence[TruncatedCheckpoint],
     levels: Sequence[tuple[str, float]],
     options: Sequence[Option],
-    noise: Mapping[tuple[str, float], NoiseAt],
+    progress_of: Callable[[str, float, int, int], float],
 ) -> tuple[tuple[Choice, ...], dict[int, StartFrom]]:
     """The program's choices: one per (config, score of a level) of ``levels``, then the twin of
-    each one that may start from one of ``checkpoints``; and where each twin starts (by index)."""
+    each one that may start from one of ``checkpoints``; and where each twin starts (by index).
+    ``progress_of(config, score, samples, batch)``: the ideal progress of a checkpoint, by the
+    measure the level was fitted with."""
     seed, max_samples = spec.workload.seed, spec.target.max_samples
     choices = [Choice(cid, score) for cid, score in levels]
     out, starts = list(choices), {}
@@ -148,7 +157,7 @@ def with_starts(
         )
         if ck is None:
             continue
-        progress = reused_progress(ck.samples, ck.batch_size, noise[(ch.config_id, ch.score)])
+        progress = progress_of(ck.config_id, ch.score, ck.samples, ck.batch_size)
         starts[len(out)] = StartFrom(
             ck.path,
             ck.sha256,
