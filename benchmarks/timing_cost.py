@@ -66,9 +66,14 @@ def timed_eval(t: Trainer, warm: str, enough_s: float) -> tuple[float, float]:
 
 def before_passes(trainer: Trainer, meter: LabMeter, steps: int) -> dict[int, list[float]]:
     """The passes as paretrain timed them before: an untimed step at every switch, at least 3
-    timed steps a size, the same stopping rule."""
+    timed steps a size, the same warm-up and stopping rule."""
     rounds = max(1, min(5, steps // 4))
     passes: dict[int, list[float]] = {b: [] for b in BATCHES}
+    warm_until = time.perf_counter() + 0.25  # the same warm-up as ``_interleaved_passes``
+    warm = 0
+    while warm < 3 or time.perf_counter() < warm_until:
+        meter.timed(trainer.step)
+        warm += 1
     for r in range(rounds):
         share = steps * (r + 1) // rounds - steps * r // rounds
         seconds = float("inf")
@@ -110,7 +115,8 @@ def passes_rows(device: str, t: Trainer, meter: LabMeter, repeats: int) -> list[
     cost: dict[str, list[float]] = {"now": [], "before": []}
     for _ in range(repeats):
         truth = ratios(reference(t))
-        for name in ("now", "before"):
+        order = ("now", "before") if len(errs["now"]) % 4 == 0 else ("before", "now")  # alternate
+        for name in order:
             t0 = time.perf_counter()
             if name == "now":
                 passes, _warm = lab_steps._interleaved_passes(t, meter, BATCHES, 20)

@@ -46,12 +46,12 @@ def test_e_min_and_b_noise_give_back_the_measured_samples_at_the_runs_batch():
     assert lv.fit.samples(128) == pytest.approx(lv.fit.e_min * 2.0)  # McCandlish: E(B_noise) = 2 E_min
 
 
-def test_a_growing_noise_scale_is_averaged_harmonically_over_the_levels_progress():
+def test_a_growing_noise_scale_weighs_the_early_small_values_of_the_run_most():
     lv = level_from_curve(_curve(12_000), 0.8, 32, _noise(lambda p: 0.05 * p), 256)
     assert lv is not None
     curve, _geo = noise_scale(_noise(lambda p: 0.05 * p))
     assert curve is not None and curve.slope == pytest.approx(1.0)
-    assert lv.fit.b_noise < curve.at(lv.fit.e_min)  # early, small noise scales weigh most
+    assert lv.fit.b_noise < curve.at(lv.samples[1])  # below the noise scale where the level is
 
 
 def test_a_steep_noise_trend_is_integrated_over_the_samples_the_run_saw():
@@ -91,7 +91,7 @@ def test_a_checkpoint_short_of_a_level_is_worth_less_than_the_level_by_the_same_
 def test_b_noise_never_falls_below_one_sample():
     tiny = [NoiseSample("c", p, 0.3, 1.0, 1.0, 1e-6) for p in (1000, 4000, 16000)]
     lv = level_from_curve(_curve(12_000), 0.8, 32, tiny, 256)
-    assert lv is not None and lv.fit.b_noise == B_NOISE_FLOOR
+    assert lv is not None and lv.fit.b_noise == pytest.approx(B_NOISE_FLOOR)
     assert fit_convergence([(16, 1000), (64, 4000), (256, 16000)]).b_noise == B_NOISE_FLOOR
 
 
@@ -115,3 +115,25 @@ def test_a_p90_far_past_the_median_is_held_to_a_factor_far_in_the_level_spread()
     lv = level_from_curve(curve, level, 32, [], 256)
     assert lv is not None
     assert lv.fit.crossing == pytest.approx(math.log(FAR) / Z90)
+
+
+def test_a_run_from_the_checkpoint_at_its_batch_plans_exactly_the_samples_the_curve_leaves():
+    """The steep trend of MNIST-1D's seeds: the stage model reads the noise scale at ideal
+    progress, the checkpoint is counted along the samples seen; the stages of a run from the
+    checkpoint are scaled so that at the checkpoint's batch they cost what the level leaves."""
+    from paretrain.planner.measure.fits import fit_noise_curve, stage_noise
+    from paretrain.planner.program.build import _from_checkpoint
+
+    b0, s, ck = 64, 30_000.0, 20_000.0
+    samples = [NoiseSample("c", p, 0.3, 1.0, 1.0, 8.0 * (p / 3072) ** 2) for p in (3072, 6144)]
+    e_min = worth(samples, s, b0)
+    curve = fit_noise_curve([(n.progress_samples, n.b_simple) for n in samples])
+    for k in (1, 3):
+        noise = stage_noise(b0 / (s / e_min - 1.0), curve, e_min, k)
+        done = worth(samples, ck, b0)
+        work = (e_min - done) / k  # each stage's ideal work from the checkpoint on
+        at = [noise.at(done + work * (j + 0.5)) for j in range(k)]
+        unscaled = sum(work * (1.0 + b0 / b) for b in at)
+        scaled = sum(work * (1.0 + b0 / b) for b in _from_checkpoint(at, work, s - ck, b0))
+        assert scaled == pytest.approx(s - ck, rel=1e-9)
+        assert abs(unscaled - (s - ck)) > 0.03 * (s - ck)  # what the scaling corrects

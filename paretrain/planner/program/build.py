@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from paretrain.planner.measure.fits import (
+    B_NOISE_CAP,
+    B_NOISE_FLOOR,
     ConvergenceFit,
     NoiseCurve,
     StageNoise,
@@ -198,14 +200,39 @@ def _noise_by_stage(
     starts: Mapping[int, StartFrom],
 ) -> dict[tuple[int, int], float]:
     """The noise scale of choice m at stage k, read at the stage's midpoint of ideal progress
-    (after the progress of the checkpoint it starts from)."""
+    (after the progress of the checkpoint it starts from, ``_from_checkpoint``)."""
     out: dict[tuple[int, int], float] = {}
     for m, ch in enumerate(choices):
         key = (ch.config_id, ch.score)
         done, work = stage_work(fits[key].e_min, stages, starts.get(m))
+        at = [noise[key].at(done + work * (k + 0.5)) for k in range(stages)]
+        start = starts.get(m)
+        if start is not None:
+            at = _from_checkpoint(
+                at, work, fits[key].samples(start.batch_size) - start.samples, start.batch_size
+            )
         for k in range(stages):
-            out[(m, k)] = noise[key].at(done + work * (k + 0.5))
+            out[(m, k)] = at[k]
     return out
+
+
+def _from_checkpoint(at: Sequence[float], work: float, left: float, batch: int) -> list[float]:
+    """The stages' noise scales of a run from a checkpoint, scaled alike so that the run's
+    ``left`` samples at the checkpoint's batch are what its stages' ideal ``work`` costs there:
+    the level's samples at that batch less the checkpoint's, as the learning curve says.
+
+    The stage model reads the noise scale at ideal progress; the checkpoint's progress is
+    measured along the samples the truncated run saw. With a steep trend the two drift apart
+    over the part of the level that is left: on a trend of ``B ~ s^2`` a single stage from a
+    checkpoint two thirds of the way planned 40% more samples than the curve leaves, and three
+    stages 4% fewer. Scaled, a run that keeps the checkpoint's batch plans exactly
+    what is left (the program's other batches follow the McCandlish form from there)."""
+    inv = sum(1.0 / b for b in at)
+    extra = left - work * len(at)  # the samples beyond the ideal work that the batch costs
+    if work <= 0 or inv <= 0 or extra <= 0:
+        return list(at)
+    c = batch * work * inv / extra
+    return [min(max(b * c, B_NOISE_FLOOR), B_NOISE_CAP) for b in at]
 
 
 def _unsupported_precisions(

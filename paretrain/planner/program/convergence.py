@@ -107,8 +107,13 @@ def _truncated_fits(
     for level in spec.target.levels:
         got = level_from_curve(curve, level, run.batch_size, profile.noise_for(config_id), widest)
         if got is None:
+            touched = curve.reached(level)
             notes.append(
-                f"{config_id}: {metric.name} {level:g} is not reached by its learning curve "
+                f"{config_id}: {metric.name} {level:g} was measured at {touched[1]:,.0f} samples and "
+                f"fell back; its learning curve does not reach it again after the run's "
+                f"{run.curve[-1][0]} samples, where a run from its checkpoint starts; not planned"
+                if touched is not None
+                else f"{config_id}: {metric.name} {level:g} is not reached by its learning curve "
                 f"(best measured {run.best_level:g} after {run.curve[-1][0]} samples); not planned"
             )
             continue

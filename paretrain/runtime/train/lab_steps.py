@@ -125,16 +125,17 @@ def _eval_s(trainer: Trainer, meter: LabMeter) -> float:
     runs (the speed factor).
 
     The warm-up reads one chunk, not the timed head: the first evaluation's extra time is its
-    first chunk's (buffers, the switch to eval mode), and warming on the whole head cost that GRU
-    0.57 s a device, a third of its evaluation timing. An evaluation is a tenth or less of a run's
+    first chunk's (buffers, the switch to eval mode). An evaluation is a tenth or less of a run's
     time, so a second timed head (``EVAL_TIMING_S``) is worth its cost only where a head is short
-    and its timing noisy."""
+    and its timing noisy. On the m job's GRU (``benchmarks/timing_cost.py``) the timing cost 0.7 s
+    a device instead of 1.2-1.7 s, and missed a whole evaluation by 5-7% against 3-9% before."""
     val, share = head(trainer.val_dataset, EVAL_TIMING_EXAMPLES)
+    chunk, chunk_share = head(val, EVAL_CHUNK)
     meter.guard(0.0)
-    warm = trainer.evaluate(val=head(val, EVAL_CHUNK)[0]).seconds
+    warm = trainer.evaluate(val=chunk).seconds
     timed: list[float] = []
     while len(timed) < EVAL_TIMINGS and sum(timed) < EVAL_TIMING_S:
-        meter.guard(timed[-1] if timed else warm * EVAL_TIMING_EXAMPLES / EVAL_CHUNK)
+        meter.guard(timed[-1] if timed else warm / chunk_share)  # the head: the chunk's time by its share
         timed.append(trainer.evaluate(val=val).seconds)
     meter.flush()
     return sum(timed) / len(timed) / share
