@@ -127,8 +127,9 @@ def _eval_s(trainer: Trainer, meter: LabMeter) -> float:
     The warm-up reads one chunk, not the timed head: the first evaluation's extra time is its
     first chunk's (buffers, the switch to eval mode). An evaluation is a tenth or less of a run's
     time, so a second timed head (``EVAL_TIMING_S``) is worth its cost only where a head is short
-    and its timing noisy. On the m job's GRU (``benchmarks/timing_cost.py``) the timing cost 0.7 s
-    a device instead of 1.2-1.7 s, and missed a whole evaluation by 5-7% against 3-9% before."""
+    and its timing noisy. On the m job's GRU (``benchmarks/timing_cost.py``) the timing cost
+    0.7-1.1 s a device instead of 1.2-1.9 s, and missed a whole evaluation by 0.4-2.8% against
+    2.2-2.6% before."""
     val, share = head(trainer.val_dataset, EVAL_TIMING_EXAMPLES)
     chunk, chunk_share = head(val, EVAL_CHUNK)
     meter.guard(0.0)
