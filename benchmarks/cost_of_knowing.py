@@ -21,7 +21,7 @@ runs inside P10-P90 with a P50 error of at most 12%, truncated.
 Job sizes (``--size``): ``s`` runs the example spec as shipped (its knee trains for seconds to
 half a minute); ``m`` and ``l`` scale MNIST-1D's job to knees of minutes (``SIZES``: a wider or
 deeper GRU, more data and higher levels, with budgets and a deadline to match; their knees
-trained for about 2 and 9 minutes here). A job grows in two ways, and both are here: a larger
+trained for about 2 and 6.5-11 minutes here). A job grows in two ways, and both are here: a larger
 model makes every sample dearer, the profile's included, so that share stays; higher levels need
 more samples after the learning curve has left its plateau, and only then does the profile's
 fixed part (step timing, evaluations, noise samples) amortize.
