@@ -61,30 +61,11 @@ CASES = {
 }
 
 
-def _gru_job(
-    hidden: int,
-    depth: int,
-    data: tuple[int, int, int],
-    levels: list[float],
-    budget: tuple[float, float, int],
-) -> dict:
-    """A larger MNIST-1D job: a GRU of ``hidden`` x ``depth`` aiming at ``levels`` (the lowest is
-    the goal); ``data``: (examples, ``target.max_samples``, ``runtime.eval_every_samples``);
-    ``budget``: (profile envelope, train envelope, deadline in seconds)."""
-    samples, max_samples, every = data
+def _job(levels: list[float], max_samples: int, every: int, budget: tuple[float, float, int]) -> dict:
+    """The sections every larger job sets: its levels (the first is the goal), budget
+    (profile envelope, train envelope, deadline in seconds) and evaluation interval."""
     profile_usd, train_usd, deadline_s = budget
     return {
-        "workload": {"samples": samples},
-        "configs": [
-            {
-                "id": f"gru-{hidden}" + (f"x{depth}" if depth > 1 else ""),
-                "family": "gru",
-                "hidden": hidden,
-                "depth": depth,
-                "optimizer": "adam",
-                "lr": 0.001,
-            }
-        ],
         "target": {"goal": levels[0], "levels": levels, "max_samples": max_samples},
         "budget": {
             "total_usd": round(profile_usd + train_usd, 6),
@@ -96,22 +77,41 @@ def _gru_job(
     }
 
 
+def _gru_job(
+    hidden: int,
+    depth: int,
+    data: tuple[int, int, int],
+    levels: list[float],
+    budget: tuple[float, float, int],
+) -> dict:
+    """A larger MNIST-1D job: a GRU of ``hidden`` x ``depth`` aiming at ``levels`` (the lowest is
+    the goal); ``data``: (examples, ``target.max_samples``, ``runtime.eval_every_samples``);
+    ``budget``: (profile envelope, train envelope, deadline in seconds)."""
+    samples, max_samples, every = data
+    return {
+        **_job(levels, max_samples, every, budget),
+        "workload": {"samples": samples},
+        "configs": [
+            {
+                "id": f"gru-{hidden}" + (f"x{depth}" if depth > 1 else ""),
+                "family": "gru",
+                "hidden": hidden,
+                "depth": depth,
+                "optimizer": "adam",
+                "lr": 0.001,
+            }
+        ],
+    }
+
+
 def _lm_job(max_bytes: int, levels: list[float], max_samples: int, budget: tuple[float, float, int]) -> dict:
     """A larger stdlib_lm job: the shipped model on ``max_bytes`` of the corpus (under one epoch),
     aiming at ``levels`` of val_bpb (the highest is the goal); ``budget``: (profile envelope,
     train envelope, deadline in seconds). On 8 MB the model reached 2.0 bits per byte after about
     95k sequences and 1.95 after about 125k at batch 16 (1.7-2.3 minutes on one thread here)."""
-    profile_usd, train_usd, deadline_s = budget
     return {
+        **_job(levels, max_samples, 10_000, budget),
         "workload": {"args": {"max_bytes": max_bytes, "val_windows": 512}},
-        "target": {"goal": levels[0], "levels": levels, "max_samples": max_samples},
-        "budget": {
-            "total_usd": round(profile_usd + train_usd, 6),
-            "envelopes": {"profile": profile_usd, "search": 0.0, "train": train_usd},
-            "approval_above_usd": 1.0,
-        },
-        "deadline_s": deadline_s,
-        "runtime": {"eval_every_samples": 10_000},
     }
 
 
