@@ -222,6 +222,7 @@ def one(case: str, mode: str, seed: int, size: str = "s") -> dict:
             return {**row, "error": r.stderr.strip()[-300:]}
         run = json.loads(r.stdout)["run"]
         row.update(samples_split(json.loads((work / "plan.json").read_text()), run))
+        row.update(curves(work))
         lo_c, _mid_c, hi_c = run["predicted_cost_interval"]
         lo_w, _mid_w, hi_w = run["predicted_wall_interval"]
         return {
@@ -249,6 +250,7 @@ def samples_split(plan: dict, run: dict) -> dict:
     trained = run["samples"] - run.get("reused_samples", 0)
     return {
         "knee_planned_samples": planned,
+        "knee_level": knee["predicted"].get("level"),
         "knee_samples_p50": knee["predicted"].get("samples_interval", {}).get("p50"),
         "run_new_samples": trained,
         "samples_err": (trained - planned) / planned if planned else None,
@@ -256,6 +258,25 @@ def samples_split(plan: dict, run: dict) -> dict:
         if planned and trained
         else None,
     }
+
+
+def curves(work: Path) -> dict:
+    """The learning curves behind the prediction, for calibrating the curve model on real runs:
+    the profile's truncated runs (``profile_curves``: config, batch and (samples, value) points)
+    and the knee run's own evaluations (``run_curve``, from its last checkpoint's position)."""
+    import torch
+
+    out: dict = {}
+    for f in sorted((work / ".paretrain" / "profiles").glob("*.json")):
+        conv = json.loads(f.read_text()).get("convergence", [])
+        out["profile_curves"] = [
+            {"config": c["config_id"], "batch_size": c["batch_size"], "points": c["curve"]} for c in conv
+        ]
+    ckpts = sorted((work / ".paretrain" / "runs").glob("*/ckpt-*.pt"))
+    if ckpts:
+        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        out["run_curve"] = state["run"].get("curve", [])
+    return out
 
 
 def _net(done: list[dict]) -> list[float]:

@@ -49,7 +49,10 @@ def cut_row(workload: str, rec: dict, level_at: int, cut: int) -> dict:
     row["seen_share"] = round(pts[cut - 1][0] / true_n, 3)  # of the samples the level took
     if curve is None:
         return {**row, "p50_err": None, "inside": None, "bounded": None}
-    lo, mid, hi = curve.samples_to(level)
+    # the truth is the first recorded evaluation at or past the level, so the prediction is where
+    # a run evaluating as often stops (``every``: its evaluations' own noise and grid)
+    every = pts[1][0] - pts[0][0]
+    lo, mid, hi = curve.samples_to(level, going_on=True, every=every)
     return {
         **row,
         "p50_err": round((mid - true_n) / true_n, 3) if math.isfinite(mid) else math.inf,

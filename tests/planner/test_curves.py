@@ -34,7 +34,10 @@ def test_a_minimized_loss_extrapolates_like_accuracy_does():
     curve = fit_curve(_noisy(f, range(1000, 20_001, 1000), 0.02), "minimize")
     assert curve is not None
     lo, mid, hi = curve.predict(40_000)
-    assert hi <= f(40_000) <= lo  # P10 is the worse (higher) value for a minimized metric
+    assert hi < mid < lo  # P10 is the worse (higher) value for a minimized metric
+    # twice the samples fitted: the P50 within 3% of the curve (how often P10-P90 holds the
+    # curve is a benchmark figure: ``benchmarks/curve_fits.py``)
+    assert abs(mid - f(40_000)) / f(40_000) < 0.03
     assert mid < curve.points[-1][1]  # it keeps falling beyond the last point
 
 

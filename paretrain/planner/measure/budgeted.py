@@ -137,7 +137,9 @@ def _curve(r: _Run, spec: Spec) -> Curve | None:
 def _to_goal(r: _Run, spec: Spec) -> tuple[float, float, float] | None:
     """P10, P50, P90 of the samples to the goal at the run's batch size (None: no curve yet)."""
     curve = _curve(r, spec)
-    return curve.samples_to(spec.target.goal) if curve is not None else None
+    if curve is None:
+        return None
+    return curve.samples_to(spec.target.goal, going_on=True, every=spec.runtime.eval_every_samples)
 
 
 def _top_known(r: _Run, spec: Spec) -> bool:
@@ -148,7 +150,7 @@ def _top_known(r: _Run, spec: Spec) -> bool:
         return False
     if dict(r.run.reached).get(top) is not None:
         return True
-    lo, mid, hi = curve.samples_to(top)
+    lo, mid, hi = curve.samples_to(top, going_on=True, every=spec.runtime.eval_every_samples)
     return bool(math.isfinite(hi) and mid > 0 and hi / mid <= 1 + NARROW and mid / max(lo, 1.0) <= 1 + NARROW)
 
 

@@ -64,6 +64,7 @@ from paretrain.planner.measure.curve_families import (
     fit_family,
     start_and_bounds,
 )
+from paretrain.planner.measure.stopping import evaluation_noise, first_passage
 
 __all__ = [
     "BOOT",
@@ -167,7 +168,9 @@ class Curve:
         lo, mid, hi = centered(lo, mid, hi)
         return (lo, mid, hi) if s > 0 else (hi, mid, lo)  # P10 is the worse value
 
-    def samples_to(self, level: float, *, going_on: bool = False) -> tuple[float, float, float]:
+    def samples_to(
+        self, level: float, *, going_on: bool = False, every: float | None = None
+    ) -> tuple[float, float, float]:
         """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never).
 
         Where the fitted points reached the level, the crossing is measured, not modeled
@@ -179,23 +182,40 @@ class Curve:
         truncated run's checkpoint), a level its points reached and fell back from is still
         ahead of it: its P50 is then the draws' (never before the last point), not the first
         crossing behind it. On MNIST-1D's example with the workload's seed 3, the first crossing
-        lay before the checkpoint, the plan gave the run 64 samples to go, and it trained 8,320."""
+        lay before the checkpoint, the plan gave the run 64 samples to go, and it trained 8,320.
+
+        ``every``: the samples between the run's evaluations. The modeled samples are then those
+        at which a run that goes on from the last point stops: its first evaluation whose
+        measured value reaches the level (``paretrain.planner.measure.stopping``), not the
+        curve's crossing."""
         seen = self.reached(level)
         if seen is not None and math.isfinite(seen[2]):
             return seen
-        modeled = self._modeled_samples_to(level)
+        modeled = self._modeled_samples_to(level, every)
         if seen is None:
             return modeled
         return (seen[0], modeled[1] if going_on else seen[1], modeled[2])
 
-    def _modeled_samples_to(self, level: float) -> tuple[float, float, float]:
-        """``samples_to`` from the ensemble's draws alone, none crossing before the last point."""
+    def _modeled_samples_to(self, level: float, every: float | None = None) -> tuple[float, float, float]:
+        """``samples_to`` from the ensemble's draws alone, none crossing before the last point;
+        with ``every``, where a run evaluating that often stops (``first_passage``)."""
         u = self._sign() * level
         last = self.last_samples / self.n_ref
 
         def crossings(inflated: bool) -> np.ndarray:
+            draws = self._draws(inflated)
+            if every is None or every <= 0:
+                return np.array([max(fam.cross(u, p), last) for fam, p, _sd in draws]) * self.n_ref
+            r = np.random.default_rng(self.seed).uniform(size=len(draws))
+            step = every / self.n_ref
             return (
-                np.array([max(fam.cross(u, p), last) for fam, p, _sd in self._draws(inflated)]) * self.n_ref
+                np.array(
+                    [
+                        first_passage(fam, p, sd, u, start=last, every=step, r=float(ri))
+                        for (fam, p, sd), ri in zip(draws, r, strict=True)
+                    ]
+                )
+                * self.n_ref
             )
 
         # order statistics, not interpolations: draws that never reach the level are inf
@@ -215,7 +235,7 @@ class Curve:
         first = next((i for i, (_n, v) in enumerate(vals) if v >= u), None)
         if first is None:
             return None
-        noise = _evaluation_noise(np.array([v for _n, v in vals]))
+        noise = evaluation_noise(np.array([n for n, _v in vals]), np.array([v for _n, v in vals]))
         stays = next((i for i in range(first, len(vals)) if all(v >= u - noise for _n, v in vals[i:])), None)
         before = vals[first - 1][0] if first > 0 else 0.0
         held = math.inf if stays is None else float(vals[stays][0])
@@ -283,15 +303,6 @@ def tail_cut(n: int) -> int:
     return min(n, max(need, math.ceil(n * (1.0 - HOLDOUT))))
 
 
-def _evaluation_noise(u: np.ndarray) -> float:
-    """The evaluations' own noise, from successive differences of the later half of the curve
-    (where it moves least, so its trend adds little): sqrt(mean(diff^2) / 2)."""
-    tail = u[len(u) // 2 :]
-    if len(tail) < 3:
-        return 0.0
-    return float(math.sqrt(float(np.mean(np.diff(tail) ** 2)) / 2.0))
-
-
 def ceiling_of(values: Sequence[float], direction: str) -> float | None:
     """The best value a metric can take, judged from its values: 1 for a maximized metric whose
     values all lie in [0, 1] (an accuracy, an F1, an AUC), 0 for a minimized one that is never
@@ -322,7 +333,7 @@ def fit_curve(
     cu = None if best is None else s * best
     fits: list[FamilyFit] = []
     z2: list[float] = []
-    noise = _evaluation_noise(u)
+    noise = evaluation_noise(x, u)
     for name in FAMILIES:
         full = fit_family(name, x, u, ceiling=cu)
         if full is None:

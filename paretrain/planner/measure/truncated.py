@@ -106,12 +106,20 @@ def _ideal(curve: NoiseCurve | None, flat: float, samples: float, batch_size: in
 
 
 def level_from_curve(
-    curve: Curve, level: float, batch_size: int, noise: Sequence[NoiseSample], max_batch: int
+    curve: Curve,
+    level: float,
+    batch_size: int,
+    noise: Sequence[NoiseSample],
+    max_batch: int,
+    every: int | None = None,
 ) -> TruncatedLevel | None:
     """A level's ``ConvergenceFit`` from a truncated run's curve (fitted at ``batch_size``) and its
     noise samples; None when the curve never reaches the level (its median does not).
-    ``max_batch`` is the largest global batch the plan may use it at."""
-    lo, mid, hi = curve.samples_to(level, going_on=True)  # the plan's run goes on from its checkpoint
+    ``max_batch`` is the largest global batch the plan may use it at; ``every``, the samples
+    between the run's evaluations: the run stops at the first that measures the level
+    (``paretrain.planner.measure.stopping``), not where the curve crosses it."""
+    # the plan's run goes on from its checkpoint
+    lo, mid, hi = curve.samples_to(level, going_on=True, every=every)
     if not math.isfinite(mid):
         return None
     e_min = worth(noise, mid, batch_size)

@@ -105,7 +105,14 @@ def _truncated_fits(
         return
     widest = max(spec.planner.batch_sizes) * spec.planner.max_workers
     for level in spec.target.levels:
-        got = level_from_curve(curve, level, run.batch_size, profile.noise_for(config_id), widest)
+        got = level_from_curve(
+            curve,
+            level,
+            run.batch_size,
+            profile.noise_for(config_id),
+            widest,
+            spec.runtime.eval_every_samples,
+        )
         if got is None:
             touched = curve.reached(level)
             notes.append(

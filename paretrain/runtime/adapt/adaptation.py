@@ -106,7 +106,7 @@ class Adaptation:
         )
         self.enabled = rt.adapt
         target = spec.target
-        self.learning = RunCurve(cand, target.metric_obj.direction, target.max_samples)
+        self.learning = RunCurve(cand, target.metric_obj.direction, target.max_samples, rt.eval_every_samples)
         self.bad: set[tuple[str, int]] = set()
         self.last: _Window | None = None
         self.evals_since = 1 << 30

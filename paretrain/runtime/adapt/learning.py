@@ -74,8 +74,11 @@ class Refit:
 class RunCurve:
     """The refit, and what the schedule expects of it."""
 
-    def __init__(self, cand: Candidate, direction: str, max_samples: int) -> None:
+    def __init__(self, cand: Candidate, direction: str, max_samples: int, every: int | None = None) -> None:
         self.cand, self.direction, self.max_samples = cand, direction, max_samples
+        #: the samples between the run's evaluations: it stops at the first that reaches the
+        #: target (``Curve.samples_to``'s ``every``); None: at the curve's crossing
+        self.every = every
         iv = cand.samples_interval
         #: the plan's P10 / P50 / P90 of the samples to the target
         self.planned: Triple | None = None if iv is None else (iv.p10, iv.p50, iv.p90)
@@ -92,7 +95,7 @@ class RunCurve:
         if curve is None:
             return None
         samples = int(points[-1][0]) if points else 0
-        to_target = curve.samples_to(self.cand.level)
+        to_target = curve.samples_to(self.cand.level, going_on=True, every=self.every)
         return Refit(samples, len(points), to_target, self.fit_s, curve, previous)
 
     def convergence(self, to_target: Triple) -> float:
