@@ -16,7 +16,8 @@ figure is the best accuracy *measured* by any of its trials (cut short or not; n
 extrapolation), so the three are judged alike. The published MNIST-1D table (Greydanus 2020):
 CNN 0.94, GRU 0.91, MLP 0.68.
 
-    .venv/bin/python benchmarks/search_quality.py [--method asha] [--seeds 5] [--envelope 0.02]
+    .venv/bin/python benchmarks/search_quality.py [--method asha] [--seeds 5] [--first-seed 0] \
+        [--envelope 0.02]
 
 Prints a table (median over seeds per method and family, and every seed) and writes
 ``benchmarks/results/search_quality.json`` (runs merge across invocations by method and seed).
@@ -217,12 +218,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", action="append", choices=METHODS)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="run seeds from this one on (earlier ones are kept)")
     ap.add_argument("--envelope", type=float, default=0.02, help="search spend per run, USD")
     ap.add_argument("--trial-samples", type=int, default=40000)
     args = ap.parse_args()
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     runs = old.get("runs", [])  # an older layout (one study's trials) starts afresh
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for method in args.method or METHODS:
             runs = [
                 r

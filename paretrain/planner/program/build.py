@@ -333,6 +333,7 @@ def _fill(
                     storage_bytes=storage[key],
                     first=k == 0,
                     entry=k == 0,
+                    resumed=k == 0 and start is not None,
                     eval_every=spec.runtime.eval_every_samples,
                     ckpt_every=spec.runtime.checkpoint_every_s,
                 )
