@@ -54,3 +54,12 @@ def test_a_curve_predicts_the_stop_on_the_run_s_evaluation_grid():
     assert all((v - 12_000) % 5000 == 0 for v in (lo, mid, hi) if math.isfinite(v))
     plain = curve.samples_to(0.95)
     assert plain[1] <= mid < plain[1] + 5000
+
+
+def test_a_run_that_would_stop_past_its_cap_never_reaches_the_level():
+    f = lambda n: 0.97 - 0.5 * np.exp(-n / 8000.0)  # noqa: E731 (a curve in one line)
+    curve = fit_curve([(n, float(f(n))) for n in range(1000, 12_001, 1000)], "maximize")
+    assert curve is not None
+    _lo, mid, hi = curve.samples_to(0.95, going_on=True, every=5000)
+    assert math.isfinite(hi)
+    assert curve.samples_to(0.95, going_on=True, every=5000, cap=mid - 1)[1:] == (math.inf, math.inf)

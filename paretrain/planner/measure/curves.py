@@ -113,6 +113,11 @@ class Curve:
     inflation: float
     points: tuple[tuple[float, float], ...]
     seed: int = 0
+    #: one evaluation's own noise about the curve (``stopping.evaluation_noise``), in the metric's
+    #: units: what makes a run's first evaluation past a level come early. Not the fits' residual
+    #: spread, which also holds their misfit: on MNIST-1D's climb that was 0.07-0.09 accuracy,
+    #: and an evaluation's noise near the level 0.01-0.02
+    noise: float = 0.0
 
     @property
     def last_samples(self) -> float:
@@ -169,7 +174,7 @@ class Curve:
         return (lo, mid, hi) if s > 0 else (hi, mid, lo)  # P10 is the worse value
 
     def samples_to(
-        self, level: float, *, going_on: bool = False, every: float | None = None
+        self, level: float, *, going_on: bool = False, every: float | None = None, cap: float | None = None
     ) -> tuple[float, float, float]:
         """P10, P50, P90 of the samples at which the curve first reaches ``level`` (inf: never).
 
@@ -187,22 +192,35 @@ class Curve:
         ``every``: the samples between the run's evaluations. The modeled samples are then those
         at which a run that goes on from the last point stops: its first evaluation whose
         measured value reaches the level (``paretrain.planner.measure.stopping``), not the
-        curve's crossing."""
+        curve's crossing.
+
+        ``cap``: the most samples a run may train (``target.max_samples``); a curve on which it
+        would stop later never reaches the level for it (inf). With the evaluations' noise, a
+        curve whose asymptote lies a little short of the level reaches it by chance, and where
+        it approaches that asymptote slowly, after billions of samples: the run stops at its cap
+        long before."""
         seen = self.reached(level)
         if seen is not None and math.isfinite(seen[2]):
             return seen
-        modeled = self._modeled_samples_to(level, every)
+        modeled = self._modeled_samples_to(level, every, cap)
         if seen is None:
             return modeled
         return (seen[0], modeled[1] if going_on else seen[1], modeled[2])
 
-    def _modeled_samples_to(self, level: float, every: float | None = None) -> tuple[float, float, float]:
+    def _modeled_samples_to(
+        self, level: float, every: float | None = None, cap: float | None = None
+    ) -> tuple[float, float, float]:
         """``samples_to`` from the ensemble's draws alone, none crossing before the last point;
-        with ``every``, where a run evaluating that often stops (``first_passage``)."""
+        with ``every``, where a run evaluating that often stops (``first_passage``); past
+        ``cap``, never."""
         u = self._sign() * level
         last = self.last_samples / self.n_ref
 
         def crossings(inflated: bool) -> np.ndarray:
+            out = stops(inflated)
+            return out if cap is None else np.where(out > cap, math.inf, out)
+
+        def stops(inflated: bool) -> np.ndarray:
             draws = self._draws(inflated)
             if every is None or every <= 0:
                 return np.array([max(fam.cross(u, p), last) for fam, p, _sd in draws]) * self.n_ref
@@ -211,8 +229,8 @@ class Curve:
             return (
                 np.array(
                     [
-                        first_passage(fam, p, sd, u, start=last, every=step, r=float(ri))
-                        for (fam, p, sd), ri in zip(draws, r, strict=True)
+                        first_passage(fam, p, self.noise, u, start=last, every=step, r=float(ri))
+                        for (fam, p, _sd), ri in zip(draws, r, strict=True)
                     ]
                 )
                 * self.n_ref
@@ -360,4 +378,4 @@ def fit_curve(
     if not fits:
         return None
     inflation = max(1.0, math.sqrt(float(np.mean(z2)))) if z2 else 2.0
-    return Curve(direction, n_ref, tuple(fits), inflation, tuple(pts), seed)
+    return Curve(direction, n_ref, tuple(fits), inflation, tuple(pts), seed, noise)

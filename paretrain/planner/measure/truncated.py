@@ -112,14 +112,16 @@ def level_from_curve(
     noise: Sequence[NoiseSample],
     max_batch: int,
     every: int | None = None,
+    cap: int | None = None,
 ) -> TruncatedLevel | None:
     """A level's ``ConvergenceFit`` from a truncated run's curve (fitted at ``batch_size``) and its
     noise samples; None when the curve never reaches the level (its median does not).
     ``max_batch`` is the largest global batch the plan may use it at; ``every``, the samples
     between the run's evaluations: the run stops at the first that measures the level
-    (``paretrain.planner.measure.stopping``), not where the curve crosses it."""
+    (``paretrain.planner.measure.stopping``), not where the curve crosses it; ``cap``, the most
+    samples it may train."""
     # the plan's run goes on from its checkpoint
-    lo, mid, hi = curve.samples_to(level, going_on=True, every=every)
+    lo, mid, hi = curve.samples_to(level, going_on=True, every=every, cap=cap)
     if not math.isfinite(mid):
         return None
     e_min = worth(noise, mid, batch_size)

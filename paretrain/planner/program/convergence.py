@@ -112,6 +112,7 @@ def _truncated_fits(
             profile.noise_for(config_id),
             widest,
             spec.runtime.eval_every_samples,
+            spec.target.max_samples,
         )
         if got is None:
             touched = curve.reached(level)

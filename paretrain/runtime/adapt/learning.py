@@ -95,7 +95,7 @@ class RunCurve:
         if curve is None:
             return None
         samples = int(points[-1][0]) if points else 0
-        to_target = curve.samples_to(self.cand.level, going_on=True, every=self.every)
+        to_target = curve.samples_to(self.cand.level, going_on=True, every=self.every, cap=self.max_samples)
         return Refit(samples, len(points), to_target, self.fit_s, curve, previous)
 
     def convergence(self, to_target: Triple) -> float:
