@@ -218,7 +218,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--method", action="append", choices=METHODS)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--first-seed", type=int, default=0, help="run seeds from this one on (earlier ones are kept)")
+    ap.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds from this one on (earlier ones are kept)"
+    )
     ap.add_argument("--envelope", type=float, default=0.02, help="search spend per run, USD")
     ap.add_argument("--trial-samples", type=int, default=40000)
     args = ap.parse_args()
