@@ -36,6 +36,29 @@ def test_a_level_past_the_asymptote_is_reached_by_noise_only_within_its_reach():
     assert _stops(0.005, level=1.02) == [math.inf] * 3  # six spreads above: never
 
 
+def _simulated(fam, p, sd, u, every, runs=4000, evals=3000):
+    """P10 / P50 / P90 of the first of ``evals`` noisy evaluations to reach ``u``, by brute force."""
+    rng = np.random.default_rng(1)
+    x = every * np.arange(1, evals + 1)
+    hit = fam.model(x, p)[None, :] + rng.normal(0, sd, (runs, evals)) >= u
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 10**9) * every
+    return np.quantile(first, [0.1, 0.5, 0.9])
+
+
+def test_the_drawn_stops_agree_with_a_brute_force_simulation_of_the_evaluations():
+    cases = [
+        (EXP3, P, 0.02, 0.98, 0.1),  # a crossing, noise pulls the stop earlier
+        (EXP3, np.array([0.98, 0.9, 3.0]), 0.01, 0.99, 0.1),  # one spread past the asymptote
+        (EXP3, np.array([0.98, 0.9, 3.0]), 0.005, 0.995, 0.1),  # three: hundreds of evaluations
+        (FAMILIES["pow4"], np.array([0.99, 0.8, 0.5, 0.05]), 0.01, 0.97, 0.5),  # a slow approach
+    ]
+    rs = (np.arange(2000) + 0.5) / 2000
+    for fam, p, sd, u, every in cases:
+        drawn = [first_passage(fam, p, sd, u, start=0.0, every=every, r=float(r)) for r in rs]
+        got, want = np.quantile(drawn, [0.1, 0.5, 0.9]), _simulated(fam, p, sd, u, every)
+        assert np.all(np.abs(got - want) <= np.maximum(0.08 * want, 2 * every)), (got, want)
+
+
 def test_the_evaluation_noise_is_measured_about_a_steep_trend():
     rng = np.random.default_rng(3)
     x = np.arange(1, 21) * 1000.0

@@ -156,7 +156,8 @@ def _top_known(r: _Run, spec: Spec) -> bool:
         return False
     if dict(r.run.reached).get(top) is not None:
         return True
-    lo, mid, hi = curve.samples_to(top, **_stop(spec))
+    # known: the curve's own spread, not the evaluations' noise, which no more training narrows
+    lo, mid, hi = curve.samples_to(top, going_on=True, cap=spec.target.max_samples)
     return bool(math.isfinite(hi) and mid > 0 and hi / mid <= 1 + NARROW and mid / max(lo, 1.0) <= 1 + NARROW)
 
 

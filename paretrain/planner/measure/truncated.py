@@ -115,7 +115,7 @@ def level_from_curve(
     cap: int | None = None,
 ) -> TruncatedLevel | None:
     """A level's ``ConvergenceFit`` from a truncated run's curve (fitted at ``batch_size``) and its
-    noise samples; None when the curve never reaches the level (its median does not).
+    noise samples; None when the curve's median run does not stop at the level within ``cap``.
     ``max_batch`` is the largest global batch the plan may use it at; ``every``, the samples
     between the run's evaluations: the run stops at the first that measures the level
     (``paretrain.planner.measure.stopping``), not where the curve crosses it; ``cap``, the most

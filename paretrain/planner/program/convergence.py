@@ -122,7 +122,8 @@ def _truncated_fits(
                 f"{run.curve[-1][0]} samples, where a run from its checkpoint starts; not planned"
                 if touched is not None
                 else f"{config_id}: {metric.name} {level:g} is not reached by its learning curve "
-                f"(best measured {run.best_level:g} after {run.curve[-1][0]} samples); not planned"
+                f"within target.max_samples ({spec.target.max_samples:,}; best measured "
+                f"{run.best_level:g} after {run.curve[-1][0]} samples); not planned"
             )
             continue
         fits[(config_id, metric.score(level))] = got.fit

@@ -118,8 +118,8 @@ def stage_cost(
     ``entry``: it starts the run, so a non-local offer's provisioning is paid first;
     ``resumed``: it starts a run from a checkpoint, which evaluates after its first step (the
     level it starts at is known at once), one evaluation more than its samples' share. A run
-    from a checkpoint already at its level is that one step and that evaluation: without it, the
-    plan put MNIST-1D's at 0.012 s, and it took 0.3."""
+    from a checkpoint one step short of its level is that step and that evaluation: without the
+    evaluation, the plan put MNIST-1D's at 0.012 s, and it took 0.3."""
     B = option.global_batch
     t_step = step.predict(option.batch_size, option.workers) * step_factor
     t_eval = step.eval_s * step_factor

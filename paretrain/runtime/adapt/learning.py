@@ -95,7 +95,9 @@ class RunCurve:
         if curve is None:
             return None
         samples = int(points[-1][0]) if points else 0
-        to_target = curve.samples_to(self.cand.level, going_on=True, every=self.every, cap=self.max_samples)
+        # no cap: a P50 past target.max_samples is a run slower than planned (a replan), which
+        # ``observe`` judges against the samples the run may still train
+        to_target = curve.samples_to(self.cand.level, going_on=True, every=self.every)
         return Refit(samples, len(points), to_target, self.fit_s, curve, previous)
 
     def convergence(self, to_target: Triple) -> float:
