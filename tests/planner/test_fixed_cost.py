@@ -12,13 +12,13 @@ from paretrain.planner.program.problem import Option
 from paretrain.planner.program.stagecost import stage_cost
 
 
-def cost(first: bool, fixed_s: float):
+def cost(first: bool, fixed_s: float, *, eval_s: float = 0.0, resumed: bool = False, work: float = 1000.0):
     step = StepModel(
-        StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, 0.0, False, {}, 0.0, 0.0, fixed_s
+        StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, eval_s, False, {}, 0.0, 0.0, fixed_s
     )
     offer = Offer("local/cpu-1", "local", "cpu", 3.6, memory_gib=1.0, local=True)
     return stage_cost(
-        work=1000.0,
+        work=work,
         b_noise=1e9,
         option=Option("local/cpu-1", "fp32", 100),
         step=step,
@@ -26,8 +26,9 @@ def cost(first: bool, fixed_s: float):
         instances=1,
         storage_bytes=0.0,
         first=first,
-        eval_every=10**9,
+        eval_every=5000 if eval_s else 10**9,
         ckpt_every=1e9,
+        resumed=resumed,
     )
 
 
@@ -38,23 +39,8 @@ def test_the_warm_up_is_paid_by_the_first_stage_only_in_time_and_money():
 
 
 def test_a_run_from_a_checkpoint_pays_the_evaluation_after_its_first_step():
-    step = StepModel(StepTimeModel(0.01, 0.0, 1, 1024), SyncModel(0.0, 1e15), 0.0, 0.25, False, {})
-    offer = Offer("local/cpu-1", "local", "cpu", 3.6, memory_gib=1.0, local=True)
-
-    def one(resumed: bool):
-        return stage_cost(
-            work=100.0,  # one step: a checkpoint that is (almost) at its level
-            b_noise=1e9,
-            option=Option("local/cpu-1", "fp32", 100),
-            step=step,
-            offer=offer,
-            instances=1,
-            storage_bytes=0.0,
-            first=True,
-            eval_every=5000,
-            ckpt_every=1e9,
-            resumed=resumed,
-        )
+    def one(resumed: bool):  # one step: a checkpoint that is (almost) at its level
+        return cost(True, 0.0, eval_s=0.25, resumed=resumed, work=100.0)
 
     assert one(True).time_s - one(False).time_s == pytest.approx(0.25)
     assert one(True).cost_usd - one(False).cost_usd == pytest.approx(0.25 * 3.6 / 3600)
