@@ -134,18 +134,15 @@ def _curve(r: _Run, spec: Spec) -> Curve | None:
     return r.fitted[1]
 
 
-def _stop(spec: Spec) -> dict[str, Any]:
-    """How the job's run stops, for ``Curve.samples_to``: it goes on from the truncated run's last
-    point, evaluates every ``runtime.eval_every_samples`` and trains ``target.max_samples`` at most."""
-    return {"going_on": True, "every": spec.runtime.eval_every_samples, "cap": spec.target.max_samples}
-
-
 def _to_goal(r: _Run, spec: Spec) -> tuple[float, float, float] | None:
-    """P10, P50, P90 of the samples to the goal at the run's batch size (None: no curve yet)."""
+    """P10, P50, P90 of the samples to the goal at the run's batch size (None: no curve yet),
+    where the job's run stops: it goes on from the truncated run's last point, evaluates every
+    ``runtime.eval_every_samples`` and trains ``target.max_samples`` at most."""
     curve = _curve(r, spec)
     if curve is None:
         return None
-    return curve.samples_to(spec.target.goal, **_stop(spec))
+    every, cap = spec.runtime.eval_every_samples, spec.target.max_samples
+    return curve.samples_to(spec.target.goal, going_on=True, every=every, cap=cap)
 
 
 def _top_known(r: _Run, spec: Spec) -> bool:
