@@ -21,8 +21,8 @@ runs inside P10-P90 with a P50 error of at most 12%, truncated.
 Job sizes (``--size``): ``s`` runs the example spec as shipped (its knee trains for seconds to
 half a minute); ``m`` and ``l`` scale MNIST-1D's job to knees of minutes (``SIZES``: a wider or
 deeper GRU, more data and higher levels, with budgets and a deadline to match; their knees
-trained for about 2 and 6.5-11 minutes here); stdlib_lm's ``m`` trains the shipped model on 8 MB
-of the corpus to 2.05-1.95 bits per byte (its knee trained for about 2 minutes). The digits
+trained for about 2 and 14 minutes here); stdlib_lm's ``m`` trains the shipped model on 8 MB
+of the corpus to 2.05-1.95 bits per byte (its knee trained for about 3 minutes). The digits
 example has no larger size: its 1,797 images are learned in seconds. A job grows in two ways, and
 both are here: a larger model makes every sample dearer, the profile's included, so that share
 stays; higher levels need more samples after the learning curve has left its plateau, and only

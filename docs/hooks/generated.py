@@ -35,6 +35,10 @@ BENCH_MARKER = "<!-- generated: benchmarks -->"
 #: results files that no script of the same name writes
 WRITTEN_BY = {"plan_fidelity_short_runs": "plan_fidelity"}
 NOTES = {
+    "plan_fidelity": (
+        "Measured on 2026-11-30 with the full measurement (`planner.convergence: full`, then the "
+        "default); the truncated profile's coverage and P50 errors are in `cost_of_knowing.json`."
+    ),
     "plan_fidelity_short_runs": (
         "An earlier fidelity measurement on the benchmark spec, with runs of a few seconds: "
         "kept for comparison with `plan_fidelity.json`."

@@ -104,7 +104,7 @@ def plan(
     reprofile: bool,
     fmt: str,
 ) -> None:
-    """Profile (cached), solve the MILP, and write the Pareto set of schedules."""
+    """Profile (cached), compute the exact Pareto front of schedules, and write it."""
     from paretrain.planner.plan.plan_file import plan_to_json
     from paretrain.runtime.files import atomic_write_text
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec

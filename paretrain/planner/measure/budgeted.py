@@ -42,9 +42,11 @@ Rounds double the samples (``GROWTH``), from ``FIRST_STEPS`` steps of ``B0``. Th
 ``MIN_ROUNDS`` rounds run whatever the fraction says: a curve from one or two rounds is too
 short to trust its estimate of ``J`` (and a job of a few seconds costs less than its first
 rounds' fixed costs: evaluations, a noise sample). The profile's notes keep the job estimate,
-the seconds spent and why it stopped (``budgeted_notes``). The whole profile (step timing
-included) is then held to the fraction of the *plan's knee* by ``paretrain plan``, which prints
-the two side by side.
+the seconds spent and why it stopped (``budgeted_notes``). The rule counts the truncated runs'
+seconds only: the step timing comes first and is the same whatever the rounds do. ``paretrain
+plan`` then sets the whole profile (step timing included) against the predicted cost of the
+*plan's knee* and prints the two side by side, so a profile that passed the fraction (its floor
+rounds, or a curve slow to predict the goal) is seen, not hidden.
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ read off the points (``Curve.reached``), never off a model that cannot bend that
 the points fell back below it does the model say when the curve stays past it).
 
 A prediction mixes the families' bootstrap curves by weight (``DRAWS`` in all); ``predict`` adds
-the evaluation's own noise (the fit's residual spread), since it is the interval of what an
+the evaluation's own noise (the larger of the fit's residual spread and the evaluations' noise,
+``stopping.evaluation_noise``), since it is the interval of what an
 evaluation will *measure*, and ``samples_to`` gives the samples at which each curve first
 reaches a level. P10 / P50 / P90 carry the parameter spread and the disagreement between
 families; a level a curve never reaches counts as infinitely many samples.

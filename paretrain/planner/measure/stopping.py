@@ -15,7 +15,12 @@ A run does not stop where its learning curve crosses the target. It evaluates ev
 
 ``first_passage`` gives, for one curve of the ensemble, the samples at which a run on that curve
 stops: evaluations at ``start + k * every`` (k = 1, 2, ...), each measuring the curve plus
-independent normal noise of spread ``sd``, the stop at the first that reaches ``u``. It is drawn
+independent normal noise of spread ``sd``, the stop at the first that reaches ``u``. A run that
+starts from the profile's checkpoint also evaluates after its first step (k = 0); that
+evaluation is left out on purpose. One step after the truncated run's last evaluation the model
+has hardly moved, so it repeats that evaluation, which did not reach the level (a level the
+points reached is read off them, ``Curve.reached``), rather than drawing anew: counted as an
+independent draw, it would stop a run at once with the odds of a fresh evaluation. It is drawn
 by inverting the distribution of that first evaluation at a uniform ``r`` (one per curve, so that
 a quantile over the ensemble mixes the curves' parameter spread with the evaluation noise).
 

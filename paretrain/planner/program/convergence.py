@@ -129,10 +129,12 @@ def _truncated_fits(
         fits[(config_id, metric.score(level))] = got.fit
         if got.extrapolated:
             lo, mid, hi = got.samples
+            # a P90 past target.max_samples: more than a tenth of the curves stop the run there
+            upper = f"{hi:,.0f}" if math.isfinite(hi) else "beyond target.max_samples"
             notes.append(
                 f"{config_id}: {metric.name} {level:g} extrapolated from a truncated run of "
                 f"{run.curve[-1][0]} samples: {mid:,.0f} samples at batch {run.batch_size} "
-                f"(P10-P90 {lo:,.0f}-{hi:,.0f})"
+                f"(P10-P90 {lo:,.0f} to {upper})"
             )
 
 
