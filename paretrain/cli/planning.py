@@ -41,7 +41,7 @@ def _stopped_by_signal(ctx: click.Context) -> Iterator[None]:
 
 def _planning_flag() -> Any:
     """SIGTERM / SIGINT while profiling or planning: the first stops at the next unit of
-    measuring (``paretrain.runtime.pipeline.get_profile``), the second at once."""
+    measuring (``paretrain.runtime.profiling.get_profile``), the second at once."""
     from paretrain.runtime.train.signals import StopFlag
 
     return StopFlag(
@@ -63,7 +63,8 @@ def _planning_flag() -> Any:
 def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool, fmt: str) -> None:
     """Measure the candidate hardware here; write a profile file."""
     from paretrain.runtime.files import write_profile
-    from paretrain.runtime.pipeline import check_inputs, get_profile
+    from paretrain.runtime.pipeline import check_inputs
+    from paretrain.runtime.profiling import get_profile
     from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.train.signals import stop_on_signals
 

@@ -1,4 +1,5 @@
-"""The planning pipeline on this machine: inputs checked, profile (cached), offers, MILP, plan.
+"""The planning pipeline on this machine: inputs checked, the profile (cached:
+``paretrain.runtime.profiling``), offers, the front, the plan.
 
 ``check_inputs`` reads every file and checks every name a spec points to (catalog, allowed
 offers, ``profiles:`` files, a ``python:`` workload's module and factory, the search storage)
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -20,18 +20,16 @@ from paretrain.planner.errors import SpecError
 from paretrain.planner.inputs.catalog import Offer, builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import Spec
-from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
+from paretrain.planner.measure.profile import Profile
 from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
-from paretrain.runtime.files import read_profile, read_text, sha256_file, write_profile
-from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.files import read_text, sha256_file
+from paretrain.runtime.profiling import get_profile, read_spec_profiles
 from paretrain.runtime.train.devices import local_devices
-from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
-from paretrain.runtime.train.torch_lab import TorchLab
-from paretrain.runtime.train.workloads import load_workload, prepare_data
+from paretrain.runtime.train.workloads import load_workload
 from paretrain.runtime.workspace import Workspace
 
 __all__ = [
@@ -122,23 +120,6 @@ def _left_out_notes(catalog: Sequence[Offer], chosen: dict[str, Offer], no_spot:
     return notes
 
 
-def read_spec_profiles(spec: Spec) -> list[Profile]:
-    """The profile files the spec's ``profiles:`` names, read and validated."""
-    out = []
-    for i, path in enumerate(spec.profiles):
-        if not Path(path).is_file():
-            raise SpecError(
-                spec.path,
-                f"profiles[{i}]",
-                "must name an existing profile file",
-                path,
-                "correct the path (relative to the working directory), or write the file with "
-                "'paretrain profile SPEC -o FILE' on the machine it measures",
-            )
-        out.append(read_profile(path))
-    return out
-
-
 def check_workload(spec: Spec) -> None:
     """A user's workload imports, its factory runs and returns a workload, and the dry check
     (``paretrain.runtime.train.dry_check``, not charged) runs the spec's configs on a tiny batch;
@@ -169,113 +150,6 @@ def check_inputs(spec: Spec, *, search: bool = False, storage: str | None = None
     if search:
         check_storage(storage or spec.search.storage, "--storage" if storage else "search.storage")
     return offers
-
-
-def _convergence_device(offers: Sequence[Offer]) -> str | None:
-    """The lab's default device for convergence and noise runs: the allowed local CPU with the
-    most threads (a spec allowing only local/cpu-1 must not have them run, and be charged, on two
-    threads); None (the lab's own choice) when no local CPU is allowed. A convergence run trains
-    on the allowed CPU where a sample of its config costs least instead
-    (``paretrain.planner.measure.profile.convergence_cpu``) when the profile measured one."""
-    cpus = [o for o in offers if o.local and o.kind == "cpu"]
-    return max(cpus, key=lambda o: o.threads).id if cpus else None
-
-
-def get_profile(
-    spec: Spec,
-    ws: Workspace,
-    configs: Sequence[Config],
-    offers: Sequence[Offer],
-    *,
-    progress: Callable[[str, int, int], None] | None = None,
-    force: bool = False,
-    stop: StopFlag | None = None,
-) -> tuple[Profile, bool]:
-    """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
-    is unchanged, else measured for real (charged to the profile envelope; truncated runs keep
-    their last state in ``profiles/KEY.checkpoints/``) and written whole. A signal caught by
-    ``stop`` ends the measuring at its next unit of work (``MeasureInterrupted``: one line with
-    what was spent, no profile written). Returns (profile, reused)."""
-    brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
-    workload = load_workload(spec.workload, ws.cache)
-    # every local device is priced, also one measured only as the reference for catalog offers
-    prices = {
-        o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
-    }
-    lab_probe = TorchLab(workload, prices_usd_per_h=prices, seed=spec.workload.seed)
-    key = profile_key(spec, lab_probe.fingerprint(), configs)
-    path = ws.profiles / f"{key}.json"
-    if path.exists() and not force:
-        profile, reused = read_profile(path), True
-    else:
-        # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
-        # are the process's, not a measurement of the hardware
-        prepare_data(workload)
-        warm_up_torch()
-        profile, reused = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop), False
-        write_profile(profile, path)
-    if brought:
-        profile = merge_profiles(profile, brought)
-    return profile, reused
-
-
-def _measure(
-    spec: Spec,
-    ws: Workspace,
-    workload: Any,
-    prices: dict[str, float],
-    key: str,
-    configs: Sequence[Config],
-    offers: Sequence[Offer],
-    progress: Callable[[str, int, int], None] | None,
-    stop: StopFlag | None,
-) -> Profile:
-    """Measure the profile for real, charged to its own ledger under the profile envelope."""
-    ledger = Ledger(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
-    start = ledger.spent
-    try:
-        lab = TorchLab(
-            workload,
-            prices_usd_per_h=prices,
-            ledger=ledger,
-            cap_usd=start + spec.budget.profile_usd,
-            seed=spec.workload.seed,
-            metric=spec.target.metric_obj,
-            convergence_device=_convergence_device(offers),
-            stop=stop.check if stop is not None else None,
-        )
-        profile = build_profile(
-            spec,
-            lab,
-            configs,
-            progress=progress,
-            key=key,
-            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
-        if profile.convergence and spec.planner.convergence == "truncated":
-            # the state each truncated run ended in, beside the profile file: no work paid twice
-            label = f"{key}.checkpoints"
-            profile = replace(profile, checkpoints=tuple(lab.keep_truncated(ws.profiles / label, label)))
-        profile = replace(profile, spend_usd=ledger.spent - start)
-    except MeasureInterrupted as err:
-        ledger.close()
-        raise _profile_interrupted(err, ledger, start, spec) from None
-    finally:
-        ledger.close()
-    return profile
-
-
-def _profile_interrupted(
-    err: MeasureInterrupted, ledger: Ledger, start: float, spec: Spec
-) -> MeasureInterrupted:
-    """The one line of a profile stopped by a signal: what it spent, and that nothing was written."""
-    return MeasureInterrupted(
-        err.signum,
-        f"profiling stopped by {err.signal_name} at a measurement boundary: spent "
-        f"${ledger.spent - start:.6g} of the profile envelope ${spec.budget.profile_usd:.6g} (charged "
-        f"in {ledger.path}); no profile was written. To continue: run the same command again (it "
-        "measures from the start)",
-    )
 
 
 def _stop_here(stop: StopFlag | None, profile: Profile, reused: bool) -> None:

@@ -103,6 +103,7 @@ class TorchLab:
         self.trial_prior_s = 0.0  # the slowest set-up or step of the last trial (guards the next one's first)
         #: truncated runs kept between the profile's rounds, by (config id, batch size, device)
         self.live_runs: dict[tuple[str, int, str], LiveRun] = {}
+        self.open_meter: LabMeter | None = None  # the latest measurement's (``settle``)
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
@@ -125,7 +126,15 @@ class TorchLab:
             stage=stage,
         )
         meter.stop = self.stop
+        self.open_meter = meter
         return meter
+
+    def settle(self) -> None:
+        """Charge the time of the measurement under way when it ended by an exception that its
+        own code did not settle: a member of the user's workload that raised inside an
+        evaluation, say. The time it took was spent on the profile's devices all the same."""
+        if self.open_meter is not None:
+            self.open_meter.flush()
 
     def spent(self) -> float:
         """What the lab's ledger holds so far (0 without one)."""

@@ -227,3 +227,53 @@ def test_a_batch_that_runs_out_of_memory_while_profiling_is_not_planned(tmp_path
     assert [n for n in plan["notes"] if "a step at batch 64 ran out of memory while profiling" in n]
     assert [n for n in plan["notes"] if "mlp-16 at batch 64 on local/cpu-1: out of memory" in n]
     assert_ledger_whole(tmp_path)
+
+
+#: evaluate raises, after half a second, once its model has trained 40 steps: past the dry
+#: check's, inside a measurement whose meter has not yet charged that half second
+EVAL_RAISES_LATE = """
+import time
+_base_loss, _base_eval = W.loss, W.evaluate
+def _loss(self, model, batch):
+    model.steps = getattr(model, "steps", 0) + 1
+    return _base_loss(self, model, batch)
+def _evaluate(self, model, batches):
+    if getattr(model, "steps", 0) > 40:
+        time.sleep(0.5)
+        raise RuntimeError("the metric server is gone")
+    return _base_eval(self, model, batches)
+W.loss, W.evaluate = _loss, _evaluate
+"""
+
+
+def test_a_member_that_raises_mid_measurement_has_the_time_it_took_charged(tmp_path):
+    setup(tmp_path, EVAL_RAISES_LATE, wide="none")
+    done = paretrain(tmp_path, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
+    assert done.returncode == 2, done.stderr
+    assert "raised RuntimeError: the metric server is gone" in one_line(done.stderr)
+    assert written(tmp_path) == set()
+    assert_ledger_whole(tmp_path)
+    assert profile_ledger(tmp_path)[-1]["seconds"] >= 0.5  # the failing evaluation's half second
+
+
+def test_the_profile_envelope_holds_across_attempts_that_did_not_finish(tmp_path):
+    """A retried plan measures from the start within what is left of the envelope: an envelope
+    that the stopped attempt already spent refuses to start (exit 3, nothing written); a larger
+    one measures, and the profile written closes the account."""
+    setup(tmp_path, SLOW_STEPS, wide="none")
+    args = ["plan", "spec.yaml", "-o", "plan.json", "--no-track"]
+    assert signalled(tmp_path, args, signal.SIGINT).returncode == 130
+    spent = assert_ledger_whole(tmp_path)
+    data = yaml.safe_load((tmp_path / "spec.yaml").read_text())
+    data["budget"]["envelopes"]["profile"] = spent  # what the stopped attempt spent: nothing left
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    refused = paretrain(tmp_path, *args)
+    assert refused.returncode == 3, refused.stderr
+    line = one_line(refused.stderr)
+    assert "profiling not started: earlier attempts at this profile that did not finish spent" in line
+    assert "budget.envelopes.profile" in line
+    assert written(tmp_path) == set() and math.fsum(c["usd"] for c in profile_ledger(tmp_path)) == spent
+    data["budget"]["envelopes"]["profile"] = 0.1
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert paretrain(tmp_path, *args).returncode == 0
+    assert profile_ledger(tmp_path)[-1]["event"] == "profile_written"  # the account is closed
