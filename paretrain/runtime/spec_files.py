@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from paretrain.planner.inputs.spec import Spec
-from paretrain.planner.inputs.spec_parse import parse_spec_text
+from paretrain.planner.inputs.spec_parse import load_spec_yaml, parse_spec_text
 from paretrain.runtime.files import read_text
 from paretrain.runtime.train.workloads import workloads_for
 
@@ -21,7 +21,7 @@ def read_spec(path: str | Path) -> Spec:
 
     text = read_text(path, "spec", "check the path, or run 'paretrain init' to write an example spec")
     try:
-        raw = yaml.safe_load(text)
+        raw = load_spec_yaml(text)
     except yaml.YAMLError:
         raw = None  # parse_spec_text reports the YAML error in its words
     return parse_spec_text(text, str(path), _registry(raw, str(path)))

@@ -108,6 +108,26 @@ def test_bad_yaml_names_line_and_column():
         parse_spec_text("name: x\nbudget: {a: 1\n  b: [}\n", "s.yaml", WORKLOADS)
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "budget: {total_usd: 0.01}\nname: x\nbudget:\n  total_usd: 5\n",
+            r"line 3, column 1: duplicate key 'budget' \(first at line 1\)",
+        ),
+        (
+            "budget: {total_usd: 1, total_usd: 5}\n",
+            r"line 1, column 24: duplicate key 'total_usd' \(first at line 1\)",
+        ),
+    ],
+    ids=["section", "field"],
+)
+def test_a_repeated_key_is_refused_not_silently_replaced(text, where):
+    """Plain YAML keeps the last of two equal keys: a second budget block would replace the first."""
+    with pytest.raises(InputError, match=rf"s.yaml: the spec is not valid YAML at {where}. To fix: keep one"):
+        parse_spec_text(text, "s.yaml", WORKLOADS)
+
+
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such spec file"):
         read_spec(tmp_path / "nope.yaml")

@@ -37,7 +37,7 @@ from paretrain.planner.inputs.spec import (
 )
 from paretrain.planner.inputs.spec_workload import check_workload_name, workload_section
 
-__all__ = ["parse_spec", "parse_spec_text", "spec_json_schema"]
+__all__ = ["load_spec_yaml", "parse_spec", "parse_spec_text", "spec_json_schema"]
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 _OFFER = re.compile(r"^[a-z0-9_-]+/[A-Za-z0-9_.:-]+$")
@@ -50,19 +50,50 @@ def spec_json_schema() -> dict[str, Any]:
     return to_json_schema(SPEC_FIELDS, title="paretrain spec")
 
 
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key that a mapping repeats: plain YAML keeps the last one,
+    so a second ``budget:`` block pasted below the first would silently replace it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base loader says so
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_spec_yaml(text: str) -> Any:
+    """A spec's YAML text parsed, a repeated key refused (``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_UniqueKeys)  # a SafeLoader: no arbitrary objects
+
+
 def parse_spec_text(
     text: str, where: str = "<spec>", workloads: Mapping[str, WorkloadInfo] | None = None
 ) -> Spec:
     """Parse and validate a spec's YAML text; raise ``InputError``/``SpecError`` on bad input."""
     try:
-        data = yaml.safe_load(text)
+        data = load_spec_yaml(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise InputError(
-            f"{where}: the spec is not valid YAML{at}: {problem}. To fix: correct the YAML syntax there"
-        ) from None
+        fix = (
+            "keep one of them (YAML would silently use the last)"
+            if problem.startswith("duplicate key")
+            else "correct the YAML syntax there"
+        )
+        raise InputError(f"{where}: the spec is not valid YAML{at}: {problem}. To fix: {fix}") from None
     return parse_spec(data, where, workloads)
 
 
