@@ -106,3 +106,55 @@ def test_a_plan_whose_stage_has_no_positive_b_noise_is_refused_before_a_run_divi
         InputError, match=rf"pareto\[{cand.id}\]\.stages\[0\]\.b_noise.*got 0\.0.*paretrain plan"
     ):
         plan_from_json(text, "plan.json")
+
+
+@pytest.mark.parametrize(
+    ("stage", "field", "got"),
+    [
+        ({"hardware": "local/gpu-9"}, "hardware", "'local/gpu-9'"),
+        ({"batch_size": -4}, "batch_size", "-4"),
+        ({"samples": "many"}, "samples", "'many'"),
+        ({"steps": 2.5}, "steps", "2.5"),
+        ({"lr": -0.001}, "lr", "-0.001"),
+        ({"workers": True}, "workers", "True"),
+        ({"precision": "fp8"}, "precision", "'fp8'"),
+        ({"index": 3}, "index", "3"),
+    ],
+    ids=["hardware", "batch", "samples", "steps", "lr", "workers", "precision", "index"],
+)
+def test_a_stage_a_run_could_not_use_is_refused_even_with_its_fingerprint_recomputed(stage, field, got):
+    """A fingerprint is a checksum: an edited plan written back through ``plan_to_json`` carries
+    a matching one. Its fields are checked all the same: one line naming the field, the rule and
+    the value, not an internal error half-way into a run."""
+    plan = plan_from_json(V3.read_text(), str(V3))
+    cand = plan.candidates[0]
+    broken = replace(cand, stages=(replace(cand.stages[0], **stage), *cand.stages[1:]))
+    text = plan_to_json(replace(plan, candidates=(broken, *plan.candidates[1:])))
+    with pytest.raises(InputError) as info:
+        plan_from_json(text, "plan.json")
+    line = str(info.value)
+    assert f"plan.json: field 'pareto[{cand.id}].stages[0].{field}' must be " in line, line
+    assert f"; got {got}. To fix: write it again with 'paretrain plan" in line, line
+
+
+@pytest.mark.parametrize("which", ["chosen", "cheapest", "fastest"])
+def test_a_plan_whose_named_candidate_is_not_in_it_is_refused(which):
+    plan = plan_from_json(V3.read_text(), str(V3))
+    text = plan_to_json(replace(plan, **{which: "p99"}))
+    with pytest.raises(
+        InputError, match=rf"field '{which}' must be one of the candidates' ids \(.*\); got 'p99'"
+    ):
+        plan_from_json(text, "plan.json")
+
+
+def test_an_edited_plan_is_refused_without_being_told_the_fingerprint_that_would_pass():
+    plan = plan_from_json(plan_text(small_spec()), "plan.json")
+    cand = plan.candidates[0]
+    edited = replace(cand, stages=(replace(cand.stages[0], batch_size=8), *cand.stages[1:]))
+    d = json.loads(plan_to_json(replace(plan, candidates=(edited, *plan.candidates[1:]))))
+    passing, d["fingerprint"] = d["fingerprint"], plan.fingerprint  # edited, fingerprint left as was
+    with pytest.raises(InputError) as info:
+        plan_from_json(json.dumps(d), "plan.json")
+    line = str(info.value)
+    assert "field 'fingerprint' must match the plan's content" in line and "edited or damaged" in line
+    assert passing not in line

@@ -11,7 +11,6 @@ level named ``predicted.accuracy``) still read, their fingerprint checked agains
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +22,7 @@ from paretrain.planner.measure.uncertainty import Interval
 from paretrain.planner.plan.fitted import PlanModels
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.planner.plan.plan_body import PLAN_SCHEMA, body_fingerprint, plan_body
+from paretrain.planner.plan.plan_check import check_plan
 from paretrain.planner.program.reuse import StartFrom
 
 __all__ = ["PLAN_SCHEMA", "READ_SCHEMAS", "plan_from_json", "plan_to_json"]
@@ -56,25 +56,12 @@ def plan_from_json(text: str, where: str) -> Plan:
     found = plan.fingerprint if d["schema"] == PLAN_SCHEMA else body_fingerprint(_without_fingerprint(d))
     if d.get("fingerprint") != found:
         raise InputError(
-            f"{where}: field 'fingerprint' does not match the plan's content "
-            f"(got {d.get('fingerprint')!r}, content gives {found!r}); the file "
-            f"was edited or damaged. To fix: {_FIX}"
+            f"{where}: field 'fingerprint' must match the plan's content; got "
+            f"{d.get('fingerprint')!r}: the file was edited or damaged. To fix: {_FIX} (to change a "
+            "plan, change its spec and plan again)"
         )
-    _check_stages(plan, where)
+    check_plan(plan, where, _FIX)
     return plan
-
-
-def _check_stages(plan: Plan, where: str) -> None:
-    """A stage's B_noise divides its samples (``E(B) = E_min (1 + B / B_noise)``): it must be a
-    positive number. An older paretrain could write 0 where a truncated profile's noise trend
-    collapsed; such a plan is refused here, before a run divides by it."""
-    for c in plan.candidates:
-        for st in c.stages:
-            if not (math.isfinite(st.b_noise) and st.b_noise > 0):
-                raise InputError(
-                    f"{where}: field 'pareto[{c.id}].stages[{st.index}].b_noise' must be a positive "
-                    f"number; got {st.b_noise!r}. To fix: {_FIX}"
-                )
 
 
 def _plan_of(d: Mapping[str, Any], level_field: str, where: str) -> Plan:
