@@ -21,12 +21,27 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: the mode ``open`` gives a new file in this process (read once, at import: setting the umask
+#: to read it is not safe while other threads create files)
+FILE_MODE = 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename. The
+    file gets the mode that ``open`` would give it (0666 less the process's umask: 0644 with
+    the usual 022, ``FILE_MODE``), not the temp file's private 0600, so that a plan, a profile or a checkpoint
+    can be shared like the ledgers and plots written beside it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,0 +1,19 @@
+"""Atomic writes (``paretrain.runtime.files``): whole files, with the mode ``open`` gives."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from paretrain.runtime.files import FILE_MODE, atomic_write_text
+
+
+def test_an_atomic_write_leaves_the_whole_file_with_the_mode_open_gives(tmp_path):
+    path = tmp_path / "plan.json"
+    atomic_write_text(path, "{}\n")
+    with open(tmp_path / "beside.txt", "w") as f:  # what a plain open gives here
+        f.write("x")
+    assert path.read_text() == "{}\n"
+    assert stat.S_IMODE(os.stat(path).st_mode) == FILE_MODE
+    assert stat.S_IMODE(os.stat(tmp_path / "beside.txt").st_mode) == FILE_MODE
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
