@@ -111,3 +111,24 @@ def test_each_fault_is_one_line_naming_the_member_and_what_came_back(tmp_path, b
     text = str(err.value)
     assert "\n" not in text and member in text and said in text and "To fix:" in text, text
     assert err.value.exit_code == 2
+
+
+def test_a_member_that_raised_is_placed_at_the_users_line_not_torchs():
+    """The innermost frame outside torch and paretrain: an evaluate() that failed in the model's
+    forward (called through torch's Module machinery) names the forward's line."""
+    import inspect
+
+    import torch
+
+    from paretrain.runtime.train.dry_check import raised
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("boom on the second batch")
+
+    line = inspect.getsourcelines(Net.forward)[1] + 1
+    try:
+        Net()(torch.zeros(1))  # through torch.nn.Module.__call__
+    except RuntimeError as err:
+        text = raised(err)
+    assert text == f"raised RuntimeError: boom on the second batch (at test_dry_check.py:{line}, in forward)"

@@ -18,7 +18,9 @@ workload cost nothing. A failure is a ``WorkloadError`` (exit 2), one line:
 from __future__ import annotations
 
 import math
+import traceback
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,7 +30,7 @@ from paretrain.planner.errors import UserError
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.workloads.api import member
 
-__all__ = ["BATCH", "VAL_SAMPLES", "NamedFault", "WorkloadError", "dry_check"]
+__all__ = ["BATCH", "VAL_SAMPLES", "NamedFault", "WorkloadError", "dry_check", "raised"]
 
 BATCH = 4
 VAL_SAMPLES = 16
@@ -47,9 +49,23 @@ class WorkloadError(UserError):
         super().__init__(f"workload {workload}: {what} {got}. To fix: {fix}")
 
 
-def _raised(err: BaseException) -> str:
+#: code that is not the user's: a fault is placed at the innermost frame outside these
+_NOT_USERS = (Path(torch.__file__).resolve().parent, Path(__file__).resolve().parents[2])
+
+
+def raised(err: BaseException, when: str = "") -> str:
+    """``raised TYPE: message WHEN (at FILE:LINE, in FUNCTION)``, the message cut to 200 characters
+    (``when``: `` at step N``, say):
+    where is the innermost frame of the traceback outside torch and paretrain, the user's line
+    that raised or called what raised. An ``evaluate()`` that failed in the model's forward is
+    placed at the forward, not only named as ``evaluate``."""
     text = f"raised {type(err).__name__}: {err}".replace("\n", " ")
-    return text if len(text) <= 200 else text[:197] + "..."
+    text = (text if len(text) <= 200 else text[:197] + "...") + when
+    for frame in reversed(traceback.extract_tb(err.__traceback__)):
+        path = Path(frame.filename).resolve()
+        if not any(root in path.parents for root in _NOT_USERS):
+            return f"{text} (at {path.name}:{frame.lineno}, in {frame.name})"
+    return text
 
 
 def _first(dataset: Any, n: int) -> list[Any]:
@@ -82,7 +98,7 @@ def _datasets(workload: Any, name: str) -> tuple[Any, Any]:
             ds = getattr(workload, member_name)()
         except Exception as err:  # a user's code: anything it raises is named, never internal
             raise WorkloadError(
-                name, f"{member_name}()", _raised(err), f"make {member_name}() return a torch Dataset"
+                name, f"{member_name}()", raised(err), f"make {member_name}() return a torch Dataset"
             ) from err
         size = _size(ds)
         empty = size == 0 if size is not None else not _first(ds, 1)
@@ -102,7 +118,7 @@ def _check_config(
         model = workload.build(cfg)
     except Exception as err:
         raise WorkloadError(
-            name, what, _raised(err), f"make build() accept config {cfg.id}, or drop it from the spec"
+            name, what, raised(err), f"make build() accept config {cfg.id}, or drop it from the spec"
         ) from err
     if not isinstance(model, torch.nn.Module):
         raise WorkloadError(
@@ -116,7 +132,7 @@ def _check_config(
             loss.backward()
     except Exception as err:
         raise WorkloadError(
-            name, what, _raised(err), "make loss() return a scalar tensor for a training batch"
+            name, what, raised(err), "make loss() return a scalar tensor for a training batch"
         ) from err
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         got = (
@@ -135,7 +151,7 @@ def _check_config(
         member(workload, "inputs")(batch)
     except Exception as err:
         raise WorkloadError(
-            name, f"inputs(a batch of {BATCH})", _raised(err), "make inputs() return what the model takes"
+            name, f"inputs(a batch of {BATCH})", raised(err), "make inputs() return what the model takes"
         ) from err
     _check_evaluate(workload, name, cfg, model, val, metrics)
 
@@ -154,7 +170,7 @@ def _check_evaluate(
             out = member(workload, "evaluate")(model, batches)
     except Exception as err:
         raise WorkloadError(
-            name, what, _raised(err), "make evaluate() return a dict of named numbers"
+            name, what, raised(err), "make evaluate(), and the model it runs, return a dict of named numbers"
         ) from err
     if not isinstance(out, dict):
         raise WorkloadError(

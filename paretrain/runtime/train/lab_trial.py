@@ -31,7 +31,7 @@ from paretrain.planner.search.faults import (
 )
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.train.devices import claim
-from paretrain.runtime.train.dry_check import NamedFault, WorkloadError
+from paretrain.runtime.train.dry_check import NamedFault, WorkloadError, raised
 from paretrain.runtime.train.lab_meter import EnvelopeExhausted, LabMeter, train_evaluating
 from paretrain.runtime.train.trainer import Evaluation, Trainer, estimate_peak_bytes
 
@@ -209,7 +209,7 @@ _FIXES = {
     "train_dataset": "make train_dataset() and every one of its samples readable",
     "val_dataset": "make val_dataset() return a torch Dataset",
     "loss": "make loss() return a scalar tensor for every training batch",
-    "evaluate": "make evaluate() return a dict of named numbers for the validation set",
+    "evaluate": "make evaluate(), and the model it runs, return a dict of named numbers for the validation set",
     "inputs": "make inputs() return what the model takes",
     "optimizer": "make optimizer() return a torch optimizer over the model's parameters",
     "forward": "make the model take what inputs() returns",
@@ -237,9 +237,7 @@ class _MemberRaised(NamedFault):
         self.member, self.err = member, err
 
     def workload_error(self, workload: str, cfg: Config) -> WorkloadError:
-        got = f"raised {type(self.err).__name__}: {self.err}".replace("\n", " ")
-        got = got if len(got) <= 200 else got[:197] + "..."
-        return WorkloadError(workload, _what(self.member, cfg), got, _FIXES[self.member])
+        return WorkloadError(workload, _what(self.member, cfg), raised(self.err), _FIXES[self.member])
 
 
 class _Diverged(NamedFault):

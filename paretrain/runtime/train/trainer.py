@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, TensorDataset
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
-from paretrain.runtime.train.dry_check import NamedFault, WorkloadError
+from paretrain.runtime.train.dry_check import NamedFault, WorkloadError, raised
 from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
 
@@ -232,10 +232,8 @@ class Trainer:
         return value
 
     def _fault(self, what: str, fix: str, err: BaseException) -> WorkloadError:
-        got = f"raised {type(err).__name__}: {err}".replace("\n", " ")[:200]
-        return WorkloadError(
-            self.workload.info.name, what, f"{got} at step {self.steps + 1}", f"make {fix} work at this step"
-        )
+        got = raised(err, f" at step {self.steps + 1}")
+        return WorkloadError(self.workload.info.name, what, got, f"make {fix} work at this step")
 
     def _next_batch(self) -> Any:
         return self.stream.next(self.batch_size)

@@ -198,7 +198,8 @@ def test_a_member_that_raises_while_profiling_exits_2_with_one_line(tmp_path, co
     line = one_line(done.stderr)
     assert "internal error" not in line
     assert re.search(
-        r"workload tiny: loss\(model 'mlp-16', a batch\) raised RuntimeError: the loss server is gone at step \d+",
+        r"workload tiny: loss\(model 'mlp-16', a batch\) raised RuntimeError: the loss server is gone at step \d+ "
+        r"\(at wl\.py:\d+, in _loss\)",
         line,
     ), line
     assert written(tmp_path) == set()

@@ -79,8 +79,16 @@ def test_build_raising_for_every_config_drawn_stops_the_search_as_a_bug(tmp_path
 @pytest.mark.parametrize(
     ("mode", "what"),
     [
-        ("loader", r"train_dataset\(\) \(training 's0-mlp' .*\) raised KeyError: 'sample 7 is missing'"),
-        ("evaluate", r"evaluate\(model 's0-mlp' .*\) raised RuntimeError: the validation set is gone"),
+        (
+            "loader",
+            r"train_dataset\(\) \(training 's0-mlp' .*\) raised KeyError: 'sample 7 is missing' "
+            r"\(at tiny_workload\.py:\d+, in __getitem__\)",
+        ),
+        (
+            "evaluate",
+            r"evaluate\(model 's0-mlp' .*\) raised RuntimeError: the validation set is gone "
+            r"\(at tiny_workload\.py:\d+, in evaluate\)",
+        ),
     ],
 )
 def test_a_member_raising_stops_the_search_naming_it_with_the_trial_failed_and_settled(tmp_path, mode, what):
