@@ -114,10 +114,12 @@ def fault_message(
         )
     if status == "diverged":
         retry = "" if RETRIED in reason else " (or set runtime.on_divergence: retry)"
-        message += (
-            f"; stopping saved ${max(0.0, predicted - spent):.6g} of the candidate's predicted "
-            f"${predicted:.6g}. To fix: lower the config's lr{retry} and start the run again"
+        saved = (
+            f"stopping saved ${predicted - spent:.6g} of the candidate's predicted ${predicted:.6g}"
+            if predicted > spent
+            else f"the candidate's predicted ${predicted:.6g} was already spent"
         )
+        message += f"; {saved}. To fix: lower the config's lr{retry} and start the run again"
     return message
 
 
