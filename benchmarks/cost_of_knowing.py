@@ -174,6 +174,8 @@ def profile_parts(work: Path) -> dict[str, float]:
     parts: dict[str, float] = {}
     for f in sorted((work / ".paretrain" / "ledger").glob("profile-*.jsonl")):
         for c in read_charges(f):
+            if c.get("kind") == "event":  # zero-dollar marks (the profile written), not a purchase
+                continue
             what = str(c.get("what", ""))
             key = next((v for k, v in PARTS.items() if what.startswith(k)), "other")
             parts[key] = parts.get(key, 0.0) + float(c.get("usd", 0.0))

@@ -107,7 +107,7 @@ def plan(
 ) -> None:
     """Profile (cached), compute the exact Pareto front of schedules, and write it."""
     from paretrain.planner.plan.plan_file import plan_to_json
-    from paretrain.runtime.files import atomic_write_text
+    from paretrain.runtime.files import atomic_write_text, has_password
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
     from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.tracking.plan_log import log_plan
@@ -134,7 +134,9 @@ def plan(
             show_profile(ui, prof, reused)
             show_diverged(ui, prof)
             show_fits(ui, the_plan)
-            atomic_write_text(output, plan_to_json(the_plan))
+            # a plan holds its spec: private when the spec holds a database password
+            spec_uris = (the_plan.spec.tracking.uri, the_plan.spec.search.storage)
+            atomic_write_text(output, plan_to_json(the_plan), private=has_password(*spec_uris))
             png = plot_pareto(the_plan, output.parent / "pareto.png")
             show_plan(ui, the_plan)
             show_profile_cost(ui, prof, reused, the_plan)

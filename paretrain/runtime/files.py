@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from paretrain.planner.errors import InputError
 from paretrain.planner.measure.profile import Profile
@@ -14,6 +16,7 @@ from paretrain.planner.measure.profile_file import profile_from_json, profile_to
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "has_password",
     "read_profile",
     "read_text",
     "sha256_file",
@@ -22,26 +25,49 @@ __all__ = [
 
 
 def _umask() -> int:
+    """The process's umask: read from ``/proc/self/status`` where there is one; else set and
+    set back (at import, before any thread of paretrain's creates a file)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-#: the mode ``open`` gives a new file in this process (read once, at import: setting the umask
-#: to read it is not safe while other threads create files)
+#: the mode ``open`` gives a new file in this process
 FILE_MODE = 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def has_password(*uris: str | None) -> bool:
+    """Whether one of ``uris`` carries a password (``scheme://user:password@host/...``): a file
+    that records it is written private (``atomic_write_bytes(private=True)``)."""
+    for uri in uris:
+        try:
+            if uri and urlsplit(uri).password:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> None:
     """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, rename. The
     file gets the mode that ``open`` would give it (0666 less the process's umask: 0644 with
-    the usual 022, ``FILE_MODE``), not the temp file's private 0600, so that a plan, a profile or a checkpoint
-    can be shared like the ledgers and plots written beside it."""
+    the usual 022, ``FILE_MODE``), not the temp file's private 0600, so that a plan, a profile or
+    a checkpoint can be shared like the ledgers and plots written beside it; ``private``: 0600
+    (a plan whose spec names a database URI with its password, ``has_password``). A file system
+    that refuses the mode (some network mounts) keeps the one it gives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, FILE_MODE)
+        if not private:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -54,8 +80,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: str | Path, text: str, *, private: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), private=private)
 
 
 def _fsync_dir(folder: Path) -> None:

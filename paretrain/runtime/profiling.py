@@ -23,7 +23,7 @@ from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
 from paretrain.runtime.files import read_profile, write_profile
 from paretrain.runtime.money.ledger import Ledger
-from paretrain.runtime.money.profile_account import mark_written, open_spend
+from paretrain.runtime.money.profile_account import has_mark, mark_written, open_spend
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
@@ -88,11 +88,13 @@ def get_profile(
     if path.exists() and not force:
         profile, reused = read_profile(path), True
     else:
+        earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
         # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
         # are the process's, not a measurement of the hardware
         prepare_data(workload)
         warm_up_torch()
-        profile, reused = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop), False
+        profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop, earlier)
+        reused = False
         write_profile(profile, path)
         mark_written(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
     if brought:
@@ -110,18 +112,13 @@ def _measure(
     offers: Sequence[Offer],
     progress: Callable[[str, int, int], None] | None,
     stop: StopFlag | None,
+    earlier: float,
 ) -> Profile:
-    """Measure the profile for real, charged to its own ledger under the profile envelope, less
-    what unfinished attempts at it spent (``paretrain.runtime.money.profile_account``)."""
+    """Measure the profile for real, charged to its own ledger under the profile envelope less
+    ``earlier``, what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
+    them: they are part of what knowing cost."""
     ledger_path = ws.ledgers / f"profile-{key[:12]}.jsonl"
-    earlier = open_spend(ledger_path, profile_exists=(ws.profiles / f"{key}.json").exists())
     left = spec.budget.profile_usd - earlier
-    if left <= 0:
-        raise BudgetExhausted(
-            f"profiling not started: earlier attempts at this profile that did not finish spent "
-            f"${earlier:.6g} of the profile envelope ${spec.budget.profile_usd:.6g} (charged in "
-            f"{ledger_path}). To fix: raise budget.envelopes.profile"
-        )
     ledger = Ledger(ledger_path, f"profile-{key[:12]}")
     start = ledger.spent
     lab: TorchLab | None = None
@@ -148,7 +145,7 @@ def _measure(
             # the state each truncated run ended in, beside the profile file: no work paid twice
             label = f"{key}.checkpoints"
             profile = replace(profile, checkpoints=tuple(lab.keep_truncated(ws.profiles / label, label)))
-        profile = replace(profile, spend_usd=ledger.spent - start)
+        profile = replace(profile, spend_usd=earlier + ledger.spent - start)
     except MeasureInterrupted as err:
         ledger.close()
         raise _profile_interrupted(err, ledger, start, spec, earlier) from None
@@ -160,6 +157,24 @@ def _measure(
     finally:
         ledger.close()
     return profile
+
+
+def _earlier(spec: Spec, ws: Workspace, key: str, path: Path) -> float:
+    """What the attempts at this profile since its last written measurement spent
+    (``paretrain.runtime.money.profile_account``); ``BudgetExhausted`` when that leaves nothing
+    of the envelope. A ledger from before the account was kept, beside its written profile, is
+    closed first, so that the attempts from now on count."""
+    ledger_path = ws.ledgers / f"profile-{key[:12]}.jsonl"
+    if path.exists() and ledger_path.exists() and not has_mark(ledger_path):
+        mark_written(ledger_path, f"profile-{key[:12]}")
+    earlier = open_spend(ledger_path, profile_exists=path.exists())
+    if spec.budget.profile_usd - earlier <= 0:
+        raise BudgetExhausted(
+            f"profiling not started: earlier attempts at this profile that did not finish spent "
+            f"${earlier:.6g} of the profile envelope ${spec.budget.profile_usd:.6g} (charged in "
+            f"{ledger_path}). To fix: raise budget.envelopes.profile"
+        )
+    return earlier
 
 
 def _profile_interrupted(

@@ -128,6 +128,17 @@ def test_a_repeated_key_is_refused_not_silently_replaced(text, where):
         parse_spec_text(text, "s.yaml", WORKLOADS)
 
 
+def test_a_merge_key_is_not_a_repeated_key():
+    """``<<: *anchor`` merges a mapping; a key written beside it overrides the merged one."""
+    text = (
+        "name: x\nworkload: {name: mnist1d}\ntarget: {goal: 0.8, max_samples: 1000}\n"
+        "budget: {total_usd: 1}\ndeadline_s: 60\n"
+        "configs:\n  - &base {id: a, family: mlp, lr: 0.02}\n  - {<<: *base, id: b}\n"
+    )
+    spec = parse_spec_text(text, "s.yaml", WORKLOADS)
+    assert [(c.id, c.lr) for c in spec.configs] == [("a", 0.02), ("b", 0.02)]
+
+
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such spec file"):
         read_spec(tmp_path / "nope.yaml")

@@ -132,3 +132,20 @@ def test_a_member_that_raised_is_placed_at_the_users_line_not_torchs():
     except RuntimeError as err:
         text = raised(err)
     assert text == f"raised RuntimeError: boom on the second batch (at test_dry_check.py:{line}, in forward)"
+
+
+def test_a_fault_raised_in_the_standard_library_is_placed_at_the_users_call():
+    import inspect
+    import json
+
+    from paretrain.runtime.train.dry_check import raised
+
+    def read_labels():
+        return json.loads("{not json")
+
+    line = inspect.getsourcelines(read_labels)[1] + 1
+    try:
+        read_labels()
+    except ValueError as err:
+        text = raised(err)
+    assert text.endswith(f"(at test_dry_check.py:{line}, in read_labels)"), text

@@ -17,3 +17,17 @@ def test_an_atomic_write_leaves_the_whole_file_with_the_mode_open_gives(tmp_path
     assert stat.S_IMODE(os.stat(path).st_mode) == FILE_MODE
     assert stat.S_IMODE(os.stat(tmp_path / "beside.txt").st_mode) == FILE_MODE
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_private_write_is_the_owners_alone(tmp_path):
+    path = tmp_path / "plan.json"
+    atomic_write_text(path, "{}\n", private=True)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_a_uri_with_a_password_makes_a_file_private():
+    from paretrain.runtime.files import has_password
+
+    assert has_password(None, "postgresql://paretrain:s3cret@db.example:5432/optuna")
+    assert not has_password("sqlite:///mlflow.db", "postgresql://paretrain@db.example/optuna", None)
+    assert not has_password("http://[::1", "")  # not a URI: nothing to hide, no error

@@ -52,11 +52,15 @@ def spec_json_schema() -> dict[str, Any]:
 
 class _UniqueKeys(yaml.SafeLoader):
     """YAML's safe loader, refusing a key that a mapping repeats: plain YAML keeps the last one,
-    so a second ``budget:`` block pasted below the first would silently replace it."""
+    so a second ``budget:`` block pasted below the first would silently replace it. A merge key
+    (``<<: *anchor``) is not a repeat: the keys written beside it override the merged ones, as
+    YAML means them to."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Node] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 first = seen.get(key)

@@ -11,7 +11,8 @@ would have no limit at all.
 A finished measurement (its profile file written) closes the account with a zero-dollar event
 line (``profile_written``); ``paretrain plan --reprofile`` then measures afresh under a whole
 envelope, as the user asked. A ledger without that line (written before it was kept) whose
-profile file exists counts as closed.
+profile file exists counts as closed (``paretrain.runtime.profiling`` then writes the line, so
+the attempts from then on count).
 
 >>> import tempfile, pathlib
 >>> from paretrain.runtime.money.ledger import Ledger
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from paretrain.runtime.money.ledger import Ledger, read_charges
 
-__all__ = ["WRITTEN", "mark_written", "open_spend"]
+__all__ = ["WRITTEN", "has_mark", "mark_written", "open_spend"]
 
 #: the event that closes a profile's account: its measurement finished and was written
 WRITTEN = "profile_written"
@@ -53,6 +54,11 @@ def open_spend(path: Path, *, profile_exists: bool) -> float:
     if not closed and profile_exists:
         return 0.0
     return math.fsum(since)
+
+
+def has_mark(path: Path) -> bool:
+    """Whether the profile's ledger at ``path`` holds a ``WRITTEN`` line (it was kept)."""
+    return any(c.get("kind") == "event" and c.get("event") == WRITTEN for c in read_charges(path))
 
 
 def mark_written(path: Path, run_id: str) -> None:

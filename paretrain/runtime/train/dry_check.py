@@ -18,6 +18,7 @@ workload cost nothing. A failure is a ``WorkloadError`` (exit 2), one line:
 from __future__ import annotations
 
 import math
+import sysconfig
 import traceback
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -51,6 +52,11 @@ class WorkloadError(UserError):
 
 #: code that is not the user's: a fault is placed at the innermost frame outside these
 _NOT_USERS = (Path(torch.__file__).resolve().parent, Path(__file__).resolve().parents[2])
+#: nor, where the traceback has a frame outside them too, the standard library's and the
+#: installed packages' (a json.loads or a PIL call that raised is placed at the user's call)
+_LIBRARIES = tuple(
+    Path(p).resolve() for p in {sysconfig.get_path(k) for k in ("stdlib", "purelib", "platlib")} if p
+)
 
 
 def raised(err: BaseException, when: str = "") -> str:
@@ -61,10 +67,11 @@ def raised(err: BaseException, when: str = "") -> str:
     placed at the forward, not only named as ``evaluate``."""
     text = f"raised {type(err).__name__}: {err}".replace("\n", " ")
     text = (text if len(text) <= 200 else text[:197] + "...") + when
-    for frame in reversed(traceback.extract_tb(err.__traceback__)):
-        path = Path(frame.filename).resolve()
-        if not any(root in path.parents for root in _NOT_USERS):
-            return f"{text} (at {path.name}:{frame.lineno}, in {frame.name})"
+    frames = [(Path(f.filename).resolve(), f) for f in reversed(traceback.extract_tb(err.__traceback__))]
+    for skip in (_NOT_USERS + _LIBRARIES, _NOT_USERS):
+        for path, frame in frames:
+            if not any(root in path.parents for root in skip):
+                return f"{text} (at {path.name}:{frame.lineno}, in {frame.name})"
     return text
 
 

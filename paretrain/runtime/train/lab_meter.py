@@ -107,6 +107,8 @@ class LabMeter:
         self.trained_s, self.trained_steps = 0.0, 0  # the training steps of ``train_evaluating``
         #: asked before each unit of work; raises to stop there (a signal: ``runtime.train.signals``)
         self.stop: Callable[[], None] | None = None
+        #: a unit of work began since the last charge (``guard``, ``timed``): what ``settle`` charges
+        self.active = False
 
     def _spent(self) -> float:
         return self.ledger.spent if self.ledger else 0.0
@@ -115,6 +117,7 @@ class LabMeter:
         """Stop (``EnvelopeExhausted``) unless the next unit of work, expected to take about
         ``next_s``, fits the envelope with its reserve; asks ``more`` first when set. ``stop``
         is asked first: what it raises ends the measurement here, the time so far charged."""
+        self.active = True
         if self.stop is not None:
             try:
                 self.stop()
@@ -138,6 +141,7 @@ class LabMeter:
         """Guard the envelope for ``work`` (expected to take about ``next_s``), do it, observe
         and return its seconds."""
         self.guard(next_s)
+        self.active = True
         self.sync()
         t0 = time.perf_counter()
         try:
@@ -155,10 +159,18 @@ class LabMeter:
         if time.perf_counter() - self.last >= self.tick_s:
             self.flush()
 
+    def settle(self) -> None:
+        """Charge the unit of work under way, if one is: one that ended by an exception its own
+        code did not catch (a member of the user's workload that raised inside an evaluation).
+        A meter whose last unit was charged charges nothing more: the time since is not its own."""
+        if self.active:
+            self.flush()
+
     def flush(self) -> None:
         now = time.perf_counter()
         dt = now - self.last
         self.last = now
+        self.active = False
         if self.ledger is not None and dt > 0:
             self.ledger.charge(
                 self.stage,

@@ -134,7 +134,7 @@ class TorchLab:
         own code did not settle: a member of the user's workload that raised inside an
         evaluation, say. The time it took was spent on the profile's devices all the same."""
         if self.open_meter is not None:
-            self.open_meter.flush()
+            self.open_meter.settle()
 
     def spent(self) -> float:
         """What the lab's ledger holds so far (0 without one)."""
