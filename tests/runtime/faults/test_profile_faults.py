@@ -44,11 +44,17 @@ def _loss(self, model, batch):
 W.loss = _loss
 """
 
-WIDE_METRIC_NAN = """
+#: each model counts the training steps it took (``model.steps``), for the faults below
+COUNT_STEPS = """
 _base_loss, _base_eval = W.loss, W.evaluate
 def _loss(self, model, batch):
     model.steps = getattr(model, "steps", 0) + 1
     return _base_loss(self, model, batch)
+"""
+
+WIDE_METRIC_NAN = (
+    COUNT_STEPS
+    + """
 def _evaluate(self, model, batches):
     out = dict(_base_eval(self, model, batches))
     if model[0].out_features == 32 and getattr(model, "steps", 0) > 20:
@@ -56,6 +62,7 @@ def _evaluate(self, model, batches):
     return out
 W.loss, W.evaluate = _loss, _evaluate
 """
+)
 
 LOSS_RAISES = """
 _base_loss = W.loss
@@ -232,12 +239,10 @@ def test_a_batch_that_runs_out_of_memory_while_profiling_is_not_planned(tmp_path
 
 #: evaluate raises, after half a second, once its model has trained 40 steps: past the dry
 #: check's, inside a measurement whose meter has not yet charged that half second
-EVAL_RAISES_LATE = """
+EVAL_RAISES_LATE = (
+    COUNT_STEPS
+    + """
 import time
-_base_loss, _base_eval = W.loss, W.evaluate
-def _loss(self, model, batch):
-    model.steps = getattr(model, "steps", 0) + 1
-    return _base_loss(self, model, batch)
 def _evaluate(self, model, batches):
     if getattr(model, "steps", 0) > 40:
         time.sleep(0.5)
@@ -245,6 +250,7 @@ def _evaluate(self, model, batches):
     return _base_eval(self, model, batches)
 W.loss, W.evaluate = _loss, _evaluate
 """
+)
 
 
 def test_a_member_that_raises_mid_measurement_has_the_time_it_took_charged(tmp_path):
