@@ -8,7 +8,7 @@ so every such field is checked here, once, and a bad one is bad input: one line 
 field, the rule and the value received (``InputError``, exit 2), before anything is written or
 spent, instead of an internal error half-way into a run.
 
->>> _rule(0, "count")
+>>> _rule("count")
 'a whole number >= 0'
 """
 
@@ -39,7 +39,7 @@ STAGE_RULES = {
 }
 
 
-def _rule(_value: Any, kind: str) -> str:
+def _rule(kind: str) -> str:
     return {
         "count": "a whole number >= 0",
         "size": "a whole number >= 1",
@@ -83,7 +83,7 @@ def check_plan(plan: Plan, where: str, fix: str) -> None:
             )
         for name in ("cost_usd", "wall_s"):
             if not _ok(getattr(c, name), "amount"):
-                raise bad(f"{at}.predicted.{name}", _rule(0, "amount"), getattr(c, name))
+                raise bad(f"{at}.predicted.{name}", _rule("amount"), getattr(c, name))
         if not c.stages:
             raise bad(f"{at}.stages", "a non-empty list of stages", [])
         for i, st in enumerate(c.stages):
@@ -102,4 +102,4 @@ def check_plan(plan: Plan, where: str, fix: str) -> None:
             for name, kind in STAGE_RULES.items():
                 value = getattr(st, name)
                 if not _ok(value, kind):
-                    raise bad(f"{here}.{name}", _rule(value, kind), value)
+                    raise bad(f"{here}.{name}", _rule(kind), value)
