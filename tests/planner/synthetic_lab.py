@@ -19,13 +19,16 @@ class SyntheticLab:
         b_noise: float = 200.0,
         best: dict[str, float] | None = None,
         noise_slope: float = 0.75,
+        eval_s: float = 0.002,
     ) -> None:
         self.noise_slope = noise_slope
+        self.eval_s = eval_s
         self.e_min = e_min or {}
         self.b_noise = b_noise
         self.best = best or {}
         self.calls: list[str] = []
         self.noise_repeats: list[int] = []  # per truncated round: the batch pairs asked for
+        self.eval_shares: list[float] = []  # per truncated round: the share of the validation set
         self.truncated: dict[tuple[str, int], tuple[list, list]] = {}
 
     def devices(self) -> Sequence[LocalDevice]:
@@ -50,7 +53,7 @@ class SyntheticLab:
             config.id,
             precision,
             samples,
-            eval_s=0.002,
+            eval_s=self.eval_s,
             source="measured",
             measured_on="synthetic",
             param_count=10_000,
@@ -98,9 +101,11 @@ class SyntheticLab:
         noise_batches: tuple[int, int],
         device: str | None = None,
         noise_repeats: int = 16,
+        eval_share: float = 1.0,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
         self.calls.append(f"truncated {config.id} {batch_size} to {max(evals)}")
         self.noise_repeats.append(noise_repeats)
+        self.eval_shares.append(eval_share)
         key = (config.id, batch_size)
         curve, noise = self.truncated.setdefault(key, ([], []))
         for s in sorted(e for e in evals if not curve or e > curve[-1][0]):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import json
 
+import pytest
+
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.budgeted import (
     EVAL_SHARE,
@@ -15,6 +17,7 @@ from paretrain.planner.measure.budgeted import (
     MIN_ROUNDS,
     NOISE_REPEATS,
     NOISE_SHARE,
+    eval_share,
     noise_repeats,
     round_evals,
 )
@@ -91,6 +94,33 @@ def test_a_round_evaluates_less_when_its_evaluations_would_outweigh_its_training
     assert MIN_ROUND_EVALS < n < EVALS and n * 0.5 <= EVAL_SHARE * 10.0
     assert round_evals(train_s=float("inf"), eval_s=0.5) == EVALS  # no step time measured yet
     assert round_evals(train_s=10.0, eval_s=0.0) == EVALS
+
+
+def test_a_round_whose_fewest_evaluations_outweigh_its_training_reads_a_part_of_the_set():
+    assert eval_share(train_s=100.0, eval_s=0.1, evals=EVALS) == 1.0  # cheap: the whole set
+    share = eval_share(train_s=1.0, eval_s=0.5, evals=MIN_ROUND_EVALS)
+    assert share * MIN_ROUND_EVALS * 0.5 == pytest.approx(EVAL_SHARE * 1.0)  # sized to fit
+    assert eval_share(train_s=float("inf"), eval_s=0.5, evals=2) == 1.0  # no step time yet
+    assert eval_share(train_s=10.0, eval_s=0.0, evals=2) == 1.0
+    # along a profile whose evaluations are dear, the first rounds read parts, growing with them
+    cheap = SyntheticLab(e_min={"mlp-64x2": 300000, "cnn-8x2": 120000})
+    dear = SyntheticLab(e_min={"mlp-64x2": 300000, "cnn-8x2": 120000}, eval_s=0.5)
+    spec = parse_spec(_spec(), "spec.yaml", WORKLOADS)
+    for lab in (cheap, dear):
+        build_profile(spec, lab, list(spec.configs))
+    assert set(cheap.eval_shares) == {1.0}
+    assert dear.eval_shares[0] < 1.0
+    for cfg in ("mlp-64x2", "cnn-8x2"):
+        mine = [
+            s
+            for c, s in zip(
+                [c.split()[1] for c in dear.calls if c.startswith("truncated ")],
+                dear.eval_shares,
+                strict=True,
+            )
+            if c == cfg
+        ]
+        assert mine == sorted(mine)
 
 
 def test_a_noise_sample_averages_fewer_pairs_in_short_rounds():

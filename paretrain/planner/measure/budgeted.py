@@ -31,7 +31,14 @@ anything, and ``paretrain plan`` prints the profile's cost against its knee's ei
 What a round measures besides training is sized to its training, so that knowing stays a share of
 the run it extends. A round evaluates ``EVALS`` times, fewer when its evaluations would take more
 than ``EVAL_SHARE`` of its training time (at least ``MIN_ROUND_EVALS``): a first round of 48 steps
-need not evaluate a large validation set six times. Its gradient-noise sample averages
+need not evaluate a large validation set six times. When even ``MIN_ROUND_EVALS`` evaluations of
+the whole set would pass that share, they read a part of it sized to fit (``eval_share``; the lab
+reads at least a few thousand examples, and evaluates the whole set where a part's value passes a
+level: ``paretrain.runtime.train.lab_truncated``). On the l job of
+``benchmarks/cost_of_knowing.py`` (a two-layer GRU of width 256, 10,000 validation examples on
+one thread) an evaluation of the whole set took 7.0 s against 6.3 s for a first round's 48
+steps: the two evaluations a round needs for its curve cost more than its training, and were
+half of what the truncated runs cost. Its gradient-noise sample averages
 ``NOISE_REPEATS`` batch pairs, fewer when the pairs' samples would pass ``NOISE_SHARE`` of the
 round's training samples (at least ``MIN_NOISE_REPEATS``): early in training the gradient is large
 against its noise, so few pairs estimate ``B_simple`` well; later rounds, where it is small, are
@@ -78,6 +85,7 @@ __all__ = [
     "NOISE_REPEATS",
     "NOISE_SHARE",
     "Budgeted",
+    "eval_share",
     "measure_budgeted",
     "noise_repeats",
     "round_evals",
@@ -272,6 +280,16 @@ def round_evals(train_s: float, eval_s: float) -> int:
     return max(MIN_ROUND_EVALS, min(EVALS, int(EVAL_SHARE * train_s / eval_s)))
 
 
+def eval_share(train_s: float, eval_s: float, evals: int) -> float:
+    """The share of the validation set that ``evals`` evaluations of ``eval_s`` seconds each
+    (the whole set's) read in a round of ``train_s`` seconds of training: 1, less when they
+    would take more than ``EVAL_SHARE`` of its training (the lab reads a least number of
+    examples whatever the share)."""
+    if not (eval_s > 0 and math.isfinite(train_s)) or evals * eval_s <= EVAL_SHARE * train_s:
+        return 1.0
+    return EVAL_SHARE * train_s / (evals * eval_s)
+
+
 def noise_repeats(new_samples: int, noise_batches: tuple[int, int]) -> int:
     """How many batch pairs the gradient-noise sample of a round of ``new_samples`` averages:
     ``NOISE_REPEATS``, fewer when their samples would pass ``NOISE_SHARE`` of the round's, never
@@ -280,23 +298,26 @@ def noise_repeats(new_samples: int, noise_batches: tuple[int, int]) -> int:
     return max(MIN_NOISE_REPEATS, min(NOISE_REPEATS, fit))
 
 
-def _round_evals(account: _Account, config_id: str, new_samples: int, b0: int) -> tuple[float, int]:
-    """A round's predicted seconds of training, and how many times it evaluates."""
+def _round_evals(account: _Account, config_id: str, new_samples: int, b0: int) -> tuple[float, int, float]:
+    """A round's predicted seconds of training, how many times it evaluates, and the share of
+    the validation set each evaluation reads."""
     train_s = new_samples / b0 * account.step[config_id]
-    return train_s, round_evals(train_s, account.eval_s[config_id])
+    n = round_evals(train_s, account.eval_s[config_id])
+    return train_s, n, eval_share(train_s, account.eval_s[config_id], n)
 
 
 def _round_s(account: _Account, config_id: str, new_samples: int, b0: int) -> float:
-    """A round's predicted seconds of training and evaluation."""
-    train_s, n = _round_evals(account, config_id, new_samples, b0)
-    return train_s + n * account.eval_s[config_id]
+    """A round's predicted seconds of training and evaluation (the share's: a part the lab
+    rounds up to its least number of examples takes a little longer)."""
+    train_s, n, share = _round_evals(account, config_id, new_samples, b0)
+    return train_s + n * share * account.eval_s[config_id]
 
 
 def _round(
     spec: Spec, lab: Lab, r: _Run, b0: int, target: int, noise_batches: tuple[int, int], account: _Account
 ) -> None:
     start = r.samples
-    _, n = _round_evals(account, r.config.id, target - start, b0)
+    _, n, share = _round_evals(account, r.config.id, target - start, b0)
     evals = [start + (target - start) * (k + 1) // n for k in range(n)]
     noise_at = [target]  # along the same run, whatever planner.noise says: it costs a few batches
     try:
@@ -309,6 +330,7 @@ def _round(
             noise_batches,
             device=r.device,
             noise_repeats=noise_repeats(target - start, noise_batches),
+            eval_share=share,
         )
     except OutOfMemory as err:  # its batch does not fit: nothing to extrapolate, not planned
         r.done, r.run, r.noise = f"out of memory ({err})", None, ()

@@ -67,11 +67,14 @@ class Lab(Protocol):
         noise_batches: tuple[int, int],
         device: str | None = None,
         noise_repeats: int = NOISE_REPEATS,
+        eval_share: float = 1.0,
     ) -> tuple[ConvergenceRun, Sequence[NoiseSample]]:
-        """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each and
-        taking a two-batch gradient-noise sample (``noise_repeats`` batch pairs averaged) at each
-        of ``noise_at``; a later call for the same (config, batch size, device) continues the
-        run. The whole run so far (its ``truncated`` flag set) and its noise samples."""
+        """Train at ``batch_size`` up to the last of ``evals`` (samples), evaluating at each (on
+        ``eval_share`` of the validation set, or a least number of examples; a value past a
+        level not reached before, on the whole set) and taking a two-batch gradient-noise sample
+        (``noise_repeats`` batch pairs averaged) at each of ``noise_at``; a later call for the
+        same (config, batch size, device) continues the run. The whole run so far (its
+        ``truncated`` flag set) and its noise samples."""
         ...
 
     def measure_peak(self, device: str) -> float:

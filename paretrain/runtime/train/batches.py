@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 from torch.utils.data._utils.collate import default_collate
 
-__all__ = ["BatchStream", "eval_batches", "head", "to_device"]
+__all__ = ["BatchStream", "drawn", "eval_batches", "head", "to_device"]
 
 
 def to_device(batch: Any, device: str) -> Any:
@@ -245,3 +245,23 @@ def head(dataset: Dataset, n: int | None) -> tuple[Dataset, float]:
     if isinstance(dataset, TensorDataset):
         return TensorDataset(*(t[:n] for t in dataset.tensors)), n / total
     return Subset(dataset, range(n)), n / total
+
+
+def drawn(dataset: Dataset, n: int, seed: int) -> tuple[Dataset, int]:
+    """``n`` examples of ``dataset`` drawn at random without replacement, kept in the set's own
+    order, and how many there are; the whole set when ``n`` is not smaller or the set has no
+    length (an ``IterableDataset``). The draw is fixed by ``seed``: a larger ``n`` keeps every
+    example of a smaller one (they are the heads of one permutation), so a run's evaluations on
+    draws of different sizes measure nested parts of one set. A draw, not the head: a
+    validation set's first examples can be one file's or one class's (a language model's first
+    windows are one source file)."""
+    if isinstance(dataset, IterableDataset) or not isinstance(dataset, Sized):
+        return dataset, -1
+    total = len(dataset)
+    if n >= total:
+        return dataset, total
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    index = torch.sort(order[:n]).values
+    if isinstance(dataset, TensorDataset):
+        return TensorDataset(*(t[index.to(t.device)] for t in dataset.tensors)), n
+    return Subset(dataset, index.tolist()), n

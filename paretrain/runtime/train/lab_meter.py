@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.data import Dataset
 
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.runtime.money.ledger import Ledger
@@ -63,9 +64,10 @@ def checked_step(trainer: Trainer, meter: LabMeter, curve: list[tuple[int, float
     return dt
 
 
-def checked_value(trainer: Trainer, curve: list[tuple[int, float]]) -> float:
-    """The target metric evaluated now; a non-finite one raises ``Diverged`` (with ``curve``)."""
-    value = trainer.evaluate().value
+def checked_value(trainer: Trainer, curve: list[tuple[int, float]], val: Dataset | None = None) -> float:
+    """The target metric evaluated now (on ``val``, a part of the validation set, when given);
+    a non-finite one raises ``Diverged`` (with ``curve``)."""
+    value = trainer.evaluate(val=val).value
     if not math.isfinite(value):
         raise Diverged(
             f"the evaluated {trainer.metric.name} was {value} at {trainer.samples_seen} samples", curve

@@ -6,6 +6,15 @@ A later call for the same (config, batch size, device) continues the run where t
 stopped (the trainer stays in the lab), so the profile's rounds extend a run rather than start
 it again: no sample is trained twice. Each call returns the whole run so far.
 
+An evaluation reads the share of the validation set that the round asks for
+(``paretrain.planner.measure.budgeted``: a round whose evaluations of the whole set would cost
+more than its share of the round's training reads a part), never fewer than
+``MIN_EVAL_EXAMPLES`` examples: a fixed random draw (``batches.drawn``), the same for every
+round of a run, a larger one holding every example of a smaller. A level is reached only by an
+evaluation of the whole set: a part's value past a level no earlier point reached is
+evaluated again on the whole set, and the whole set's value is what the curve records. So a
+part's noise may move the curve's early points, never a level the plan takes as reached.
+
 When the profile is done, ``keep_runs`` writes the state each run ended in (the trainer's
 checkpoint format: model, optimizer, RNG, data position), charged to the profile like any of its
 work, so that a run of the same config can start there
@@ -17,7 +26,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -28,6 +37,7 @@ import torch
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.measure.lab import NOISE_REPEATS, OutOfMemory
 from paretrain.planner.measure.measurements import ConvergenceRun, NoiseSample, TruncatedCheckpoint
+from paretrain.runtime.train.batches import drawn
 from paretrain.runtime.train.checkpoint import save_state
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.lab_memory import free_memory
@@ -54,7 +64,11 @@ class TorchLab(Protocol):
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter: ...
 
 
-__all__ = ["NOISE_REPEATS", "LiveRun", "keep_runs", "measure_truncated", "noise_sample"]
+__all__ = ["MIN_EVAL_EXAMPLES", "NOISE_REPEATS", "LiveRun", "keep_runs", "measure_truncated", "noise_sample"]
+
+#: the fewest validation examples an evaluation of a truncated run reads: at an accuracy of
+#: 0.5, the standard error of 2,048 examples is 0.011
+MIN_EVAL_EXAMPLES = 2048
 
 
 @dataclass
@@ -70,6 +84,7 @@ class LiveRun:
     trained_steps: int = 0
     trained_usd: float = 0.0  # the training steps' dollars (``TruncatedCheckpoint.trained_usd``)
     diverged: str = ""  # a non-finite loss or metric stopped it (``lab_meter.Diverged``)
+    parts: dict[int, Any] = field(default_factory=dict)  # validation parts read, by their size
 
 
 def noise_sample(
@@ -133,11 +148,13 @@ def measure_truncated(
     noise_batches: tuple[int, int],
     device: str,
     noise_repeats: int = NOISE_REPEATS,
+    eval_share: float = 1.0,
 ) -> tuple[ConvergenceRun, list[NoiseSample]]:
     """Train ``config`` at ``batch_size`` on ``device`` up to the last of ``evals`` (sample
-    counts), evaluating at each and taking a gradient-noise sample (``noise_repeats`` batch
-    pairs, at the evaluation's point: its value is the evaluation's) at each of ``noise_at``. A
-    non-finite loss or metric ends the run for good: its record says so (``diverged``)."""
+    counts), evaluating at each (on ``eval_share`` of the validation set: see the module
+    docstring) and taking a gradient-noise sample (``noise_repeats`` batch pairs, at the
+    evaluation's point: its value is the evaluation's) at each of ``noise_at``. A non-finite
+    loss or metric ends the run for good: its record says so (``diverged``)."""
     run = _live(lab, config, batch_size, device)
     meter = lab.meter(device, f"truncated run of {config.id} at batch {batch_size}")
     trainer, t0 = run.trainer, time.perf_counter()
@@ -151,7 +168,8 @@ def measure_truncated(
                 run.trained_usd += step_s * meter.price
                 run.trained_steps += 1
             meter.guard(0.0)
-            run.curve.append((trainer.samples_seen, round(checked_value(trainer, run.curve), 5)))
+            value = _evaluated(lab, run, levels, eval_share)
+            run.curve.append((trainer.samples_seen, round(value, 5)))
             if noise_points and trainer.samples_seen >= noise_points[0]:
                 noise_points = [p for p in noise_points if p > trainer.samples_seen]
                 small, big = noise_batches
@@ -167,6 +185,22 @@ def measure_truncated(
     meter.flush()
     run.seconds += time.perf_counter() - t0
     return _record(lab, config, batch_size, levels, run), list(run.noise)
+
+
+def _evaluated(lab: TorchLab, run: LiveRun, levels: Sequence[float], share: float) -> float:
+    """The metric now, on ``share`` of the validation set (see the module docstring); on the
+    whole set when the part's value reaches a level that no earlier point reached."""
+    trainer = run.trainer
+    whole = len(trainer.val_dataset) if isinstance(trainer.val_dataset, Sized) else 0
+    n = max(MIN_EVAL_EXAMPLES, math.ceil(share * whole))
+    if n >= whole:
+        return checked_value(trainer, run.curve)
+    if n not in run.parts:
+        run.parts[n] = drawn(trainer.val_dataset, n, lab.seed)[0]
+    value = checked_value(trainer, run.curve, run.parts[n])
+    m = lab.metric
+    new = [lv for lv in levels if m.reached(value, lv) and not any(m.reached(v, lv) for _, v in run.curve)]
+    return checked_value(trainer, run.curve) if new else value
 
 
 def _record(

@@ -264,6 +264,7 @@ class TorchLab:
         noise_batches: tuple[int, int],
         device: str | None = None,
         noise_repeats: int = NOISE_REPEATS,
+        eval_share: float = 1.0,
     ) -> tuple[ConvergenceRun, list[NoiseSample]]:
         """One config's truncated run, continued from the last call
         (``paretrain.runtime.train.lab_truncated``)."""
@@ -278,6 +279,7 @@ class TorchLab:
             noise_batches,
             device,
             noise_repeats,
+            eval_share,
         )
 
     def keep_truncated(self, folder: Path, label: str) -> list[TruncatedCheckpoint]:
