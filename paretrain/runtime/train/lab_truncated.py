@@ -84,7 +84,7 @@ class LiveRun:
     trained_steps: int = 0
     trained_usd: float = 0.0  # the training steps' dollars (``TruncatedCheckpoint.trained_usd``)
     diverged: str = ""  # a non-finite loss or metric stopped it (``lab_meter.Diverged``)
-    parts: dict[int, Any] = field(default_factory=dict)  # validation parts read, by their size
+    part: tuple[int, Any] | None = None  # the validation part read last, and its size
 
 
 def noise_sample(
@@ -195,9 +195,9 @@ def _evaluated(lab: TorchLab, run: LiveRun, levels: Sequence[float], share: floa
     n = max(MIN_EVAL_EXAMPLES, math.ceil(share * whole))
     if n >= whole:
         return checked_value(trainer, run.curve)
-    if n not in run.parts:
-        run.parts[n] = drawn(trainer.val_dataset, n, lab.seed)[0]
-    value = checked_value(trainer, run.curve, run.parts[n])
+    if run.part is None or run.part[0] != n:  # one part kept: a round's evaluations share it
+        run.part = (n, drawn(trainer.val_dataset, n, lab.seed)[0])
+    value = checked_value(trainer, run.curve, run.part[1])
     m = lab.metric
     new = [lv for lv in levels if m.reached(value, lv) and not any(m.reached(v, lv) for _, v in run.curve)]
     return checked_value(trainer, run.curve) if new else value
