@@ -5,6 +5,7 @@ file falls back to training from scratch, saying so; ``--resume`` keeps the star
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ B0 = 32
 S = 640  # samples the profile's run trained: 20 steps at 32
 EVERY = 400  # runtime.eval_every_samples of tiny_spec
 REL = "k.checkpoints/mlp-16-b32.pt"  # the checkpoint, relative to the profile folder
+CURVE = ((160, 0.11), (320, 0.14), (480, 0.16), (S, 0.19))  # the truncated run's evaluations it keeps
 
 
 def _spec():
@@ -74,7 +76,14 @@ def _checkpoint(spec, workdir: Path) -> TruncatedCheckpoint:
     )
     while trainer.samples_seen < S:
         trainer.step()
-    what = {"config_id": cfg.id, "batch_size": B0, "samples": S, "device": HW, "seed": spec.workload.seed}
+    what = {
+        "config_id": cfg.id,
+        "batch_size": B0,
+        "samples": S,
+        "device": HW,
+        "seed": spec.workload.seed,
+        "curve": [list(p) for p in CURVE],
+    }
     sha, size = save_state(
         workdir / ".paretrain" / "profiles" / REL, {"trainer": trainer.state_dict(), "profile": what}
     )
@@ -160,6 +169,26 @@ def test_a_run_starts_at_the_checkpoints_samples_and_the_ledger_marks_it(planned
     assert tracker.params["reused_samples"] == S and tracker.params["reused_checkpoint"] == REL
     assert tracker.tags["paretrain.reused"] == "true"
     assert any("starts from the profile's checkpoint" in x for x in lines)
+    # the run goes on the truncated run's curve: its points come first, then the run's own
+    points = ex.state.curve_points
+    assert points[: len(CURVE)] == CURVE and len(points) > len(CURVE)
+    assert all(a[0] < b[0] for a, b in pairwise(points))
+
+
+def test_a_checkpoints_curve_is_taken_only_whole_and_up_to_its_samples():
+    from paretrain.runtime.run.reuse import _curve
+
+    def saved(curve):
+        return {"profile": {"curve": curve}}
+
+    assert _curve(saved([[100, 0.1], [200, 0.2]]), 200) == ((100, 0.1), (200, 0.2))
+    assert _curve({"profile": {}}, 200) == ()  # a checkpoint written before curves were kept
+    assert _curve({}, 200) == ()
+    assert _curve(saved([[100, 0.1], [300, 0.2]]), 200) == ()  # past the checkpoint's samples
+    assert _curve(saved([[100, float("nan")]]), 200) == ()
+    assert _curve(saved([[200, 0.1], [100, 0.2]]), 200) == ()  # out of order
+    assert _curve(saved([["x", 0.1]]), 200) == ()
+    assert _curve(saved([[100]]), 200) == ()
 
 
 @pytest.mark.parametrize("damage", ["changed", "missing"])

@@ -1,7 +1,8 @@
 """The run learns as it goes: its own learning curve, refitted from its evaluations.
 
 At an evaluation the run's points so far, (samples seen, target metric), resumes included
-(``RunState.curve_points``, kept in each checkpoint), are fitted by the planner's learning-curve
+(``RunState.curve_points``, kept in each checkpoint; a run from the profile's checkpoint starts
+with the truncated run's points, ``paretrain.runtime.run.reuse``), are fitted by the planner's learning-curve
 model (``paretrain.planner.measure.curves.fit_curve``: pow4, mmf4 and exp3 with bootstrap
 intervals). A ``Refit`` holds the P10 / P50 / P90 of the samples at which the curve reaches the
 candidate's level. ``RunCurve.observe`` sets it against what the schedule expects (the plan's

@@ -250,13 +250,17 @@ class Started:
 @dataclass(frozen=True, slots=True)
 class StartedFrom:
     """The run starts from the profile's checkpoint of its config: ``samples`` trained there,
-    worth ``progress`` ideal samples (``paretrain.planner.program.reuse``)."""
+    worth ``progress`` ideal samples (``paretrain.planner.program.reuse``), and the truncated
+    run's evaluations up to them (``curve``: its learning curve so far, which the run goes on)."""
 
     samples: int
     progress: float
+    curve: tuple[tuple[int, float], ...] = ()
 
     def apply_to(self, state: RunState) -> None:
         state.reused, state.progress = self.samples, self.progress
+        if self.curve:
+            state.curve_points = self.curve
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,11 @@ predictions already leave out. A fresh run (not ``--resume``) loads it before it
 checkpoint: the bytes must have the digest and hold what the plan says (config, batch, samples).
 The run then goes on from those samples with their ideal progress counted, evaluates after its
 first step (so the level it starts at is known, and a checkpoint already past the candidate's
-level ends the run there), and says so:
+level ends the run there), and says so. It goes on the truncated run's learning curve too: the
+checkpoint keeps that run's evaluations, and they are the run's first points, so its refits
+(``paretrain.runtime.adapt.learning``) start from the whole curve rather than wait for six
+evaluations of its own; a run of five evaluations past the checkpoint would otherwise never
+refit. The run says so:
 
 - a zero-dollar ``reused`` line in the ledger and an event in ``events.jsonl`` (samples, path,
   digest),
@@ -58,7 +62,7 @@ def start_from_profile(p: RunParts) -> None:
         _from_scratch(p, start, path, f"does not fit the run's model ({first})")
         return
     trainer, st = p.group.trainer, p.state
-    p.apply(StartedFrom(trainer.samples_seen, start.progress))
+    p.apply(StartedFrom(trainer.samples_seen, start.progress, _curve(saved, trainer.samples_seen)))
     p.apply(TrainerSynced(trainer.samples_seen, trainer.batch_size))
     info = {"samples": trainer.samples_seen, "path": start.path, "sha256": start.sha256}
     p.events.ledger("reused", st, **info)
@@ -68,6 +72,21 @@ def start_from_profile(p: RunParts) -> None:
         f"starts from the profile's checkpoint {path}: {trainer.samples_seen:,} samples the profile "
         "trained, not paid twice"
     )
+
+
+def _curve(saved: dict[str, Any], samples: int) -> tuple[tuple[int, float], ...]:
+    """The truncated run's evaluations the checkpoint keeps, up to its ``samples`` (none in a
+    checkpoint written before they were kept, or where they are not finite numbers)."""
+    out: list[tuple[int, float]] = []
+    for point in (saved.get("profile") or {}).get("curve") or ():
+        try:
+            s, v = int(point[0]), float(point[1])
+        except (TypeError, ValueError, IndexError):
+            return ()
+        if not math.isfinite(v) or s > samples or (out and s <= out[-1][0]):
+            return ()
+        out.append((s, v))
+    return tuple(out)
 
 
 def _check(saved: dict[str, Any], start: StartFrom) -> None:

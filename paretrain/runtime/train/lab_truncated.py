@@ -248,6 +248,7 @@ def keep_runs(lab: TorchLab, folder: Path, label: str) -> list[TruncatedCheckpoi
             "samples": trainer.samples_seen,
             "device": device,
             "seed": lab.seed,
+            "curve": [[n, v] for n, v in run.curve],  # the run that starts here goes on this curve
         }
         written: list[tuple[str, int]] = []
         try:
