@@ -168,7 +168,7 @@ def measure_truncated(
                 run.trained_usd += step_s * meter.price
                 run.trained_steps += 1
             meter.guard(0.0)
-            value = _evaluated(lab, run, levels, eval_share)
+            value = _evaluated(lab, run, meter, levels, eval_share)
             run.curve.append((trainer.samples_seen, round(value, 5)))
             if noise_points and trainer.samples_seen >= noise_points[0]:
                 noise_points = [p for p in noise_points if p > trainer.samples_seen]
@@ -187,9 +187,10 @@ def measure_truncated(
     return _record(lab, config, batch_size, levels, run), list(run.noise)
 
 
-def _evaluated(lab: TorchLab, run: LiveRun, levels: Sequence[float], share: float) -> float:
+def _evaluated(lab: TorchLab, run: LiveRun, meter: LabMeter, levels: Sequence[float], share: float) -> float:
     """The metric now, on ``share`` of the validation set (see the module docstring); on the
-    whole set when the part's value reaches a level that no earlier point reached."""
+    whole set when the part's value reaches a level that no earlier point reached, guarded
+    first as the unit it is: the part's time scaled to the whole set."""
     trainer = run.trainer
     whole = len(trainer.val_dataset) if isinstance(trainer.val_dataset, Sized) else 0
     n = max(MIN_EVAL_EXAMPLES, math.ceil(share * whole))
@@ -197,10 +198,13 @@ def _evaluated(lab: TorchLab, run: LiveRun, levels: Sequence[float], share: floa
         return checked_value(trainer, run.curve)
     if run.part is None or run.part[0] != n:  # one part kept: a round's evaluations share it
         run.part = (n, drawn(trainer.val_dataset, n, lab.seed)[0])
+    t0 = time.perf_counter()
     value = checked_value(trainer, run.curve, run.part[1])
     m = lab.metric
-    new = [lv for lv in levels if m.reached(value, lv) and not any(m.reached(v, lv) for _, v in run.curve)]
-    return checked_value(trainer, run.curve) if new else value
+    if not any(m.reached(value, lv) and not any(m.reached(v, lv) for _, v in run.curve) for lv in levels):
+        return value
+    meter.guard((time.perf_counter() - t0) * whole / n)
+    return checked_value(trainer, run.curve)
 
 
 def _record(
