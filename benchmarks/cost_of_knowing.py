@@ -21,7 +21,7 @@ runs inside P10-P90 with a P50 error of at most 12%, truncated.
 Job sizes (``--size``): ``s`` runs the example spec as shipped (its knee trains for seconds to
 half a minute); ``m`` and ``l`` scale MNIST-1D's job to knees of minutes (``SIZES``: a wider or
 deeper GRU, more data and higher levels, with budgets and a deadline to match; their knees
-trained for about 2 and 14 minutes here); stdlib_lm's ``m`` trains the shipped model on 8 MB
+trained for about 2 and 13 minutes here); stdlib_lm's ``m`` trains the shipped model on 8 MB
 of the corpus to 2.05-1.95 bits per byte (its knee trained for about 3 minutes), its ``l`` on
 the whole corpus (12 MB on CPython 3.11), harder to predict than its first 8 MB, to the same
 levels. (Aiming at 1.85-1.75 there, as the m knee's own curve suggested, the knee's run measured
