@@ -74,7 +74,7 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
     with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
         with ui.progress("profiling") as bar:
             prof, reused = get_profile(
-                spec, ws, list(spec.configs), offers, progress=bar, force=force, stop=flag
+                spec, ws, list(spec.configs), offers, progress=bar, force=force, stop=flag, note=ui.log
             )
         show_diverged(ui, prof)
         if output:
@@ -129,7 +129,13 @@ def plan(
                 found = [c for c, _ in result.front[: spec.search.front]]
             with ui.progress("profiling") as bar:
                 the_plan, prof, reused = plan_spec(
-                    spec, ws, progress=bar, force_profile=reprofile, search_configs=found, stop=flag
+                    spec,
+                    ws,
+                    progress=bar,
+                    force_profile=reprofile,
+                    search_configs=found,
+                    stop=flag,
+                    note=ui.log,
                 )
             show_profile(ui, prof, reused)
             show_diverged(ui, prof)

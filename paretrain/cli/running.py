@@ -50,7 +50,6 @@ def run(
     fmt: str,
 ) -> None:
     """Train a plan's candidate for real, within its budget."""
-    from paretrain.planner.plan.approval import check_approval
     from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
     from paretrain.runtime.train.elastic_settings import Settings
 
@@ -61,7 +60,50 @@ def run(
     prices = read_prices(prices_path, the_plan)
     ws = data_workspace(ctx)
     choice = choose_resume(ws.root, the_plan, cand) if resume else None
-    with Output(fmt) as ui:
+    if choice is not None and choice.run_id is not None and not choice.finished:
+        _free_ledger(ws, choice.run_id)
+    _run(
+        ui_format=fmt,
+        the_plan=the_plan,
+        cand=cand,
+        spec=spec,
+        ws=ws,
+        prices=prices,
+        plan_path=plan_path,
+        choice=choice,
+        approve=approve,
+        tracking=(tracking_uri, not no_track),
+    )
+
+
+def _free_ledger(ws: Any, run_id: str) -> None:
+    """Bad input (exit 2, before anything is written) when another process still writes the
+    ledger of run ``run_id``: resuming a run that is still training would spend its budget twice."""
+    from paretrain.runtime.locks import probe
+
+    probe(
+        ws.ledgers / f"{run_id}.jsonl",
+        f"run {run_id}, which is still training",
+        fix="resuming it now would spend its budget twice",
+    )
+
+
+def _run(
+    *,
+    ui_format: str,
+    the_plan: Any,
+    cand: Any,
+    spec: Any,
+    ws: Any,
+    prices: Any,
+    plan_path: Path,
+    choice: Any,
+    approve: bool,
+    tracking: tuple[str | None, bool],
+) -> None:
+    from paretrain.planner.plan.approval import check_approval
+
+    with Output(ui_format) as ui:
         if choice is not None and choice.finished:
             ui.put(
                 "run",
@@ -71,15 +113,7 @@ def run(
             return
         check_approval(spec.budget, cand, approve)
         _execute(
-            ui,
-            the_plan,
-            cand,
-            spec,
-            ws,
-            prices=prices,
-            plan_path=plan_path,
-            choice=choice,
-            tracking=(tracking_uri, not no_track),
+            ui, the_plan, cand, spec, ws, prices=prices, plan_path=plan_path, choice=choice, tracking=tracking
         )
 
 

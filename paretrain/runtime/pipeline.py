@@ -173,6 +173,7 @@ def plan_spec(
     force_profile: bool = False,
     search_configs: Sequence[Config] = (),
     stop: StopFlag | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> tuple[Plan, Profile, bool]:
     """Profile (cached), build the program, sweep the Pareto set, and make the plan. The
     configs are the spec's and ``search_configs`` (the search's front). A signal caught by
@@ -180,7 +181,7 @@ def plan_spec(
     offers, left_out = allowed_offers(spec)
     configs = list(spec.configs) + [c for c in search_configs if c.id not in {x.id for x in spec.configs}]
     profile, reused = get_profile(
-        spec, ws, configs, offers, progress=progress, force=force_profile, stop=stop
+        spec, ws, configs, offers, progress=progress, force=force_profile, stop=stop, note=note
     )
     _stop_here(stop, profile, reused)
     profile, unusable = usable_checkpoints(profile, ws.profiles)

@@ -22,6 +22,7 @@ from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.profile import Profile, build_profile, merge_profiles, profile_key
 from paretrain.runtime.files import read_profile, write_profile
+from paretrain.runtime.locks import held
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.profile_account import has_mark, mark_written, open_spend
 from paretrain.runtime.train.devices import local_devices
@@ -70,12 +71,15 @@ def get_profile(
     progress: Callable[[str, int, int], None] | None = None,
     force: bool = False,
     stop: StopFlag | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> tuple[Profile, bool]:
     """The profile for this spec, configs and machine: reused from ``profiles/`` while its key
     is unchanged, else measured for real (charged to the profile envelope; truncated runs keep
     their last state in ``profiles/KEY.checkpoints/``) and written whole. A signal caught by
     ``stop`` ends the measuring at its next unit of work (``MeasureInterrupted``: one line with
-    what was spent, no profile written). Returns (profile, reused)."""
+    what was spent, no profile written). One process measures a profile at a time: another that
+    needs it meanwhile waits (saying so through ``note``), then reuses it
+    (``paretrain.runtime.locks``). Returns (profile, reused)."""
     brought = read_spec_profiles(spec)  # a bad file must fail before anything is measured
     workload = load_workload(spec.workload, ws.cache)
     # every local device is priced, also one measured only as the reference for catalog offers
@@ -88,18 +92,65 @@ def get_profile(
     if path.exists() and not force:
         profile, reused = read_profile(path), True
     else:
-        earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
-        # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
-        # are the process's, not a measurement of the hardware
-        prepare_data(workload)
-        warm_up_torch()
-        profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop, earlier)
+        # one process measures a profile at a time; one that waited reuses what it wrote
+        with held(
+            ws.profiles / f"{key}.lock",
+            f"this profile ({path.name}): it is reused here once written",
+            wait=note or (lambda msg: None),
+            check=_waiting_check(stop),
+        ):
+            if path.exists() and not force:  # measured by the process it waited for
+                return _with(read_profile(path), brought), True
+            profile = _measured(spec, ws, workload, prices, key, configs, offers, progress, stop)
         reused = False
-        write_profile(profile, path)
-        mark_written(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
-    if brought:
-        profile = merge_profiles(profile, brought)
-    return profile, reused
+    return _with(profile, brought), reused
+
+
+def _waiting_check(stop: StopFlag | None) -> Callable[[], None] | None:
+    """A signal while this process waits for another one's measurement: one line, nothing spent."""
+    if stop is None:
+        return None
+
+    def check() -> None:
+        try:
+            stop.check()
+        except MeasureInterrupted as err:
+            raise MeasureInterrupted(
+                err.signum,
+                f"profiling stopped by {err.signal_name} while it waited for another process "
+                "measuring the same profile; this process spent nothing",
+            ) from None
+
+    return check
+
+
+def _with(profile: Profile, brought: Sequence[Profile]) -> Profile:
+    """The profile with the ones the spec's ``profiles:`` brought merged in."""
+    return merge_profiles(profile, brought) if brought else profile
+
+
+def _measured(
+    spec: Spec,
+    ws: Workspace,
+    workload: Any,
+    prices: dict[str, float],
+    key: str,
+    configs: Sequence[Config],
+    offers: Sequence[Offer],
+    progress: Callable[[str, int, int], None] | None,
+    stop: StopFlag | None,
+) -> Profile:
+    """Measure the profile under what is left of its envelope, and write it."""
+    path = ws.profiles / f"{key}.json"
+    earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
+    # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
+    # are the process's, not a measurement of the hardware
+    prepare_data(workload)
+    warm_up_torch()
+    profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop, earlier)
+    write_profile(profile, path)
+    mark_written(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
+    return profile
 
 
 def _measure(

@@ -3,7 +3,9 @@
 One JSONL line per charge ``{id, t, run_id, stage, kind, hardware, usd, seconds, ...}``.
 Each line is written to the OS as soon as it is charged (so a ``kill -9`` of the process
 loses nothing) and fsync'd at most once a second (so a step does not wait on the disk).
-The spend of a run is the exact sum (``math.fsum``) of its lines. A full disk (``ENOSPC``, or a
+The spend of a run is the exact sum (``math.fsum``) of its lines. One process writes a ledger at
+a time: an open ``Ledger`` holds the file's lock (``paretrain.runtime.locks``), and a second
+writer gets ``Busy`` (exit 2) before it reads the file. A full disk (``ENOSPC``, or a
 short write) cuts the part of the write that reached the file, so no line is ever half-written,
 and raises ``DiskFull``; the ledger then refuses further lines and closes without writing.
 
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paretrain.runtime.locks import busy, lock_fd
 from paretrain.runtime.money import disk
 from paretrain.runtime.money.disk import DiskFull, disk_full
 
@@ -183,13 +186,21 @@ class Ledger:
         self.run_id = run_id
         self.fsync_interval_s = fsync_interval_s
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # one writer at a time (paretrain.runtime.locks), locked before the file is read or cut:
+        # a second writer would see the whole budget left, and its cut could tear a line
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not lock_fd(self._fd):
+            os.close(self._fd)
+            self._fd = -1
+            raise busy(
+                self.path, f"this ledger ({run_id})", "two writers of one ledger would each spend its budget"
+            )
         _drop_torn_tail(self.path)
-        existing = list(read_charges(self.path)) if self.path.exists() else []
+        existing = list(read_charges(self.path))
         self._sum = ExactSum(c["usd"] for c in existing)
         self._spent = self._sum.value
         self._stale = False
         self.lines = len(existing)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._last_sync = time.monotonic()
         self._dirty = False
         self._templates: dict[tuple[Any, ...], str] = {}
