@@ -22,9 +22,10 @@ Job sizes (``--size``): ``s`` runs the example spec as shipped (its knee trains 
 half a minute); ``m`` and ``l`` scale MNIST-1D's job to knees of minutes (``SIZES``: a wider or
 deeper GRU, more data and higher levels, with budgets and a deadline to match; their knees
 trained for about 2 and 13 minutes here); stdlib_lm's ``m`` trains the shipped model on 8 MB
-of the corpus to 2.05-1.95 bits per byte (its knee trained for about 3 minutes), its ``l`` on
+of the corpus to 2.05-1.95 bits per byte (its knee trained for 2-3 minutes), its ``l`` on
 the whole corpus (12 MB on CPython 3.11), harder to predict than its first 8 MB, to the same
-levels. (Aiming at 1.85-1.75 there, as the m knee's own curve suggested, the knee's run measured
+levels (its knee trained for 2-5 minutes: the plan's knee aimed at 2.05 in one profile and at 2.0
+in another). A 15-minute language-model job would need a larger model; there is none here. (Aiming at 1.85-1.75 there, as the m knee's own curve suggested, the knee's run measured
 2.087 after 114,580 sequences, its refit found 1.85 out of reach within ``target.max_samples``
 even at its P10, and it stopped with exit 3, saving $0.018 of the $0.0196 going on would have
 spent.) The digits
