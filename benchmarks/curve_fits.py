@@ -1,7 +1,9 @@
 """Learning-curve fits: the time of one ``fit_curve`` and the quality of what it extrapolates, by
 the solver paretrain uses (MINPACK's Levenberg-Marquardt on the parameter box mapped by a sine,
 ``paretrain.planner.measure.curve_families.fit_family``) and by the bounded trust-region solver it
-replaced (``trf``, kept here as the reference), side by side on the same curves in one run.
+replaced (``trf``, kept here as the reference), side by side on the same curves in one run; and
+the time of a run's whole refit (the fit and the samples to its level) on the built-in
+workloads' recorded curves.
 
 The curves are drawn from three shapes (a power law, a saturating exponential, a sigmoid in
 samples), 8 to 70 evaluations with noise of 0.003, 0.01 or 0.03, maximized and minimized
@@ -35,6 +37,7 @@ import numpy as np
 from paretrain.planner.measure import curve_families, curves
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curve_fits.json"
+RECORDED = Path(__file__).resolve().parent.parent / "tests" / "planner" / "data" / "curves.json"
 
 SHAPES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "power": lambda x: 0.95 - 0.7 * (x / 3000 + 0.3) ** -0.7,
@@ -137,6 +140,29 @@ def judge(fit: Callable, cases: list[dict]) -> dict:
     }
 
 
+def refits() -> dict:
+    """A run's whole refit (``fit_curve`` and ``samples_to`` where a run evaluating at the curve's
+    spacing stops), timed on the built-in workloads' recorded curves (``tests/planner/data``)
+    cut at 8, 11, 14, 17 and 20 points, aiming at the level of their last point."""
+    data = json.loads(RECORDED.read_text())
+    rows = []
+    for name, c in data.items():
+        pts = [(float(n), float(y)) for n, y in c["points"]]
+        for n in range(8, len(pts) + 1, 3):
+            t0 = time.perf_counter()
+            curve = curves.fit_curve(pts[:n], c["direction"])
+            assert curve is not None
+            curve.samples_to(pts[-1][1], going_on=True, every=pts[1][0] - pts[0][0], cap=4 * pts[-1][0])
+            rows.append({"workload": name, "points": n, "s": round(time.perf_counter() - t0, 4)})
+    secs = [r["s"] for r in rows]
+    return {
+        "refit_s_median": statistics.median(secs),
+        "refit_s_min": min(secs),
+        "refit_s_max": max(secs),
+        "refits": rows,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--curves", type=int, default=60)
@@ -161,6 +187,11 @@ def main() -> None:
             f"{r['inside_p10_p90']:>14.0%} {r['width_median']:>14.4f}"
         )
     print(f"trf / lm time per curve: median {statistics.median(ratios):.2f}x")
+    refit = refits()
+    print(
+        f"a whole refit on the recorded curves: median {refit['refit_s_median']:.3f} s "
+        f"({refit['refit_s_min']:.3f}-{refit['refit_s_max']:.3f} s, {len(refit['refits'])} refits)"
+    )
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -173,6 +204,7 @@ def main() -> None:
                 "seed": args.seed,
                 "speedup_median": statistics.median(ratios),
                 "results": results,
+                "refit": refit,
             },
             indent=1,
         )

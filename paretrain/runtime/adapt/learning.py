@@ -14,9 +14,9 @@ When: at fixed counts of points (``refit_due``), so that a resumed run refits wh
 uninterrupted one would: from ``MIN_POINTS`` evaluations on, then every ``REFIT_EVERY``
 evaluations at most, sooner while the curve is short (once a quarter more points came in than
 the last refit had): 6, 8, 10, 13, 17, 22, 27, 32, ...
-A refit (``fit_curve`` and ``samples_to``) takes about a third of a second on an idle 2-core
-machine whatever the number of points from 8 to 70 (0.36 s on average over 60 synthetic curves),
-a second or more on a busy one: a run that evaluates every second or two would spend about as
+A refit (``fit_curve`` and ``samples_to``) takes about a quarter of a second on an idle 2-core
+machine (median 0.26 s, 0.16-1.4 s, over the built-in workloads' recorded curves cut at 8 to 20
+points: ``benchmarks/curve_fits.py``), a second or more on a busy one: a run that evaluates every second or two would spend about as
 long refitting as training if it refitted at each evaluation. This schedule refits a run of N
 evaluations about ``log_1.25`` times while its curve is young and N / ``REFIT_EVERY`` after.
 On a local offer the refit's real seconds are held hardware time, reserved before it and
