@@ -50,6 +50,7 @@ def run(
     fmt: str,
 ) -> None:
     """Train a plan's candidate for real, within its budget."""
+    from paretrain.planner.plan.approval import check_approval
     from paretrain.run_inputs import choose_resume, plan_spec_of, read_plan, read_prices
     from paretrain.runtime.train.elastic_settings import Settings
 
@@ -62,18 +63,26 @@ def run(
     choice = choose_resume(ws.root, the_plan, cand) if resume else None
     if choice is not None and choice.run_id is not None and not choice.finished:
         _free_ledger(ws, choice.run_id)
-    _run(
-        ui_format=fmt,
-        the_plan=the_plan,
-        cand=cand,
-        spec=spec,
-        ws=ws,
-        prices=prices,
-        plan_path=plan_path,
-        choice=choice,
-        approve=approve,
-        tracking=(tracking_uri, not no_track),
-    )
+    with Output(fmt) as ui:
+        if choice is not None and choice.finished:
+            ui.put(
+                "run",
+                {"run_id": choice.run_id, "candidate": cand.id, "status": "target", "already_finished": True},
+            )
+            ui.line(choice.message)
+            return
+        check_approval(spec.budget, cand, approve)
+        _execute(
+            ui,
+            the_plan,
+            cand,
+            spec,
+            ws,
+            prices=prices,
+            plan_path=plan_path,
+            choice=choice,
+            tracking=(tracking_uri, not no_track),
+        )
 
 
 def _free_ledger(ws: Any, run_id: str) -> None:
@@ -86,35 +95,6 @@ def _free_ledger(ws: Any, run_id: str) -> None:
         f"run {run_id}, which is still training",
         fix="resuming it now would spend its budget twice",
     )
-
-
-def _run(
-    *,
-    ui_format: str,
-    the_plan: Any,
-    cand: Any,
-    spec: Any,
-    ws: Any,
-    prices: Any,
-    plan_path: Path,
-    choice: Any,
-    approve: bool,
-    tracking: tuple[str | None, bool],
-) -> None:
-    from paretrain.planner.plan.approval import check_approval
-
-    with Output(ui_format) as ui:
-        if choice is not None and choice.finished:
-            ui.put(
-                "run",
-                {"run_id": choice.run_id, "candidate": cand.id, "status": "target", "already_finished": True},
-            )
-            ui.line(choice.message)
-            return
-        check_approval(spec.budget, cand, approve)
-        _execute(
-            ui, the_plan, cand, spec, ws, prices=prices, plan_path=plan_path, choice=choice, tracking=tracking
-        )
 
 
 def _execute(

@@ -101,7 +101,7 @@ def get_profile(
         ):
             if path.exists() and not force:  # measured by the process it waited for
                 return _with(read_profile(path), brought), True
-            profile = _measured(spec, ws, workload, prices, key, configs, offers, progress, stop)
+            profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop)
         reused = False
     return _with(profile, brought), reused
 
@@ -129,30 +129,6 @@ def _with(profile: Profile, brought: Sequence[Profile]) -> Profile:
     return merge_profiles(profile, brought) if brought else profile
 
 
-def _measured(
-    spec: Spec,
-    ws: Workspace,
-    workload: Any,
-    prices: dict[str, float],
-    key: str,
-    configs: Sequence[Config],
-    offers: Sequence[Offer],
-    progress: Callable[[str, int, int], None] | None,
-    stop: StopFlag | None,
-) -> Profile:
-    """Measure the profile under what is left of its envelope, and write it."""
-    path = ws.profiles / f"{key}.json"
-    earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
-    # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
-    # are the process's, not a measurement of the hardware
-    prepare_data(workload)
-    warm_up_torch()
-    profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop, earlier)
-    write_profile(profile, path)
-    mark_written(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
-    return profile
-
-
 def _measure(
     spec: Spec,
     ws: Workspace,
@@ -163,11 +139,16 @@ def _measure(
     offers: Sequence[Offer],
     progress: Callable[[str, int, int], None] | None,
     stop: StopFlag | None,
-    earlier: float,
 ) -> Profile:
-    """Measure the profile for real, charged to its own ledger under the profile envelope less
-    ``earlier``, what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
+    """Measure the profile for real and write it, charged to its own ledger under the profile
+    envelope less what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
     them: they are part of what knowing cost."""
+    path = ws.profiles / f"{key}.json"
+    earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
+    # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
+    # are the process's, not a measurement of the hardware
+    prepare_data(workload)
+    warm_up_torch()
     ledger_path = ws.ledgers / f"profile-{key[:12]}.jsonl"
     left = spec.budget.profile_usd - earlier
     ledger = Ledger(ledger_path, f"profile-{key[:12]}")
@@ -207,6 +188,8 @@ def _measure(
         raise
     finally:
         ledger.close()
+    write_profile(profile, path)
+    mark_written(ledger_path, f"profile-{key[:12]}")
     return profile
 
 

@@ -21,7 +21,7 @@ from paretrain.runtime.locks import held
 from paretrain.runtime.money.ledger import KILL_AT_LINE_ENV, Ledger
 from tests.conftest import ROOT
 from tests.e2e.cli import paretrain
-from tests.runtime.plans import make_test_plan, tiny_spec
+from tests.runtime.plans import unreachable_plan
 
 
 def _tree(root: Path) -> dict[str, int]:
@@ -60,20 +60,8 @@ def test_a_profile_being_measured_elsewhere_is_waited_for_then_reused(profiled: 
     assert not list((profiled / ".paretrain" / "ledger").glob("profile-*.jsonl"))  # nothing spent
 
 
-def _plan(cwd: Path) -> None:
-    """A plan on an emulated offer whose run trains on past ledger line 60 (its level is out of
-    reach, and its curve can tell only after 40,000 samples)."""
-    data = tiny_spec(
-        target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
-        runtime={"eval_every_samples": 4000, "checkpoint_every_s": 0.1, "keep_checkpoints": 2},
-        hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False},
-    )
-    plan = make_test_plan(data, e_min=20000)
-    (cwd / "plan.json").write_text(plan_to_json(plan))
-
-
 def test_resuming_a_run_that_still_trains_is_bad_input_and_writes_nothing(tmp_path: Path):
-    _plan(tmp_path)
+    (tmp_path / "plan.json").write_text(plan_to_json(unreachable_plan()))
     env = {**os.environ, "PYTHONPATH": str(ROOT), KILL_AT_LINE_ENV: "60"}
     env.pop("MLFLOW_TRACKING_URI", None)
     killed = subprocess.run(

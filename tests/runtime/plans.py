@@ -69,6 +69,18 @@ def make_test_plan(data: dict | None = None, e_min: float = 3000.0) -> Plan:
     )
 
 
+def unreachable_plan(checkpoint_every_s: float = 0.1) -> Plan:
+    """A plan on an emulated offer whose run writes hundreds of ledger lines (about 660 with
+    checkpoints every 0.1 virtual seconds) before it stops: its level, 0.99, is out of reach, and
+    with evaluations far apart its curve has the points to say so only after 40,000 samples."""
+    data = tiny_spec(
+        target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
+        runtime={"eval_every_samples": 4000, "checkpoint_every_s": checkpoint_every_s, "keep_checkpoints": 2},
+        hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False},
+    )
+    return make_test_plan(data, e_min=20000)
+
+
 def with_spec(plan: Plan, **changes: Any) -> Plan:
     """The same plan with its spec changed and validated again: ``section__field=value`` sets one
     field of a section, ``section=value`` a whole section (in ``spec_to_dict``'s shape, defaults

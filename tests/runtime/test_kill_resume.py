@@ -22,7 +22,7 @@ from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.money.ledger import KILL_AT_LINE_ENV, read_charges
 from paretrain.runtime.train.checkpoint import checkpoint_paths
 from tests.conftest import ROOT
-from tests.runtime.plans import make_test_plan, tiny_spec
+from tests.runtime.plans import make_test_plan, tiny_spec, unreachable_plan
 
 pytestmark = pytest.mark.slow
 
@@ -63,13 +63,7 @@ def ledger_lines(cwd: Path) -> list[dict]:
 
 
 def kill_spec_plan():
-    data = tiny_spec(
-        target={"goal": 0.99, "levels": [0.99], "max_samples": 60000},
-        # evaluations far apart: the run's curve has the points to stop it only after 40,000 samples
-        runtime={"eval_every_samples": 4000, "checkpoint_every_s": CKPT_EVERY, "keep_checkpoints": 2},
-        hardware={"allow": ["aws/g4dn.xlarge"], "catalog": "builtin", "spot": False},
-    )
-    return make_test_plan(data, e_min=20000)
+    return unreachable_plan(CKPT_EVERY)
 
 
 @pytest.fixture(scope="module")
