@@ -102,6 +102,8 @@ def get_profile(
             if path.exists() and not force:  # measured by the process it waited for
                 return _with(read_profile(path), brought), True
             profile = _measure(spec, ws, workload, prices, key, configs, offers, progress, stop)
+            write_profile(profile, path)
+            mark_written(ws.ledgers / f"profile-{key[:12]}.jsonl", f"profile-{key[:12]}")
         reused = False
     return _with(profile, brought), reused
 
@@ -140,8 +142,7 @@ def _measure(
     progress: Callable[[str, int, int], None] | None,
     stop: StopFlag | None,
 ) -> Profile:
-    """Measure the profile for real and write it, charged to its own ledger under the profile
-    envelope less what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
+    """Measure the profile for real, charged to its own ledger under the profile envelope less what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
     them: they are part of what knowing cost."""
     path = ws.profiles / f"{key}.json"
     earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
@@ -188,8 +189,6 @@ def _measure(
         raise
     finally:
         ledger.close()
-    write_profile(profile, path)
-    mark_written(ledger_path, f"profile-{key[:12]}")
     return profile
 
 
