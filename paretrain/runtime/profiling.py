@@ -142,8 +142,9 @@ def _measure(
     progress: Callable[[str, int, int], None] | None,
     stop: StopFlag | None,
 ) -> Profile:
-    """Measure the profile for real, charged to its own ledger under the profile envelope less what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts
-    them: they are part of what knowing cost."""
+    """Measure the profile for real, charged to its own ledger under the profile envelope less
+    what unfinished attempts at it spent (``_earlier``). Its ``spend_usd`` counts them: they are
+    part of what knowing cost. The caller writes it."""
     path = ws.profiles / f"{key}.json"
     earlier = _earlier(spec, ws, key, path)  # refused before the data is even prepared
     # before the ledger opens, as a run does: the workload's setup and torch's lazy imports
