@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from paretrain.runtime.money.reserve import MARGIN, SLACK_S, reserve_s
-from paretrain.runtime.train.lab_meter import EnvelopeExhausted, LabMeter
+from paretrain.runtime.train.lab_meter import FIRST_UNIT_S, EnvelopeExhausted, LabMeter
 
 
 def test_the_reserve_is_the_margin_times_the_slowest_of_expected_recent_and_floor_plus_slack():
@@ -22,6 +22,17 @@ def test_the_lab_meter_stops_where_the_reserve_of_the_next_unit_passes_its_envel
     short = LabMeter(None, reserve_s(0.5) * price * 0.99, price, "local/cpu-1", "steps")
     with pytest.raises(EnvelopeExhausted, match=r"budget\.envelopes\.profile"):
         short.guard(0.5)
+
+
+def test_a_measurements_first_unit_is_reserved_as_a_first_unit_not_as_nothing():
+    price = 1.0
+    # room for the bookkeeping's slack, not for a first unit: nothing observed, nothing expected
+    first = LabMeter(None, reserve_s(FIRST_UNIT_S) * price * 0.9, price, "local/cpu-1", "peak")
+    with pytest.raises(EnvelopeExhausted):
+        first.guard(0.0)
+    later = LabMeter(None, reserve_s(FIRST_UNIT_S) * price * 0.9, price, "local/cpu-1", "peak")
+    later.observe(0.001)  # once a unit was timed, its time is what is reserved
+    later.guard(0.0)
 
 
 def test_the_lab_meter_asks_for_more_before_it_stops():

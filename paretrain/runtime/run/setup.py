@@ -4,6 +4,7 @@ workload, loaded and dry-checked before the ledger opens (``checked_workload``).
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from paretrain.runtime.train.dry_check import dry_check
 from paretrain.runtime.train.workloads import load_workload
 from paretrain.runtime.workspace import Workspace
 
-__all__ = ["checked_workload", "run_setup"]
+__all__ = ["checked_workload", "claim_run_id", "run_setup"]
 
 
 def checked_workload(plan: Plan, cand: Candidate, workdir: Path) -> Any:
@@ -35,7 +36,8 @@ def checked_workload(plan: Plan, cand: Candidate, workdir: Path) -> Any:
 def run_setup(
     plan: Plan, cand: Candidate, workdir: Path, run_id: str | None = None, spec: Spec | None = None
 ) -> RunSetup:
-    """The run's fixed facts; ``InputError`` when a stage's local hardware is not here."""
+    """The run's fixed facts; ``InputError`` when a stage's local hardware is not here. A new
+    run (no ``run_id``) claims its id once the inputs are checked (``claim_run_id``)."""
     spec = spec or plan.spec
     rid = run_id or f"run-{plan.fingerprint[:8]}-{cand.id}-{time.strftime('%Y%m%dT%H%M%S')}"
     devices = local_devices()
@@ -55,6 +57,8 @@ def run_setup(
                 "machine, or run the plan where that hardware is"
             )
     state = Path(workdir) / ".paretrain"
+    if run_id is None:
+        rid = claim_run_id(state, rid)
     return RunSetup(
         plan=plan,
         cand=cand,
@@ -65,3 +69,23 @@ def run_setup(
         local=local,
         emulate_on=emulate_on,
     )
+
+
+def claim_run_id(state: Path, base: str) -> str:
+    """A new run's id: ``base`` (the plan, the candidate and the second it started), or ``base-2``,
+    ``base-3``, ... when another run took it, started in the same second by another process.
+    The id is claimed by making the run's folder, which only one process can do; an id whose
+    ledger exists (a run folder removed by hand) is not reused either: two runs never write one
+    ledger."""
+    runs = state / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    for k in itertools.count(1):
+        rid = base if k == 1 else f"{base}-{k}"
+        if (state / "ledger" / f"{rid}.jsonl").exists():
+            continue
+        try:
+            (runs / rid).mkdir()
+        except FileExistsError:
+            continue
+        return rid
+    raise AssertionError("unreachable")  # itertools.count never ends

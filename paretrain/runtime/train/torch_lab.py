@@ -168,6 +168,7 @@ class TorchLab:
         catalog offers' peak TFLOP/s are compared for modeled step times."""
         torch_device = claim(device)
         meter = self.meter(device, f"matrix-multiply rate of {device}")
+        meter.guard(0.0)  # the warm-up: a first unit (``lab_meter.FIRST_UNIT_S``)
         a = torch.randn(size, size, device=torch_device)
         b = torch.randn(size, size, device=torch_device)
         a @ b  # warm-up
