@@ -123,8 +123,9 @@ def show_tracking(ui: Output, report: Any) -> None:
             f"(see it with: paretrain server, or mlflow ui --backend-store-uri {report.uri})"
         )
     else:
+        why = f" ({report.reason})" if report.reason else ""
         ui.line(
-            f"MLflow: not reachable at {report.uri}; records spooled to {report.spool_path} "
+            f"MLflow: records not written to {report.uri}{why}; spooled to {report.spool_path} "
             "(replay with: paretrain sync)",
             err=True,
             style="yellow",

@@ -58,6 +58,8 @@ class FakeTracker:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
         self.n = 0
+        self.errors: list[str] = []  # as the real tracker's: what went wrong, first first
+        self.spool_path = "spool.jsonl"
 
     def start_run(self, name, *, tags=None, parent=None, params=None, parent_run_id=None):
         self.n += 1

@@ -35,6 +35,9 @@ class TrackingReport:
     run_id: str | None = None
     ok: bool = True
     spool_path: str = ""
+    #: why records were spooled (the first error met): the store away, or busy (two processes
+    #: writing one sqlite store at once can find it locked)
+    reason: str = ""
 
 
 @dataclass
@@ -82,6 +85,7 @@ class TrackingSession:
             run_id=run_id,
             ok=ok and run_id is not None,
             spool_path=str(self.tracker.spool_path),
+            reason=_first_line(self.tracker.errors[0]) if self.tracker.errors else "",
         )
 
 
@@ -109,3 +113,9 @@ def parent_run(
             session.tracker.close()
         raise
     session.end_parent("FINISHED")
+
+
+def _first_line(text: str, most: int = 200) -> str:
+    """The first line of an error, at most ``most`` characters (``...`` where cut)."""
+    line = (text.splitlines() or [""])[0]
+    return line if len(line) <= most else line[: most - 3] + "..."
