@@ -15,8 +15,9 @@ restarts too eagerly), or two ``paretrain plan`` measuring the same profile at o
 
 The locks are ``flock(2)`` locks. The kernel drops a lock when its holder's process ends, however
 it ends (``kill -9`` included): a lock never outlives its process, and nothing needs clearing by
-hand. A profile's lock file (``profiles/KEY.lock``) stays; a ledger is its own lock file. ``flock`` binds processes on one machine. A workspace on
-a network file system that several machines write is not covered.
+hand. A profile's lock file (``profiles/KEY.lock``) stays; a ledger is its own lock file.
+``flock`` binds processes on one machine: a workspace on a network file system that several
+machines write is not covered.
 
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.lock"

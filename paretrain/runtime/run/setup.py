@@ -4,7 +4,6 @@ workload, loaded and dry-checked before the ledger opens (``checked_workload``).
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -79,13 +78,13 @@ def claim_run_id(state: Path, base: str) -> str:
     ledger."""
     runs = state / "runs"
     runs.mkdir(parents=True, exist_ok=True)
-    for k in itertools.count(1):
-        rid = base if k == 1 else f"{base}-{k}"
-        if (state / "ledger" / f"{rid}.jsonl").exists():
-            continue
-        try:
-            (runs / rid).mkdir()
-        except FileExistsError:
-            continue
-        return rid
-    raise AssertionError("unreachable")  # itertools.count never ends
+    rid, k = base, 1
+    while True:
+        if not (state / "ledger" / f"{rid}.jsonl").exists():
+            try:
+                (runs / rid).mkdir()
+                return rid
+            except FileExistsError:
+                pass
+        k += 1
+        rid = f"{base}-{k}"
