@@ -137,6 +137,24 @@ def test_the_project_ceiling_caps_a_run_by_what_other_runs_spent(tmp_path):
 
 
 @pytest.mark.slow  # trains through a real executor
+def test_a_run_finding_the_ceiling_held_by_a_running_run_stops_saying_so_and_spends_nothing(tmp_path):
+    from paretrain.runtime.money.ledger import Ledger
+    from paretrain.runtime.money.report import RUN_CAP
+
+    plan = with_spec(g4dn_plan(), budget__project_ceiling_usd=0.5)
+    running = Ledger(tmp_path / ".paretrain" / "ledger" / "running.jsonl", "running")
+    running.charge("event", 0.0, stage="start", event=RUN_CAP, cap_usd=0.5)  # holds the whole ceiling
+    cand = next(c for c in plan.candidates if all(s.hardware == HW for s in c.stages))
+    try:
+        with pytest.raises(RunStopped, match=r"budget\.project_ceiling_usd") as stopped:
+            Executor(plan, plan.candidate(cand.id), workdir=tmp_path, run_id="late").run()
+    finally:
+        running.close()
+    assert stopped.value.result.budget_usd == 0.0
+    assert math.fsum(c["usd"] for c in read_charges(tmp_path / ".paretrain" / "ledger" / "late.jsonl")) == 0.0
+
+
+@pytest.mark.slow  # trains through a real executor
 def test_ledger_command_reports_spend_by_run_stage_and_kind(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     plan = g4dn_plan()

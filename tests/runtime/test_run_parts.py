@@ -197,10 +197,9 @@ def test_run_cap_leaves_the_project_ceiling_minus_other_runs_spend(plan, tmp_pat
     other.close()
     budget = replace(setup.spec.budget, project_ceiling_usd=0.5)
     spec = replace(setup.spec, budget=budget)
-    assert run_cap(spec, tmp_path / ".paretrain" / "ledger", 0.0) == pytest.approx(
-        min(0.2, spec.budget.train_usd)
-    )
-    assert run_cap(setup.spec, tmp_path / ".paretrain" / "ledger", 0.0) == spec.budget.train_usd
+    with Ledger(setup.ledger_path, "cap") as own:
+        assert run_cap(spec, own) == pytest.approx(min(0.2, spec.budget.train_usd))
+        assert run_cap(setup.spec, own) == spec.budget.train_usd
 
 
 # -- recovery ------------------------------------------------------------------------------------

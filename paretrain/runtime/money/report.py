@@ -1,4 +1,5 @@
-"""Spend by run, stage and kind over a period, summed exactly from the ledger files."""
+"""Spend by run, stage and kind over a period, summed exactly from the ledger files, and what the
+project has committed against its ceiling: that spend plus what running runs may still spend."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from paretrain.runtime.locks import holder
 from paretrain.runtime.money.ledger import ledger_files, read_charges, spend_by
 
-__all__ = ["ledger_report", "period_start", "project_spend"]
+__all__ = ["RUN_CAP", "committed_usd", "ledger_report", "period_start", "project_spend"]
+
+#: the zero-dollar event a run under a project ceiling writes when it opens its ledger, with
+#: ``cap_usd``: what the run may spend in all (``paretrain.runtime.run.guard.run_cap``)
+RUN_CAP = "run_cap"
 
 _PERIOD_S = {"day": 86400.0, "week": 7 * 86400.0}
 
@@ -42,6 +48,26 @@ def _charges(folder: Path, since: float) -> list[dict[str, Any]]:
 def project_spend(folder: Path, period: str) -> float:
     """All money the project's ledgers hold for the current period."""
     return math.fsum(c["usd"] for c in _charges(folder, period_start(period)))
+
+
+def committed_usd(folder: Path, period: str, own: Path) -> float:
+    """What the project's ledgers other than ``own`` hold against its ceiling this period: their
+    spend, plus, for a run that is still running (another process holds its ledger's lock,
+    ``paretrain.runtime.locks.holder``), what its cap still lets it spend. A run's cap is its
+    last ``RUN_CAP`` event; a ledger without one (a profile, a run from before the ceiling was
+    set) counts only what it spent. Where the system does not say who holds a lock (not Linux),
+    only spend counts, as when each run read the ceiling alone."""
+    since, parts = period_start(period), []
+    for f in ledger_files(folder):
+        if f.resolve() == own.resolve():
+            continue
+        charges = list(read_charges(f))
+        parts.append(math.fsum(c["usd"] for c in charges if c.get("t", 0.0) >= since))
+        caps = [c for c in charges if c.get("kind") == "event" and c.get("event") == RUN_CAP]
+        if caps and holder(f) is not None:
+            left = float(caps[-1].get("cap_usd", 0.0)) - math.fsum(c["usd"] for c in charges)
+            parts.append(max(0.0, left))
+    return math.fsum(parts)
 
 
 def ledger_report(folder: Path, period: str) -> tuple[list[list[str]], float]:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.throughput import virtual_checkpoint_s
+from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.prices import PriceSource
-from paretrain.runtime.money.report import project_spend
+from paretrain.runtime.money.report import committed_usd
 from paretrain.runtime.money.reserve import reserve_s
 from paretrain.runtime.run.account import Account
 from paretrain.runtime.run.state import RunSetup, RunState
@@ -33,14 +33,15 @@ from paretrain.runtime.run.state import RunSetup, RunState
 __all__ = ["BudgetGuard", "Window", "run_cap"]
 
 
-def run_cap(spec: Spec, ledger_dir: Path, own_spent: float) -> float:
+def run_cap(spec: Spec, ledger: Ledger) -> float:
     """The run's budget: the training envelope, or what the project ceiling leaves of it after
-    the project's other spend this period."""
+    what the project's other ledgers hold this period (``committed_usd``: their spend, and what
+    other running runs may still spend). ``ledger`` is the run's own, open."""
     cap = spec.budget.train_usd
     ceiling = spec.budget.project_ceiling_usd
     if ceiling is not None:
-        others = project_spend(ledger_dir, spec.budget.period) - own_spent
-        cap = min(cap, own_spent + max(0.0, ceiling - others))
+        others = committed_usd(ledger.path.parent, spec.budget.period, ledger.path)
+        cap = min(cap, ledger.spent + max(0.0, ceiling - others))
     return cap
 
 

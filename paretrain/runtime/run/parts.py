@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from paretrain.runtime.adapt.adaptation import Adaptation
+from paretrain.runtime.locks import held
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.money.prices import PriceSource
+from paretrain.runtime.money.report import RUN_CAP
 from paretrain.runtime.run.account import Account, EventLog
 from paretrain.runtime.run.changes import StateChange
 from paretrain.runtime.run.guard import BudgetGuard, run_cap
@@ -24,7 +26,7 @@ from paretrain.runtime.run.runs import LedgerEnd, ledger_end
 from paretrain.runtime.run.state import RunSetup, RunState
 from paretrain.runtime.tracking.client import Tracker
 
-__all__ = ["RunParts", "build_parts"]
+__all__ = ["RunParts", "build_parts", "open_ledger"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,27 @@ class RunParts:
     adaptation: Adaptation
 
 
+def open_ledger(setup: RunSetup, log: Callable[[str], None]) -> tuple[Ledger, float]:
+    """The run's ledger, open (and locked), and the run's cap (``run_cap``). Under a project
+    ceiling the cap is taken under the project's lock (``ledger/ceiling.lock``, held for the
+    moment it takes) and written to the ledger as a zero-dollar ``RUN_CAP`` event, so two runs
+    that start at once do not both count on the same part of the ceiling: the later one counts
+    what the earlier may still spend (``paretrain.runtime.money.report.committed_usd``)."""
+    if setup.spec.budget.project_ceiling_usd is None:
+        return Ledger(setup.ledger_path, setup.run_id), setup.spec.budget.train_usd
+    lock = setup.ledger_path.parent / "ceiling.lock"
+    with held(lock, "the project ceiling's account", wait=log):
+        ledger = Ledger(setup.ledger_path, setup.run_id)
+        try:
+            budget = run_cap(setup.spec, ledger)
+            ledger.charge("event", 0.0, stage="start", event=RUN_CAP, cap_usd=budget)
+            ledger.sync()
+        except BaseException:
+            ledger.close()
+            raise
+    return ledger, budget
+
+
 def build_parts(
     setup: RunSetup,
     state: RunState,
@@ -61,8 +84,7 @@ def build_parts(
     apply: Callable[[StateChange], None],
 ) -> RunParts:
     """The parts of a run whose trainer ``group`` has started; ``apply`` is the executor's."""
-    ledger = Ledger(setup.ledger_path, setup.run_id)
-    budget = run_cap(setup.spec, setup.ledger_path.parent, ledger.spent)
+    ledger, budget = open_ledger(setup, log)
     ended = ledger_end(setup.ledger_path) if resume else LedgerEnd()
     # the meter starts once data and model are ready (like the library loading before it,
     # building them is the same for every candidate and is not charged)

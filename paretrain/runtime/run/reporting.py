@@ -241,11 +241,17 @@ class Reporting:
             )
         else:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
+            fix = "raise budget.envelopes.train (or target.max_samples, deadline_s)"
+            if status == "budget" and budget < s.spec.budget.train_usd:
+                fix = (
+                    f"raise budget.project_ceiling_usd (${s.spec.budget.project_ceiling_usd:.6g}: the "
+                    "project's other runs had spent or held the rest when this run started) or "
+                    "wait for them to end"
+                )
             message = (
                 f"run {s.run_id} stopped at {why} before its target: spent ${spent:.6g} of "
                 f"${budget:.6g}; {self.metric.name} {state.level:.4f} reached of {cand.level:g} after "
-                f"{samples} samples. To fix: raise budget.envelopes.train (or "
-                f"target.max_samples, deadline_s) and continue with 'paretrain run PLAN --candidate "
+                f"{samples} samples. To fix: {fix} and continue with 'paretrain run PLAN --candidate "
                 f"{cand.id} --resume'"
             )
         if status == "workload":
