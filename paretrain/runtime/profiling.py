@@ -29,7 +29,7 @@ from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
 from paretrain.runtime.train.torch_lab import TorchLab
-from paretrain.runtime.train.workloads import load_workload, prepare_data
+from paretrain.runtime.train.workloads import load_workload, prepare_data, workload_source_digest
 from paretrain.runtime.workspace import Workspace
 
 __all__ = ["get_profile", "read_spec_profiles"]
@@ -62,6 +62,14 @@ def _convergence_device(offers: Sequence[Offer]) -> str | None:
     return max(cpus, key=lambda o: o.threads).id if cpus else None
 
 
+def key_of(spec: Spec, configs: Sequence[Config]) -> str:
+    """The key of the profile that ``spec`` and ``configs`` need here: the spec content it
+    depends on, the machine, the measuring code and a user workload's code
+    (``workload_source_digest``); a change to any of them measures anew."""
+    code = f"{TorchLab.fingerprint_here()}-{workload_source_digest(spec.workload.name)}"
+    return profile_key(spec, code, configs)
+
+
 def get_profile(
     spec: Spec,
     ws: Workspace,
@@ -86,8 +94,7 @@ def get_profile(
     prices = {
         o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
     }
-    lab_probe = TorchLab(workload, prices_usd_per_h=prices, seed=spec.workload.seed)
-    key = profile_key(spec, lab_probe.fingerprint(), configs)
+    key = key_of(spec, configs)
     path = ws.profiles / f"{key}.json"
     if path.exists() and not force:
         profile, reused = read_profile(path), True
@@ -167,6 +174,7 @@ def _measure(
             convergence_device=_convergence_device(offers),
             stop=stop.check if stop is not None else None,
         )
+        lab.workload_code = workload_source_digest(spec.workload.name)
         profile = build_profile(
             spec,
             lab,

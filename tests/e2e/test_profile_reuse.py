@@ -72,3 +72,43 @@ def test_a_truncated_profile_plans_and_runs_the_knee_from_its_checkpoint(tmp_pat
         assert scratch - knee.samples == pytest.approx(ck.samples, abs=16 * 2)
     else:
         assert knee.samples <= 16 * 2 and scratch <= ck.samples
+
+
+WORKLOAD = """
+from paretrain.runtime.train.workloads.mnist1d import Mnist1D
+
+
+def make_workload(samples=800):
+    return Mnist1D(samples=samples, val_fraction=0.25, seed=0)
+"""
+
+
+def test_a_run_does_not_start_from_state_that_an_earlier_version_of_the_workload_trained(tmp_path):
+    from paretrain.runtime.run.executor import RunStopped
+    from paretrain.runtime.train.checkpoint import load_verified
+    from paretrain.runtime.train.workloads import workload_source_digest, workloads_for
+
+    (tmp_path / "mine.py").write_text(WORKLOAD)
+    raw = {**tiny_spec(), "workload": {"file": str(tmp_path / "mine.py"), "factory": "make_workload"}}
+    data = {**raw, "target": _spec().data["target"], "planner": _spec().data["planner"]}
+    data["hardware"] = {"allow": ["local/cpu-1"]}
+    spec = parse_spec(data, "spec.yaml", workloads_for(data["workload"], "spec.yaml"))
+    ws = Workspace(tmp_path / "work")
+    plan, profile, _ = plan_spec(spec, ws)
+    knee = plan.candidate("knee")
+    assert knee.start is not None
+    code = workload_source_digest(spec.workload.name)
+    saved = load_verified(ws.profiles / knee.start.path, knee.start.sha256)
+    assert code and saved["profile"]["workload_code"] == code
+
+    (tmp_path / "mine.py").write_text(WORKLOAD + "\n# edited after the plan\n")
+    lines: list[str] = []
+    try:
+        result = Executor(plan, knee, workdir=ws.root, run_id="r", log=lines.append).run()
+    except RunStopped as err:
+        result = err.result
+    assert result.reused_samples == 0
+    (warning,) = [x for x in lines if x.startswith("warning:")]
+    assert "another version of the workload's code" in warning and "training from scratch" in warning
+    (line,) = [c for c in read_charges(ws.ledgers / "r.jsonl") if c.get("event") == "reuse_failed"]
+    assert "another version" in line["reason"]

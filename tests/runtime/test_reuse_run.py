@@ -19,9 +19,10 @@ from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan import Plan
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
+from paretrain.planner.program.reuse import StartFrom
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor, RunStopped
-from paretrain.runtime.train.checkpoint import save_state
+from paretrain.runtime.train.checkpoint import CheckpointError, save_state
 from paretrain.runtime.train.devices import claim
 from paretrain.runtime.train.trainer import Trainer
 from paretrain.runtime.train.workloads import WORKLOADS, load_workload
@@ -173,6 +174,17 @@ def test_a_run_starts_at_the_checkpoints_samples_and_the_ledger_marks_it(planned
     points = ex.state.curve_points
     assert points[: len(CURVE)] == CURVE and len(points) > len(CURVE)
     assert all(a[0] < b[0] for a, b in pairwise(points))
+
+
+def test_a_checkpoint_trained_by_other_workload_code_is_not_loaded():
+    from paretrain.runtime.run.reuse import _check
+
+    start = StartFrom(REL, "sha", S, 0.5, "cfg", B0, "fp32", HW, 0)
+    what = {"config_id": "cfg", "batch_size": B0, "samples": S}
+    _check({"profile": {**what, "workload_code": "abc"}}, start, "abc")
+    _check({"profile": what}, start, "abc")  # written before the code was recorded: taken as is
+    with pytest.raises(CheckpointError, match="another version of the workload's code"):
+        _check({"profile": {**what, "workload_code": "abc"}}, start, "def")
 
 
 def test_a_checkpoints_curve_is_taken_only_whole_and_up_to_its_samples():

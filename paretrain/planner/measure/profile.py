@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from paretrain.planner.inputs.catalog import local_offers
@@ -102,9 +103,16 @@ class Profile:
 
 
 def profile_key(spec: Spec, lab_fingerprint: str, configs: Sequence[Config]) -> str:
-    """The cache key: the spec content profiling depends on, the configs, the code and device."""
+    """The cache key: the spec content profiling depends on, the configs, the code and device
+    (``lab_fingerprint``: the machine, the measuring code, a user workload's code). A workload
+    file enters by its name, not its folder: its content is in ``lab_fingerprint``, so a copy
+    of the project in another folder reuses the profile."""
+    workload = dict(spec.data.get("workload") or {})
+    if str(workload.get("name", "")).startswith("file:") and workload.get("file"):
+        base = PurePath(str(workload["file"])).name
+        workload.update(name=f"file:{base}:{workload.get('factory')}", file=base)
     relevant = {
-        "workload": spec.data.get("workload"),
+        "workload": workload,
         "configs": [c.to_dict() for c in configs],
         "levels": list(spec.target.levels),
         "max_samples": spec.target.max_samples,

@@ -17,7 +17,8 @@ refit. The run says so:
   digest),
 - the MLflow params ``reused_samples`` and ``reused_checkpoint`` and the tag ``paretrain.reused``.
 
-A checkpoint that is missing, changed or does not hold what the plan says is not used: the run
+A checkpoint that is missing, changed, does not hold what the plan says, or was trained by
+another version of a user workload's code (edited after the plan was made) is not used: the run
 trains from scratch and warns in one line, with a ``reuse_failed`` event giving the reason.
 Its first stage takes back the samples the plan counted from the checkpoint (their seconds and
 dollars scaled alike), so the run trains what a run from scratch needs. The warning says how
@@ -37,6 +38,7 @@ from paretrain.planner.program.reuse import StartFrom
 from paretrain.runtime.run.changes import Staged, StartedFrom, TrainerSynced
 from paretrain.runtime.run.parts import RunParts
 from paretrain.runtime.train.checkpoint import CheckpointError, load_verified
+from paretrain.runtime.train.workloads import workload_source_digest
 
 __all__ = ["start_from_profile"]
 
@@ -50,7 +52,7 @@ def start_from_profile(p: RunParts) -> None:
     path = p.setup.profiles / start.path
     try:
         saved = load_verified(path, start.sha256)
-        _check(saved, start)
+        _check(saved, start, workload_source_digest(p.setup.spec.workload.name))
     except CheckpointError as err:
         _from_scratch(p, start, path, str(err))
         return
@@ -89,13 +91,19 @@ def _curve(saved: dict[str, Any], samples: int) -> tuple[tuple[int, float], ...]
     return tuple(out)
 
 
-def _check(saved: dict[str, Any], start: StartFrom) -> None:
-    """The file holds what the plan says it does."""
+def _check(saved: dict[str, Any], start: StartFrom, code: str) -> None:
+    """The file holds what the plan says it does, trained by the workload code the run has
+    (``code``: ``workload_source_digest``; a checkpoint that does not record it is taken as is)."""
     what = saved.get("profile") or {}
     want = {"config_id": start.config_id, "batch_size": start.batch_size, "samples": start.samples}
     got = {k: what.get(k) for k in want}
     if got != want:
         raise CheckpointError(f"holds {got}, not the plan's {want}")
+    if what.get("workload_code", code) != code:
+        raise CheckpointError(
+            "was trained by another version of the workload's code (it changed after the plan was "
+            "made; 'paretrain plan' again measures the new code)"
+        )
 
 
 def _from_scratch(p: RunParts, start: StartFrom, path: Path, why: str) -> None:

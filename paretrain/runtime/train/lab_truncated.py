@@ -58,6 +58,7 @@ class TorchLab(Protocol):
     seed: int
     metric: Any
     live_runs: dict[tuple[str, int, str], LiveRun]
+    workload_code: str
 
     def train_size(self) -> int: ...
 
@@ -253,6 +254,7 @@ def keep_runs(lab: TorchLab, folder: Path, label: str) -> list[TruncatedCheckpoi
             "device": device,
             "seed": lab.seed,
             "curve": [[n, v] for n, v in run.curve],  # the run that starts here goes on this curve
+            "workload_code": lab.workload_code,
         }
         written: list[tuple[str, int]] = []
         try:

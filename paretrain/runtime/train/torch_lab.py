@@ -104,6 +104,9 @@ class TorchLab:
         #: truncated runs kept between the profile's rounds, by (config id, batch size, device)
         self.live_runs: dict[tuple[str, int, str], LiveRun] = {}
         self.open_meter: LabMeter | None = None  # the latest measurement's (``settle``)
+        #: the digest of a user workload's code (``workloads.workload_source_digest``), kept with
+        #: each truncated run's checkpoint: a run does not start from state other code trained
+        self.workload_code = ""
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
@@ -114,6 +117,11 @@ class TorchLab:
         return self._devices
 
     def fingerprint(self) -> str:
+        return self.fingerprint_here()
+
+    @staticmethod
+    def fingerprint_here() -> str:
+        """This machine and the measuring code (``code_version``)."""
         return f"{machine_fingerprint()}-{code_version()}"
 
     def meter(self, device: str, what: str, cap: float | None = None, stage: str = "profile") -> LabMeter:

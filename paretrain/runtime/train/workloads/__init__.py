@@ -32,6 +32,7 @@ __all__ = [
     "prepare_data",
     "user_factory",
     "user_workload_info",
+    "workload_source_digest",
     "workloads_for",
 ]
 
@@ -125,6 +126,41 @@ def _build_user(name: str, args: Mapping[str, Any], where: str) -> Any:
         )
     _BUILT[key] = obj
     return obj
+
+
+def _module_file(name: str) -> Path | None:
+    """The file of the module a user's workload ``name`` imports its factory from."""
+    kind, _, rest = name.partition(":")
+    target = rest.rpartition(":")[0]
+    if kind == "file":
+        return Path(target)
+    try:
+        found = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    return Path(found.origin) if found is not None and found.origin else None
+
+
+def workload_source_digest(name: str) -> str:
+    """A digest of a user's workload code, part of its profile's key: the module that holds its
+    factory and every other ``.py`` file in that module's folder (the helpers it imports from
+    beside it, ``from model import Net``), by name and content. Editing any of them measures the
+    profile anew; data the workload reads from elsewhere is not covered (``--reprofile``).
+    Built-in workloads: ``""`` (their code is part of the measuring code's digest)."""
+    import hashlib
+
+    if not name.startswith(("python:", "file:")):
+        return ""
+    origin = _module_file(name)
+    if origin is None or not origin.is_file():
+        return ""
+    h = hashlib.sha256()
+    for f in sorted({origin, *origin.parent.glob("*.py")}, key=lambda q: q.name):
+        try:
+            h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+        except OSError:
+            continue
+    return h.hexdigest()[:16]
 
 
 def user_workload_info(name: str, args: Mapping[str, Any], where: str = "spec") -> WorkloadInfo:
