@@ -94,7 +94,7 @@ def test_a_run_does_not_start_from_state_that_an_earlier_version_of_the_workload
     data["hardware"] = {"allow": ["local/cpu-1"]}
     spec = parse_spec(data, "spec.yaml", workloads_for(data["workload"], "spec.yaml"))
     ws = Workspace(tmp_path / "work")
-    plan, profile, _ = plan_spec(spec, ws)
+    plan, _, _ = plan_spec(spec, ws)
     knee = plan.candidate("knee")
     assert knee.start is not None
     code = workload_source_digest(spec.workload.name)
