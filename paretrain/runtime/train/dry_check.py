@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sysconfig
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,16 @@ from paretrain.planner.errors import UserError
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.workloads.api import member
 
-__all__ = ["BATCH", "VAL_SAMPLES", "NamedFault", "WorkloadError", "dry_check", "raised"]
+__all__ = [
+    "BATCH",
+    "VAL_SAMPLES",
+    "NamedFault",
+    "WorkloadError",
+    "as_number",
+    "dry_check",
+    "metric_values",
+    "raised",
+]
 
 BATCH = 4
 VAL_SAMPLES = 16
@@ -73,6 +82,41 @@ def raised(err: BaseException, when: str = "") -> str:
             if not any(root in path.parents for root in skip):
                 return f"{text} (at {path.name}:{frame.lineno}, in {frame.name})"
     return text
+
+
+def as_number(value: Any) -> float | None:
+    """A metric's value as a float (a Python or NumPy number, a one-element tensor); None when it
+    is not a number: a string (``"0.1"`` too: a metric is computed, not formatted), None, a
+    tensor of several elements."""
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def metric_values(out: Any, workload: str, what: str, at: str = "") -> dict[str, float]:
+    """What ``evaluate()`` returned, as named floats, at every evaluation of a run or a profile
+    as at the dry check; anything else is the workload's fault (a ``WorkloadError`` naming what
+    came back, ``at``: `` at step N``). A value may be NaN: what that means is the caller's to
+    say (a divergence, for the target metric)."""
+    if not isinstance(out, Mapping):
+        raise WorkloadError(
+            workload, what, f"returned {type(out).__name__}, not a dict{at}", "return {metric name: number}"
+        )
+    values: dict[str, float] = {}
+    for k, v in out.items():
+        x = as_number(v)
+        if x is None:
+            shown = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+            raise WorkloadError(
+                workload, what, f"returned {k}={shown}, not a number{at}", f"make {k} a number"
+            )
+        values[str(k)] = x
+    return values
 
 
 def _first(dataset: Any, n: int) -> list[Any]:
@@ -192,11 +236,8 @@ def _check_evaluate(
             "return every metric the workload's info declares and the spec's target.metric",
         )
     for m in metrics:
-        try:
-            value = float(out[m])
-        except (TypeError, ValueError):
-            value = math.nan
-        if not math.isfinite(value):
+        value = as_number(out[m])
+        if value is None or not math.isfinite(value):
             raise WorkloadError(name, what, f"returned {m}={out[m]!r}", f"make {m} a finite number")
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset, TensorDataset
 from paretrain.planner.inputs.metric import ACCURACY, Metric
 from paretrain.planner.inputs.space import Config
 from paretrain.runtime.train.batches import BatchStream, eval_batches
-from paretrain.runtime.train.dry_check import NamedFault, WorkloadError, raised
+from paretrain.runtime.train.dry_check import NamedFault, WorkloadError, metric_values, raised
 from paretrain.runtime.train.process_setup import keep_freed_memory, set_threads, warm_up_torch
 from paretrain.runtime.train.workloads.api import member
 
@@ -277,7 +277,10 @@ class Trainer:
                     raise self._fault(f"evaluate(model {self.config.id!r})", "evaluate()", err) from err
         finally:
             self.model.train(was_training)
-        return Evaluation({k: float(v) for k, v in metrics.items()}, time.perf_counter() - t0, self.metric)
+        values = metric_values(
+            metrics, self.workload.info.name, f"evaluate(model {self.config.id!r})", f" at step {self.steps}"
+        )
+        return Evaluation(values, time.perf_counter() - t0, self.metric)
 
     def grad_sq_norm(self, batch_size: int) -> float:
         """|g|^2 of the mean gradient over a fresh batch of ``batch_size`` (no step taken)."""

@@ -41,13 +41,44 @@ W.evaluate = _evaluate
 """
 
 
+def _third_evaluate_returns(value: str) -> str:
+    """``evaluate`` returns ``value`` (Python source) from its third call on."""
+    return f"""
+_base_eval = W.evaluate
+def _evaluate(self, model, batches):
+    CALLS["evaluate"] += 1
+    out = _base_eval(self, model, batches)
+    return {value} if CALLS["evaluate"] >= 3 else out
+W.evaluate = _evaluate
+"""
+
+
+LOSS_EXITS = """
+import sys
+_base_loss = W.loss
+def _loss(self, model, batch):
+    CALLS["loss"] += 1
+    if CALLS["loss"] == 30:
+        sys.exit(0)
+    return _base_loss(self, model, batch)
+W.loss = _loss
+"""
+
+
 @pytest.mark.parametrize(
     ("fault", "member", "said"),
     [
         (BAD_SAMPLE, "train_dataset()", "cannot be read at step 22"),
         (THIRD_EVALUATE, "evaluate(model 'mlp-16')", "raised RuntimeError: the metric server is gone"),
+        (_third_evaluate_returns("None"), "evaluate(model 'mlp-16')", "returned NoneType, not a dict"),
+        (
+            _third_evaluate_returns('{**out, "val_accuracy": "0.99"}'),
+            "evaluate(model 'mlp-16')",
+            "returned val_accuracy='0.99', not a number",
+        ),
+        (LOSS_EXITS, "loss(model 'mlp-16', a batch)", "raised WorkloadExit: sys.exit(0) was called at step 29 (at wl.py"),
     ],
-    ids=["loader", "evaluate"],
+    ids=["loader", "evaluate", "evaluate-none", "evaluate-string", "loss-sys-exit"],
 )
 def test_a_member_that_raises_mid_run_stops_it_cleanly_and_resume_finishes(tmp_path, fault, member, said):
     plan = make_plan_in(tmp_path, fault, checkpoint_every_s=0.005, eval_every_samples=256)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WORKLOADS",
+    "WorkloadExit",
     "load_workload",
     "prepare_data",
     "user_factory",
@@ -70,14 +71,14 @@ def user_factory(name: str, where: str = "spec") -> Callable[..., Any]:
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # a user's code: a sys.exit() too
             raise _fail(
                 where, field, "must import", target, f"importing it raised {type(err).__name__}: {err}"
             ) from None
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as err:
+        except (Exception, SystemExit) as err:  # a user's code: a sys.exit() too
             raise _fail(
                 where,
                 field,
@@ -107,7 +108,7 @@ def _build_user(name: str, args: Mapping[str, Any], where: str) -> Any:
     fn = user_factory(name, where)
     try:
         obj = fn(**dict(args))
-    except Exception as err:
+    except (Exception, SystemExit) as err:
         raise _fail(
             where,
             "workload.args",
@@ -124,7 +125,42 @@ def _build_user(name: str, args: Mapping[str, Any], where: str) -> Any:
             type(obj).__name__,
             f"the object {'; '.join(problems)}",
         )
-    _BUILT[key] = obj
+    _BUILT[key] = obj = _exits_raise(obj)
+    return obj
+
+
+class WorkloadExit(RuntimeError):
+    """A member of a user's workload called ``sys.exit()``: a fault of the workload like any
+    exception (exit 2, the run's last checkpoint kept), not the end of paretrain's process."""
+
+
+#: the members of a user's workload whose ``sys.exit()`` becomes a ``WorkloadExit``
+_MEMBERS = ("train_dataset", "val_dataset", "build", "loss", "evaluate", "inputs", "optimizer", "fingerprint")
+
+
+def _exits_raise(obj: Any) -> Any:
+    """``obj`` with each of its ``_MEMBERS`` wrapped so that a ``SystemExit`` it raises comes out
+    as a ``WorkloadExit`` carrying the user's traceback (so the one-line fault names their line).
+    Without that, a ``sys.exit(0)`` in ``loss()`` would end ``paretrain run`` with exit 0, its
+    run unsettled. A workload whose attributes cannot be set (``__slots__``, a frozen dataclass)
+    is left as it is."""
+    for name in _MEMBERS:
+        fn = getattr(obj, name, None)
+        if not callable(fn):
+            continue
+
+        def call(*args: Any, _fn: Callable[..., Any] = fn, **kwargs: Any) -> Any:
+            try:
+                return _fn(*args, **kwargs)
+            except SystemExit as err:
+                raise WorkloadExit(f"sys.exit({err.code!r}) was called").with_traceback(
+                    err.__traceback__
+                ) from None
+
+        try:
+            setattr(obj, name, call)
+        except (AttributeError, TypeError):
+            return obj
     return obj
 
 
