@@ -76,7 +76,11 @@ W.loss = _loss
             "evaluate(model 'mlp-16')",
             "returned val_accuracy='0.99', not a number",
         ),
-        (LOSS_EXITS, "loss(model 'mlp-16', a batch)", "raised WorkloadExit: sys.exit(0) was called at step 29 (at wl.py"),
+        (
+            LOSS_EXITS,
+            "loss(model 'mlp-16', a batch)",
+            "raised WorkloadExit: sys.exit(0) was called at step 29 (at wl.py",
+        ),
     ],
     ids=["loader", "evaluate", "evaluate-none", "evaluate-string", "loss-sys-exit"],
 )
