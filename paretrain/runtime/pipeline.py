@@ -131,7 +131,7 @@ def check_workload(spec: Spec) -> None:
 
     user_workload_info(spec.workload.name, spec.workload.args, spec.path)
     workload = load_workload(spec.workload)
-    dry_check(workload, spec.workload.name, spec.configs, target=spec.target.metric)
+    dry_check(workload, spec.workload.name, spec.configs, spec.target.metric, spec.planner.batch_sizes)
 
 
 def check_storage(storage: str, where: str = "search.storage") -> None:

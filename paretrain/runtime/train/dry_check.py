@@ -2,8 +2,9 @@
 
 For each configuration a plan may train, in this order, each step naming what failed:
 
-1. the training and validation datasets are non-empty (``train_dataset``, ``val_dataset``);
-2. ``build(config)`` returns a model;
+1. the training and validation datasets are non-empty (``train_dataset``, ``val_dataset``), and
+   the training set holds a batch of the smallest of ``planner.batch_sizes``;
+2. ``build(config)`` returns a model with parameters to train;
 3. one forward and backward pass on ``BATCH`` training samples gives a finite scalar ``loss``;
 4. ``inputs`` gives what the model takes (the inference-latency probe);
 5. ``evaluate`` on ``VAL_SAMPLES`` validation samples returns every metric the workload declares,
@@ -175,6 +176,10 @@ def _check_config(
         raise WorkloadError(
             name, what, f"returned {type(model).__name__}, not a torch.nn.Module", "return an nn.Module"
         )
+    if not any(p.requires_grad for p in model.parameters()):
+        raise WorkloadError(
+            name, what, "returned a model with no trainable parameters", "give the model parameters to train"
+        )
     batch = _batch(train, BATCH)
     what = f"loss(model {cfg.id!r}, a batch of {BATCH})"
     try:
@@ -241,13 +246,29 @@ def _check_evaluate(
             raise WorkloadError(name, what, f"returned {m}={out[m]!r}", f"make {m} a finite number")
 
 
-def dry_check(workload: Any, name: str, configs: Sequence[Config], target: str | None = None) -> None:
+def dry_check(
+    workload: Any,
+    name: str,
+    configs: Sequence[Config],
+    target: str | None = None,
+    batch_sizes: Sequence[int] = (),
+) -> None:
     """Try ``workload`` on every config on a tiny batch; raise ``WorkloadError`` at the first fault.
     ``name`` is how the spec names the workload (a file and factory, a module, a built-in);
-    ``target`` is the spec's target metric, which ``evaluate`` must return too."""
+    ``target`` is the spec's target metric, which ``evaluate`` must return too; the training set
+    must hold the smallest of ``batch_sizes`` (``planner.batch_sizes``), a step's batch."""
     state = torch.get_rng_state()
     try:
         train, val = _datasets(workload, name)
+        size = _size(train)
+        if batch_sizes and size is not None and size < min(batch_sizes):
+            raise WorkloadError(
+                name,
+                "train_dataset()",
+                f"returned {size} samples, fewer than the smallest batch size {min(batch_sizes)} "
+                "(planner.batch_sizes)",
+                f"give it at least {min(batch_sizes)} samples, or use smaller planner.batch_sizes",
+            )
         metrics = [m for m, _direction in workload.info.metrics]
         if target is not None and target not in metrics:
             metrics.append(target)

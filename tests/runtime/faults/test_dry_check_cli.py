@@ -68,3 +68,27 @@ def test_planning_a_broken_workload_exits_2_and_writes_nothing(tmp_path, command
     assert done.returncode == 2, done.stderr
     assert said in one_line(done.stderr)
     assert files(tmp_path) == before
+
+
+SMALL_TRAIN = "W.train_dataset = lambda self: self._data(10, 0)"  # the spec's batch size is 32
+
+NO_PARAMETERS = "W.build = lambda self, config: nn.Sequential(nn.Flatten(), nn.Identity())"
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (SMALL_TRAIN, "train_dataset() returned 10 samples, fewer than the smallest batch size 32"),
+        (NO_PARAMETERS, "build('mlp-16') returned a model with no trainable parameters"),
+    ],
+    ids=["train-smaller-than-a-batch", "no-parameters"],
+)
+def test_a_workload_that_cannot_take_a_step_exits_2_before_planning_spends(tmp_path, fault, said):
+    make_plan_in(tmp_path, fault)
+    (tmp_path / "plan.json").unlink()
+    before = files(tmp_path)
+    done = paretrain(tmp_path, "plan", "spec.yaml", "-o", "out.json", "--no-track")
+    assert done.returncode == 2, done.stderr
+    line = one_line(done.stderr)
+    assert said in line and "To fix:" in line, line
+    assert files(tmp_path) == before
