@@ -112,6 +112,27 @@ def test_file_that_does_not_import_or_lacks_its_factory_exits_2(
     assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def make_workload(**args):\n    return None\n",
+        "import sys\nsys.exit(0)\n",  # at import: the workload's fault, not the end of paretrain
+    ],
+    ids=["args-a-list", "exits-at-import"],
+)
+def test_a_bad_args_section_or_a_file_that_exits_on_import_exits_2(source, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [1, 2] if "args" in source else {}
+    user_spec(tmp_path, {"file": "./my_workload.py", "factory": "make_workload", "args": args}, source)
+    before = files(tmp_path)
+    result = CliRunner().invoke(cli, ["plan", "spec.yaml", "-o", "plan.json"])
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    expected = "field 'workload.args' must be a mapping" if args else "field 'workload.file' must import"
+    assert expected in line, line
+    assert files(tmp_path) == before
+
+
 def test_example_factory_returns_a_workload_that_passes_the_check():
     make = user_factory(f"file:{EXAMPLE / 'digits_workload.py'}:make_workload")
     workload = make(seed=0, val_fraction=0.2)

@@ -218,8 +218,11 @@ def workloads_for(raw_workload: Mapping[str, Any] | None, where: str) -> dict[st
             )
         except SpecError:
             return registry  # the spec's own validation says what is wrong, in its words
+        args = w.get("args") or {}
+        if not isinstance(args, Mapping):
+            return registry  # the spec's own validation names the field and what it must be
         if w["name"].startswith(("python:", "file:")):
-            registry[w["name"]] = user_workload_info(w["name"], w.get("args") or {}, where)
+            registry[w["name"]] = user_workload_info(w["name"], args, where)
     return registry
 
 
