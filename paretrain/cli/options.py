@@ -40,7 +40,11 @@ def workspace(ctx: click.Context) -> Workspace:
 
 def data_workspace(ctx: click.Context) -> Workspace:
     """The workspace of a command that loads a workload's data (``profile``, ``plan``,
-    ``search``, ``run``): a bad ``PARETRAIN_CACHE_DIR`` is bad input there, before anything runs."""
+    ``search``, ``run``): a ``--workdir`` that cannot hold ``.paretrain/`` and a bad
+    ``PARETRAIN_CACHE_DIR`` are bad input there, before anything runs."""
+    from paretrain.runtime.files import check_writable
+
     ws = workspace(ctx)
+    check_writable(ws.root, "--workdir", folder=True)  # .paretrain/ is made there
     ws.check_cache()
     return ws

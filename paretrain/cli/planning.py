@@ -62,7 +62,7 @@ def _planning_flag() -> Any:
 @click.pass_context
 def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: bool, fmt: str) -> None:
     """Measure the candidate hardware here; write a profile file."""
-    from paretrain.runtime.files import write_profile
+    from paretrain.runtime.files import check_writable, write_profile
     from paretrain.runtime.pipeline import check_inputs
     from paretrain.runtime.profiling import get_profile
     from paretrain.runtime.spec_files import read_spec
@@ -71,6 +71,8 @@ def profile(ctx: click.Context, spec_path: Path, output: Path | None, force: boo
     spec = read_spec(spec_path)
     offers = check_inputs(spec)
     ws = data_workspace(ctx)
+    if output:
+        check_writable(output, "-o")
     with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:
         with ui.progress("profiling") as bar:
             prof, reused = get_profile(
@@ -107,7 +109,7 @@ def plan(
 ) -> None:
     """Profile (cached), compute the exact Pareto front of schedules, and write it."""
     from paretrain.planner.plan.plan_file import plan_to_json
-    from paretrain.runtime.files import atomic_write_text, has_password
+    from paretrain.runtime.files import atomic_write_text, check_writable, has_password
     from paretrain.runtime.pipeline import check_inputs, plan_spec, search_spec
     from paretrain.runtime.spec_files import read_spec
     from paretrain.runtime.tracking.plan_log import log_plan
@@ -117,6 +119,7 @@ def plan(
 
     spec = read_spec(spec_path)
     ws = data_workspace(ctx)
+    check_writable(output, "-o")  # before the profile is paid for, not after
     check_inputs(spec, search=spec.search.trials > 0)  # bad input: exit 2 before anything is spent or logged
     session = open_session(tracking_uri, spec.tracking.uri, spec.experiment, ws.spool, enabled=not no_track)
     with Output(fmt) as ui, stop_on_signals(_planning_flag()) as flag:

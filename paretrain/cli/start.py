@@ -37,6 +37,9 @@ def init(directory: Path, example: str, force: bool) -> None:
     """Write an example spec to DIRECTORY (MNIST-1D by default: DIRECTORY/mnist1d.yaml)."""
     from importlib import resources
 
+    from paretrain.runtime.files import atomic_write_text, check_writable
+
+    check_writable(directory, "DIRECTORY", folder=True)
     name = _EXAMPLES[example][0]
     target = directory / name
     if target.exists() and not force:
@@ -44,8 +47,6 @@ def init(directory: Path, example: str, force: bool) -> None:
             f"{target}: already exists. To fix: pass --force to overwrite it, or choose another directory"
         )
     text = resources.files("paretrain").joinpath(f"examples/{name}").read_text(encoding="utf-8")
-    from paretrain.runtime.files import atomic_write_text
-
     atomic_write_text(target, text)
     click.echo(f"wrote {target}\nnext: paretrain plan {target} -o plan.json")
 

@@ -16,6 +16,7 @@ from paretrain.planner.measure.profile_file import profile_from_json, profile_to
 __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_writable",
     "has_password",
     "read_profile",
     "read_text",
@@ -40,6 +41,41 @@ def _umask() -> int:
 
 #: the mode ``open`` gives a new file in this process
 FILE_MODE = 0o666 & ~_umask()
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``: tried with an unnamed temporary file (on Linux it
+    never has a name in the folder), since permission bits say nothing to root, and a folder such
+    as ``/proc`` refuses new files whatever they say."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
+def check_writable(path: str | Path, option: str, *, folder: bool = False) -> None:
+    """Before anything is spent, that the file (or, with ``folder``, the folder) ``path`` given
+    as ``option`` can be written: what exists of it is of the right kind, and the nearest folder
+    that exists above it takes new files. Folders missing in between are made when it is
+    written. ``InputError`` (exit 2), one line, otherwise; nothing is written."""
+    p = Path(path)
+    kind = "a folder" if folder else "a file"
+    if p.exists() and p.is_dir() != folder:
+        fix = "name a folder" if folder else f"name a file, such as {p / 'plan.json'}"
+        raise InputError(f"{option} {p}: must be {kind}, but it is not. To fix: {fix}")
+    probe = p if folder and p.is_dir() else p.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(
+            f"{option} {p}: {probe} is a file, so {kind} cannot be made under it. To fix: choose another path"
+        )
+    if not _can_create_in(probe):
+        raise InputError(
+            f"{option} {p}: no file can be made in the folder {probe}. To fix: choose a folder this user "
+            "may write"
+        )
 
 
 def has_password(*uris: str | None) -> bool:

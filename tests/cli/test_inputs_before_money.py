@@ -177,3 +177,39 @@ def test_resume_with_no_run_starts_one_then_a_second_resume_charges_nothing(tmp_
     assert "already finished" in again.stdout
     assert ledger.read_bytes() == charged
     assert [p.name for p in (tmp_path / ".paretrain" / "runs").iterdir()] == [run_id]
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["plan", "spec.yaml", "-o", "afile/plan.json"], "-o afile/plan.json: afile is a file"),
+        (["plan", "spec.yaml", "-o", "/proc/plan.json"], "no file can be made in the folder /proc"),
+        (["profile", "spec.yaml", "-o", "/proc/p.json"], "no file can be made in the folder /proc"),
+        (["--workdir", "/proc/wd", "plan", "spec.yaml"], "--workdir /proc/wd: no file can be made"),
+        (["init", "/proc/x"], "DIRECTORY /proc/x: no file can be made"),
+        (["compare", "-o", "/proc/c.png"], "-o /proc/c.png: no file can be made"),
+        (["compare"], "no MLflow store at sqlite:///mlflow.db"),
+    ],
+    ids=[
+        "plan-under-a-file",
+        "plan-in-proc",
+        "profile-in-proc",
+        "workdir",
+        "init",
+        "compare-o",
+        "compare-no-store",
+    ],
+)
+def test_a_path_that_cannot_be_written_exits_2_before_anything_is_measured_or_written(
+    args, said, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(small_spec()))
+    (tmp_path / "afile").write_text("")
+    before = files(tmp_path)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert said in line and "To fix:" in line, line
+    assert files(tmp_path) == before

@@ -21,6 +21,7 @@ figures: it is shown, but not judged against the front (``on_front`` None).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 from paretrain.planner.errors import InputError
@@ -84,6 +85,12 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
     the errors, and whether the realized point is on the front of the realized points."""
     from paretrain.runtime.tracking.client import _client
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise InputError(  # opening it would make an empty store where the user looks for runs
+            f"--tracking-uri: no MLflow store at {uri} (nothing was planned or run with tracking "
+            "from this folder). To fix: run the command from the folder you planned in, or pass "
+            "--tracking-uri"
+        )
     client = _client(uri)
     exp = _experiment(client, uri, experiment)
     runs = client.search_runs(
