@@ -10,7 +10,7 @@ from paretrain.runtime.adapt.adaptation import Change, Snapshot
 from paretrain.runtime.adapt.learning import Refit, refit_due
 from paretrain.runtime.adapt.policy import Action, Decision
 from paretrain.runtime.money.reserve import reserve_s
-from paretrain.runtime.run.changes import Refitted, Staged, TrainerSynced
+from paretrain.runtime.run.changes import Refitted, Staged, Stopped, TrainerSynced
 from paretrain.runtime.run.faults import unreachable
 from paretrain.runtime.run.parts import RunParts
 from paretrain.runtime.run.rollback import load_rollback_point, rollback_path, save_rollback_point
@@ -85,6 +85,20 @@ def carry_out(p: RunParts, decision: Decision) -> str | None:
     return _take_change(p, change, snap)
 
 
+def _no_schedule(p: RunParts, reason: str) -> str:
+    """The line of a run stopped because no schedule reaches its target within what its budget
+    has left (a projection, not the budget spent)."""
+    spec, spent = p.setup.spec, p.meter.spent
+    capped = spec.budget.project_ceiling_usd is not None and p.budget < spec.budget.train_usd
+    raise_what = "budget.project_ceiling_usd" if capped else "budget.envelopes.train"
+    return (
+        f"run {p.setup.run_id} stopped at step {p.group.trainer.steps}: {reason} (${max(0.0, p.budget - spent):.6g} "
+        f"of its ${p.budget:.6g}); spent ${spent:.6g}, the last checkpoint kept. To fix: raise "
+        f"{raise_what}, or plan for a lower level, and continue with 'paretrain run PLAN --candidate "
+        f"{p.setup.cand.id} --resume'"
+    )
+
+
 def _take_change(p: RunParts, change: Change, snap: Snapshot) -> str | None:
     st = p.state
     p.events("replan", **change.record)
@@ -99,6 +113,7 @@ def _take_change(p: RunParts, change: Change, snap: Snapshot) -> str | None:
     if change.action == Action.CONTINUE:
         return None
     if change.action == Action.STOP:
+        p.apply(Stopped(_no_schedule(p, change.reason)))
         return "budget"
     if change.first is not None and p.guard.change_over_budget(st, change.first[0]):
         p.events("replan_unaffordable", reason="the checkpoint and move do not fit the budget left")

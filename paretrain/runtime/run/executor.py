@@ -35,14 +35,17 @@ from paretrain.runtime.run.changes import (
     NothingToSave,
     Started,
     StateChange,
+    Stopped,
     TrainerSynced,
 )
+from paretrain.runtime.run.deadline import Deadline, Overran
 from paretrain.runtime.run.faults import (
     FAULT_STATUSES,
     Signals,
     disk_full,
     diverged,
     interrupted,
+    overran,
     workload_failed,
 )
 from paretrain.runtime.run.guard import Window
@@ -103,6 +106,8 @@ class Executor:
         self._parts: RunParts | None = None  # the run's parts, once ``start`` built them
         self.workload = workload  # already loaded (and dry-checked) by the caller, or None
         self.signals = Signals()  # SIGTERM / SIGINT while the run trains
+        self.deadline = Deadline()  # stops the user's code when the budget can pay no more of it
+        self._idle = False  # a resume refused before it held anything (``_nothing_left``)
 
     @property
     def run_id(self) -> str:
@@ -126,7 +131,7 @@ class Executor:
     def run(self) -> RunResult:
         """Set up, train until a stop condition, and finish (see the module docstring)."""
         try:
-            with self.signals:
+            with self.signals, self.deadline:
                 early = self.start()
                 return self.finish(early or self._loop_until_fault())
         finally:
@@ -144,6 +149,9 @@ class Executor:
         except DiskFull as err:
             self.window = None
             return disk_full(self.parts, self.state, err, self.plan_path)
+        except Overran:
+            self.window = None
+            return overran(self.parts, self.state, self.plan_path)
 
     # -- start and finish --------------------------------------------------------------------
     def start(self) -> str | None:
@@ -179,6 +187,8 @@ class Executor:
 
     def _first_checkpoint(self) -> str | None:
         st, p = self.state, self.parts
+        if self.resume and p.guard.over_budget(st):
+            return self._nothing_left()
         resumed = p.recovery.load_latest() if self.resume else None
         if resumed is not None:
             self.apply(
@@ -210,13 +220,35 @@ class Executor:
         fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None
 
+    def _nothing_left(self) -> str:
+        """A ``--resume`` whose budget cannot pay for a step, an evaluation and a checkpoint:
+        refused before the checkpoint is read, nothing charged but what a killed process's
+        hold still owes (``Account.settle_interrupted``)."""
+        st, p = self.state, self.parts
+        began = p.ended.hold
+        p.account.settle_interrupted(st, None if began is None else (*began, p.meter.t))
+        left = max(0.0, p.budget - p.meter.spent)
+        self.apply(NothingToSave())
+        self.apply(
+            Stopped(
+                f"run {self.run_id} cannot go on: its budget ${p.budget:.6g} has ${left:.6g} left, less "
+                f"than a step, an evaluation and a checkpoint would cost (${p.guard.reserve_usd(st):.6g}); "
+                f"nothing more was charged (spent ${p.meter.spent:.6g}), its checkpoints are as they were. "
+                "To fix: raise "
+                "budget.envelopes.train (or budget.project_ceiling_usd) and continue with --resume"
+            )
+        )
+        self._idle = True
+        return "budget"
+
     def finish(self, status: str) -> RunResult:
         st, p = self.state, self.parts
         try:
             if st.dirty:  # nothing to save when the last checkpoint holds this very state
                 p.recovery.checkpoint(st, "final" if status == "target" else status)
-            p.account.charge(st, "compute", "teardown")
-            p.account.settle(st)  # the offer is released: its provider bills the hold
+            if not self._idle:  # a resume refused at once held nothing
+                p.account.charge(st, "compute", "teardown")
+                p.account.settle(st)  # the offer is released: its provider bills the hold
             if status in FAULT_STATUSES:
                 p.events.ledger("end", st, status=status)
         except DiskFull as err:  # the disk filled while finishing: what was written stays whole
@@ -298,6 +330,8 @@ class Executor:
                 ckpt_at=st.ckpt_t + every,
                 signals=self.signals,
                 on_fault=self.apply,
+                deadline=self._timer(),
+                stop_at=p.guard.stop_at(st),
             )
         else:
             if not self.prices.available(st.hw, now):
@@ -306,7 +340,10 @@ class Executor:
             if p.guard.over_budget(st):
                 return "budget"
             self.window = p.guard.window(st, now)
-            holds, done = checked_step(st, self.trainer, p.account, self.prices, self.window)
+            stop_at = p.guard.stop_at(st)
+            holds, done = checked_step(
+                st, self.trainer, p.account, self.prices, self.window, self._timer(), stop_at
+            )
         self.apply(done)
         if not holds:
             self.window = None
@@ -323,7 +360,16 @@ class Executor:
         """Evaluate and charge it; the target metric's value (``RunState.level`` holds it)."""
         st, p = self.state, self.parts
         t_before, usd_before = p.meter.t, p.meter.ledger.spent
-        ev = self.trainer.evaluate()
+        timer = self._timer()
+        if timer is None:
+            ev = self.trainer.evaluate()
+        else:
+            timer.set(p.guard.stop_at(st))
+            timer.armed = True
+            try:
+                ev = self.trainer.evaluate()
+            finally:
+                timer.clear()
         eval_real = None
         if self.setup.emulated(st.hw):
             seconds = st.stage.eval_s * self.prices.slowdown(st.hw, p.meter.t)
@@ -350,6 +396,14 @@ class Executor:
         if not p.adaptation.enabled:  # a run that does not adapt still stops for a target out of reach
             return carry_out(p, p.adaptation.out_of_reach(snapshot(p), refit))
         return carry_out(p, p.adaptation.decide(snapshot(p), refit))
+
+    def _timer(self) -> Deadline | None:
+        """The deadline for the user's code now: none in a data-parallel stage (a collective
+        cut mid-way would hang the other processes; ``paretrain.runtime.run.deadline``)."""
+        st = self.state
+        if st.stage_i < len(st.stages) and self.parts.group.processes(st.stage) > 1:
+            return None
+        return self.deadline
 
     def _enter_stage(self) -> None:
         enter_stage(self.parts)

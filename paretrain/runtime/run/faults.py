@@ -11,6 +11,8 @@ What differs is what is kept and the exit code (DESIGN.md §6, docs/troubleshoot
   saying what stopping saved of the candidate's predicted cost.
 - a workload member that raises (``workload_failed``): the last checkpoint is kept, exit 2.
 - a full disk (``disk_full``): nothing more is written, exit 3; ``--resume`` once space is freed.
+- a step or an evaluation still running when the budget can pay no more (``overran``,
+  ``paretrain.runtime.run.deadline``): cut there, no checkpoint of the half-done state, exit 3.
 - a target the run's own curve cannot reach (``unreachable``, the policy's out-of-reach rule):
   the last checkpoint is kept, exit 3, saying where the curve levels off and what stopping
   saved of what going on would have spent.
@@ -37,6 +39,7 @@ __all__ = [
     "disk_full",
     "diverged",
     "interrupted",
+    "overran",
     "resume_hint",
     "unreachable",
     "workload_failed",
@@ -102,6 +105,25 @@ def workload_failed(p: RunParts, state: RunState, err: Exception, plan_path: Any
         )
     )
     return "workload"
+
+
+def overran(p: RunParts, state: RunState, plan_path: Any) -> str:
+    """A step or an evaluation was still running when the budget could pay for no more of it
+    (``paretrain.runtime.run.deadline``): stopped there, its work lost, the last checkpoint
+    kept. Returns the status."""
+    what = "an evaluation" if state.next_eval <= p.group.trainer.samples_seen else "a step"
+    p.events("overran", what=what, hardware=state.hw)
+    p.events.ledger("overran", state, what=what)
+    p.apply(NothingToSave())  # the weights may be half-updated: only the checkpoint is sure
+    p.apply(
+        Stopped(
+            f"run {p.setup.run_id} stopped: {what} of the workload was still running when its budget "
+            f"${p.budget:.6g} could pay for no more of it, so it was cut there (the last checkpoint "
+            f"is kept; the work since it is lost). To fix: find what made {what} that slow, raise "
+            f"budget.envelopes.train, and continue with {resume_hint(p, plan_path)}"
+        )
+    )
+    return "overran"
 
 
 def disk_full(p: RunParts, state: RunState, err: Exception, plan_path: Any) -> str:

@@ -18,14 +18,15 @@ lets the steps inside it skip the full check. The guard only reads the run's sta
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from paretrain.planner.inputs.spec import Spec
 from paretrain.planner.measure.throughput import virtual_checkpoint_s
-from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.money.ledger import Ledger, read_charges
 from paretrain.runtime.money.prices import PriceSource
-from paretrain.runtime.money.report import committed_usd
+from paretrain.runtime.money.report import committed_usd, period_start
 from paretrain.runtime.money.reserve import reserve_s
 from paretrain.runtime.run.account import Account
 from paretrain.runtime.run.state import RunSetup, RunState
@@ -40,8 +41,11 @@ def run_cap(spec: Spec, ledger: Ledger) -> float:
     cap = spec.budget.train_usd
     ceiling = spec.budget.project_ceiling_usd
     if ceiling is not None:
+        since = period_start(spec.budget.period)
         others = committed_usd(ledger.path.parent, spec.budget.period, ledger.path)
-        cap = min(cap, ledger.spent + max(0.0, ceiling - others))
+        # the cap bounds the run's whole spend; what it spent before this period is not the ceiling's
+        before = math.fsum(c["usd"] for c in read_charges(ledger.path) if c.get("t", 0.0) < since)
+        cap = min(cap, before + max(0.0, ceiling - others))
     return cap
 
 
@@ -113,6 +117,49 @@ class BudgetGuard:
         )
         storage = self.account.storage_rate(state) * (now + ahead + ckpt - state.storage_t)
         return self.meter.spent + self.meter.pending_usd(state.hw, emu) + reserve + storage > self.budget
+
+    def stop_at(self, state: RunState) -> float:
+        """On the real clock, the ``time.perf_counter()`` moment past which holding the hardware
+        would leave less of the budget than a final checkpoint costs (with the hold's settling
+        and the storage accrued): the step or evaluation still running then is stopped
+        (``paretrain.runtime.run.deadline``). ``inf`` on the virtual clock, where a step costs
+        the plan's time whatever it takes."""
+        if self.setup.emulated(state.hw):
+            return math.inf
+        now = self.meter.now(False)
+        t0 = time.perf_counter()
+        rate = self.account.storage_rate(state)
+        left = (
+            self.budget
+            - self.meter.spent
+            - self.meter.pending_usd(state.hw, False)
+            - self.account.remainder_max_usd(state, now)
+            - rate * (now - state.storage_t)
+            - self.meter.cost_ahead(state.hw, now, self.ckpt_s(state))
+        )
+        if left <= 0:
+            return t0
+
+        def need(s: float) -> float:  # what holding it ``s`` more seconds costs
+            return self.meter.cost_ahead(state.hw, now, s) + rate * s
+
+        price = need(1.0)
+        hi = left / price if price > 0 else math.inf
+        if math.isinf(hi):
+            return math.inf
+        if not self.prices.changes(state.hw, now, now + hi):
+            return t0 + hi
+        lo = 0.0  # a price change ahead: the longest hold that fits, by bisection
+        for _ in range(60):
+            if need(hi) > left:
+                break
+            lo, hi = hi, hi * 2
+        else:
+            return math.inf  # free from some point on
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if need(mid) <= left else (lo, mid)
+        return t0 + lo
 
     def start_over_budget(self, state: RunState) -> bool:
         """Whether starting the run (provisioning an emulated offer, the start checkpoint) and a

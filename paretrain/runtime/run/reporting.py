@@ -239,6 +239,8 @@ class Reporting:
                 f"missing machines (or set PARETRAIN_NNODES=1) and continue with 'paretrain run PLAN "
                 f"--candidate {cand.id} --resume'"
             )
+        elif status == "budget" and state.stop_reason:  # no schedule fits, or a resume with nothing left
+            message = state.stop_reason
         else:
             why = _WHY.get(status) or f"target.max_samples ({s.spec.target.max_samples})"
             fix = "raise budget.envelopes.train (or target.max_samples, deadline_s)"

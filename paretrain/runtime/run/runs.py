@@ -93,7 +93,7 @@ class RunInterrupted(StopError):
 
 #: the statuses a fault ends a run with (``paretrain.runtime.run.faults``; ``RunState.stop_reason``
 #: holds its message)
-FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT", "unreachable")
+FAULT_STATUSES = ("workload", "diverged", "disk", "SIGTERM", "SIGINT", "unreachable", "overran")
 
 #: how a divergence's reason says the run already retried at half the learning rate
 #: (``paretrain.runtime.run.faults``); its fix then asks for a lower rate, not another retry

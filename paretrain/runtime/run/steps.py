@@ -20,17 +20,34 @@ from typing import Any
 from paretrain.runtime.money.prices import PriceSource
 from paretrain.runtime.run.account import Account
 from paretrain.runtime.run.changes import Stepped
+from paretrain.runtime.run.deadline import Deadline, Overran
 from paretrain.runtime.run.guard import Window
 from paretrain.runtime.run.state import RunState
 
 __all__ = ["checked_step", "window_steps"]
 
 
+class _Untimed:
+    """A deadline that is never set (a caller that passes none)."""
+
+    armed = False
+
+
+_UNTIMED = _Untimed()
+
+
 def checked_step(
-    state: RunState, trainer: Any, account: Account, prices: PriceSource, window: Window | None
+    state: RunState,
+    trainer: Any,
+    account: Account,
+    prices: PriceSource,
+    window: Window | None,
+    deadline: Deadline | None = None,
+    stop_at: float = math.inf,
 ) -> tuple[bool, Stepped]:
     """One step, charged. Returns whether ``window`` still holds (False: the step was slower
-    than it assumed, close it) and the step done."""
+    than it assumed, close it) and the step done. A step still running at ``stop_at`` is
+    stopped there by ``deadline`` (``Overran``)."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
     t_before, usd_before = meter.t, meter.ledger.spent
     slow = window.slow if window is not None else prices.slowdown(state.hw, meter.now(emu))
@@ -38,7 +55,17 @@ def checked_step(
     if formed:  # the stage's group forms first (reserved with the step)
         account.charge(state, "compute", "rendezvous", seconds=state.form_s)
     t0 = time.perf_counter()
-    loss = trainer.step()
+    if deadline is None:
+        loss = trainer.step()
+    else:
+        if t0 >= stop_at:
+            raise Overran()
+        deadline.set(stop_at)
+        deadline.armed = True
+        try:
+            loss = trainer.step()
+        finally:
+            deadline.clear()
     real = time.perf_counter() - t0
     slowest: float | None = None
     if emu:
@@ -79,11 +106,48 @@ def window_steps(
     ckpt_at: float,
     signals: Any = None,
     on_fault: Callable[[Stepped], None] | None = None,
+    deadline: Deadline | None = None,
+    stop_at: float = math.inf,
 ) -> tuple[bool, Stepped]:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation, checkpoint,
     ``max_samples``, a step slower than the window assumed, a non-finite loss, ``signals.received``).
     Returns whether the window still holds (False: close it) and the steps done. A step that
-    raises hands the steps before it (charged already) to ``on_fault`` first."""
+    raises hands the steps before it (charged already) to ``on_fault`` first; one still running
+    at ``stop_at`` is stopped there by ``deadline`` (``Overran``)."""
+    if deadline is not None:
+        deadline.set(stop_at)  # once for the window: its spend grows with time only
+    try:
+        return _window_steps(
+            state,
+            trainer,
+            account,
+            window,
+            stage_left,
+            max_samples,
+            ckpt_at,
+            signals,
+            on_fault,
+            deadline,
+            stop_at,
+        )
+    finally:
+        if deadline is not None:
+            deadline.clear()
+
+
+def _window_steps(
+    state: RunState,
+    trainer: Any,
+    account: Account,
+    window: Window,
+    stage_left: int,
+    max_samples: int,
+    ckpt_at: float,
+    signals: Any,
+    on_fault: Callable[[Stepped], None] | None,
+    deadline: Deadline | None,
+    stop_at: float,
+) -> tuple[bool, Stepped]:
     meter, emu = account.meter, account.setup.emulated(state.hw)
     step, perf, charge = trainer.step, time.perf_counter, window.charger
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
@@ -95,11 +159,17 @@ def window_steps(
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
     finite, loss = math.isfinite, math.nan
+    timed = deadline if deadline is not None else _UNTIMED
     while True:
         t0 = perf()
         try:
+            if t0 >= stop_at:
+                raise Overran()
+            timed.armed = True
             loss = step()
+            timed.armed = False
         except BaseException:  # out of memory, a member that raised: the steps before it count
+            timed.armed = False
             if done and on_fault is not None:
                 on_fault(
                     _stepped(emu, done, batch, loss, meter.t - t_start, spent - start_spent, compute, slowest)

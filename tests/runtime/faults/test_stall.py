@@ -1,0 +1,89 @@
+"""A step of the user's code that stalls (here: a ``time.sleep(60)`` in ``loss()``) on the real
+clock is cut when the budget can pay for no more of it: the run stops with exit 3 within its
+budget, the last checkpoint kept, and a ``--resume`` with nothing left spends nothing."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from paretrain.planner.inputs.catalog import local_offers
+from paretrain.planner.inputs.spec_parse import parse_spec
+from paretrain.planner.measure.profile import build_profile
+from paretrain.planner.plan.make import make_plan
+from paretrain.planner.plan.plan_file import plan_to_json
+from paretrain.planner.program.build import build_problem
+from paretrain.planner.program.milp import pareto_front
+from paretrain.runtime.train.workloads import workloads_for
+from tests.planner.synthetic_lab import SyntheticLab
+from tests.runtime.faults.workload import ledger, one_line, run_plan, spec_data, write_workload
+
+pytestmark = pytest.mark.slow  # real training on the real clock, a process per command
+
+STALLS = """
+import time
+_base_loss = W.loss
+def _loss(self, model, batch):
+    CALLS["loss"] += 1
+    if CALLS["loss"] == 12:
+        time.sleep(60)
+    return _base_loss(self, model, batch)
+W.loss = _loss
+"""
+
+#: $0.01 a second on one CPU, and a project ceiling of $0.04: the run may hold it about 4 s
+PRICE_PER_H, CEILING = 36.0, 0.04
+
+
+def local_plan_in(folder: Path, fault: str) -> None:
+    write_workload(folder, fault)
+    data = spec_data(runtime_checkpoint := 0.2)
+    data["runtime"]["checkpoint_every_s"] = runtime_checkpoint
+    data["hardware"] = {
+        "allow": ["local/cpu-1"],
+        "catalog": "none",
+        "prices": {"cpu_vcpu_usd_per_h": PRICE_PER_H},
+    }
+    data["budget"] = {**data["budget"], "project_ceiling_usd": CEILING, "approval_above_usd": 100.0}
+    (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    where = str(folder / "spec.yaml")
+    spec = parse_spec(data, where, workloads_for(data["workload"], where))
+    lab = SyntheticLab(e_min={c.id: 3000.0 for c in spec.configs}, best={c.id: 1.0 for c in spec.configs})
+    profile = build_profile(spec, lab, list(spec.configs))
+    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow]
+    problem, ctx = build_problem(spec, offers, profile, list(spec.configs))
+    plan = make_plan(
+        spec=spec,
+        profile_key="test",
+        problem=problem,
+        ctx=ctx,
+        front=pareto_front(problem),
+        configs=list(spec.configs),
+        offers=offers,
+        solver="highs",
+    )
+    (folder / "plan.json").write_text(plan_to_json(plan))
+
+
+def test_a_stalled_step_is_cut_at_the_budget_and_resume_with_nothing_left_spends_nothing(tmp_path):
+    local_plan_in(tmp_path, STALLS)
+    t0 = time.monotonic()
+    stopped = run_plan(tmp_path)
+    took = time.monotonic() - t0
+    assert stopped.returncode == 3, stopped.stderr
+    line = one_line(stopped.stderr)
+    assert "a step of the workload was still running when its budget" in line, line
+    assert took < 40  # not the 60 s the step would have slept
+    lines = ledger(tmp_path)
+    total = math.fsum(c["usd"] for c in lines)
+    assert total <= CEILING
+    assert [c["status"] for c in lines if c.get("event") == "end"] == ["overran"]
+    assert [c["what"] for c in lines if c.get("event") == "overran"] == ["a step"]
+
+    again = run_plan(tmp_path, "--resume")
+    assert again.returncode == 3, again.stderr
+    assert math.fsum(c["usd"] for c in ledger(tmp_path)) == total  # nothing more spent
