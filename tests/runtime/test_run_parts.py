@@ -202,6 +202,31 @@ def test_run_cap_leaves_the_project_ceiling_minus_other_runs_spend(plan, tmp_pat
         assert run_cap(setup.spec, own) == spec.budget.train_usd
 
 
+def test_stop_at_is_when_what_is_left_pays_only_for_a_final_checkpoint(plan, tmp_path):
+    import time
+
+    local = "local/cpu-1"
+    prices = StaticPrices({**{o.id: o.price_usd_per_h for o in plan.offers}, local: 3600.0})  # $1 a second
+    _setup, meter, _account, guard, state = parts(plan, tmp_path, hardware=local, budget=10.0, prices=prices)
+    meter.charge("compute", local, stage="s", what="train", emulated=False, seconds=2.0)  # $2 spent
+    ckpt = guard.ckpt_s(state)
+    left_s = guard.stop_at(state) - time.perf_counter()
+    assert left_s == pytest.approx(8.0 - ckpt, abs=0.05)
+    guard.budget = 2.0  # nothing left: the moment is now
+    assert guard.stop_at(state) <= time.perf_counter()
+    # the price doubles 3 s from now: $3 at $1 a second, then the rest at $2
+    doubled = ScriptedEvents(
+        prices, [Event(at_s=5.0, kind="price", factor=2.0, duration_s=100.0, hardware=local)]
+    )
+    _s, meter2, _a, guard2, state2 = parts(plan, tmp_path / "p", hardware=local, budget=10.0, prices=doubled)
+    meter2.charge("compute", local, stage="s", what="train", emulated=False, seconds=2.0)
+    left2 = guard2.stop_at(state2) - time.perf_counter()
+    assert left2 == pytest.approx(3.0 + (8.0 - 3.0 - guard2.ckpt_s(state2)) / 2.0, abs=0.05)
+    # on an emulated offer a step costs the plan's time whatever it takes here: no deadline
+    *_, emu_guard, emu_state = parts(plan, tmp_path / "emu")
+    assert emu_guard.stop_at(emu_state) == math.inf
+
+
 # -- recovery ------------------------------------------------------------------------------------
 
 

@@ -42,7 +42,8 @@ REPEAT_S = 0.05
 
 
 class Overran(BaseException):
-    """The user's code was still running when the budget could pay for no more of it."""
+    """The user's code was still running when the budget could pay for no more of it; its
+    argument says what was running (``a step``, ``an evaluation``)."""
 
 
 class Deadline:
@@ -52,6 +53,7 @@ class Deadline:
     def __init__(self) -> None:
         self.active = False
         self.armed = False
+        self.what = "a step"
         self._before: Any = None
 
     def __enter__(self) -> Deadline:
@@ -66,8 +68,10 @@ class Deadline:
             signal.signal(signal.SIGALRM, self._before)
             self.active = False
 
-    def set(self, stop_at: float) -> None:
-        """Fire at ``stop_at`` (a ``time.perf_counter()`` moment), then every ``REPEAT_S``."""
+    def set(self, stop_at: float, what: str = "a step") -> None:
+        """Fire at ``stop_at`` (a ``time.perf_counter()`` moment), then every ``REPEAT_S``, while
+        ``what`` runs."""
+        self.what = what
         if not self.active or math.isinf(stop_at):
             return
         signal.setitimer(signal.ITIMER_REAL, max(stop_at - time.perf_counter(), 1e-4), REPEAT_S)
@@ -79,4 +83,4 @@ class Deadline:
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
         if self.armed:  # stays armed: raised again while the step goes on (a bare ``except:``)
-            raise Overran()
+            raise Overran(self.what)

@@ -149,9 +149,9 @@ class Executor:
         except DiskFull as err:
             self.window = None
             return disk_full(self.parts, self.state, err, self.plan_path)
-        except Overran:
+        except Overran as err:
             self.window = None
-            return overran(self.parts, self.state, self.plan_path)
+            return overran(self.parts, self.state, str(err) or "a step", self.plan_path)
 
     # -- start and finish --------------------------------------------------------------------
     def start(self) -> str | None:
@@ -364,7 +364,7 @@ class Executor:
         if timer is None:
             ev = self.trainer.evaluate()
         else:
-            timer.set(p.guard.stop_at(st))
+            timer.set(p.guard.stop_at(st), "an evaluation")
             timer.armed = True
             try:
                 ev = self.trainer.evaluate()

@@ -107,11 +107,10 @@ def workload_failed(p: RunParts, state: RunState, err: Exception, plan_path: Any
     return "workload"
 
 
-def overran(p: RunParts, state: RunState, plan_path: Any) -> str:
-    """A step or an evaluation was still running when the budget could pay for no more of it
-    (``paretrain.runtime.run.deadline``): stopped there, its work lost, the last checkpoint
-    kept. Returns the status."""
-    what = "an evaluation" if state.next_eval <= p.group.trainer.samples_seen else "a step"
+def overran(p: RunParts, state: RunState, what: str, plan_path: Any) -> str:
+    """``what`` (a step, an evaluation) was still running when the budget could pay for no
+    more of it (``paretrain.runtime.run.deadline``): stopped there, its work lost, the last
+    checkpoint kept. Returns the status."""
     p.events("overran", what=what, hardware=state.hw)
     p.events.ledger("overran", state, what=what)
     p.apply(NothingToSave())  # the weights may be half-updated: only the checkpoint is sure

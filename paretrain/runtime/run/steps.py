@@ -59,7 +59,7 @@ def checked_step(
         loss = trainer.step()
     else:
         if t0 >= stop_at:
-            raise Overran()
+            raise Overran("a step")
         deadline.set(stop_at)
         deadline.armed = True
         try:
@@ -164,7 +164,7 @@ def _window_steps(
         t0 = perf()
         try:
             if t0 >= stop_at:
-                raise Overran()
+                raise Overran("a step")
             timed.armed = True
             loss = step()
             timed.armed = False

@@ -24,7 +24,7 @@ from tests.runtime.faults.workload import ledger, one_line, run_plan, spec_data,
 
 pytestmark = pytest.mark.slow  # real training on the real clock, a process per command
 
-STALLS = """
+STEP_STALLS = """
 import time
 _base_loss = W.loss
 def _loss(self, model, batch):
@@ -33,6 +33,17 @@ def _loss(self, model, batch):
         time.sleep(60)
     return _base_loss(self, model, batch)
 W.loss = _loss
+"""
+
+EVALUATION_STALLS = """
+import time
+_base_eval = W.evaluate
+def _evaluate(self, model, batches):
+    CALLS["evaluate"] += 1
+    if CALLS["evaluate"] == 2:  # after the dry check's, the run's first
+        time.sleep(60)
+    return _base_eval(self, model, batches)
+W.evaluate = _evaluate
 """
 
 #: $0.01 a second on one CPU, and a project ceiling of $0.04: the run may hold it about 4 s
@@ -69,20 +80,27 @@ def local_plan_in(folder: Path, fault: str) -> None:
     (folder / "plan.json").write_text(plan_to_json(plan))
 
 
-def test_a_stalled_step_is_cut_at_the_budget_and_resume_with_nothing_left_spends_nothing(tmp_path):
-    local_plan_in(tmp_path, STALLS)
+@pytest.mark.parametrize(
+    ("fault", "what"),
+    [(STEP_STALLS, "a step"), (EVALUATION_STALLS, "an evaluation")],
+    ids=["step", "evaluation"],
+)
+def test_stalled_user_code_is_cut_at_the_budget_and_resume_with_nothing_left_spends_nothing(
+    tmp_path, fault, what
+):
+    local_plan_in(tmp_path, fault)
     t0 = time.monotonic()
     stopped = run_plan(tmp_path)
     took = time.monotonic() - t0
     assert stopped.returncode == 3, stopped.stderr
     line = one_line(stopped.stderr)
-    assert "a step of the workload was still running when its budget" in line, line
+    assert f"{what} of the workload was still running when its budget" in line, line
     assert took < 40  # not the 60 s the step would have slept
     lines = ledger(tmp_path)
     total = math.fsum(c["usd"] for c in lines)
     assert total <= CEILING
     assert [c["status"] for c in lines if c.get("event") == "end"] == ["overran"]
-    assert [c["what"] for c in lines if c.get("event") == "overran"] == ["a step"]
+    assert [c["what"] for c in lines if c.get("event") == "overran"] == [what]
 
     again = run_plan(tmp_path, "--resume")
     assert again.returncode == 3, again.stderr
