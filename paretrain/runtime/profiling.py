@@ -25,6 +25,7 @@ from paretrain.runtime.files import read_profile, write_profile
 from paretrain.runtime.locks import held
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.profile_account import has_mark, mark_written, open_spend
+from paretrain.runtime.train.deadline import Deadline
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.signals import MeasureInterrupted, StopFlag
@@ -175,14 +176,15 @@ def _measure(
             stop=stop.check if stop is not None else None,
         )
         lab.workload_code = workload_source_digest(spec.workload.name)
-        profile = build_profile(
-            spec,
-            lab,
-            configs,
-            progress=progress,
-            key=key,
-            measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        )
+        with Deadline() as lab.deadline:  # a unit of the user's code the envelope cannot pay is cut
+            profile = build_profile(
+                spec,
+                lab,
+                configs,
+                progress=progress,
+                key=key,
+                measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
         if profile.convergence and spec.planner.convergence == "truncated":
             # the state each truncated run ended in, beside the profile file: no work paid twice
             label = f"{key}.checkpoints"

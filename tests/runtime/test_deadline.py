@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from paretrain.runtime.run.deadline import Deadline, Overran
+from paretrain.runtime.train.deadline import Deadline, Overran
 
 
 def test_code_still_running_at_the_deadline_is_cut_there():

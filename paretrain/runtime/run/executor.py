@@ -38,7 +38,6 @@ from paretrain.runtime.run.changes import (
     Stopped,
     TrainerSynced,
 )
-from paretrain.runtime.run.deadline import Deadline, Overran
 from paretrain.runtime.run.faults import (
     FAULT_STATUSES,
     Signals,
@@ -60,6 +59,7 @@ from paretrain.runtime.run.state import RunState
 from paretrain.runtime.run.steps import checked_step, window_steps
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.train.checkpoint import checkpoint_paths
+from paretrain.runtime.train.deadline import Deadline, Overran
 from paretrain.runtime.train.dry_check import WorkloadError
 from paretrain.runtime.train.elastic import GroupUnavailable, WorkerLost
 from paretrain.runtime.train.trainer import warm_up_torch
@@ -399,7 +399,7 @@ class Executor:
 
     def _timer(self) -> Deadline | None:
         """The deadline for the user's code now: none in a data-parallel stage (a collective
-        cut mid-way would hang the other processes; ``paretrain.runtime.run.deadline``)."""
+        cut mid-way would hang the other processes; ``paretrain.runtime.train.deadline``)."""
         st = self.state
         if st.stage_i < len(st.stages) and self.parts.group.processes(st.stage) > 1:
             return None

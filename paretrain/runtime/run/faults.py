@@ -12,7 +12,7 @@ What differs is what is kept and the exit code (DESIGN.md §6, docs/troubleshoot
 - a workload member that raises (``workload_failed``): the last checkpoint is kept, exit 2.
 - a full disk (``disk_full``): nothing more is written, exit 3; ``--resume`` once space is freed.
 - a step or an evaluation still running when the budget can pay no more (``overran``,
-  ``paretrain.runtime.run.deadline``): cut there, no checkpoint of the half-done state, exit 3.
+  ``paretrain.runtime.train.deadline``): cut there, no checkpoint of the half-done state, exit 3.
 - a target the run's own curve cannot reach (``unreachable``, the policy's out-of-reach rule):
   the last checkpoint is kept, exit 3, saying where the curve levels off and what stopping
   saved of what going on would have spent.
@@ -109,7 +109,7 @@ def workload_failed(p: RunParts, state: RunState, err: Exception, plan_path: Any
 
 def overran(p: RunParts, state: RunState, what: str, plan_path: Any) -> str:
     """``what`` (a step, an evaluation) was still running when the budget could pay for no
-    more of it (``paretrain.runtime.run.deadline``): stopped there, its work lost, the last
+    more of it (``paretrain.runtime.train.deadline``): stopped there, its work lost, the last
     checkpoint kept. Returns the status."""
     p.events("overran", what=what, hardware=state.hw)
     p.events.ledger("overran", state, what=what)

@@ -122,7 +122,7 @@ class BudgetGuard:
         """On the real clock, the ``time.perf_counter()`` moment past which holding the hardware
         would leave less of the budget than a final checkpoint costs (with the hold's settling
         and the storage accrued): the step or evaluation still running then is stopped
-        (``paretrain.runtime.run.deadline``). ``inf`` on the virtual clock, where a step costs
+        (``paretrain.runtime.train.deadline``). ``inf`` on the virtual clock, where a step costs
         the plan's time whatever it takes."""
         if self.setup.emulated(state.hw):
             return math.inf

@@ -20,9 +20,9 @@ from typing import Any
 from paretrain.runtime.money.prices import PriceSource
 from paretrain.runtime.run.account import Account
 from paretrain.runtime.run.changes import Stepped
-from paretrain.runtime.run.deadline import Deadline, Overran
 from paretrain.runtime.run.guard import Window
 from paretrain.runtime.run.state import RunState
+from paretrain.runtime.train.deadline import Deadline, Overran
 
 __all__ = ["checked_step", "window_steps"]
 

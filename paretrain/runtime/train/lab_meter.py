@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from paretrain.planner.errors import BudgetExhausted
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.money.reserve import reserve_s
+from paretrain.runtime.train.deadline import Deadline, Overran
 from paretrain.runtime.train.trainer import Trainer
 
 __all__ = [
@@ -123,6 +124,8 @@ class LabMeter:
         self.stop: Callable[[], None] | None = None
         #: a unit of work began since the last charge (``guard``, ``timed``): what ``settle`` charges
         self.active = False
+        #: cuts a unit of work still running when the envelope can pay no more (``timed``)
+        self.deadline: Deadline | None = None
 
     def _spent(self) -> float:
         return self.ledger.spent if self.ledger else 0.0
@@ -159,15 +162,41 @@ class LabMeter:
         self.active = True
         self.sync()
         t0 = time.perf_counter()
+        timer = self._set_deadline(t0)
         try:
             work()
+        except Overran:  # still running when the envelope could pay no more: cut, and stop here
+            self.flush()
+            raise self._overran() from None
         except BaseException:  # a member that raised, a divergence: the time it took is charged
             self.flush()
             raise
+        finally:
+            if timer is not None:
+                timer.clear()
         self.sync()
         dt = time.perf_counter() - t0
         self.observe(dt)
         return dt
+
+    def _set_deadline(self, t0: float) -> Deadline | None:
+        """Set ``deadline`` (when there is one, in the main thread) to the moment the envelope's
+        rest is spent, less a margin for charging the cut (``paretrain.runtime.train.deadline``)."""
+        timer = self.deadline
+        if timer is None or not timer.active or self.price <= 0:
+            return None
+        left_s = (self.cap - self._spent()) / self.price - (t0 - self.last)
+        timer.set(t0 + left_s - min(0.01, 0.1 * max(left_s, 0.0)), f"measuring {self.what}")
+        timer.armed = True
+        return timer
+
+    def _overran(self) -> EnvelopeExhausted:
+        where = "profiling" if self.stage == "profile" else "the search"
+        return EnvelopeExhausted(
+            f"{where} stopped at its envelope: measuring {self.what} was still running when the envelope "
+            f"${self.cap:.6g} could pay for no more of it, so it was cut there; spent ${self._spent():.6g}. "
+            f"To fix: find what made it that slow, or raise budget.envelopes.{self.stage}"
+        )
 
     def observe(self, step_s: float) -> None:
         self.slowest = max(self.slowest * 0.99, step_s)

@@ -30,6 +30,7 @@ from paretrain.planner.measure.profile import (
 )
 from paretrain.planner.search.search import TrialRun
 from paretrain.runtime.money.ledger import Ledger
+from paretrain.runtime.train.deadline import Deadline
 from paretrain.runtime.train.devices import claim, local_devices, machine_fingerprint
 from paretrain.runtime.train.lab_memory import free_memory
 from paretrain.runtime.train.lab_meter import Diverged, LabMeter, train_evaluating
@@ -107,6 +108,8 @@ class TorchLab:
         #: the digest of a user workload's code (``workloads.workload_source_digest``), kept with
         #: each truncated run's checkpoint: a run does not start from state other code trained
         self.workload_code = ""
+        #: cuts a unit of work the envelope can no longer pay for (set while a profile measures)
+        self.deadline: Deadline | None = None
         self._devices = local_devices()
         cpus = [d for d in self._devices if d.kind == "cpu" and d.id in self.prices]
         self.convergence_device = convergence_device or (
@@ -134,6 +137,7 @@ class TorchLab:
             stage=stage,
         )
         meter.stop = self.stop
+        meter.deadline = self.deadline
         self.open_meter = meter
         return meter
 

@@ -18,6 +18,7 @@ from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.planner.program.build import build_problem
 from paretrain.planner.program.milp import pareto_front
+from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.train.workloads import workloads_for
 from tests.planner.synthetic_lab import SyntheticLab
 from tests.runtime.faults.workload import ledger, one_line, run_plan, spec_data, write_workload
@@ -105,3 +106,30 @@ def test_stalled_user_code_is_cut_at_the_budget_and_resume_with_nothing_left_spe
     again = run_plan(tmp_path, "--resume")
     assert again.returncode == 3, again.stderr
     assert math.fsum(c["usd"] for c in ledger(tmp_path)) == total  # nothing more spent
+
+
+def test_a_step_that_stalls_while_profiling_is_cut_at_the_profile_envelope(tmp_path):
+    from tests.runtime.faults.workload import paretrain
+
+    write_workload(tmp_path, STEP_STALLS.replace("== 12", "== 30"))
+    data = spec_data(planner={"convergence": "truncated"})
+    data["hardware"] = {
+        "allow": ["local/cpu-1"],
+        "catalog": "none",
+        "prices": {"cpu_vcpu_usd_per_h": PRICE_PER_H},
+    }
+    data["budget"] = {"total_usd": 1.0, "envelopes": {"profile": CEILING, "search": 0.0, "train": 0.5}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    t0 = time.monotonic()
+    done = paretrain(tmp_path, "plan", "spec.yaml", "-o", "plan.json", "--no-track")
+    assert done.returncode == 3, done.stderr
+    line = one_line(done.stderr)
+    assert "was still running when the envelope" in line and "budget.envelopes.profile" in line, line
+    assert time.monotonic() - t0 < 40
+    spent = math.fsum(
+        c["usd"]
+        for f in (tmp_path / ".paretrain" / "ledger").glob("profile-*.jsonl")
+        for c in read_charges(f)
+    )
+    assert 0 < spent <= CEILING
+    assert not (tmp_path / "plan.json").exists()
