@@ -31,11 +31,12 @@ def compare(experiment: str | None, tracking_uri: str | None, fmt: str, output: 
     """Predicted against realized cost, wall time and target metric of an experiment's runs."""
     from paretrain.runtime.files import check_writable
     from paretrain.runtime.tracking.client import default_uri
-    from paretrain.runtime.tracking.compare import compare_rows, latest_plan_run, log_plot
+    from paretrain.runtime.tracking.compare import check_store, compare_rows, latest_plan_run, log_plot
     from paretrain.runtime.tracking.plots import plot_compare
 
     uri = default_uri(tracking_uri)
     check_writable(output, "-o")
+    check_store(uri)
     exp, rows = compare_rows(uri, experiment)
     with Output(fmt) as ui:
         show_compare(ui, exp, rows)

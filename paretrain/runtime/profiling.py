@@ -139,6 +139,31 @@ def _with(profile: Profile, brought: Sequence[Profile]) -> Profile:
     return merge_profiles(profile, brought) if brought else profile
 
 
+def _lab(
+    spec: Spec,
+    workload: Any,
+    prices: dict[str, float],
+    ledger: Ledger,
+    cap_usd: float,
+    offers: Sequence[Offer],
+    stop: StopFlag | None,
+) -> TorchLab:
+    """The lab a profile measures in: charged to ``ledger`` up to ``cap_usd``, stopped by
+    ``stop``'s signal, its truncated runs' checkpoints marked with the workload's code."""
+    lab = TorchLab(
+        workload,
+        prices_usd_per_h=prices,
+        ledger=ledger,
+        cap_usd=cap_usd,
+        seed=spec.workload.seed,
+        metric=spec.target.metric_obj,
+        convergence_device=_convergence_device(offers),
+        stop=stop.check if stop is not None else None,
+    )
+    lab.workload_code = workload_source_digest(spec.workload.name)
+    return lab
+
+
 def _measure(
     spec: Spec,
     ws: Workspace,
@@ -165,17 +190,7 @@ def _measure(
     start = ledger.spent
     lab: TorchLab | None = None
     try:
-        lab = TorchLab(
-            workload,
-            prices_usd_per_h=prices,
-            ledger=ledger,
-            cap_usd=start + left,
-            seed=spec.workload.seed,
-            metric=spec.target.metric_obj,
-            convergence_device=_convergence_device(offers),
-            stop=stop.check if stop is not None else None,
-        )
-        lab.workload_code = workload_source_digest(spec.workload.name)
+        lab = _lab(spec, workload, prices, ledger, start + left, offers, stop)
         with Deadline() as lab.deadline:  # a unit of the user's code the envelope cannot pay is cut
             profile = build_profile(
                 spec,

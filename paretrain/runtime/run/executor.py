@@ -35,7 +35,6 @@ from paretrain.runtime.run.changes import (
     NothingToSave,
     Started,
     StateChange,
-    Stopped,
     TrainerSynced,
 )
 from paretrain.runtime.run.faults import (
@@ -44,6 +43,7 @@ from paretrain.runtime.run.faults import (
     disk_full,
     diverged,
     interrupted,
+    nothing_left,
     overran,
     workload_failed,
 )
@@ -56,7 +56,7 @@ from paretrain.runtime.run.runs import RunResult, RunStopped, find_resumable
 from paretrain.runtime.run.setup import run_setup
 from paretrain.runtime.run.stages import beyond_plan, enter_stage, next_stage
 from paretrain.runtime.run.state import RunState
-from paretrain.runtime.run.steps import checked_step, window_steps
+from paretrain.runtime.run.steps import checked_step, timed_evaluation, window_steps
 from paretrain.runtime.tracking.client import Tracker
 from paretrain.runtime.train.checkpoint import checkpoint_paths
 from paretrain.runtime.train.deadline import Deadline, Overran
@@ -107,7 +107,7 @@ class Executor:
         self.workload = workload  # already loaded (and dry-checked) by the caller, or None
         self.signals = Signals()  # SIGTERM / SIGINT while the run trains
         self.deadline = Deadline()  # stops the user's code when the budget can pay no more of it
-        self._idle = False  # a resume refused before it held anything (``_nothing_left``)
+        self._idle = False  # a resume refused before it held anything (``faults.nothing_left``)
 
     @property
     def run_id(self) -> str:
@@ -188,7 +188,8 @@ class Executor:
     def _first_checkpoint(self) -> str | None:
         st, p = self.state, self.parts
         if self.resume and p.guard.over_budget(st):
-            return self._nothing_left()
+            self._idle = True  # refused before it held anything
+            return nothing_left(p, st)
         resumed = p.recovery.load_latest() if self.resume else None
         if resumed is not None:
             self.apply(
@@ -219,27 +220,6 @@ class Executor:
         self._enter_stage()
         fit_memory(p)  # runtime.max_memory_mb: a smaller batch when a step's peak would pass it
         return None
-
-    def _nothing_left(self) -> str:
-        """A ``--resume`` whose budget cannot pay for a step, an evaluation and a checkpoint:
-        refused before the checkpoint is read, nothing charged but what a killed process's
-        hold still owes (``Account.settle_interrupted``)."""
-        st, p = self.state, self.parts
-        began = p.ended.hold
-        p.account.settle_interrupted(st, None if began is None else (*began, p.meter.t))
-        left = max(0.0, p.budget - p.meter.spent)
-        self.apply(NothingToSave())
-        self.apply(
-            Stopped(
-                f"run {self.run_id} cannot go on: its budget ${p.budget:.6g} has ${left:.6g} left, less "
-                f"than a step, an evaluation and a checkpoint would cost (${p.guard.reserve_usd(st):.6g}); "
-                f"nothing more was charged (spent ${p.meter.spent:.6g}), its checkpoints are as they were. "
-                "To fix: raise "
-                "budget.envelopes.train (or budget.project_ceiling_usd) and continue with --resume"
-            )
-        )
-        self._idle = True
-        return "budget"
 
     def finish(self, status: str) -> RunResult:
         st, p = self.state, self.parts
@@ -360,16 +340,7 @@ class Executor:
         """Evaluate and charge it; the target metric's value (``RunState.level`` holds it)."""
         st, p = self.state, self.parts
         t_before, usd_before = p.meter.t, p.meter.ledger.spent
-        timer = self._timer()
-        if timer is None:
-            ev = self.trainer.evaluate()
-        else:
-            timer.set(p.guard.stop_at(st), "an evaluation")
-            timer.armed = True
-            try:
-                ev = self.trainer.evaluate()
-            finally:
-                timer.clear()
+        ev = timed_evaluation(self.trainer, self._timer(), p.guard.stop_at(st))
         eval_real = None
         if self.setup.emulated(st.hw):
             seconds = st.stage.eval_s * self.prices.slowdown(st.hw, p.meter.t)

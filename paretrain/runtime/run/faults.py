@@ -39,6 +39,7 @@ __all__ = [
     "disk_full",
     "diverged",
     "interrupted",
+    "nothing_left",
     "overran",
     "resume_hint",
     "unreachable",
@@ -105,6 +106,25 @@ def workload_failed(p: RunParts, state: RunState, err: Exception, plan_path: Any
         )
     )
     return "workload"
+
+
+def nothing_left(p: RunParts, state: RunState) -> str:
+    """A ``--resume`` whose budget cannot pay for a step, an evaluation and a checkpoint: refused
+    before the checkpoint is read, nothing charged but what a killed process's hold still owes
+    (``Account.settle_interrupted``); the executor then charges no teardown. Returns the status."""
+    began = p.ended.hold
+    p.account.settle_interrupted(state, None if began is None else (*began, p.meter.t))
+    left = max(0.0, p.budget - p.meter.spent)
+    p.apply(NothingToSave())
+    p.apply(
+        Stopped(
+            f"run {p.setup.run_id} cannot go on: its budget ${p.budget:.6g} has ${left:.6g} left, less "
+            f"than a step, an evaluation and a checkpoint would cost (${p.guard.reserve_usd(state):.6g}); "
+            f"nothing more was charged (spent ${p.meter.spent:.6g}), its checkpoints are as they were. "
+            "To fix: raise budget.envelopes.train (or budget.project_ceiling_usd) and continue with --resume"
+        )
+    )
+    return "budget"
 
 
 def overran(p: RunParts, state: RunState, what: str, plan_path: Any) -> str:

@@ -24,16 +24,7 @@ from paretrain.runtime.run.guard import Window
 from paretrain.runtime.run.state import RunState
 from paretrain.runtime.train.deadline import Deadline, Overran
 
-__all__ = ["checked_step", "window_steps"]
-
-
-class _Untimed:
-    """A deadline that is never set (a caller that passes none)."""
-
-    armed = False
-
-
-_UNTIMED = _Untimed()
+__all__ = ["checked_step", "timed_evaluation", "window_steps"]
 
 
 def checked_step(
@@ -95,6 +86,18 @@ def checked_step(
     )
 
 
+def timed_evaluation(trainer: Any, timer: Deadline | None, stop_at: float) -> Any:
+    """``trainer.evaluate()``, cut by ``timer`` (``Overran``) if still running at ``stop_at``."""
+    if timer is None:
+        return trainer.evaluate()
+    timer.set(stop_at, "an evaluation")
+    timer.armed = True
+    try:
+        return trainer.evaluate()
+    finally:
+        timer.clear()
+
+
 def window_steps(
     state: RunState,
     trainer: Any,
@@ -114,8 +117,8 @@ def window_steps(
     Returns whether the window still holds (False: close it) and the steps done. A step that
     raises hands the steps before it (charged already) to ``on_fault`` first; one still running
     at ``stop_at`` is stopped there by ``deadline`` (``Overran``)."""
-    if deadline is not None:
-        deadline.set(stop_at)  # once for the window: its spend grows with time only
+    timed = deadline if deadline is not None else Deadline()  # one not entered never fires
+    timed.set(stop_at)  # once for the window: its spend grows with time only
     try:
         return _window_steps(
             state,
@@ -127,12 +130,11 @@ def window_steps(
             ckpt_at,
             signals,
             on_fault,
-            deadline,
+            timed,
             stop_at,
         )
     finally:
-        if deadline is not None:
-            deadline.clear()
+        timed.clear()
 
 
 def _window_steps(
@@ -145,7 +147,7 @@ def _window_steps(
     ckpt_at: float,
     signals: Any,
     on_fault: Callable[[Stepped], None] | None,
-    deadline: Deadline | None,
+    timed: Deadline,
     stop_at: float,
 ) -> tuple[bool, Stepped]:
     meter, emu = account.meter, account.setup.emulated(state.hw)
@@ -154,21 +156,17 @@ def _window_steps(
     batch, due = trainer.batch_size, min(state.next_eval, max_samples)  # an evaluation, or the limit
     ends = min(ckpt_at, until)  # a checkpoint, or the window's end
     virtual_s = state.stage.step_s * slow
-    slowest = state.slowest
-    done, compute = 0, 0.0
+    done, compute, slowest = 0, 0.0, state.slowest
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
     finite, loss = math.isfinite, math.nan
-    timed = deadline if deadline is not None else _UNTIMED
     while True:
         t0 = perf()
-        try:
-            if t0 >= stop_at:
-                raise Overran("a step")
+        try:  # past ``stop_at`` the timer fires every REPEAT_S: a step begun then is cut at once
             timed.armed = True
             loss = step()
             timed.armed = False
-        except BaseException:  # out of memory, a member that raised: the steps before it count
+        except BaseException:  # out of memory, a member that raised, a cut: the steps before it count
             timed.armed = False
             if done and on_fault is not None:
                 on_fault(

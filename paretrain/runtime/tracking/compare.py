@@ -28,7 +28,15 @@ from paretrain.planner.errors import InputError
 from paretrain.planner.inputs.metric import Metric
 from paretrain.planner.program.pareto import non_dominated
 
-__all__ = ["CURVE_METRICS", "INTERRUPTED", "compare_rows", "latest_plan_run", "log_plot", "relative_error"]
+__all__ = [
+    "CURVE_METRICS",
+    "INTERRUPTED",
+    "check_store",
+    "compare_rows",
+    "latest_plan_run",
+    "log_plot",
+    "relative_error",
+]
 
 #: a run's statuses after a stop that ``--resume`` continues (its figures are the run so far)
 INTERRUPTED = ("SIGTERM", "SIGINT", "disk", "workload")
@@ -80,17 +88,22 @@ def _intervals(m: dict[str, float]) -> dict[str, Any]:
     return out
 
 
+def check_store(uri: str) -> None:
+    """A sqlite store that does not exist is bad input: opening it would make an empty one where
+    the user looks for runs (``compare`` in the wrong folder)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        raise InputError(
+            f"--tracking-uri: no MLflow store at {uri} (nothing was planned or run with tracking "
+            "from this folder). To fix: run the command from the folder you planned in, or pass "
+            "--tracking-uri"
+        )
+
+
 def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, Any]]]:
     """One row per execution run: predicted and realized cost, wall time and target metric,
     the errors, and whether the realized point is on the front of the realized points."""
     from paretrain.runtime.tracking.client import _client
 
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        raise InputError(  # opening it would make an empty store where the user looks for runs
-            f"--tracking-uri: no MLflow store at {uri} (nothing was planned or run with tracking "
-            "from this folder). To fix: run the command from the folder you planned in, or pass "
-            "--tracking-uri"
-        )
     client = _client(uri)
     exp = _experiment(client, uri, experiment)
     runs = client.search_runs(

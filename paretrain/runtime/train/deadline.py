@@ -12,7 +12,8 @@ that moment raises ``Overran`` in the user's code if it is still running then.
 - ``Overran`` derives from ``BaseException``, like ``KeyboardInterrupt``: the workload's own
   ``except Exception`` does not swallow it. It is raised only while the user's code runs (the
   executor's bookkeeping, the ledger's writes in particular, is never cut), and the timer
-  repeats every ``REPEAT_S`` until the step returns, in case a bare ``except:`` did swallow it.
+  repeats every ``REPEAT_S`` until the step returns, in case a bare ``except:`` did swallow it
+  (and a step begun after the moment is cut as soon as it begins).
   A long call into compiled code (one huge matrix multiply) is cut when it returns.
 - What the step was doing is lost: the weights may be half-updated, so no checkpoint is written;
   the run stops with exit 3 (``overran``), its last checkpoint kept, and what the checkpoint's
@@ -37,8 +38,9 @@ from typing import Any
 
 __all__ = ["REPEAT_S", "Deadline", "Overran"]
 
-#: how often the timer fires again once the deadline has passed, until the step returns
-REPEAT_S = 0.05
+#: how often the timer fires again once the deadline has passed, until the step returns (a
+#: step begun after the moment is cut within this)
+REPEAT_S = 0.005
 
 
 class Overran(BaseException):

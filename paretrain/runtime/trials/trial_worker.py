@@ -33,6 +33,7 @@ from paretrain.planner.search.search import (
 )
 from paretrain.runtime.money.ledger import Ledger
 from paretrain.runtime.tracking.search_log import log_trial
+from paretrain.runtime.train.deadline import Deadline
 from paretrain.runtime.train.devices import local_devices
 from paretrain.runtime.train.lab_trial import run_trial
 from paretrain.runtime.train.torch_lab import TorchLab
@@ -160,9 +161,9 @@ def search_worker(
         log_trial(tracker, parent, name, t, config, spec.target.metric_obj, parent_run_id=parent_run_id)
 
     try:
-        with stop_on_signals(stop) as flag:
+        with stop_on_signals(stop) as flag, Deadline() as timer:
             warm_up_torch()  # library loading is the process's, not a trial's: as the executor does
-            lab = _lab(spec, workload, ledger, threads, flag)
+            lab = _lab(spec, workload, ledger, threads, flag, timer)
             return run_search(
                 spec,
                 lab,
@@ -178,8 +179,12 @@ def search_worker(
         ledger.close()
 
 
-def _lab(spec: Spec, workload: Any, ledger: Ledger, threads: int | None, stop: StopFlag) -> _WatchedLab:
-    """The lab a worker's trials train in: this machine's devices at their local prices."""
+def _lab(
+    spec: Spec, workload: Any, ledger: Ledger, threads: int | None, stop: StopFlag, timer: Deadline
+) -> _WatchedLab:
+    """The lab a worker's trials train in: this machine's devices at their local prices; a unit
+    of a trial's work still running when its reservation can pay no more is cut (``timer``,
+    ``paretrain.runtime.train.deadline``)."""
     prices = {
         o.id: o.price_usd_per_h for o in local_offers(local_devices(), replace(spec.hardware, local="auto"))
     }
@@ -191,4 +196,5 @@ def _lab(spec: Spec, workload: Any, ledger: Ledger, threads: int | None, stop: S
         metric=spec.target.metric_obj,
         convergence_device=_cpu_within(prices, threads),
     )
+    lab.deadline = timer
     return _WatchedLab(lab, stop, spec.workload.name)
