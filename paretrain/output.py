@@ -256,7 +256,7 @@ def show_search(ui: Output, result: Any) -> None:
             f"{c.lr:.2g}",
             f"{info['value']:.3f}" + ("*" if info["extrapolated"] else ""),
             f"{info['cost_usd']:.7f}",
-            f"{info['latency_ms']:.3f}",
+            f"{info['latency_ms']:.3f}" if info["latency_ms"] < 1e9 else "-",  # not measured: money ran out
         ]
         for c, info in result.front
     ]

@@ -154,6 +154,35 @@ def test_diverged_and_unbuildable_trials_are_failed_unscored_and_their_spend_cou
     assert result.spent_usd == pytest.approx(lab.spent)
 
 
+class UnfundedLab(SyntheticTrialLab):
+    """The third trial finds the envelope spent before its first evaluation."""
+
+    def run_trial(self, config, max_samples, eval_every, cap_usd, should_stop, more=None):
+        from dataclasses import replace
+
+        from paretrain.planner.search.faults import UNFUNDED, TrialFault
+
+        run = super().run_trial(config, max_samples, eval_every, cap_usd, should_stop, more)
+        if len(self.runs) == 3:
+            return replace(
+                run,
+                curve=(),
+                fault=TrialFault(UNFUNDED, "ran out before a first evaluation"),
+                budget_hit=True,
+            )
+        return run
+
+
+def test_a_trial_the_envelope_could_not_fund_to_an_evaluation_is_failed_and_ends_the_search():
+    lab, st = UnfundedLab(usd_per_eval=1e-5), study()
+    result = run_search(spec(trials=6), lab, st, MNIST1D_INFO)
+    assert result.stopped_for_budget and len(st.trials) == 3
+    last = st.trials[-1]
+    assert last.state == optuna.trial.TrialState.FAIL and last.values is None
+    assert last.user_attrs["unfunded"] == "ran out before a first evaluation"
+    assert result.trials == 2  # the two scored trials; the unfunded one is on no front
+
+
 def test_a_trial_aborted_by_the_workload_is_failed_and_its_cause_raised():
     lab, st = FaultyLab(raise_on=2), study()
     with pytest.raises(ValueError, match="evaluate raised"):

@@ -14,6 +14,9 @@ before. The rule, for each way a trial can go wrong:
 - **Any other member raising** (a dataset's sample, ``loss``, ``evaluate``, ``inputs``,
   ``optimizer``): a bug the user must see. The trial is failed with ``error: "<message>"``
   and the search stops with the one-line ``WorkloadError`` (exit 2).
+- **The envelope ran out before the trial's first evaluation**: there is nothing to score; the
+  trial is failed with ``unfunded: "<why>"`` (never a point of the front at the initial model's
+  value) and the search stops at its envelope.
 - **A signal** (SIGTERM, SIGINT): the trial in flight is abandoned at its next step and failed
   with ``interrupted: "SIGTERM"``; the worker stops (exit 143 / 130). Running the same
   command again continues the study.
@@ -42,20 +45,23 @@ __all__ = [
 ]
 
 MAX_UNBUILDABLE = 5
-DIVERGENCE, INFEASIBLE = "divergence", "infeasible"
+DIVERGENCE, INFEASIBLE, UNFUNDED = "divergence", "infeasible", "unfunded"
 
 
 @dataclass(frozen=True, slots=True)
 class TrialFault:
     """Why a trial that ran to its end is not scored: ``kind`` is the user attribute the study
-    records (``divergence`` or ``infeasible``), ``reason`` its value."""
+    records (``divergence``, ``infeasible``, or ``unfunded``: the envelope ran out before its
+    first evaluation), ``reason`` its value."""
 
     kind: str
     reason: str
 
     def __post_init__(self) -> None:
-        if self.kind not in (DIVERGENCE, INFEASIBLE):
-            raise ValueError(f"TrialFault.kind must be {DIVERGENCE!r} or {INFEASIBLE!r}; got {self.kind!r}")
+        if self.kind not in (DIVERGENCE, INFEASIBLE, UNFUNDED):
+            raise ValueError(
+                f"TrialFault.kind must be {DIVERGENCE!r}, {INFEASIBLE!r} or {UNFUNDED!r}; got {self.kind!r}"
+            )
 
 
 class TrialAborted(Exception):

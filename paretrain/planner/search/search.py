@@ -172,6 +172,9 @@ def run_search(
         if run.fault is not None:
             attrs = {"config": config.to_dict(), "spend_usd": run.spend_usd}
             unbuildable = fail_unscored(study, trial, run.fault, attrs, unbuildable)
+            if run.budget_hit:  # unfunded: the envelope is spent
+                stopped_for_budget = True
+                break
             continue
         unbuildable = 0
         frozen = _record(spec, study, trial, config, run, samples)

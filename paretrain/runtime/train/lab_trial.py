@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import torch
@@ -25,6 +26,7 @@ from paretrain.planner.inputs.space import Config
 from paretrain.planner.search.faults import (
     DIVERGENCE,
     INFEASIBLE,
+    UNFUNDED,
     SearchInterrupted,
     TrialAborted,
     TrialFault,
@@ -77,7 +79,10 @@ def run_trial(
     meter = lab.meter(lab.convergence_device, f"trial {config.id}", cap=start + cap_usd, stage="search")
     meter.more = more
     meter.slowest = lab.trial_prior_s  # the first step's guard: as slow as the last trial's slowest
-    meter.floor_s = TRIAL_STALL_S  # the trial's money is shared: a stalled step must not pass it
+    # the trial's money is shared: a stalled step must not pass it. Where the deadline can cut
+    # one (``paretrain.runtime.train.deadline``), no unit need be reserved as a stall
+    timer = meter.deadline
+    meter.floor_s = 0.0 if timer is not None and timer.active else TRIAL_STALL_S
     try:
         return _measure(lab, config, meter, start, max_samples, eval_every, should_stop, check)
     except _Diverged as err:
@@ -140,8 +145,12 @@ def _measure(
     train_spend = lab.spent() - start
     latency, budget_hit = _latency(trainer, meter) if not budget_hit else (math.nan, True)
     meter.flush()
-    if not curve:  # the envelope ran out before the first evaluation
-        curve = [(trainer.samples_seen, round(trainer.evaluate().value, 5))]
+    if not curve:  # the envelope ran out before the first evaluation: nothing to score
+        fault = TrialFault(
+            UNFUNDED,
+            f"the search envelope ran out after {trainer.samples_seen} samples, before a first evaluation",
+        )
+        return replace(_unscored(lab, start, fault), budget_hit=True)
     return TrialRun(
         curve=tuple((n, lab.metric.score(v)) for n, v in curve),
         cost_to_best_usd=max(cost_to_best, 0.0),
