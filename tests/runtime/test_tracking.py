@@ -86,3 +86,16 @@ def test_a_store_slow_to_open_is_waited_for_before_the_close_timeout_starts(tmp_
     assert tr.close() is True
     assert [r.info.run_name for r in _runs(uri, "unit")] == ["trial-0"]
     assert not (tmp_path / "spool.jsonl").exists() or not (tmp_path / "spool.jsonl").read_text().strip()
+
+
+def test_a_new_attempt_marks_the_attempts_a_kill_left_running_killed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tr = Tracker(uri, "unit", tmp_path / "spool.jsonl")
+    killed = tr.start_run("attempt 1", tags={"paretrain.run_id": "run-x"})  # its process died
+    other = tr.start_run("another run", tags={"paretrain.run_id": "run-y"})  # still training
+    now = tr.start_run("attempt 2", tags={"paretrain.run_id": "run-x"})
+    tr.end_stale(now, "run-x")
+    assert tr.close() is True
+    status = {r.info.run_name: r.info.status for r in _runs(uri, "unit")}
+    assert status == {"attempt 1": "KILLED", "another run": "RUNNING", "attempt 2": "RUNNING"}
+    assert killed and other

@@ -94,6 +94,7 @@ class Reporting:
                 "paretrain.direction": self.metric.direction,
             },
         )
+        self.tracker.end_stale(self.handle, s.run_id)  # attempts a kill -9 left RUNNING
         self.events.attach(self.tracker, self.handle)
         self._log_dataset(trainer)
         self.tracker.log_params(

@@ -143,6 +143,12 @@ class Tracker:
     def log_params(self, handle: str, params: Mapping[str, Any]) -> None:
         self._put({"op": "params", "handle": handle, "params": {k: str(v)[:6000] for k, v in params.items()}})
 
+    def end_stale(self, handle: str, run_id: str) -> None:
+        """Mark KILLED the MLflow runs of paretrain run ``run_id`` (its earlier attempts) still
+        RUNNING beside ``handle``'s: one process holds a run at a time (its ledger's lock), so
+        they are attempts that a ``kill -9`` or a crash ended before they could say so."""
+        self._put({"op": "end_stale", "handle": handle, "paretrain_run": run_id})
+
     def set_tags(self, handle: str, tags: Mapping[str, Any]) -> None:
         self._put({"op": "tags", "handle": handle, "tags": {k: str(v) for k, v in tags.items()}})
 
@@ -361,6 +367,12 @@ def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe
             client.log_artifact(run_id, op["path"], op.get("artifact_path"))
     elif kind == "end":
         client.set_terminated(run_id, op.get("status", "FINISHED"))
+    elif kind == "end_stale":
+        exp_id = client.get_run(run_id).info.experiment_id
+        query = f"tags.`paretrain.run_id` = '{op['paretrain_run']}' and attributes.status = 'RUNNING'"
+        for r in client.search_runs([exp_id], query, max_results=1000):
+            if r.info.run_id != run_id:
+                client.set_terminated(r.info.run_id, "KILLED")
     return run_id
 
 
