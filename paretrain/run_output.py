@@ -137,8 +137,12 @@ def show_compare(ui: Output, experiment: str, rows: Sequence[dict[str, Any]]) ->
     target metric's columns named by it, the errors as the JSON record gives them."""
     ui.put("experiment", experiment)
     ui.put("runs", list(rows))
-    metric = rows[0].get("metric", "val_accuracy") if rows else "val_accuracy"
+    metrics = list(dict.fromkeys(r.get("metric", "val_accuracy") for r in rows)) or ["val_accuracy"]
+    for metric in metrics:  # one table per target metric: runs of specs aiming at others apart
+        _compare_table(ui, metric, [r for r in rows if r.get("metric", "val_accuracy") == metric])
 
+
+def _compare_table(ui: Output, metric: str, rows: Sequence[dict[str, Any]]) -> None:
     def yn(v: Any) -> str:
         return "-" if v is None else ("yes" if v else "no")
 

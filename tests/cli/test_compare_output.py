@@ -143,3 +143,22 @@ def test_an_error_that_is_not_finite_is_not_shown_as_a_percentage():
 
     assert _error(0.5, float("inf")) == "-" and _shown_error(float("nan")) == "-"
     assert _error(0.5, 0.55) == "+10.0%" and _shown_error(None) == "-"
+
+
+def test_runs_aiming_at_different_metrics_get_a_table_and_a_front_each(monkeypatch):
+    runs = [
+        _run("m1", {"cost_usd": 1.0, "wall_s": 1.0, "val_mse": 0.5}, "val_mse", "minimize"),
+        _run("r1", {"cost_usd": 2.0, "wall_s": 2.0, "val_r2": 0.6}, "val_r2", "maximize"),
+        _run("r2", {"cost_usd": 3.0, "wall_s": 3.0, "val_r2": 0.5}, "val_r2", "maximize"),
+    ]
+    monkeypatch.setattr("paretrain.runtime.tracking.client._client", lambda uri: _Client(runs))
+    name, rows = compare_rows("sqlite:///x.db", "exp")
+    # m1 is not compared with the val_r2 runs; r2 is dominated by r1 (dearer, slower, lower r2)
+    assert {r["run"]: r["on_front"] for r in rows} == {"m1": True, "r1": True, "r2": False}
+    out = io.StringIO()
+    with Output("table", out=out, err=io.StringIO()) as ui:
+        show_compare(ui, name, rows)
+    text = out.getvalue()
+    mse_table, r2_table = text.split("pred_val_r2")[0], "pred_val_r2" + text.split("pred_val_r2")[1]
+    assert "pred_val_mse" in mse_table and "m1" in mse_table and "r1" not in mse_table
+    assert "r1" in r2_table and "r2" in r2_table and "m1" not in r2_table

@@ -120,19 +120,26 @@ def compare_rows(uri: str, experiment: str | None) -> tuple[str, list[dict[str, 
         latest.pop(key, None)  # re-inserted: the row goes where its latest attempt started
         latest[key], attempts[key] = r, attempts.get(key, 0) + 1
     rows = [{**_row(r), **_refits(client, r), "attempts": attempts[key]} for key, r in latest.items()]
-    judged = [i for i, r in enumerate(rows) if r["status"] not in INTERRUPTED]
-    keep = {
-        judged[j]
-        for j in non_dominated(
-            [
-                (r["cost_usd"], r["wall_s"], Metric(r["metric"], r["direction"]).score(r[r["metric"]]))
-                for r in (rows[i] for i in judged)
-            ]
-        )
-    }
+    keep = _front(rows)
     for i, r in enumerate(rows):
         r["on_front"] = None if r["status"] in INTERRUPTED else i in keep
     return exp.name, rows
+
+
+def _front(rows: list[dict[str, Any]]) -> set[int]:
+    """The rows on the realized front: not dominated in cost, wall time and target metric by a
+    row of the same metric and direction (runs of specs that share an experiment but aim at
+    different metrics are not compared with each other); interrupted rows are not judged."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        if r["status"] not in INTERRUPTED:
+            groups.setdefault((r["metric"], r["direction"]), []).append(i)
+    keep: set[int] = set()
+    for (metric, direction), judged in groups.items():
+        m = Metric(metric, direction)
+        points = [(rows[i]["cost_usd"], rows[i]["wall_s"], m.score(rows[i][metric])) for i in judged]
+        keep |= {judged[j] for j in non_dominated(points)}
+    return keep
 
 
 def _experiment(client: Any, uri: str, experiment: str | None) -> Any:
