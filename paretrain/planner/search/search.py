@@ -169,21 +169,32 @@ def run_search(
         run = _train(spec, lab, study, trial, config, held, samples, envelope)
         spent += run.spend_usd
         new += 1
-        if run.fault is not None:
-            attrs = {"config": config.to_dict(), "spend_usd": run.spend_usd}
-            unbuildable = fail_unscored(study, trial, run.fault, attrs, unbuildable)
-            if run.budget_hit:  # unfunded: the envelope is spent
-                stopped_for_budget = True
-                break
-            continue
-        unbuildable = 0
-        frozen = _record(spec, study, trial, config, run, samples)
-        if on_trial is not None and frozen is not None:
-            on_trial(frozen, config)
-        if run.budget_hit:
+        unbuildable = _tell(spec, study, trial, config, run, samples, unbuildable, on_trial)
+        if run.budget_hit:  # the envelope is spent (an unfunded trial's too)
             stopped_for_budget = True
             break
     return _result(spec, study, new, spent, stopped_for_budget)
+
+
+def _tell(
+    spec: Spec,
+    study: optuna.Study,
+    trial: optuna.Trial,
+    config: Config,
+    run: TrialRun,
+    samples: int,
+    unbuildable: int,
+    on_trial: Callable[[optuna.trial.FrozenTrial, Config], None] | None,
+) -> int:
+    """Record a trial that ran: failed unscored (``run.fault``) or scored; returns the trials
+    in a row whose config did not build, this one included (``fail_unscored``)."""
+    if run.fault is not None:
+        attrs = {"config": config.to_dict(), "spend_usd": run.spend_usd}
+        return fail_unscored(study, trial, run.fault, attrs, unbuildable)
+    frozen = _record(spec, study, trial, config, run, samples)
+    if on_trial is not None and frozen is not None:
+        on_trial(frozen, config)
+    return 0
 
 
 def _result(

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from paretrain.runtime.tracking.ops import apply_op, experiment_id
+
 __all__ = ["Tracker", "default_uri", "git_commit", "sync_spool"]
 
 _STOP = object()
@@ -52,21 +54,6 @@ def _client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     return MlflowClient(tracking_uri=uri)
-
-
-def _experiment_id(client: Any, name: str) -> str:
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            client.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name)
-    except Exception:
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 class Tracker:
@@ -236,7 +223,7 @@ class Tracker:
     def _connect(self) -> Any:
         try:
             client = _client(self.uri)
-            _experiment_id(client, self.experiment)
+            experiment_id(client, self.experiment)
             return client
         except Exception as err:
             self.errors.append(f"MLflow unavailable at {self.uri}: {err}")
@@ -308,72 +295,6 @@ class Tracker:
                 f.write(json.dumps(rec) + "\n")
             f.flush()
             os.fsync(f.fileno())
-
-
-def apply_op(client: Any, op: dict[str, Any], run_ids: dict[str, str], *, dedupe: bool = False) -> str:
-    """Carry out one tracking op; returns the MLflow run id of its handle."""
-    from mlflow.entities import Metric, Param, RunTag
-
-    kind, handle = op["op"], op["handle"]
-    if kind == "create":
-        tags = dict(op.get("tags", {}))
-        parent = op.get("parent_run_id") or (run_ids.get(op["parent"]) if op.get("parent") else None)
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        tags.setdefault("mlflow.runName", op["name"])
-        tags.setdefault("paretrain.handle", handle)
-        exp_id = _experiment_id(client, op["experiment"])
-        if dedupe:  # the server may have made it before it died and its answer was lost
-            found = client.search_runs([exp_id], f"tags.`paretrain.handle` = '{handle}'", max_results=1)
-            if found:
-                return found[0].info.run_id
-        run = client.create_run(exp_id, tags=tags, run_name=op["name"])
-        return run.info.run_id
-    run_id = run_ids.get(handle) or op.get("run_id")
-    if run_id is None:
-        raise RuntimeError(f"run of handle {handle} was never created")
-    if kind == "params":
-        params = op["params"]
-        if dedupe:
-            have = client.get_run(run_id).data.params
-            params = {k: v for k, v in params.items() if k not in have}
-        items = list(params.items())
-        for i in range(0, len(items), 100):
-            client.log_batch(run_id, params=[Param(k, v) for k, v in items[i : i + 100]])
-    elif kind == "tags":
-        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in op["tags"].items()])
-    elif kind == "metrics":
-        points = op["points"]
-        if dedupe:
-            seen: dict[str, set[tuple[int, int, float]]] = {}
-            for key in {p[0] for p in points}:
-                seen[key] = {(m.step, m.timestamp, m.value) for m in client.get_metric_history(run_id, key)}
-            points = [p for p in points if (p[3], p[2], p[1]) not in seen[p[0]]]
-        for i in range(0, len(points), 1000):
-            client.log_batch(run_id, metrics=[Metric(k, v, ts, st) for k, v, ts, st in points[i : i + 1000]])
-    elif kind == "input":
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
-        ds = Dataset(op["name"], op["digest"], "code", op["source"], None, json.dumps(op["profile"]))
-        if dedupe:
-            have = client.get_run(run_id).inputs.dataset_inputs
-            if any(d.dataset.digest == op["digest"] for d in have):
-                return run_id
-        client.log_inputs(
-            run_id, datasets=[DatasetInput(ds, [InputTag("mlflow.data.context", op["context"])])]
-        )
-    elif kind == "artifact":
-        if Path(op["path"]).exists():
-            client.log_artifact(run_id, op["path"], op.get("artifact_path"))
-    elif kind == "end":
-        client.set_terminated(run_id, op.get("status", "FINISHED"))
-    elif kind == "end_stale":
-        exp_id = client.get_run(run_id).info.experiment_id
-        query = f"tags.`paretrain.run_id` = '{op['paretrain_run']}' and attributes.status = 'RUNNING'"
-        for r in client.search_runs([exp_id], query, max_results=1000):
-            if r.info.run_id != run_id:
-                client.set_terminated(r.info.run_id, "KILLED")
-    return run_id
 
 
 def sync_spool(spool_path: str | Path, uri: str | None = None) -> tuple[int, int]:

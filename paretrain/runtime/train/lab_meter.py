@@ -165,15 +165,15 @@ class LabMeter:
         timer = self._set_deadline(t0)
         try:
             work()
-        except Overran:  # still running when the envelope could pay no more: cut, and stop here
-            self.flush()
-            raise self._overran() from None
-        except BaseException:  # a member that raised, a divergence: the time it took is charged
-            self.flush()
-            raise
-        finally:
+        except BaseException as err:  # a member that raised, a divergence: the time it took is charged
             if timer is not None:
-                timer.clear()
+                timer.clear()  # first: the charge below is paretrain's own work, never cut
+            self.flush()
+            if isinstance(err, Overran):  # still running when the envelope could pay no more
+                raise self._overran() from None
+            raise
+        if timer is not None:
+            timer.clear()
         self.sync()
         dt = time.perf_counter() - t0
         self.observe(dt)
