@@ -25,16 +25,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from paretrain.planner.errors import BudgetExhausted
+from paretrain.planner.inputs.catalog import local_offers
 from paretrain.planner.inputs.space import Config
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.plan.plan import Candidate, Plan, StagePlan
 from paretrain.runtime.money.ledger import read_charges
 from paretrain.runtime.run.executor import Executor
 from paretrain.runtime.tracking.client import Tracker
-from paretrain.runtime.train.devices import claim
+from paretrain.runtime.train.devices import claim, local_devices
 from paretrain.runtime.train.process_setup import warm_up_torch
 from paretrain.runtime.train.trainer import Trainer
-from paretrain.runtime.train.workloads import WORKLOADS, load_workload
+from paretrain.runtime.train.workloads import WORKLOADS, load_workload, prepare_data
 
 CONFIG = Config("mlp-256x2", "mlp", (("width", 256), ("depth", 2)), lr=1e-3)
 BATCH = 32
@@ -68,8 +69,8 @@ def make_plan(steps: int) -> Plan:
         eval_s=0.01,
     )
     cand = Candidate("p1", CONFIG.id, 0.999, 0.0, 1.0, (stage,))
-    offer = {"id": "local/cpu-1", "price_usd_per_h": 0.0425, "local": True, "storage_usd_per_gb_month": 0.0}
-    return Plan("x", "x", spec, (spec.configs[0],), (offer,), (cand,), "p1", "p1", "p1")
+    offers = tuple(o for o in local_offers(local_devices(), spec.hardware) if o.id == "local/cpu-1")
+    return Plan("x", "x", spec, (spec.configs[0],), offers, (cand,), "p1", "p1", "p1")
 
 
 def bare(workload, steps: int) -> float:
@@ -112,10 +113,7 @@ def main() -> None:
     warm_up_torch()
     work = Path(tempfile.mkdtemp(prefix="paretrain-overhead-"))
     spec = make_plan(args.steps)
-    workload = load_workload(
-        parse_spec(dict(spec.spec), "x", WORKLOADS).workload, work / ".paretrain" / "cache"
-    )
-    workload.data()
+    workload = prepare_data(load_workload(spec.spec.workload, work / ".paretrain" / "cache"))
     rows = []
     for block in range(args.blocks):
         b = bare(workload, args.steps)
