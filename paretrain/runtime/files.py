@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from paretrain.planner.errors import InputError
@@ -21,6 +24,7 @@ __all__ = [
     "read_profile",
     "read_text",
     "sha256_file",
+    "strict_json",
     "write_profile",
 ]
 
@@ -76,6 +80,22 @@ def check_writable(path: str | Path, option: str, *, folder: bool = False) -> No
             f"{option} {p}: no file can be made in the folder {probe}. To fix: choose a folder this user "
             "may write"
         )
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def strict_json(value: object, **kwargs: Any) -> str:
+    """``json.dumps`` that any JSON reader takes: a non-finite number (a metric not measured yet,
+    ``inf``; a diverged loss, ``nan``) is written as ``null``, never as bare ``Infinity``/``NaN``."""
+    return json.dumps(_finite(value), allow_nan=False, **kwargs)
 
 
 def has_password(*uris: str | None) -> bool:

@@ -31,3 +31,13 @@ def test_a_uri_with_a_password_makes_a_file_private():
     assert has_password(None, "postgresql://paretrain:s3cret@db.example:5432/optuna")
     assert not has_password("sqlite:///mlflow.db", "postgresql://paretrain@db.example/optuna", None)
     assert not has_password("http://[::1", "")  # not a URI: nothing to hide, no error
+
+
+def test_strict_json_writes_a_non_finite_number_as_null():
+    import json
+
+    from paretrain.runtime.files import strict_json
+
+    text = strict_json({"val_mse": float("inf"), "loss": [1.0, float("nan")], "ok": 2.5})
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"val_mse": None, "loss": [1.0, None], "ok": 2.5}

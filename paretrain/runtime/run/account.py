@@ -22,6 +22,7 @@ import json
 import time
 from typing import Any
 
+from paretrain.runtime.files import strict_json
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.changes import StorageCharged
 from paretrain.runtime.run.state import RunSetup, RunState
@@ -190,7 +191,7 @@ class EventLog:
         ev = {"t": round(time.time(), 3), "t_run": round(self.meter.t, 3), "event": name, **data}
         self.events.append(ev)
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(ev) + "\n")
+            f.write(strict_json(ev) + "\n")
         if self.handle is not None and self.tracker is not None:
             self.tracker.set_tags(self.handle, {f"paretrain.event.{len(self.events)}": json.dumps(ev)})
 

@@ -5,7 +5,6 @@ says why and how to go on."""
 from __future__ import annotations
 
 import io
-import json
 import math
 import signal
 from typing import Any
@@ -15,7 +14,7 @@ import torch
 from paretrain.planner.plan.plan_file import plan_to_json
 from paretrain.runtime.adapt.learning import Refit
 from paretrain.runtime.adapt.policy import Triple
-from paretrain.runtime.files import atomic_write_bytes, atomic_write_text
+from paretrain.runtime.files import atomic_write_bytes, atomic_write_text, strict_json
 from paretrain.runtime.money.meter import Meter
 from paretrain.runtime.run.account import EventLog
 from paretrain.runtime.run.runs import (
@@ -62,7 +61,7 @@ class Reporting:
         s = self.setup
         atomic_write_text(
             s.run_dir / "status.json",
-            json.dumps(
+            strict_json(
                 {
                     "run_id": s.run_id,
                     "fingerprint": s.plan.fingerprint,
