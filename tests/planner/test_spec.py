@@ -56,7 +56,8 @@ def test_digest_ignores_comments_and_layout():
     "mutate, field, rule",
     [
         (lambda s: s.update(colour="red"), "colour", "is not a known key"),
-        (lambda s: s["budget"].update(total_usd=-1), "budget.total_usd", ">= 0"),
+        (lambda s: s["budget"].update(total_usd=-1), "budget.total_usd", "> 0"),
+        (lambda s: s["budget"].update(total_usd=0), "budget.total_usd", "> 0"),
         (lambda s: s["budget"].update(total_usd=math.nan), "budget.total_usd", "finite"),
         (lambda s: s["budget"].update(total_usd="ten"), "budget.total_usd", "must be a number"),
         (lambda s: s["hardware"].update(allow=[]), "hardware.allow", "must not be empty"),
@@ -179,7 +180,7 @@ def test_json_schema_lists_every_section_and_forbids_unknown_keys():
     ):
         assert key in schema["properties"]
     assert schema["additionalProperties"] is False
-    assert schema["properties"]["budget"]["properties"]["total_usd"]["minimum"] == 0
+    assert schema["properties"]["budget"]["properties"]["total_usd"]["exclusiveMinimum"] == 0
     assert set(schema["required"]) >= {"name", "target", "budget", "deadline_s"}
 
 

@@ -130,8 +130,9 @@ SPEC_FIELDS = Field(
             fields={
                 "total_usd": _num(
                     minimum=0,
+                    exclusive_minimum=True,
                     help="the most money the whole job may spend, in USD",
-                    fix="give a finite budget >= 0 in USD, e.g. 'total_usd: 0.05'",
+                    fix="give a finite budget > 0 in USD, e.g. 'total_usd: 0.05'",
                 ),
                 "envelopes": Field(
                     "section",
