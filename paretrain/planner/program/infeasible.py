@@ -34,7 +34,8 @@ def explain_infeasible(problem: Problem, f: Formulation) -> InfeasiblePlan:
     if cheapest_any is None:
         return InfeasiblePlan(
             f"{head}: no measured configuration reaches that level at any allowed batch size "
-            "(the plan's notes say why for each). To fix: "
+            "(no plan is written; what each configuration reached is in its profile file under "
+            ".paretrain/profiles/, with the curve it was measured on). To fix: "
             f"{'lower' if m.maximize else 'raise'} target.goal, allow more batch sizes or raise target.max_samples",
             binding="level",
         )
