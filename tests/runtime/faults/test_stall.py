@@ -47,8 +47,8 @@ def _evaluate(self, model, batches):
 W.evaluate = _evaluate
 """
 
-#: $0.01 a second on one CPU, and a project ceiling of $0.04: the run may hold it about 4 s
-PRICE_PER_H, CEILING = 36.0, 0.04
+#: $0.01 a second on one CPU, and a project ceiling of $0.025: the run may hold it about 2.5 s
+PRICE_PER_H, CEILING = 36.0, 0.025
 
 
 def local_plan_in(folder: Path, fault: str) -> None:
