@@ -60,7 +60,7 @@ def test_message_names_file_field_rule_and_value(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text(yaml.safe_dump(small_spec(budget={"total_usd": -5})))
     result = CliRunner().invoke(cli, ["plan", str(spec)])
-    assert f"{spec}: field 'budget.total_usd' must be >= 0; got -5" in result.stderr
+    assert f"{spec}: field 'budget.total_usd' must be > 0; got -5" in result.stderr
 
 
 def test_real_process_bad_input_has_no_traceback(tmp_path):
