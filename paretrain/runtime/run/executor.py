@@ -14,6 +14,7 @@ budget or (an offer gone past it) at the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -300,19 +301,21 @@ class Executor:
         now = p.account.now(st)
         if w is not None and now < w.until and p.meter.ledger.spent < w.spend:
             every = self.spec.runtime.checkpoint_every_s
-            holds, done = window_steps(
-                st,
-                self.trainer,
-                p.account,
-                w,
-                stage_left=st.stage.samples - st.stage_done,
-                max_samples=self.spec.target.max_samples,
-                ckpt_at=st.ckpt_t + every,
-                signals=self.signals,
-                on_fault=self.apply,
-                deadline=self._timer(),
-                stop_at=p.guard.stop_at(st),
-            )
+            timer = self._timer()
+            # set once for the window: its spend grows with time only
+            with timer.during(p.guard.stop_at(st)) if timer else contextlib.nullcontext():
+                holds, done = window_steps(
+                    st,
+                    self.trainer,
+                    p.account,
+                    w,
+                    stage_left=st.stage.samples - st.stage_done,
+                    max_samples=self.spec.target.max_samples,
+                    ckpt_at=st.ckpt_t + every,
+                    signals=self.signals,
+                    on_fault=self.apply,
+                    deadline=timer,
+                )
         else:
             if not self.prices.available(st.hw, now):
                 self.window = None

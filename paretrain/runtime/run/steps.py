@@ -51,12 +51,8 @@ def checked_step(
     else:
         if t0 >= stop_at:
             raise Overran("a step")
-        deadline.set(stop_at)
-        deadline.armed = True
-        try:
-            loss = trainer.step()
-        finally:
-            deadline.clear()
+        with deadline.during(stop_at):
+            loss = deadline.guarded(trainer.step)()
     real = time.perf_counter() - t0
     slowest: float | None = None
     if emu:
@@ -90,12 +86,8 @@ def timed_evaluation(trainer: Any, timer: Deadline | None, stop_at: float) -> An
     """``trainer.evaluate()``, cut by ``timer`` (``Overran``) if still running at ``stop_at``."""
     if timer is None:
         return trainer.evaluate()
-    timer.set(stop_at, "an evaluation")
-    timer.armed = True
-    try:
-        return trainer.evaluate()
-    finally:
-        timer.clear()
+    with timer.during(stop_at, "an evaluation"):
+        return timer.guarded(trainer.evaluate)()
 
 
 def window_steps(
@@ -110,64 +102,26 @@ def window_steps(
     signals: Any = None,
     on_fault: Callable[[Stepped], None] | None = None,
     deadline: Deadline | None = None,
-    stop_at: float = math.inf,
 ) -> tuple[bool, Stepped]:
     """Steps until anything else is due (window end, spend threshold, stage end, evaluation, checkpoint,
     ``max_samples``, a step slower than the window assumed, a non-finite loss, ``signals.received``).
     Returns whether the window still holds (False: close it) and the steps done. A step that
-    raises hands the steps before it (charged already) to ``on_fault`` first; one still running
-    at ``stop_at`` is stopped there by ``deadline`` (``Overran``)."""
-    timed = deadline if deadline is not None else Deadline()  # one not entered never fires
-    timed.set(stop_at)  # once for the window: its spend grows with time only
-    try:
-        return _window_steps(
-            state,
-            trainer,
-            account,
-            window,
-            stage_left,
-            max_samples,
-            ckpt_at,
-            signals,
-            on_fault,
-            timed,
-            stop_at,
-        )
-    finally:
-        timed.clear()
-
-
-def _window_steps(
-    state: RunState,
-    trainer: Any,
-    account: Account,
-    window: Window,
-    stage_left: int,
-    max_samples: int,
-    ckpt_at: float,
-    signals: Any,
-    on_fault: Callable[[Stepped], None] | None,
-    timed: Deadline,
-    stop_at: float,
-) -> tuple[bool, Stepped]:
+    raises, or that ``deadline`` cuts (``Overran``), hands the steps before it to ``on_fault``."""
     meter, emu = account.meter, account.setup.emulated(state.hw)
-    step, perf, charge = trainer.step, time.perf_counter, window.charger
+    perf, charge = time.perf_counter, window.charger
+    step = trainer.step if deadline is None else deadline.guarded(trainer.step)
     price, until, spend, slow, limit = window.price_s, window.until, window.spend, window.slow, window.slowest
     batch, due = trainer.batch_size, min(state.next_eval, max_samples)  # an evaluation, or the limit
     ends = min(ckpt_at, until)  # a checkpoint, or the window's end
-    virtual_s = state.stage.step_s * slow
     done, compute, slowest = 0, 0.0, state.slowest
     spent = start_spent = meter.ledger.spent  # then a running float: the window's margin dwarfs its rounding
     t_start = meter.t
     finite, loss = math.isfinite, math.nan
     while True:
         t0 = perf()
-        try:  # past ``stop_at`` the timer fires every REPEAT_S: a step begun then is cut at once
-            timed.armed = True
+        try:  # past its moment the timer fires every REPEAT_S: a step begun then is cut at once
             loss = step()
-            timed.armed = False
         except BaseException:  # out of memory, a member that raised, a cut: the steps before it count
-            timed.armed = False
             if done and on_fault is not None:
                 on_fault(
                     _stepped(emu, done, batch, loss, meter.t - t_start, spent - start_spent, compute, slowest)
@@ -175,7 +129,7 @@ def _window_steps(
             raise
         real = perf() - t0
         if emu:
-            spent += charge(price, virtual_s, trainer.steps)
+            spent += charge(price, state.stage.step_s * slow, trainer.steps)
         else:
             if slow > 1.0:
                 time.sleep(real * (slow - 1.0))

@@ -29,14 +29,18 @@ that moment raises ``Overran`` in the user's code if it is still running then.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["REPEAT_S", "Deadline", "Overran"]
+
+T = TypeVar("T")
 
 #: how often the timer fires again once the deadline has passed, until the step returns (a
 #: step begun after the moment is cut within this)
@@ -82,6 +86,29 @@ class Deadline:
         self.armed = False
         if self.active:
             signal.setitimer(signal.ITIMER_REAL, 0.0)
+
+    @contextlib.contextmanager
+    def during(self, stop_at: float, what: str = "a step") -> Iterator[Deadline]:
+        """The timer set to ``stop_at`` while the block runs (``what`` says what it cuts); the
+        user's code in it runs through ``guarded``."""
+        self.set(stop_at, what)
+        try:
+            yield self
+        finally:
+            self.clear()
+
+    def guarded(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """``fn`` (the user's code: a step, an evaluation), armed while it runs: only there does
+        the timer raise ``Overran``."""
+
+        def call() -> T:
+            self.armed = True
+            try:
+                return fn()
+            finally:
+                self.armed = False
+
+        return call
 
     def _handle(self, _signum: int, _frame: FrameType | None) -> None:
         if self.armed:  # stays armed: raised again while the step goes on (a bare ``except:``)

@@ -12,24 +12,15 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from paretrain.planner.inputs.catalog import local_offers
-from paretrain.planner.inputs.spec_parse import parse_spec
-from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.make import make_plan
 from paretrain.planner.plan.plan import Plan
-from paretrain.planner.plan.plan_file import plan_to_json
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.train.checkpoint import checkpoint_paths
-from paretrain.runtime.train.workloads import workloads_for
-from tests.planner.synthetic_lab import SyntheticLab
 from tests.runtime.faults.test_signals import SLOW_STEPS, train_lines
 from tests.runtime.faults.workload import (
     assert_ledger_consistent,
     ledger,
     one_line,
+    plan_in,
     run_args,
     run_plan,
     spec_data,
@@ -47,25 +38,7 @@ def data_parallel_plan(folder: Path) -> Plan:
         0.003, planner={"max_workers": 2, "min_workers": 2, "batch_sizes": [16]}, checkpoint_every_s=5.0
     )
     data["hardware"] = {"allow": ["local/cpu-1"], "catalog": "none"}
-    (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    where = str(folder / "spec.yaml")
-    spec = parse_spec(data, where, workloads_for(data["workload"], where))
-    lab = SyntheticLab(e_min={c.id: 3000.0 for c in spec.configs}, best={c.id: 1.0 for c in spec.configs})
-    profile = build_profile(spec, lab, list(spec.configs))
-    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow]
-    problem, ctx = build_problem(spec, offers, profile, list(spec.configs))
-    plan = make_plan(
-        spec=spec,
-        profile_key="test",
-        problem=problem,
-        ctx=ctx,
-        front=pareto_front(problem),
-        configs=list(spec.configs),
-        offers=offers,
-        solver="highs",
-    )
-    (folder / "plan.json").write_text(plan_to_json(plan))
-    return plan
+    return plan_in(folder, data)
 
 
 def _children() -> dict[int, list[int]]:

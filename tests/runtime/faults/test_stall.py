@@ -11,17 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from paretrain.planner.inputs.catalog import local_offers
-from paretrain.planner.inputs.spec_parse import parse_spec
-from paretrain.planner.measure.profile import build_profile
-from paretrain.planner.plan.make import make_plan
-from paretrain.planner.plan.plan_file import plan_to_json
-from paretrain.planner.program.build import build_problem
-from paretrain.planner.program.milp import pareto_front
 from paretrain.runtime.money.ledger import read_charges
-from paretrain.runtime.train.workloads import workloads_for
-from tests.planner.synthetic_lab import SyntheticLab
-from tests.runtime.faults.workload import ledger, one_line, run_plan, spec_data, write_workload
+from tests.runtime.faults.workload import ledger, one_line, plan_in, run_plan, spec_data, write_workload
 
 pytestmark = pytest.mark.slow  # real training on the real clock, a process per command
 
@@ -53,32 +44,14 @@ PRICE_PER_H, CEILING = 36.0, 0.025
 
 def local_plan_in(folder: Path, fault: str) -> None:
     write_workload(folder, fault)
-    data = spec_data(runtime_checkpoint := 0.2)
-    data["runtime"]["checkpoint_every_s"] = runtime_checkpoint
+    data = spec_data(checkpoint_every_s=0.2)
     data["hardware"] = {
         "allow": ["local/cpu-1"],
         "catalog": "none",
         "prices": {"cpu_vcpu_usd_per_h": PRICE_PER_H},
     }
     data["budget"] = {**data["budget"], "project_ceiling_usd": CEILING, "approval_above_usd": 100.0}
-    (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    where = str(folder / "spec.yaml")
-    spec = parse_spec(data, where, workloads_for(data["workload"], where))
-    lab = SyntheticLab(e_min={c.id: 3000.0 for c in spec.configs}, best={c.id: 1.0 for c in spec.configs})
-    profile = build_profile(spec, lab, list(spec.configs))
-    offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow]
-    problem, ctx = build_problem(spec, offers, profile, list(spec.configs))
-    plan = make_plan(
-        spec=spec,
-        profile_key="test",
-        problem=problem,
-        ctx=ctx,
-        front=pareto_front(problem),
-        configs=list(spec.configs),
-        offers=offers,
-        solver="highs",
-    )
-    (folder / "plan.json").write_text(plan_to_json(plan))
+    plan_in(folder, data)
 
 
 @pytest.mark.parametrize(

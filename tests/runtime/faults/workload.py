@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from paretrain.planner.inputs.catalog import builtin_catalog_text, parse_catalog
+from paretrain.planner.inputs.catalog import builtin_catalog_text, local_offers, parse_catalog
 from paretrain.planner.inputs.spec_parse import parse_spec
 from paretrain.planner.measure.profile import build_profile
 from paretrain.planner.plan.make import make_plan
@@ -101,12 +101,21 @@ def make_plan_in(
     write_workload(folder, fault)
     data = spec_data(lr, planner, **runtime)
     data["target"]["max_samples"] = max_samples
+    return plan_in(folder, data)
+
+
+def plan_in(folder: Path, data: dict) -> Plan:
+    """``spec.yaml`` (``data``) and ``plan.json`` in ``folder``, planned from the synthetic lab:
+    on the emulated ``OFFER`` when the spec allows it, else on the local offers it allows."""
     (folder / "spec.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     where = str(folder / "spec.yaml")
     spec = parse_spec(data, where, workloads_for(data["workload"], where))
     lab = SyntheticLab(e_min={c.id: 3000.0 for c in spec.configs}, best={c.id: 1.0 for c in spec.configs})
     profile = build_profile(spec, lab, list(spec.configs))
-    offers = [replace(o, switch_s=0.01) for o in parse_catalog(builtin_catalog_text()) if o.id == OFFER]
+    if OFFER in spec.hardware.allow:
+        offers = [replace(o, switch_s=0.01) for o in parse_catalog(builtin_catalog_text()) if o.id == OFFER]
+    else:
+        offers = [o for o in local_offers(lab.devices(), spec.hardware) if o.id in spec.hardware.allow]
     problem, ctx = build_problem(spec, offers, profile, list(spec.configs))
     plan = make_plan(
         spec=spec,
