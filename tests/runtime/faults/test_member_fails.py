@@ -11,6 +11,7 @@ from tests.runtime.faults.workload import (
     assert_ledger_consistent,
     ledger,
     make_plan_in,
+    on_call,
     one_line,
     run_plan,
     write_workload,
@@ -53,16 +54,7 @@ W.evaluate = _evaluate
 """
 
 
-LOSS_EXITS = """
-import sys
-_base_loss = W.loss
-def _loss(self, model, batch):
-    CALLS["loss"] += 1
-    if CALLS["loss"] == 30:
-        sys.exit(0)
-    return _base_loss(self, model, batch)
-W.loss = _loss
-"""
+LOSS_EXITS = on_call("loss", 30, "sys.exit(0)", "import sys")
 
 
 @pytest.mark.parametrize(

@@ -12,31 +12,22 @@ import pytest
 import yaml
 
 from paretrain.runtime.money.ledger import read_charges
-from tests.runtime.faults.workload import ledger, one_line, plan_in, run_plan, spec_data, write_workload
+from tests.runtime.faults.workload import (
+    ledger,
+    on_call,
+    one_line,
+    plan_in,
+    run_plan,
+    spec_data,
+    write_workload,
+)
 
 pytestmark = pytest.mark.slow  # real training on the real clock, a process per command
 
-STEP_STALLS = """
-import time
-_base_loss = W.loss
-def _loss(self, model, batch):
-    CALLS["loss"] += 1
-    if CALLS["loss"] == 12:
-        time.sleep(60)
-    return _base_loss(self, model, batch)
-W.loss = _loss
-"""
+STEP_STALLS = on_call("loss", 12, "time.sleep(60)", "import time")
 
-EVALUATION_STALLS = """
-import time
-_base_eval = W.evaluate
-def _evaluate(self, model, batches):
-    CALLS["evaluate"] += 1
-    if CALLS["evaluate"] == 2:  # after the dry check's, the run's first
-        time.sleep(60)
-    return _base_eval(self, model, batches)
-W.evaluate = _evaluate
-"""
+#: after the dry check's evaluation and the run's first
+EVALUATION_STALLS = on_call("evaluate", 2, "time.sleep(60)", "import time")
 
 #: $0.01 a second on one CPU, and a project ceiling of $0.025: the run may hold it about 2.5 s
 PRICE_PER_H, CEILING = 36.0, 0.025
@@ -84,7 +75,7 @@ def test_stalled_user_code_is_cut_at_the_budget_and_resume_with_nothing_left_spe
 def test_a_step_that_stalls_while_profiling_is_cut_at_the_profile_envelope(tmp_path):
     from tests.runtime.faults.workload import paretrain
 
-    write_workload(tmp_path, STEP_STALLS.replace("== 12", "== 30"))
+    write_workload(tmp_path, on_call("loss", 30, "time.sleep(60)", "import time"))
     data = spec_data(planner={"convergence": "truncated"})
     data["hardware"] = {
         "allow": ["local/cpu-1"],

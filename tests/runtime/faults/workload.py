@@ -60,6 +60,22 @@ class W(Workload):
 """
 
 
+def on_call(member: str, call: int, action: str, imports: str = "") -> str:
+    """Workload source (a ``fault`` for ``write_workload``) that makes ``W.<member>`` run
+    ``action`` (one Python statement) at its ``call``-th call in the process, the dry check's
+    included, and otherwise do what it did."""
+    return f"""
+{imports}
+_base_{member} = W.{member}
+def _{member}(self, *args):
+    CALLS["{member}"] = CALLS.get("{member}", 0) + 1
+    if CALLS["{member}"] == {call}:
+        {action}
+    return _base_{member}(self, *args)
+W.{member} = _{member}
+"""
+
+
 def write_workload(folder: Path, fault: str = "") -> Path:
     """``wl.py`` in ``folder``: the workload above with ``fault`` (code changing ``W``) after it."""
     path = folder / "wl.py"
