@@ -18,7 +18,7 @@ def test_code_still_running_at_the_deadline_is_cut_there():
         t0 = time.perf_counter()
         with pytest.raises(Overran, match="an evaluation"):
             time.sleep(5)
-        assert time.perf_counter() - t0 < 1.0
+        assert time.perf_counter() - t0 < 4.0  # cut, not the 5 s sleep (a busy machine delays it)
         d.clear()
 
 

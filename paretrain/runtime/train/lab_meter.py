@@ -163,11 +163,11 @@ class LabMeter:
         self.sync()
         t0 = time.perf_counter()
         timer = self._set_deadline(t0)
-        try:
-            work()
+        try:  # the user's code runs armed; the timer is cleared before the charge below
+            (work if timer is None else timer.guarded(work))()
         except BaseException as err:  # a member that raised, a divergence: the time it took is charged
             if timer is not None:
-                timer.clear()  # first: the charge below is paretrain's own work, never cut
+                timer.clear()
             self.flush()
             if isinstance(err, Overran):  # still running when the envelope could pay no more
                 raise self._overran() from None
@@ -187,7 +187,6 @@ class LabMeter:
             return None
         left_s = (self.cap - self._spent()) / self.price - (t0 - self.last)
         timer.set(t0 + left_s - min(0.01, 0.1 * max(left_s, 0.0)), f"measuring {self.what}")
-        timer.armed = True
         return timer
 
     def _overran(self) -> EnvelopeExhausted:
